@@ -9,8 +9,7 @@ export type PlantedBug =
   | 'acceptor-ignores-promise'
   | 'acceptor-overwrites-same-ballot'
   | 'leader-skips-recovery'
-  | 'reply-before-persist'
-  | 'lease-ignores-drift';
+  | 'reply-before-persist';
 
 /** Tunables of one replica's protocol core. Times are milliseconds of the injected clock. */
 export interface CoreOptions {

@@ -194,8 +194,8 @@ export interface RoleChange {
 
 /** One batch of work for the runtime: persist, then send, then apply (etcd's Ready). */
 export interface Ready {
-  /** Must be made durable; then call persisted(op.seq). May run concurrently with `send`. */
-  persist: PersistOp | null;
+  /** Must be made durable in order; then call persisted(seq) (the last op's seq covers all). */
+  persist: PersistOp[];
   /** Safe to send now: every vote in here is already durable. */
   send: Message[];
   /** Chosen, in slot order, contiguous with the previous Ready's: apply them. */

@@ -1,0 +1,1079 @@
+// The multi-Paxos replica: a pure, deterministic state machine.
+//
+// Design note
+// -----------
+// Inputs: receive(msg), tick(), propose(commands), read(), persisted(seq), and a few admin calls;
+// each takes `now` (ms of an injected monotonic clock). Randomness (election jitter) comes from an
+// injected PRNG. After any inputs, takeReady() returns one batch of work, etcd-style:
+//   persist  - must be made durable; then call persisted(seq) (in seq order)
+//   send     - may be sent at once: a vote (promise 1b, accepted 2b) is only ever put here once the
+//              state it votes for is durable (votes wait in `awaitingPersist` until then)
+//   committed- chosen values in slot order: apply them
+// Roles: follower (acceptor + learner), candidate (running Phase 1), leader (Phase 2 per slot).
+// Every replica is an acceptor; the leader is also one, and counts its own vote only once its
+// own accept is durable. Invariants are in checkInvariants(); handler contracts are inline.
+// The protocol, message by message, is in docs/protocol.md.
+
+import { ballotReplica, formatBallot, nextBallot } from './ballot.js';
+import { CONTRACTS, ensures, invariant, requires } from './contracts.js';
+import { Membership } from './membership.js';
+import type { CoreOptions } from './options.js';
+import { validateCoreOptions } from './options.js';
+import type {
+  AcceptMsg,
+  AcceptedMsg,
+  Ballot,
+  CatchupReplyMsg,
+  CatchupRequestMsg,
+  Command,
+  DurableState,
+  Entry,
+  HeartbeatAckMsg,
+  HeartbeatMsg,
+  Message,
+  PersistOp,
+  PrepareMsg,
+  PromiseMsg,
+  ReadMode,
+  Ready,
+  RejectMsg,
+  RejectReason,
+  ReplicaId,
+  Role,
+  Slot,
+  TimeoutNowMsg,
+  Value,
+} from './types.js';
+import { NOOP, sameValue } from './values.js';
+
+/** A log slot as this replica holds it. `seq` is the persist op that last wrote it. */
+interface Cell {
+  entry: Entry;
+  seq: number;
+}
+
+interface AwaitingPersist {
+  seq: number;
+  messages: Message[];
+  /** Slots this replica accepted as leader at `ballot`: its own votes, counted once durable. */
+  selfVotes: Slot[];
+  ballot: Ballot;
+  /** This candidate's own promise, counted once durable. */
+  selfPromise: boolean;
+}
+
+interface InflightSlot {
+  value: Value;
+  votes: Set<ReplicaId>;
+  sentAtMs: number;
+}
+
+interface PendingRead {
+  readId: number;
+  /** The commit point noted when the read arrived (or when the leader became ready). */
+  slot: Slot;
+  /** Leadership is confirmed by a quorum ack of a heartbeat round >= this. */
+  round: number;
+}
+
+interface CandidateState {
+  ballot: Ballot;
+  fromSlot: Slot;
+  promises: Map<ReplicaId, PromiseMsg>;
+  selfPromised: boolean;
+  asked: Set<ReplicaId>;
+  transfer: boolean;
+}
+
+interface LeaderState {
+  ballot: Ballot;
+  nextSlot: Slot;
+  /** Proposed, not yet known chosen. */
+  inflight: Map<Slot, InflightSlot>;
+  /** The last slot proposed on election: once the prefix reaches it, the leader may serve reads. */
+  readyAtSlot: Slot;
+  ready: boolean;
+  queue: Command[];
+  queueBytes: number;
+  queueSinceMs: number;
+  pendingConfig: ReplicaId[] | null;
+  heartbeatRound: number;
+  heartbeatDueMs: number;
+  roundSentAtMs: Map<number, number>;
+  roundAcks: Map<number, Set<ReplicaId>>;
+  lastQuorumRoundSentAtMs: number;
+  leaseUntilMs: number;
+  pendingReads: PendingRead[];
+  readRoundNeeded: boolean;
+  /** Set while handing leadership to another replica: no new proposals, no lease reads. */
+  transferring: boolean;
+}
+
+export type PersistSink = never;
+
+export class Replica {
+  readonly id: ReplicaId;
+  readonly options: CoreOptions;
+  private readonly random: () => number;
+
+  // --- acceptor state (volatile mirror; durable once its persist op completes)
+  private promised: Ballot = 0;
+  private readonly cells = new Map<Slot, Cell>();
+  private logStart: Slot = 1;
+  private maxSlotSeen: Slot = 0;
+
+  // --- learner state
+  private chosenPrefix: Slot = 0;
+  private appliedPrefix: Slot = 0;
+  /** The highest commit point any leader has told us of. */
+  private knownCommit: Slot = 0;
+  private knownCommitFrom: ReplicaId | null = null;
+  private catchupRetryAtMs = 0;
+  private chosenPrefixPersisted: Slot = 0;
+  private membership: Membership;
+
+  // --- role
+  private role: Role = 'follower';
+  private leaderId: ReplicaId | null = null;
+  private maxBallotSeen: Ballot = 0;
+  private lastLeaderContactMs = -Infinity;
+  private promiseBlockedUntilMs: number;
+  private electionDeadlineMs: number;
+  private candidate: CandidateState | null = null;
+  private leader: LeaderState | null = null;
+  private nowMs: number;
+
+  // --- persistence
+  private nextPersistSeq = 1;
+  private durableSeq = 0;
+  private pending: PersistOp | null = null;
+  private readonly awaiting: AwaitingPersist[] = [];
+
+  // --- outputs, drained by takeReady()
+  private out: Ready = emptyReady();
+
+  constructor(options: CoreOptions, random: () => number, nowMs: number, durable?: DurableState) {
+    this.options = validateCoreOptions(options);
+    this.id = options.id;
+    this.random = random;
+    this.nowMs = nowMs;
+    const snapshotSlot = durable?.snapshotSlot ?? 0;
+    this.membership = new Membership(
+      durable && durable.snapshotConfigs.length > 0 ? durable.snapshotConfigs : [{ fromSlot: 1, members: options.members }],
+    );
+    // A restarted replica may have promised things it no longer remembers (unsynced writes):
+    // it waits one lease before promising anything, so it cannot undercut a live leader's lease.
+    this.promiseBlockedUntilMs = durable ? nowMs + options.leaseMs : nowMs;
+    if (durable) this.recover(durable, snapshotSlot);
+    this.electionDeadlineMs = nowMs + this.electionTimeout();
+    if (CONTRACTS) this.checkInvariants();
+  }
+
+  private recover(durable: DurableState, snapshotSlot: Slot): void {
+    // SAFETY.md: promised = max(metadata's ballot, highest ballot found in the log).
+    let promised = durable.promised;
+    this.logStart = snapshotSlot + 1;
+    this.chosenPrefix = snapshotSlot;
+    this.appliedPrefix = snapshotSlot;
+    for (const entry of durable.entries) {
+      if (!entry.chosen && entry.ballot > promised) promised = entry.ballot;
+      if (entry.slot <= snapshotSlot) continue;
+      const prior = this.cells.get(entry.slot);
+      // A learned-chosen value is final; a later accept of the same slot can only carry it again.
+      const chosen = entry.chosen === true || (prior?.entry.chosen === true);
+      this.cells.set(entry.slot, { entry: { ...entry, chosen }, seq: 0 });
+      if (entry.slot > this.maxSlotSeen) this.maxSlotSeen = entry.slot;
+    }
+    this.promised = promised;
+    this.maxBallotSeen = promised;
+    const recordedPrefix = Math.max(snapshotSlot, durable.chosenPrefix);
+    for (let s = snapshotSlot + 1; s <= recordedPrefix; s++) {
+      const cell = this.cells.get(s);
+      if (!cell) break; // the marker outlived a record: keep the proven prefix only
+      if (!cell.entry.chosen) cell.entry = { ...cell.entry, chosen: true };
+    }
+    this.advanceChosenPrefix();
+    this.chosenPrefixPersisted = this.chosenPrefix;
+  }
+
+  // ================================================================ public inputs
+
+  tick(nowMs: number): void {
+    this.setNow(nowMs);
+    if (this.role === 'leader') this.leaderTick();
+    else this.followerTick();
+    this.finishStep();
+  }
+
+  receive(msg: Message, nowMs: number): void {
+    this.setNow(nowMs);
+    if (CONTRACTS) requires(msg.to === this.id, `message for ${msg.to} delivered to ${this.id}`);
+    if (msg.from === this.id || !this.membership.isKnown(msg.from)) {
+      // Messages from non-members are ignored (SAFETY.md): they cannot vote or lead here.
+      this.finishStep();
+      return;
+    }
+    switch (msg.type) {
+      case 'prepare':
+        this.onPrepare(msg);
+        break;
+      case 'promise':
+        this.onPromise(msg);
+        break;
+      case 'accept':
+        this.onAccept(msg);
+        break;
+      case 'accepted':
+        this.onAccepted(msg);
+        break;
+      case 'reject':
+        this.onReject(msg);
+        break;
+      case 'heartbeat':
+        this.onHeartbeat(msg);
+        break;
+      case 'heartbeatAck':
+        this.onHeartbeatAck(msg);
+        break;
+      case 'catchupRequest':
+        this.onCatchupRequest(msg);
+        break;
+      case 'catchupReply':
+        this.onCatchupReply(msg);
+        break;
+      case 'timeoutNow':
+        this.onTimeoutNow(msg);
+        break;
+    }
+    this.finishStep();
+  }
+
+  /** Client commands. Rejected at once (never proposed) unless this replica leads. */
+  propose(commands: Command[], nowMs: number): void {
+    this.setNow(nowMs);
+    const leader = this.leader;
+    if (!leader || leader.transferring) {
+      this.out.rejected.push({ commands, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
+    } else {
+      if (leader.queue.length === 0) leader.queueSinceMs = nowMs;
+      for (const c of commands) {
+        leader.queue.push(c);
+        leader.queueBytes += c.payload.length;
+      }
+    }
+    this.finishStep();
+  }
+
+  /** A configuration change (one at a time). Returns an error string when refused. */
+  proposeConfig(members: ReplicaId[], nowMs: number): string | null {
+    this.setNow(nowMs);
+    const leader = this.leader;
+    let refusal: string | null = null;
+    if (!leader || leader.transferring) refusal = 'not the leader';
+    else if (leader.pendingConfig || this.configChangeInFlight()) refusal = 'a configuration change is already in progress';
+    else if (members.length === 0 || new Set(members).size !== members.length) refusal = 'members must be distinct and non-empty';
+    else leader.pendingConfig = [...members].sort((a, b) => a - b);
+    this.finishStep();
+    return refusal;
+  }
+
+  read(readId: number, mode: ReadMode, nowMs: number): void {
+    this.setNow(nowMs);
+    const leader = this.leader;
+    if (!leader || leader.transferring) {
+      this.out.readRefusals.push({ readId, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
+    } else if (mode === 'lease' && leader.ready && nowMs < leader.leaseUntilMs) {
+      this.out.reads.push({ readId, slot: this.chosenPrefix });
+    } else {
+      // Read-index: a quorum must ack a heartbeat round started after this read arrived.
+      leader.pendingReads.push({ readId, slot: this.chosenPrefix, round: leader.heartbeatRound + 1 });
+      leader.readRoundNeeded = true;
+    }
+    this.finishStep();
+  }
+
+  /** The runtime made persist op `seq` (and every earlier one) durable. */
+  persisted(seq: number, nowMs: number): void {
+    this.setNow(nowMs);
+    if (CONTRACTS) requires(seq > this.durableSeq && seq < this.nextPersistSeq, `persisted(${seq}) out of order`);
+    this.durableSeq = seq;
+    while (this.awaiting.length > 0 && this.awaiting[0]!.seq <= seq) {
+      const done = this.awaiting.shift()!;
+      for (const m of done.messages) this.out.send.push(m);
+      if (done.selfVotes.length > 0 && this.leader && this.leader.ballot === done.ballot) {
+        for (const slot of done.selfVotes) this.countVote(slot, this.id);
+      }
+      if (done.selfPromise && this.candidate && this.candidate.ballot === done.ballot) {
+        this.candidate.selfPromised = true;
+        this.tryFinishPhase1();
+      }
+    }
+    this.finishStep();
+  }
+
+  /** Hand leadership to `target` (RSL's relinquish primary). */
+  transferLeadership(target: ReplicaId, nowMs: number): string | null {
+    this.setNow(nowMs);
+    let refusal: string | null = null;
+    const leader = this.leader;
+    if (!leader) refusal = 'not the leader';
+    else if (target === this.id) refusal = 'already the leader';
+    else if (!this.membership.membersAt(this.chosenPrefix + 1).includes(target)) refusal = `replica ${target} is not a member`;
+    else {
+      leader.transferring = true;
+      leader.leaseUntilMs = 0; // give the lease up first: the target may be promised inside it
+      this.send({ type: 'timeoutNow', from: this.id, to: target, ballot: leader.ballot });
+    }
+    this.finishStep();
+    return refusal;
+  }
+
+  /** Campaign now (RSL's attempt promotion); `transfer` skips the lease check at acceptors. */
+  campaign(nowMs: number, transfer = false): void {
+    this.setNow(nowMs);
+    if (this.role !== 'leader') this.startPhase1(transfer);
+    this.finishStep();
+  }
+
+  /** The application saved a snapshot covering slots <= slot: the log below may be released. */
+  compact(slot: Slot): void {
+    if (CONTRACTS) requires(slot <= this.appliedPrefix, `compact(${slot}) beyond applied ${this.appliedPrefix}`);
+    for (let s = this.logStart; s <= slot; s++) this.cells.delete(s);
+    if (slot + 1 > this.logStart) this.logStart = slot + 1;
+    this.membership.pruneBelow(this.logStart);
+    if (CONTRACTS) this.checkInvariants();
+  }
+
+  /** The runtime restored the state machine from a snapshot of slots <= slot (taken elsewhere). */
+  installSnapshot(slot: Slot, configs: DurableState['snapshotConfigs'], nowMs: number): void {
+    this.setNow(nowMs);
+    if (slot > this.appliedPrefix) {
+      for (const s of [...this.cells.keys()]) if (s <= slot) this.cells.delete(s);
+      this.logStart = slot + 1;
+      this.appliedPrefix = slot;
+      if (this.chosenPrefix < slot) this.chosenPrefix = slot;
+      if (this.maxSlotSeen < slot) this.maxSlotSeen = slot;
+      this.membership = new Membership(configs);
+      this.advanceChosenPrefix();
+    }
+    this.finishStep();
+  }
+
+  takeReady(): Ready | null {
+    const r = this.out;
+    if (
+      r.persist.length === 0 &&
+      r.send.length === 0 &&
+      r.committed.length === 0 &&
+      r.reads.length === 0 &&
+      r.readRefusals.length === 0 &&
+      r.rejected.length === 0 &&
+      r.roleChanges.length === 0 &&
+      !r.snapshotNeeded
+    ) {
+      return null;
+    }
+    this.out = emptyReady();
+    return r;
+  }
+
+  // ================================================================ introspection
+
+  get status() {
+    return {
+      id: this.id,
+      role: this.role,
+      leader: this.role === 'leader' ? this.id : this.leaderId,
+      ballot: this.leader?.ballot ?? this.candidate?.ballot ?? this.promised,
+      promised: this.promised,
+      chosenPrefix: this.chosenPrefix,
+      appliedPrefix: this.appliedPrefix,
+      logStart: this.logStart,
+      maxSlotSeen: this.maxSlotSeen,
+      leaderReady: this.leader?.ready ?? false,
+      queuedCommands: this.leader?.queue.length ?? 0,
+      inflightSlots: this.leader?.inflight.size ?? 0,
+      members: this.membership.membersAt(this.chosenPrefix + 1),
+      durableSeq: this.durableSeq,
+    };
+  }
+
+  get configs() {
+    return this.membership.snapshot();
+  }
+
+  /** The entry this replica holds for a slot (tests and the simulator). */
+  entryAt(slot: Slot): Entry | undefined {
+    return this.cells.get(slot)?.entry;
+  }
+
+  // ================================================================ acceptor: Phase 1
+
+  private onPrepare(msg: PrepareMsg): void {
+    const promisedBefore = this.promised;
+    this.noteBallot(msg.ballot);
+    if (msg.ballot < this.promised) {
+      this.send({ type: 'reject', from: this.id, to: msg.from, ballot: msg.ballot, promised: this.promised });
+      return;
+    }
+    if (msg.ballot > this.promised && !this.mayPromise(msg)) return; // inside a lease: stay silent
+    if (msg.ballot > this.promised) {
+      this.promised = msg.ballot;
+      this.persistPromise();
+      this.stepDown(null);
+      // Give the candidate a full election timeout to finish before we campaign ourselves.
+      this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+    }
+    // msg.ballot === promised here: (re)send the promise once the promise is durable.
+    const reply: PromiseMsg = {
+      type: 'promise',
+      from: this.id,
+      to: msg.from,
+      ballot: msg.ballot,
+      fromSlot: msg.fromSlot,
+      entries: this.entriesForPromise(msg.fromSlot),
+      chosenPrefix: this.chosenPrefix,
+      logStart: this.logStart,
+    };
+    // Wait for everything issued so far: the promise and the accepts it reports.
+    const replySeq = this.lastIssuedSeq();
+    this.sendAfterPersist(reply, replySeq);
+    if (CONTRACTS) {
+      ensures(this.promised >= promisedBefore, 'promised ballot never decreases');
+      ensures(this.promised === msg.ballot, 'a promise is sent only for the promised ballot');
+      ensures(!this.out.send.includes(reply) || this.durableSeq >= replySeq, 'promise sent before it was durable');
+    }
+  }
+
+  /** A replica that heard from a leader within the lease does not promise a higher ballot. */
+  private mayPromise(msg: PrepareMsg): boolean {
+    if (this.nowMs < this.promiseBlockedUntilMs) return false;
+    if (msg.transfer) return true;
+    if (this.role === 'leader') return false; // a leader steps down by itself when it loses its quorum
+    return this.nowMs >= this.lastLeaderContactMs + this.options.leaseMs;
+  }
+
+  private entriesForPromise(fromSlot: Slot): Entry[] {
+    const entries: Entry[] = [];
+    const start = Math.max(fromSlot, this.logStart);
+    // Chosen entries the candidate may lack, bounded; if it needs more it will catch up first.
+    const chosenEnd = Math.min(this.chosenPrefix, start + this.options.catchupEntriesMax - 1);
+    for (let s = start; s <= chosenEnd; s++) {
+      const cell = this.cells.get(s);
+      if (cell) entries.push(cell.entry);
+    }
+    // Every accepted slot above the chosen prefix (at most W of them): Phase 1 must see them all.
+    for (let s = Math.max(start, this.chosenPrefix + 1); s <= this.maxSlotSeen; s++) {
+      const cell = this.cells.get(s);
+      if (cell) entries.push(cell.entry);
+    }
+    return entries;
+  }
+
+  // ================================================================ acceptor: Phase 2
+
+  private onAccept(msg: AcceptMsg): void {
+    const promisedBefore = this.promised;
+    const before = this.cells.get(msg.slot)?.entry;
+    this.noteBallot(msg.ballot);
+    const ignoresPromise = this.options.plantedBug === 'acceptor-ignores-promise'; // PLANTED BUG (tests only)
+    if (msg.ballot < this.promised && !ignoresPromise) {
+      this.send({ type: 'reject', from: this.id, to: msg.from, ballot: msg.ballot, promised: this.promised });
+      return;
+    }
+    this.heardFromLeader(msg.from, msg.ballot);
+    if (msg.ballot > this.promised) {
+      this.promised = msg.ballot;
+      this.persistPromise();
+    }
+    if (msg.slot < this.logStart) return; // compacted: chosen long ago
+    if (msg.slot > this.chosenPrefix + this.options.pipelineWindowSlots) {
+      // Beyond our window: we lag. Refuse (the leader retransmits) and catch up.
+      this.noteCommit(msg.commitSlot, msg.from);
+      this.maybeRequestCatchup();
+      return;
+    }
+    const cell = this.cells.get(msg.slot);
+    if (cell && cell.entry.ballot === msg.ballot && !cell.entry.chosen) {
+      if (!sameValue(cell.entry.value, msg.value)) {
+        // A correct leader sends one value per (slot, ballot). Never change a vote at one ballot.
+        if (this.options.plantedBug !== 'acceptor-overwrites-same-ballot') return; // PLANTED BUG bypasses this
+        this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: msg.value });
+      }
+      // else: a retransmission. Reply once the earlier write is durable.
+    } else if (cell?.entry.chosen) {
+      if (CONTRACTS) invariant(sameValue(cell.entry.value, msg.value), `slot ${msg.slot}: a chosen value is being replaced`);
+      if (cell.entry.ballot !== msg.ballot) this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: msg.value, chosen: true });
+    } else {
+      this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: msg.value });
+    }
+    const reply: AcceptedMsg = { type: 'accepted', from: this.id, to: msg.from, ballot: msg.ballot, slot: msg.slot };
+    const written = this.cells.get(msg.slot)!;
+    if (this.options.plantedBug === 'reply-before-persist') this.send(reply); // PLANTED BUG (tests only)
+    else this.sendAfterPersist(reply, written.seq);
+    this.noteCommit(msg.commitSlot, msg.from);
+    this.learnCommit(msg.commitSlot, msg.ballot);
+    if (CONTRACTS) {
+      ensures(ignoresPromise || msg.ballot >= promisedBefore, 'accepted below the promised ballot');
+      ensures(
+        !before || before.ballot !== msg.ballot || sameValue(before.value, written.entry.value) ||
+          this.options.plantedBug === 'acceptor-overwrites-same-ballot',
+        `slot ${msg.slot}: changed the value accepted at ballot ${formatBallot(msg.ballot)}`,
+      );
+      ensures(written.entry.ballot === msg.ballot, 'the accepted ballot is recorded');
+      ensures(
+        this.options.plantedBug === 'reply-before-persist' || !this.out.send.includes(reply) || written.seq <= this.durableSeq,
+        'accept reply emitted before the accept was durable',
+      );
+    }
+  }
+
+  private writeCell(entry: Entry): void {
+    const op = this.pendingOp();
+    op.entries.push(entry);
+    this.cells.set(entry.slot, { entry, seq: op.seq });
+    if (entry.slot > this.maxSlotSeen) this.maxSlotSeen = entry.slot;
+  }
+
+  // ================================================================ learner
+
+  private heardFromLeader(from: ReplicaId, ballot: Ballot): void {
+    this.lastLeaderContactMs = this.nowMs;
+    this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+    if (this.role !== 'follower' || this.leaderId !== from) this.stepDown(from);
+    this.leaderId = from;
+    if (CONTRACTS) invariant(ballotReplica(ballot) === from, 'a leader speaks with its own ballot');
+  }
+
+  private noteCommit(commitSlot: Slot, from: ReplicaId): void {
+    if (commitSlot > this.knownCommit) {
+      this.knownCommit = commitSlot;
+      this.knownCommitFrom = from;
+    }
+  }
+
+  /**
+   * A commit notice (commitSlot, ballot) from the leader of `ballot`: every slot <= commitSlot is
+   * chosen, and where we accepted at that same ballot we hold the chosen value (one value per
+   * (slot, ballot)). Other slots must be fetched: "commit up to N" alone would let us execute a
+   * stale value (SAFETY.md).
+   */
+  private learnCommit(commitSlot: Slot, ballot: Ballot): void {
+    const end = Math.min(commitSlot, this.chosenPrefix + this.options.pipelineWindowSlots);
+    for (let s = this.chosenPrefix + 1; s <= end; s++) {
+      const cell = this.cells.get(s);
+      if (cell && !cell.entry.chosen && cell.entry.ballot === ballot) cell.entry = { ...cell.entry, chosen: true };
+    }
+    this.advanceChosenPrefix();
+    if (this.chosenPrefix < this.knownCommit) this.maybeRequestCatchup();
+  }
+
+  private advanceChosenPrefix(): void {
+    for (;;) {
+      const cell = this.cells.get(this.chosenPrefix + 1);
+      if (!cell || !cell.entry.chosen) break;
+      this.chosenPrefix++;
+      const value = cell.entry.value;
+      if (value.kind === 'config') {
+        const fromSlot = this.chosenPrefix + this.options.pipelineWindowSlots;
+        if (fromSlot > this.membership.latestFromSlot) this.membership.add({ fromSlot, members: value.members });
+      }
+    }
+    if (this.chosenPrefix > this.knownCommit) this.knownCommit = this.chosenPrefix;
+  }
+
+  private maybeRequestCatchup(): void {
+    if (this.nowMs < this.catchupRetryAtMs) return;
+    const target = this.leaderId ?? this.knownCommitFrom;
+    if (target === null || target === this.id) return;
+    this.catchupRetryAtMs = this.nowMs + this.options.retransmitMs;
+    this.send({ type: 'catchupRequest', from: this.id, to: target, fromSlot: this.chosenPrefix + 1 });
+  }
+
+  private onCatchupRequest(msg: CatchupRequestMsg): void {
+    if (msg.fromSlot < this.logStart) {
+      this.send({ type: 'catchupReply', from: this.id, to: msg.from, entries: [], commitSlot: this.chosenPrefix, snapshotSlot: this.logStart - 1 });
+      return;
+    }
+    const entries: Entry[] = [];
+    const end = Math.min(this.chosenPrefix, msg.fromSlot + this.options.catchupEntriesMax - 1);
+    for (let s = msg.fromSlot; s <= end; s++) entries.push(this.cells.get(s)!.entry);
+    this.send({ type: 'catchupReply', from: this.id, to: msg.from, entries, commitSlot: this.chosenPrefix, snapshotSlot: 0 });
+  }
+
+  private onCatchupReply(msg: CatchupReplyMsg): void {
+    this.noteCommit(msg.commitSlot, msg.from);
+    for (const e of msg.entries) this.learnChosen(e);
+    this.advanceChosenPrefix();
+    if (msg.entries.length === 0 && msg.snapshotSlot > this.chosenPrefix) {
+      this.out.snapshotNeeded = { from: msg.from, slot: msg.snapshotSlot };
+    } else if (this.chosenPrefix < this.knownCommit) {
+      this.catchupRetryAtMs = 0; // more to fetch: ask again at once
+      this.maybeRequestCatchup();
+    }
+  }
+
+  /** Install a value known to be chosen (from a catch-up reply or a promise). */
+  private learnChosen(e: Entry): void {
+    if (e.slot < this.logStart || e.slot <= this.chosenPrefix) return;
+    const cell = this.cells.get(e.slot);
+    if (cell?.entry.chosen) {
+      if (CONTRACTS) invariant(sameValue(cell.entry.value, e.value), `slot ${e.slot}: two different chosen values`);
+      return;
+    }
+    if (e.slot > this.chosenPrefix + this.options.pipelineWindowSlots + this.options.catchupEntriesMax) return;
+    this.writeCell({ slot: e.slot, ballot: e.ballot, value: e.value, chosen: true });
+  }
+
+  // ================================================================ leader election
+
+  private followerTick(): void {
+    if (this.chosenPrefix < this.knownCommit) this.maybeRequestCatchup();
+    if (this.nowMs < this.electionDeadlineMs) return;
+    // Do not campaign (or disturb anyone) while a leader we heard from still holds its lease.
+    if (this.nowMs < this.lastLeaderContactMs + this.options.leaseMs) return;
+    if (this.nowMs < this.promiseBlockedUntilMs) return;
+    this.startPhase1(false);
+  }
+
+  private startPhase1(transfer: boolean): void {
+    const ballot = nextBallot(Math.max(this.maxBallotSeen, this.promised), this.id);
+    this.stepDown(null);
+    this.role = 'candidate';
+    this.maxBallotSeen = ballot;
+    this.promised = ballot;
+    const seq = this.persistPromise();
+    const fromSlot = this.chosenPrefix + 1;
+    this.candidate = { ballot, fromSlot, promises: new Map(), selfPromised: false, asked: new Set(), transfer };
+    this.awaitOp(seq).selfPromise = true;
+    this.awaitOp(seq).ballot = ballot;
+    this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+    this.out.roleChanges.push({ role: 'candidate', ballot, leader: null });
+    this.askForPromises();
+  }
+
+  private askForPromises(): void {
+    const c = this.candidate!;
+    for (const peer of this.membership.peersFrom(c.fromSlot)) {
+      if (peer === this.id || c.asked.has(peer)) continue;
+      c.asked.add(peer);
+      this.send({ type: 'prepare', from: this.id, to: peer, ballot: c.ballot, fromSlot: c.fromSlot, transfer: c.transfer });
+    }
+  }
+
+  private onPromise(msg: PromiseMsg): void {
+    const c = this.candidate;
+    if (!c || msg.ballot !== c.ballot) return;
+    // Adopt what the acceptor knows to be chosen; if it knows more than it could send, we are
+    // behind: catch up first and campaign later (Phase 1 must see every accepted slot).
+    for (const e of msg.entries) if (e.chosen) this.learnChosen(e);
+    this.advanceChosenPrefix();
+    if (msg.logStart > c.fromSlot && msg.logStart - 1 > this.chosenPrefix) {
+      this.abandonCandidacy();
+      this.out.snapshotNeeded = { from: msg.from, slot: msg.logStart - 1 };
+      return;
+    }
+    if (msg.chosenPrefix > this.chosenPrefix) {
+      this.noteCommit(msg.chosenPrefix, msg.from);
+      this.abandonCandidacy();
+      this.catchupRetryAtMs = 0;
+      this.send({ type: 'catchupRequest', from: this.id, to: msg.from, fromSlot: this.chosenPrefix + 1 });
+      return;
+    }
+    c.promises.set(msg.from, msg);
+    this.askForPromises(); // configurations learned just now may add acceptors to ask
+    this.tryFinishPhase1();
+  }
+
+  private abandonCandidacy(): void {
+    this.candidate = null;
+    this.role = 'follower';
+    this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+    this.out.roleChanges.push({ role: 'follower', ballot: this.promised, leader: null });
+  }
+
+  private tryFinishPhase1(): void {
+    const c = this.candidate;
+    if (!c || !c.selfPromised) return;
+    const voters = new Set<ReplicaId>(c.promises.keys());
+    voters.add(this.id);
+    if (!this.membership.hasQuorumFrom(c.fromSlot, voters)) return;
+    this.becomeLeader(c);
+  }
+
+  private becomeLeader(c: CandidateState): void {
+    // Recover every slot any promise reported: the highest-ballot value, or a no-op in a hole.
+    const best = new Map<Slot, Entry>();
+    let maxSlot = this.chosenPrefix;
+    const skipRecovery = this.options.plantedBug === 'leader-skips-recovery'; // PLANTED BUG (tests only)
+    const reports: Entry[][] = skipRecovery ? [] : [...c.promises.values()].map((p) => p.entries);
+    reports.push(this.entriesForPromise(c.fromSlot));
+    for (const entries of reports) {
+      for (const e of entries) {
+        if (e.slot <= this.chosenPrefix) continue;
+        const prior = best.get(e.slot);
+        if (!prior || (e.chosen && !prior.chosen) || (!prior.chosen && e.ballot > prior.ballot)) best.set(e.slot, e);
+        if (e.slot > maxSlot) maxSlot = e.slot;
+      }
+    }
+    this.candidate = null;
+    this.role = 'leader';
+    this.leaderId = this.id;
+    const leader: LeaderState = {
+      ballot: c.ballot,
+      nextSlot: this.chosenPrefix + 1,
+      inflight: new Map(),
+      readyAtSlot: Number.MAX_SAFE_INTEGER,
+      ready: false,
+      queue: [],
+      queueBytes: 0,
+      queueSinceMs: this.nowMs,
+      pendingConfig: null,
+      heartbeatRound: 0,
+      heartbeatDueMs: this.nowMs,
+      roundSentAtMs: new Map(),
+      roundAcks: new Map(),
+      lastQuorumRoundSentAtMs: this.nowMs,
+      leaseUntilMs: 0,
+      pendingReads: [],
+      readRoundNeeded: false,
+      transferring: false,
+    };
+    this.leader = leader;
+    // Re-propose every recovered slot at our ballot (a value known chosen is re-proposed as is:
+    // always safe, and it keeps one code path).
+    for (let s = this.chosenPrefix + 1; s <= maxSlot; s++) {
+      const e = best.get(s);
+      this.proposeAt(s, e ? e.value : NOOP);
+    }
+    // We serve nothing until every recovered slot, and one of our own, is chosen: propose a
+    // no-op if nothing was recovered (Raft's empty entry).
+    if (maxSlot === this.chosenPrefix) this.proposeAt(leader.nextSlot, NOOP);
+    leader.readyAtSlot = leader.nextSlot - 1;
+    this.out.roleChanges.push({ role: 'leader', ballot: c.ballot, leader: this.id });
+    this.broadcastHeartbeat();
+  }
+
+  private onReject(msg: RejectMsg): void {
+    this.noteBallot(msg.promised);
+    const mine = this.leader?.ballot ?? this.candidate?.ballot;
+    if (mine !== undefined && msg.ballot === mine && msg.promised > mine) this.stepDown(null);
+  }
+
+  private onTimeoutNow(msg: TimeoutNowMsg): void {
+    if (msg.ballot < this.promised || this.role === 'leader') return;
+    this.startPhase1(true);
+  }
+
+  // ================================================================ leader: Phase 2
+
+  private proposeAt(slot: Slot, value: Value): void {
+    const leader = this.leader!;
+    if (CONTRACTS) {
+      requires(slot > this.chosenPrefix, `proposing at chosen slot ${slot}`);
+      requires(slot <= this.chosenPrefix + this.options.pipelineWindowSlots, `slot ${slot} beyond the pipeline window`);
+      requires(!leader.inflight.has(slot), `slot ${slot} proposed twice at one ballot`);
+    }
+    this.writeCell({ slot, ballot: leader.ballot, value });
+    leader.inflight.set(slot, { value, votes: new Set(), sentAtMs: this.nowMs });
+    this.awaitOp(this.pending!.seq).selfVotes.push(slot);
+    this.awaitOp(this.pending!.seq).ballot = leader.ballot;
+    if (slot >= leader.nextSlot) leader.nextSlot = slot + 1;
+    // The leader sends 2a before its own write completes; its own vote counts only once durable.
+    for (const peer of this.membership.peersFrom(slot)) {
+      if (peer === this.id) continue;
+      this.send({ type: 'accept', from: this.id, to: peer, ballot: leader.ballot, slot, value, commitSlot: this.chosenPrefix });
+    }
+  }
+
+  private onAccepted(msg: AcceptedMsg): void {
+    const leader = this.leader;
+    if (!leader || msg.ballot !== leader.ballot) return;
+    this.countVote(msg.slot, msg.from);
+  }
+
+  private countVote(slot: Slot, voter: ReplicaId): void {
+    const leader = this.leader!;
+    const inflight = leader.inflight.get(slot);
+    if (!inflight) return;
+    if (!this.membership.membersAt(slot).includes(voter)) return;
+    inflight.votes.add(voter);
+    if (!this.isSlotQuorum(slot, inflight.votes)) return;
+    leader.inflight.delete(slot);
+    const cell = this.cells.get(slot)!;
+    if (CONTRACTS) invariant(cell.entry.ballot === leader.ballot && sameValue(cell.entry.value, inflight.value), `slot ${slot}: leader's cell changed`);
+    cell.entry = { ...cell.entry, chosen: true };
+    const before = this.chosenPrefix;
+    this.advanceChosenPrefix();
+    if (!leader.ready && this.chosenPrefix >= leader.readyAtSlot) {
+      leader.ready = true;
+      for (const r of leader.pendingReads) if (r.slot < this.chosenPrefix) r.slot = this.chosenPrefix;
+    }
+    if (this.chosenPrefix > before) this.maybeStepDownAfterRemoval();
+  }
+
+  private isSlotQuorum(slot: Slot, votes: ReadonlySet<ReplicaId>): boolean {
+    const members = this.membership.membersAt(slot);
+    let n = 0;
+    for (const m of members) if (votes.has(m)) n++;
+    return n * 2 > members.length;
+  }
+
+  private configChangeInFlight(): boolean {
+    if (this.membership.latestFromSlot > this.chosenPrefix + 1) return true;
+    for (const f of this.leader?.inflight.values() ?? []) if (f.value.kind === 'config') return true;
+    return false;
+  }
+
+  /** Fill free window slots from the queue: batching happens here, pipelining by the window. */
+  private flushProposals(): void {
+    const leader = this.leader;
+    if (!leader || leader.transferring) return;
+    const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
+    if (leader.pendingConfig && leader.nextSlot <= windowEnd && !this.configChangeInFlight()) {
+      this.proposeAt(leader.nextSlot, { kind: 'config', members: leader.pendingConfig });
+      leader.pendingConfig = null;
+    }
+    while (leader.queue.length > 0 && leader.nextSlot <= windowEnd) {
+      const full = leader.queue.length >= this.options.batchCommandsMax || leader.queueBytes >= this.options.batchBytesMax;
+      if (!full && this.options.batchDelayMs > 0 && this.nowMs - leader.queueSinceMs < this.options.batchDelayMs) break;
+      let n = 0;
+      let bytes = 0;
+      while (n < leader.queue.length && n < this.options.batchCommandsMax) {
+        const size = leader.queue[n]!.payload.length;
+        if (n > 0 && bytes + size > this.options.batchBytesMax) break;
+        bytes += size;
+        n++;
+      }
+      const commands = leader.queue.splice(0, n);
+      leader.queueBytes -= bytes;
+      leader.queueSinceMs = this.nowMs;
+      this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+    }
+  }
+
+  private leaderTick(): void {
+    const leader = this.leader!;
+    // A leader that has not heard from a quorum for an election timeout steps down.
+    if (this.nowMs - leader.lastQuorumRoundSentAtMs > this.options.electionTimeoutMinMs) {
+      this.stepDown(null);
+      return;
+    }
+    if (this.nowMs >= leader.heartbeatDueMs) this.broadcastHeartbeat();
+    for (const [slot, f] of leader.inflight) {
+      if (this.nowMs - f.sentAtMs < this.options.retransmitMs) continue;
+      f.sentAtMs = this.nowMs;
+      for (const peer of this.membership.peersFrom(slot)) {
+        if (peer === this.id || f.votes.has(peer)) continue;
+        this.send({ type: 'accept', from: this.id, to: peer, ballot: leader.ballot, slot, value: f.value, commitSlot: this.chosenPrefix });
+      }
+    }
+  }
+
+  private broadcastHeartbeat(): void {
+    const leader = this.leader!;
+    leader.heartbeatRound++;
+    const round = leader.heartbeatRound;
+    leader.heartbeatDueMs = this.nowMs + this.options.heartbeatIntervalMs;
+    leader.roundSentAtMs.set(round, this.nowMs);
+    leader.roundAcks.set(round, new Set([this.id]));
+    leader.readRoundNeeded = false;
+    for (const peer of this.membership.peersFrom(this.chosenPrefix + 1)) {
+      if (peer === this.id) continue;
+      this.send({ type: 'heartbeat', from: this.id, to: peer, ballot: leader.ballot, commitSlot: this.chosenPrefix, round });
+    }
+    this.checkRound(round); // a single-member cluster confirms itself
+  }
+
+  private onHeartbeat(msg: HeartbeatMsg): void {
+    this.noteBallot(msg.ballot);
+    if (msg.ballot < this.promised) {
+      this.send({ type: 'reject', from: this.id, to: msg.from, ballot: msg.ballot, promised: this.promised });
+      return;
+    }
+    this.heardFromLeader(msg.from, msg.ballot);
+    this.noteCommit(msg.commitSlot, msg.from);
+    this.learnCommit(msg.commitSlot, msg.ballot);
+    this.send({ type: 'heartbeatAck', from: this.id, to: msg.from, ballot: msg.ballot, round: msg.round, chosenPrefix: this.chosenPrefix });
+  }
+
+  private onHeartbeatAck(msg: HeartbeatAckMsg): void {
+    const leader = this.leader;
+    if (!leader || msg.ballot !== leader.ballot) return;
+    const acks = leader.roundAcks.get(msg.round);
+    if (!acks) return;
+    acks.add(msg.from);
+    this.checkRound(msg.round);
+  }
+
+  private checkRound(round: number): void {
+    const leader = this.leader!;
+    const acks = leader.roundAcks.get(round)!;
+    if (!this.membership.hasQuorumFrom(this.chosenPrefix + 1, acks)) return;
+    const sentAt = leader.roundSentAtMs.get(round)!;
+    // The lease counts from when the acknowledged heartbeat was *sent*, less the drift bound.
+    leader.lastQuorumRoundSentAtMs = Math.max(leader.lastQuorumRoundSentAtMs, sentAt);
+    if (!leader.transferring) {
+      leader.leaseUntilMs = Math.max(leader.leaseUntilMs, sentAt + this.options.leaseMs - this.options.clockDriftMs);
+    }
+    for (const r of [...leader.roundAcks.keys()]) {
+      if (r <= round) {
+        leader.roundAcks.delete(r);
+        leader.roundSentAtMs.delete(r);
+      }
+    }
+    if (!leader.ready) return;
+    const still: PendingRead[] = [];
+    for (const read of leader.pendingReads) {
+      if (read.round <= round) this.out.reads.push({ readId: read.readId, slot: read.slot });
+      else still.push(read);
+    }
+    leader.pendingReads = still;
+  }
+
+  private maybeStepDownAfterRemoval(): void {
+    // Once the configuration that excludes us governs the next slot, hand over and step down.
+    const next = this.membership.membersAt(this.chosenPrefix + 1);
+    if (this.leader && !next.includes(this.id)) {
+      const target = next[0];
+      if (target !== undefined) this.send({ type: 'timeoutNow', from: this.id, to: target, ballot: this.leader.ballot });
+      this.stepDown(null);
+    }
+  }
+
+  // ================================================================ role changes
+
+  private stepDown(newLeader: ReplicaId | null): void {
+    const wasLeader = this.leader;
+    if (wasLeader) {
+      const hint = newLeader;
+      if (wasLeader.queue.length > 0) this.out.rejected.push({ commands: wasLeader.queue, reason: 'NOT_LEADER', leaderHint: hint });
+      for (const r of wasLeader.pendingReads) this.out.readRefusals.push({ readId: r.readId, reason: 'NOT_LEADER', leaderHint: hint });
+    }
+    const changed = this.role !== 'follower' || this.leaderId !== newLeader;
+    this.leader = null;
+    this.candidate = null;
+    this.role = 'follower';
+    this.leaderId = newLeader;
+    if (changed) this.out.roleChanges.push({ role: 'follower', ballot: this.promised, leader: newLeader });
+  }
+
+  private leaderHint(): ReplicaId | null {
+    return this.role === 'leader' ? this.id : this.leaderId;
+  }
+
+  private noteBallot(ballot: Ballot): void {
+    if (ballot > this.maxBallotSeen) this.maxBallotSeen = ballot;
+  }
+
+  private electionTimeout(): number {
+    const { electionTimeoutMinMs: min, electionTimeoutMaxMs: max } = this.options;
+    return min + Math.floor(this.random() * (max - min + 1));
+  }
+
+  // ================================================================ persistence plumbing
+
+  private pendingOp(): PersistOp {
+    if (!this.pending) this.pending = { seq: this.nextPersistSeq++, promised: null, entries: [], chosenPrefix: null };
+    return this.pending;
+  }
+
+  private persistPromise(): number {
+    const op = this.pendingOp();
+    op.promised = this.promised;
+    return op.seq;
+  }
+
+  /** What waits on persist op `seq` (kept in seq order; usually the last one). */
+  private awaitOp(seq: number): AwaitingPersist {
+    if (CONTRACTS) requires(seq > this.durableSeq, `awaiting op ${seq}, already durable`);
+    let i = this.awaiting.length;
+    while (i > 0 && this.awaiting[i - 1]!.seq > seq) i--;
+    if (i > 0 && this.awaiting[i - 1]!.seq === seq) return this.awaiting[i - 1]!;
+    const a: AwaitingPersist = { seq, messages: [], selfVotes: [], ballot: 0, selfPromise: false };
+    this.awaiting.splice(i, 0, a);
+    return a;
+  }
+
+  /** The newest persist op issued so far (pending or in flight). */
+  private lastIssuedSeq(): number {
+    return this.pending ? this.pending.seq : this.nextPersistSeq - 1;
+  }
+
+  private sendAfterPersist(msg: Message, seq: number): void {
+    if (seq <= this.durableSeq) this.out.send.push(msg);
+    else this.awaitOp(seq).messages.push(msg);
+  }
+
+  private send(msg: Message): void {
+    this.out.send.push(msg);
+  }
+
+  private setNow(nowMs: number): void {
+    if (CONTRACTS) requires(nowMs >= this.nowMs, `time went backwards: ${nowMs} < ${this.nowMs}`);
+    this.nowMs = nowMs;
+  }
+
+  /** End of every input: batch proposals, emit commits, close the persist op, check invariants. */
+  private finishStep(): void {
+    if (this.leader) {
+      this.flushProposals();
+      if (this.leader?.readRoundNeeded) this.broadcastHeartbeat();
+    }
+    if (this.appliedPrefix < this.chosenPrefix) {
+      for (let s = this.appliedPrefix + 1; s <= this.chosenPrefix; s++) {
+        this.out.committed.push({ slot: s, value: this.cells.get(s)!.entry.value });
+      }
+      this.appliedPrefix = this.chosenPrefix;
+    }
+    if (this.chosenPrefix > this.chosenPrefixPersisted && this.pending) {
+      this.pending.chosenPrefix = this.chosenPrefix; // lazily, with writes we make anyway
+      this.chosenPrefixPersisted = this.chosenPrefix;
+    }
+    if (this.pending) {
+      this.out.persist.push(this.pending);
+      this.pending = null;
+    }
+    if (CONTRACTS) this.checkInvariants();
+  }
+
+  // ================================================================ invariants
+
+  checkInvariants(): void {
+    invariant(this.appliedPrefix <= this.chosenPrefix, 'applied beyond chosen');
+    invariant(this.logStart - 1 <= this.chosenPrefix, 'log start beyond the chosen prefix');
+    invariant(this.durableSeq < this.nextPersistSeq, 'durable beyond issued');
+    for (let i = 1; i < this.awaiting.length; i++) invariant(this.awaiting[i - 1]!.seq < this.awaiting[i]!.seq, 'awaiting out of order');
+    for (const a of this.awaiting) invariant(a.seq > this.durableSeq, 'a vote waits on an op already durable');
+    for (let s = this.logStart; s <= this.chosenPrefix; s++) {
+      const cell = this.cells.get(s);
+      invariant(cell !== undefined && cell.entry.chosen === true, `slot ${s} in the chosen prefix is not chosen`);
+    }
+    for (const m of this.out.send) {
+      if ((m.type === 'accepted' || m.type === 'promise') && this.options.plantedBug !== 'reply-before-persist') {
+        // A vote leaves only once what it votes for is durable.
+        if (m.type === 'accepted') {
+          const cell = this.cells.get(m.slot);
+          invariant(!cell || cell.entry.ballot !== m.ballot || cell.seq <= this.durableSeq, `accepted(${m.slot}) leaves before its write is durable`);
+        }
+      }
+    }
+    const leader = this.leader;
+    if (leader) {
+      invariant(this.role === 'leader', 'leader state without the leader role');
+      invariant(leader.ballot === this.promised, `leader at ${formatBallot(leader.ballot)} has promised ${formatBallot(this.promised)}`);
+      invariant(leader.nextSlot - 1 <= this.chosenPrefix + this.options.pipelineWindowSlots, 'leader proposed beyond the pipeline window');
+      for (const slot of leader.inflight.keys()) {
+        invariant(slot > this.chosenPrefix, `inflight slot ${slot} is already in the chosen prefix`);
+        invariant(slot < leader.nextSlot, `inflight slot ${slot} at or beyond nextSlot`);
+      }
+    }
+    if (this.candidate) invariant(this.candidate.ballot === this.promised, 'candidate ballot differs from its promise');
+  }
+}
+
+function emptyReady(): Ready {
+  return { persist: [], send: [], committed: [], reads: [], readRefusals: [], rejected: [], roleChanges: [], snapshotNeeded: null };
+}
+
+export type { RejectReason };
