@@ -1,0 +1,196 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Reader, Sizer, VARINT_BYTES_MAX, Writer, varintSize } from '../../src/codec/buffer.js';
+import { CodecError } from '../../src/codec/errors.js';
+import { decodeLimits } from '../../src/codec/limits.js';
+import {
+  ENTRY_FORMAT_VERSION,
+  decodeEntry,
+  decodeValue,
+  encodeEntry,
+  encodeValue,
+  valueBytes,
+  valueKey,
+} from '../../src/codec/values.js';
+import type { Entry, Value } from '../../src/core/types.js';
+import { VARINT_EDGES, assertCodecError, entry, flipBit, normalizeEntry, outcome, safeNat, value } from './arbitraries.js';
+
+const SEED = 0x5eed;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+// ---------------------------------------------------------------- varints and the reader
+
+test('varint: round trip and size at every byte-length boundary', () => {
+  const expectedSizes = [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 7, 7, 8, 8];
+  assert.equal(expectedSizes.length, VARINT_EDGES.length);
+  VARINT_EDGES.forEach((n, i) => {
+    const size = varintSize(n, 'n', 0);
+    assert.equal(size, expectedSizes[i], `size of ${n}`);
+    assert.ok(size <= VARINT_BYTES_MAX);
+    const writer = new Writer(size);
+    writer.varint(n);
+    const reader = new Reader(writer.finish());
+    assert.equal(reader.varint('n'), n);
+    reader.expectEnd('n');
+  });
+});
+
+test('varint: random safe integers round-trip through Sizer, Writer and Reader', () => {
+  fc.assert(
+    fc.property(fc.array(safeNat, { maxLength: 20 }), (numbers) => {
+      const sizer = new Sizer();
+      for (const n of numbers) sizer.varint(n, 'n');
+      const writer = new Writer(sizer.size);
+      for (const n of numbers) writer.varint(n);
+      const reader = new Reader(writer.finish());
+      for (const n of numbers) assert.equal(reader.varint('n'), n);
+      reader.expectEnd('numbers');
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('reader: every method throws TRUNCATED past the end, never RangeError or undefined', () => {
+  const empty = () => new Reader(new Uint8Array([9, 9, 9]), 3);
+  assertCodecError(() => empty().u8('x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => empty().bool('x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => empty().varint('x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => empty().u32le('x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => empty().count(10, 1, 'x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => empty().lengthPrefixed(10, 'x'), 'SYNOD_CODEC_TRUNCATED', 3);
+  assertCodecError(() => new Reader(new Uint8Array([1, 2, 3])).u32le('x'), 'SYNOD_CODEC_TRUNCATED', 0);
+  assertCodecError(() => new Reader(new Uint8Array([5, 1, 2])).lengthPrefixed(10, 'x'), 'SYNOD_CODEC_TRUNCATED', 1);
+  // a reader bounded by `end` does not read the bytes after it
+  assertCodecError(() => new Reader(new Uint8Array([0x80, 0x01]), 0, 1).varint('x'), 'SYNOD_CODEC_TRUNCATED', 1);
+  assertCodecError(() => new Reader(new Uint8Array([1, 2]), 0, 1).expectEnd('x'), 'SYNOD_CODEC_TRAILING_BYTES', 0);
+  assertCodecError(() => new Reader(new Uint8Array([2])).bool('x'), 'SYNOD_CODEC_BAD_VALUE', 0);
+});
+
+// ---------------------------------------------------------------- values
+
+test('values: decodeValue(encodeValue(v)) equals v and re-encodes to the same bytes', () => {
+  fc.assert(
+    fc.property(value, (v) => {
+      const bytes = encodeValue(v);
+      const decoded = decodeValue(bytes);
+      assert.deepStrictEqual(decoded, v);
+      assert.deepEqual(encodeValue(decoded), bytes);
+    }),
+    { numRuns: 400 },
+  );
+});
+
+test('valueKey: equal keys iff equal encodings', () => {
+  // Pairs drawn independently are almost always different; pairs built as copies are equal.
+  const copy = (v: Value): Value =>
+    v.kind === 'batch'
+      ? { kind: 'batch', commands: v.commands.map((c) => ({ ...c, payload: c.payload.slice() })) }
+      : v.kind === 'config'
+        ? { kind: 'config', members: [...v.members] }
+        : { kind: 'noop' };
+  fc.assert(
+    fc.property(value, value, fc.boolean(), (a, other, same) => {
+      const b = same ? copy(a) : other;
+      assert.equal(valueKey(a) === valueKey(b), sameBytes(encodeValue(a), encodeValue(b)));
+      if (same) assert.equal(valueKey(a), valueKey(b));
+    }),
+    { numRuns: 400 },
+  );
+  const one = { clientId: 1, seq: 1, floor: 0, payload: new Uint8Array([1]) };
+  const keys = new Set([
+    valueKey({ kind: 'noop' }),
+    valueKey({ kind: 'batch', commands: [] }),
+    valueKey({ kind: 'batch', commands: [one] }),
+    valueKey({ kind: 'batch', commands: [{ ...one, payload: new Uint8Array([2]) }] }),
+    valueKey({ kind: 'batch', commands: [{ ...one, floor: 1 }] }),
+    valueKey({ kind: 'config', members: [1, 2, 3] }),
+    valueKey({ kind: 'config', members: [1, 3, 2] }), // member order is part of the value
+  ]);
+  assert.equal(keys.size, 7);
+});
+
+test('valueBytes counts payload bytes only', () => {
+  assert.equal(valueBytes({ kind: 'noop' }), 0);
+  assert.equal(valueBytes({ kind: 'config', members: [1, 2, 3] }), 0);
+  const payload = (n: number) => ({ clientId: 1, seq: 1, floor: 0, payload: new Uint8Array(n) });
+  assert.equal(valueBytes({ kind: 'batch', commands: [payload(3), payload(0), payload(64)] }), 67);
+  fc.assert(
+    fc.property(value, (v) => {
+      const expected = v.kind === 'batch' ? v.commands.reduce((sum, c) => sum + c.payload.length, 0) : 0;
+      assert.equal(valueBytes(v), expected);
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('decodeValue: limits, trailing bytes, unknown kinds', () => {
+  const v: Value = { kind: 'batch', commands: [{ clientId: 1, seq: 2, floor: 0, payload: new Uint8Array(10) }] };
+  const bytes = encodeValue(v);
+  assertCodecError(() => decodeValue(bytes, decodeLimits({ payloadBytesMax: 9 })), 'SYNOD_CODEC_TOO_LARGE', 5);
+  const two: Value = { kind: 'batch', commands: [...(v.kind === 'batch' ? v.commands : []), { clientId: 2, seq: 1, floor: 0, payload: new Uint8Array(0) }] };
+  assertCodecError(() => decodeValue(encodeValue(two), decodeLimits({ commandsMax: 1 })), 'SYNOD_CODEC_TOO_LARGE', 1);
+  assertCodecError(() => decodeValue(new Uint8Array([...bytes, 0])), 'SYNOD_CODEC_TRAILING_BYTES', bytes.length);
+  assertCodecError(() => decodeValue(new Uint8Array([3])), 'SYNOD_CODEC_BAD_TYPE', 0);
+  assertCodecError(() => decodeValue(new Uint8Array([])), 'SYNOD_CODEC_TRUNCATED', 0);
+});
+
+// ---------------------------------------------------------------- entries (log record payloads)
+
+test('entries: decodeEntry(encodeEntry(e)) equals e (chosen as a boolean) and is canonical', () => {
+  fc.assert(
+    fc.property(entry, (e) => {
+      const bytes = encodeEntry(e);
+      assert.equal(bytes[0], ENTRY_FORMAT_VERSION);
+      const decoded = decodeEntry(bytes);
+      assert.deepStrictEqual(decoded, normalizeEntry(e));
+      assert.equal(typeof decoded.chosen, 'boolean');
+      assert.deepEqual(encodeEntry(decoded), bytes);
+    }),
+    { numRuns: 400 },
+  );
+});
+
+test('entries: payloads alias the record buffer', () => {
+  const e: Entry = { slot: 9, ballot: 1025, value: { kind: 'batch', commands: [{ clientId: 1, seq: 1, floor: 0, payload: new Uint8Array([7, 8]) }] } };
+  const bytes = encodeEntry(e);
+  const decoded = decodeEntry(bytes);
+  assert.equal(decoded.value.kind, 'batch');
+  if (decoded.value.kind === 'batch') assert.equal(decoded.value.commands[0]!.payload.buffer, bytes.buffer);
+});
+
+test('entries: every truncation is TRUNCATED; trailing bytes and other versions are refused', () => {
+  for (const e of fc.sample(entry, { numRuns: 80, seed: SEED })) {
+    const bytes = encodeEntry(e);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      assertCodecError(() => decodeEntry(bytes.subarray(0, cut)), 'SYNOD_CODEC_TRUNCATED');
+    }
+    assertCodecError(() => decodeEntry(new Uint8Array([...bytes, 0])), 'SYNOD_CODEC_TRAILING_BYTES', bytes.length);
+    assertCodecError(() => decodeEntry(new Uint8Array([2, ...bytes.subarray(1)])), 'SYNOD_CODEC_BAD_VERSION', 0);
+  }
+  // version, slot 1, ballot 1, chosen 2, noop
+  assertCodecError(() => decodeEntry(new Uint8Array([1, 1, 1, 2, 0])), 'SYNOD_CODEC_BAD_VALUE', 3);
+  assertCodecError(() => encodeEntry({ slot: -1, ballot: 1, value: { kind: 'noop' } }), 'SYNOD_CODEC_BAD_INTEGER', 1);
+});
+
+test('entries: random bytes and single bit flips give an Entry (canonical) or a CodecError', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 60 }), (raw) => {
+      const bytes = new Uint8Array([ENTRY_FORMAT_VERSION, ...raw]);
+      const result = outcome(() => decodeEntry(bytes));
+      if (!(result instanceof CodecError)) assert.deepEqual(encodeEntry(result), bytes);
+    }),
+    { numRuns: 2000 },
+  );
+  for (const e of fc.sample(entry, { numRuns: 40, seed: SEED })) {
+    const bytes = encodeEntry(e);
+    for (let bit = 0; bit < bytes.length * 8; bit++) {
+      const flipped = flipBit(bytes, bit);
+      const result = outcome(() => decodeEntry(flipped));
+      if (!(result instanceof CodecError)) assert.deepEqual(encodeEntry(result), flipped);
+    }
+  }
+});
