@@ -1,0 +1,119 @@
+// Length-prefixed frames: u32 big-endian payload length, then the payload.
+//
+//   +----------------+------------------------+
+//   | length (u32 BE) | payload (length bytes) |
+//   +----------------+------------------------+
+//
+// The decoder is bounded and zero-copy where it can be:
+// - a frame that lies wholly inside one received chunk is delivered as a subarray of that chunk;
+// - a frame that spans chunks is copied into one buffer of exactly its length, allocated only
+//   once its header has been read and checked against frameBytesMax;
+// - a header announcing more than frameBytesMax is an error before anything is allocated.
+// So the decoder never holds more than FRAME_HEADER_BYTES + frameBytesMax bytes of a partial frame.
+
+import { TransportError } from './types.js';
+
+export const FRAME_HEADER_BYTES = 4;
+/** The wire format's own ceiling: the length field is a u32. */
+export const FRAME_BYTES_LIMIT = 0xffff_ffff;
+
+/** Writes the 4-byte header for a payload of `length` bytes into `target` at `offset`. */
+export function writeFrameHeader(target: Uint8Array, offset: number, length: number): void {
+  if (!(Number.isInteger(length) && length >= 0 && length <= FRAME_BYTES_LIMIT)) {
+    throw new RangeError(`frame length out of range: ${length}`);
+  }
+  target[offset] = length >>> 24;
+  target[offset + 1] = (length >>> 16) & 0xff;
+  target[offset + 2] = (length >>> 8) & 0xff;
+  target[offset + 3] = length & 0xff;
+}
+
+/** One frame as a fresh buffer: header + payload. For tests and tools; the TCP writer batches instead. */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  writeFrameHeader(out, 0, payload.length);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+export class FrameDecoder {
+  // The header being assembled when it spans chunks.
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
+  private headerFilled = 0;
+  // The body being assembled when it spans chunks (exactly its length), and how much is filled.
+  private body: Uint8Array | null = null;
+  private bodyFilled = 0;
+  private failed: TransportError | null = null;
+
+  constructor(readonly frameBytesMax: number) {
+    if (!(Number.isInteger(frameBytesMax) && frameBytesMax >= 0 && frameBytesMax <= FRAME_BYTES_LIMIT)) {
+      throw new RangeError(`frameBytesMax out of range: ${frameBytesMax}`);
+    }
+  }
+
+  /** Bytes held for a partial frame (header or body). Never above FRAME_HEADER_BYTES + frameBytesMax. */
+  bufferedBytes(): number {
+    return this.body !== null ? FRAME_HEADER_BYTES + this.bodyFilled : this.headerFilled;
+  }
+
+  /**
+   * Feeds one chunk; calls onFrame for each complete frame, in order. Returns null, or the error
+   * that makes the stream undecodable (the decoder then refuses every later chunk with it).
+   */
+  push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): TransportError | null {
+    if (this.failed !== null) return this.failed;
+    let at = 0;
+    const end = chunk.length;
+    while (at < end) {
+      if (this.body !== null) {
+        // Continue a body that spans chunks.
+        const take = Math.min(this.body.length - this.bodyFilled, end - at);
+        this.body.set(chunk.subarray(at, at + take), this.bodyFilled);
+        this.bodyFilled += take;
+        at += take;
+        if (this.bodyFilled === this.body.length) {
+          const frame = this.body;
+          this.body = null;
+          this.bodyFilled = 0;
+          onFrame(frame);
+        }
+        continue;
+      }
+      let length: number;
+      if (this.headerFilled === 0 && end - at >= FRAME_HEADER_BYTES) {
+        // Fast path: the whole header is in this chunk.
+        length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+        at += FRAME_HEADER_BYTES;
+      } else {
+        const take = Math.min(FRAME_HEADER_BYTES - this.headerFilled, end - at);
+        this.header.set(chunk.subarray(at, at + take), this.headerFilled);
+        this.headerFilled += take;
+        at += take;
+        if (this.headerFilled < FRAME_HEADER_BYTES) break; // at === end
+        const h = this.header;
+        length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+        this.headerFilled = 0;
+      }
+      if (length > this.frameBytesMax) {
+        this.failed = new TransportError(
+          'SYNOD_TRANSPORT_FRAME_TOO_LARGE',
+          `inbound frame of ${length} bytes exceeds frameBytesMax ${this.frameBytesMax}`,
+        );
+        return this.failed;
+      }
+      if (end - at >= length) {
+        // Zero-copy: the frame lies wholly inside this chunk.
+        const frame = chunk.subarray(at, at + length);
+        at += length;
+        onFrame(frame);
+      } else {
+        // The frame spans chunks: one allocation of exactly its length, bounded by frameBytesMax.
+        this.body = new Uint8Array(length);
+        this.bodyFilled = end - at;
+        this.body.set(chunk.subarray(at, end), 0);
+        at = end;
+      }
+    }
+    return null;
+  }
+}
