@@ -2,6 +2,7 @@
 export { CodecError, isCodecError, type CodecErrorCode } from './errors.js';
 export { DEFAULT_DECODE_LIMITS, decodeLimits, type DecodeLimits } from './limits.js';
 export { crc32c } from './crc32c.js';
+export { Reader, Sizer, Writer, VARINT_BYTES_MAX, varintSize } from './buffer.js';
 export {
   ENTRY_FORMAT_VERSION,
   decodeEntry,
