@@ -1,0 +1,590 @@
+// The file log: segmented, append-only, group-committed. Format in format.ts, rules in docs/storage.md.
+//
+// Write path (group commit):
+//
+//   tentativelyAppend ──encode+CRC──▶ pending groups (1 MiB chunks, reused)      no I/O, no await
+//   commit ─▶ waiter(target LSN) ─▶ if no flush in flight: flush()
+//   flush: take ALL pending groups ─▶ one writev per segment ─▶ fdatasync ─▶ resolve waiters ≤ durable
+//          while it runs, new appends pile up and the next flush takes them all at once.
+//
+// Each flush is one or more write groups (one per segment touched, or per groupBytesMax). Only the last
+// group of the log can be torn by a crash, because the next flush starts after this one's fdatasync.
+// Segments are preallocated (zero-filled, or recycled from below the head) by a background task that
+// also fsyncs the directory, so a roll costs no allocation and nothing in a new segment is acknowledged
+// before its name is durable.
+
+import { DEFAULT_GROUP_BYTES_MAX, DEFAULT_READ_BYTES_MAX, DEFAULT_READ_RECORDS_MAX, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX } from './log.js';
+import type { HeadTailCapacity, LogOptions, LogStats, LogStore, ReadLimits, RecoveryInfo } from './log.js';
+import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import {
+  BACKEND_KIND_FILE,
+  DATA_START,
+  FORMAT_VERSION,
+  GROUP_HEADER_BYTES,
+  RECORD_HEADER_BYTES,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+  SEGMENT_HEADER_BYTES,
+  type LogRecord,
+  type StoredRecord,
+  checkRecord,
+  decodeGroupHeader,
+  decodeRecord,
+  decodeSegmentHeader,
+  encodeGroupHeader,
+  encodeRecord,
+  encodeSegmentHeader,
+  parseSegmentFileName,
+  recordBytes,
+  segmentFileName,
+  validateRecord,
+} from './format.js';
+import { GroupIndex } from './group-index.js';
+import { readHead, writeHead } from './head-file.js';
+import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { findGroupAfter, nonZeroEnd, scanSegment } from './scan.js';
+import { tryNativeCrc } from './native.js';
+
+const CHUNK_BYTES = 1024 * 1024;
+const ZERO_FILL_BYTES = 1024 * 1024;
+const CHUNK_POOL_MAX = 64;
+
+interface Segment {
+  index: number;
+  path: string;
+  fd: number;
+  capacity: number;
+  /** First LSN of its first durable group, or null while it holds none. */
+  firstLsn: number | null;
+  /** End of its durable groups. */
+  durableEnd: number;
+}
+
+interface Part {
+  buf: Uint8Array;
+  start: number;
+  end: number;
+}
+
+interface PendingGroup {
+  segmentIndex: number;
+  offset: number;
+  firstLsn: number;
+  count: number;
+  bodyBytes: number;
+  ballotMax: number;
+  parts: Part[];
+}
+
+interface Waiter {
+  target: number;
+  resolve: (durable: number) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface FileLogOptions extends LogOptions {}
+
+export class FileLog implements LogStore {
+  readonly backend = 'file' as const;
+  recovery!: RecoveryInfo;
+
+  private readonly io: StorageIo;
+  private readonly segmentBytes: number;
+  private readonly spareSegmentsMax: number;
+  private readonly groupBytesMax: number;
+  readonly payloadBytesMax: number;
+
+  private segments: Segment[] = [];
+  private spares: string[] = [];
+  private spareSeq = 0;
+  private prepared: { index: number; promise: Promise<Segment> } | null = null;
+  private readonly index = new GroupIndex();
+
+  private head = 1;
+  private nextLsn = 1;
+  private durableLsn = 0; // last durable LSN (inclusive)
+  private ballotDurable = 0;
+
+  // Reservation cursor: where the next group would go.
+  private reserveSegment = 0;
+  private reserveOffset = DATA_START;
+  private pending: PendingGroup[] = [];
+  private chunk: Uint8Array = new Uint8Array(0);
+  private chunkUsed = 0;
+  private chunkPool: Uint8Array[] = [];
+
+  private waiters: Waiter[] = [];
+  private flushing: Promise<void> | null = null;
+  private failed: StorageError | null = null;
+  private closed = false;
+  private readonly counters: LogStats = { appends: 0, commits: 0, flushes: 0, syncs: 0, bytesWritten: 0 };
+
+  private constructor(
+    readonly dir: string,
+    options: FileLogOptions,
+  ) {
+    this.io = options.io ?? nodeIo;
+    this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.spareSegmentsMax = options.spareSegmentsMax ?? DEFAULT_SPARE_SEGMENTS_MAX;
+    this.groupBytesMax = options.groupBytesMax ?? DEFAULT_GROUP_BYTES_MAX;
+    if (!Number.isInteger(this.segmentBytes) || this.segmentBytes < SEGMENT_BYTES_MIN || this.segmentBytes > SEGMENT_BYTES_MAX || this.segmentBytes % 8) {
+      throw misuse(`segmentBytes must be a multiple of 8 in ${SEGMENT_BYTES_MIN}..${SEGMENT_BYTES_MAX}, got ${this.segmentBytes}`);
+    }
+    if (!Number.isInteger(this.groupBytesMax) || this.groupBytesMax < 4096) throw misuse(`groupBytesMax must be >= 4096, got ${this.groupBytesMax}`);
+    if (!Number.isInteger(this.spareSegmentsMax) || this.spareSegmentsMax < 0) throw misuse('spareSegmentsMax must be an integer >= 0');
+    this.payloadBytesMax = this.segmentBytes - DATA_START - GROUP_HEADER_BYTES - RECORD_HEADER_BYTES;
+  }
+
+  static async open(dir: string, options: FileLogOptions = {}): Promise<FileLog> {
+    tryNativeCrc();
+    const log = new FileLog(dir, options);
+    try {
+      await log.recover(options);
+    } catch (error) {
+      await log.closeFiles();
+      throw error instanceof StorageError ? error : ioError(error, 'recovery', dir);
+    }
+    return log;
+  }
+
+  // ------------------------------------------------------------ recovery
+
+  private async recover(options: FileLogOptions): Promise<void> {
+    const started = performance.now();
+    const io = this.io;
+    await io.mkdir(this.dir);
+    const names = (await io.readdir(this.dir)).sort();
+    for (const name of names) {
+      // Half-prepared segments and half-written metadata: never acknowledged, never named. Drop them.
+      if (name.endsWith('.tmp')) await io.unlink(`${this.dir}/${name}`);
+      if (/^spare-\d+\.log$/.test(name)) this.spares.push(`${this.dir}/${name}`);
+    }
+    this.spareSeq = this.spares.length;
+    const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
+    const headState = await readHead(io, this.dir);
+    let expect: number | null = null;
+    let firstLsn: number | null = null;
+    let ballot = headState?.ballotFloor ?? 0;
+    let records = 0;
+    let tornTail: RecoveryInfo['tornTail'] = null;
+    const headLsn = headState?.headLsn ?? 1;
+    const onRecord = options.onRecord;
+    let image = new Uint8Array(0);
+
+    for (let i = 0; i < indices.length; i++) {
+      const index = indices[i]!;
+      if (i > 0 && index !== indices[i - 1]! + 1) {
+        throw corruptError(`${this.dir}/${segmentFileName(indices[i - 1]! + 1)}`, 0, 'segment file missing from the middle of the log');
+      }
+      const segment = await this.openSegmentFile(index);
+      this.segments.push(segment);
+      if (image.length < segment.capacity) image = new Uint8Array(segment.capacity);
+      const bytes = image.subarray(0, segment.capacity);
+      const got = await readFully(io, segment.fd, bytes, segment.capacity, 0);
+      if (got < segment.capacity) bytes.fill(0, got);
+      const scan = scanSegment(bytes, index, expect, segment.capacity, (b, at, lsn) => {
+        if (lsn < headLsn) return;
+        records++;
+        if (onRecord) onRecord(decodeRecord(b, at, lsn));
+      });
+      for (const g of scan.groups) this.index.add(g.firstLsn, index, g.offset);
+      if (scan.groups.length > 0) {
+        segment.firstLsn = scan.groups[0]!.firstLsn;
+        if (firstLsn === null) firstLsn = segment.firstLsn;
+        expect = scan.nextLsn;
+      }
+      segment.durableEnd = scan.endOffset;
+      if (scan.highestBallot > ballot) ballot = scan.highestBallot;
+      if (scan.damage) {
+        // Torn tail or corruption? Corruption if any valid group of the current pass follows.
+        const laterHere = findGroupAfter(bytes, scan.damage.offset + 8, index);
+        if (laterHere >= 0) throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; a valid group follows at byte ${laterHere}`);
+        for (let j = i + 1; j < indices.length; j++) {
+          const later = await this.openSegmentFile(indices[j]!);
+          this.segments.push(later);
+          if (image.length < later.capacity) image = new Uint8Array(later.capacity);
+          const laterBytes = image.subarray(0, later.capacity);
+          const n = await readFully(io, later.fd, laterBytes, later.capacity, 0);
+          if (n < later.capacity) laterBytes.fill(0, n);
+          if (findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
+            throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; later segment ${later.path} holds valid data`);
+          }
+        }
+        // A torn tail: zero what the torn group left behind, so no stale bytes of this pass survive it.
+        const tornEnd = nonZeroEnd(bytes, scan.damage.offset);
+        const cut = scan.endOffset;
+        await writevAll(io, segment.fd, [new Uint8Array(tornEnd - cut)], cut);
+        await io.fdatasync(segment.fd);
+        tornTail = { file: segment.path, offset: cut, bytesDiscarded: tornEnd - cut };
+        break;
+      }
+    }
+    // Anything recovered may still sit only in the page cache (a killed process): make it durable before
+    // reporting it as such.
+    for (const s of this.segments) if (s.firstLsn !== null) await io.fdatasync(s.fd);
+
+    if (firstLsn !== null && headLsn < firstLsn && headState !== null) {
+      throw corruptError(this.segments[0]!.path, DATA_START, `log starts at lsn ${firstLsn} but the head file says ${headLsn}: records are missing`);
+    }
+    const tail = expect ?? headLsn;
+    if (headLsn > tail) throw corruptError(`${this.dir}/log.head`, 12, `head lsn ${headLsn} is beyond the log's tail ${tail}`);
+    this.head = Math.max(headLsn, firstLsn ?? headLsn);
+    this.nextLsn = tail;
+    this.durableLsn = tail - 1;
+    this.ballotDurable = ballot;
+
+    // Segments wholly below the head (their removal was cut short by a crash) become spares.
+    await this.freeSegmentsBelowHead();
+    if (this.segments.length === 0) {
+      this.segments.push(await this.prepareSegment(1));
+    }
+    const last = this.segments[this.segments.length - 1]!;
+    this.reserveSegment = last.index;
+    this.reserveOffset = last.durableEnd;
+    this.startPrepare(last.index + 1);
+    this.recovery = {
+      headLsn: this.head,
+      tailLsn: tail,
+      recordsFound: records,
+      highestBallot: ballot,
+      tornTail,
+      segments: this.segments.length,
+      durationMs: performance.now() - started,
+    };
+  }
+
+  private async openSegmentFile(index: number): Promise<Segment> {
+    const path = `${this.dir}/${segmentFileName(index)}`;
+    const fd = await this.io.open(path, 'r+');
+    const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START };
+    try {
+      const size = await this.io.fstatSize(fd);
+      const headerBytes = new Uint8Array(SEGMENT_HEADER_BYTES);
+      await readFully(this.io, fd, headerBytes, SEGMENT_HEADER_BYTES, 0);
+      const header = decodeSegmentHeader(headerBytes);
+      if (typeof header === 'string') throw corruptError(path, 0, header);
+      if (header.formatVersion > FORMAT_VERSION) {
+        throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${header.formatVersion}; this build reads up to ${FORMAT_VERSION}: upgrade Synod`, path, 8);
+      }
+      if (header.segmentIndex !== index) throw corruptError(path, 16, `segment header says index ${header.segmentIndex}, file name says ${index}`);
+      if (header.capacity !== size) throw corruptError(path, 24, `segment header says ${header.capacity} bytes, file has ${size}`);
+      segment.capacity = header.capacity;
+      return segment;
+    } catch (error) {
+      await this.io.close(fd);
+      throw error;
+    }
+  }
+
+  // ------------------------------------------------------------ segments: prepare, roll, recycle
+
+  /** Creates segment `index`: recycled spare or zero-filled file, header, fdatasync, rename, dir fsync. */
+  private async prepareSegment(index: number): Promise<Segment> {
+    const io = this.io;
+    const path = `${this.dir}/${segmentFileName(index)}`;
+    const temp = `${this.dir}/prep-${index}.tmp`;
+    const capacity = this.segmentBytes;
+    const spare = this.spares.shift();
+    let fd: number;
+    if (spare !== undefined) {
+      await io.rename(spare, temp);
+      fd = await io.open(temp, 'r+');
+      if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
+    } else {
+      fd = await io.open(temp, 'w+');
+      const zeros = new Uint8Array(ZERO_FILL_BYTES);
+      for (let at = 0; at < capacity; at += ZERO_FILL_BYTES) {
+        await writevAll(io, fd, [at + ZERO_FILL_BYTES <= capacity ? zeros : zeros.subarray(0, capacity - at)], at);
+      }
+    }
+    try {
+      const header = new Uint8Array(DATA_START);
+      encodeSegmentHeader({ formatVersion: FORMAT_VERSION, backendKind: BACKEND_KIND_FILE, segmentIndex: index, capacity }, header);
+      await writevAll(io, fd, [header], 0);
+      await io.fdatasync(fd);
+      await io.rename(temp, path);
+      await syncDir(io, this.dir);
+    } catch (error) {
+      await io.close(fd).catch(() => {});
+      throw error;
+    }
+    return { index, path, fd, capacity, firstLsn: null, durableEnd: DATA_START };
+  }
+
+  private startPrepare(index: number): void {
+    const promise = this.prepareSegment(index);
+    promise.catch(() => {}); // surfaced when the segment is needed
+    this.prepared = { index, promise };
+  }
+
+  private async segmentFor(index: number): Promise<Segment> {
+    const last = this.segments[this.segments.length - 1]!;
+    if (last.index === index) return last;
+    if (index !== last.index + 1) throw misuse(`internal: segment ${index} requested after ${last.index}`);
+    let segment: Segment;
+    if (this.prepared && this.prepared.index === index) {
+      segment = await this.prepared.promise;
+      this.prepared = null;
+    } else {
+      segment = await this.prepareSegment(index);
+    }
+    this.segments.push(segment);
+    this.startPrepare(index + 1);
+    return segment;
+  }
+
+  private async freeSegmentsBelowHead(): Promise<void> {
+    let freed = 0;
+    while (this.segments.length > 1) {
+      const next = this.segments[1]!;
+      if (next.firstLsn === null || next.firstLsn > this.head) break;
+      const segment = this.segments.shift()!;
+      await this.io.close(segment.fd);
+      if (this.spares.length < this.spareSegmentsMax) {
+        const sparePath = `${this.dir}/spare-${this.spareSeq++}.log`;
+        await this.io.rename(segment.path, sparePath);
+        this.spares.push(sparePath);
+      } else {
+        await this.io.unlink(segment.path);
+      }
+      freed++;
+    }
+    if (freed > 0) {
+      this.index.dropSegmentsBelow(this.segments[0]!.index);
+      await syncDir(this.io, this.dir);
+    }
+  }
+
+  // ------------------------------------------------------------ append and group commit
+
+  tentativelyAppend(record: LogRecord): number {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw misuse('append on a closed log');
+    const problem = validateRecord(record, this.payloadBytesMax);
+    if (problem) throw misuse(problem);
+    const size = recordBytes(record.payload.length);
+    let group = this.pending.length > 0 ? this.pending[this.pending.length - 1]! : null;
+    if (group === null || group.bodyBytes + size > this.groupBytesMax || this.reserveOffset + size > this.capacityOf(this.reserveSegment)) {
+      group = this.newGroup(size);
+    }
+    if (this.chunkUsed + size > this.chunk.length) this.newChunk(size);
+    const at = this.chunkUsed;
+    const lsn = this.nextLsn;
+    encodeRecord(record, lsn, this.chunk, at);
+    this.chunkUsed = at + size;
+    const parts = group.parts;
+    const lastPart = parts.length > 0 ? parts[parts.length - 1]! : null;
+    if (lastPart !== null && lastPart.buf === this.chunk && lastPart.end === at) lastPart.end = at + size;
+    else parts.push({ buf: this.chunk, start: at, end: at + size });
+    group.count++;
+    group.bodyBytes += size;
+    if (record.ballot > group.ballotMax) group.ballotMax = record.ballot;
+    this.reserveOffset += size;
+    this.nextLsn = lsn + 1;
+    this.counters.appends++;
+    return lsn;
+  }
+
+  private capacityOf(segmentIndex: number): number {
+    const last = this.segments[this.segments.length - 1]!;
+    return segmentIndex === last.index ? last.capacity : this.segmentBytes;
+  }
+
+  private newGroup(size: number): PendingGroup {
+    let segmentIndex = this.reserveSegment;
+    let offset = this.reserveOffset;
+    if (offset + GROUP_HEADER_BYTES + size > this.capacityOf(segmentIndex)) {
+      segmentIndex++;
+      offset = DATA_START;
+    }
+    const group: PendingGroup = { segmentIndex, offset, firstLsn: this.nextLsn, count: 0, bodyBytes: 0, ballotMax: 0, parts: [] };
+    this.pending.push(group);
+    this.reserveSegment = segmentIndex;
+    this.reserveOffset = offset + GROUP_HEADER_BYTES;
+    return group;
+  }
+
+  private newChunk(size: number): void {
+    this.chunk = size <= CHUNK_BYTES ? (this.chunkPool.pop() ?? new Uint8Array(CHUNK_BYTES)) : new Uint8Array(size);
+    this.chunkUsed = 0;
+  }
+
+  commit(): Promise<number> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.closed) return Promise.reject(misuse('commit on a closed log'));
+    this.counters.commits++;
+    const target = this.nextLsn - 1;
+    if (target <= this.durableLsn) return Promise.resolve(this.durableLsn);
+    const promise = new Promise<number>((resolve, reject) => this.waiters.push({ target, resolve, reject }));
+    if (this.flushing === null) this.flushing = this.flushLoop();
+    return promise;
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.waiters.length > 0 && this.pending.length > 0 && this.failed === null) {
+        const groups = this.pending;
+        this.pending = [];
+        // Seal the chunk: later appends go to a fresh one, so these chunks are ours alone until released.
+        this.chunk = new Uint8Array(0);
+        this.chunkUsed = 0;
+        await this.writeGroups(groups);
+        const lastGroup = groups[groups.length - 1]!;
+        this.durableLsn = lastGroup.firstLsn + lastGroup.count - 1;
+        let w = 0;
+        while (w < this.waiters.length && this.waiters[w]!.target <= this.durableLsn) this.waiters[w++]!.resolve(this.durableLsn);
+        if (w > 0) this.waiters.splice(0, w);
+        for (const g of groups) for (const p of g.parts) if (p.buf.length === CHUNK_BYTES && this.chunkPool.length < CHUNK_POOL_MAX && p.start === 0) this.chunkPool.push(p.buf);
+      }
+    } catch (error) {
+      this.fail(ioError(error, 'log write', this.dir));
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async writeGroups(groups: PendingGroup[]): Promise<void> {
+    const touched: Segment[] = [];
+    let i = 0;
+    while (i < groups.length) {
+      const segmentIndex = groups[i]!.segmentIndex;
+      const segment = await this.segmentFor(segmentIndex);
+      const iov: Uint8Array[] = [];
+      const start = groups[i]!.offset;
+      let end = start;
+      for (; i < groups.length && groups[i]!.segmentIndex === segmentIndex; i++) {
+        const g = groups[i]!;
+        if (g.offset !== end) throw misuse(`internal: group at ${g.offset} does not follow ${end}`);
+        const header = new Uint8Array(GROUP_HEADER_BYTES);
+        encodeGroupHeader({ epoch: segmentIndex, bodyBytes: g.bodyBytes, recordCount: g.count, firstLsn: g.firstLsn }, header, 0);
+        iov.push(header);
+        for (const p of g.parts) iov.push(p.start === 0 && p.end === p.buf.length ? p.buf : p.buf.subarray(p.start, p.end));
+        end = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
+      }
+      try {
+        await writevAll(this.io, segment.fd, iov, start);
+      } catch (error) {
+        throw ioError(error, 'writev', segment.path);
+      }
+      this.counters.flushes++;
+      this.counters.bytesWritten += end - start;
+      touched.push(segment);
+    }
+    await Promise.all(
+      touched.map((s) =>
+        this.io.fdatasync(s.fd).then(
+          () => void this.counters.syncs++,
+          (error) => Promise.reject(ioError(error, 'fdatasync', s.path)),
+        ),
+      ),
+    );
+    for (const g of groups) {
+      const segment = this.segments.find((s) => s.index === g.segmentIndex)!;
+      if (segment.firstLsn === null) segment.firstLsn = g.firstLsn;
+      segment.durableEnd = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
+      this.index.add(g.firstLsn, g.segmentIndex, g.offset);
+      if (g.ballotMax > this.ballotDurable) this.ballotDurable = g.ballotMax;
+    }
+  }
+
+  private fail(error: StorageError): void {
+    if (this.failed === null) this.failed = error;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(this.failed);
+  }
+
+  // ------------------------------------------------------------ read, head, close
+
+  async read(fromLsn: number, limits: ReadLimits = {}): Promise<StoredRecord[]> {
+    if (this.failed) throw this.failed;
+    if (!Number.isSafeInteger(fromLsn) || fromLsn < 1) throw misuse(`read: bad lsn ${fromLsn}`);
+    if (fromLsn < this.head) {
+      throw new StorageError('SYNOD_STORAGE_COMPACTED', `lsn ${fromLsn} is below the log head ${this.head}: a snapshot covers it`);
+    }
+    const toLsn = Math.min(limits.toLsn ?? Infinity, this.durableLsn + 1);
+    const recordsMax = limits.recordsMax ?? DEFAULT_READ_RECORDS_MAX;
+    const bytesMax = limits.bytesMax ?? DEFAULT_READ_BYTES_MAX;
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    let location = this.index.locate(fromLsn);
+    while (location !== null && location.firstLsn < toLsn && out.length < recordsMax && bytes < bytesMax) {
+      const segment = this.segments.find((s) => s.index === location!.segmentIndex);
+      if (!segment) throw misuse(`internal: segment ${location.segmentIndex} not open`);
+      const headerBytes = new Uint8Array(GROUP_HEADER_BYTES);
+      await readFully(this.io, segment.fd, headerBytes, GROUP_HEADER_BYTES, location.offset);
+      const header = decodeGroupHeader(headerBytes, 0);
+      if (typeof header === 'string') throw corruptError(segment.path, location.offset, `${header} (on read)`);
+      const body = new Uint8Array(header.bodyBytes);
+      await readFully(this.io, segment.fd, body, header.bodyBytes, location.offset + GROUP_HEADER_BYTES);
+      let at = 0;
+      for (let k = 0; k < header.recordCount; k++) {
+        const lsn = header.firstLsn + k;
+        const size = checkRecord(body, at, body.length, lsn);
+        if (typeof size === 'string') throw corruptError(segment.path, location.offset + GROUP_HEADER_BYTES + at, `${size} (on read)`);
+        if (lsn >= fromLsn && lsn < toLsn && out.length < recordsMax && bytes < bytesMax) {
+          const record = decodeRecord(body, at, lsn);
+          out.push(record);
+          bytes += record.payload.length;
+        }
+        at += size;
+      }
+      location = this.index.next(location.firstLsn);
+    }
+    return out;
+  }
+
+  async advanceHead(lsn: number): Promise<void> {
+    if (this.failed) throw this.failed;
+    if (!Number.isSafeInteger(lsn) || lsn < this.head || lsn > this.durableLsn + 1) {
+      throw misuse(`advanceHead(${lsn}): must lie in [head ${this.head}, durable tail ${this.durableLsn + 1}]`);
+    }
+    if (lsn === this.head) return;
+    try {
+      await writeHead(this.io, this.dir, { headLsn: lsn, ballotFloor: this.ballotDurable });
+      this.head = lsn;
+      await this.freeSegmentsBelowHead();
+    } catch (error) {
+      const wrapped = ioError(error, 'advanceHead', this.dir);
+      this.fail(wrapped);
+      throw wrapped;
+    }
+  }
+
+  headTailCapacity(): HeadTailCapacity {
+    let used = 0;
+    for (const s of this.segments) used += s.durableEnd - DATA_START;
+    const held = this.segments.length + this.spares.length + (this.prepared ? 1 : 0);
+    return { head: this.head, tail: this.durableLsn + 1, appendedTail: this.nextLsn, usedBytes: used, capacityBytes: held * this.segmentBytes };
+  }
+
+  highestBallot(): number {
+    return this.ballotDurable;
+  }
+
+  stats(): LogStats {
+    return { ...this.counters };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushing) await this.flushing;
+    this.pending = [];
+    const dropped = this.waiters;
+    this.waiters = [];
+    for (const w of dropped) w.reject(misuse('log closed before this commit completed'));
+    if (this.prepared) {
+      const prepared = await this.prepared.promise.catch(() => null);
+      this.prepared = null;
+      if (prepared) this.segments.push(prepared);
+    }
+    await this.closeFiles();
+  }
+
+  private async closeFiles(): Promise<void> {
+    const segments = this.segments;
+    this.segments = [];
+    for (const s of segments) await this.io.close(s.fd).catch(() => {});
+  }
+}

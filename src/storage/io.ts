@@ -1,0 +1,117 @@
+// The file-system calls the storage layer makes, behind one interface, so that tests (and the simulator)
+// can inject faults: ENOSPC after N bytes, EIO from fdatasync, lost unsynced writes.
+// The default goes straight to node:fs's callback API (libuv's thread pool): nothing here blocks the loop.
+
+import fs from 'node:fs';
+
+export interface StorageIo {
+  open(path: string, flags: string, mode?: number): Promise<number>;
+  close(fd: number): Promise<void>;
+  /** May write fewer bytes than asked (returns the count); callers loop. */
+  writev(fd: number, buffers: Uint8Array[], position: number): Promise<number>;
+  write(fd: number, buffer: Uint8Array, position: number): Promise<number>;
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  fsync(fd: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
+  fstatSize(fd: number): Promise<number>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  mkdir(path: string): Promise<void>;
+}
+
+function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+export const nodeIo: StorageIo = {
+  open: (path, flags, mode = 0o644) => cb((done) => fs.open(path, flags, mode, done)),
+  close: (fd) => cb<void>((done) => fs.close(fd, (err) => done(err, undefined))),
+  writev: (fd, buffers, position) => cb((done) => fs.writev(fd, buffers as NodeJS.ArrayBufferView[], position, done)),
+  write: (fd, buffer, position) => cb((done) => fs.write(fd, buffer, 0, buffer.length, position, done)),
+  read: (fd, buffer, offset, length, position) => cb((done) => fs.read(fd, buffer, offset, length, position, done)),
+  fdatasync: (fd) => cb<void>((done) => fs.fdatasync(fd, (err) => done(err, undefined))),
+  fsync: (fd) => cb<void>((done) => fs.fsync(fd, (err) => done(err, undefined))),
+  ftruncate: (fd, length) => cb<void>((done) => fs.ftruncate(fd, length, (err) => done(err, undefined))),
+  fstatSize: (fd) => cb((done) => fs.fstat(fd, (err, st) => done(err, st?.size ?? 0))),
+  rename: (from, to) => cb<void>((done) => fs.rename(from, to, (err) => done(err, undefined))),
+  unlink: (path) => cb<void>((done) => fs.unlink(path, (err) => done(err, undefined))),
+  readdir: (path) => cb((done) => fs.readdir(path, done)),
+  mkdir: (path) => cb<void>((done) => fs.mkdir(path, { recursive: true }, (err) => done(err, undefined))),
+};
+
+/** Writes all of `buffers` at `position`, looping over short writes. */
+export async function writevAll(io: StorageIo, fd: number, buffers: Uint8Array[], position: number): Promise<void> {
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  let written = await io.writev(fd, buffers, position);
+  while (written < total) {
+    // Rare: rebuild the remaining list and go again.
+    const rest: Uint8Array[] = [];
+    let skip = written;
+    for (const b of buffers) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        rest.push(skip ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    const n = await io.writev(fd, rest, position + written);
+    if (n <= 0) throw Object.assign(new Error('writev wrote 0 bytes'), { code: 'EIO' });
+    written += n;
+  }
+}
+
+export async function readFully(io: StorageIo, fd: number, buffer: Uint8Array, length: number, position: number): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const n = await io.read(fd, buffer, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/** fsync of a directory: makes renames and new names in it durable. */
+export async function syncDir(io: StorageIo, dir: string): Promise<void> {
+  const fd = await io.open(dir, 'r');
+  try {
+    await io.fsync(fd);
+  } finally {
+    await io.close(fd);
+  }
+}
+
+/** Atomic replace: temp file, fsync, rename over `name`, fsync of the directory. */
+export async function writeFileAtomic(io: StorageIo, dir: string, name: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${dir}/${name}.tmp`;
+  const fd = await io.open(temp, 'w');
+  try {
+    await writevAll(io, fd, [bytes], 0);
+    await io.fsync(fd);
+  } finally {
+    await io.close(fd);
+  }
+  await io.rename(temp, `${dir}/${name}`);
+  await syncDir(io, dir);
+}
+
+/** Reads a whole (small) file, or null if it does not exist. */
+export async function readFileOrNull(io: StorageIo, path: string): Promise<Uint8Array | null> {
+  let fd: number;
+  try {
+    fd = await io.open(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  try {
+    const size = await io.fstatSize(fd);
+    const buffer = new Uint8Array(size);
+    await readFully(io, fd, buffer, size, 0);
+    return buffer;
+  } finally {
+    await io.close(fd);
+  }
+}
