@@ -6,6 +6,7 @@ export {
   type PeerAddress,
   type PeerStats,
   type PeerTransport,
+  type ReplicaId,
   type TransportErrorCode,
   type TransportEvent,
   type TransportEventHandler,

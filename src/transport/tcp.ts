@@ -662,6 +662,12 @@ export class TcpTransport implements PeerTransport {
     const serverClosed =
       server !== null && server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     await Promise.all([...socketsClosed, serverClosed]);
+    if (server !== null) {
+      // net.Server emits 'close' before libuv has released the listening handle (that happens in
+      // the close-callbacks phase at the end of the loop iteration). Two nested turns of the check
+      // phase are past it, so that close() resolves with no handle left behind.
+      await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
+    }
     this.log('info', 'closed', {});
   }
 
