@@ -622,6 +622,10 @@ export class Replica {
       return;
     }
     if (e.slot > this.chosenPrefix + this.options.pipelineWindowSlots + this.options.catchupEntriesMax) return;
+    if (cell && cell.entry.ballot === e.ballot && sameValue(cell.entry.value, e.value)) {
+      cell.entry = { ...cell.entry, chosen: true }; // we hold it already: no new write
+      return;
+    }
     this.writeCell({ slot: e.slot, ballot: e.ballot, value: e.value, chosen: true });
   }
 
@@ -1045,7 +1049,9 @@ export class Replica {
     invariant(this.durableSeq < this.nextPersistSeq, 'durable beyond issued');
     for (let i = 1; i < this.awaiting.length; i++) invariant(this.awaiting[i - 1]!.seq < this.awaiting[i]!.seq, 'awaiting out of order');
     for (const a of this.awaiting) invariant(a.seq > this.durableSeq, 'a vote waits on an op already durable');
-    for (let s = this.logStart; s <= this.chosenPrefix; s++) {
+    // The chosen prefix only grows slot by slot (advanceChosenPrefix), so checking its newest
+    // part each step keeps the whole of it checked without O(log) work per step.
+    for (let s = Math.max(this.logStart, this.chosenPrefix - 2 * this.options.pipelineWindowSlots); s <= this.chosenPrefix; s++) {
       const cell = this.cells.get(s);
       invariant(cell !== undefined && cell.entry.chosen === true, `slot ${s} in the chosen prefix is not chosen`);
     }

@@ -1,0 +1,139 @@
+// Safety checks over everything the simulator observes. Each check throws a Violation naming
+// the property, so a failing seed stops at the first event that broke it.
+
+import type { Command, Entry, ReplicaId, Slot } from '../core/types.js';
+import { commandKey, valueKey } from './keys.js';
+
+export type Property =
+  | 'agreement'
+  | 'unique-ballot-value'
+  | 'validity'
+  | 'at-most-once'
+  | 'durability'
+  | 'prefix'
+  | 'applied-unchosen'
+  | 'linearizable-read'
+  | 'liveness'
+  | 'contract'
+  | 'crash';
+
+export class Violation extends Error {
+  constructor(
+    readonly property: Property,
+    detail: string,
+  ) {
+    super(`${property}: ${detail}`);
+    this.name = 'Violation';
+  }
+}
+
+export class Checker {
+  /** slot -> ballot -> valueKey -> acceptors that durably accepted it. */
+  private readonly ledger = new Map<Slot, Map<number, Map<string, Set<ReplicaId>>>>();
+  /** What a quorum durably accepted, per slot: the chosen value, derived from acceptors alone. */
+  private readonly chosen = new Map<Slot, string>();
+  private readonly appliedKey = new Map<Slot, string>();
+  private readonly appliedHash = new Map<Slot, number>();
+  private readonly proposedPayloads = new Map<string, string>();
+  private readonly acks = new Map<string, number>();
+  private ackedMaxResult = 0;
+  private readonly readBounds = new Map<number, number>();
+  maxChosenSlot: Slot = 0;
+  maxAppliedSlot: Slot = 0;
+  ackedWrites = 0;
+  readsChecked = 0;
+
+  constructor(private readonly members: ReplicaId[]) {}
+
+  fail(property: Property, detail: string): never {
+    throw new Violation(property, detail);
+  }
+
+  /** Entries that became durable at an acceptor. */
+  durable(node: ReplicaId, entries: Entry[]): void {
+    for (const e of entries) {
+      const key = valueKey(e.value);
+      let byBallot = this.ledger.get(e.slot);
+      if (!byBallot) this.ledger.set(e.slot, (byBallot = new Map()));
+      let byValue = byBallot.get(e.ballot);
+      if (!byValue) byBallot.set(e.ballot, (byValue = new Map()));
+      if (!byValue.has(key) && byValue.size > 0) {
+        this.fail('unique-ballot-value', `slot ${e.slot} ballot ${e.ballot}: a second value ${key} beside ${[...byValue.keys()].join(' / ')} (n${node})`);
+      }
+      let voters = byValue.get(key);
+      if (!voters) byValue.set(key, (voters = new Set()));
+      voters.add(node);
+      if (voters.size * 2 > this.members.length) {
+        const prior = this.chosen.get(e.slot);
+        if (prior !== undefined && prior !== key) this.fail('agreement', `slot ${e.slot}: chosen ${prior}, then ${key} at ballot ${e.ballot}`);
+        if (prior === undefined) {
+          this.chosen.set(e.slot, key);
+          if (e.slot > this.maxChosenSlot) this.maxChosenSlot = e.slot;
+        }
+      }
+    }
+  }
+
+  proposed(cmd: Command): void {
+    this.proposedPayloads.set(commandKey(cmd), hexOf(cmd.payload));
+  }
+
+  /** Validity: only commands that clients proposed are ever chosen. */
+  proposedCheck(cmd: Command): void {
+    const p = this.proposedPayloads.get(commandKey(cmd));
+    if (p === undefined || p !== hexOf(cmd.payload)) this.fail('validity', `command ${commandKey(cmd)} was never proposed with this payload`);
+  }
+
+  applied(node: ReplicaId, slot: Slot, key: string, hash: number): void {
+    const chosen = this.chosen.get(slot);
+    if (chosen === undefined) this.fail('applied-unchosen', `n${node} applied slot ${slot} (${key}) but no quorum durably accepted a value there`);
+    if (chosen !== key) this.fail('applied-unchosen', `n${node} applied ${key} at slot ${slot}, but ${chosen} was chosen`);
+    const prior = this.appliedKey.get(slot);
+    if (prior === undefined) {
+      this.appliedKey.set(slot, key);
+      this.appliedHash.set(slot, hash);
+      if (slot > this.maxAppliedSlot) this.maxAppliedSlot = slot;
+      return;
+    }
+    if (prior !== key) this.fail('prefix', `n${node} applied ${key} at slot ${slot}, another replica applied ${prior}`);
+    if (this.appliedHash.get(slot) !== hash) this.fail('prefix', `n${node}'s state after slot ${slot} differs from another replica's`);
+  }
+
+  acked(key: string, result: number, _atMs: number): void {
+    const prior = this.acks.get(key);
+    if (prior !== undefined && prior !== result) this.fail('at-most-once', `${key} acknowledged with ${prior} and later ${result}`);
+    this.acks.set(key, result);
+    this.ackedWrites++;
+    if (result > this.ackedMaxResult) this.ackedMaxResult = result;
+  }
+
+  /** A read must observe every write acknowledged before it was invoked. */
+  readInvoked(readId: number, _atMs: number): void {
+    this.readBounds.set(readId, this.ackedMaxResult);
+  }
+
+  readCompleted(readId: number, observed: number, mode: string): void {
+    const bound = this.readBounds.get(readId);
+    this.readBounds.delete(readId);
+    if (bound === undefined) return;
+    this.readsChecked++;
+    if (observed < bound) {
+      this.fail('linearizable-read', `${mode} read ${readId} observed ${observed} commands, but the write that made it ${bound} was acknowledged before the read began`);
+    }
+  }
+
+  /** Durability: after healing, every acknowledged write is executed, with its acknowledged result, everywhere. */
+  finalNode(node: ReplicaId, executed: Map<string, number>): void {
+    for (const [key, result] of this.acks) {
+      const got = executed.get(key);
+      if (got === undefined) this.fail('durability', `acknowledged write ${key} is missing at n${node}`);
+      if (got !== result) this.fail('durability', `acknowledged write ${key} answered ${result} but n${node} executed it as ${got}`);
+    }
+  }
+}
+
+function hexOf(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += (b < 16 ? '0' : '') + b.toString(16);
+  return s;
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// npm run sim -- --seeds N [--start S] [--bug NAME] [--json]
+// npm run sim -- --seed S [--trace]     replay one seed with a readable trace
+import cliProgress from 'cli-progress';
+import type { PlantedBug } from '../core/options.js';
+import { randomSimOptions } from './options.js';
+import { runSeed, type SimResult } from './simulation.js';
+import { codecWire } from './wire.js';
+
+interface Args {
+  seeds: number;
+  start: number;
+  seed: number | null;
+  trace: boolean;
+  bug: PlantedBug | undefined;
+  json: boolean;
+  wire: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const int = (v: string) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${a} needs a non-negative integer, got '${v}'`);
+      return n;
+    };
+    if (a === '--seeds') args.seeds = int(value());
+    else if (a === '--start') args.start = int(value());
+    else if (a === '--seed') args.seed = int(value());
+    else if (a === '--trace') args.trace = true;
+    else if (a === '--bug') args.bug = value() as PlantedBug;
+    else if (a === '--json') args.json = true;
+    else if (a === '--no-wire') args.wire = false;
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] | --seed S [--trace]');
+      process.exit(0);
+    } else throw new Error(`unknown argument '${a}' (try --help)`);
+  }
+  return args;
+}
+
+function replayCommand(seed: number, bug: PlantedBug | undefined): string {
+  return `npm run sim -- --seed ${seed}${bug ? ` --bug ${bug}` : ''} --trace`;
+}
+
+function main(): void {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`synod sim: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  const wire = args.wire ? codecWire : null;
+  if (args.seed !== null) {
+    const options = randomSimOptions(args.seed, { plantedBug: args.bug, wireCodec: args.wire });
+    const result = runSeed(options, args.trace, wire);
+    if (args.trace) for (const line of result.trace) console.log(line);
+    console.log(JSON.stringify({ options: { ...options, core: options.core }, ...summarize(result) }, null, 2));
+    if (!result.ok) console.log(`\nVIOLATION ${result.violation!.message}`);
+    process.exit(result.ok ? 0 : 1);
+  }
+  const started = performance.now();
+  const bar = process.stderr.isTTY && !args.json
+    ? new cliProgress.SingleBar({ format: 'sim [{bar}] {value}/{total} seeds | {failures} failed | {rate} steps/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
+    : null;
+  bar?.start(args.seeds, 0, { failures: 0, rate: 0 });
+  const failures: SimResult[] = [];
+  let steps = 0;
+  let simulatedMs = 0;
+  let acked = 0;
+  let reads = 0;
+  let lastLog = started;
+  for (let i = 0; i < args.seeds; i++) {
+    const seed = args.start + i;
+    const result = runSeed(randomSimOptions(seed, { plantedBug: args.bug, wireCodec: args.wire }), false, wire);
+    steps += result.steps;
+    simulatedMs += result.simulatedMs;
+    acked += result.ackedWrites;
+    reads += result.reads;
+    if (!result.ok) {
+      failures.push(result);
+      const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug)}`;
+      if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length, rate: 0 }); }
+      else if (!args.json) console.error(line);
+    }
+    const elapsed = (performance.now() - started) / 1000;
+    bar?.update(i + 1, { failures: failures.length, rate: Math.round(steps / Math.max(elapsed, 1e-3)) });
+    if (!bar && !args.json && performance.now() - lastLog > 10_000) {
+      lastLog = performance.now();
+      console.error(`sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed, ${Math.round(steps / elapsed)} steps/s`);
+    }
+  }
+  bar?.stop();
+  const seconds = (performance.now() - started) / 1000;
+  const summary = {
+    seeds: args.seeds,
+    firstSeed: args.start,
+    failures: failures.map((f) => ({ seed: f.seed, violation: f.violation!.message, replay: replayCommand(f.seed, args.bug) })),
+    steps,
+    stepsPerSecond: Math.round(steps / seconds),
+    simulatedSeconds: Math.round(simulatedMs / 1000),
+    ackedWrites: acked,
+    readsChecked: reads,
+    wallSeconds: Number(seconds.toFixed(1)),
+    plantedBug: args.bug ?? null,
+  };
+  if (args.json) console.log(JSON.stringify(summary));
+  else {
+    console.log(`seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}`);
+    console.log(`steps ${steps} (${summary.stepsPerSecond}/s), simulated ${summary.simulatedSeconds} s in ${summary.wallSeconds} s wall`);
+    console.log(`acknowledged writes checked ${acked}, reads checked ${reads}`);
+    for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
+  }
+  process.exit(failures.length === 0 ? 0 : 1);
+}
+
+function summarize(r: SimResult) {
+  const { trace: _trace, violation, ...rest } = r;
+  return { ...rest, violation: violation?.message ?? null };
+}
+
+main();

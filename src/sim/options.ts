@@ -1,0 +1,102 @@
+import type { CoreOptions, PlantedBug } from '../core/options.js';
+import { Prng } from './prng.js';
+
+export interface FaultOptions {
+  /** Probability that a replica-to-replica message is lost. */
+  loss: number;
+  /** Probability that a message is delivered twice. */
+  duplicate: number;
+  /** Extra random delay per message (reorders them), ms. */
+  jitterMs: number;
+  /** Probability of a long delay spike on one message. */
+  delaySpike: number;
+  partitions: boolean;
+  crashes: boolean;
+  slowDisk: boolean;
+  /** Clock rates drift within the bound the lease allows (|rate - 1| <= clockRateBound). */
+  clockDrift: boolean;
+}
+
+export type SimReadMode = 'none' | 'linearizable' | 'lease' | 'mixed';
+
+export interface SimOptions {
+  seed: number;
+  replicas: number;
+  /** Faults happen in [0, faultPhaseMs); then everything heals and liveness is checked. */
+  faultPhaseMs: number;
+  /** After healing, pending commands must commit and replicas converge within this bound. */
+  livenessBoundMs: number;
+  clients: number;
+  /** Requests a client keeps in flight at once. */
+  clientInflight: number;
+  /** Mean gap between a client's requests, ms. */
+  clientThinkMs: number;
+  readMode: SimReadMode;
+  faults: FaultOptions;
+  /** Clock rate bound; the default keeps drift within the core's clockDriftMs over a lease. */
+  clockRateBound: number;
+  core: Omit<CoreOptions, 'id' | 'members'>;
+  plantedBug?: PlantedBug;
+  /** Run every message through the binary codec (encode, then decode) as a real network would. */
+  wireCodec: boolean;
+}
+
+const BASE_CORE: SimOptions['core'] = {
+  pipelineWindowSlots: 16,
+  batchCommandsMax: 8,
+  batchBytesMax: 1 << 16,
+  batchDelayMs: 0,
+  heartbeatIntervalMs: 50,
+  electionTimeoutMinMs: 300,
+  electionTimeoutMaxMs: 600,
+  leaseMs: 250,
+  clockDriftMs: 25,
+  retransmitMs: 100,
+  catchupEntriesMax: 16,
+};
+
+/**
+ * The largest clock rate deviation that keeps leases safe: a follower's lease (leaseMs on its
+ * clock from receipt) must outlast the leader's (leaseMs - ε on its clock from sending), so
+ * (1 + ρ) / (1 - ρ) <= leaseMs / (leaseMs - ε). A 10% margin is kept.
+ */
+export function safeClockRateBound(core: Pick<CoreOptions, 'leaseMs' | 'clockDriftMs'>): number {
+  const k = core.leaseMs / (core.leaseMs - core.clockDriftMs);
+  return ((k - 1) / (k + 1)) * 0.9;
+}
+
+/** Every seed picks its own cluster size, fault mix and tunables (TigerBeetle's VOPR style). */
+export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
+  const r = new Prng(seed ^ 0x5eed);
+  const core = {
+    ...BASE_CORE,
+    pipelineWindowSlots: r.pick([2, 4, 16, 64]),
+    batchCommandsMax: r.pick([1, 4, 32]),
+    batchDelayMs: r.pick([0, 0, 2]),
+    catchupEntriesMax: r.pick([4, 16, 64]),
+  };
+  const options: SimOptions = {
+    seed,
+    replicas: r.pick([3, 3, 5]),
+    faultPhaseMs: 4000,
+    livenessBoundMs: 12000,
+    clients: r.int(2, 6),
+    clientInflight: r.int(1, 3),
+    clientThinkMs: r.pick([1, 5, 20]),
+    readMode: r.pick<SimReadMode>(['none', 'linearizable', 'lease', 'mixed']),
+    faults: {
+      loss: r.pick([0, 0.01, 0.05, 0.15]),
+      duplicate: r.pick([0, 0.02, 0.1]),
+      jitterMs: r.pick([1, 5, 20]),
+      delaySpike: r.pick([0, 0.005, 0.02]),
+      partitions: r.chance(0.7),
+      crashes: r.chance(0.7),
+      slowDisk: r.chance(0.5),
+      clockDrift: r.chance(0.7),
+    },
+    clockRateBound: safeClockRateBound(core),
+    core,
+    wireCodec: false,
+  };
+  return { ...options, ...overrides, faults: { ...options.faults, ...(overrides.faults ?? {}) }, core: { ...options.core, ...(overrides.core ?? {}) } };
+}

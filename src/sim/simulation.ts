@@ -1,0 +1,596 @@
+// The deterministic simulator: one process, one seed, N replicas running the real core over a
+// simulated clock, network and disk, with faults, a client workload and safety checks after
+// every event. Model: TigerBeetle's VOPR (a safety phase with faults, then a liveness phase on a
+// healed cluster). Everything random derives from the seed, so `--seed S` replays exactly.
+
+import { CONTRACTS, ContractViolation, setContracts } from '../core/contracts.js';
+import { Replica } from '../core/replica.js';
+import { SessionTable } from '../core/sessions.js';
+import type { Command, DurableState, Entry, Message, PersistOp, Ready, ReplicaId, Slot } from '../core/types.js';
+import { Checker, Violation } from './checker.js';
+import { EventHeap } from './heap.js';
+import { commandKey, describeMessage, describeValue, valueKey } from './keys.js';
+import type { SimOptions } from './options.js';
+import { Prng } from './prng.js';
+
+interface SimEvent {
+  atMs: number;
+  order: number;
+  run: () => void;
+}
+
+interface DiskOp {
+  op: PersistOp;
+  doneAtMs: number;
+}
+
+/** One replica's durable state, and the writes not yet durable. */
+class SimDisk {
+  promised = 0;
+  entries: Entry[] = [];
+  chosenPrefix: Slot = 0;
+  inflight: DiskOp[] = [];
+  slowUntilMs = 0;
+
+  durableState(): DurableState {
+    return { promised: this.promised, entries: [...this.entries], chosenPrefix: this.chosenPrefix, snapshotSlot: 0, snapshotConfigs: [] };
+  }
+
+  apply(op: PersistOp, entriesKept = op.entries.length): void {
+    if (op.promised !== null && op.promised > this.promised) this.promised = op.promised;
+    for (let i = 0; i < entriesKept; i++) this.entries.push(op.entries[i]!);
+    if (entriesKept === op.entries.length && op.chosenPrefix !== null && op.chosenPrefix > this.chosenPrefix) {
+      this.chosenPrefix = op.chosenPrefix;
+    }
+  }
+}
+
+interface PendingClientRequest {
+  clientId: number;
+  seq: number;
+}
+
+/** The application a simulated replica runs: a counter of executed commands, with sessions. */
+class SimStateMachine {
+  executedCount = 0;
+  readonly executed = new Map<string, number>();
+  readonly sessions = new SessionTable<number>();
+  hash = 0x811c9dc5;
+}
+
+class SimNode {
+  core!: Replica;
+  sm = new SimStateMachine();
+  up = true;
+  incarnation = 0;
+  readonly disk = new SimDisk();
+  /** Client requests received here and not yet answered, by command key. */
+  pendingRequests = new Map<string, PendingClientRequest>();
+  /** Granted reads waiting for the state machine to reach their slot. */
+  pendingReads: Array<{ readId: number; slot: Slot }> = [];
+  clockRate = 1;
+  clockOffsetMs = 0;
+  constructor(readonly id: ReplicaId, readonly prng: Prng) {}
+  localNow(globalMs: number): number {
+    return this.clockOffsetMs + globalMs * this.clockRate;
+  }
+}
+
+interface ClientOp {
+  seq: number;
+  command: Command;
+  target: ReplicaId;
+  deadlineMs: number;
+  refused: boolean;
+}
+
+interface ClientRead {
+  readId: number;
+  invokedAtMs: number;
+  target: ReplicaId;
+  deadlineMs: number;
+  mode: 'linearizable' | 'lease';
+}
+
+class SimClient {
+  nextSeq = 1;
+  readonly outstanding = new Map<number, ClientOp>();
+  read: ClientRead | null = null;
+  leaderGuess: ReplicaId;
+  constructor(readonly id: number, readonly prng: Prng, firstGuess: ReplicaId) {
+    this.leaderGuess = firstGuess;
+  }
+  floor(): number {
+    let min = this.nextSeq;
+    for (const seq of this.outstanding.keys()) if (seq < min) min = seq;
+    return min;
+  }
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation: Violation | null;
+  steps: number;
+  simulatedMs: number;
+  committedSlots: number;
+  ackedWrites: number;
+  reads: number;
+  crashes: number;
+  partitions: number;
+  leaderChanges: number;
+  trace: string[];
+}
+
+const CLIENT_TIMEOUT_MS = 800;
+const CLIENT_LATENCY_MS = 1;
+const TICK_MS = 10;
+const TRACE_RING = 400;
+
+export class Simulation {
+  private readonly prng: Prng;
+  private readonly heap = new EventHeap<SimEvent>();
+  private order = 0;
+  private nowMs = 0;
+  private steps = 0;
+  readonly nodes: SimNode[] = [];
+  private readonly clients: SimClient[] = [];
+  private readonly checker: Checker;
+  /** blocked.has(`${a}>${b}`): messages from a to b are dropped. */
+  private readonly blocked = new Set<string>();
+  private healed = false;
+  private readonly trace: string[] = [];
+  private nextReadId = 1;
+  private readonly readOwner = new Map<number, number>();
+  private crashes = 0;
+  private partitions = 0;
+  private leaderChanges = 0;
+  private readonly members: ReplicaId[];
+  private readonly wire: ((m: Message) => Message) | null;
+
+  constructor(
+    readonly options: SimOptions,
+    private readonly traceAll = false,
+    wire: ((m: Message) => Message) | null = null,
+  ) {
+    this.prng = new Prng(options.seed);
+    this.members = Array.from({ length: options.replicas }, (_, i) => i + 1);
+    this.checker = new Checker(this.members);
+    this.wire = options.wireCodec ? wire : null;
+    for (const id of this.members) {
+      const node = new SimNode(id, this.prng.fork());
+      if (options.faults.clockDrift) {
+        node.clockRate = 1 + (node.prng.next() * 2 - 1) * options.clockRateBound;
+        node.clockOffsetMs = node.prng.int(0, 10_000);
+      }
+      this.nodes.push(node);
+    }
+    for (const node of this.nodes) this.bootNode(node, false);
+    for (let i = 0; i < options.clients; i++) {
+      const client = new SimClient(1000 + i, this.prng.fork(), this.prng.pick(this.members));
+      this.clients.push(client);
+      this.at(this.prng.int(0, 50), () => this.clientStep(client));
+    }
+    if (options.faults.partitions || options.faults.crashes || options.faults.slowDisk) this.at(this.prng.int(100, 600), () => this.injectFault());
+    this.at(options.faultPhaseMs, () => this.heal());
+  }
+
+  // ------------------------------------------------------------ running
+
+  run(): SimResult {
+    const endMs = this.options.faultPhaseMs + this.options.livenessBoundMs;
+    let violation: Violation | null = null;
+    const contractsBefore = CONTRACTS;
+    setContracts(this.options.plantedBug === undefined ? true : contractsBefore);
+    try {
+      while (this.heap.size > 0) {
+        const ev = this.heap.pop()!;
+        if (ev.atMs > endMs) break;
+        this.nowMs = ev.atMs;
+        this.steps++;
+        ev.run();
+        if (this.healed && this.converged()) break;
+      }
+      if (!this.converged()) this.checker.fail('liveness', this.livenessReport());
+      else this.finalChecks();
+    } catch (e) {
+      if (e instanceof Violation) violation = e;
+      else if (e instanceof ContractViolation) violation = new Violation('contract', e.message);
+      else violation = new Violation('crash', e instanceof Error ? (e.stack ?? e.message) : String(e));
+    } finally {
+      setContracts(contractsBefore);
+    }
+    return {
+      seed: this.options.seed,
+      ok: violation === null,
+      violation,
+      steps: this.steps,
+      simulatedMs: this.nowMs,
+      committedSlots: this.checker.maxAppliedSlot,
+      ackedWrites: this.checker.ackedWrites,
+      reads: this.checker.readsChecked,
+      crashes: this.crashes,
+      partitions: this.partitions,
+      leaderChanges: this.leaderChanges,
+      trace: this.trace,
+    };
+  }
+
+  private at(delayMs: number, run: () => void): void {
+    this.heap.push({ atMs: this.nowMs + delayMs, order: this.order++, run });
+  }
+
+  private log(line: string): void {
+    const entry = `${this.nowMs.toFixed(2).padStart(9)} ${line}`;
+    if (this.traceAll) this.trace.push(entry);
+    else {
+      if (this.trace.length >= TRACE_RING) this.trace.shift();
+      this.trace.push(entry);
+    }
+  }
+
+  // ------------------------------------------------------------ replicas
+
+  private bootNode(node: SimNode, restart: boolean): void {
+    node.incarnation++;
+    node.up = true;
+    node.sm = new SimStateMachine();
+    node.pendingRequests.clear();
+    node.pendingReads = [];
+    const coreOptions = { ...this.options.core, id: node.id, members: this.members, plantedBug: this.options.plantedBug };
+    const random = () => node.prng.next();
+    node.core = new Replica(coreOptions, random, node.localNow(this.nowMs), restart ? node.disk.durableState() : undefined);
+    this.log(`n${node.id} ${restart ? 'restarts' : 'boots'} (promised=${node.disk.promised}, ${node.disk.entries.length} entries)`);
+    this.drain(node);
+    const inc = node.incarnation;
+    const tick = () => {
+      if (!node.up || node.incarnation !== inc) return;
+      node.core.tick(node.localNow(this.nowMs));
+      this.drain(node);
+      this.at(TICK_MS, tick);
+    };
+    this.at(node.prng.int(1, TICK_MS), tick);
+  }
+
+  private crash(node: SimNode): void {
+    node.up = false;
+    this.crashes++;
+    // Writes in flight: a random prefix of them reached the platter (the last one perhaps torn).
+    const disk = node.disk;
+    const keep = node.prng.int(0, disk.inflight.length);
+    for (let i = 0; i < keep; i++) {
+      const { op } = disk.inflight[i]!;
+      const torn = i === keep - 1 && node.prng.chance(0.5);
+      const entriesKept = torn ? node.prng.int(0, op.entries.length) : op.entries.length;
+      disk.apply(op, entriesKept);
+      this.checker.durable(node.id, op.entries.slice(0, entriesKept));
+    }
+    disk.inflight = [];
+    this.log(`n${node.id} CRASH (kept ${keep} in-flight writes)`);
+  }
+
+  private drain(node: SimNode): void {
+    for (;;) {
+      const ready = node.core.takeReady();
+      if (!ready) return;
+      this.handleReady(node, ready);
+    }
+  }
+
+  private handleReady(node: SimNode, ready: Ready): void {
+    for (const op of ready.persist) this.diskWrite(node, op);
+    for (const msg of ready.send) this.netSend(msg);
+    for (const c of ready.committed) this.apply(node, c.slot, c.value);
+    for (const rc of ready.roleChanges) {
+      this.log(`n${node.id} becomes ${rc.role} (ballot ${rc.ballot}, leader ${rc.leader ?? '-'})`);
+      if (rc.role === 'leader') this.leaderChanges++;
+    }
+    for (const rej of ready.rejected) {
+      for (const cmd of rej.commands) {
+        const key = commandKey(cmd);
+        if (node.pendingRequests.delete(key)) this.replyToClient(cmd.clientId, cmd.seq, { kind: 'rejected', hint: rej.leaderHint });
+      }
+    }
+    for (const g of ready.reads) {
+      node.pendingReads.push(g);
+    }
+    for (const ref of ready.readRefusals) this.replyRead(node, ref.readId, null, ref.leaderHint);
+    this.serveReads(node);
+  }
+
+  private diskWrite(node: SimNode, op: PersistOp): void {
+    const disk = node.disk;
+    const slow = disk.slowUntilMs > this.nowMs;
+    const latency = slow ? node.prng.int(5, 60) : node.prng.next() * 1.5 + 0.1;
+    const last = disk.inflight[disk.inflight.length - 1];
+    const doneAtMs = Math.max(this.nowMs + latency, last ? last.doneAtMs : 0);
+    disk.inflight.push({ op, doneAtMs });
+    const inc = node.incarnation;
+    this.at(doneAtMs - this.nowMs, () => {
+      if (!node.up || node.incarnation !== inc) return;
+      const head = disk.inflight.shift();
+      if (!head || head.op !== op) throw new Error('sim disk: completions out of order');
+      disk.apply(op);
+      this.checker.durable(node.id, op.entries);
+      node.core.persisted(op.seq, node.localNow(this.nowMs));
+      this.drain(node);
+    });
+  }
+
+  private apply(node: SimNode, slot: Slot, value: import('../core/types.js').Value): void {
+    const sm = node.sm;
+    let outcome = '';
+    if (value.kind === 'batch') {
+      for (const cmd of value.commands) {
+        this.checker.proposedCheck(cmd);
+        const key = commandKey(cmd);
+        const s = sm.sessions.check(cmd);
+        let result: number;
+        if (s.kind === 'execute') {
+          sm.executedCount++;
+          result = sm.executedCount;
+          if (sm.executed.has(key)) this.checker.fail('at-most-once', `n${node.id} executed ${key} twice (slot ${slot})`);
+          sm.executed.set(key, result);
+          sm.sessions.record(cmd, result);
+          outcome += `${key}=${result};`;
+        } else if (s.kind === 'duplicate') {
+          result = s.result;
+          outcome += `${key}~;`;
+        } else {
+          outcome += `${key}!;`;
+          continue;
+        }
+        if (node.pendingRequests.delete(key)) this.replyToClient(cmd.clientId, cmd.seq, { kind: 'ok', result });
+      }
+    }
+    sm.hash = fnv(sm.hash, valueKey(value) + '/' + outcome);
+    this.checker.applied(node.id, slot, valueKey(value), sm.hash);
+    if (this.traceAll) this.log(`n${node.id} applies ${slot}: ${describeValue(value)}`);
+  }
+
+  private serveReads(node: SimNode): void {
+    if (node.pendingReads.length === 0) return;
+    const applied = node.core.status.appliedPrefix;
+    const still: typeof node.pendingReads = [];
+    for (const g of node.pendingReads) {
+      if (applied >= g.slot) this.replyRead(node, g.readId, node.sm.executedCount, null);
+      else still.push(g);
+    }
+    node.pendingReads = still;
+  }
+
+  // ------------------------------------------------------------ network
+
+  private netSend(msg: Message): void {
+    const f = this.options.faults;
+    const faulty = !this.healed;
+    if (this.blocked.has(`${msg.from}>${msg.to}`)) return;
+    if (faulty && this.prng.chance(f.loss)) return;
+    const copies = faulty && this.prng.chance(f.duplicate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      let delay = 0.2 + this.prng.next() * f.jitterMs;
+      if (faulty && this.prng.chance(f.delaySpike)) delay += this.prng.int(100, 1500);
+      const wired = this.wire ? this.wire(msg) : msg;
+      this.at(delay, () => this.deliver(wired));
+    }
+  }
+
+  private deliver(msg: Message): void {
+    const node = this.nodes[msg.to - 1]!;
+    if (!node.up) return;
+    if (this.blocked.has(`${msg.from}>${msg.to}`)) return; // a partition that formed in flight
+    if (this.traceAll) this.log(`deliver ${describeMessage(msg)}`);
+    node.core.receive(msg, node.localNow(this.nowMs));
+    this.drain(node);
+  }
+
+  // ------------------------------------------------------------ faults
+
+  private injectFault(): void {
+    if (this.healed) return;
+    const f = this.options.faults;
+    const kinds: string[] = [];
+    if (f.partitions) kinds.push('partition');
+    if (f.crashes) kinds.push('crash');
+    if (f.slowDisk) kinds.push('slowDisk');
+    const kind = this.prng.pick(kinds);
+    const upNodes = this.nodes.filter((n) => n.up);
+    if (kind === 'crash') {
+      const node = upNodes.length > 0 ? this.prng.pick(upNodes) : null;
+      if (node) {
+        this.crash(node);
+        this.at(this.prng.int(50, 1500), () => {
+          if (!node.up && !this.healed) this.bootNode(node, true);
+        });
+      }
+    } else if (kind === 'partition') {
+      this.partition();
+    } else {
+      const node = this.prng.pick(this.nodes);
+      node.disk.slowUntilMs = this.nowMs + this.prng.int(100, 1000);
+      this.log(`n${node.id} disk slow until ${node.disk.slowUntilMs}`);
+    }
+    this.at(this.prng.int(100, 800), () => this.injectFault());
+  }
+
+  private partition(): void {
+    this.partitions++;
+    const shuffled = [...this.members].sort(() => this.prng.next() - 0.5);
+    const cut = this.prng.int(1, this.members.length - 1);
+    const side = new Set(shuffled.slice(0, cut));
+    const oneWay = this.prng.chance(0.3);
+    const added: string[] = [];
+    for (const a of this.members) {
+      for (const b of this.members) {
+        if (a === b || side.has(a) === side.has(b)) continue;
+        if (oneWay && !side.has(a)) continue; // only side -> rest is cut
+        const key = `${a}>${b}`;
+        if (!this.blocked.has(key)) {
+          this.blocked.add(key);
+          added.push(key);
+        }
+      }
+    }
+    this.log(`PARTITION ${[...side].join(',')} | rest${oneWay ? ' (one-way)' : ''}`);
+    this.at(this.prng.int(200, 2000), () => {
+      for (const k of added) this.blocked.delete(k);
+      this.log(`partition healed: ${[...side].join(',')}`);
+    });
+  }
+
+  private heal(): void {
+    this.healed = true;
+    this.blocked.clear();
+    for (const node of this.nodes) {
+      node.disk.slowUntilMs = 0;
+      if (!node.up) this.bootNode(node, true);
+    }
+    this.log('HEAL: all partitions removed, all replicas up; liveness phase begins');
+  }
+
+  // ------------------------------------------------------------ clients
+
+  private clientStep(client: SimClient): void {
+    const inFault = !this.healed;
+    // Retry whatever timed out.
+    for (const op of client.outstanding.values()) {
+      if (this.nowMs >= op.deadlineMs) {
+        // A silent target is abandoned; after a refusal, op.target already holds the next try.
+        if (!op.refused) op.target = this.pickTarget(client, op.target);
+        op.refused = false;
+        this.sendClientRequest(client, op);
+      }
+    }
+    if (client.read && this.nowMs >= client.read.deadlineMs) client.read = null; // abandoned: no answer to check
+    if (inFault && client.outstanding.size < this.options.clientInflight) {
+      const seq = client.nextSeq++;
+      const payload = new Uint8Array(4);
+      new DataView(payload.buffer).setUint32(0, client.prng.nextU32());
+      const command: Command = { clientId: client.id, seq, floor: client.floor(), payload };
+      const op: ClientOp = { seq, command, target: client.leaderGuess, deadlineMs: 0, refused: false };
+      client.outstanding.set(seq, op);
+      this.checker.proposed(command);
+      this.sendClientRequest(client, op);
+    }
+    if (inFault && !client.read && this.options.readMode !== 'none' && client.prng.chance(0.3)) {
+      const mode = this.options.readMode === 'mixed' ? client.prng.pick(['linearizable', 'lease'] as const) : this.options.readMode;
+      const read: ClientRead = { readId: this.nextReadId++, invokedAtMs: this.nowMs, target: client.leaderGuess, deadlineMs: this.nowMs + CLIENT_TIMEOUT_MS, mode };
+      client.read = read;
+      this.readOwner.set(read.readId, client.id);
+      this.checker.readInvoked(read.readId, this.nowMs);
+      this.sendClientRead(client, read);
+    }
+    const think = Math.max(1, client.prng.next() * 2 * this.options.clientThinkMs);
+    if (inFault || client.outstanding.size > 0) this.at(think, () => this.clientStep(client));
+  }
+
+  private pickTarget(client: SimClient, previous: ReplicaId): ReplicaId {
+    if (client.leaderGuess !== previous) return client.leaderGuess;
+    const others = this.members.filter((m) => m !== previous);
+    client.leaderGuess = client.prng.pick(others);
+    return client.leaderGuess;
+  }
+
+  private sendClientRequest(client: SimClient, op: ClientOp): void {
+    op.deadlineMs = this.nowMs + CLIENT_TIMEOUT_MS;
+    const command: Command = { ...op.command, floor: client.floor() };
+    op.command = command;
+    const node = this.nodes[op.target - 1]!;
+    this.log(`client ${client.id} sends ${commandKey(command)} to n${node.id}`);
+    this.at(CLIENT_LATENCY_MS, () => {
+      if (!node.up) return;
+      const key = commandKey(command);
+      node.pendingRequests.set(key, { clientId: client.id, seq: command.seq });
+      // Already executed here (a retry of something that committed): answer from the session.
+      const cached = node.sm.sessions.check(command);
+      if (cached.kind === 'duplicate' && node.core.status.role === 'leader') {
+        node.pendingRequests.delete(key);
+        this.replyToClient(client.id, command.seq, { kind: 'ok', result: cached.result });
+        return;
+      }
+      node.core.propose([command], node.localNow(this.nowMs));
+      this.drain(node);
+    });
+  }
+
+  private replyToClient(clientId: number, seq: number, reply: { kind: 'ok'; result: number } | { kind: 'rejected'; hint: ReplicaId | null }): void {
+    const client = this.clients[clientId - 1000]!;
+    this.at(CLIENT_LATENCY_MS, () => {
+      const op = client.outstanding.get(seq);
+      this.log(`client ${clientId} gets ${reply.kind === 'ok' ? `ok ${reply.result}` : `rejected (hint ${reply.hint})`} for ${clientId}.${seq}`);
+      if (!op) return; // answered already (a duplicate reply)
+      if (reply.kind === 'ok') {
+        client.outstanding.delete(seq);
+        this.checker.acked(commandKey(op.command), reply.result, this.nowMs);
+      } else {
+        if (reply.hint !== null) client.leaderGuess = reply.hint;
+        op.deadlineMs = this.nowMs + 20; // certain failure: retry soon, elsewhere
+        op.refused = true;
+        if (reply.hint === null || reply.hint === op.target) op.target = this.pickTarget(client, op.target);
+        else op.target = reply.hint;
+      }
+    });
+  }
+
+  private sendClientRead(client: SimClient, read: ClientRead): void {
+    const node = this.nodes[read.target - 1]!;
+    this.at(CLIENT_LATENCY_MS, () => {
+      if (!node.up) return;
+      node.core.read(read.readId, read.mode, node.localNow(this.nowMs));
+      this.drain(node);
+    });
+  }
+
+  private replyRead(_node: SimNode, readId: number, observed: number | null, hint: ReplicaId | null): void {
+    const clientId = this.readOwner.get(readId);
+    if (clientId === undefined) return;
+    const client = this.clients[clientId - 1000]!;
+    this.at(CLIENT_LATENCY_MS, () => {
+      const read = client.read;
+      if (!read || read.readId !== readId) return;
+      client.read = null;
+      this.readOwner.delete(readId);
+      if (observed === null) {
+        if (hint !== null) client.leaderGuess = hint;
+        return;
+      }
+      this.checker.readCompleted(readId, observed, read.mode);
+    });
+  }
+
+  // ------------------------------------------------------------ end of run
+
+  private converged(): boolean {
+    if (!this.healed) return false;
+    for (const c of this.clients) if (c.outstanding.size > 0) return false;
+    const target = this.checker.maxChosenSlot;
+    for (const n of this.nodes) {
+      if (!n.up) return false;
+      if (n.core.status.appliedPrefix < target) return false;
+    }
+    const leaders = this.nodes.filter((n) => n.core.status.role === 'leader');
+    return leaders.length === 1;
+  }
+
+  private livenessReport(): string {
+    const nodes = this.nodes.map((n) => {
+      const s = n.core.status;
+      return `n${n.id}: ${n.up ? s.role : 'down'} applied=${s.appliedPrefix} promised=${s.promised} leader=${s.leader ?? '-'}`;
+    });
+    const pending = this.clients.map((c) => `${c.id}:[${[...c.outstanding.keys()].join(',')}]`).join(' ');
+    return `not converged ${this.options.livenessBoundMs} ms after healing; max chosen slot ${this.checker.maxChosenSlot}; ${nodes.join('; ')}; outstanding ${pending}`;
+  }
+
+  private finalChecks(): void {
+    for (const n of this.nodes) this.checker.finalNode(n.id, n.sm.executed);
+  }
+}
+
+function fnv(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+export function runSeed(options: SimOptions, traceAll = false, wire: ((m: Message) => Message) | null = null): SimResult {
+  return new Simulation(options, traceAll, wire).run();
+}
