@@ -40,6 +40,9 @@ export class FrameDecoder {
   // The header being assembled when it spans chunks.
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
   private headerFilled = 0;
+  // The length of a frame whose header is read but none of whose body has arrived, or -1.
+  // Deciding only when body bytes arrive keeps a body that starts a chunk zero-copy.
+  private expected = -1;
   // The body being assembled when it spans chunks (exactly its length), and how much is filled.
   private body: Uint8Array | null = null;
   private bodyFilled = 0;
@@ -53,12 +56,14 @@ export class FrameDecoder {
 
   /** Bytes held for a partial frame (header or body). Never above FRAME_HEADER_BYTES + frameBytesMax. */
   bufferedBytes(): number {
-    return this.body !== null ? FRAME_HEADER_BYTES + this.bodyFilled : this.headerFilled;
+    if (this.body !== null) return FRAME_HEADER_BYTES + this.bodyFilled;
+    return this.expected >= 0 ? FRAME_HEADER_BYTES : this.headerFilled;
   }
 
   /**
    * Feeds one chunk; calls onFrame for each complete frame, in order. Returns null, or the error
    * that makes the stream undecodable (the decoder then refuses every later chunk with it).
+   * onFrame must not throw (the caller catches its handler's exceptions).
    */
   push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): TransportError | null {
     if (this.failed !== null) return this.failed;
@@ -79,40 +84,47 @@ export class FrameDecoder {
         }
         continue;
       }
-      let length: number;
-      if (this.headerFilled === 0 && end - at >= FRAME_HEADER_BYTES) {
-        // Fast path: the whole header is in this chunk.
-        length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
-        at += FRAME_HEADER_BYTES;
-      } else {
-        const take = Math.min(FRAME_HEADER_BYTES - this.headerFilled, end - at);
-        this.header.set(chunk.subarray(at, at + take), this.headerFilled);
-        this.headerFilled += take;
-        at += take;
-        if (this.headerFilled < FRAME_HEADER_BYTES) break; // at === end
-        const h = this.header;
-        length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
-        this.headerFilled = 0;
+      if (this.expected < 0) {
+        let length: number;
+        if (this.headerFilled === 0 && end - at >= FRAME_HEADER_BYTES) {
+          // Fast path: the whole header is in this chunk.
+          length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+          at += FRAME_HEADER_BYTES;
+        } else {
+          const take = Math.min(FRAME_HEADER_BYTES - this.headerFilled, end - at);
+          this.header.set(chunk.subarray(at, at + take), this.headerFilled);
+          this.headerFilled += take;
+          at += take;
+          if (this.headerFilled < FRAME_HEADER_BYTES) break; // at === end
+          const h = this.header;
+          length = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+          this.headerFilled = 0;
+        }
+        if (length > this.frameBytesMax) {
+          this.failed = new TransportError(
+            'SYNOD_TRANSPORT_FRAME_TOO_LARGE',
+            `inbound frame of ${length} bytes exceeds frameBytesMax ${this.frameBytesMax}`,
+          );
+          return this.failed;
+        }
+        this.expected = length;
       }
-      if (length > this.frameBytesMax) {
-        this.failed = new TransportError(
-          'SYNOD_TRANSPORT_FRAME_TOO_LARGE',
-          `inbound frame of ${length} bytes exceeds frameBytesMax ${this.frameBytesMax}`,
-        );
-        return this.failed;
-      }
+      const length = this.expected;
       if (end - at >= length) {
-        // Zero-copy: the frame lies wholly inside this chunk.
+        // Zero-copy: the body lies wholly inside this chunk.
         const frame = chunk.subarray(at, at + length);
         at += length;
+        this.expected = -1;
         onFrame(frame);
-      } else {
-        // The frame spans chunks: one allocation of exactly its length, bounded by frameBytesMax.
+      } else if (at < end) {
+        // The body spans chunks: one allocation of exactly its length, bounded by frameBytesMax.
         this.body = new Uint8Array(length);
         this.bodyFilled = end - at;
         this.body.set(chunk.subarray(at, end), 0);
+        this.expected = -1;
         at = end;
       }
+      // else: the header ended the chunk; the body decides in the next one.
     }
     return null;
   }

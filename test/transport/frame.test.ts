@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { FRAME_HEADER_BYTES, FrameDecoder, TransportError, encodeFrame } from '../../src/transport/index.js';
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+test('frame decoder: random chunking of a stream of frames yields exactly the frames, zero-copy when whole', () => {
+  const frameBytesMax = 300;
+  fc.assert(
+    fc.property(
+      fc.array(fc.uint8Array({ maxLength: frameBytesMax }), { maxLength: 30 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      (frames, cutSeeds) => {
+        const stream = concat(frames.map(encodeFrame));
+        // Cut points, sorted and distinct, inside the stream.
+        const cuts = [...new Set(cutSeeds.map((c) => (stream.length ? c % (stream.length + 1) : 0)))].sort((x, y) => x - y);
+        const bounds = [0, ...cuts, stream.length];
+        // Each chunk in its own ArrayBuffer, as sockets deliver them.
+        const chunks: Uint8Array[] = [];
+        for (let i = 0; i + 1 < bounds.length; i++) chunks.push(stream.slice(bounds[i], bounds[i + 1]));
+        const decoder = new FrameDecoder(frameBytesMax);
+        const out: { frame: Uint8Array; chunk: Uint8Array }[] = [];
+        for (const chunk of chunks) {
+          const error = decoder.push(chunk, (frame) => out.push({ frame: frame.slice(), chunk: frame.buffer === chunk.buffer ? chunk : new Uint8Array(0) }));
+          assert.equal(error, null);
+          assert.ok(decoder.bufferedBytes() <= FRAME_HEADER_BYTES + frameBytesMax);
+        }
+        assert.equal(decoder.bufferedBytes(), 0);
+        assert.deepEqual(
+          out.map((o) => o.frame),
+          frames.map((f) => new Uint8Array(f)),
+        );
+        // Zero-copy: a non-empty frame whose bytes lie within one chunk is a view of that chunk.
+        let offset = 0;
+        frames.forEach((frame, i) => {
+          const start = offset + FRAME_HEADER_BYTES;
+          const end = start + frame.length;
+          offset = end;
+          const chunkIndex = bounds.findIndex((b, k) => k + 1 < bounds.length && b <= start && end <= bounds[k + 1]! && start < bounds[k + 1]!);
+          if (frame.length > 0 && chunkIndex >= 0) assert.ok(out[i]!.chunk.length > 0, `frame ${i} was copied although whole in chunk ${chunkIndex}`);
+        });
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('frame decoder: a header one byte at a time, then zero-length frames', () => {
+  const decoder = new FrameDecoder(16);
+  const stream = concat([encodeFrame(new Uint8Array([7, 8, 9])), encodeFrame(new Uint8Array(0)), encodeFrame(new Uint8Array(0))]);
+  const got: number[][] = [];
+  for (const byte of stream) assert.equal(decoder.push(new Uint8Array([byte]), (f) => got.push([...f])), null);
+  assert.deepEqual(got, [[7, 8, 9], [], []]);
+});
+
+test('frame decoder: an oversized header is an error before any allocation, and stays one', () => {
+  const decoder = new FrameDecoder(1024);
+  const before = process.memoryUsage().arrayBuffers;
+  let delivered = 0;
+  const header = new Uint8Array([0xff, 0xff, 0xff, 0xf0, 1, 2, 3]);
+  const error = decoder.push(header, () => delivered++);
+  assert.ok(error instanceof TransportError);
+  assert.equal(error.code, 'SYNOD_TRANSPORT_FRAME_TOO_LARGE');
+  assert.match(error.message, /4294967280 bytes exceeds frameBytesMax 1024/);
+  assert.equal(decoder.bufferedBytes(), 0);
+  assert.ok(process.memoryUsage().arrayBuffers - before < 1 << 20);
+  assert.equal(decoder.push(encodeFrame(new Uint8Array(1)), () => delivered++), error);
+  assert.equal(delivered, 0);
+  // Exactly at the limit is fine, one more is not.
+  const ok = new FrameDecoder(5);
+  assert.equal(ok.push(encodeFrame(new Uint8Array(5)), () => delivered++), null);
+  assert.equal(delivered, 1);
+  assert.equal(ok.push(encodeFrame(new Uint8Array(6)), () => delivered++)?.code, 'SYNOD_TRANSPORT_FRAME_TOO_LARGE');
+});
+
+test('frame decoder: a partial frame holds at most header + frameBytesMax', () => {
+  const max = 64 * 1024;
+  const decoder = new FrameDecoder(max);
+  const frame = encodeFrame(new Uint8Array(max).fill(3));
+  let got: Uint8Array | null = null;
+  for (let at = 0; at < frame.length; at += 1000) {
+    decoder.push(frame.subarray(at, Math.min(frame.length, at + 1000)), (f) => (got = f));
+    assert.ok(decoder.bufferedBytes() <= FRAME_HEADER_BYTES + max);
+  }
+  assert.ok(got !== null);
+  assert.equal((got as Uint8Array).length, max);
+});

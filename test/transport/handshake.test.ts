@@ -1,0 +1,147 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  ConfigError,
+  DEFAULT_TRANSPORT_OPTIONS,
+  HANDSHAKE_MAGIC,
+  HandshakeReader,
+  encodeHello,
+  encodeRefuse,
+  encodeWelcome,
+  negotiateVersion,
+  parseHandshake,
+  reconnectDelayMs,
+  transportOptions,
+} from '../../src/transport/index.js';
+
+test('handshake: hello, welcome and refuse round-trip through random chunking', () => {
+  fc.assert(
+    fc.property(
+      fc.string({ minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 1, max: 1023 }),
+      fc.integer({ min: 1, max: 1023 }),
+      fc.integer({ min: 1, max: 0xffff }),
+      fc.uint8Array({ maxLength: 20 }),
+      fc.array(fc.nat(), { maxLength: 6 }),
+      (clusterId, senderId, targetId, versionMin, trailer, cutSeeds) => {
+        const hello = { versionMin, versionMax: Math.min(0xffff, versionMin + 3), senderId, targetId, clusterId };
+        const bytes = new Uint8Array([...encodeHello(hello), ...trailer]);
+        const cuts = [...new Set(cutSeeds.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const bounds = [0, ...cuts, bytes.length];
+        const reader = new HandshakeReader();
+        let done: { message: unknown; rest: Uint8Array[] } | null = null;
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const chunk = bytes.slice(bounds[i], bounds[i + 1]);
+          if (done !== null) {
+            done.rest.push(chunk);
+            continue;
+          }
+          const result = reader.push(chunk);
+          assert.notEqual(result.status, 'error');
+          if (result.status === 'done') done = { message: result.message, rest: [result.rest] };
+        }
+        assert.ok(done !== null);
+        assert.deepEqual(done.message, { kind: 'hello', ...hello });
+        assert.deepEqual(Buffer.concat(done.rest), Buffer.from(trailer));
+      },
+    ),
+    { numRuns: 200 },
+  );
+  const welcome = parseHandshake(encodeWelcome({ version: 7, acceptorId: 3 }));
+  assert.deepEqual(welcome, { status: 'done', message: { kind: 'welcome', version: 7, acceptorId: 3 }, consumed: 11 });
+  const refuse = parseHandshake(
+    encodeRefuse({ code: 'SYNOD_TRANSPORT_VERSION_MISMATCH', versionMin: 2, versionMax: 4, message: 'no common version' }),
+  );
+  assert.equal(refuse.status, 'done');
+  assert.deepEqual(refuse.status === 'done' && refuse.message, {
+    kind: 'refuse',
+    code: 'SYNOD_TRANSPORT_VERSION_MISMATCH',
+    versionMin: 2,
+    versionMax: 4,
+    message: 'no common version',
+  });
+});
+
+test('handshake: versions agree on the highest common one, or none', () => {
+  assert.equal(negotiateVersion(1, 1, 1, 1), 1);
+  assert.equal(negotiateVersion(1, 2, 2, 3), 2); // mid-upgrade: old [1,2] meets new [2,3]
+  assert.equal(negotiateVersion(1, 5, 3, 4), 4);
+  assert.equal(negotiateVersion(2, 3, 1, 2), 2);
+  assert.equal(negotiateVersion(1, 1, 2, 2), null);
+  assert.equal(negotiateVersion(3, 4, 1, 2), null);
+});
+
+test('handshake: HTTP, TLS and garbage are refused at once with a reason that says so', () => {
+  const http = parseHandshake(new TextEncoder().encode('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+  assert.equal(http.status, 'error');
+  assert.equal(http.status === 'error' && http.error.code, 'SYNOD_TRANSPORT_NOT_A_PEER');
+  assert.match(http.status === 'error' ? http.error.message : '', /received HTTP \("GET \/ HTTP\/1.1"\)/);
+  const tls = parseHandshake(new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00]));
+  assert.match(tls.status === 'error' ? tls.error.message : '', /TLS/);
+  // One wrong byte is enough to decide.
+  const early = parseHandshake(new Uint8Array([0x00]));
+  assert.equal(early.status === 'error' && early.error.code, 'SYNOD_TRANSPORT_NOT_A_PEER');
+  // Oversized bodies and unknown kinds are malformed, never a large allocation.
+  const big = new Uint8Array([...HANDSHAKE_MAGIC, 1, 0xff, 0xff]);
+  assert.equal(parseHandshake(big).status === 'error' && (parseHandshake(big) as { error: { code: string } }).error.code, 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED');
+  const unknownKind = new Uint8Array([...HANDSHAKE_MAGIC, 9, 0, 0]);
+  assert.equal(parseHandshake(unknownKind).status, 'error');
+});
+
+test('handshake: parsing arbitrary bytes never throws', () => {
+  fc.assert(
+    fc.property(fc.boolean(), fc.uint8Array({ maxLength: 600 }), (withMagic, tail) => {
+      const bytes = withMagic ? new Uint8Array([...HANDSHAKE_MAGIC, ...tail]) : tail;
+      const result = parseHandshake(bytes);
+      assert.ok(['more', 'error', 'done'].includes(result.status));
+      const reader = new HandshakeReader();
+      reader.push(bytes);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('options: defaults are the documented ones and bad values are refused', () => {
+  const options = transportOptions({ replicaId: 1, clusterId: 'c' });
+  assert.equal(options.frameBytesMax, 16 * 1024 * 1024);
+  assert.equal(options.peerQueueBytesMax, 64 * 1024 * 1024);
+  assert.equal(options.protocolVersionMin, 1);
+  assert.equal(options.protocolVersionMax, 1);
+  assert.equal(options.listenHost, '127.0.0.1');
+  assert.equal(DEFAULT_TRANSPORT_OPTIONS.reconnectDelayMinMs, 50);
+  assert.equal(DEFAULT_TRANSPORT_OPTIONS.reconnectDelayMaxMs, 5_000);
+  assert.equal(transportOptions({ replicaId: 1, clusterId: 'c', frameBytesMax: undefined }).frameBytesMax, 16 * 1024 * 1024);
+  const bad: Record<string, unknown>[] = [
+    { replicaId: 0 },
+    { replicaId: 1024 },
+    { clusterId: '' },
+    { clusterId: 'x'.repeat(256) },
+    { frameBytesMax: 0 },
+    { frameBytesMax: 1.5 },
+    { frameBytesMax: 1024, peerQueueBytesMax: 1024 },
+    { reconnectDelayMinMs: 100, reconnectDelayMaxMs: 50 },
+    { protocolVersionMin: 2, protocolVersionMax: 1 },
+    { protocolVersionMin: 0 },
+    { protocolVersionMax: 70_000 },
+    { listenPort: 70_000 },
+    { connectTimeoutMs: 0 },
+  ];
+  for (const override of bad) {
+    assert.throws(() => transportOptions({ replicaId: 1, clusterId: 'c', ...override }), ConfigError, JSON.stringify(override));
+  }
+});
+
+test('backoff: exponential, capped, jittered by the injected random source', () => {
+  const at = (attempt: number, r: number) => reconnectDelayMs(attempt, { reconnectDelayMinMs: 50, reconnectDelayMaxMs: 1_000, random: () => r });
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 10, 60].map((n) => at(n, 0)), [25, 50, 100, 200, 400, 500, 500, 500]);
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((n) => at(n, 0.999999)), [50, 100, 200, 400, 800, 1_000]);
+  assert.equal(at(0, NaN), 38); // a faulty source falls back to the middle, never NaN
+  fc.assert(
+    fc.property(fc.nat(100), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (attempt, r) => {
+      const delay = at(attempt, r);
+      const step = Math.min(1_000, 50 * 2 ** attempt);
+      assert.ok(delay >= Math.floor(step / 2) && delay <= step, `${delay} for step ${step}`);
+    }),
+  );
+});
