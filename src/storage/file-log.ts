@@ -27,6 +27,7 @@ import {
   SEGMENT_HEADER_BYTES,
   type LogRecord,
   type StoredRecord,
+  chainRecordCrc,
   checkRecord,
   decodeGroupHeader,
   decodeRecord,
@@ -42,12 +43,13 @@ import {
 import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
 import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
-import { findGroupAfter, nonZeroEnd, scanSegment } from './scan.js';
+import { findGroupAfter, scanSegment } from './scan.js';
 import { tryNativeCrc } from './native.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 const ZERO_FILL_BYTES = 1024 * 1024;
 const CHUNK_POOL_MAX = 64;
+const TERMINATOR = new Uint8Array(GROUP_HEADER_BYTES);
 
 interface Segment {
   index: number;
@@ -73,6 +75,7 @@ interface PendingGroup {
   count: number;
   bodyBytes: number;
   ballotMax: number;
+  recordsCrc: number;
   parts: Part[];
 }
 
@@ -196,7 +199,9 @@ export class FileLog implements LogStore {
       segment.durableEnd = scan.endOffset;
       if (scan.highestBallot > ballot) ballot = scan.highestBallot;
       if (scan.damage) {
-        // Torn tail or corruption? Corruption if any valid group of the current pass follows.
+        // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
+        // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
+        // here or in a later segment.
         const laterHere = findGroupAfter(bytes, scan.damage.offset + 8, index);
         if (laterHere >= 0) throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; a valid group follows at byte ${laterHere}`);
         for (let j = i + 1; j < indices.length; j++) {
@@ -210,12 +215,13 @@ export class FileLog implements LogStore {
             throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; later segment ${later.path} holds valid data`);
           }
         }
-        // A torn tail: zero what the torn group left behind, so no stale bytes of this pass survive it.
-        const tornEnd = nonZeroEnd(bytes, scan.damage.offset);
+        // A torn tail: put the terminator back where the last valid group ends.
         const cut = scan.endOffset;
-        await writevAll(io, segment.fd, [new Uint8Array(tornEnd - cut)], cut);
-        await io.fdatasync(segment.fd);
-        tornTail = { file: segment.path, offset: cut, bytesDiscarded: tornEnd - cut };
+        if (cut + GROUP_HEADER_BYTES <= segment.capacity) {
+          await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], cut);
+          await io.fdatasync(segment.fd);
+        }
+        tornTail = { file: segment.path, offset: cut, reason: `${scan.damage.reason} at byte ${scan.damage.offset}` };
         break;
       }
     }
@@ -238,10 +244,17 @@ export class FileLog implements LogStore {
     if (this.segments.length === 0) {
       this.segments.push(await this.prepareSegment(1));
     }
-    const last = this.segments[this.segments.length - 1]!;
+    let last = this.segments[this.segments.length - 1]!;
+    if (last.firstLsn === null && this.segments.length > 1) {
+      // An empty last segment is the one prepared ahead before the restart: it stays the prepared one.
+      this.segments.pop();
+      this.prepared = { index: last.index, promise: Promise.resolve(last) };
+      last = this.segments[this.segments.length - 1]!;
+    } else {
+      this.startPrepare(last.index + 1);
+    }
     this.reserveSegment = last.index;
     this.reserveOffset = last.durableEnd;
-    this.startPrepare(last.index + 1);
     this.recovery = {
       headLsn: this.head,
       tailLsn: tail,
@@ -371,6 +384,7 @@ export class FileLog implements LogStore {
     const at = this.chunkUsed;
     const lsn = this.nextLsn;
     encodeRecord(record, lsn, this.chunk, at);
+    group.recordsCrc = chainRecordCrc(group.recordsCrc, this.chunk, at);
     this.chunkUsed = at + size;
     const parts = group.parts;
     const lastPart = parts.length > 0 ? parts[parts.length - 1]! : null;
@@ -397,7 +411,7 @@ export class FileLog implements LogStore {
       segmentIndex++;
       offset = DATA_START;
     }
-    const group: PendingGroup = { segmentIndex, offset, firstLsn: this.nextLsn, count: 0, bodyBytes: 0, ballotMax: 0, parts: [] };
+    const group: PendingGroup = { segmentIndex, offset, firstLsn: this.nextLsn, count: 0, bodyBytes: 0, ballotMax: 0, recordsCrc: 0, parts: [] };
     this.pending.push(group);
     this.reserveSegment = segmentIndex;
     this.reserveOffset = offset + GROUP_HEADER_BYTES;
@@ -444,23 +458,26 @@ export class FileLog implements LogStore {
   }
 
   private async writeGroups(groups: PendingGroup[]): Promise<void> {
-    const touched: Segment[] = [];
     let i = 0;
     while (i < groups.length) {
+      // One writev + one fdatasync per segment touched, in order: a roll writes the new segment only once
+      // the old one is durable, so only the very last group of the log can ever be torn.
       const segmentIndex = groups[i]!.segmentIndex;
       const segment = await this.segmentFor(segmentIndex);
       const iov: Uint8Array[] = [];
       const start = groups[i]!.offset;
       let end = start;
+      const first = i;
       for (; i < groups.length && groups[i]!.segmentIndex === segmentIndex; i++) {
         const g = groups[i]!;
         if (g.offset !== end) throw misuse(`internal: group at ${g.offset} does not follow ${end}`);
         const header = new Uint8Array(GROUP_HEADER_BYTES);
-        encodeGroupHeader({ epoch: segmentIndex, bodyBytes: g.bodyBytes, recordCount: g.count, firstLsn: g.firstLsn }, header, 0);
+        encodeGroupHeader({ epoch: segmentIndex, bodyBytes: g.bodyBytes, recordCount: g.count, recordsCrc: g.recordsCrc, firstLsn: g.firstLsn }, header, 0);
         iov.push(header);
         for (const p of g.parts) iov.push(p.start === 0 && p.end === p.buf.length ? p.buf : p.buf.subarray(p.start, p.end));
         end = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
       }
+      if (end + GROUP_HEADER_BYTES <= segment.capacity) iov.push(TERMINATOR);
       try {
         await writevAll(this.io, segment.fd, iov, start);
       } catch (error) {
@@ -468,22 +485,19 @@ export class FileLog implements LogStore {
       }
       this.counters.flushes++;
       this.counters.bytesWritten += end - start;
-      touched.push(segment);
-    }
-    await Promise.all(
-      touched.map((s) =>
-        this.io.fdatasync(s.fd).then(
-          () => void this.counters.syncs++,
-          (error) => Promise.reject(ioError(error, 'fdatasync', s.path)),
-        ),
-      ),
-    );
-    for (const g of groups) {
-      const segment = this.segments.find((s) => s.index === g.segmentIndex)!;
-      if (segment.firstLsn === null) segment.firstLsn = g.firstLsn;
-      segment.durableEnd = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
-      this.index.add(g.firstLsn, g.segmentIndex, g.offset);
-      if (g.ballotMax > this.ballotDurable) this.ballotDurable = g.ballotMax;
+      try {
+        await this.io.fdatasync(segment.fd);
+      } catch (error) {
+        throw ioError(error, 'fdatasync', segment.path);
+      }
+      this.counters.syncs++;
+      for (let k = first; k < i; k++) {
+        const g = groups[k]!;
+        if (segment.firstLsn === null) segment.firstLsn = g.firstLsn;
+        segment.durableEnd = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
+        this.index.add(g.firstLsn, g.segmentIndex, g.offset);
+        if (g.ballotMax > this.ballotDurable) this.ballotDurable = g.ballotMax;
+      }
     }
   }
 

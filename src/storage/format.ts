@@ -8,7 +8,8 @@
 //   128    group, group, ...     each 8-byte aligned, never crossing a segment
 //
 //   group  = GroupHeader (32 B) + records
-//            crc32c[4,32) | magic "SGRP" | epoch (= segment index) | bodyBytes | recordCount | reserved | firstLsn u64
+//            crc32c[4,32) | magic "SGRP" | epoch (= segment index) | bodyBytes | recordCount | recordsCrc | firstLsn u64
+//            recordsCrc chains the records' own CRC words: a stale record under a fresh header fails it
 //   record = RecordHeader (32 B) + payload + zero padding to 8 bytes
 //            crc32c(header[4,32) ++ payload) | payloadLength | type u8 | 0 u8 | 0 u16 | lsn low 32 bits |
 //            slot u64 | ballot u64
@@ -16,7 +17,9 @@
 // Integers are little endian; u64 fields are two u32 words (low, high) holding a safe integer.
 // The group header carries the epoch, the record header the LSN: a recycled segment's stale groups fail the
 // epoch check, and a stale record under a fresh group header fails its LSN check.
-// A group is one commit: it is valid as a whole or not at all.
+// A group is one commit: it is valid as a whole or not at all. Every group write ends with 32 zero bytes
+// (a terminator the next group overwrites), so a clean end always reads as a zero header, even in a
+// recycled segment full of stale bytes.
 
 import { crc32c as crc32cJs } from '../codec/crc32c.js';
 
@@ -134,7 +137,14 @@ export interface GroupHeader {
   epoch: number;
   bodyBytes: number;
   recordCount: number;
+  /** crc32c chained over the records' CRC words, in order (see chainRecordCrc). */
+  recordsCrc: number;
   firstLsn: number;
+}
+
+/** Extends a group's recordsCrc with the record whose header starts at `at`. */
+export function chainRecordCrc(chain: number, bytes: Uint8Array, at: number): number {
+  return crc32c(bytes, chain, at, at + 4);
 }
 
 export function encodeGroupHeader(group: GroupHeader, target: Uint8Array, at: number): void {
@@ -143,7 +153,7 @@ export function encodeGroupHeader(group: GroupHeader, target: Uint8Array, at: nu
   view.setUint32(at + 8, group.epoch, true);
   view.setUint32(at + 12, group.bodyBytes, true);
   view.setUint32(at + 16, group.recordCount, true);
-  view.setUint32(at + 20, 0, true);
+  view.setUint32(at + 20, group.recordsCrc, true);
   writeU64(view, at + 24, group.firstLsn);
   view.setUint32(at, crc32c(target, 0, at + 4, at + GROUP_HEADER_BYTES), true);
 }
@@ -158,6 +168,7 @@ export function decodeGroupHeader(bytes: Uint8Array, at: number): GroupHeader | 
     epoch: view.getUint32(at + 8, true),
     bodyBytes: view.getUint32(at + 12, true),
     recordCount: view.getUint32(at + 16, true),
+    recordsCrc: view.getUint32(at + 20, true),
     firstLsn: readU64(view, at + 24),
   };
 }

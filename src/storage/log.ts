@@ -41,7 +41,7 @@ export interface RecoveryInfo {
   /** Highest ballot in any record ever kept (including the floor saved when the head advanced). */
   highestBallot: number;
   /** Where a torn tail was cut off, if one was. */
-  tornTail: { file: string; offset: number; bytesDiscarded: number } | null;
+  tornTail: { file: string; offset: number; reason: string } | null;
   segments: number;
   durationMs: number;
 }

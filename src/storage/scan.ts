@@ -3,8 +3,9 @@
 // Rules (docs/storage.md, "Recovery"):
 // - Groups are read in order; each must have a valid header with this segment's epoch, the expected first
 //   LSN, and records that all pass their checks. A group is accepted whole or not at all.
-// - A zero header, or a valid header from an earlier epoch (a recycled segment's stale data), ends the segment.
-// - Anything else is damage. Whether damage is a torn tail or corruption is decided by the caller
+// - A zero header (the terminator written after every group) ends the segment.
+// - Anything else is damage (including a valid header from an earlier epoch: stale bytes where a terminator
+//   should be). Whether damage is a torn tail or corruption is decided by the caller
 //   (it needs to know what follows: see `findGroupAfter` and the pmem tail pointer).
 
 import {
@@ -12,6 +13,7 @@ import {
   GROUP_HEADER_BYTES,
   GROUP_MAGIC,
   RECORD_HEADER_BYTES,
+  chainRecordCrc,
   checkRecord,
   decodeGroupHeader,
   recordBallot,
@@ -60,7 +62,6 @@ export function scanSegment(
       damage = { offset, reason: header };
       break;
     }
-    if (header.epoch < segmentIndex) break; // stale data of a recycled segment: the end
     if (header.epoch !== segmentIndex) {
       damage = { offset, reason: `group epoch ${header.epoch} does not match segment ${segmentIndex}` };
       break;
@@ -83,12 +84,14 @@ export function scanSegment(
     // Check the whole group before accepting any of it.
     let at = bodyStart;
     let groupBallot = 0;
+    let chain = 0;
     for (let i = 0; i < header.recordCount; i++) {
       const size = checkRecord(bytes, at, bodyEnd, header.firstLsn + i);
       if (typeof size === 'string') {
         damage = { offset: at, reason: `${size} (record ${header.firstLsn + i})` };
         break;
       }
+      chain = chainRecordCrc(chain, bytes, at);
       const ballot = recordBallot(bytes, at);
       if (ballot > groupBallot) groupBallot = ballot;
       at += size;
@@ -96,6 +99,10 @@ export function scanSegment(
     if (damage) break;
     if (at !== bodyEnd) {
       damage = { offset: at, reason: `group body has ${bodyEnd - at} bytes after its last record` };
+      break;
+    }
+    if (chain !== header.recordsCrc) {
+      damage = { offset, reason: 'group records do not match the group checksum (stale or torn records)' };
       break;
     }
     if (onRecord) {
@@ -127,12 +134,6 @@ export function findGroupAfter(bytes: Uint8Array, from: number, epoch: number): 
     if (typeof header !== 'string' && header.epoch === epoch) return at;
   }
   return -1;
-}
-
-/** End of the last non-zero byte in [from, bytes.length), or `from` if all zero. */
-export function nonZeroEnd(bytes: Uint8Array, from: number): number {
-  for (let at = bytes.length - 1; at >= from; at--) if (bytes[at] !== 0) return at + 1;
-  return from;
 }
 
 export function isZero(bytes: Uint8Array, from: number, to: number): boolean {
