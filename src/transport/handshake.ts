@@ -136,10 +136,10 @@ export type HandshakeParse =
 
 /** Says what a non-Synod peer looks like, for the refusal reason. */
 export function describeForeignBytes(bytes: Uint8Array): string {
-  const head = bytes.subarray(0, 16);
+  const head = bytes.subarray(0, 64);
   const text = String.fromCharCode(...head);
   if (/^(GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /.test(text) || /^[A-Z]{3,7} \//.test(text)) {
-    return `received HTTP (${JSON.stringify(text.split('\r')[0])}) on the peer port: not a Synod peer`;
+    return `received HTTP (${JSON.stringify(text.split(/[\r\n]/)[0])}) on the peer port: not a Synod peer`;
   }
   if (head[0] === 0x16 && head[1] === 0x03) return 'received a TLS handshake on a plain peer port: not a Synod peer';
   const hex = Array.from(head.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
