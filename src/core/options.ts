@@ -8,6 +8,7 @@ import type { ReplicaId } from './types.js';
 export type PlantedBug =
   | 'acceptor-ignores-promise'
   | 'acceptor-overwrites-same-ballot'
+  | 'leader-rebatches-retransmit' // the trigger for the one above, alone (harmless with correct acceptors)
   | 'leader-skips-recovery'
   | 'reply-before-persist';
 

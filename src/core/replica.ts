@@ -502,8 +502,10 @@ export class Replica {
       }
       // else: a retransmission. Reply once the earlier write is durable.
     } else if (cell?.entry.chosen) {
-      if (CONTRACTS) invariant(sameValue(cell.entry.value, msg.value), `slot ${msg.slot}: a chosen value is being replaced`);
-      if (cell.entry.ballot !== msg.ballot) this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: msg.value, chosen: true });
+      // Paxos: any proposal for a chosen slot carries the chosen value. Never vote otherwise.
+      if (CONTRACTS) invariant(sameValue(cell.entry.value, msg.value), `slot ${msg.slot}: a leader proposes a value other than the chosen one`);
+      if (!sameValue(cell.entry.value, msg.value)) return;
+      if (cell.entry.ballot !== msg.ballot) this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: cell.entry.value, chosen: true });
     } else {
       this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: msg.value });
     }
@@ -514,17 +516,13 @@ export class Replica {
     this.noteCommit(msg.commitSlot, msg.from);
     this.learnCommit(msg.commitSlot, msg.ballot);
     if (CONTRACTS) {
-      ensures(ignoresPromise || msg.ballot >= promisedBefore, 'accepted below the promised ballot');
+      ensures(msg.ballot >= promisedBefore, 'accepted below the promised ballot');
       ensures(
-        !before || before.ballot !== msg.ballot || sameValue(before.value, written.entry.value) ||
-          this.options.plantedBug === 'acceptor-overwrites-same-ballot',
+        !before || before.ballot !== msg.ballot || sameValue(before.value, written.entry.value),
         `slot ${msg.slot}: changed the value accepted at ballot ${formatBallot(msg.ballot)}`,
       );
       ensures(written.entry.ballot === msg.ballot, 'the accepted ballot is recorded');
-      ensures(
-        this.options.plantedBug === 'reply-before-persist' || !this.out.send.includes(reply) || written.seq <= this.durableSeq,
-        'accept reply emitted before the accept was durable',
-      );
+      ensures(!this.out.send.includes(reply) || written.seq <= this.durableSeq, 'accept reply emitted before the accept was durable');
     }
   }
 
@@ -802,6 +800,10 @@ export class Replica {
     if (!inflight) return;
     if (!this.membership.membersAt(slot).includes(voter)) return;
     inflight.votes.add(voter);
+    const bug = this.options.plantedBug;
+    if (voter !== this.id && (bug === 'acceptor-overwrites-same-ballot' || bug === 'leader-rebatches-retransmit')) {
+      this.plantedRebatch(slot, inflight, voter);
+    }
     if (!this.isSlotQuorum(slot, inflight.votes)) return;
     leader.inflight.delete(slot);
     const cell = this.cells.get(slot)!;
@@ -872,6 +874,20 @@ export class Replica {
         this.send({ type: 'accept', from: this.id, to: peer, ballot: leader.ballot, slot, value: f.value, commitSlot: this.chosenPrefix });
       }
     }
+  }
+
+  /**
+   * PLANTED BUG trigger (tests only). A correct leader never sends two values for one (slot,
+   * ballot), so an acceptor that overwrites a same-ballot value can only show up beside a leader
+   * that does: this one sends a voter a "topped up" batch for the slot it just voted on. Only
+   * acceptors that already voted get it, and the leader keeps the first value, so with correct
+   * acceptors (which ignore it) the trigger alone is harmless; the sim test shows both halves.
+   */
+  private plantedRebatch(slot: Slot, f: InflightSlot, voter: ReplicaId): void {
+    const leader = this.leader!;
+    if (f.value.kind !== 'batch' || leader.queue.length === 0) return;
+    const value: Value = { kind: 'batch', commands: [...f.value.commands, leader.queue[0]!] };
+    this.send({ type: 'accept', from: this.id, to: voter, ballot: leader.ballot, slot, value, commitSlot: this.chosenPrefix });
   }
 
   private broadcastHeartbeat(): void {
@@ -1056,12 +1072,10 @@ export class Replica {
       invariant(cell !== undefined && cell.entry.chosen === true, `slot ${s} in the chosen prefix is not chosen`);
     }
     for (const m of this.out.send) {
-      if ((m.type === 'accepted' || m.type === 'promise') && this.options.plantedBug !== 'reply-before-persist') {
+      if (m.type === 'accepted') {
         // A vote leaves only once what it votes for is durable.
-        if (m.type === 'accepted') {
-          const cell = this.cells.get(m.slot);
-          invariant(!cell || cell.entry.ballot !== m.ballot || cell.seq <= this.durableSeq, `accepted(${m.slot}) leaves before its write is durable`);
-        }
+        const cell = this.cells.get(m.slot);
+        invariant(!cell || cell.entry.ballot !== m.ballot || cell.seq <= this.durableSeq, `accepted(${m.slot}) leaves before its write is durable`);
       }
     }
     const leader = this.leader;

@@ -7,6 +7,7 @@ import { commandKey, valueKey } from './keys.js';
 export type Property =
   | 'agreement'
   | 'unique-ballot-value'
+  | 'acceptor-changed-vote'
   | 'validity'
   | 'at-most-once'
   | 'durability'
@@ -32,6 +33,8 @@ export class Checker {
   private readonly ledger = new Map<Slot, Map<number, Map<string, Set<ReplicaId>>>>();
   /** What a quorum durably accepted, per slot: the chosen value, derived from acceptors alone. */
   private readonly chosen = new Map<Slot, string>();
+  /** `${node}/${slot}/${ballot}` -> the value that acceptor durably accepted there. */
+  private readonly votes = new Map<string, string>();
   private readonly appliedKey = new Map<Slot, string>();
   private readonly appliedHash = new Map<Slot, number>();
   private readonly proposedPayloads = new Map<string, string>();
@@ -53,6 +56,12 @@ export class Checker {
   durable(node: ReplicaId, entries: Entry[]): void {
     for (const e of entries) {
       const key = valueKey(e.value);
+      const vote = `${node}/${e.slot}/${e.ballot}`;
+      const priorVote = this.votes.get(vote);
+      if (priorVote !== undefined && priorVote !== key) {
+        this.fail('acceptor-changed-vote', `n${node} accepted ${key} at slot ${e.slot} ballot ${e.ballot}, having accepted ${priorVote} there`);
+      }
+      this.votes.set(vote, key);
       let byBallot = this.ledger.get(e.slot);
       if (!byBallot) this.ledger.set(e.slot, (byBallot = new Map()));
       let byValue = byBallot.get(e.ballot);

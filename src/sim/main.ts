@@ -15,10 +15,11 @@ interface Args {
   bug: PlantedBug | undefined;
   json: boolean;
   wire: boolean;
+  contracts: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true };
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -38,16 +39,17 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--bug') args.bug = value() as PlantedBug;
     else if (a === '--json') args.json = true;
     else if (a === '--no-wire') args.wire = false;
+    else if (a === '--no-contracts') args.contracts = false;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] | --seed S [--trace]');
+      console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] | --seed S [--trace]');
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
   return args;
 }
 
-function replayCommand(seed: number, bug: PlantedBug | undefined): string {
-  return `npm run sim -- --seed ${seed}${bug ? ` --bug ${bug}` : ''} --trace`;
+function replayCommand(seed: number, bug: PlantedBug | undefined, contractsOff = false): string {
+  return `npm run sim -- --seed ${seed}${bug ? ` --bug ${bug}` : ''}${contractsOff ? ' --no-contracts' : ''} --trace`;
 }
 
 function main(): void {
@@ -60,7 +62,7 @@ function main(): void {
   }
   const wire = args.wire ? codecWire : null;
   if (args.seed !== null) {
-    const options = randomSimOptions(args.seed, { plantedBug: args.bug, wireCodec: args.wire });
+    const options = randomSimOptions(args.seed, { plantedBug: args.bug, wireCodec: args.wire, contracts: args.contracts });
     const result = runSeed(options, args.trace, wire);
     if (args.trace) for (const line of result.trace) console.log(line);
     console.log(JSON.stringify({ options: { ...options, core: options.core }, ...summarize(result) }, null, 2));
@@ -80,14 +82,14 @@ function main(): void {
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
-    const result = runSeed(randomSimOptions(seed, { plantedBug: args.bug, wireCodec: args.wire }), false, wire);
+    const result = runSeed(randomSimOptions(seed, { plantedBug: args.bug, wireCodec: args.wire, contracts: args.contracts }), false, wire);
     steps += result.steps;
     simulatedMs += result.simulatedMs;
     acked += result.ackedWrites;
     reads += result.reads;
     if (!result.ok) {
       failures.push(result);
-      const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug)}`;
+      const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts)}`;
       if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length, rate: 0 }); }
       else if (!args.json) console.error(line);
     }
@@ -103,7 +105,7 @@ function main(): void {
   const summary = {
     seeds: args.seeds,
     firstSeed: args.start,
-    failures: failures.map((f) => ({ seed: f.seed, violation: f.violation!.message, replay: replayCommand(f.seed, args.bug) })),
+    failures: failures.map((f) => ({ seed: f.seed, violation: f.violation!.message, replay: replayCommand(f.seed, args.bug, !args.contracts) })),
     steps,
     stepsPerSecond: Math.round(steps / seconds),
     simulatedSeconds: Math.round(simulatedMs / 1000),

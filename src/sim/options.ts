@@ -37,6 +37,8 @@ export interface SimOptions {
   clockRateBound: number;
   core: Omit<CoreOptions, 'id' | 'members'>;
   plantedBug?: PlantedBug;
+  /** Run the core's contracts (on by default; planted-bug tests turn them off to show the checkers bite alone). */
+  contracts: boolean;
   /** Run every message through the binary codec (encode, then decode) as a real network would. */
   wireCodec: boolean;
 }
@@ -97,6 +99,7 @@ export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = 
     clockRateBound: safeClockRateBound(core),
     core,
     wireCodec: false,
+    contracts: true,
   };
   return { ...options, ...overrides, faults: { ...options.faults, ...(overrides.faults ?? {}) }, core: { ...options.core, ...(overrides.core ?? {}) } };
 }

@@ -181,7 +181,7 @@ export class Simulation {
     const endMs = this.options.faultPhaseMs + this.options.livenessBoundMs;
     let violation: Violation | null = null;
     const contractsBefore = CONTRACTS;
-    setContracts(this.options.plantedBug === undefined ? true : contractsBefore);
+    setContracts(this.options.contracts);
     try {
       while (this.heap.size > 0) {
         const ev = this.heap.pop()!;
