@@ -272,10 +272,14 @@ export class FileLog implements LogStore {
     const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START };
     try {
       const size = await this.io.fstatSize(fd);
-      const headerBytes = new Uint8Array(SEGMENT_HEADER_BYTES);
-      await readFully(this.io, fd, headerBytes, SEGMENT_HEADER_BYTES, 0);
+      const headerBytes = new Uint8Array(DATA_START);
+      await readFully(this.io, fd, headerBytes, DATA_START, 0);
       const header = decodeSegmentHeader(headerBytes);
       if (typeof header === 'string') throw corruptError(path, 0, header);
+      // The pmem tail line is unused in file segments: it must be zero.
+      for (let at = SEGMENT_HEADER_BYTES; at < DATA_START; at++) {
+        if (headerBytes[at] !== 0) throw corruptError(path, at, 'non-zero byte in the unused tail line of a file segment');
+      }
       if (header.formatVersion > FORMAT_VERSION) {
         throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${header.formatVersion}; this build reads up to ${FORMAT_VERSION}: upgrade Synod`, path, 8);
       }

@@ -11,7 +11,7 @@
 //            crc32c[4,32) | magic "SGRP" | epoch (= segment index) | bodyBytes | recordCount | recordsCrc | firstLsn u64
 //            recordsCrc chains the records' own CRC words: a stale record under a fresh header fails it
 //   record = RecordHeader (32 B) + payload + zero padding to 8 bytes
-//            crc32c(header[4,32) ++ payload) | payloadLength | type u8 | 0 u8 | 0 u16 | lsn low 32 bits |
+//            crc32c(header[4,32) ++ payload ++ padding) | payloadLength | type u8 | 0 u8 | 0 u16 | lsn low 32 bits |
 //            slot u64 | ballot u64
 //
 // Integers are little endian; u64 fields are two u32 words (low, high) holding a safe integer.
@@ -217,8 +217,7 @@ export function encodeRecord(record: LogRecord, lsn: number, target: Uint8Array,
   target.set(record.payload, payloadAt);
   const padded = pad8(length);
   if (padded !== length) target.fill(0, payloadAt + length, payloadAt + padded);
-  const crc = crc32c(target, crc32c(target, 0, at + 4, at + RECORD_HEADER_BYTES), payloadAt, payloadAt + length);
-  view.setUint32(at, crc, true);
+  view.setUint32(at, crc32c(target, 0, at + 4, payloadAt + padded), true);
   return RECORD_HEADER_BYTES + padded;
 }
 
@@ -235,9 +234,7 @@ export function checkRecord(bytes: Uint8Array, at: number, end: number, lsn: num
   const typeWord = view.getUint32(at + 8, true);
   if (typeWord < RECORD_TYPE_MIN || typeWord > RECORD_TYPE_MAX) return `bad record type word ${typeWord}`;
   if (view.getUint32(at + 12, true) !== lsn % TWO_32) return `record carries lsn ${view.getUint32(at + 12, true)}, expected ${lsn % TWO_32}`;
-  const payloadAt = at + RECORD_HEADER_BYTES;
-  const crc = crc32c(bytes, crc32c(bytes, 0, at + 4, payloadAt), payloadAt, payloadAt + length);
-  if (crc !== view.getUint32(at, true)) return 'record checksum mismatch';
+  if (crc32c(bytes, 0, at + 4, at + size) !== view.getUint32(at, true)) return 'record checksum mismatch';
   return size;
 }
 

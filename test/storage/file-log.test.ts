@@ -1,0 +1,235 @@
+// File-log specific tests: torn tails, bit flips at random offsets, full disk and EIO (injected), fixtures.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, cpSync, openSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { FileLog } from '../../src/storage/file-log.js';
+import { isStorageError } from '../../src/storage/errors.js';
+import { nodeIo, type StorageIo } from '../../src/storage/io.js';
+import { segmentFileName } from '../../src/storage/format.js';
+import type { LogRecord } from '../../src/storage/log.js';
+import { makeRecord, tempDir } from './compliance.js';
+
+const SMALL = { segmentBytes: 64 * 1024, spareSegmentsMax: 1 };
+
+function patch(path: string, offset: number, mutate: (byte: number) => number): void {
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, offset);
+  b[0] = mutate(b[0]!) & 0xff;
+  writeSync(fd, b, 0, 1, offset);
+  closeSync(fd);
+}
+
+/** Builds a log of `groups` commits; returns the records and where the last group starts. */
+async function buildLog(dir: string, groups: number, perGroup: number) {
+  const log = await FileLog.open(dir, SMALL);
+  const records: LogRecord[] = [];
+  let lastGroup = { segment: '', offset: 0, firstLsn: 0 };
+  for (let g = 0; g < groups; g++) {
+    const segments = (log as unknown as { segments: { path: string; durableEnd: number; capacity: number }[] }).segments;
+    const tail = segments[segments.length - 1]!;
+    lastGroup = { segment: tail.path, offset: tail.durableEnd, firstLsn: records.length + 1 };
+    for (let i = 0; i < perGroup; i++) {
+      const r = makeRecord(records.length + 1, 50 + ((g * 31 + i * 17) % 700));
+      records.push(r);
+      log.tentativelyAppend(r);
+    }
+    await log.commit();
+  }
+  // The last group may have rolled into a new segment.
+  const segments = (log as unknown as { segments: { path: string; firstLsn: number | null }[] }).segments;
+  const last = segments[segments.length - 1]!;
+  if (last.firstLsn === lastGroup.firstLsn) lastGroup = { segment: last.path, offset: 128, firstLsn: lastGroup.firstLsn };
+  await log.close();
+  return { records, lastGroup };
+}
+
+async function readAll(log: FileLog): Promise<(LogRecord & { lsn: number })[]> {
+  const out: (LogRecord & { lsn: number })[] = [];
+  let next = log.headTailCapacity().head;
+  for (;;) {
+    const batch = await log.read(next, { recordsMax: 500 });
+    if (batch.length === 0) return out;
+    out.push(...batch);
+    next = batch[batch.length - 1]!.lsn + 1;
+  }
+}
+
+test('a torn last group is cut off; everything before it survives; appends continue after it', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { records, lastGroup } = await buildLog(dir, 12, 9);
+    // Tear the last group: garbage over its second half.
+    const size = statSync(lastGroup.segment).size;
+    for (let at = lastGroup.offset + 200; at < Math.min(lastGroup.offset + 600, size); at++) patch(lastGroup.segment, at, (b) => b ^ 0x5a);
+    const log = await FileLog.open(dir, SMALL);
+    assert.ok(log.recovery.tornTail, 'torn tail reported');
+    assert.equal(log.recovery.tornTail!.file, lastGroup.segment);
+    assert.equal(log.recovery.tornTail!.offset, lastGroup.offset);
+    assert.equal(log.recovery.tailLsn, lastGroup.firstLsn);
+    const all = await readAll(log);
+    assert.equal(all.length, lastGroup.firstLsn - 1);
+    all.forEach((r) => assert.deepEqual(r.payload, records[r.lsn - 1]!.payload));
+    log.tentativelyAppend(makeRecord(lastGroup.firstLsn, 3));
+    await log.commit();
+    await log.close();
+    const again = await FileLog.open(dir, SMALL);
+    assert.equal(again.recovery.tornTail, null);
+    assert.equal(again.recovery.tailLsn, lastGroup.firstLsn + 1);
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('bit flips at random offsets: corruption before the last group stops recovery naming file and offset; nothing wrong is ever returned', async () => {
+  let seed = 99;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const { dir: pristine, cleanup: cleanPristine } = tempDir();
+  const { records, lastGroup } = await buildLog(pristine, 30, 7);
+  const files = readdirSync(pristine).filter((n) => n.startsWith('seg-'));
+  let corrupt = 0;
+  let torn = 0;
+  try {
+    for (let trial = 0; trial < 60; trial++) {
+      const { dir, cleanup } = tempDir();
+      try {
+        cpSync(pristine, dir, { recursive: true });
+        const name = files[Math.floor(random() * files.length)]!;
+        const path = `${dir}/${name}`;
+        // Flip inside the written part of the segment (header included).
+        const probe = await FileLog.open(pristine, SMALL);
+        const seg = (probe as unknown as { segments: { path: string; durableEnd: number }[] }).segments.find((s) => s.path.endsWith(name));
+        await probe.close();
+        const end = seg ? seg.durableEnd : 128;
+        const offset = Math.floor(random() * end);
+        patch(path, offset, (b) => b ^ (1 << Math.floor(random() * 8)));
+        const inLastGroup = `${pristine}/${name}` === lastGroup.segment && offset >= lastGroup.offset;
+        try {
+          const log = await FileLog.open(dir, SMALL);
+          // Accepted only as a torn tail inside the last group.
+          assert.ok(inLastGroup, `flip at ${name}:${offset} went unnoticed`);
+          assert.ok(log.recovery.tornTail);
+          const all = await readAll(log);
+          assert.equal(all.length, lastGroup.firstLsn - 1);
+          all.forEach((r) => assert.deepEqual(r.payload, records[r.lsn - 1]!.payload));
+          await log.close();
+          torn++;
+        } catch (error) {
+          if (!isStorageError(error, 'SYNOD_STORAGE_CORRUPT')) throw error;
+          assert.ok(!inLastGroup || offset < 128, `flip in the last group at ${offset} should be a torn tail`);
+          assert.equal(error.file, path);
+          assert.ok(error.offset !== null && error.offset <= offset, `reported offset ${error.offset} after the flip at ${offset}`);
+          assert.match(error.message, new RegExp(`corrupt log data in ${path} at byte ${error.offset}`));
+          corrupt++;
+        }
+      } finally {
+        cleanup();
+      }
+    }
+    assert.ok(corrupt > 20, `expected many corruptions, got ${corrupt} (torn ${torn})`);
+  } finally {
+    cleanPristine();
+  }
+});
+
+test('a missing middle segment is corruption, not a silent gap', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 30, 7);
+    const { unlinkSync } = await import('node:fs');
+    unlinkSync(`${dir}/${segmentFileName(2)}`);
+    await assert.rejects(FileLog.open(dir, SMALL), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_CORRUPT') && /missing/.test((e as Error).message));
+  } finally {
+    cleanup();
+  }
+});
+
+/** An io that fails with `code` once `budget` bytes have been written (writev/write), or on fdatasync. */
+function faultyIo(options: { writeBudget?: number; failSync?: boolean; code: string }): StorageIo {
+  let written = 0;
+  const fail = (op: string) => Object.assign(new Error(`${options.code}: injected on ${op}`), { code: options.code });
+  return {
+    ...nodeIo,
+    async writev(fd, buffers, position) {
+      let n = 0;
+      for (const b of buffers) n += b.length;
+      if (options.writeBudget !== undefined && written + n > options.writeBudget) throw fail('writev');
+      written += n;
+      return nodeIo.writev(fd, buffers, position);
+    },
+    async write(fd, buffer, position) {
+      if (options.writeBudget !== undefined && written + buffer.length > options.writeBudget) throw fail('write');
+      written += buffer.length;
+      return nodeIo.write(fd, buffer, position);
+    },
+    async fdatasync(fd) {
+      if (options.failSync) throw fail('fdatasync');
+      return nodeIo.fdatasync(fd);
+    },
+  };
+}
+
+for (const scenario of [
+  { name: 'a full disk (ENOSPC)', code: 'ENOSPC', expect: 'SYNOD_STORAGE_NO_SPACE' as const, sync: false },
+  { name: 'EIO from fdatasync', code: 'EIO', expect: 'SYNOD_STORAGE_IO' as const, sync: true },
+]) {
+  test(`${scenario.name} gives a clear error, stops the log, and loses nothing acknowledged`, async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // Open normally (creates and preallocates), then fail after a budget of bytes.
+      const first = await FileLog.open(dir, SMALL);
+      await first.close();
+      const io = scenario.sync ? faultyIo({ failSync: false, code: scenario.code }) : faultyIo({ writeBudget: 300 * 1024, code: scenario.code });
+      let failSync = false;
+      const log = await FileLog.open(dir, { ...SMALL, io: { ...io, fdatasync: (fd) => (failSync ? Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' })) : io.fdatasync(fd)) } });
+      let acked = 0;
+      let error: unknown = null;
+      for (let i = 1; i <= 2000 && error === null; i++) {
+        log.tentativelyAppend(makeRecord(i, 900));
+        if (scenario.sync && i === 40) failSync = true;
+        try {
+          acked = await log.commit();
+        } catch (e) {
+          error = e;
+        }
+      }
+      assert.ok(isStorageError(error, scenario.expect), `expected ${scenario.expect}, got ${String(error)}`);
+      assert.match((error as Error).message, scenario.expect === 'SYNOD_STORAGE_NO_SPACE' ? /no space left.*free space/ : /I\/O error.*stops voting/);
+      assert.ok(acked > 0);
+      // The log stays failed: no further acknowledgements.
+      assert.throws(() => log.tentativelyAppend(makeRecord(9999)), (e: unknown) => isStorageError(e, scenario.expect));
+      await assert.rejects(log.commit(), (e: unknown) => isStorageError(e, scenario.expect));
+      await log.close();
+      const again = await FileLog.open(dir, SMALL);
+      assert.ok(again.recovery.tailLsn - 1 >= acked, `acked ${acked}, recovered ${again.recovery.tailLsn - 1}`);
+      const all = await readAll(again);
+      for (const r of all) assert.deepEqual(r.payload, makeRecord(r.lsn, 900).payload);
+      await again.close();
+    } finally {
+      cleanup();
+    }
+  });
+}
+
+test('format version 1 fixture (checked in) still loads', async () => {
+  const fixture = fileURLToPath(new URL('../../../test/storage/fixtures/log-v1', import.meta.url));
+  const { dir, cleanup } = tempDir();
+  try {
+    cpSync(fixture, dir, { recursive: true });
+    const log = await FileLog.open(dir, SMALL);
+    assert.equal(log.recovery.headLsn, 11);
+    assert.equal(log.recovery.tailLsn, 121);
+    assert.equal(log.highestBallot(), 7 * 1024 + 3);
+    const all = await readAll(log);
+    assert.equal(all.length, 110);
+    for (const r of all) {
+      const expected = makeRecord(r.lsn, (r.lsn * 29) % 1200, r.lsn < 60 ? 1024 + 3 : 7 * 1024 + 3);
+      assert.deepEqual({ ...r, lsn: 0 }, { ...expected, lsn: 0 });
+    }
+    await log.close();
+  } finally {
+    cleanup();
+  }
+});
