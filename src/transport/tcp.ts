@@ -207,6 +207,10 @@ export class TcpTransport implements PeerTransport {
         this.log('warn', 'ignoring a peer with an invalid replica id', { peer: id });
         continue;
       }
+      if (typeof address.host !== 'string' || address.host.length === 0 || !Number.isInteger(address.port) || address.port < 1 || address.port > 65535) {
+        this.log('warn', 'ignoring a peer with an invalid address', { peer: id, address });
+        continue;
+      }
       const existing = this.peers.get(id);
       if (existing !== undefined) {
         if (existing.address.host === address.host && existing.address.port === address.port) continue;
@@ -269,7 +273,16 @@ export class TcpTransport implements PeerTransport {
     peer.timer = null;
     peer.dials++;
     peer.state = 'connecting';
-    const socket = this.factory.connect(peer.address, () => this.onOutboundReady(peer, conn));
+    let socket: net.Socket;
+    try {
+      socket = this.factory.connect(peer.address, () => this.onOutboundReady(peer, conn));
+    } catch (err) {
+      // A factory that throws (bad address, TLS misconfiguration) is one more failed dial.
+      peer.lastError = new TransportError('SYNOD_TRANSPORT_SOCKET', `cannot dial peer ${peer.id} at ${hostPort(peer.address)}: ${err instanceof Error ? err.message : String(err)}`);
+      this.log('warn', 'dial failed', { peer: peer.id, code: peer.lastError.code, reason: peer.lastError.message });
+      this.backOff(peer);
+      return;
+    }
     const conn: OutboundConn = { socket, reader: new HandshakeReader(), failure: null };
     peer.conn = conn;
     this.track(socket);
@@ -389,6 +402,11 @@ export class TcpTransport implements PeerTransport {
       peer.state = 'idle';
       return;
     }
+    this.backOff(peer);
+  }
+
+  private backOff(peer: Peer): void {
+    this.dropQueue(peer);
     peer.state = 'backoff';
     const delayMs = reconnectDelayMs(peer.failedDials, this.options);
     peer.failedDials++;
