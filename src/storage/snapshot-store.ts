@@ -1,0 +1,317 @@
+// Snapshot files. The application's snapshot is streamed into a temp file with a running CRC32C, then
+// fsynced, renamed to its final name and the directory fsynced; the newest `keep` are kept (pinned ones,
+// being shipped to a peer, are never deleted). A snapshot reads back as a stream of chunks; a corrupt or
+// partial one is detected (checksums, lengths) and skipped in favour of the previous one.
+//
+//   snap-<slot, 16 digits>.snap
+//   header  "SYNODSNP" | version u32 | metaBytes u32 | slot u64 | crc32c(header[0,24) ++ meta) u32 | 0 u32
+//   meta    metaBytes bytes (caller's: e.g. configurations, session table digest)
+//   body    the application's bytes
+//   trailer bodyBytes u64 | crc32c(body) u32 | 0 u32 | "SNAPEND\0"
+
+import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
+import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
+
+const MAGIC = 'SYNODSNP';
+const END_MAGIC = 'SNAPEND\0';
+const HEADER_BYTES = 32;
+const TRAILER_BYTES = 24;
+const WRITE_BUFFER_BYTES = 1024 * 1024;
+export const DEFAULT_SNAPSHOTS_KEPT = 2;
+export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+
+export interface SnapshotInfo {
+  slot: number;
+  path: string;
+  meta: Uint8Array;
+  /** Body bytes. */
+  bodyBytes: number;
+}
+
+export interface SnapshotStoreOptions {
+  /** How many valid snapshots to keep (newest first). Default 2. */
+  keep?: number;
+  io?: StorageIo;
+}
+
+function fileName(slot: number): string {
+  return `snap-${slot.toString().padStart(16, '0')}.snap`;
+}
+
+function parseFileName(name: string): number | null {
+  const m = /^snap-(\d{16})\.snap$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** A snapshot being written. write() chunks in order, then commit() (or abort()). */
+export class SnapshotWriter {
+  private crc = 0;
+  private bodyBytes = 0;
+  private position: number;
+  private buffered: Uint8Array[] = [];
+  private bufferedBytes = 0;
+  private done = false;
+
+  constructor(
+    private readonly store: SnapshotStore,
+    private readonly io: StorageIo,
+    private readonly fd: number,
+    private readonly tempPath: string,
+    readonly slot: number,
+    headerAndMeta: Uint8Array,
+  ) {
+    this.buffered.push(headerAndMeta);
+    this.bufferedBytes = headerAndMeta.length;
+    this.position = 0;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw misuse('snapshot write after commit/abort');
+    this.crc = crc32c(chunk, this.crc);
+    this.bodyBytes += chunk.length;
+    this.buffered.push(chunk.slice());
+    this.bufferedBytes += chunk.length;
+    if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.bufferedBytes === 0) return;
+    try {
+      await writevAll(this.io, this.fd, this.buffered, this.position);
+    } catch (error) {
+      await this.abort();
+      throw ioError(error, 'snapshot write', this.tempPath);
+    }
+    this.position += this.bufferedBytes;
+    this.buffered = [];
+    this.bufferedBytes = 0;
+  }
+
+  /** Makes the snapshot durable under its final name, then prunes old ones. */
+  async commit(): Promise<SnapshotInfo> {
+    if (this.done) throw misuse('snapshot committed twice');
+    const trailer = new Uint8Array(TRAILER_BYTES);
+    const view = viewOf(trailer);
+    writeU64(view, 0, this.bodyBytes);
+    view.setUint32(8, this.crc, true);
+    for (let i = 0; i < 8; i++) trailer[16 + i] = END_MAGIC.charCodeAt(i);
+    this.buffered.push(trailer);
+    this.bufferedBytes += TRAILER_BYTES;
+    await this.drain();
+    this.done = true;
+    const finalPath = `${this.store.dir}/${fileName(this.slot)}`;
+    try {
+      await this.io.fsync(this.fd);
+      await this.io.close(this.fd);
+      await this.io.rename(this.tempPath, finalPath);
+      await syncDir(this.io, this.store.dir);
+    } catch (error) {
+      throw ioError(error, 'snapshot commit', this.tempPath);
+    }
+    await this.store.prune();
+    const info = await this.store.inspect(this.slot);
+    if (!info) throw corruptError(finalPath, 0, 'snapshot failed verification right after it was written');
+    return info;
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.io.close(this.fd).catch(() => {});
+    await this.io.unlink(this.tempPath).catch(() => {});
+  }
+}
+
+export class SnapshotStore {
+  private readonly io: StorageIo;
+  private readonly keep: number;
+  private readonly pins = new Map<number, number>();
+
+  private constructor(
+    readonly dir: string,
+    options: SnapshotStoreOptions,
+  ) {
+    this.io = options.io ?? nodeIo;
+    this.keep = options.keep ?? DEFAULT_SNAPSHOTS_KEPT;
+    if (!Number.isInteger(this.keep) || this.keep < 1) throw misuse(`keep must be an integer >= 1, got ${this.keep}`);
+  }
+
+  static async open(dir: string, options: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
+    const store = new SnapshotStore(dir, options);
+    try {
+      await store.io.mkdir(dir);
+      for (const name of await store.io.readdir(dir)) if (name.endsWith('.tmp')) await store.io.unlink(`${dir}/${name}`);
+    } catch (error) {
+      throw ioError(error, 'open snapshot store', dir);
+    }
+    return store;
+  }
+
+  /** Starts a snapshot of the state after applying `slot`. */
+  async create(slot: number, meta: Uint8Array = new Uint8Array(0)): Promise<SnapshotWriter> {
+    if (!Number.isSafeInteger(slot) || slot < 0) throw misuse(`snapshot slot must be a safe integer >= 0, got ${slot}`);
+    const header = new Uint8Array(HEADER_BYTES + meta.length);
+    const view = viewOf(header);
+    for (let i = 0; i < 8; i++) header[i] = MAGIC.charCodeAt(i);
+    view.setUint32(8, FORMAT_VERSION, true);
+    view.setUint32(12, meta.length, true);
+    writeU64(view, 16, slot);
+    header.set(meta, HEADER_BYTES);
+    view.setUint32(24, crc32c(meta, crc32c(header, 0, 0, 24)), true);
+    const tempPath = `${this.dir}/${fileName(slot)}.${process.pid}.${Date.now()}.tmp`;
+    let fd: number;
+    try {
+      fd = await this.io.open(tempPath, 'w');
+    } catch (error) {
+      throw ioError(error, 'snapshot create', tempPath);
+    }
+    return new SnapshotWriter(this, this.io, fd, tempPath, slot, header);
+  }
+
+  /** Writes a whole snapshot from a stream of chunks. */
+  async save(slot: number, meta: Uint8Array, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<SnapshotInfo> {
+    const writer = await this.create(slot, meta);
+    try {
+      for await (const chunk of source) await writer.write(chunk);
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer.commit();
+  }
+
+  /** Slots of snapshot files present (valid or not), newest first. */
+  async slots(): Promise<number[]> {
+    const names = await this.io.readdir(this.dir);
+    return names.map(parseFileName).filter((s): s is number => s !== null).sort((a, b) => b - a);
+  }
+
+  /** The newest snapshot that verifies completely; corrupt or partial ones are skipped. */
+  async latest(): Promise<SnapshotInfo | null> {
+    for (const slot of await this.slots()) {
+      const info = await this.inspect(slot);
+      if (info) return info;
+    }
+    return null;
+  }
+
+  /** Verifies the snapshot at `slot` end to end. Returns null (never throws) if it is corrupt or partial. */
+  async inspect(slot: number): Promise<SnapshotInfo | null> {
+    try {
+      return await this.read(slot).finish();
+    } catch (error) {
+      if (error instanceof StorageError && error.code === 'SYNOD_STORAGE_CORRUPT') return null;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  /**
+   * Streams the body of the snapshot at `slot` in chunks (for applying, or shipping to a lagging peer).
+   * The last chunk is yielded only after the checksum verified; on a mismatch the iterator throws
+   * SYNOD_STORAGE_CORRUPT, so a consumer must treat what it received as void until the end.
+   */
+  read(slot: number, chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES): { body: AsyncIterable<Uint8Array>; info(): SnapshotInfo; finish(): Promise<SnapshotInfo> } {
+    const path = `${this.dir}/${fileName(slot)}`;
+    const io = this.io;
+    let info: SnapshotInfo | null = null;
+    const release = this.pin(slot);
+    async function* body(): AsyncGenerator<Uint8Array> {
+      let fd: number;
+      try {
+        fd = await io.open(path, 'r');
+      } catch (error) {
+        release();
+        throw error;
+      }
+      try {
+        const size = await io.fstatSize(fd);
+        if (size < HEADER_BYTES + TRAILER_BYTES) throw corruptError(path, 0, `snapshot file of ${size} bytes is too short (partial)`);
+        const header = new Uint8Array(HEADER_BYTES);
+        await readFully(io, fd, header, HEADER_BYTES, 0);
+        const view = viewOf(header);
+        for (let i = 0; i < 8; i++) if (header[i] !== MAGIC.charCodeAt(i)) throw corruptError(path, 0, 'bad snapshot magic');
+        const version = view.getUint32(8, true);
+        if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
+        const metaBytes = view.getUint32(12, true);
+        if (HEADER_BYTES + metaBytes + TRAILER_BYTES > size) throw corruptError(path, 12, 'snapshot meta runs past the end of the file');
+        const meta = new Uint8Array(metaBytes);
+        await readFully(io, fd, meta, metaBytes, HEADER_BYTES);
+        if (crc32c(meta, crc32c(header, 0, 0, 24)) !== view.getUint32(24, true)) throw corruptError(path, 24, 'snapshot header checksum mismatch');
+        if (readU64(view, 16) !== slot) throw corruptError(path, 16, `snapshot says slot ${readU64(view, 16)}, file name says ${slot}`);
+        const trailer = new Uint8Array(TRAILER_BYTES);
+        await readFully(io, fd, trailer, TRAILER_BYTES, size - TRAILER_BYTES);
+        for (let i = 0; i < 8; i++) if (trailer[16 + i] !== END_MAGIC.charCodeAt(i)) throw corruptError(path, size - 8, 'snapshot trailer missing (partial write)');
+        const tview = viewOf(trailer);
+        const bodyBytes = readU64(tview, 0);
+        const bodyStart = HEADER_BYTES + metaBytes;
+        if (bodyStart + bodyBytes + TRAILER_BYTES !== size) throw corruptError(path, size - TRAILER_BYTES, `snapshot body length ${bodyBytes} does not match the file size`);
+        let crc = 0;
+        let held: Uint8Array | null = null;
+        for (let at = 0; at < bodyBytes; ) {
+          const n = Math.min(chunkBytes, bodyBytes - at);
+          const chunk = new Uint8Array(n);
+          await readFully(io, fd, chunk, n, bodyStart + at);
+          crc = crc32c(chunk, crc);
+          at += n;
+          if (held) yield held;
+          held = chunk;
+        }
+        if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
+        info = { slot, path, meta, bodyBytes };
+        if (held) yield held;
+      } finally {
+        await io.close(fd).catch(() => {});
+        release();
+      }
+    }
+    const iterable = body();
+    return {
+      body: iterable,
+      info: () => {
+        if (!info) throw misuse('snapshot info is known only once the body has been read to the end');
+        return info;
+      },
+      finish: async () => {
+        for await (const _ of iterable) {
+          /* drain */
+        }
+        return info!;
+      },
+    };
+  }
+
+  /** Keeps the snapshot at `slot` from being pruned until the returned function is called. */
+  pin(slot: number): () => void {
+    this.pins.set(slot, (this.pins.get(slot) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.pins.get(slot) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(slot);
+      else this.pins.set(slot, n);
+    };
+  }
+
+  /**
+   * Deletes all but the newest `keep` snapshot files, always keeping the newest one that verifies (so a
+   * corrupt newest file never costs the last good one) and every pinned one.
+   */
+  async prune(): Promise<void> {
+    const slots = await this.slots();
+    const keepSet = new Set(slots.slice(0, this.keep));
+    const good = await this.latest();
+    if (good) keepSet.add(good.slot);
+    for (const slot of slots) {
+      if (keepSet.has(slot) || this.pins.has(slot)) continue;
+      if (good && slot > good.slot) continue; // newer than the last good one: leave it for inspection
+      try {
+        await this.io.unlink(`${this.dir}/${fileName(slot)}`);
+      } catch (error) {
+        throw ioError(error, 'snapshot prune', this.dir);
+      }
+    }
+  }
+}
