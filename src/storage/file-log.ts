@@ -1,4 +1,5 @@
-// The file log: segmented, append-only, group-committed. Format in format.ts, rules in docs/storage.md.
+// The file log (and, with backend 'pmem', the persistent-memory log): segmented, append-only,
+// group-committed. Format in format.ts, rules in docs/storage.md.
 //
 // Write path (group commit):
 //
@@ -12,13 +13,21 @@
 // Segments are preallocated (zero-filled, or recycled from below the head) by a background task that
 // also fsyncs the directory, so a roll costs no allocation and nothing in a new segment is acknowledged
 // before its name is durable.
+//
+// The pmem backend shares all of this except the write path: each segment is memory-mapped (MAP_SYNC on
+// DAX if possible, pre-faulted); a commit copies its groups into the mapping, makes exactly that range
+// durable (CLWB + SFENCE under MAP_SYNC, msync of the page-aligned range otherwise), then writes and
+// persists the segment's tail pointer. Recovery trusts the tail: damage before it is corruption, anything
+// after it is a torn tail.
 
 import { DEFAULT_GROUP_BYTES_MAX, DEFAULT_READ_BYTES_MAX, DEFAULT_READ_RECORDS_MAX, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX } from './log.js';
 import type { HeadTailCapacity, LogOptions, LogStats, LogStore, ReadLimits, RecoveryInfo } from './log.js';
 import { StorageError, corruptError, ioError, misuse } from './errors.js';
 import {
   BACKEND_KIND_FILE,
+  BACKEND_KIND_PMEM,
   DATA_START,
+  TAIL_LINE_OFFSET,
   FORMAT_VERSION,
   GROUP_HEADER_BYTES,
   RECORD_HEADER_BYTES,
@@ -32,6 +41,8 @@ import {
   decodeGroupHeader,
   decodeRecord,
   decodeSegmentHeader,
+  decodeTailLine,
+  encodeTailLine,
   encodeGroupHeader,
   encodeRecord,
   encodeSegmentHeader,
@@ -44,7 +55,7 @@ import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
 import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
-import { tryNativeCrc } from './native.js';
+import { type PmemAddon, loadNative, tryNativeCrc } from './native.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 const ZERO_FILL_BYTES = 1024 * 1024;
@@ -60,6 +71,9 @@ interface Segment {
   firstLsn: number | null;
   /** End of its durable groups. */
   durableEnd: number;
+  /** pmem: the mapping of the whole segment, and whether it was made with MAP_SYNC. */
+  map: Uint8Array | null;
+  mapSync: boolean;
 }
 
 interface Part {
@@ -85,11 +99,20 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
-export interface FileLogOptions extends LogOptions {}
+export interface FileLogOptions extends LogOptions {
+  /**
+   * pmem only: how a range is made durable. 'auto' (default): CLWB+SFENCE if the mapping has MAP_SYNC
+   * (DAX), else msync. 'cacheline': always CLWB+SFENCE (durable only on DAX; measures the flush path
+   * elsewhere). 'msync': always msync.
+   */
+  pmemFlush?: 'auto' | 'cacheline' | 'msync';
+}
 
 export class FileLog implements LogStore {
-  readonly backend = 'file' as const;
   recovery!: RecoveryInfo;
+  private readonly addon: PmemAddon | null;
+  private readonly pmemFlush: 'auto' | 'cacheline' | 'msync';
+  private readonly backendKind: number;
 
   private readonly io: StorageIo;
   private readonly segmentBytes: number;
@@ -122,10 +145,14 @@ export class FileLog implements LogStore {
   private closed = false;
   private readonly counters: LogStats = { appends: 0, commits: 0, flushes: 0, syncs: 0, bytesWritten: 0 };
 
-  private constructor(
+  protected constructor(
     readonly dir: string,
     options: FileLogOptions,
+    readonly backend: 'file' | 'pmem' = 'file',
   ) {
+    this.addon = backend === 'pmem' ? loadNative() : null;
+    this.pmemFlush = options.pmemFlush ?? 'auto';
+    this.backendKind = backend === 'pmem' ? BACKEND_KIND_PMEM : BACKEND_KIND_FILE;
     this.io = options.io ?? nodeIo;
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.spareSegmentsMax = options.spareSegmentsMax ?? DEFAULT_SPARE_SEGMENTS_MAX;
@@ -139,8 +166,12 @@ export class FileLog implements LogStore {
   }
 
   static async open(dir: string, options: FileLogOptions = {}): Promise<FileLog> {
+    return FileLog.openBackend(dir, options, 'file');
+  }
+
+  protected static async openBackend(dir: string, options: FileLogOptions, backend: 'file' | 'pmem'): Promise<FileLog> {
     tryNativeCrc();
-    const log = new FileLog(dir, options);
+    const log = new FileLog(dir, options, backend);
     try {
       await log.recover(options);
     } catch (error) {
@@ -181,11 +212,18 @@ export class FileLog implements LogStore {
       }
       const segment = await this.openSegmentFile(index);
       this.segments.push(segment);
-      if (image.length < segment.capacity) image = new Uint8Array(segment.capacity);
-      const bytes = image.subarray(0, segment.capacity);
-      const got = await readFully(io, segment.fd, bytes, segment.capacity, 0);
-      if (got < segment.capacity) bytes.fill(0, got);
-      const scan = scanSegment(bytes, index, expect, segment.capacity, (b, at, lsn) => {
+      let bytes: Uint8Array;
+      if (segment.map) {
+        bytes = segment.map;
+      } else {
+        if (image.length < segment.capacity) image = new Uint8Array(segment.capacity);
+        bytes = image.subarray(0, segment.capacity);
+        const got = await readFully(io, segment.fd, bytes, segment.capacity, 0);
+        if (got < segment.capacity) bytes.fill(0, got);
+      }
+      // pmem: the persisted tail pointer bounds what was acknowledged.
+      const persistedTail = segment.map ? decodeTailLine(bytes, TAIL_LINE_OFFSET, index) : null;
+      const scan = scanSegment(bytes, index, expect, persistedTail ?? segment.capacity, (b, at, lsn) => {
         if (lsn < headLsn) return;
         records++;
         if (onRecord) onRecord(decodeRecord(b, at, lsn));
@@ -198,6 +236,16 @@ export class FileLog implements LogStore {
       }
       segment.durableEnd = scan.endOffset;
       if (scan.highestBallot > ballot) ballot = scan.highestBallot;
+      if (persistedTail !== null && (scan.damage || scan.endOffset !== persistedTail)) {
+        const at = scan.damage?.offset ?? scan.endOffset;
+        throw corruptError(segment.path, at, `${scan.damage?.reason ?? 'log ends early'} before the persisted tail at byte ${persistedTail}`);
+      }
+      if (persistedTail !== null && persistedTail + GROUP_HEADER_BYTES <= segment.capacity && bytes[persistedTail] !== 0) {
+        // Whatever lies past the persisted tail was never acknowledged: a torn tail. Restore the terminator.
+        bytes.fill(0, persistedTail, persistedTail + GROUP_HEADER_BYTES);
+        this.persistRange(segment, persistedTail, GROUP_HEADER_BYTES);
+        tornTail = { file: segment.path, offset: persistedTail, reason: 'data past the persisted tail pointer' };
+      }
       if (scan.damage) {
         // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
         // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
@@ -207,19 +255,29 @@ export class FileLog implements LogStore {
         for (let j = i + 1; j < indices.length; j++) {
           const later = await this.openSegmentFile(indices[j]!);
           this.segments.push(later);
-          if (image.length < later.capacity) image = new Uint8Array(later.capacity);
-          const laterBytes = image.subarray(0, later.capacity);
-          const n = await readFully(io, later.fd, laterBytes, later.capacity, 0);
-          if (n < later.capacity) laterBytes.fill(0, n);
-          if (findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
+          let laterBytes: Uint8Array;
+          if (later.map) {
+            laterBytes = later.map;
+          } else {
+            if (image.length < later.capacity) image = new Uint8Array(later.capacity);
+            laterBytes = image.subarray(0, later.capacity);
+            const n = await readFully(io, later.fd, laterBytes, later.capacity, 0);
+            if (n < later.capacity) laterBytes.fill(0, n);
+          }
+          if (decodeTailLine(laterBytes, TAIL_LINE_OFFSET, later.index) !== null || findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
             throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; later segment ${later.path} holds valid data`);
           }
         }
         // A torn tail: put the terminator back where the last valid group ends.
         const cut = scan.endOffset;
         if (cut + GROUP_HEADER_BYTES <= segment.capacity) {
-          await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], cut);
-          await io.fdatasync(segment.fd);
+          if (segment.map) {
+            segment.map.fill(0, cut, cut + GROUP_HEADER_BYTES);
+            this.persistRange(segment, cut, GROUP_HEADER_BYTES);
+          } else {
+            await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], cut);
+            await io.fdatasync(segment.fd);
+          }
         }
         tornTail = { file: segment.path, offset: cut, reason: `${scan.damage.reason} at byte ${scan.damage.offset}` };
         break;
@@ -227,7 +285,11 @@ export class FileLog implements LogStore {
     }
     // Anything recovered may still sit only in the page cache (a killed process): make it durable before
     // reporting it as such.
-    for (const s of this.segments) if (s.firstLsn !== null) await io.fdatasync(s.fd);
+    for (const s of this.segments) {
+      if (s.firstLsn === null) continue;
+      if (s.map) this.persistRange(s, DATA_START, s.durableEnd - DATA_START);
+      else await io.fdatasync(s.fd);
+    }
 
     if (firstLsn !== null && headLsn < firstLsn && headState !== null) {
       throw corruptError(this.segments[0]!.path, DATA_START, `log starts at lsn ${firstLsn} but the head file says ${headLsn}: records are missing`);
@@ -269,15 +331,23 @@ export class FileLog implements LogStore {
   private async openSegmentFile(index: number): Promise<Segment> {
     const path = `${this.dir}/${segmentFileName(index)}`;
     const fd = await this.io.open(path, 'r+');
-    const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START };
+    const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START, map: null, mapSync: false };
     try {
       const size = await this.io.fstatSize(fd);
       const headerBytes = new Uint8Array(DATA_START);
       await readFully(this.io, fd, headerBytes, DATA_START, 0);
       const header = decodeSegmentHeader(headerBytes);
       if (typeof header === 'string') throw corruptError(path, 0, header);
+      if (header.backendKind !== this.backendKind) {
+        throw new StorageError(
+          'SYNOD_STORAGE_MISUSE',
+          `${path} was written by the ${header.backendKind === BACKEND_KIND_PMEM ? 'pmem' : 'file'} backend; open it with that backend`,
+          path,
+          12,
+        );
+      }
       // The pmem tail line is unused in file segments: it must be zero.
-      for (let at = SEGMENT_HEADER_BYTES; at < DATA_START; at++) {
+      for (let at = SEGMENT_HEADER_BYTES; at < DATA_START && !this.addon; at++) {
         if (headerBytes[at] !== 0) throw corruptError(path, at, 'non-zero byte in the unused tail line of a file segment');
       }
       if (header.formatVersion > FORMAT_VERSION) {
@@ -286,6 +356,7 @@ export class FileLog implements LogStore {
       if (header.segmentIndex !== index) throw corruptError(path, 16, `segment header says index ${header.segmentIndex}, file name says ${index}`);
       if (header.capacity !== size) throw corruptError(path, 24, `segment header says ${header.capacity} bytes, file has ${size}`);
       segment.capacity = header.capacity;
+      if (this.addon) this.mapSegment(segment);
       return segment;
     } catch (error) {
       await this.io.close(fd);
@@ -307,6 +378,14 @@ export class FileLog implements LogStore {
       await io.rename(spare, temp);
       fd = await io.open(temp, 'r+');
       if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
+    } else if (this.addon) {
+      fd = await io.open(temp, 'w+');
+      try {
+        this.addon.fallocate(fd, capacity);
+      } catch (error) {
+        await io.close(fd).catch(() => {});
+        throw error;
+      }
     } else {
       fd = await io.open(temp, 'w+');
       const zeros = new Uint8Array(ZERO_FILL_BYTES);
@@ -316,7 +395,7 @@ export class FileLog implements LogStore {
     }
     try {
       const header = new Uint8Array(DATA_START);
-      encodeSegmentHeader({ formatVersion: FORMAT_VERSION, backendKind: BACKEND_KIND_FILE, segmentIndex: index, capacity }, header);
+      encodeSegmentHeader({ formatVersion: FORMAT_VERSION, backendKind: this.backendKind, segmentIndex: index, capacity }, header);
       await writevAll(io, fd, [header], 0);
       await io.fdatasync(fd);
       await io.rename(temp, path);
@@ -325,7 +404,39 @@ export class FileLog implements LogStore {
       await io.close(fd).catch(() => {});
       throw error;
     }
-    return { index, path, fd, capacity, firstLsn: null, durableEnd: DATA_START };
+    const segment: Segment = { index, path, fd, capacity, firstLsn: null, durableEnd: DATA_START, map: null, mapSync: false };
+    if (this.addon) this.mapSegment(segment);
+    return segment;
+  }
+
+  private mapSegment(segment: Segment): void {
+    const mapping = this.addon!.map(segment.fd, segment.capacity, this.pmemFlush !== 'msync');
+    segment.map = new Uint8Array(mapping.buffer);
+    segment.mapSync = mapping.mapSync;
+  }
+
+  private unmapSegment(segment: Segment): void {
+    if (!segment.map) return;
+    const buffer = segment.map.buffer as ArrayBuffer;
+    segment.map = null;
+    this.addon!.unmap(buffer);
+  }
+
+  /** pmem: makes [offset, offset+length) of the mapping durable. Throws StorageError on EIO. */
+  private persistRange(segment: Segment, offset: number, length: number): void {
+    const addon = this.addon!;
+    const buffer = segment.map!.buffer as ArrayBuffer;
+    try {
+      if (this.pmemFlush === 'cacheline' || (this.pmemFlush === 'auto' && segment.mapSync)) {
+        addon.flush(buffer, offset, length);
+        addon.drain();
+      } else {
+        addon.msync(buffer, offset, length);
+      }
+    } catch (error) {
+      throw ioError(error, 'persist (msync/flush)', segment.path);
+    }
+    this.counters.syncs++;
   }
 
   private startPrepare(index: number): void {
@@ -356,6 +467,7 @@ export class FileLog implements LogStore {
       const next = this.segments[1]!;
       if (next.firstLsn === null || next.firstLsn > this.head) break;
       const segment = this.segments.shift()!;
+      this.unmapSegment(segment);
       await this.io.close(segment.fd);
       if (this.spares.length < this.spareSegmentsMax) {
         const sparePath = `${this.dir}/spare-${this.spareSeq++}.log`;
@@ -482,6 +594,11 @@ export class FileLog implements LogStore {
         end = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
       }
       if (end + GROUP_HEADER_BYTES <= segment.capacity) iov.push(TERMINATOR);
+      if (segment.map) {
+        this.writeMapped(segment, iov, start, end);
+        this.finishGroups(segment, groups, first, i);
+        continue;
+      }
       try {
         await writevAll(this.io, segment.fd, iov, start);
       } catch (error) {
@@ -495,14 +612,33 @@ export class FileLog implements LogStore {
         throw ioError(error, 'fdatasync', segment.path);
       }
       this.counters.syncs++;
-      for (let k = first; k < i; k++) {
-        const g = groups[k]!;
-        if (segment.firstLsn === null) segment.firstLsn = g.firstLsn;
-        segment.durableEnd = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
-        this.index.add(g.firstLsn, g.segmentIndex, g.offset);
-        if (g.ballotMax > this.ballotDurable) this.ballotDurable = g.ballotMax;
-      }
+      this.finishGroups(segment, groups, first, i);
     }
+  }
+
+  private finishGroups(segment: Segment, groups: PendingGroup[], from: number, to: number): void {
+    for (let k = from; k < to; k++) {
+      const g = groups[k]!;
+      if (segment.firstLsn === null) segment.firstLsn = g.firstLsn;
+      segment.durableEnd = g.offset + GROUP_HEADER_BYTES + g.bodyBytes;
+      this.index.add(g.firstLsn, g.segmentIndex, g.offset);
+      if (g.ballotMax > this.ballotDurable) this.ballotDurable = g.ballotMax;
+    }
+  }
+
+  /** pmem: copy into the mapping, persist the range, then persist the tail pointer that covers it. */
+  private writeMapped(segment: Segment, iov: Uint8Array[], start: number, end: number): void {
+    const map = segment.map!;
+    let at = start;
+    for (const part of iov) {
+      map.set(part, at);
+      at += part.length;
+    }
+    this.persistRange(segment, start, at - start);
+    encodeTailLine(end, segment.index, map, TAIL_LINE_OFFSET);
+    this.persistRange(segment, TAIL_LINE_OFFSET, 8);
+    this.counters.flushes++;
+    this.counters.bytesWritten += end - start;
   }
 
   private fail(error: StorageError): void {
@@ -530,11 +666,13 @@ export class FileLog implements LogStore {
       const segment = this.segments.find((s) => s.index === location!.segmentIndex);
       if (!segment) throw misuse(`internal: segment ${location.segmentIndex} not open`);
       const headerBytes = new Uint8Array(GROUP_HEADER_BYTES);
-      await readFully(this.io, segment.fd, headerBytes, GROUP_HEADER_BYTES, location.offset);
+      if (segment.map) headerBytes.set(segment.map.subarray(location.offset, location.offset + GROUP_HEADER_BYTES));
+      else await readFully(this.io, segment.fd, headerBytes, GROUP_HEADER_BYTES, location.offset);
       const header = decodeGroupHeader(headerBytes, 0);
       if (typeof header === 'string') throw corruptError(segment.path, location.offset, `${header} (on read)`);
-      const body = new Uint8Array(header.bodyBytes);
-      await readFully(this.io, segment.fd, body, header.bodyBytes, location.offset + GROUP_HEADER_BYTES);
+      const bodyAt = location.offset + GROUP_HEADER_BYTES;
+      const body = segment.map ? segment.map.subarray(bodyAt, bodyAt + header.bodyBytes) : new Uint8Array(header.bodyBytes);
+      if (!segment.map) await readFully(this.io, segment.fd, body, header.bodyBytes, bodyAt);
       let at = 0;
       for (let k = 0; k < header.recordCount; k++) {
         const lsn = header.firstLsn + k;
@@ -595,7 +733,7 @@ export class FileLog implements LogStore {
     if (this.prepared) {
       const prepared = await this.prepared.promise.catch(() => null);
       this.prepared = null;
-      if (prepared) this.segments.push(prepared);
+      if (prepared && !this.segments.includes(prepared)) this.segments.push(prepared);
     }
     await this.closeFiles();
   }
@@ -603,6 +741,9 @@ export class FileLog implements LogStore {
   private async closeFiles(): Promise<void> {
     const segments = this.segments;
     this.segments = [];
-    for (const s of segments) await this.io.close(s.fd).catch(() => {});
+    for (const s of segments) {
+      this.unmapSegment(s);
+      await this.io.close(s.fd).catch(() => {});
+    }
   }
 }
