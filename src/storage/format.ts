@@ -68,8 +68,15 @@ export function readU64(view: DataView, offset: number): number {
   return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * TWO_32;
 }
 
+// One DataView per buffer, reused: creating one per record showed up at ~10% of the append path.
+const views = new WeakMap<Uint8Array, DataView>();
 export function viewOf(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let view = views.get(bytes);
+  if (view === undefined) {
+    view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    views.set(bytes, view);
+  }
+  return view;
 }
 
 // ---------------------------------------------------------------- segment header
