@@ -168,14 +168,18 @@ export function transportCompliance(name: string, makeHarness: () => Harness): v
   test(`${name}: close() leaves no sockets, servers, timers or immediates behind`, { timeout: 15_000 }, async () => {
     const before = liveHandles();
     const harness = makeHarness();
-    const nodes = await cluster(harness, [1, 2, 3]);
-    for (let seq = 0; seq < 50; seq++) for (const [from, node] of nodes) for (const to of nodes.keys()) if (to !== from) node.transport.send(to, numberedFrame(from, seq));
-    await waitFor(() => received(nodes.get(2)!, 1) === 50 && received(nodes.get(1)!, 3) === 50, 'traffic');
-    // Frames still in flight and a peer in backoff at close time.
-    await nodes.get(3)!.transport.close();
-    for (const node of nodes.values()) node.transport.send(3, numberedFrame(0, 0));
-    await Promise.all([...nodes.values()].map((node) => node.transport.close()));
-    assert.deepEqual(liveHandles(), before);
-    await harness.dispose();
+    try {
+      const nodes = await cluster(harness, [1, 2, 3]);
+      for (let seq = 0; seq < 50; seq++) for (const [from, node] of nodes) for (const to of nodes.keys()) if (to !== from) node.transport.send(to, numberedFrame(from, seq));
+      await waitFor(() => received(nodes.get(2)!, 1) === 50 && received(nodes.get(1)!, 3) === 50, 'traffic');
+      // Frames still in flight and a peer in backoff at close time.
+      await nodes.get(3)!.transport.close();
+      for (const node of nodes.values()) node.transport.send(3, numberedFrame(0, 0));
+      for (const node of nodes.values()) node.transport.send(1, numberedFrame(0, 0));
+      await Promise.all([...nodes.values()].map((node) => node.transport.close()));
+      assert.deepEqual(liveHandles(), before);
+    } finally {
+      await harness.dispose(); // on failure too: a listener left open would keep the test process alive
+    }
   });
 }
