@@ -191,9 +191,13 @@ export class FileLog implements LogStore {
     for (const name of names) {
       // Half-prepared segments and half-written metadata: never acknowledged, never named. Drop them.
       if (name.endsWith('.tmp')) await io.unlink(`${this.dir}/${name}`);
-      if (/^spare-\d+\.log$/.test(name)) this.spares.push(`${this.dir}/${name}`);
+      const spare = /^spare-(\d+)\.log$/.exec(name);
+      if (spare) {
+        this.spares.push(`${this.dir}/${name}`);
+        // New spare names must never reuse a present one (a rename would silently replace it).
+        this.spareSeq = Math.max(this.spareSeq, Number(spare[1]) + 1);
+      }
     }
-    this.spareSeq = this.spares.length;
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
     let expect: number | null = null;
