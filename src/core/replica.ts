@@ -107,6 +107,10 @@ interface LeaderState {
   readRoundNeeded: boolean;
   /** Set while handing leadership to another replica: no new proposals, no lease reads. */
   transferring: boolean;
+  /** Values recovered in Phase 1, waiting for the window to reach their slots. */
+  recovered: Map<Slot, Value>;
+  /** A configuration became known that our Phase 1 did not cover: run it again. */
+  rerunPhase1: boolean;
 }
 
 export type PersistSink = never;
@@ -574,7 +578,12 @@ export class Replica {
       const value = cell.entry.value;
       if (value.kind === 'config') {
         const fromSlot = this.chosenPrefix + this.options.pipelineWindowSlots;
-        if (fromSlot > this.membership.latestFromSlot) this.membership.add({ fromSlot, members: value.members });
+        if (fromSlot > this.membership.latestFromSlot) {
+          this.membership.add({ fromSlot, members: value.members });
+          // Our promises came from the old configuration's quorum; slots the new one governs need
+          // its promises too. Simplest safe rule: run Phase 1 again (we give up our own lease).
+          if (this.leader) this.leader.rerunPhase1 = true;
+        }
       }
     }
     if (this.chosenPrefix > this.knownCommit) this.knownCommit = this.chosenPrefix;
@@ -740,18 +749,24 @@ export class Replica {
       pendingReads: [],
       readRoundNeeded: false,
       transferring: false,
+      recovered: new Map(),
+      rerunPhase1: false,
     };
     this.leader = leader;
     // Re-propose every recovered slot at our ballot (a value known chosen is re-proposed as is:
-    // always safe, and it keeps one code path).
+    // always safe, and it keeps one code path). A restarted acceptor may report slots beyond our
+    // window (it lost its chosen-prefix marker, not its accepts): those wait in `recovered` and
+    // are proposed, ahead of any new command, as the window reaches them. The promises we hold
+    // cover them until our ballot is superseded.
     for (let s = this.chosenPrefix + 1; s <= maxSlot; s++) {
       const e = best.get(s);
-      this.proposeAt(s, e ? e.value : NOOP);
+      leader.recovered.set(s, e ? e.value : NOOP);
     }
     // We serve nothing until every recovered slot, and one of our own, is chosen: propose a
     // no-op if nothing was recovered (Raft's empty entry).
-    if (maxSlot === this.chosenPrefix) this.proposeAt(leader.nextSlot, NOOP);
-    leader.readyAtSlot = leader.nextSlot - 1;
+    if (maxSlot === this.chosenPrefix) leader.recovered.set(maxSlot + 1, NOOP);
+    leader.readyAtSlot = Math.max(maxSlot, this.chosenPrefix + 1);
+    this.proposeRecovered();
     this.out.roleChanges.push({ role: 'leader', ballot: c.ballot, leader: this.id });
     this.broadcastHeartbeat();
   }
@@ -831,10 +846,26 @@ export class Replica {
     return false;
   }
 
+  private proposeRecovered(): void {
+    const leader = this.leader!;
+    const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
+    for (const [slot, value] of leader.recovered) {
+      if (slot > windowEnd) break; // Map keeps insertion (slot) order
+      leader.recovered.delete(slot);
+      this.proposeAt(slot, value);
+    }
+  }
+
   /** Fill free window slots from the queue: batching happens here, pipelining by the window. */
   private flushProposals(): void {
     const leader = this.leader;
     if (!leader || leader.transferring) return;
+    if (leader.rerunPhase1) {
+      this.startPhase1(true);
+      return;
+    }
+    if (leader.recovered.size > 0) this.proposeRecovered();
+    if (leader.recovered.size > 0) return; // recovered slots first, then new commands
     const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
     if (leader.pendingConfig && leader.nextSlot <= windowEnd && !this.configChangeInFlight()) {
       this.proposeAt(leader.nextSlot, { kind: 'config', members: leader.pendingConfig });

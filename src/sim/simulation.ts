@@ -122,7 +122,7 @@ export interface SimResult {
   trace: string[];
 }
 
-const CLIENT_TIMEOUT_MS = 800;
+const CLIENT_TIMEOUT_MS = 500;
 const CLIENT_LATENCY_MS = 1;
 const TICK_MS = 10;
 const TRACE_RING = 400;
@@ -159,13 +159,20 @@ export class Simulation {
     this.wire = options.wireCodec ? wire : null;
     for (const id of this.members) {
       const node = new SimNode(id, this.prng.fork());
-      if (options.faults.clockDrift) {
+      const explicitRate = options.clockRates?.[id - 1];
+      if (explicitRate !== undefined) node.clockRate = explicitRate;
+      else if (options.faults.clockDrift) {
         node.clockRate = 1 + (node.prng.next() * 2 - 1) * options.clockRateBound;
         node.clockOffsetMs = node.prng.int(0, 10_000);
       }
       this.nodes.push(node);
     }
     for (const node of this.nodes) this.bootNode(node, false);
+    const first = options.initialLeader !== undefined ? this.nodes[options.initialLeader - 1] : undefined;
+    if (first) {
+      first.core.campaign(first.localNow(0));
+      this.drain(first);
+    }
     for (let i = 0; i < options.clients; i++) {
       const client = new SimClient(1000 + i, this.prng.fork(), this.prng.pick(this.members));
       this.clients.push(client);
@@ -467,14 +474,18 @@ export class Simulation {
       const payload = new Uint8Array(4);
       new DataView(payload.buffer).setUint32(0, client.prng.nextU32());
       const command: Command = { clientId: client.id, seq, floor: client.floor(), payload };
-      const op: ClientOp = { seq, command, target: client.leaderGuess, deadlineMs: 0, refused: false };
+      // Mostly the replica we believe leads; sometimes any replica, as a load-balanced client would.
+      const target = client.prng.chance(0.2) ? client.prng.pick(this.members) : client.leaderGuess;
+      const op: ClientOp = { seq, command, target, deadlineMs: 0, refused: false };
       client.outstanding.set(seq, op);
       this.checker.proposed(command);
       this.sendClientRequest(client, op);
     }
     if (inFault && !client.read && this.options.readMode !== 'none' && client.prng.chance(0.3)) {
       const mode = this.options.readMode === 'mixed' ? client.prng.pick(['linearizable', 'lease'] as const) : this.options.readMode;
-      const read: ClientRead = { readId: this.nextReadId++, invokedAtMs: this.nowMs, target: client.leaderGuess, deadlineMs: this.nowMs + CLIENT_TIMEOUT_MS, mode };
+      // Readers are load-balanced: half of them ask any replica (a stale ex-leader included).
+      const target = client.prng.chance(0.5) ? client.prng.pick(this.members) : client.leaderGuess;
+      const read: ClientRead = { readId: this.nextReadId++, invokedAtMs: this.nowMs, target, deadlineMs: this.nowMs + CLIENT_TIMEOUT_MS, mode };
       client.read = read;
       this.readOwner.set(read.readId, client.id);
       this.checker.readInvoked(read.readId, this.nowMs);
