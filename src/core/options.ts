@@ -6,7 +6,7 @@ import type { ReplicaId } from './types.js';
  * Never set outside tests. Each is a one-line deviation in replica.ts, marked `PLANTED BUG`.
  */
 export type PlantedBug =
-  | 'acceptor-ignores-promise'
+  | 'acceptor-ignores-promise' // promises and accepts below its promised ballot
   | 'acceptor-overwrites-same-ballot'
   | 'leader-rebatches-retransmit' // the trigger for the one above, alone (harmless with correct acceptors)
   | 'leader-skips-recovery'

@@ -416,12 +416,13 @@ export class Replica {
   private onPrepare(msg: PrepareMsg): void {
     const promisedBefore = this.promised;
     this.noteBallot(msg.ballot);
-    if (msg.ballot < this.promised) {
+    const forgetsPromise = this.options.plantedBug === 'acceptor-ignores-promise'; // PLANTED BUG (tests only)
+    if (msg.ballot < this.promised && !forgetsPromise) {
       this.send({ type: 'reject', from: this.id, to: msg.from, ballot: msg.ballot, promised: this.promised });
       return;
     }
-    if (msg.ballot > this.promised && !this.mayPromise(msg)) return; // inside a lease: stay silent
-    if (msg.ballot > this.promised) {
+    if (msg.ballot !== this.promised && !this.mayPromise(msg)) return; // inside a lease: stay silent
+    if (msg.ballot !== this.promised) {
       this.promised = msg.ballot;
       this.persistPromise();
       this.stepDown(null);
@@ -449,7 +450,7 @@ export class Replica {
     }
   }
 
-  /** A replica that heard from a leader within the lease does not promise a higher ballot. */
+  /** A replica that heard from a leader within the lease does not promise a (new) ballot. */
   private mayPromise(msg: PrepareMsg): boolean {
     if (this.nowMs < this.promiseBlockedUntilMs) return false;
     if (msg.transfer) return true;
@@ -571,6 +572,7 @@ export class Replica {
   }
 
   private advanceChosenPrefix(): void {
+    const before = this.chosenPrefix;
     for (;;) {
       const cell = this.cells.get(this.chosenPrefix + 1);
       if (!cell || !cell.entry.chosen) break;
@@ -587,6 +589,7 @@ export class Replica {
       }
     }
     if (this.chosenPrefix > this.knownCommit) this.knownCommit = this.chosenPrefix;
+    if (this.leader && this.chosenPrefix > before) this.leaderPrefixAdvanced();
   }
 
   private maybeRequestCatchup(): void {
@@ -824,13 +827,20 @@ export class Replica {
     const cell = this.cells.get(slot)!;
     if (CONTRACTS) invariant(cell.entry.ballot === leader.ballot && sameValue(cell.entry.value, inflight.value), `slot ${slot}: leader's cell changed`);
     cell.entry = { ...cell.entry, chosen: true };
-    const before = this.chosenPrefix;
     this.advanceChosenPrefix();
+  }
+
+  /** The chosen prefix moved while we lead (by our votes, or a late catch-up reply). */
+  private leaderPrefixAdvanced(): void {
+    const leader = this.leader!;
+    for (const slot of leader.inflight.keys()) if (slot <= this.chosenPrefix) leader.inflight.delete(slot);
+    for (const slot of leader.recovered.keys()) if (slot <= this.chosenPrefix) leader.recovered.delete(slot);
+    if (leader.nextSlot <= this.chosenPrefix) leader.nextSlot = this.chosenPrefix + 1;
     if (!leader.ready && this.chosenPrefix >= leader.readyAtSlot) {
       leader.ready = true;
       for (const r of leader.pendingReads) if (r.slot < this.chosenPrefix) r.slot = this.chosenPrefix;
     }
-    if (this.chosenPrefix > before) this.maybeStepDownAfterRemoval();
+    this.maybeStepDownAfterRemoval();
   }
 
   private isSlotQuorum(slot: Slot, votes: ReadonlySet<ReplicaId>): boolean {

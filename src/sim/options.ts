@@ -13,6 +13,8 @@ export interface FaultOptions {
   partitions: boolean;
   crashes: boolean;
   slowDisk: boolean;
+  /** A replica's process stops (GC pause, SIGSTOP) and resumes with stale beliefs. */
+  pauses: boolean;
   /** Clock rates drift within the bound the lease allows (|rate - 1| <= clockRateBound). */
   clockDrift: boolean;
 }
@@ -99,6 +101,7 @@ export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = 
       partitions: true,
       crashes: true,
       slowDisk: true,
+      pauses: true,
       clockDrift: true,
     },
     clockRateBound: safeClockRateBound(core),

@@ -69,6 +69,7 @@ class SimNode {
   /** Granted reads waiting for the state machine to reach their slot. */
   pendingReads: Array<{ readId: number; slot: Slot }> = [];
   clockRate = 1;
+  pausedUntilMs = 0;
   clockOffsetMs = 0;
   constructor(readonly id: ReplicaId, readonly prng: Prng) {}
   localNow(globalMs: number): number {
@@ -227,6 +228,18 @@ export class Simulation {
     this.heap.push({ atMs: this.nowMs + delayMs, order: this.order++, run });
   }
 
+  /**
+   * An event in a replica's process. While the process is paused (a GC pause, SIGSTOP) its
+   * events wait, in order, until it resumes; then it sees them all at once with its clock moved on.
+   */
+  private atNode(node: SimNode, delayMs: number, run: () => void): void {
+    const event = () => {
+      if (node.pausedUntilMs > this.nowMs) this.heap.push({ atMs: node.pausedUntilMs, order: this.order++, run: event });
+      else run();
+    };
+    this.at(delayMs, event);
+  }
+
   private log(line: string): void {
     const entry = `${this.nowMs.toFixed(2).padStart(9)} ${line}`;
     if (this.traceAll) this.trace.push(entry);
@@ -254,9 +267,9 @@ export class Simulation {
       if (!node.up || node.incarnation !== inc) return;
       node.core.tick(node.localNow(this.nowMs));
       this.drain(node);
-      this.at(TICK_MS, tick);
+      this.atNode(node, TICK_MS, tick);
     };
-    this.at(node.prng.int(1, TICK_MS), tick);
+    this.atNode(node, node.prng.int(1, TICK_MS), tick);
   }
 
   private crash(node: SimNode): void {
@@ -313,7 +326,7 @@ export class Simulation {
     const doneAtMs = Math.max(this.nowMs + latency, last ? last.doneAtMs : 0);
     disk.inflight.push({ op, doneAtMs });
     const inc = node.incarnation;
-    this.at(doneAtMs - this.nowMs, () => {
+    this.atNode(node, doneAtMs - this.nowMs, () => {
       if (!node.up || node.incarnation !== inc) return;
       const head = disk.inflight.shift();
       if (!head || head.op !== op) throw new Error('sim disk: completions out of order');
@@ -378,7 +391,7 @@ export class Simulation {
       let delay = 0.2 + this.prng.next() * f.jitterMs;
       if (faulty && this.prng.chance(f.delaySpike)) delay += this.prng.int(100, 1500);
       const wired = this.wire ? this.wire(msg) : msg;
-      this.at(delay, () => this.deliver(wired));
+      this.atNode(this.nodes[msg.to - 1]!, delay, () => this.deliver(wired));
     }
   }
 
@@ -400,6 +413,7 @@ export class Simulation {
     if (f.partitions) kinds.push('partition');
     if (f.crashes) kinds.push('crash');
     if (f.slowDisk) kinds.push('slowDisk');
+    if (f.pauses) kinds.push('pause');
     const kind = this.prng.pick(kinds);
     const upNodes = this.nodes.filter((n) => n.up);
     if (kind === 'crash') {
@@ -412,6 +426,12 @@ export class Simulation {
       }
     } else if (kind === 'partition') {
       this.partition();
+    } else if (kind === 'pause') {
+      const node = upNodes.length > 0 ? this.prng.pick(upNodes) : null;
+      if (node) {
+        node.pausedUntilMs = Math.max(node.pausedUntilMs, this.nowMs + this.prng.int(200, 2000));
+        this.log(`n${node.id} PAUSED until ${node.pausedUntilMs}`);
+      }
     } else {
       const node = this.prng.pick(this.nodes);
       node.disk.slowUntilMs = this.nowMs + this.prng.int(100, 1000);
@@ -508,7 +528,7 @@ export class Simulation {
     op.command = command;
     const node = this.nodes[op.target - 1]!;
     this.log(`client ${client.id} sends ${commandKey(command)} to n${node.id}`);
-    this.at(CLIENT_LATENCY_MS, () => {
+    this.atNode(node, CLIENT_LATENCY_MS, () => {
       if (!node.up) return;
       const key = commandKey(command);
       node.pendingRequests.set(key, { clientId: client.id, seq: command.seq });
@@ -545,7 +565,7 @@ export class Simulation {
 
   private sendClientRead(client: SimClient, read: ClientRead): void {
     const node = this.nodes[read.target - 1]!;
-    this.at(CLIENT_LATENCY_MS, () => {
+    this.atNode(node, CLIENT_LATENCY_MS, () => {
       if (!node.up) return;
       node.core.read(read.readId, read.mode, node.localNow(this.nowMs));
       this.drain(node);

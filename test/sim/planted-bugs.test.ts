@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { firstViolation, plant } from './helpers.js';
+
+// The simulator must bite: each planted protocol bug is reported within a bounded number of
+// seeds by the simulator's own checkers (contracts off, so the checkers alone must find it).
+const SEEDS_MAX = 60;
+
+test('an acceptor that ignores its promise is reported (by the contracts the simulator runs)', () => {
+  // With leases, competing leaders are rare, so the checkers alone did not see this bug turn
+  // into a divergence within 300 seeds (docs/testing.md); the acceptor's contracts, which the
+  // simulator runs by default, report it at the first bad vote.
+  const r = firstViolation(SEEDS_MAX, plant('acceptor-ignores-promise', true));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.equal(r.violation!.property, 'contract');
+  assert.match(r.violation!.message, /accepted below the promised ballot|promised ballot never decreases/);
+});
+
+test('a leader that skips Phase 1 recovery overwrites chosen values (caught)', () => {
+  const r = firstViolation(SEEDS_MAX, plant('leader-skips-recovery', false));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.match(r.violation!.property, /agreement|applied-unchosen|prefix|durability/);
+});
+
+test('a replica that replies before persisting loses chosen values on a crash (caught)', () => {
+  const r = firstViolation(SEEDS_MAX, plant('reply-before-persist', false));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.match(r.violation!.property, /applied-unchosen|agreement|durability|prefix/);
+});
+
+test('an acceptor that accepts a second value at one ballot is caught, by the checker and by the 2a contract', () => {
+  const byChecker = firstViolation(SEEDS_MAX, plant('acceptor-overwrites-same-ballot', false));
+  assert.ok(byChecker, `checker: no violation in ${SEEDS_MAX} seeds`);
+  assert.match(byChecker.violation!.property, /acceptor-changed-vote|applied-unchosen|agreement|prefix/);
+  const byContract = firstViolation(SEEDS_MAX, plant('acceptor-overwrites-same-ballot', true));
+  assert.ok(byContract, `contract: no violation in ${SEEDS_MAX} seeds`);
+  assert.equal(byContract.violation!.property, 'contract');
+  assert.match(byContract.violation!.message, /changed the value accepted at ballot|proposes a value other than the chosen one/);
+});
+
+test('control: the leader-side trigger alone is harmless with correct acceptors', () => {
+  // Same seeds, same trigger (a leader that sends voters a second value), correct acceptors:
+  // no violation, so the failures above are the acceptor's.
+  const r = firstViolation(20, plant('leader-rebatches-retransmit', false));
+  assert.equal(r, null, r ? `seed ${r.seed}: ${r.violation!.message}` : '');
+});
