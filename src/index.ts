@@ -1,0 +1,26 @@
+// Public API of the synod package.
+export { SynodReplica } from './runtime/replica.js';
+export type {
+  ApplyContext,
+  Consistency,
+  PeerAddress,
+  ProposeOptions,
+  ReadOptions,
+  ReadResult,
+  ReplicaOptions,
+  ReplicaStatus,
+  StateMachine,
+} from './runtime/api.js';
+export {
+  DataDirError,
+  NotLeaderError,
+  OutcomeUnknownError,
+  SessionExpiredError,
+  ShuttingDownError,
+  StaleReadError,
+  StorageFailedError,
+  SynodError,
+} from './runtime/errors.js';
+export { Replica as ProtocolCore } from './core/replica.js';
+export type { CoreOptions } from './core/options.js';
+export { DEFAULT_CORE_OPTIONS } from './core/options.js';

@@ -1,0 +1,113 @@
+// The application-facing contract: what a replicated state machine implements, and how a
+// replica is started. Modelled on RSL's RSLStateMachine (rsl.h): ExecuteReplicatedRequest ->
+// apply, ExecuteFastReadRequest -> query, SaveState/LoadState -> snapshot/restore,
+// NotifyStatus -> onRoleChange, NotifyConfigurationChanged -> onConfigChange.
+
+import type { CoreOptions } from '../core/options.js';
+import type { ConfigEpoch, ReplicaId } from '../core/types.js';
+import type { LogBackend } from '../storage/log.js';
+import type { PeerTransport } from '../transport/types.js';
+
+export interface ApplyContext {
+  /** The slot whose batch holds this command. */
+  slot: number;
+  /** The command's session. */
+  clientId: number;
+  seq: number;
+}
+
+/**
+ * A deterministic state machine. Every replica applies the same commands in the same order and
+ * must reach the same state: no clocks, no randomness, no I/O inside apply().
+ * Callbacks run on the event loop, one at a time; they must not block for long.
+ */
+export interface StateMachine {
+  /** Execute a committed command; the result goes back to the proposer (and into the session table). */
+  apply(command: Uint8Array, context: ApplyContext): Uint8Array;
+  /** Answer a read-only query against the current state. */
+  query(request: Uint8Array): Uint8Array;
+  /**
+   * Serialize the whole state. Called between two applies, so the state is consistent; the
+   * bytes are then written to disk in the background (the apply loop stops only for this call).
+   */
+  snapshot(): Uint8Array;
+  /** Replace the state with a snapshot's. */
+  restore(snapshot: Uint8Array): void;
+  /** Before and after the commands of one slot (RSL's batch brackets). */
+  beforeBatch?(slot: number): void;
+  afterBatch?(slot: number): void;
+  /** This replica became primary (after its recovery round committed) or stopped being it. */
+  onRoleChange?(role: 'primary' | 'secondary', leader: ReplicaId | null): void;
+  onConfigChange?(members: ReplicaId[]): void;
+}
+
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export type Consistency = 'linearizable' | 'lease' | 'local';
+
+export interface ReplicaOptions {
+  id: ReplicaId;
+  /** The cluster's name: peers and data directories of another cluster are refused. */
+  clusterId: string;
+  dataDir: string;
+  /** Initial members and their peer addresses (this replica included). */
+  members: Map<ReplicaId, PeerAddress>;
+  stateMachine: StateMachine;
+  /** Where to listen for peers (TCP); ignored when `transport` is given. */
+  listen?: PeerAddress;
+  /** An existing transport (tests: the in-memory one). */
+  transport?: PeerTransport;
+  logBackend?: LogBackend;
+  /** Protocol tunables (pipeline window, batching, election timeout, lease...). */
+  core?: Partial<Omit<CoreOptions, 'id' | 'members'>>;
+  /** Core tick period. Default 10 ms. */
+  tickMs?: number;
+  /** Take a snapshot after this many applied slots. Default 10,000. */
+  snapshotIntervalSlots?: number;
+  /** Keep this many slots of log below a snapshot for lagging peers. Default 1,000. */
+  compactionMarginSlots?: number;
+  /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */
+  proposeTimeoutMs?: number;
+  /** Largest snapshot accepted from a peer. Default 1 GiB. */
+  snapshotBytesMax?: number;
+  logger?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ProposeOptions {
+  /** The caller's session (exactly-once across retries); default: the replica's own session. */
+  clientId?: number;
+  seq?: number;
+  /** Every seq below this was answered to the caller. */
+  floor?: number;
+  timeoutMs?: number;
+}
+
+export interface ReadOptions {
+  consistency?: Consistency;
+  /** local reads: wait until this slot is applied (read-your-writes), up to maxWaitMs. */
+  minSlot?: number;
+  maxWaitMs?: number;
+}
+
+export interface ReadResult {
+  result: Uint8Array;
+  /** The slot applied when the query ran (a caller can bound staleness with it). */
+  appliedSlot: number;
+}
+
+export interface ReplicaStatus {
+  id: ReplicaId;
+  role: 'leader' | 'follower' | 'candidate';
+  leader: ReplicaId | null;
+  ballot: number;
+  commitSlot: number;
+  appliedSlot: number;
+  members: ReplicaId[];
+  configs: ConfigEpoch[];
+  snapshotSlot: number;
+  log: { headLsn: number; tailLsn: number; usedBytes: number };
+  peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
+}

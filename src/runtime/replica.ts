@@ -1,0 +1,651 @@
+// The runtime: drives the pure core (src/core/replica.ts) with real time, storage and network.
+//
+// Design note
+// -----------
+// Every input (a peer frame, a tick, a proposal, a durable completion) goes straight into the
+// core; a drain, scheduled once per microtask burst, then takes the core's Ready batches and
+//   1. appends the persist ops to the log (tentatively) and starts one group commit; when it
+//      completes, the core is told persisted(seq) and releases the votes that waited for it;
+//   2. sends messages (the core already held back every vote that is not yet durable);
+//   3. applies committed slots to the state machine, through the session table;
+//   4. answers reads whose slot has been applied.
+// Nothing here blocks the event loop on I/O: commits are asynchronous and shared (group commit).
+// The same core runs unchanged in the simulator.
+
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
+import { coreOptions } from '../core/options.js';
+import { Replica } from '../core/replica.js';
+import { SessionTable } from '../core/sessions.js';
+import type { Command, ConfigEpoch, DurableState, Ready, ReplicaId, Slot, Value } from '../core/types.js';
+import { openLog, type LogStore } from '../storage/log.js';
+import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { SnapshotStore } from '../storage/snapshot-store.js';
+import { TcpTransport } from '../transport/tcp.js';
+import type { PeerTransport } from '../transport/types.js';
+import type { ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
+import { RecoveredLog, recordsOf } from './durable.js';
+import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, SynodError } from './errors.js';
+import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
+
+const FRAME_SNAPSHOT_REQUEST = 0xf1;
+const FRAME_SNAPSHOT_CHUNK = 0xf2;
+const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+const SNAPSHOT_FETCH_TIMEOUT_MS = 10_000;
+
+interface PendingProposal {
+  resolve: (result: Uint8Array) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+  /** Handed to the core (a failure after this is an unknown outcome, not a certain one). */
+  submitted: boolean;
+  promise: Promise<Uint8Array>;
+}
+
+interface PendingRead {
+  query: Uint8Array;
+  resolve: (r: ReadResult) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  /** Granted: answer once this slot is applied. */
+  slot: Slot | null;
+}
+
+interface SnapshotFetch {
+  from: ReplicaId;
+  slot: Slot;
+  chunks: Uint8Array[];
+  received: number;
+  total: number;
+  startedMs: number;
+}
+
+const now = () => performance.now();
+const silent: NonNullable<ReplicaOptions['logger']> = (level, msg, fields) => {
+  if (level === 'warn' || level === 'error') console.error(`[synod] ${level}: ${msg}`, fields ?? '');
+};
+
+export class SynodReplica {
+  readonly id: ReplicaId;
+  private readonly sm: StateMachine;
+  private sessions = new SessionTable<Uint8Array>();
+  private readonly pending = new Map<string, PendingProposal>();
+  private readonly pendingReads = new Map<number, PendingRead>();
+  private waitingReads: number[] = [];
+  private proposalQueue: Command[] = [];
+  private nextReadId = 1;
+  private readonly ownClientId = randomInt(1, 2 ** 47);
+  private ownSeq = 0;
+  private readonly ownOutstanding = new Set<number>();
+  private appliedSlot: Slot = 0;
+  private snapshotSlot: Slot = 0;
+  private compactedSlot: Slot = 0;
+  private snapshotting = false;
+  private snapshotInFlight: Promise<Slot> | null = null;
+  private entryLsns: Array<[number, number]>;
+  private drainScheduled = false;
+  private committing = 0;
+  private closed = false;
+  private failed: Error | null = null;
+  private fetch: SnapshotFetch | null = null;
+  private readonly tickTimer: NodeJS.Timeout;
+  private role: 'leader' | 'follower' | 'candidate' = 'follower';
+  private readonly log: NonNullable<ReplicaOptions['logger']>;
+  private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
+
+  private constructor(
+    private readonly options: ReplicaOptions,
+    private readonly core: Replica,
+    private readonly logStore: LogStore,
+    private readonly snapshots: SnapshotStore,
+    private readonly transport: PeerTransport,
+    private meta: Metadata,
+    recovered: { snapshotSlot: Slot; entryLsns: Array<[number, number]> },
+  ) {
+    this.id = options.id;
+    this.sm = options.stateMachine;
+    this.log = options.logger ?? silent;
+    this.snapshotSlot = recovered.snapshotSlot;
+    this.appliedSlot = recovered.snapshotSlot;
+    this.compactedSlot = recovered.snapshotSlot;
+    this.entryLsns = recovered.entryLsns;
+    transport.onFrame((from, frame) => this.onFrame(from, frame));
+    this.tickTimer = setInterval(() => this.onTick(), options.tickMs ?? 10);
+  }
+
+  /** Open (or create) the data directory, recover, join the peers and start. */
+  static async start(options: ReplicaOptions): Promise<SynodReplica> {
+    const { id, clusterId, dataDir } = options;
+    if (!options.members.has(id)) throw new DataDirError(`replica ${id} is not among the members ${[...options.members.keys()].join(',')}`);
+    await mkdir(dataDir, { recursive: true });
+    let meta = await readMetadata(dataDir);
+    const fresh = meta === null;
+    if (meta) {
+      const owner = parseMetaConfig(meta.config);
+      if (owner.clusterId !== clusterId) {
+        throw new DataDirError(`data dir ${dataDir} belongs to cluster '${owner.clusterId}', not '${clusterId}': use another --data directory`);
+      }
+      if (owner.replicaId !== id) throw new DataDirError(`data dir ${dataDir} belongs to replica ${owner.replicaId}, not ${id}`);
+    } else {
+      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
+      await writeMetadata(dataDir, meta);
+    }
+    const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'));
+    const latest = await snapshots.latest();
+    let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
+    let sessions = new SessionTable<Uint8Array>();
+    if (latest) {
+      const body = decodeSnapshotBody(await readWhole(snapshots, latest.slot));
+      options.stateMachine.restore(body.app);
+      sessions = body.sessions;
+      snapshot = { slot: body.slot, configs: body.configs };
+    }
+    const recovered = new RecoveredLog();
+    const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord });
+    const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
+    const core = new Replica(
+      coreOptions({ ...(options.core ?? {}), id, members: [...options.members.keys()].sort((a, b) => a - b) }),
+      Math.random,
+      now(),
+      fresh ? undefined : durable,
+    );
+    const listen = options.listen ?? options.members.get(id)!;
+    const transport =
+      options.transport ??
+      new TcpTransport({ replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger });
+    transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
+    await transport.start();
+    const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
+    replica.sessions = sessions;
+    replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
+    return replica;
+  }
+
+  // ================================================================ the application's calls
+
+  /** Replicate a command; resolves with the state machine's result once applied here. */
+  propose(command: Uint8Array, options: ProposeOptions = {}): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ShuttingDownError());
+    if (this.failed) return Promise.reject(this.failed);
+    const own = options.clientId === undefined;
+    const clientId = options.clientId ?? this.ownClientId;
+    const seq = options.seq ?? ++this.ownSeq;
+    const key = `${clientId}:${seq}`;
+    const existing = this.pending.get(key);
+    if (existing) return existing.promise; // the same request retried here: one answer for both
+    if (own) this.ownOutstanding.add(seq);
+    const floor = options.floor ?? (own ? Math.min(seq, ...this.ownOutstanding) : 0);
+    let resolve!: (r: Uint8Array) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<Uint8Array>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const finish = () => {
+      clearTimeout(entry.timer);
+      this.pending.delete(key);
+      if (own) this.ownOutstanding.delete(seq);
+    };
+    const entry: PendingProposal = {
+      resolve: (r) => {
+        finish();
+        resolve(r);
+      },
+      reject: (e) => {
+        finish();
+        reject(e);
+      },
+      timer: setTimeout(() => entry.reject(new OutcomeUnknownError(`no result within ${options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000} ms`)), options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000),
+      submitted: false,
+      promise,
+    };
+    this.pending.set(key, entry);
+    this.stats.proposals++;
+    this.proposalQueue.push({ clientId, seq, floor, payload: command });
+    this.scheduleDrain();
+    return promise;
+  }
+
+  /** A read-only query with the chosen consistency (SAFETY.md: read-index, lease, or local). */
+  read(query: Uint8Array, options: ReadOptions = {}): Promise<ReadResult> {
+    if (this.closed) return Promise.reject(new ShuttingDownError());
+    if (this.failed) return Promise.reject(this.failed);
+    const consistency = options.consistency ?? 'linearizable';
+    if (consistency === 'local') {
+      const minSlot = options.minSlot ?? 0;
+      if (this.appliedSlot >= minSlot) return Promise.resolve({ result: this.sm.query(query), appliedSlot: this.appliedSlot });
+      if (!options.maxWaitMs) return Promise.reject(new StaleReadError(this.appliedSlot, minSlot));
+    }
+    return new Promise<ReadResult>((resolve, reject) => {
+      const readId = this.nextReadId++;
+      const timeoutMs = options.maxWaitMs ?? this.options.proposeTimeoutMs ?? 5000;
+      const read: PendingRead = {
+        query,
+        resolve,
+        reject,
+        slot: consistency === 'local' ? options.minSlot ?? 0 : null,
+        timer: setTimeout(() => {
+          this.pendingReads.delete(readId);
+          reject(consistency === 'local' ? new StaleReadError(this.appliedSlot, options.minSlot ?? 0) : new SynodError('SYNOD_READ_TIMEOUT', `read not confirmed within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.pendingReads.set(readId, read);
+      if (consistency === 'local') this.waitingReads.push(readId);
+      else {
+        this.core.read(readId, consistency, now());
+        this.scheduleDrain();
+      }
+    });
+  }
+
+  /** Hand leadership to another member (RSL's relinquish primary). */
+  transferLeadership(target: ReplicaId): void {
+    const refusal = this.core.transferLeadership(target, now());
+    this.scheduleDrain();
+    if (refusal) throw new SynodError('SYNOD_TRANSFER_REFUSED', refusal);
+  }
+
+  /** Campaign at once (RSL's attempt promotion). */
+  campaign(): void {
+    this.core.campaign(now());
+    this.scheduleDrain();
+  }
+
+  /** Take a snapshot now (also taken every snapshotIntervalSlots). Resolves with its slot. */
+  takeSnapshot(): Promise<Slot> {
+    if (this.snapshotInFlight) return this.snapshotInFlight;
+    this.snapshotInFlight = this.writeSnapshot().finally(() => {
+      this.snapshotInFlight = null;
+    });
+    return this.snapshotInFlight;
+  }
+
+  private async writeSnapshot(): Promise<Slot> {
+    this.snapshotting = true;
+    try {
+      const slot = this.appliedSlot;
+      if (slot <= this.snapshotSlot || this.closed) return this.snapshotSlot;
+      // The only pause of the apply loop: the application's serialization, at a consistent point.
+      const body = encodeSnapshotBody({ slot, configs: this.core.configs, sessions: this.sessions, app: this.sm.snapshot() });
+      await this.snapshots.save(slot, new Uint8Array(0), [body]);
+      this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
+      await writeMetadata(this.options.dataDir, this.meta);
+      this.snapshotSlot = slot;
+      this.stats.snapshotsTaken++;
+      this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
+      return slot;
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  status(): ReplicaStatus {
+    const s = this.core.status;
+    const log = this.logStore.headTailCapacity();
+    const peers: ReplicaStatus['peers'] = {};
+    for (const [peer, st] of this.transport.stats()) peers[String(peer)] = { connected: st.connected, queuedBytes: st.queuedBytes, droppedFrames: st.droppedFrames };
+    return {
+      id: this.id,
+      role: s.role,
+      leader: s.leader,
+      ballot: s.ballot,
+      commitSlot: s.chosenPrefix,
+      appliedSlot: this.appliedSlot,
+      members: s.members,
+      configs: this.core.configs,
+      snapshotSlot: this.snapshotSlot,
+      log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes },
+      peers,
+    };
+  }
+
+  counters() {
+    return { ...this.stats, log: this.logStore.stats() };
+  }
+
+  /** Stop cleanly: unanswered requests end (certainly-not-proposed ones as such), then I/O closes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.tickTimer);
+    for (const cmd of this.proposalQueue) this.pending.get(`${cmd.clientId}:${cmd.seq}`)?.reject(new ShuttingDownError());
+    this.proposalQueue = [];
+    for (const p of [...this.pending.values()]) p.reject(p.submitted ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
+    for (const [id, r] of [...this.pendingReads]) {
+      clearTimeout(r.timer);
+      this.pendingReads.delete(id);
+      r.reject(new ShuttingDownError());
+    }
+    await this.snapshotInFlight?.catch(() => {});
+    await this.transport.close();
+    await this.logStore.close();
+  }
+
+  // ================================================================ inputs
+
+  private onTick(): void {
+    if (this.closed || this.failed) return;
+    this.core.tick(now());
+    if (this.fetch && now() - this.fetch.startedMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
+    this.scheduleDrain();
+  }
+
+  private onFrame(from: ReplicaId, frame: Uint8Array): void {
+    if (this.closed || this.failed || frame.length === 0) return;
+    const kind = frame[0];
+    if (kind === MESSAGE_FORMAT_VERSION) {
+      let msg;
+      try {
+        msg = decodeMessage(frame);
+      } catch (e) {
+        this.log('warn', `dropped an undecodable message from replica ${from}`, { error: (e as Error).message });
+        return;
+      }
+      if (msg.from !== from || msg.to !== this.id) {
+        this.log('warn', `dropped a message whose envelope (${msg.from}->${msg.to}) does not match its connection (${from}->${this.id})`);
+        return;
+      }
+      this.core.receive(msg, now());
+      this.scheduleDrain();
+    } else if (kind === FRAME_SNAPSHOT_REQUEST) {
+      void this.shipSnapshot(from, frame).catch((e) => this.log('warn', `snapshot shipping to ${from} failed`, { error: String(e) }));
+    } else if (kind === FRAME_SNAPSHOT_CHUNK) {
+      this.onSnapshotChunk(from, frame);
+    } else {
+      this.log('warn', `dropped a frame of unknown kind ${kind} from replica ${from}`);
+    }
+  }
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    queueMicrotask(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  // ================================================================ the drain loop
+
+  private drain(): void {
+    if (this.closed || this.failed) return;
+    try {
+      if (this.proposalQueue.length > 0) {
+        const batch = this.proposalQueue;
+        this.proposalQueue = [];
+        for (const c of batch) {
+          const p = this.pending.get(`${c.clientId}:${c.seq}`);
+          if (p) p.submitted = true;
+        }
+        this.core.propose(batch, now());
+      }
+      let lastSeq = 0;
+      for (let ready = this.core.takeReady(); ready; ready = this.core.takeReady()) {
+        for (const op of ready.persist) {
+          for (const record of recordsOf(op)) {
+            const lsn = this.logStore.tentativelyAppend(record);
+            if (record.type === 1) this.entryLsns.push([lsn, record.slot]);
+          }
+          lastSeq = op.seq;
+        }
+        for (const msg of ready.send) this.transport.send(msg.to, encodeMessage(msg));
+        for (const c of ready.committed) this.applySlot(c.slot, c.value);
+        this.handleReadsAndRoles(ready);
+      }
+      if (lastSeq > 0) this.commit(lastSeq);
+      this.serveWaitingReads();
+      this.maybeSnapshot();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private commit(seq: number): void {
+    this.committing++;
+    this.stats.commits++;
+    this.logStore.commit().then(
+      () => {
+        this.committing--;
+        if (this.closed || this.failed) return;
+        this.core.persisted(seq, now());
+        this.drain();
+      },
+      (e) => this.fail(e),
+    );
+  }
+
+  /** Storage failed (ENOSPC, EIO) or an invariant broke: stop voting, answer nothing more. */
+  private fail(e: unknown): void {
+    if (this.failed) return;
+    this.failed = e instanceof SynodError ? e : new StorageFailedError(e);
+    this.log('error', 'replica stopped', { error: String(e) });
+    clearInterval(this.tickTimer);
+    for (const p of [...this.pending.values()]) p.reject(p.submitted ? new OutcomeUnknownError('the replica stopped') : this.failed);
+    for (const [id, r] of [...this.pendingReads]) {
+      clearTimeout(r.timer);
+      this.pendingReads.delete(id);
+      r.reject(this.failed);
+    }
+  }
+
+  private applySlot(slot: Slot, value: Value): void {
+    if (slot <= this.appliedSlot) return; // covered by an installed snapshot
+    if (value.kind === 'batch') {
+      this.sm.beforeBatch?.(slot);
+      for (const cmd of value.commands) {
+        const key = `${cmd.clientId}:${cmd.seq}`;
+        const outcome = this.sessions.check(cmd);
+        let result: Uint8Array | null;
+        if (outcome.kind === 'execute') {
+          result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq });
+          this.sessions.record(cmd, result);
+          this.stats.commandsApplied++;
+        } else if (outcome.kind === 'duplicate') {
+          result = outcome.result;
+        } else {
+          result = null;
+        }
+        const p = this.pending.get(key);
+        if (p) {
+          if (result === null) p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
+          else p.resolve(result);
+        }
+      }
+      this.sm.afterBatch?.(slot);
+    } else if (value.kind === 'config') {
+      this.sm.onConfigChange?.(value.members);
+    }
+    this.appliedSlot = slot;
+    this.stats.slotsApplied++;
+  }
+
+  private handleReadsAndRoles(ready: Ready): void {
+    for (const r of ready.rejected) {
+      for (const cmd of r.commands) {
+        this.pending.get(`${cmd.clientId}:${cmd.seq}`)?.reject(new NotLeaderError(r.leaderHint));
+      }
+    }
+    for (const g of ready.reads) {
+      const read = this.pendingReads.get(g.readId);
+      if (!read) continue;
+      read.slot = g.slot;
+      this.waitingReads.push(g.readId);
+    }
+    for (const refusal of ready.readRefusals) {
+      const read = this.pendingReads.get(refusal.readId);
+      if (!read) continue;
+      clearTimeout(read.timer);
+      this.pendingReads.delete(refusal.readId);
+      read.reject(new NotLeaderError(refusal.leaderHint));
+    }
+    for (const rc of ready.roleChanges) {
+      const wasLeader = this.role === 'leader';
+      this.role = rc.role;
+      if (rc.role === 'leader' && !wasLeader) this.sm.onRoleChange?.('primary', this.id);
+      else if (rc.role !== 'leader' && wasLeader) this.sm.onRoleChange?.('secondary', rc.leader);
+    }
+    if (ready.snapshotNeeded) this.requestSnapshot(ready.snapshotNeeded.from, ready.snapshotNeeded.slot);
+  }
+
+  private serveWaitingReads(): void {
+    if (this.waitingReads.length === 0) return;
+    const still: number[] = [];
+    for (const id of this.waitingReads) {
+      const read = this.pendingReads.get(id);
+      if (!read) continue;
+      if (read.slot !== null && this.appliedSlot >= read.slot) {
+        clearTimeout(read.timer);
+        this.pendingReads.delete(id);
+        try {
+          read.resolve({ result: this.sm.query(read.query), appliedSlot: this.appliedSlot });
+        } catch (e) {
+          read.reject(e as Error);
+        }
+      } else still.push(id);
+    }
+    this.waitingReads = still;
+  }
+
+  // ================================================================ snapshots and compaction
+
+  private maybeSnapshot(): void {
+    const interval = this.options.snapshotIntervalSlots ?? 10_000;
+    if (!this.snapshotting && this.appliedSlot - this.snapshotSlot >= interval) {
+      void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
+    }
+  }
+
+  /** Release the log below `slot` (a durable snapshot covers it). */
+  private compactBelow(slot: Slot): void {
+    if (slot <= this.compactedSlot || slot > this.appliedSlot) return;
+    this.core.compact(slot);
+    this.compactedSlot = slot;
+    // The head moves to the first entry record of a slot above `slot`; records before it are
+    // for compacted slots (or promises, whose ballot floor the log keeps).
+    let i = 0;
+    while (i < this.entryLsns.length && this.entryLsns[i]![1] <= slot) i++;
+    const head = i < this.entryLsns.length ? this.entryLsns[i]![0] : this.logStore.headTailCapacity().tail;
+    this.entryLsns = this.entryLsns.slice(i);
+    if (head > this.logStore.headTailCapacity().head && head <= this.logStore.headTailCapacity().tail) this.logStore.advanceHead(head);
+  }
+
+  private requestSnapshot(from: ReplicaId, slot: Slot): void {
+    if (this.fetch) return;
+    this.fetch = { from, slot, chunks: [], received: 0, total: -1, startedMs: now() };
+    const frame = new Uint8Array(9);
+    frame[0] = FRAME_SNAPSHOT_REQUEST;
+    new DataView(frame.buffer).setFloat64(1, slot, true);
+    this.transport.send(from, frame);
+    this.log('info', `requesting a snapshot of at least slot ${slot} from replica ${from}`);
+  }
+
+  private async shipSnapshot(to: ReplicaId, frame: Uint8Array): Promise<void> {
+    if (frame.length !== 9) return;
+    const wanted = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getFloat64(1, true);
+    const latest = await this.snapshots.latest();
+    if (!latest || latest.slot < wanted) {
+      await this.takeSnapshot();
+      return; // the peer asks again on its next catch-up attempt
+    }
+    const release = this.snapshots.pin(latest.slot);
+    try {
+      const reader = this.snapshots.read(latest.slot, SNAPSHOT_CHUNK_BYTES);
+      let offset = 0;
+      const total = latest.bodyBytes;
+      for await (const chunk of reader.body) {
+        const last = offset + chunk.length >= total;
+        const out = new Uint8Array(26 + chunk.length);
+        const view = new DataView(out.buffer);
+        out[0] = FRAME_SNAPSHOT_CHUNK;
+        view.setFloat64(1, latest.slot, true);
+        view.setFloat64(9, offset, true);
+        view.setFloat64(17, total, true);
+        out[25] = last ? 1 : 0;
+        out.set(chunk, 26);
+        this.transport.send(to, out);
+        offset += chunk.length;
+        // Flow control: let the socket drain before queuing more than a few chunks.
+        while ((this.transport.stats().get(to)?.queuedBytes ?? 0) > 4 * SNAPSHOT_CHUNK_BYTES && !this.closed) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      await reader.finish();
+    } finally {
+      release();
+    }
+  }
+
+  private onSnapshotChunk(from: ReplicaId, frame: Uint8Array): void {
+    const f = this.fetch;
+    if (!f || f.from !== from || frame.length < 26) return;
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const slot = view.getFloat64(1, true);
+    const offset = view.getFloat64(9, true);
+    const total = view.getFloat64(17, true);
+    const last = frame[25] === 1;
+    if (offset === 0) {
+      if (total > (this.options.snapshotBytesMax ?? 1 << 30)) {
+        this.log('warn', `refused a snapshot of ${total} bytes from ${from} (snapshotBytesMax)`);
+        this.fetch = null;
+        return;
+      }
+      f.slot = slot;
+      f.total = total;
+      f.chunks = [];
+      f.received = 0;
+    }
+    if (slot !== f.slot || offset !== f.received) {
+      this.fetch = null; // a gap (dropped under backpressure): start over on the next hint
+      return;
+    }
+    f.chunks.push(frame.slice(26));
+    f.received += frame.length - 26;
+    if (!last) return;
+    this.fetch = null;
+    if (f.received !== f.total) return;
+    void this.installSnapshot(f.slot, Buffer.concat(f.chunks)).catch((e) => this.log('warn', 'installing a snapshot failed', { error: String(e) }));
+  }
+
+  private async installSnapshot(slot: Slot, bytes: Uint8Array): Promise<void> {
+    if (slot <= this.appliedSlot) return;
+    const body = decodeSnapshotBody(bytes);
+    if (body.slot !== slot) throw new Error(`snapshot body says slot ${body.slot}, frames said ${slot}`);
+    await this.snapshots.save(slot, new Uint8Array(0), [bytes]); // durable before we rely on it
+    if (slot <= this.appliedSlot || this.closed) return;
+    this.sm.restore(body.app);
+    this.sessions = body.sessions;
+    this.appliedSlot = slot;
+    this.snapshotSlot = slot;
+    this.compactedSlot = slot;
+    this.meta = { ...this.meta, snapshotSlot: slot };
+    await writeMetadata(this.options.dataDir, this.meta);
+    this.core.installSnapshot(slot, body.configs, now());
+    this.stats.snapshotsInstalled++;
+    this.log('info', `installed a snapshot of slot ${slot}`);
+    this.scheduleDrain();
+  }
+}
+
+function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));
+}
+
+function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: number } {
+  try {
+    const v = JSON.parse(new TextDecoder().decode(bytes)) as { clusterId: string; replicaId: number };
+    if (typeof v.clusterId === 'string' && typeof v.replicaId === 'number') return v;
+  } catch {
+    // fall through
+  }
+  throw new DataDirError('the data directory metadata names no cluster (not a Synod data dir?)');
+}
+
+async function readWhole(store: SnapshotStore, slot: Slot): Promise<Uint8Array> {
+  const reader = store.read(slot);
+  const chunks: Uint8Array[] = [];
+  for await (const c of reader.body) chunks.push(c);
+  await reader.finish();
+  return Buffer.concat(chunks);
+}
