@@ -1,0 +1,185 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { KvMachine } from '../../src/kv/machine.js';
+import {
+  decodeCommand,
+  decodeQuery,
+  decodeResult,
+  deleteExisted,
+  encodeCommand,
+  encodeQuery,
+  ERR_KEY_TOO_LARGE,
+  ERR_MALFORMED,
+  ERR_VALUE_TOO_LARGE,
+  KEY_BYTES_MAX,
+  type KvCommand,
+} from '../../src/kv/codec.js';
+
+const b = (s: string) => new TextEncoder().encode(s);
+const s = (u: Uint8Array | undefined) => (u === undefined ? undefined : new TextDecoder().decode(u));
+const ctx = { slot: 1, clientId: 1, seq: 1 };
+
+function run(m: KvMachine, cmd: KvCommand) {
+  return decodeResult(m.apply(encodeCommand(cmd), ctx));
+}
+function get(m: KvMachine, key: string) {
+  return decodeResult(m.query(encodeQuery({ op: 'get', key: b(key) })));
+}
+function scan(m: KvMachine, prefix: string | Uint8Array, limit: number) {
+  return decodeResult(m.query(encodeQuery({ op: 'scan', prefix: typeof prefix === 'string' ? b(prefix) : prefix, limit })));
+}
+
+test('put, get, delete', () => {
+  const m = new KvMachine();
+  assert.deepEqual(get(m, 'a'), { kind: 'not-found' });
+  assert.deepEqual(run(m, { op: 'put', key: b('a'), value: b('1') }), { kind: 'ok' });
+  const r = get(m, 'a');
+  assert.equal(r.kind, 'ok');
+  assert.equal(s((r as { value: Uint8Array }).value), '1');
+  assert.equal(deleteExisted(run(m, { op: 'delete', key: b('a') })), true);
+  assert.equal(deleteExisted(run(m, { op: 'delete', key: b('a') })), false);
+  assert.deepEqual(get(m, 'a'), { kind: 'not-found' });
+  assert.deepEqual(m.stats().keys, 0);
+  assert.deepEqual(m.stats().bytes, 0);
+});
+
+test('an empty value is a present value', () => {
+  const m = new KvMachine();
+  run(m, { op: 'put', key: b('k'), value: new Uint8Array(0) });
+  const r = get(m, 'k');
+  assert.equal(r.kind, 'ok');
+  assert.equal((r as { value?: Uint8Array }).value?.length ?? 0, 0);
+});
+
+test('compare-and-set: absent expectation, match, mismatch', () => {
+  const m = new KvMachine();
+  assert.deepEqual(run(m, { op: 'cas', key: b('k'), expected: null, value: b('v1') }), { kind: 'ok' });
+  const again = run(m, { op: 'cas', key: b('k'), expected: null, value: b('v2') });
+  assert.equal(again.kind, 'cas-failed');
+  assert.equal(s((again as { current: Uint8Array }).current), 'v1');
+  assert.deepEqual(run(m, { op: 'cas', key: b('k'), expected: b('v1'), value: b('v2') }), { kind: 'ok' });
+  const wrong = run(m, { op: 'cas', key: b('k'), expected: b('v1'), value: b('v3') });
+  assert.equal(s((wrong as { current: Uint8Array }).current), 'v2');
+  const absent = run(m, { op: 'cas', key: b('nope'), expected: b('x'), value: b('y') });
+  assert.deepEqual(absent, { kind: 'cas-failed', current: null });
+  assert.deepEqual(m.stats().casSwapped, 2);
+  assert.deepEqual(m.stats().casFailed, 3);
+});
+
+test('scan: prefix, limit, more, byte order', () => {
+  const m = new KvMachine();
+  for (const k of ['b/2', 'a', 'b/1', 'b/3', 'c', 'b']) run(m, { op: 'put', key: b(k), value: b(k.toUpperCase()) });
+  // Bytes above 0x7f sort after ASCII.
+  run(m, { op: 'put', key: Uint8Array.of(0x62, 0x2f, 0xff), value: b('high') });
+  const r = scan(m, 'b/', 2);
+  assert.equal(r.kind, 'scan');
+  if (r.kind !== 'scan') return;
+  assert.deepEqual(r.entries.map(([k, v]) => [s(k), s(v)]), [
+    ['b/1', 'B/1'],
+    ['b/2', 'B/2'],
+  ]);
+  assert.equal(r.more, true);
+  const all = scan(m, 'b/', 10);
+  assert.equal(all.kind === 'scan' && all.entries.length, 4);
+  assert.equal(all.kind === 'scan' && all.more, false);
+  assert.deepEqual([...(all.kind === 'scan' ? all.entries[3]![0] : [])], [0x62, 0x2f, 0xff]);
+  const everything = scan(m, '', 100);
+  assert.equal(everything.kind === 'scan' && everything.entries.length, 7);
+  // Writes after a scan are seen by the next scan.
+  run(m, { op: 'put', key: b('b/0'), value: b('zero') });
+  run(m, { op: 'delete', key: b('b/3') });
+  const after = scan(m, 'b/', 10);
+  assert.deepEqual(after.kind === 'scan' && after.entries.map(([k]) => s(k)), ['b/0', 'b/1', 'b/2', 'b/\ufffd']);
+});
+
+test('limits: oversized key and value, empty key, bad scan limit, malformed bytes', () => {
+  const m = new KvMachine({ valueBytesMax: 8 });
+  const bigKey = new Uint8Array(KEY_BYTES_MAX + 1).fill(0x61);
+  const r1 = run(m, { op: 'put', key: bigKey, value: b('v') });
+  assert.equal(r1.kind === 'error' && r1.code, ERR_KEY_TOO_LARGE);
+  assert.ok(run(m, { op: 'put', key: new Uint8Array(KEY_BYTES_MAX).fill(0x61), value: b('v') }).kind === 'ok');
+  const r2 = run(m, { op: 'put', key: b('k'), value: new Uint8Array(9) });
+  assert.equal(r2.kind === 'error' && r2.code, ERR_VALUE_TOO_LARGE);
+  const r3 = run(m, { op: 'put', key: new Uint8Array(0), value: b('v') });
+  assert.equal(r3.kind === 'error' && r3.code, ERR_MALFORMED);
+  const r4 = decodeResult(m.apply(Uint8Array.of(0x01, 0, 0), ctx));
+  assert.equal(r4.kind === 'error' && r4.code, ERR_MALFORMED);
+  const r5 = decodeResult(m.apply(Uint8Array.of(0x77), ctx));
+  assert.equal(r5.kind, 'error');
+  assert.equal(scan(m, '', 0).kind, 'error');
+  assert.equal(decodeResult(m.query(Uint8Array.of(0x10))).kind, 'error');
+  assert.equal(m.size, 1, 'refused commands changed nothing');
+  assert.equal(m.stats().rejected, 5);
+  assert.throws(() => new KvMachine({ valueBytesMax: 0 }), RangeError);
+});
+
+test('codec: commands and queries round-trip; trailing bytes are refused', () => {
+  const cmds: KvCommand[] = [
+    { op: 'put', key: b('k'), value: b('v') },
+    { op: 'delete', key: b('k') },
+    { op: 'cas', key: b('k'), expected: null, value: b('v') },
+    { op: 'cas', key: b('k'), expected: b(''), value: b('') },
+  ];
+  for (const c of cmds) assert.deepEqual(decodeCommand(encodeCommand(c)), c);
+  const q = { op: 'scan' as const, prefix: b('p'), limit: 7 };
+  assert.deepEqual(decodeQuery(encodeQuery(q)), q);
+  const bytes = encodeCommand(cmds[0]!);
+  assert.throws(() => decodeCommand(Uint8Array.from([...bytes, 0])), /trailing/);
+  assert.throws(() => decodeCommand(bytes.subarray(0, bytes.length - 1)), /truncated/);
+});
+
+test('snapshot and restore: a new replica catches up from one; garbage is refused', () => {
+  const a = new KvMachine();
+  for (let i = 0; i < 200; i++) run(a, { op: 'put', key: b(`key-${i % 50}`), value: b(`value-${i}`) });
+  run(a, { op: 'delete', key: b('key-7') });
+  const snap = a.snapshot();
+  const c = new KvMachine();
+  run(c, { op: 'put', key: b('stale'), value: b('x') });
+  c.restore(snap);
+  assert.deepEqual(c.snapshot(), snap);
+  assert.equal(get(c, 'stale').kind, 'not-found');
+  assert.equal(s((get(c, 'key-3') as { value: Uint8Array }).value), 'value-153');
+  assert.deepEqual(c.stats().keys, a.stats().keys);
+  assert.deepEqual(c.stats().bytes, a.stats().bytes);
+  assert.throws(() => c.restore(b('nonsense')), /magic/);
+  assert.throws(() => c.restore(snap.subarray(0, snap.length - 3)), /truncated/);
+  assert.throws(() => c.restore(Uint8Array.from([...snap, 1])), /trailing/);
+  assert.equal(c.size, 49, 'a refused restore left the state alone');
+});
+
+test('property: the machine matches a reference map and is deterministic across replicas', () => {
+  const keyArb = fc.constantFrom('a', 'ab', 'abc', 'b', 'b\u00ff', 'c');
+  const valArb = fc.constantFrom('', 'x', 'y', 'zz');
+  const cmdArb: fc.Arbitrary<KvCommand> = fc.oneof(
+    fc.record({ op: fc.constant('put' as const), key: keyArb.map(b), value: valArb.map(b) }),
+    fc.record({ op: fc.constant('delete' as const), key: keyArb.map(b) }),
+    fc.record({ op: fc.constant('cas' as const), key: keyArb.map(b), expected: fc.option(valArb.map(b), { nil: null }), value: valArb.map(b) }),
+  );
+  fc.assert(
+    fc.property(fc.array(cmdArb, { maxLength: 60 }), fc.constantFrom('', 'a', 'ab', 'b'), (cmds, prefix) => {
+      const m1 = new KvMachine();
+      const m2 = new KvMachine();
+      const ref = new Map<string, string>();
+      for (const c of cmds) {
+        const r1 = m1.apply(encodeCommand(c), ctx);
+        assert.deepEqual(m2.apply(encodeCommand(c), ctx), r1);
+        const k = Buffer.from(c.key).toString('latin1');
+        if (c.op === 'put') ref.set(k, s(c.value)!);
+        else if (c.op === 'delete') ref.delete(k);
+        else {
+          const cur = ref.get(k);
+          const ok = c.expected === null ? cur === undefined : cur === s(c.expected);
+          assert.equal(decodeResult(r1).kind, ok ? 'ok' : 'cas-failed');
+          if (ok) ref.set(k, s(c.value)!);
+        }
+      }
+      assert.deepEqual(m1.snapshot(), m2.snapshot());
+      const expected = [...ref.keys()].filter((k) => k.startsWith(Buffer.from(b(prefix)).toString('latin1'))).sort();
+      const r = scan(m1, prefix, 100);
+      assert.ok(r.kind === 'scan');
+      assert.deepEqual(r.entries.map(([k]) => Buffer.from(k).toString('latin1')), expected);
+    }),
+    { numRuns: 300 },
+  );
+});
