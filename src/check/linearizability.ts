@@ -23,23 +23,35 @@
 //     state unchanged (a CAS that would not swap, a repeated put) is never placed: leaving it
 //     pending dominates placing it. Info GETs constrain nothing and are dropped up front, as
 //     are `fail` ops.
-//   * Memoization: a cache of (set of placed ops, state). Reaching a configuration already
-//     explored means its whole subtree failed before (or is being explored above us), so it is
-//     pruned. Beyond Lowe's equality test, a configuration is also pruned when a cached one has
-//     the same ok ops and state and a *subset* of its info ops: having more info ops still
-//     available can only help (any continuation of the new one works from the cached one).
-//     Without this, every pending info write doubles the configurations to explore before a
-//     violation can be reported; with it, placing an info op pays only until the next write.
-//     A configuration also carries a flag, "the last op placed was an info blind write", that
-//     forbids placing a blind write next (see isBlind): the flag is part of the dominance test.
-//     (Soundness: take a successful cached configuration with the shortest way to success;
-//     its next move's configuration was either cached — shorter — or pruned by a cached one
-//     that dominates it — also shorter; so if the search ever fails, no cached configuration
-//     succeeds, and neither does the empty one.)
-//     The set is a bitset over ok ops (numbered by invocation) plus one over info ops; a cache
-//     entry stores the ok part compactly as (L, H, the words covering [L, H)): every ok op
-//     below L is placed and none at or above H is, so the words in between say the rest. The
-//     ok set's hash is an XOR of per-op random words, updated in O(1) per step.
+//   * Memoization: a cache of configurations (set of placed ops, state, restriction — below).
+//     Reaching one already explored means its whole subtree failed before (or is being
+//     explored above us), so it is pruned. Beyond Lowe's equality test, a configuration is
+//     also pruned when a cached one *dominates* it: same ok ops, same state, a subset of its
+//     info ops, and a restriction no tighter. Having more info ops still available can only
+//     help: any continuation of the new one works from the cached one.
+//   * Info ops are placed lazily. Placing info op i (state p -> s) and then op X is useless
+//     when X could have run at p to the same end: if X at p gives what X gives at s, drop i;
+//     if X is an ok op and X then i from p gives the same state, i could come after X. So
+//     after an info op the next op must *observe* it (a read of its value, a CAS that swaps
+//     from it, ...); a blind write right after it is never tried. The configuration carries
+//     this restriction (i's class, p), and it is part of the dominance test. And info ops with
+//     identical effects (same op, same values) are interchangeable once both are invoked, so
+//     only the earliest-invoked unplaced one of each class is ever placed.
+//     Without these, k pending info writes can be placed in 2^k combinations before anything
+//     prunes them, and a violation after a few dozen timeouts would never be reported.
+//   * Why pruning loses nothing. (1) Every successful linearization can be rewritten into one
+//     that obeys the rules: drop an info op followed by an op it does not influence, move it
+//     after an ok op that commutes with it (each rewrite drops an info op or moves one to the
+//     right, so rewriting ends), and use the earliest identical info op. (2) Among cached
+//     configurations from which the rules allow success, take one with the shortest way to
+//     success: its first move leads to a configuration that was either cached (shorter: a
+//     contradiction) or pruned by a cached one that dominates it (no longer: a contradiction).
+//     So if the search fails, no cached configuration, nor the empty one, can succeed.
+//   * Representation: the set is a bitset over ok ops (numbered by invocation) plus one over
+//     info ops; a cache entry stores the ok part compactly as (L, H, the words covering
+//     [L, H)): every ok op below L is placed and none at or above H is, so the words in
+//     between say the rest. The ok set's hash is an XOR of per-op random words, updated in
+//     O(1) per step; info ops stay out of the hash since the cache compares them by inclusion.
 //   * Budget: steps (candidate evaluations), wall time and cache bytes per key. Running out
 //     yields `unknown`, which is a failure, never a pass (SAFETY.md, "Checkers").
 //   * Counterexample: whenever the search exhausts a level, if it holds more placed ops than
@@ -227,17 +239,6 @@ function step(kind: number, a: number, b: number, state: number): number {
   }
 }
 
-/**
- * A blind write sets the state whatever it was. An indeterminate blind write followed directly
- * by another blind write is never needed: dropping it leaves every state the same, and info ops
- * are optional. So the search never places a blind write right after an info blind write, and
- * a configuration carries that restriction as a flag (see StateCache.add). Without this, k
- * pending info writes are placed in all 2^k chains before the cache can prune anything.
- */
-function isBlind(kind: number): boolean {
-  return kind === K_PUT || kind === K_DELETE;
-}
-
 class ValueTable {
   private readonly ids = new Map<string, number>();
   readonly values: (string | null)[] = [null];
@@ -339,7 +340,8 @@ class StateCache {
   private entryNext: Int32Array;
   private entryHash: Uint32Array;
   private entryState: Int32Array;
-  private entryAfterBlind: Uint8Array;
+  private entryRestrictClass: Int32Array;
+  private entryRestrictState: Int32Array;
   private entryLow: Int32Array;
   private entryHigh: Int32Array;
   private entryOffset: Int32Array;
@@ -352,7 +354,8 @@ class StateCache {
     this.entryNext = new Int32Array(capacity);
     this.entryHash = new Uint32Array(capacity);
     this.entryState = new Int32Array(capacity);
-    this.entryAfterBlind = new Uint8Array(capacity);
+    this.entryRestrictClass = new Int32Array(capacity);
+    this.entryRestrictState = new Int32Array(capacity);
     this.entryLow = new Int32Array(capacity);
     this.entryHigh = new Int32Array(capacity);
     this.entryOffset = new Int32Array(capacity);
@@ -360,17 +363,19 @@ class StateCache {
   }
 
   bytes(): number {
-    return this.buckets.byteLength + this.entryNext.byteLength * 6 + this.entryAfterBlind.byteLength + this.pool.byteLength;
+    return this.buckets.byteLength + this.entryNext.byteLength * 8 + this.pool.byteLength;
   }
 
   /**
-   * Adds the configuration, unless one with the same ok ops and state and a subset of its info
-   * ops is there already (explored, or being explored above us): then returns false.
+   * Adds the configuration, unless one that dominates it is there already (explored, or being
+   * explored above us): same ok ops and state, a subset of its info ops, and no restriction or
+   * the same one. Then returns false. `restrictClass` is -1 for an unrestricted configuration.
    */
   add(
     hash: number,
     state: number,
-    afterBlind: number,
+    restrictClass: number,
+    restrictState: number,
     low: number,
     high: number,
     okBits: Uint32Array,
@@ -382,11 +387,11 @@ class StateCache {
     for (let e = this.buckets[h & (this.buckets.length - 1)]!; e >= 0; e = this.entryNext[e]!) {
       if (this.entryHash[e] !== h || this.entryState[e] !== state) continue;
       if (this.entryLow[e] !== low || this.entryHigh[e] !== high) continue;
-      // A configuration that may write blindly next dominates one that may not, not conversely.
-      if (this.entryAfterBlind[e]! > afterBlind) continue;
+      const rc = this.entryRestrictClass[e]!;
+      if (rc !== -1 && (rc !== restrictClass || this.entryRestrictState[e] !== restrictState)) continue;
       if (this.dominates(this.entryOffset[e]!, okBits, w0, windowWords, infoBits)) return false;
     }
-    this.insert(h, state, afterBlind, low, high, okBits, w0, windowWords, infoBits);
+    this.insert(h, state, restrictClass, restrictState, low, high, okBits, w0, windowWords, infoBits);
     return true;
   }
 
@@ -402,7 +407,8 @@ class StateCache {
   private insert(
     h: number,
     state: number,
-    afterBlind: number,
+    restrictClass: number,
+    restrictState: number,
     low: number,
     high: number,
     okBits: Uint32Array,
@@ -424,7 +430,8 @@ class StateCache {
     const e = this.count++;
     this.entryHash[e] = h;
     this.entryState[e] = state;
-    this.entryAfterBlind[e] = afterBlind;
+    this.entryRestrictClass[e] = restrictClass;
+    this.entryRestrictState[e] = restrictState;
     this.entryLow[e] = low;
     this.entryHigh[e] = high;
     this.entryOffset[e] = offset;
@@ -435,7 +442,7 @@ class StateCache {
 
   private growEntries(): void {
     const capacity = this.entryNext.length * 2;
-    const grow = <T extends Int32Array | Uint32Array | Uint8Array>(old: T, make: (n: number) => T): T => {
+    const grow = <T extends Int32Array | Uint32Array>(old: T, make: (n: number) => T): T => {
       const next = make(capacity);
       next.set(old);
       return next;
@@ -443,7 +450,8 @@ class StateCache {
     this.entryNext = grow(this.entryNext, (n) => new Int32Array(n));
     this.entryHash = grow(this.entryHash, (n) => new Uint32Array(n));
     this.entryState = grow(this.entryState, (n) => new Int32Array(n));
-    this.entryAfterBlind = grow(this.entryAfterBlind, (n) => new Uint8Array(n));
+    this.entryRestrictClass = grow(this.entryRestrictClass, (n) => new Int32Array(n));
+    this.entryRestrictState = grow(this.entryRestrictState, (n) => new Int32Array(n));
     this.entryLow = grow(this.entryLow, (n) => new Int32Array(n));
     this.entryHigh = grow(this.entryHigh, (n) => new Int32Array(n));
     this.entryOffset = grow(this.entryOffset, (n) => new Int32Array(n));
@@ -541,6 +549,22 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
   }
   for (let j = 0; j < nInfo; j++) infoTime[j + 1] = infoRecords[j]!.invokeMs;
 
+  // Info ops with identical effects form a class; only the earliest-invoked unplaced member of
+  // a class may be placed, so the placed members are always a prefix of the class.
+  const infoClass = new Int32Array(nInfo);
+  const infoPrevSame = new Int32Array(nInfo).fill(-1);
+  {
+    const lastOfClass = new Map<string, number>();
+    for (let j = 0; j < nInfo; j++) {
+      const i = nOk + j;
+      const effect = `${code[i * 3]!},${code[i * 3 + 1]!},${code[i * 3 + 2]!}`;
+      const last = lastOfClass.get(effect);
+      infoClass[j] = last === undefined ? j : infoClass[last]!;
+      infoPrevSame[j] = last ?? -1;
+      lastOfClass.set(effect, j);
+    }
+  }
+
   // Per-op random words: the placed ok set's hash is their XOR (info ops are left out of it:
   // the cache compares them by inclusion). Seeded, so runs are repeatable.
   const opHash = new Uint32Array(nOk);
@@ -560,16 +584,18 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
   const stackLow = new Int32Array(n);
   const stackHigh = new Int32Array(n);
   const stackHash = new Uint32Array(n);
-  const stackAfterBlind = new Uint8Array(n);
+  const stackRestrictOp = new Int32Array(n);
+  const stackRestrictState = new Int32Array(n);
   let depth = 0;
 
   let state = initialState;
   let low = 0; // every ok op below is placed
   let high = 0; // no ok op at or above is placed
   let hash = 0;
-  // 1 when the last op placed was an indeterminate blind write (put or delete): then the next
-  // op placed must not be a blind write, which would overwrite it unseen (see isBlind).
-  let afterBlind = 0;
+  // The restriction: when the last op placed was info op `restrictOp` (else -1), taking the
+  // state from `restrictState` to `state`, the next op must observe it (see the design note).
+  let restrictOp = -1;
+  let restrictState = 0;
   let steps = 0;
   let iterations = 0;
 
@@ -587,41 +613,47 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
   let bound = 0;
   let boundEntry = -1;
 
-  const finish = (verdict: Verdict, reason?: UnknownReason): KeyResult => {
-    const result = {
-      ...base,
-      verdict,
-      exploredStates: cache.count,
-      steps,
-      ms: budget.nowMs() - started,
-    };
-    if (verdict === 'unknown') return { ...result, unknownReason: reason! };
-    if (verdict === 'linearizable') return result;
-    const counterexample = buildCounterexample(key, ops, values.values, initial, bestOps, bestStates, bestBlocked);
-    return { ...result, counterexample };
-  };
-
+  let verdict: Verdict;
+  let unknownReason: UnknownReason | undefined;
   for (;;) {
-    if (steps > budget.steps) return finish('unknown', 'steps');
-    if (++iterations % CLOCK_CHECK_INTERVAL === 0) {
-      if (budget.nowMs() - started > budget.ms) return finish('unknown', 'time');
-      if (cache.bytes() > budget.cacheBytes) return finish('unknown', 'memory');
+    if (steps > budget.steps) {
+      verdict = 'unknown';
+      unknownReason = 'steps';
+      break;
     }
+    if (++iterations % CLOCK_CHECK_INTERVAL === 0) {
+      unknownReason = budget.nowMs() - started > budget.ms ? 'time' : cache.bytes() > budget.cacheBytes ? 'memory' : undefined;
+      if (unknownReason !== undefined) {
+        verdict = 'unknown';
+        break;
+      }
+    }
+    const restricted = restrictOp >= 0;
+    const rKind = restricted ? code[restrictOp * 3]! : 0;
+    const rA = restricted ? code[restrictOp * 3 + 1]! : 0;
+    const rB = restricted ? code[restrictOp * 3 + 2]! : 0;
 
-    // Find the next candidate at this level that leads to an unexplored configuration.
+    // Find the next candidate at this level that leads to a configuration not dominated.
     let u = -1;
     let nextState = -1;
     if (inMain) {
       while (entryIsCall[entry] === 1) {
         const i = entryOp[entry]!;
         const kind = code[i * 3]!;
+        const a = code[i * 3 + 1]!;
+        const b = code[i * 3 + 2]!;
         steps++;
-        const s = afterBlind === 1 && isBlind(kind) ? -1 : step(kind, code[i * 3 + 1]!, code[i * 3 + 2]!, state);
+        let s = step(kind, a, b, state);
+        if (s >= 0 && restricted) {
+          // Could this op have run before the info op, to the same end? Then skip it here.
+          const before = step(kind, a, b, restrictState);
+          if (before >= 0 && (before === s || step(rKind, rA, rB, before) === s)) s = -1;
+        }
         if (s >= 0) {
           okBits[i >>> 5]! |= 1 << (i & 31);
           const newLow = i === low ? lowestClear(okBits, low, nOk) : low;
           const newHigh = i + 1 > high ? i + 1 : high;
-          if (cache.add((hash ^ opHash[i]!) >>> 0, s, 0, newLow, newHigh, okBits, infoBits)) {
+          if (cache.add((hash ^ opHash[i]!) >>> 0, s, -1, 0, newLow, newHigh, okBits, infoBits)) {
             u = i;
             nextState = s;
             stackLow[depth] = low;
@@ -646,23 +678,27 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
     if (u < 0) {
       while (node !== INFO_TAIL && infoTime[node]! <= bound) {
         const j = node - 1;
+        node = infoNext[node]!;
+        const same = infoPrevSame[j]!;
+        if (same >= 0 && (infoBits[same >>> 5]! & (1 << (same & 31))) === 0) continue; // not its turn
         const i = nOk + j;
         const kind = code[i * 3]!;
+        const a = code[i * 3 + 1]!;
+        const b = code[i * 3 + 2]!;
         steps++;
-        const s = afterBlind === 1 && isBlind(kind) ? -1 : step(kind, code[i * 3 + 1]!, code[i * 3 + 2]!, state);
-        // An info op that would not change the state is never worth placing (see above).
-        if (s >= 0 && s !== state) {
-          infoBits[j >>> 5]! |= 1 << (j & 31);
-          if (cache.add(hash, s, isBlind(kind) ? 1 : 0, low, high, okBits, infoBits)) {
-            u = i;
-            nextState = s;
-            stackLow[depth] = low;
-            stackHigh[depth] = high;
-            break;
-          }
-          infoBits[j >>> 5]! &= ~(1 << (j & 31));
+        const s = step(kind, a, b, state);
+        // An info op that would not change the state is never worth placing.
+        if (s < 0 || s === state) continue;
+        if (restricted && step(kind, a, b, restrictState) === s) continue; // the previous info op was useless
+        infoBits[j >>> 5]! |= 1 << (j & 31);
+        if (cache.add(hash, s, infoClass[j]!, state, low, high, okBits, infoBits)) {
+          u = i;
+          nextState = s;
+          stackLow[depth] = low;
+          stackHigh[depth] = high;
+          break;
         }
-        node = infoNext[node]!;
+        infoBits[j >>> 5]! &= ~(1 << (j & 31));
       }
     }
 
@@ -671,11 +707,12 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
       stackOp[depth] = u;
       stackState[depth] = state;
       stackHash[depth] = hash;
-      stackAfterBlind[depth] = afterBlind;
+      stackRestrictOp[depth] = restrictOp;
+      stackRestrictState[depth] = restrictState;
       depth++;
-      afterBlind = u >= nOk && isBlind(code[u * 3]!) ? 1 : 0;
-      state = nextState;
       if (u < nOk) {
+        restrictOp = -1;
+        state = nextState;
         hash = (hash ^ opHash[u]!) >>> 0;
         const c = callEntry[u]!;
         const r = returnEntry[u]!;
@@ -683,8 +720,14 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
         prev[next[c]!] = prev[c]!;
         next[prev[r]!] = next[r]!;
         prev[next[r]!] = prev[r]!;
-        if (next[HEAD] === TAIL) return finish('linearizable');
+        if (next[HEAD] === TAIL) {
+          verdict = 'linearizable';
+          break;
+        }
       } else {
+        restrictOp = u;
+        restrictState = state;
+        state = nextState;
         const v = u - nOk + 1;
         infoNext[infoPrev[v]!] = infoNext[v]!;
         infoPrev[infoNext[v]!] = infoPrev[v]!;
@@ -702,12 +745,16 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
       for (let k = 0; k < depth; k++) bestStates[k] = k + 1 < depth ? stackState[k + 1]! : state;
       bestBlocked = entryOp[boundEntry]!;
     }
-    if (depth === 0) return finish('not-linearizable');
+    if (depth === 0) {
+      verdict = 'not-linearizable';
+      break;
+    }
     depth--;
     u = stackOp[depth]!;
     state = stackState[depth]!;
     hash = stackHash[depth]!;
-    afterBlind = stackAfterBlind[depth]!;
+    restrictOp = stackRestrictOp[depth]!;
+    restrictState = stackRestrictState[depth]!;
     low = stackLow[depth]!;
     high = stackHigh[depth]!;
     if (u < nOk) {
@@ -736,6 +783,11 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
       bound = entryTime[e]!;
     }
   }
+
+  const result = { ...base, verdict, exploredStates: cache.count, steps, ms: budget.nowMs() - started };
+  if (verdict === 'unknown') return { ...result, unknownReason: unknownReason! };
+  if (verdict === 'linearizable') return result;
+  return { ...result, counterexample: buildCounterexample(key, ops, values.values, initial, bestOps, bestStates, bestBlocked) };
 }
 
 function buildCounterexample(
