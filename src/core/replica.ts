@@ -111,6 +111,8 @@ interface LeaderState {
   recovered: Map<Slot, Value>;
   /** A configuration became known that our Phase 1 did not cover: run it again. */
   rerunPhase1: boolean;
+  /** Each peer's chosen prefix, from its heartbeat acks (who lags; is a learner caught up?). */
+  progress: Map<ReplicaId, Slot>;
 }
 
 export type PersistSink = never;
@@ -135,6 +137,8 @@ export class Replica {
   private catchupRetryAtMs = 0;
   private chosenPrefixPersisted: Slot = 0;
   private membership: Membership;
+  /** Replicas being added: they get heartbeats and may fetch the log, but do not vote. */
+  private learners = new Set<ReplicaId>();
 
   // --- role
   private role: Role = 'follower';
@@ -212,8 +216,10 @@ export class Replica {
   receive(msg: Message, nowMs: number): void {
     this.setNow(nowMs);
     if (CONTRACTS) requires(msg.to === this.id, `message for ${msg.to} delivered to ${this.id}`);
-    if (msg.from === this.id || !this.membership.isKnown(msg.from)) {
+    const learnerMessage = this.learners.has(msg.from) && (msg.type === 'catchupRequest' || msg.type === 'heartbeatAck');
+    if (msg.from === this.id || (!this.membership.isKnown(msg.from) && !learnerMessage)) {
       // Messages from non-members are ignored (SAFETY.md): they cannot vote or lead here.
+      // Learners (joining replicas) may only fetch the log and acknowledge heartbeats.
       this.finishStep();
       return;
     }
@@ -315,6 +321,16 @@ export class Replica {
     this.finishStep();
   }
 
+  /** Replicas that follow the log without voting (joining members, before their promotion). */
+  setLearners(ids: ReplicaId[]): void {
+    this.learners = new Set(ids.filter((id) => id !== this.id));
+  }
+
+  /** The leader's view of each peer's chosen prefix (empty unless leading). */
+  peerProgress(): Map<ReplicaId, Slot> {
+    return new Map(this.leader?.progress ?? []);
+  }
+
   /** Hand leadership to `target` (RSL's relinquish primary). */
   transferLeadership(target: ReplicaId, nowMs: number): string | null {
     this.setNow(nowMs);
@@ -332,11 +348,21 @@ export class Replica {
     return refusal;
   }
 
-  /** Campaign now (RSL's attempt promotion); `transfer` skips the lease check at acceptors. */
-  campaign(nowMs: number, transfer = false): void {
+  /**
+   * Campaign now (RSL's attempt promotion). Refused (returns why) inside a lease we hold for the
+   * current leader, or while a restart's lease wait runs: our own promise obeys the lease rule as
+   * every other does. `transfer` (a leadership transfer, the leader gave its lease up) skips it.
+   */
+  campaign(nowMs: number, transfer = false): string | null {
     this.setNow(nowMs);
-    if (this.role !== 'leader') this.startPhase1(transfer);
+    let refusal: string | null = null;
+    if (this.role === 'leader') refusal = 'already the leader';
+    else if (!transfer && nowMs < this.promiseBlockedUntilMs) refusal = 'restarted within the last lease: waiting it out';
+    else if (!transfer && nowMs < this.lastLeaderContactMs + this.options.leaseMs) refusal = `replica ${this.leaderId ?? '?'} holds a lease`;
+    else if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) refusal = 'not a voting member';
+    else this.startPhase1(transfer);
     this.finishStep();
+    return refusal;
   }
 
   /** The application saved a snapshot covering slots <= slot: the log below may be released. */
@@ -492,9 +518,11 @@ export class Replica {
       this.persistPromise();
     }
     if (msg.slot < this.logStart) return; // compacted: chosen long ago
+    // Learn the commit point first: it may move our window far enough to take this slot.
+    this.noteCommit(msg.commitSlot, msg.from);
+    this.learnCommit(msg.commitSlot, msg.ballot);
     if (msg.slot > this.chosenPrefix + this.options.pipelineWindowSlots) {
       // Beyond our window: we lag. Refuse (the leader retransmits) and catch up.
-      this.noteCommit(msg.commitSlot, msg.from);
       this.maybeRequestCatchup();
       return;
     }
@@ -518,8 +546,7 @@ export class Replica {
     const written = this.cells.get(msg.slot)!;
     if (this.options.plantedBug === 'reply-before-persist') this.send(reply); // PLANTED BUG (tests only)
     else this.sendAfterPersist(reply, written.seq);
-    this.noteCommit(msg.commitSlot, msg.from);
-    this.learnCommit(msg.commitSlot, msg.ballot);
+    this.learnCommit(msg.commitSlot, msg.ballot); // the slot just written may already be committed
     if (CONTRACTS) {
       ensures(msg.ballot >= promisedBefore, 'accepted below the promised ballot');
       ensures(
@@ -644,6 +671,8 @@ export class Replica {
   private followerTick(): void {
     if (this.chosenPrefix < this.knownCommit) this.maybeRequestCatchup();
     if (this.nowMs < this.electionDeadlineMs) return;
+    // A learner, or a replica removed from the configuration, never campaigns.
+    if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) return;
     // Do not campaign (or disturb anyone) while a leader we heard from still holds its lease.
     if (this.nowMs < this.lastLeaderContactMs + this.options.leaseMs) return;
     if (this.nowMs < this.promiseBlockedUntilMs) return;
@@ -754,6 +783,7 @@ export class Replica {
       transferring: false,
       recovered: new Map(),
       rerunPhase1: false,
+      progress: new Map(),
     };
     this.leader = leader;
     // Re-propose every recovered slot at our ballot (a value known chosen is re-proposed as is:
@@ -782,6 +812,7 @@ export class Replica {
 
   private onTimeoutNow(msg: TimeoutNowMsg): void {
     if (msg.ballot < this.promised || this.role === 'leader') return;
+    if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) return;
     this.startPhase1(true);
   }
 
@@ -939,7 +970,8 @@ export class Replica {
     leader.roundSentAtMs.set(round, this.nowMs);
     leader.roundAcks.set(round, new Set([this.id]));
     leader.readRoundNeeded = false;
-    for (const peer of this.membership.peersFrom(this.chosenPrefix + 1)) {
+    const targets = new Set([...this.membership.peersFrom(this.chosenPrefix + 1), ...this.learners]);
+    for (const peer of targets) {
       if (peer === this.id) continue;
       this.send({ type: 'heartbeat', from: this.id, to: peer, ballot: leader.ballot, commitSlot: this.chosenPrefix, round });
     }
@@ -961,6 +993,7 @@ export class Replica {
   private onHeartbeatAck(msg: HeartbeatAckMsg): void {
     const leader = this.leader;
     if (!leader || msg.ballot !== leader.ballot) return;
+    leader.progress.set(msg.from, msg.chosenPrefix);
     const acks = leader.roundAcks.get(msg.round);
     if (!acks) return;
     acks.add(msg.from);

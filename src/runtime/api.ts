@@ -53,8 +53,14 @@ export interface ReplicaOptions {
   /** The cluster's name: peers and data directories of another cluster are refused. */
   clusterId: string;
   dataDir: string;
-  /** Initial members and their peer addresses (this replica included). */
+  /** Initial members and their peer addresses (this replica included, unless it joins). */
   members: Map<ReplicaId, PeerAddress>;
+  /**
+   * Join an existing cluster instead of bootstrapping: `members` is then the cluster's initial
+   * member list (this replica is not in it) and `listen` this replica's own address. It follows the
+   * log as a learner until a member adds it (addMember on the leader).
+   */
+  join?: boolean;
   stateMachine: StateMachine;
   /** Where to listen for peers (TCP); ignored when `transport` is given. */
   listen?: PeerAddress;

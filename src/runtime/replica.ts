@@ -25,7 +25,7 @@ import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { TcpTransport } from '../transport/tcp.js';
 import type { PeerTransport } from '../transport/types.js';
-import type { ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
+import type { PeerAddress, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, SynodError } from './errors.js';
 import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
@@ -93,6 +93,9 @@ export class SynodReplica {
   private readonly tickTimer: NodeJS.Timeout;
   private role: 'leader' | 'follower' | 'candidate' = 'follower';
   private readonly log: NonNullable<ReplicaOptions['logger']>;
+  /** The replicated address book (initial members, then every added member). */
+  private readonly addresses = new Map<ReplicaId, PeerAddress>();
+  private learnerIds: ReplicaId[] = [];
   private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
 
   private constructor(
@@ -111,6 +114,8 @@ export class SynodReplica {
     this.appliedSlot = recovered.snapshotSlot;
     this.compactedSlot = recovered.snapshotSlot;
     this.entryLsns = recovered.entryLsns;
+    for (const [peer, address] of options.members) this.addresses.set(peer, address);
+    if (options.listen) this.addresses.set(options.id, options.listen);
     transport.onFrame((from, frame) => this.onFrame(from, frame));
     this.tickTimer = setInterval(() => this.onTick(), options.tickMs ?? 10);
   }
@@ -118,7 +123,9 @@ export class SynodReplica {
   /** Open (or create) the data directory, recover, join the peers and start. */
   static async start(options: ReplicaOptions): Promise<SynodReplica> {
     const { id, clusterId, dataDir } = options;
-    if (!options.members.has(id)) throw new DataDirError(`replica ${id} is not among the members ${[...options.members.keys()].join(',')}`);
+    if (!options.join && !options.members.has(id)) throw new DataDirError(`replica ${id} is not among the members ${[...options.members.keys()].join(',')} (use join to add it to a running cluster)`);
+    if (options.join && options.members.has(id)) throw new DataDirError(`replica ${id} is already an initial member; start it without join`);
+    if (options.join && !options.listen && !options.transport) throw new DataDirError('a joining replica needs its own listen address');
     await mkdir(dataDir, { recursive: true });
     let meta = await readMetadata(dataDir);
     const fresh = meta === null;
@@ -136,10 +143,12 @@ export class SynodReplica {
     const latest = await snapshots.latest();
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
     let sessions = new SessionTable<Uint8Array>();
+    let addresses: Array<[number, string, number]> = [];
     if (latest) {
       const body = decodeSnapshotBody(await readWhole(snapshots, latest.slot));
       options.stateMachine.restore(body.app);
       sessions = body.sessions;
+      addresses = body.addresses;
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
@@ -159,6 +168,8 @@ export class SynodReplica {
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     replica.sessions = sessions;
+    for (const [peer, host, port] of addresses) replica.addresses.set(peer, { host, port });
+    replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
     return replica;
   }
@@ -247,10 +258,11 @@ export class SynodReplica {
     if (refusal) throw new SynodError('SYNOD_TRANSFER_REFUSED', refusal);
   }
 
-  /** Campaign at once (RSL's attempt promotion). */
+  /** Campaign at once (RSL's attempt promotion); refused inside a live leader's lease. */
   campaign(): void {
-    this.core.campaign(now());
+    const refusal = this.core.campaign(now());
     this.scheduleDrain();
+    if (refusal) throw new SynodError('SYNOD_CAMPAIGN_REFUSED', refusal);
   }
 
   /** Take a snapshot now (also taken every snapshotIntervalSlots). Resolves with its slot. */
@@ -268,7 +280,8 @@ export class SynodReplica {
       const slot = this.appliedSlot;
       if (slot <= this.snapshotSlot || this.closed) return this.snapshotSlot;
       // The only pause of the apply loop: the application's serialization, at a consistent point.
-      const body = encodeSnapshotBody({ slot, configs: this.core.configs, sessions: this.sessions, app: this.sm.snapshot() });
+      const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
+      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, sessions: this.sessions, app: this.sm.snapshot() });
       await this.snapshots.save(slot, new Uint8Array(0), [body]);
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
@@ -278,6 +291,113 @@ export class SynodReplica {
       return slot;
     } finally {
       this.snapshotting = false;
+    }
+  }
+
+  // ================================================================ membership
+
+  /**
+   * Add a replica (started with `join`): its address is replicated, it follows the log as a
+   * non-voting learner until it is within `caughtUpSlots` of the commit point, then a
+   * configuration change makes it a member (governing from W slots after it is chosen).
+   */
+  async addMember(id: ReplicaId, address: PeerAddress, options: { caughtUpSlots?: number; timeoutMs?: number } = {}): Promise<void> {
+    this.requireLeader();
+    if (this.core.status.members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is already a member`);
+    const deadline = now() + (options.timeoutMs ?? 60_000);
+    await this.proposeInternal({ op: 'address', id, host: address.host, port: address.port });
+    this.learnerIds = [...new Set([...this.learnerIds, id])];
+    this.core.setLearners(this.learnerIds);
+    this.refreshPeers();
+    const margin = options.caughtUpSlots ?? 64;
+    await this.waitFor(() => (this.core.peerProgress().get(id) ?? -1) >= this.core.status.chosenPrefix - margin, deadline, `replica ${id} did not catch up`);
+    await this.changeConfig([...this.core.status.members, id], deadline);
+    this.learnerIds = this.learnerIds.filter((x) => x !== id);
+    this.core.setLearners(this.learnerIds);
+  }
+
+  /**
+   * Remove a member. Refused when the members left would not include a quorum of live,
+   * caught-up replicas (SAFETY.md). A leader that removes itself hands over once the change applies.
+   */
+  async removeMember(id: ReplicaId, options: { timeoutMs?: number } = {}): Promise<void> {
+    this.requireLeader();
+    const members = this.core.status.members;
+    if (!members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is not a member`);
+    const remaining = members.filter((m) => m !== id);
+    const commit = this.core.status.chosenPrefix;
+    const progress = this.core.peerProgress();
+    const stats = this.transport.stats();
+    const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - 64));
+    if (remaining.length === 0 || healthy.length * 2 <= remaining.length) {
+      throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
+    }
+    await this.changeConfig(remaining, now() + (options.timeoutMs ?? 60_000));
+  }
+
+  /** Replace one member with another (add the new one, then remove the old one). */
+  async replaceMember(oldId: ReplicaId, newId: ReplicaId, address: PeerAddress): Promise<void> {
+    await this.addMember(newId, address);
+    await this.removeMember(oldId);
+  }
+
+  private async changeConfig(members: ReplicaId[], deadline: number): Promise<void> {
+    const target = [...members].sort((a, b) => a - b);
+    for (;;) {
+      this.requireLeader();
+      const refusal = this.core.proposeConfig(target, now());
+      this.scheduleDrain();
+      if (refusal === null) break;
+      if (!refusal.includes('in progress') || now() > deadline) throw new SynodError('SYNOD_MEMBERSHIP', refusal);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const same = (a: ReplicaId[]) => a.length === target.length && a.every((m, i) => m === target[i]);
+    await this.waitFor(() => same([...this.core.status.members].sort((a, b) => a - b)) || this.core.status.role !== 'leader', deadline, 'the configuration change did not take effect');
+  }
+
+  private requireLeader(): void {
+    if (this.closed) throw new ShuttingDownError();
+    const s = this.core.status;
+    if (s.role !== 'leader') throw new NotLeaderError(s.leader);
+  }
+
+  private proposeInternal(body: Record<string, unknown>): Promise<Uint8Array> {
+    return this.propose(new TextEncoder().encode(JSON.stringify(body)), { clientId: INTERNAL_CLIENT, seq: randomInt(1, 2 ** 47), floor: 0 });
+  }
+
+  private applyInternal(payload: Uint8Array): void {
+    let body: { op?: string; id?: number; host?: string; port?: number };
+    try {
+      body = JSON.parse(new TextDecoder().decode(payload)) as typeof body;
+    } catch {
+      this.log('warn', 'ignored a malformed internal command');
+      return;
+    }
+    if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
+      this.addresses.set(body.id, { host: body.host, port: body.port });
+      this.refreshPeers();
+    }
+  }
+
+  /** Connect to every member of every known configuration, and to learners. */
+  private refreshPeers(): void {
+    const ids = new Set<ReplicaId>([...this.learnerIds]);
+    for (const epoch of this.core.configs) for (const m of epoch.members) ids.add(m);
+    for (const m of this.options.members.keys()) if (this.options.join) ids.add(m);
+    ids.delete(this.id);
+    const peers = new Map<ReplicaId, PeerAddress>();
+    for (const id of ids) {
+      const a = this.addresses.get(id);
+      if (a) peers.set(id, a);
+    }
+    this.transport.setPeers(peers);
+  }
+
+  private async waitFor(condition: () => boolean, deadline: number, what: string): Promise<void> {
+    while (!condition()) {
+      if (this.closed) throw new ShuttingDownError();
+      if (now() > deadline) throw new SynodError('SYNOD_MEMBERSHIP', `${what} in time`);
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 
@@ -436,6 +556,11 @@ export class SynodReplica {
       this.sm.beforeBatch?.(slot);
       for (const cmd of value.commands) {
         const key = `${cmd.clientId}:${cmd.seq}`;
+        if (cmd.clientId === INTERNAL_CLIENT) {
+          this.applyInternal(cmd.payload);
+          this.pending.get(key)?.resolve(new Uint8Array(0));
+          continue;
+        }
         const outcome = this.sessions.check(cmd);
         let result: Uint8Array | null;
         if (outcome.kind === 'execute') {
@@ -456,6 +581,7 @@ export class SynodReplica {
       this.sm.afterBatch?.(slot);
     } else if (value.kind === 'config') {
       this.sm.onConfigChange?.(value.members);
+      this.refreshPeers();
     }
     this.appliedSlot = slot;
     this.stats.slotsApplied++;
@@ -616,17 +742,22 @@ export class SynodReplica {
     if (slot <= this.appliedSlot || this.closed) return;
     this.sm.restore(body.app);
     this.sessions = body.sessions;
+    for (const [peer, host, port] of body.addresses) this.addresses.set(peer, { host, port });
     this.appliedSlot = slot;
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
     this.meta = { ...this.meta, snapshotSlot: slot };
     await writeMetadata(this.options.dataDir, this.meta);
     this.core.installSnapshot(slot, body.configs, now());
+    this.refreshPeers();
     this.stats.snapshotsInstalled++;
     this.log('info', `installed a snapshot of slot ${slot}`);
     this.scheduleDrain();
   }
 }
+
+/** Commands of this client id are the runtime's own (the address book), never the application's. */
+const INTERNAL_CLIENT = 0;
 
 function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));

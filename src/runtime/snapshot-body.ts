@@ -10,12 +10,15 @@ const MAGIC = 0x31424e53; // "SNB1" little-endian
 interface Header {
   slot: number;
   configs: ConfigEpoch[];
+  addresses?: Array<[number, string, number]>;
   sessions: Array<[number, number, Array<[number, string]>]>;
 }
 
 export interface SnapshotBody {
   slot: number;
   configs: ConfigEpoch[];
+  /** The replicated address book: every member's peer address. */
+  addresses: Array<[number, string, number]>;
   sessions: SessionTable<Uint8Array>;
   app: Uint8Array;
 }
@@ -24,6 +27,7 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
   const header: Header = {
     slot: body.slot,
     configs: body.configs,
+    addresses: body.addresses,
     sessions: body.sessions.toJSON().map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, Buffer.from(r).toString('base64')])]),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -49,5 +53,5 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
   const sessions = SessionTable.fromJSON<Uint8Array>(
     header.sessions.map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))])]),
   );
-  return { slot: header.slot, configs: header.configs, sessions, app: bytes.subarray(8 + headerBytes) };
+  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes) };
 }
