@@ -1,4 +1,4 @@
-// npm run bench:storage [-- --ci] [-- --recovery]
+// npm run bench:storage [-- --ci] [-- --recovery] [-- --only file] [-- --size 1024] [-- --runs N]
 // Durable appends/s and MB/s for 64 B, 1 KiB and 64 KiB records on each log backend, beside the raw
 // ceiling of the same disk measured in the same run (a bare write + fdatasync loop of the same bytes per
 // sync as the log's groups, overwriting a preallocated file). Median of RUNS runs.
@@ -13,12 +13,18 @@ import type { FileLogOptions } from '../src/storage/file-log.js';
 import { tryLoadNative } from '../src/storage/native.js';
 
 const CI = process.argv.includes('--ci');
-const RECOVERY = process.argv.includes('--recovery') || (!CI && !process.argv.includes('--no-recovery'));
+const RECOVERY = process.argv.includes('--recovery') || (!CI && !process.argv.includes('--no-recovery') && !process.argv.includes('--only'));
 const SECONDS = CI ? 0.4 : 2;
-const RUNS = CI ? 1 : 3;
-const SIZES = [64, 1024, 65536];
+function argValue(name: string): string | null {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : null;
+}
+const RUNS = Number(argValue('--runs') ?? (CI ? 1 : 3));
+const ONLY = argValue('--only'); // a case name prefix: file, pmem, memory
+const SIZES = argValue('--size') ? [Number(argValue('--size'))] : [64, 1024, 65536];
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const BATCH_BYTES = 4 * 1024 * 1024;
+const WARMUP_SEGMENTS = CI ? 1 : 5;
 const RECOVERY_BYTES = CI ? 64 * 1024 * 1024 : 1024 * 1024 * 1024;
 
 interface Result { appendsPerSec: number; mbPerSec: number; bytesPerSync: number; loopDelayMaxMs: number }
@@ -32,9 +38,18 @@ async function runLog(base: string, backend: LogBackend, size: number, extra: Fi
     const payload = new Uint8Array(size).fill(0xab);
     const record = { type: 1, slot: 0, ballot: 1, payload };
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / (size + 32)));
-    // Warm up: let preallocation of the first segments happen outside the measurement.
-    for (let i = 0; i < perBatch; i++) log.tentativelyAppend(record);
-    await log.commit();
+    // A replica snapshots and advances the head: keep ~2 segments so freed ones are recycled.
+    const keepRecords = Math.floor((2 * SEGMENT_BYTES) / (size + 32));
+    // Warm up to the steady state, outside the measurement (as the raw ceiling's file is preallocated
+    // outside it): write WARMUP_SEGMENTS segments, so the first ones were zero-filled, freed below the head
+    // and recycled as spares; from then on a roll reuses a spare and writes nothing but its header.
+    let warm = 0;
+    while (warm * (size + 32) < WARMUP_SEGMENTS * SEGMENT_BYTES) {
+      for (let i = 0; i < perBatch; i++, warm++) log.tentativelyAppend(record);
+      await log.commit();
+      const htc = log.headTailCapacity();
+      if (htc.usedBytes > 3 * SEGMENT_BYTES) await log.advanceHead(htc.tail - keepRecords);
+    }
     const histogram = monitorEventLoopDelay({ resolution: 1 });
     histogram.enable();
     const before = log.stats();
@@ -51,8 +66,7 @@ async function runLog(base: string, backend: LogBackend, size: number, extra: Fi
         await inflight.shift();
       }
       const htc = log.headTailCapacity();
-      // A replica snapshots and advances the head: keep ~2 segments so freed ones are recycled.
-      if (htc.usedBytes > 3 * SEGMENT_BYTES) await log.advanceHead(htc.tail - Math.floor((2 * SEGMENT_BYTES) / (size + 32)));
+      if (htc.usedBytes > 3 * SEGMENT_BYTES) await log.advanceHead(htc.tail - keepRecords);
     }
     await Promise.all(inflight);
     const seconds = (performance.now() - started) / 1000;
@@ -142,6 +156,7 @@ async function main(): Promise<void> {
   }
   cases.push({ name: 'memory', base: tmpdir(), backend: 'memory' });
   for (const c of cases) {
+    if (ONLY !== null && !c.name.startsWith(ONLY)) continue;
     for (const size of SIZES) {
       const results: Result[] = [];
       for (let r = 0; r < RUNS; r++) results.push(await runLog(c.base, c.backend, size, c.extra));

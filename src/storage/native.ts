@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { StorageError } from './errors.js';
-import { setCrc32c } from './format.js';
+import { setCrc32c, setSealRecords } from './format.js';
 import { crc32c as crc32cJs } from '../codec/crc32c.js';
 
 const NATIVE_CRC_BYTES_MIN = 256;
@@ -31,6 +31,17 @@ export interface PmemAddon {
   /** posix_fallocate. Throws with errno code (ENOSPC). */
   fallocate(fd: number, length: number): void;
   crc32c(bytes: Uint8Array, previous: number, start: number, end: number): number;
+  /** An ordered writer for writeSync (one per log). Absent from addons built before it existed. */
+  createWriter?(): unknown;
+  /**
+   * pwritev of all `buffers` at `position` (split at IOV_MAX, looping over short writes), then, if `sync`,
+   * one fdatasync: ONE job on libuv's pool. A writer's jobs run strictly in call order, each starting only
+   * after the previous one's fdatasync returned; a failure is sticky (later jobs write nothing and reject).
+   * Rejects with an Error carrying `code` (errno name) and `syscall` ('pwritev' | 'fdatasync').
+   */
+  writeSync?(writer: unknown, fd: number, buffers: Uint8Array[], position: number, sync: boolean): Promise<void>;
+  /** See format.ts sealRecords. Absent on big-endian hosts and from addons built before it existed. */
+  sealRecords?(bytes: Uint8Array, start: number, end: number, chain: number): number;
   features(): { clwb: boolean; clflushopt: boolean; sse42: boolean };
 }
 
@@ -82,5 +93,8 @@ export function tryNativeCrc(): boolean {
   setCrc32c((bytes, previous = 0, start = 0, end = bytes.length) =>
     end - start < NATIVE_CRC_BYTES_MIN ? crc32cJs(bytes, previous, start, end) : fn(bytes, previous, start, end),
   );
+  // One call seals a whole run of records (the file log's groups): no per-record N-API call.
+  const seal = addon.sealRecords;
+  if (typeof seal === 'function') setSealRecords((bytes, start, end, chain) => seal.call(addon, bytes, start, end, chain));
   return true;
 }
