@@ -135,6 +135,13 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
   }
 }
 
+/**
+ * Commands of this client id are the runtime's own (the replicated address book, see
+ * SynodReplica.applyInternal), never the application's. Must equal INTERNAL_CLIENT in replica.ts,
+ * which does not export it.
+ */
+const INTERNAL_CLIENT = 0;
+
 /** Applies one chosen value exactly as SynodReplica.applySlot does. Returns the commands executed. */
 function applyValue(sm: StateMachine, sessions: SessionTable<Uint8Array>, slot: Slot, value: Value, totals: ReplayResult): number {
   if (value.kind === 'config') {
@@ -145,6 +152,7 @@ function applyValue(sm: StateMachine, sessions: SessionTable<Uint8Array>, slot: 
   let executed = 0;
   sm.beforeBatch?.(slot);
   for (const cmd of value.commands) {
+    if (cmd.clientId === INTERNAL_CLIENT) continue; // the runtime's address book, not the application's
     const outcome = sessions.check(cmd);
     if (outcome.kind === 'execute') {
       sessions.record(cmd, sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq }));
