@@ -1,0 +1,559 @@
+// The HTTP/JSON API of one key-value replica (docs/kv.md has the reference with curl examples).
+//
+// Design note
+// -----------
+// Every replica accepts every request. Writes, linearizable and lease reads run on the leader:
+// a follower forwards them to the leader's HTTP address (or, with followerMode 'redirect',
+// answers 307 with the leader's URL). A forwarded request carries `x-synod-forwarded`, and a
+// replica that receives one while not leading answers 503 instead of forwarding again, so a
+// request makes at most one hop and never loops during an election.
+//
+// Outcomes (SAFETY.md): 503 + Retry-After only when the command was certainly not applied (no
+// leader, not leader, shutting down, forwarding failed before the request was sent); 504 when it
+// may have been (proposal timed out, leader lost mid-flight, forwarding broke after sending).
+// A forwarded request's answer from the leader is relayed unchanged.
+//
+// Keys and values are UTF-8 text on this interface: a key is one percent-encoded path segment,
+// a value is the raw request body (PUT) or a JSON string (CAS). Limits are checked before
+// anything is proposed: key <= 1 KiB (413), value <= valueBytesMax (413).
+
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Consistency, PeerAddress } from '../runtime/api.js';
+import { NotLeaderError } from '../runtime/errors.js';
+import type { SynodReplica } from '../runtime/replica.js';
+import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
+import { answerForError, type ErrorAnswer } from './errors.js';
+import type { KvMachine } from './machine.js';
+
+export const FORWARDED_HEADER = 'x-synod-forwarded';
+/** Most bytes of JSON a CAS body may hold beyond its two values (JSON escapes up to 6x). */
+const CAS_BODY_OVERHEAD_BYTES = 4096;
+const SCAN_LIMIT_DEFAULT = 100;
+const RETRY_AFTER_S = 1;
+
+export interface KvHttpOptions {
+  replica: SynodReplica;
+  machine: KvMachine;
+  listen: PeerAddress;
+  /** Every member's HTTP address (this one included): for forwarding, redirects and status. */
+  httpAddresses: Map<number, PeerAddress>;
+  /** Every member's peer address, for status. */
+  peerAddresses: Map<number, PeerAddress>;
+  /** What a follower does with a write or a leader read. Default 'forward'. */
+  followerMode?: 'forward' | 'redirect';
+  /** How long a forwarded request may take. Default: the replica's propose timeout + 2 s. */
+  forwardTimeoutMs?: number;
+  logger?: Logger;
+  /** Extra Prometheus lines (the binary protocol server's counters). */
+  extraMetrics?: () => string;
+}
+
+interface Route {
+  name: string;
+  key?: string;
+  query: URLSearchParams;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class KvHttpServer {
+  private readonly server: http.Server;
+  private readonly forwardAgent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: 256 });
+  private readonly requests = new Map<string, number>();
+  private forwarded = 0;
+  private clientErrors = 0;
+  private readonly opts: Required<Pick<KvHttpOptions, 'followerMode' | 'forwardTimeoutMs'>> & KvHttpOptions;
+
+  constructor(options: KvHttpOptions) {
+    this.opts = { followerMode: 'forward', forwardTimeoutMs: 7_000, ...options };
+    this.server = http.createServer({ keepAliveTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => {
+      this.handle(req, res).catch((e) => {
+        this.opts.logger?.error({ err: e }, 'http handler failed');
+        if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
+        else res.destroy();
+      });
+    });
+    // Malformed HTTP (bad request line, oversized headers...): answer 400 and close; keep serving.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      this.clientErrors++;
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ error: { code: 'SYNOD_BAD_HTTP', message: `malformed HTTP request: ${err.code ?? err.message}` } });
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: NodeJS.ErrnoException) => {
+        reject(e.code === 'EADDRINUSE' ? new Error(`HTTP port ${this.opts.listen.port} on ${this.opts.listen.host} is in use: pick another --http address`) : e);
+      };
+      this.server.once('error', onError);
+      this.server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  address(): PeerAddress {
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Refuse new connections; requests in flight still get their answers. */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
+  }
+
+  async close(): Promise<void> {
+    this.forwardAgent.destroy();
+    if (!this.server.listening) {
+      this.server.closeAllConnections();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    res.on('finish', () => {
+      const label = `${req.method ?? '?'} ${res.statusCode}`;
+      this.requests.set(label, (this.requests.get(label) ?? 0) + 1);
+    });
+    let route: Route;
+    try {
+      route = parseRoute(req.url ?? '/');
+    } catch (e) {
+      return this.fail(req, res, e);
+    }
+    const method = req.method ?? 'GET';
+    try {
+      switch (route.name) {
+        case 'kv':
+          if (method === 'PUT') return await this.put(req, res, route);
+          if (method === 'GET' || method === 'HEAD') return await this.get(req, res, route);
+          if (method === 'DELETE') return await this.del(req, res, route);
+          throw methodNotAllowed(method, 'GET, PUT, DELETE');
+        case 'cas':
+          if (method === 'POST') return await this.cas(req, res, route);
+          throw methodNotAllowed(method, 'POST');
+        case 'scan':
+          if (method === 'GET') return await this.scan(req, res, route);
+          throw methodNotAllowed(method, 'GET');
+        case 'status':
+          if (method === 'GET') return this.sendJson(res, 200, this.statusJson());
+          throw methodNotAllowed(method, 'GET');
+        case 'metrics':
+          if (method === 'GET') {
+            res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+            res.end(this.metricsText());
+            return;
+          }
+          throw methodNotAllowed(method, 'GET');
+        case 'members':
+          if (method === 'GET') return this.sendJson(res, 200, { members: this.statusJson().members });
+          if (method === 'POST' || method === 'DELETE') {
+            throw new HttpError(501, 'SYNOD_NOT_SUPPORTED', 'membership changes are not supported yet by the runtime: restart the cluster with a new --initial-cluster');
+          }
+          throw methodNotAllowed(method, 'GET');
+        case 'transfer':
+          if (method === 'POST') return await this.transfer(req, res, route);
+          throw methodNotAllowed(method, 'POST');
+        default:
+          throw new HttpError(404, 'SYNOD_NO_ROUTE', `no route ${method} ${req.url}: see docs/kv.md`);
+      }
+    } catch (e) {
+      return this.fail(req, res, e);
+    }
+  }
+
+  private fail(req: http.IncomingMessage, res: http.ServerResponse, e: unknown): void {
+    if (e instanceof HttpError) {
+      // Do not leave an unread body behind on a connection we keep using.
+      if (!req.complete) res.setHeader('connection', 'close');
+      if (e.status === 405) res.setHeader('allow', e.message.replace(/^.*allowed: /, ''));
+      this.sendError(res, { status: e.status, code: e.code, message: e.message });
+    } else {
+      this.sendError(res, answerForError(e, false));
+    }
+  }
+
+  // ---------------------------------------------------------------- routes
+
+  private async put(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    const key = keyBytes(route.key!);
+    const value = await readBody(req, this.opts.machine.valueBytesMax, 'value');
+    await this.write(req, res, value, { op: 'put', key, value }, () => this.sendJson(res, 200, { ok: true }));
+  }
+
+  private async del(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    const key = keyBytes(route.key!);
+    const body = await readBody(req, 0, 'body');
+    await this.write(req, res, body, { op: 'delete', key }, (r) => this.sendJson(res, 200, { ok: true, existed: deleteExisted(r) }));
+  }
+
+  private async cas(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    const key = keyBytes(route.key!);
+    const max = this.opts.machine.valueBytesMax;
+    const body = await readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      throw new HttpError(400, 'SYNOD_BAD_JSON', `the CAS body is not valid JSON (${(e as Error).message}): send {"expected": string|null, "value": string}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body must be a JSON object {"expected": string|null, "value": string}');
+    const o = parsed as Record<string, unknown>;
+    if (!('expected' in o) || !(o.expected === null || typeof o.expected === 'string')) {
+      throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "expected": a string, or null for "the key is absent"');
+    }
+    if (typeof o.value !== 'string') throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "value": a string');
+    const value = Buffer.from(o.value, 'utf8');
+    const expected = o.expected === null ? null : Buffer.from(o.expected as string, 'utf8');
+    if (value.length > max || (expected && expected.length > max)) throw new HttpError(413, 'SYNOD_TOO_LARGE', `a CAS value exceeds ${max} bytes`);
+    await this.write(req, res, body, { op: 'cas', key, expected, value }, (r) => {
+      if (r.kind === 'cas-failed') this.sendJson(res, 409, { current: r.current === null ? null : Buffer.from(r.current).toString('utf8') });
+      else this.sendJson(res, 200, { ok: true });
+    });
+  }
+
+  private async get(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    const key = keyBytes(route.key!);
+    await drain(req);
+    const consistency = consistencyOf(route.query);
+    await this.readQuery(req, res, { op: 'get', key }, consistency, (r) => {
+      if (r.kind === 'not-found') this.sendError(res, { status: 404, code: 'SYNOD_KV_NOT_FOUND', message: `no key ${JSON.stringify(route.key)}` });
+      else {
+        const value = r.kind === 'ok' && r.value ? r.value : new Uint8Array(0);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': value.length });
+        res.end(req.method === 'HEAD' ? undefined : value);
+      }
+    });
+  }
+
+  private async scan(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    await drain(req);
+    const prefix = Buffer.from(route.query.get('prefix') ?? '', 'utf8');
+    if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
+    const limitText = route.query.get('limit');
+    const limit = limitText === null ? SCAN_LIMIT_DEFAULT : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > SCAN_LIMIT_MAX) throw new HttpError(400, 'SYNOD_BAD_LIMIT', `limit must be an integer in 1..${SCAN_LIMIT_MAX}, got ${JSON.stringify(limitText)}`);
+    await this.readQuery(req, res, { op: 'scan', prefix, limit }, consistencyOf(route.query), (r) => {
+      if (r.kind !== 'scan') throw new Error(`scan answered ${r.kind}`);
+      this.sendJson(res, 200, {
+        entries: r.entries.map(([k, v]) => ({ key: Buffer.from(k).toString('utf8'), value: Buffer.from(v).toString('utf8') })),
+        more: r.more,
+      });
+    });
+  }
+
+  private async transfer(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
+    const body = await readBody(req, 1024, 'body');
+    const to = Number(route.query.get('to'));
+    if (!Number.isInteger(to) || to < 1) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new leader: POST /v1/leader/transfer?to=ID');
+    if (!this.opts.replica.status().members.includes(to)) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `replica ${to} is not a member`);
+    if (!this.isLeader()) return this.toLeader(req, res, body, true);
+    try {
+      this.opts.replica.transferLeadership(to);
+    } catch (e) {
+      throw new HttpError(409, (e as { code?: string }).code ?? 'SYNOD_TRANSFER_REFUSED', (e as Error).message);
+    }
+    this.sendJson(res, 200, { ok: true, from: this.opts.replica.id, to });
+  }
+
+  // ---------------------------------------------------------------- the write and read paths
+
+  private async write(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, cmd: KvCommand, reply: (r: KvResult) => void): Promise<void> {
+    const refusal = this.opts.machine.checkCommand(cmd);
+    if (refusal && refusal.kind === 'error') throw new HttpError(refusal.code === 1 ? 400 : 413, refusal.code === 1 ? 'SYNOD_BAD_REQUEST' : 'SYNOD_TOO_LARGE', refusal.message);
+    if (!this.isLeader()) return this.toLeader(req, res, body, true);
+    let result: KvResult;
+    try {
+      result = decodeResult(await this.opts.replica.propose(encodeCommand(cmd)));
+    } catch (e) {
+      // Refused before proposing (leadership moved between our check and the proposal): the
+      // command was never proposed, so sending it to the new leader is safe.
+      if (e instanceof NotLeaderError && e.leaderHint !== null && e.leaderHint !== this.opts.replica.id && !req.headers[FORWARDED_HEADER]) {
+        return this.toLeader(req, res, body, true);
+      }
+      return this.sendError(res, answerForError(e, true));
+    }
+    if (result.kind === 'error') return this.sendError(res, { status: result.code === 1 ? 400 : 413, code: 'SYNOD_KV_REFUSED', message: result.message });
+    reply(result);
+  }
+
+  private async readQuery(req: http.IncomingMessage, res: http.ServerResponse, q: KvQuery, consistency: Consistency, reply: (r: KvResult) => void): Promise<void> {
+    if (consistency !== 'local' && !this.isLeader()) return this.toLeader(req, res, Buffer.alloc(0), false);
+    let result: KvResult;
+    try {
+      result = decodeResult((await this.opts.replica.read(encodeQuery(q), { consistency })).result);
+    } catch (e) {
+      if (e instanceof NotLeaderError && e.leaderHint !== null && e.leaderHint !== this.opts.replica.id && !req.headers[FORWARDED_HEADER]) {
+        return this.toLeader(req, res, Buffer.alloc(0), false);
+      }
+      return this.sendError(res, answerForError(e, false));
+    }
+    if (result.kind === 'error') return this.sendError(res, { status: 400, code: 'SYNOD_KV_REFUSED', message: result.message });
+    reply(result);
+  }
+
+  private isLeader(): boolean {
+    return this.opts.replica.status().role === 'leader';
+  }
+
+  /** Forward (or redirect) a request this follower cannot serve. Nothing was proposed here. */
+  private toLeader(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, write: boolean): void {
+    const leader = this.opts.replica.status().leader;
+    if (req.headers[FORWARDED_HEADER]) {
+      return this.sendError(res, { status: 503, code: 'SYNOD_NOT_LEADER', message: `replica ${this.opts.replica.id} received a forwarded request but does not lead (an election is under way); retry`, leader, retryAfterS: RETRY_AFTER_S });
+    }
+    if (leader === null || leader === this.opts.replica.id) {
+      return this.sendError(res, { status: 503, code: 'SYNOD_NO_LEADER', message: 'no leader is known yet (election under way or no quorum); retry shortly', leader: null, retryAfterS: RETRY_AFTER_S });
+    }
+    const target = this.opts.httpAddresses.get(leader);
+    if (!target) {
+      return this.sendError(res, { status: 503, code: 'SYNOD_NOT_LEADER', message: `replica ${leader} leads but its HTTP address is unknown here (start replicas with --initial-http); send the request to it`, leader, retryAfterS: RETRY_AFTER_S });
+    }
+    if (this.opts.followerMode === 'redirect') {
+      res.setHeader('location', `http://${hostPort(target)}${req.url ?? '/'}`);
+      return this.sendJson(res, 307, { leader, location: `http://${hostPort(target)}${req.url ?? '/'}` });
+    }
+    this.forward(req, res, body, leader, target, write);
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, leader: number, target: PeerAddress, write: boolean): void {
+    this.forwarded++;
+    let sent = false;
+    let settled = false;
+    const headers: http.OutgoingHttpHeaders = { [FORWARDED_HEADER]: String(this.opts.replica.id), 'content-length': body.length };
+    if (req.headers['content-type']) headers['content-type'] = req.headers['content-type'];
+    const upstream = http.request({ host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: this.forwardAgent });
+    upstream.setTimeout(this.opts.forwardTimeoutMs, () => upstream.destroy(new Error(`no answer within ${this.opts.forwardTimeoutMs} ms`)));
+    upstream.on('socket', (socket) => {
+      // A reused keep-alive socket is already connected: the request counts as sent as soon as
+      // it is written. A new one is sent only once it connects.
+      if (!socket.connecting) sent = true;
+      else socket.once('connect', () => (sent = true));
+    });
+    upstream.on('response', (answer) => {
+      settled = true;
+      const out: http.OutgoingHttpHeaders = {};
+      for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
+      out['x-synod-served-by'] = String(leader);
+      res.writeHead(answer.statusCode ?? 502, out);
+      answer.pipe(res);
+      answer.on('error', () => res.destroy());
+    });
+    upstream.on('error', (e) => {
+      if (settled) return res.destroy();
+      settled = true;
+      const where = `replica ${leader} at ${hostPort(target)}`;
+      if (!sent) {
+        this.sendError(res, { status: 503, code: 'SYNOD_FORWARD_FAILED', message: `could not reach the leader, ${where} (${e.message}); nothing was sent, retry`, leader, retryAfterS: RETRY_AFTER_S });
+      } else if (write) {
+        this.sendError(res, { status: 504, code: 'SYNOD_OUTCOME_UNKNOWN', message: `forwarded to the leader, ${where}, but the connection failed (${e.message}): the write may or may not have been applied`, leader });
+      } else {
+        this.sendError(res, { status: 504, code: 'SYNOD_FORWARD_FAILED', message: `forwarded to the leader, ${where}, but got no answer (${e.message})`, leader });
+      }
+    });
+    upstream.end(body);
+  }
+
+  // ---------------------------------------------------------------- status and metrics
+
+  statusJson() {
+    const st = this.opts.replica.status();
+    const ids = new Set([...st.members, ...this.opts.peerAddresses.keys()]);
+    const addr = (a: PeerAddress | undefined) => (a ? hostPort(a) : null);
+    return {
+      id: st.id,
+      role: st.role,
+      leader: st.leader,
+      leaderHttp: st.leader === null ? null : addr(this.opts.httpAddresses.get(st.leader)),
+      ballot: st.ballot,
+      commitIndex: st.commitSlot,
+      appliedIndex: st.appliedSlot,
+      snapshotIndex: st.snapshotSlot,
+      members: [...ids]
+        .sort((a, b) => a - b)
+        .map((id) => ({
+          id,
+          member: st.members.includes(id),
+          peer: addr(this.opts.peerAddresses.get(id)),
+          http: addr(this.opts.httpAddresses.get(id)),
+          connected: id === st.id ? true : st.peers[String(id)]?.connected ?? false,
+        })),
+      kv: this.opts.machine.stats(),
+      log: st.log,
+    };
+  }
+
+  metricsText(): string {
+    const st = this.opts.replica.status();
+    const c = this.opts.replica.counters();
+    const kv = this.opts.machine.stats();
+    const lines: string[] = [];
+    const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of samples) lines.push(`${name}${labels} ${Number.isFinite(v) ? v : 0}`);
+    };
+    metric('synod_is_leader', 'gauge', 'Whether this replica leads (1) or not (0).', [['', st.role === 'leader' ? 1 : 0]]);
+    metric('synod_leader_id', 'gauge', 'The leader this replica knows of (0: none).', [['', st.leader ?? 0]]);
+    metric('synod_ballot', 'gauge', 'The current ballot.', [['', st.ballot]]);
+    metric('synod_commit_index', 'gauge', 'The highest slot known chosen (contiguous).', [['', st.commitSlot]]);
+    metric('synod_applied_index', 'gauge', 'The highest slot applied to the key-value map.', [['', st.appliedSlot]]);
+    metric('synod_snapshot_index', 'gauge', 'The slot of the latest durable snapshot.', [['', st.snapshotSlot]]);
+    metric('synod_log_used_bytes', 'gauge', 'Bytes used by the log.', [['', st.log.usedBytes]]);
+    metric('synod_proposals_total', 'counter', 'Commands proposed here.', [['', c.proposals]]);
+    metric('synod_slots_applied_total', 'counter', 'Slots applied.', [['', c.slotsApplied]]);
+    metric('synod_commands_applied_total', 'counter', 'Commands applied.', [['', c.commandsApplied]]);
+    metric('synod_log_commits_total', 'counter', 'Group commits of the log.', [['', c.commits]]);
+    metric('synod_snapshots_taken_total', 'counter', 'Snapshots taken.', [['', c.snapshotsTaken]]);
+    metric('synod_snapshots_installed_total', 'counter', 'Snapshots installed from a peer.', [['', c.snapshotsInstalled]]);
+    metric('synod_peer_connected', 'gauge', 'Whether the outbound connection to a peer is open.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.connected ? 1 : 0]));
+    metric('synod_peer_dropped_frames_total', 'counter', 'Frames dropped towards a peer.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.droppedFrames]));
+    metric('synod_kv_keys', 'gauge', 'Keys in the map.', [['', kv.keys]]);
+    metric('synod_kv_bytes', 'gauge', 'Key and value bytes in the map.', [['', kv.bytes]]);
+    metric('synod_kv_commands_total', 'counter', 'Commands applied to the map, by kind.', [
+      ['{op="put"}', kv.puts],
+      ['{op="delete"}', kv.deletes],
+      ['{op="cas",swapped="true"}', kv.casSwapped],
+      ['{op="cas",swapped="false"}', kv.casFailed],
+      ['{op="rejected"}', kv.rejected],
+    ]);
+    metric(
+      'synod_http_requests_total',
+      'counter',
+      'HTTP requests answered, by method and status code.',
+      [...this.requests].map(([label, n]) => {
+        const [method, code] = label.split(' ');
+        return [`{method="${method}",code="${code}"}`, n];
+      }),
+    );
+    metric('synod_http_forwarded_total', 'counter', 'Requests forwarded to the leader.', [['', this.forwarded]]);
+    metric('synod_http_client_errors_total', 'counter', 'Malformed HTTP requests refused.', [['', this.clientErrors]]);
+    return lines.join('\n') + '\n' + (this.opts.extraMetrics?.() ?? '');
+  }
+
+  // ---------------------------------------------------------------- answers
+
+  private sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private sendError(res: http.ServerResponse, a: ErrorAnswer): void {
+    if (res.headersSent) return void res.destroy();
+    if (a.retryAfterS !== undefined) res.setHeader('retry-after', String(a.retryAfterS));
+    const error: Record<string, unknown> = { code: a.code, message: a.message };
+    if (a.leader !== undefined) error.leader = a.leader;
+    this.sendJson(res, a.status, { error });
+  }
+}
+
+// ---------------------------------------------------------------- parsing helpers
+
+function parseRoute(url: string): Route {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  for (const [prefix, name] of [
+    ['/v1/kv/', 'kv'],
+    ['/v1/cas/', 'cas'],
+  ] as const) {
+    if (path.startsWith(prefix)) {
+      const raw = path.slice(prefix.length);
+      if (raw.length === 0) throw new HttpError(400, 'SYNOD_BAD_KEY', `the key is empty: ${prefix}{key}`);
+      if (raw.includes('/')) throw new HttpError(400, 'SYNOD_BAD_KEY', 'the key must be one path segment: percent-encode "/" as %2F');
+      let key: string;
+      try {
+        key = decodeURIComponent(raw);
+      } catch {
+        throw new HttpError(400, 'SYNOD_BAD_KEY', `bad percent-encoding in the key ${JSON.stringify(raw.slice(0, 64))}: use %XX escapes of UTF-8 bytes`);
+      }
+      return { name, key, query };
+    }
+  }
+  const fixed: Record<string, string> = {
+    '/v1/scan': 'scan',
+    '/v1/status': 'status',
+    '/metrics': 'metrics',
+    '/v1/members': 'members',
+    '/v1/leader/transfer': 'transfer',
+  };
+  return { name: fixed[path] ?? 'none', query };
+}
+
+function keyBytes(key: string): Buffer {
+  const b = Buffer.from(key, 'utf8');
+  if (b.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the key is ${b.length} bytes; at most ${KEY_BYTES_MAX}`);
+  return b;
+}
+
+function consistencyOf(query: URLSearchParams): Consistency {
+  const c = query.get('consistency') ?? 'linearizable';
+  if (c !== 'linearizable' && c !== 'lease' && c !== 'local') {
+    throw new HttpError(400, 'SYNOD_BAD_CONSISTENCY', `consistency must be linearizable, lease or local, got ${JSON.stringify(c)}`);
+  }
+  return c;
+}
+
+function methodNotAllowed(method: string, allowed: string): HttpError {
+  return new HttpError(405, 'SYNOD_BAD_METHOD', `method ${method} is not allowed here; allowed: ${allowed}`);
+}
+
+/** Reads the body, refusing (413) past `maxBytes`: from Content-Length at once, or while streaming. */
+function readBody(req: http.IncomingMessage, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > maxBytes) {
+    return Promise.reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} is ${declared} bytes; at most ${maxBytes}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > maxBytes) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.resume();
+        reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} exceeds ${maxBytes} bytes`));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => resolve(Buffer.concat(chunks));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', reject);
+  });
+}
+
+function drain(req: http.IncomingMessage): Promise<void> {
+  return readBody(req, 64 * 1024, 'body').then(() => undefined);
+}
+
+export function hostPort(a: PeerAddress): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

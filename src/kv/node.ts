@@ -1,0 +1,99 @@
+// One key-value server: a SynodReplica over a KvMachine, with its HTTP API (and, when asked, the
+// binary client protocol). `synod start` runs one of these; tests run several in one process.
+
+import type { Logger } from 'pino';
+import type { PeerAddress, ReplicaOptions } from '../runtime/api.js';
+import { SynodReplica } from '../runtime/replica.js';
+import type { PeerTransport } from '../transport/types.js';
+import { KvBinaryServer } from './binary-server.js';
+import { KvHttpServer } from './http.js';
+import { KvMachine } from './machine.js';
+
+export interface KvNodeOptions {
+  id: number;
+  clusterId: string;
+  dataDir: string;
+  /** Peer addresses of every initial member. */
+  members: Map<number, PeerAddress>;
+  /** HTTP addresses of the members (this one's included: it is where we listen). */
+  httpAddresses: Map<number, PeerAddress>;
+  /** Where to listen for the binary client protocol; none when absent. */
+  binary?: PeerAddress;
+  /** Binary addresses of the members, so that a follower can point clients at the leader. */
+  binaryAddresses?: Map<number, PeerAddress>;
+  valueBytesMax?: number;
+  followerMode?: 'forward' | 'redirect';
+  transport?: PeerTransport;
+  logBackend?: ReplicaOptions['logBackend'];
+  core?: ReplicaOptions['core'];
+  snapshotIntervalSlots?: number;
+  proposeTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export class KvNode {
+  private constructor(
+    readonly replica: SynodReplica,
+    readonly machine: KvMachine,
+    readonly http: KvHttpServer,
+    readonly binary: KvBinaryServer | null,
+  ) {}
+
+  static async start(o: KvNodeOptions): Promise<KvNode> {
+    const machine = new KvMachine({ valueBytesMax: o.valueBytesMax });
+    const log = o.logger;
+    const replica = await SynodReplica.start({
+      id: o.id,
+      clusterId: o.clusterId,
+      dataDir: o.dataDir,
+      members: o.members,
+      stateMachine: machine,
+      transport: o.transport,
+      logBackend: o.logBackend,
+      core: o.core,
+      snapshotIntervalSlots: o.snapshotIntervalSlots,
+      proposeTimeoutMs: o.proposeTimeoutMs,
+      logger: log ? (level, msg, fields) => log[level](fields ?? {}, msg) : undefined,
+    });
+    const listen = o.httpAddresses.get(o.id);
+    if (!listen) {
+      await replica.close();
+      throw new Error(`no HTTP address for replica ${o.id}: pass --http HOST:PORT`);
+    }
+    let binary: KvBinaryServer | null = null;
+    const http = new KvHttpServer({
+      replica,
+      machine,
+      listen,
+      httpAddresses: o.httpAddresses,
+      peerAddresses: o.members,
+      followerMode: o.followerMode,
+      forwardTimeoutMs: (o.proposeTimeoutMs ?? 5_000) + 2_000,
+      logger: log,
+      extraMetrics: () => binary?.metricsText() ?? '',
+    });
+    try {
+      await http.start();
+      if (o.binary) {
+        binary = new KvBinaryServer({ replica, machine, listen: o.binary, binaryAddresses: o.binaryAddresses, logger: log });
+        await binary.start();
+      }
+    } catch (e) {
+      await http.close().catch(() => {});
+      await replica.close();
+      throw e;
+    }
+    return new KvNode(replica, machine, http, binary);
+  }
+
+  /** Stops serving clients, then the replica (pending requests end as 503 or 504). */
+  async close(): Promise<void> {
+    // Stop taking connections, end the replica (its pending requests are answered 503 or 504
+    // on connections still open), let those answers flush, then drop the connections.
+    this.http.stopAccepting();
+    await this.replica.close();
+    await new Promise((r) => setTimeout(r, 20));
+    await this.binary?.close();
+    await this.http.close();
+  }
+}

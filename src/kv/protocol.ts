@@ -1,0 +1,130 @@
+// The binary client protocol: length-prefixed frames over TCP (the frame format of
+// src/transport/frame.ts: u32 BE length, then the payload). Many requests are in flight on one
+// connection; answers carry the request id and may come back in any order.
+//
+//   request   kind u8 | requestId u32 | body
+//     WRITE  (1)  clientId f64 | seq f64 | floor f64 | timeoutMs u32 | command   (codec.ts)
+//     READ   (2)  consistency u8 (0 linearizable, 1 lease, 2 local) | maxWaitMs u32 | query
+//     STATUS (3)  (empty)
+//   response  status u8 | requestId u32 | body
+//     OK              (0)  WRITE/READ: a result (codec.ts); STATUS: UTF-8 JSON
+//     NOT_LEADER      (1)  leaderId u32 (0: none known) | the leader's binary address, UTF-8 ("" if unknown)
+//     UNAVAILABLE     (2)  UTF-8 message   certain failure: not proposed (shutting down, stopped)
+//     OUTCOME_UNKNOWN (3)  UTF-8 message   proposed, no result in time: retry with the same seq
+//     BAD_REQUEST     (4)  UTF-8 message
+//     SESSION_EXPIRED (5)  UTF-8 message   the session forgot this seq's result; never re-executed
+//
+// Sessions: a client picks a random clientId and numbers its writes 1, 2, 3...; floor is the
+// lowest seq it still waits for. A retry of (clientId, seq), to any replica, is applied at most
+// once and answered with the original result (the replicated session table, SAFETY.md).
+
+import type { Consistency } from '../runtime/api.js';
+
+export const KIND_WRITE = 1;
+export const KIND_READ = 2;
+export const KIND_STATUS = 3;
+
+export const ST_OK = 0;
+export const ST_NOT_LEADER = 1;
+export const ST_UNAVAILABLE = 2;
+export const ST_OUTCOME_UNKNOWN = 3;
+export const ST_BAD_REQUEST = 4;
+export const ST_SESSION_EXPIRED = 5;
+
+/** Bytes of a frame beyond its command or query (headers, sizes): the frame limit's margin. */
+export const FRAME_OVERHEAD_BYTES_MAX = 64 * 1024;
+
+const CONSISTENCIES: Consistency[] = ['linearizable', 'lease', 'local'];
+
+export type Request =
+  | { kind: typeof KIND_WRITE; requestId: number; clientId: number; seq: number; floor: number; timeoutMs: number; command: Uint8Array }
+  | { kind: typeof KIND_READ; requestId: number; consistency: Consistency; maxWaitMs: number; query: Uint8Array }
+  | { kind: typeof KIND_STATUS; requestId: number };
+
+export interface Response {
+  status: number;
+  requestId: number;
+  body: Uint8Array;
+}
+
+export class ProtocolError extends Error {
+  readonly code = 'SYNOD_KV_PROTOCOL';
+}
+
+export function encodeRequest(r: Request): Uint8Array {
+  const body = r.kind === KIND_WRITE ? 28 + r.command.length : r.kind === KIND_READ ? 5 + r.query.length : 0;
+  const out = new Uint8Array(4 + 5 + body);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 5 + body);
+  out[4] = r.kind;
+  v.setUint32(5, r.requestId);
+  if (r.kind === KIND_WRITE) {
+    v.setFloat64(9, r.clientId);
+    v.setFloat64(17, r.seq);
+    v.setFloat64(25, r.floor);
+    v.setUint32(33, r.timeoutMs);
+    out.set(r.command, 37);
+  } else if (r.kind === KIND_READ) {
+    out[9] = CONSISTENCIES.indexOf(r.consistency);
+    v.setUint32(10, r.maxWaitMs);
+    out.set(r.query, 14);
+  }
+  return out;
+}
+
+/** Decodes a request payload (without the frame header). Throws ProtocolError; requestId is read first so the error can be answered. */
+export function decodeRequest(p: Uint8Array): Request {
+  if (p.length < 5) throw new ProtocolError(`request of ${p.length} bytes is shorter than its header`);
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const kind = p[0]!;
+  const requestId = v.getUint32(1);
+  if (kind === KIND_WRITE) {
+    if (p.length < 33) throw new ProtocolError('truncated WRITE header');
+    const clientId = v.getFloat64(5);
+    const seq = v.getFloat64(13);
+    const floor = v.getFloat64(21);
+    for (const [name, x] of [['clientId', clientId], ['seq', seq], ['floor', floor]] as const) {
+      if (!Number.isSafeInteger(x) || x < 0) throw new ProtocolError(`${name} must be a non-negative integer, got ${x}`);
+    }
+    if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
+    return { kind, requestId, clientId, seq, floor, timeoutMs: v.getUint32(29), command: p.subarray(33) };
+  }
+  if (kind === KIND_READ) {
+    if (p.length < 10) throw new ProtocolError('truncated READ header');
+    const consistency = CONSISTENCIES[p[5]!];
+    if (!consistency) throw new ProtocolError(`unknown consistency ${p[5]}`);
+    return { kind, requestId, consistency, maxWaitMs: v.getUint32(6), query: p.subarray(10) };
+  }
+  if (kind === KIND_STATUS) return { kind, requestId };
+  throw new ProtocolError(`unknown request kind ${kind}`);
+}
+
+export function encodeResponse(status: number, requestId: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 5 + body.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 5 + body.length);
+  out[4] = status;
+  v.setUint32(5, requestId);
+  out.set(body, 9);
+  return out;
+}
+
+export function decodeResponse(p: Uint8Array): Response {
+  if (p.length < 5) throw new ProtocolError(`response of ${p.length} bytes is shorter than its header`);
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  return { status: p[0]!, requestId: v.getUint32(1), body: p.subarray(5) };
+}
+
+export function encodeNotLeader(leader: number | null, address: string): Uint8Array {
+  const a = new TextEncoder().encode(address);
+  const out = new Uint8Array(4 + a.length);
+  new DataView(out.buffer).setUint32(0, leader ?? 0);
+  out.set(a, 4);
+  return out;
+}
+
+export function decodeNotLeader(body: Uint8Array): { leader: number | null; address: string } {
+  if (body.length < 4) return { leader: null, address: '' };
+  const id = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
+  return { leader: id === 0 ? null : id, address: new TextDecoder().decode(body.subarray(4)) };
+}

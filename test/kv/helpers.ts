@@ -1,0 +1,113 @@
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KvNode } from '../../src/kv/node.js';
+import type { PeerAddress } from '../../src/runtime/api.js';
+import { MemoryNetwork } from '../../src/transport/memory.js';
+
+export interface HttpAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json: () => any;
+}
+
+/** One HTTP request on a fresh connection. */
+export function request(base: string | PeerAddress, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const url = typeof base === 'string' ? new URL(base) : new URL(`http://${base.host}:${base.port}`);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, method, path, agent: false, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(20_000, () => req.destroy(new Error('test request timed out')));
+    req.end(body);
+  });
+}
+
+/** Sends raw bytes and returns whatever comes back before the server closes (or 2 s pass). */
+export function rawExchange(addr: PeerAddress, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(addr.port, addr.host);
+    const chunks: Buffer[] = [];
+    s.on('data', (c) => chunks.push(c));
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(Buffer.concat(chunks).toString('latin1')) : reject(e)));
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    s.setTimeout(2000, () => s.destroy());
+    s.write(bytes);
+  });
+}
+
+export interface InprocCluster {
+  nodes: KvNode[];
+  http: Map<number, PeerAddress>;
+  binary: Map<number, PeerAddress>;
+  dir: string;
+  leader(): Promise<KvNode>;
+  close(): Promise<void>;
+}
+
+/** n key-value nodes in this process: memory network and log, HTTP (and binary) on loopback port 0. */
+export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect' } = {}): Promise<InprocCluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-kv-'));
+  const network = new MemoryNetwork();
+  const members = new Map(Array.from({ length: n }, (_, i) => [i + 1, { host: '127.0.0.1', port: 1 }] as const));
+  const httpAddrs = new Map<number, PeerAddress>();
+  const binAddrs = new Map<number, PeerAddress>();
+  const nodes: KvNode[] = [];
+  for (let id = 1; id <= n; id++) {
+    httpAddrs.set(id, { host: '127.0.0.1', port: 0 });
+    const node = await KvNode.start({
+      id,
+      clusterId: 'kvtest',
+      dataDir: join(dir, `r${id}`),
+      members,
+      httpAddresses: httpAddrs,
+      binary: { host: '127.0.0.1', port: 0 },
+      binaryAddresses: binAddrs,
+      transport: network.createTransport({ replicaId: id }),
+      logBackend: 'memory',
+      valueBytesMax: opts.valueBytesMax,
+      followerMode: opts.followerMode,
+      snapshotIntervalSlots: 50,
+    });
+    httpAddrs.set(id, node.http.address());
+    binAddrs.set(id, node.binary!.address());
+    nodes.push(node);
+  }
+  const cluster: InprocCluster = {
+    nodes,
+    http: httpAddrs,
+    binary: binAddrs,
+    dir,
+    async leader() {
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        const l = nodes.find((x) => x.replica.status().role === 'leader');
+        if (l) {
+          try {
+            await l.replica.read(new Uint8Array([0x11, 0, 0, 0, 0, 0, 0, 0, 1]), { consistency: 'linearizable' });
+            if (nodes.every((x) => x.replica.status().leader === l.replica.id)) return l;
+          } catch {
+            // not ready yet
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('no leader elected');
+    },
+    async close() {
+      await Promise.all(nodes.map((x) => x.close().catch(() => {})));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}
