@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApplyContext } from '../../src/runtime/api.js';
@@ -162,7 +162,20 @@ test('replay of a file-log data dir: full replay equals the live state, a middle
 
     assert.equal(await treeDigest(leaderDir), before, 'replay left the data directory untouched');
 
-    // 5. Not a data directory.
+    // 5. A backup as docs/operations.md describes it: the newest snap file plus a copy of meta, in
+    //    a scratch directory; replay restores (and so verifies) it without any log.
+    const backup = join(dir, 'backup');
+    await mkdir(join(backup, 'snapshots'), { recursive: true });
+    const newest = (await readdir(join(leaderDir, 'snapshots'))).filter((n) => n.endsWith('.snap')).sort().at(-1)!;
+    await copyFile(join(leaderDir, 'snapshots', newest), join(backup, 'snapshots', newest));
+    await copyFile(join(leaderDir, 'meta'), join(backup, 'meta'));
+    const restored = new SlotCounter();
+    const fromBackup = await replayDataDir({ dataDir: backup, stateMachine: restored });
+    assert.equal(fromBackup.snapshotSlot, snapshotSlot);
+    assert.equal(fromBackup.appliedSlot, snapshotSlot);
+    assert.deepEqual(restored.applied, live.appliedUpTo(snapshotSlot));
+
+    // 6. Not a data directory.
     await assert.rejects(replayDataDir({ dataDir: join(dir, 'nope'), stateMachine: new SlotCounter() }), DataDirError);
   } finally {
     await Promise.all(replicas.map((r) => r.close()));
