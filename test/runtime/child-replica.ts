@@ -18,7 +18,7 @@ const replica = await SynodReplica.start({
   logBackend: 'file',
   // A busy 2-core machine can starve a replica for a while: election timeouts sized for that.
   core: { electionTimeoutMinMs: 600, electionTimeoutMaxMs: 1200, leaseMs: 400, heartbeatIntervalMs: 100 },
-  logger: () => {},
+  logger: process.env.SYNOD_TEST_LOG ? (level, msg, fields) => console.error(`[r${id}] ${level} ${msg}`, fields ?? '') : () => {},
   ...extra,
 });
 

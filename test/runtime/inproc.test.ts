@@ -70,6 +70,9 @@ test('three in-process replicas elect a leader, replicate, snapshot, and agree',
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && !machines.every((m) => m.applied.length === 200)) await new Promise((r) => setTimeout(r, 20));
     for (const m of machines) assert.deepEqual(m.applied, machines[0]!.applied);
+    // Snapshots are written in the background: give the periodic one a moment to land.
+    const until = Date.now() + 5000;
+    while (Date.now() < until && leader.status().snapshotSlot < 20) await new Promise((r) => setTimeout(r, 20));
     const st = leader.status();
     assert.ok(st.snapshotSlot >= 20, `a snapshot was taken (snapshot slot ${st.snapshotSlot})`);
     assert.ok(st.log.headLsn > 1, 'the log head moved past the compacted prefix');
