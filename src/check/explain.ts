@@ -34,8 +34,8 @@ export function explainCounterexample(c: Counterexample): string[] {
     if (c.pending.length > EXPLAIN_PENDING_MAX) lines.push(`    ... ${c.pending.length - EXPLAIN_PENDING_MAX} more`);
   }
   lines.push(
-    '  no order of these ops consistent with their times and outcomes explains the blocked op ' +
-      'after that prefix, nor does any shorter prefix lead further.',
+    '  no order of this key\'s ops fits their times and outcomes; of the orders tried, this ' +
+      'prefix got furthest before the blocked op\'s response was due.',
   );
   return lines;
 }

@@ -55,8 +55,9 @@
 //   * Budget: steps (candidate evaluations), wall time and cache bytes per key. Running out
 //     yields `unknown`, which is a failure, never a pass (SAFETY.md, "Checkers").
 //   * Counterexample: whenever the search exhausts a level, if it holds more placed ops than
-//     ever before, it remembers that linearization (the longest prefix found) and the op whose
-//     return event stopped it (the op that could not be placed).
+//     ever before (not counting info ops placed last, which led nowhere), it remembers that
+//     linearization (the longest prefix found) and the op whose return event stopped it (the
+//     op that could not be placed).
 
 import {
   type CasResult,
@@ -737,12 +738,15 @@ export function checkKey(key: string, records: readonly OpRecord[], initial: str
       continue;
     }
 
-    // This level is exhausted: remember the deepest dead end, then backtrack.
-    if (depth > bestDepth) {
-      bestDepth = depth;
-      bestOps = stackOp.slice(0, depth);
-      bestStates = new Int32Array(depth);
-      for (let k = 0; k < depth; k++) bestStates[k] = k + 1 < depth ? stackState[k + 1]! : state;
+    // This level is exhausted: remember the deepest dead end, then backtrack. Info ops at the
+    // top of the stack were speculative (nothing after them was placed): leave them out.
+    let kept = depth;
+    while (kept > 0 && stackOp[kept - 1]! >= nOk) kept--;
+    if (kept > bestDepth) {
+      bestDepth = kept;
+      bestOps = stackOp.slice(0, kept);
+      bestStates = new Int32Array(kept);
+      for (let k = 0; k < kept; k++) bestStates[k] = k + 1 < depth ? stackState[k + 1]! : state;
       bestBlocked = entryOp[boundEntry]!;
     }
     if (depth === 0) {
