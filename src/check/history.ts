@@ -204,12 +204,15 @@ export interface HttpBody {
   readonly value?: string | null;
   /** CAS 409: the value found (preferred spelling; `value` is accepted too). */
   readonly current?: string | null;
+  /** DELETE 2xx: whether the key existed (src/kv/http.ts answers `{ ok, existed }`). */
+  readonly existed?: boolean;
 }
 
 /**
  * Maps an HTTP status to an outcome (docs/checker.md, "Outcomes"):
- *   2xx          ok (GET reads body.value; CAS swapped)
- *   404          GET: ok, read of absence. DELETE: ok, the key did not exist. Others: info.
+ *   2xx          ok (GET reads body.value; CAS swapped; DELETE reports body.existed if sent)
+ *   404          GET: ok, read of absence. Others: info (src/kv/http.ts never answers a DELETE
+ *                with 404; a 404 there means something else, so it proves nothing).
  *   409          CAS: ok, did not swap; body.current (or body.value) is the value it saw, if sent.
  *   503          fail: never proposed.
  *   anything else (504, 500, 502, 4xx we do not expect): info. Only 503 and a refused connection
@@ -229,13 +232,15 @@ export function classifyHttp(op: KvOp, status: number, body: HttpBody = {}): Cla
       case 'cas':
         return { outcome: 'ok', result: { swapped: true } };
       case 'delete':
+        if (body.existed !== undefined && typeof body.existed !== 'boolean') {
+          throw new HistoryError('SYNOD_HISTORY_BAD_RECORD', 'DELETE 2xx with a non-boolean body.existed', -1);
+        }
+        return body.existed === undefined ? { outcome: 'ok' } : { outcome: 'ok', result: { existed: body.existed } };
       case 'put':
-        // A 2xx DELETE says nothing about whether the key existed (APIs differ): claim nothing.
         return { outcome: 'ok' };
     }
   }
   if (status === 404 && op.f === 'get') return { outcome: 'ok', result: { value: null } };
-  if (status === 404 && op.f === 'delete') return { outcome: 'ok', result: { existed: false } };
   if (status === 409 && op.f === 'cas') {
     const current = body.current !== undefined ? body.current : body.value;
     if (current !== undefined && !isNullableString(current)) {

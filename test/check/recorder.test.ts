@@ -112,7 +112,8 @@ test('classifyHttp: the outcome table of docs/checker.md', () => {
   assert.deepEqual(classifyHttp(get, 404), { outcome: 'ok', result: { value: null } });
   assert.deepEqual(classifyHttp(put, 204), { outcome: 'ok' });
   assert.deepEqual(classifyHttp(del, 200), { outcome: 'ok' });
-  assert.deepEqual(classifyHttp(del, 404), { outcome: 'ok', result: { existed: false } });
+  assert.deepEqual(classifyHttp(del, 200, { existed: false }), { outcome: 'ok', result: { existed: false } });
+  assert.deepEqual(classifyHttp(del, 404), { outcome: 'info' }, 'the KV API never answers DELETE with 404');
   assert.deepEqual(classifyHttp(cas, 200), { outcome: 'ok', result: { swapped: true } });
   assert.deepEqual(classifyHttp(cas, 409), { outcome: 'ok', result: { swapped: false } });
   assert.deepEqual(classifyHttp(cas, 409, { value: 'w' }), { outcome: 'ok', result: { swapped: false, current: 'w' } });
