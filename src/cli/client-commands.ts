@@ -1,0 +1,218 @@
+// `synod put|get|del|cas|scan|status|member|leader`: the HTTP API from the command line.
+// Exit codes: 0 done; 1 not found / CAS clash; 2 usage; 3 certainly not applied (503,
+// unreachable); 4 outcome unknown (504).
+
+import { Command } from 'commander';
+import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
+import { UsageError } from './config.js';
+import { table } from './format.js';
+
+export const EXIT_NOT_FOUND = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_UNAVAILABLE = 3;
+export const EXIT_UNKNOWN = 4;
+
+export class ExitError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Common {
+  endpoints?: string;
+  json?: boolean;
+  timeout?: string;
+}
+
+function clientOf(o: Common): HttpKvClient {
+  const list = o.endpoints ?? process.env.SYNOD_ENDPOINTS;
+  if (!list) throw new UsageError('no endpoints: pass --endpoints http://HOST:PORT,... (or set SYNOD_ENDPOINTS)');
+  const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
+  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs });
+}
+
+function withCommon(c: Command): Command {
+  return c
+    .option('--endpoints <urls>', 'replicas\' HTTP addresses, comma-separated (env SYNOD_ENDPOINTS)')
+    .option('--json', 'print JSON for scripts')
+    .option('--timeout <ms>', 'give up retrying unavailable replicas after this long', '10000');
+}
+
+/** Runs a command body with a client, turning HTTP failures into exit codes with clear messages. */
+async function run(o: Common, body: (c: HttpKvClient) => Promise<void>): Promise<void> {
+  const client = clientOf(o);
+  try {
+    await body(client);
+  } catch (e) {
+    if (e instanceof HttpStatusError) {
+      if (e.status === 504) throw new ExitError(EXIT_UNKNOWN, `outcome unknown (${e.endpoint}): ${e.message}`);
+      if (e.certain) throw new ExitError(EXIT_UNAVAILABLE, `not applied: ${e.message}${e.status === 0 ? ' (is the replica running? check --endpoints)' : ''}`);
+      throw new ExitError(EXIT_USAGE, `refused (HTTP ${e.status} ${e.code}): ${e.message}`);
+    }
+    throw e;
+  } finally {
+    client.close();
+  }
+}
+
+const seg = (key: string) => encodeURIComponent(key);
+
+export function clientCommands(): Command[] {
+  const out = (o: Common, json: unknown, text: string) => process.stdout.write(o.json ? JSON.stringify(json) + '\n' : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
+
+  const put = withCommon(new Command('put').description('write a value').argument('<key>').argument('[value]', 'the value (default: read stdin)')).action(async (key: string, value: string | undefined, o: Common) => {
+    const v = value ?? (await readStdin());
+    await run(o, async (c) => {
+      await c.call('PUT', `/v1/kv/${seg(key)}`, v);
+      out(o, { ok: true }, 'OK');
+    });
+  });
+
+  const get = withCommon(new Command('get').description('read a value').argument('<key>').option('--consistency <c>', 'linearizable | lease | local', 'linearizable')).action(
+    async (key: string, o: Common & { consistency: string }) => {
+      await run(o, async (c) => {
+        const a = await c.call('GET', `/v1/kv/${seg(key)}?consistency=${encodeURIComponent(o.consistency)}`, undefined, [404]);
+        if (a.status === 404) {
+          if (o.json) out(o, { found: false }, '');
+          throw new ExitError(EXIT_NOT_FOUND, o.json ? '' : `key ${JSON.stringify(key)} not found`);
+        }
+        if (o.json) out(o, { found: true, value: a.body.toString('utf8') }, '');
+        else process.stdout.write(a.body.toString('utf8') + (process.stdout.isTTY ? '\n' : ''));
+      });
+    },
+  );
+
+  const del = withCommon(new Command('del').alias('delete').description('delete a key').argument('<key>')).action(async (key: string, o: Common) => {
+    await run(o, async (c) => {
+      const a = await c.call('DELETE', `/v1/kv/${seg(key)}`);
+      const j = JSON.parse(a.body.toString('utf8')) as { existed: boolean };
+      out(o, j, j.existed ? 'OK (deleted)' : 'OK (was absent)');
+    });
+  });
+
+  const cas = withCommon(
+    new Command('cas')
+      .description('compare-and-set: write VALUE only if the current value is EXPECTED (--absent: only if the key is absent)')
+      .argument('<key>')
+      .argument('<expected-or-value>', 'EXPECTED VALUE, or just VALUE with --absent')
+      .argument('[value]')
+      .option('--absent', 'expect the key to be absent'),
+  ).action(async (key: string, a1: string | undefined, a2: string | undefined, o: Common & { absent?: boolean }) => {
+    let expected: string | null;
+    let value: string;
+    if (o.absent) {
+      if (a2 !== undefined) throw new UsageError('with --absent give only KEY VALUE');
+      expected = null;
+      value = a1!;
+    } else {
+      if (a2 === undefined) throw new UsageError('give KEY EXPECTED VALUE, or KEY VALUE with --absent');
+      expected = a1!;
+      value = a2;
+    }
+    if (value === undefined) throw new UsageError('missing VALUE');
+    await run(o, async (c) => {
+      const a = await c.call('POST', `/v1/cas/${seg(key)}`, JSON.stringify({ expected, value }), [409]);
+      if (a.status === 409) {
+        const j = JSON.parse(a.body.toString('utf8')) as { current: string | null };
+        if (o.json) out(o, { swapped: false, current: j.current }, '');
+        throw new ExitError(EXIT_NOT_FOUND, o.json ? '' : `not swapped: the current value is ${j.current === null ? 'absent' : JSON.stringify(j.current)}`);
+      }
+      out(o, { swapped: true }, 'OK (swapped)');
+    });
+  });
+
+  const scan = withCommon(
+    new Command('scan').description('list keys with a prefix').argument('[prefix]', 'key prefix', '').option('--limit <n>', 'most entries', '100').option('--consistency <c>', 'linearizable | lease | local', 'linearizable'),
+  ).action(async (prefix: string, o: Common & { limit: string; consistency: string }) => {
+    await run(o, async (c) => {
+      const a = await c.call('GET', `/v1/scan?prefix=${encodeURIComponent(prefix)}&limit=${encodeURIComponent(o.limit)}&consistency=${encodeURIComponent(o.consistency)}`);
+      const j = JSON.parse(a.body.toString('utf8')) as { entries: Array<{ key: string; value: string }>; more: boolean };
+      const text = j.entries.length === 0 ? '(no keys)' : table(['KEY', 'VALUE'], j.entries.map((e) => [e.key, e.value.length > 60 ? e.value.slice(0, 57) + '...' : e.value])) + (j.more ? '\n(more: raise --limit)' : '');
+      out(o, j, text);
+    });
+  });
+
+  const status = withCommon(new Command('status').description('a table of the cluster, as each replica sees it')).action(async (o: Common) => {
+    await run(o, async (c) => {
+      const rows = await clusterStatus(c);
+      const text = table(
+        ['ID', 'ROLE', 'HTTP', 'PEER', 'BALLOT', 'COMMIT', 'APPLIED', 'KEYS'],
+        rows.map((r) => (r.status ? [r.id, r.status.role, r.http ?? '-', r.peer ?? '-', r.status.ballot, r.status.commitIndex, r.status.appliedIndex, r.status.kv.keys] : [r.id, 'DOWN', r.http ?? '-', r.peer ?? '-', '-', '-', '-', `(${r.error})`])),
+      );
+      const leader = rows.find((r) => r.status?.role === 'leader');
+      out(o, rows, `${text}\n${leader ? `leader: replica ${leader.id}` : 'no leader'}`);
+    });
+  });
+
+  const member = new Command('member').description('cluster membership');
+  member.addCommand(
+    withCommon(new Command('list').description('list the members')).action(async (o: Common) => {
+      await run(o, async (c) => {
+        const a = await c.call('GET', '/v1/members');
+        const j = JSON.parse(a.body.toString('utf8')) as { members: Array<{ id: number; peer: string; http: string; member: boolean }> };
+        out(o, j, table(['ID', 'PEER', 'HTTP'], j.members.filter((m) => m.member).map((m) => [m.id, m.peer ?? '-', m.http ?? '-'])));
+      });
+    }),
+  );
+  for (const verb of ['add', 'remove']) {
+    member.addCommand(
+      withCommon(new Command(verb).description(`${verb} a member (not supported yet)`).argument('<id>').argument('[peer]')).action(async (_id: string, _peer: string | undefined, o: Common) => {
+        await run(o, async (c) => {
+          await c.call(verb === 'add' ? 'POST' : 'DELETE', '/v1/members');
+        });
+      }),
+    );
+  }
+
+  const leader = new Command('leader').description('leadership');
+  leader.addCommand(
+    withCommon(new Command('transfer').description('hand leadership to replica ID').argument('<id>')).action(async (id: string, o: Common) => {
+      if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
+      await run(o, async (c) => {
+        await c.call('POST', `/v1/leader/transfer?to=${id}`);
+        out(o, { ok: true, to: Number(id) }, `OK: leadership is moving to replica ${id}`);
+      });
+    }),
+  );
+
+  return [put, get, del, cas, scan, status, member, leader];
+}
+
+export interface StatusRow {
+  id: number;
+  http: string | null;
+  peer: string | null;
+  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number } };
+  error?: string;
+}
+
+/** Asks every replica it can learn of (the endpoints, then the members they list). */
+export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
+  const first = await c.call('GET', '/v1/status');
+  const s0 = JSON.parse(first.body.toString('utf8')) as { members: Array<{ id: number; http: string | null; peer: string | null }> };
+  return Promise.all(
+    s0.members.map(async (m): Promise<StatusRow> => {
+      if (!m.http) return { id: m.id, http: null, peer: m.peer, status: null, error: 'HTTP address unknown' };
+      const one = new HttpKvClient({ endpoints: [m.http], timeoutMs: 1, requestTimeoutMs: 2_000 });
+      try {
+        const a = await one.call('GET', '/v1/status');
+        return { id: m.id, http: m.http, peer: m.peer, status: JSON.parse(a.body.toString('utf8')) };
+      } catch (e) {
+        return { id: m.id, http: m.http, peer: m.peer, status: null, error: (e as Error).message };
+      } finally {
+        one.close();
+      }
+    }),
+  );
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError('give the VALUE as an argument, or pipe it on stdin');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,219 @@
+// `synod start`: one replica of the key-value server, until SIGTERM or SIGINT.
+
+import { Command, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import { KvNode } from '../kv/node.js';
+import { DataDirError } from '../runtime/errors.js';
+import type { PeerAddress } from '../runtime/api.js';
+import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
+
+export interface StartSettings {
+  id: number;
+  clusterId: string;
+  data: string;
+  peer: PeerAddress;
+  http: PeerAddress;
+  binary?: PeerAddress;
+  initialCluster: Map<number, PeerAddress>;
+  initialHttp: Map<number, PeerAddress>;
+  initialBinary?: Map<number, PeerAddress>;
+  valueMaxBytes?: number;
+  followerMode: 'forward' | 'redirect';
+  logLevel: string;
+  logBackend: 'file' | 'memory';
+  electionTimeoutMs?: number;
+}
+
+/** Flag name (camelCase) -> environment variable. */
+const ENV: Record<string, string> = {
+  id: 'SYNOD_ID',
+  clusterId: 'SYNOD_CLUSTER_ID',
+  data: 'SYNOD_DATA',
+  peer: 'SYNOD_PEER',
+  http: 'SYNOD_HTTP',
+  binary: 'SYNOD_BINARY',
+  initialCluster: 'SYNOD_INITIAL_CLUSTER',
+  initialHttp: 'SYNOD_INITIAL_HTTP',
+  initialBinary: 'SYNOD_INITIAL_BINARY',
+  valueMaxBytes: 'SYNOD_VALUE_MAX_BYTES',
+  followerMode: 'SYNOD_FOLLOWER_MODE',
+  logLevel: 'SYNOD_LOG_LEVEL',
+  logBackend: 'SYNOD_LOG_BACKEND',
+  electionTimeoutMs: 'SYNOD_ELECTION_TIMEOUT_MS',
+};
+
+export function startCommand(): Command {
+  const cmd = new Command('start')
+    .description('start one replica of the key-value server (SIGTERM stops it cleanly)')
+    .option('--config <file>', 'JSON file of settings (keys: the long flag names); flags and SYNOD_* variables override it')
+    .option('--id <id>', 'this replica id (1..255)')
+    .option('--cluster-id <name>', 'cluster name: peers and data dirs of another cluster are refused (default "synod")')
+    .option('--data <dir>', 'data directory')
+    .option('--peer <host:port>', 'listen address for peers (must match this id in --initial-cluster)')
+    .option('--http <host:port>', 'listen address of the HTTP API')
+    .option('--binary <host:port>', 'listen address of the binary client protocol (optional)')
+    .option('--initial-cluster <list>', 'every replica by peer address: ID=HOST:PORT,...')
+    .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
+    .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
+    .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
+    .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'memory']))
+    .option('--election-timeout-ms <ms>', 'lowest election timeout (the highest is twice it); default 300')
+    .action(async (flags: Record<string, string | undefined>) => {
+      const settings = resolveStartSettings(flags, process.env);
+      await runStart(settings);
+    });
+  return cmd;
+}
+
+/** Flags, then SYNOD_* variables, then the config file, then defaults. */
+export function resolveStartSettings(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): StartSettings {
+  const file = flags.config ?? env.SYNOD_CONFIG;
+  const fromFile = file ? readConfigFile(file) : {};
+  const get = (name: string): string | undefined => {
+    if (flags[name] !== undefined) return flags[name];
+    const e = env[ENV[name]!];
+    if (e !== undefined && e !== '') return e;
+    const f = fromFile[name];
+    if (f === undefined || f === null) return undefined;
+    if (typeof f === 'object') {
+      // Address maps may be given as {"1": "h:p", ...} in the file.
+      return Object.entries(f as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',');
+    }
+    return String(f);
+  };
+  const need = (name: string, flag: string): string => {
+    const v = get(name);
+    if (v === undefined) throw new UsageError(`missing --${flag} (or ${ENV[name]}, or "${name}" in --config)`);
+    return v;
+  };
+  const id = Number(need('id', 'id'));
+  if (!Number.isInteger(id) || id < 1 || id > 255) throw new UsageError(`--id must be an integer 1..255, got ${get('id')}`);
+  const initialCluster = parseIdMap(need('initialCluster', 'initial-cluster'), '--initial-cluster');
+  const peerText = get('peer');
+  const peer = peerText ? parseHostPort(peerText, '--peer') : initialCluster.get(id);
+  if (!peer) throw new UsageError(`replica ${id} is not in --initial-cluster (${[...initialCluster.keys()].join(',')}): add ${id}=HOST:PORT`);
+  const listed = initialCluster.get(id);
+  if (!listed) throw new UsageError(`replica ${id} is not in --initial-cluster: add ${id}=${peer.host}:${peer.port}`);
+  if (listed.port !== peer.port) throw new UsageError(`--peer ${peer.host}:${peer.port} does not match --initial-cluster's ${id}=${listed.host}:${listed.port}`);
+  const http = parseHostPort(need('http', 'http'), '--http');
+  const initialHttp = get('initialHttp') ? parseIdMap(get('initialHttp')!, '--initial-http') : new Map<number, PeerAddress>();
+  initialHttp.set(id, http);
+  const binaryText = get('binary');
+  const binary = binaryText ? parseHostPort(binaryText, '--binary') : undefined;
+  const initialBinary = get('initialBinary') ? parseIdMap(get('initialBinary')!, '--initial-binary') : undefined;
+  if (binary && initialBinary) initialBinary.set(id, binary);
+  const valueMax = get('valueMaxBytes');
+  const valueMaxBytes = valueMax === undefined ? undefined : Number(valueMax);
+  if (valueMaxBytes !== undefined && (!Number.isInteger(valueMaxBytes) || valueMaxBytes < 1)) throw new UsageError(`--value-max-bytes must be a positive integer, got ${valueMax}`);
+  const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
+  if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
+  const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
+  if (logBackend !== 'file' && logBackend !== 'memory') throw new UsageError(`--log-backend must be file or memory, got ${logBackend}`);
+  const et = get('electionTimeoutMs');
+  const electionTimeoutMs = et === undefined ? undefined : Number(et);
+  if (electionTimeoutMs !== undefined && (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < 50)) throw new UsageError(`--election-timeout-ms must be an integer >= 50, got ${et}`);
+  return {
+    id,
+    clusterId: get('clusterId') ?? 'synod',
+    data: need('data', 'data'),
+    peer,
+    http,
+    binary,
+    initialCluster,
+    initialHttp,
+    initialBinary,
+    valueMaxBytes,
+    followerMode,
+    logLevel: get('logLevel') ?? 'info',
+    logBackend,
+    electionTimeoutMs,
+  };
+}
+
+export async function runStart(s: StartSettings): Promise<void> {
+  const log: Logger = pino({ level: s.logLevel, base: { replica: s.id } });
+  let node: KvNode;
+  try {
+    const members = new Map(s.initialCluster);
+    members.set(s.id, s.peer);
+    node = await KvNode.start({
+      id: s.id,
+      clusterId: s.clusterId,
+      dataDir: s.data,
+      members,
+      httpAddresses: s.initialHttp,
+      binary: s.binary,
+      binaryAddresses: s.initialBinary,
+      valueBytesMax: s.valueMaxBytes,
+      followerMode: s.followerMode,
+      logBackend: s.logBackend,
+      core: s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : undefined,
+      logger: log,
+    });
+  } catch (e) {
+    throw explainStartError(e, s);
+  }
+  log.info({ peer: s.peer, http: s.http, binary: s.binary ?? null, data: s.data, cluster: s.clusterId, members: [...s.initialCluster.keys()] }, 'replica ready');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const force = setTimeout(() => {
+      log.error('clean stop took over 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    node.close().then(
+      () => {
+        log.info('stopped');
+        log.flush?.();
+        process.exit(0);
+      },
+      (e) => {
+        log.error({ err: e }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // Role changes as log events (one line each).
+  let lastRole = '';
+  let lastLeader: number | null = null;
+  setInterval(() => {
+    const st = node.replica.status();
+    if (st.role !== lastRole || st.leader !== lastLeader) {
+      log.info({ role: st.role, leader: st.leader, ballot: st.ballot, commitIndex: st.commitSlot }, 'role');
+      lastRole = st.role;
+      lastLeader = st.leader;
+    }
+  }, 100).unref();
+}
+
+/** Core timing scaled from one number: election in [t, 2t], lease t*0.8, heartbeats t/6. */
+export function electionCore(t: number) {
+  const leaseMs = Math.floor(t * 0.8);
+  return {
+    electionTimeoutMinMs: t,
+    electionTimeoutMaxMs: 2 * t,
+    leaseMs,
+    heartbeatIntervalMs: Math.max(5, Math.floor(t / 6)),
+    clockDriftMs: Math.max(1, Math.floor(leaseMs / 10)),
+  };
+}
+
+function explainStartError(e: unknown, s: StartSettings): Error {
+  const err = e as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (err.code === 'EADDRINUSE') {
+    const which = err.port === s.peer.port ? `peer port ${s.peer.port} (--peer)` : `port ${err.port ?? '?'}`;
+    return new UsageError(`${which} is in use on ${err.address ?? s.peer.host}: stop whatever holds it or pick another port`);
+  }
+  if (err.code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${err.address}: that address is not on this machine`);
+  if (err.code === 'EACCES' && err.syscall === 'listen') return new UsageError(`no permission to listen on port ${err.port}: use a port above 1023`);
+  if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
+  if (e instanceof DataDirError) return new UsageError(e.message);
+  return e instanceof Error ? e : new Error(String(e));
+}
