@@ -912,6 +912,11 @@ export class Replica {
       this.proposeAt(leader.nextSlot, { kind: 'config', members: leader.pendingConfig });
       leader.pendingConfig = null;
     }
+    // A chosen configuration takes effect W slots later: with nothing else to propose, fill the
+    // gap with no-ops so that a membership change completes without waiting for traffic.
+    while (leader.queue.length === 0 && leader.nextSlot < this.membership.latestFromSlot && leader.nextSlot <= windowEnd) {
+      this.proposeAt(leader.nextSlot, NOOP);
+    }
     while (leader.queue.length > 0 && leader.nextSlot <= windowEnd) {
       const full = leader.queue.length >= this.options.batchCommandsMax || leader.queueBytes >= this.options.batchBytesMax;
       if (!full && this.options.batchDelayMs > 0 && this.nowMs - leader.queueSinceMs < this.options.batchDelayMs) break;

@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SynodReplica } from '../../src/runtime/replica.js';
+import { SynodError } from '../../src/runtime/errors.js';
+import { MemoryNetwork } from '../../src/transport/memory.js';
+import { CounterMachine } from './counter.js';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const addr = { host: '127.0.0.1', port: 1 };
+const core = { pipelineWindowSlots: 8 };
+
+async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function leaderOf(replicas: SynodReplica[]): Promise<SynodReplica> {
+  let found: SynodReplica | undefined;
+  await waitUntil('a ready leader', async () => {
+    for (const r of replicas) {
+      if (r.status().role !== 'leader') continue;
+      try {
+        await r.read(enc(''), { consistency: 'linearizable', maxWaitMs: 500 });
+        found = r;
+        return true;
+      } catch {
+        // not ready
+      }
+    }
+    return false;
+  });
+  return found!;
+}
+
+/** Writes through whoever leads, retrying on leader changes with the same session. */
+async function write(replicas: () => SynodReplica[], clientId: number, seq: number, acked: string[]) {
+  const value = `c${clientId}-${seq}:1`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const leader = await leaderOf(replicas());
+    try {
+      await leader.propose(enc(value), { clientId, seq, floor: seq, timeoutMs: 2000 });
+      acked.push(value);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  }
+  throw new Error(`${value} never acknowledged`);
+}
+
+test('membership: add a replica as a learner, promote it, remove another (the leader), transfer leadership', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-members-'));
+  const network = new MemoryNetwork();
+  const members = new Map([1, 2, 3].map((id) => [id, addr] as const));
+  const machines = new Map<number, CounterMachine>();
+  const start = (id: number, join = false) => {
+    const m = new CounterMachine();
+    machines.set(id, m);
+    return SynodReplica.start({
+      id, clusterId: 'm', dataDir: `${dir}/r${id}`, members, join, listen: addr, stateMachine: m,
+      transport: network.createTransport({ replicaId: id }), logBackend: 'memory', core,
+    });
+  };
+  let replicas = await Promise.all([1, 2, 3].map((id) => start(id)));
+  const acked: string[] = [];
+  try {
+    for (let seq = 1; seq <= 20; seq++) await write(() => replicas, 1, seq, acked);
+    // A joiner follows the log without a vote, then becomes a member.
+    const r4 = await start(4, true);
+    replicas.push(r4);
+    const leader = await leaderOf(replicas);
+    await assert.rejects(r4.propose(enc('x:1')), /not the leader|no leader/);
+    const writer = (async () => {
+      for (let seq = 21; seq <= 40; seq++) await write(() => replicas, 1, seq, acked);
+    })();
+    await leader.addMember(4, addr);
+    await writer;
+    assert.deepEqual(leader.status().members, [1, 2, 3, 4]);
+    await waitUntil('the new member to apply everything', () => machines.get(4)!.applied.length === acked.length);
+    // Removal: refuse what would leave no live quorum; allow a healthy one, even of the leader itself.
+    const lead = await leaderOf(replicas);
+    await lead.removeMember(lead.id);
+    replicas = replicas.filter((r) => r !== lead);
+    await lead.close();
+    for (let seq = 41; seq <= 60; seq++) await write(() => replicas, 1, seq, acked);
+    const next = await leaderOf(replicas);
+    assert.equal(next.status().members.includes(lead.id), false);
+    // Leadership transfer under load.
+    const target = replicas.find((r) => r !== next)!;
+    const load = (async () => {
+      for (let seq = 61; seq <= 90; seq++) await write(() => replicas, 2, seq, acked);
+    })();
+    next.transferLeadership(target.id);
+    await load;
+    await waitUntil('the transfer target to lead', () => target.status().role === 'leader');
+    // Every acknowledged write exactly once on every member, in the same order.
+    await waitUntil('convergence', () => replicas.every((r) => machines.get(r.id)!.applied.length === acked.length));
+    const reference = machines.get(replicas[0]!.id)!.applied;
+    for (const r of replicas) assert.deepEqual(machines.get(r.id)!.applied, reference);
+    for (const v of acked) assert.equal(reference.filter((x) => x === v).length, 1, `${v} exactly once`);
+    // Removing a member when the rest could not form a live quorum is refused.
+    const cur = await leaderOf(replicas);
+    const others = replicas.filter((r) => r !== cur);
+    await others[0]!.close();
+    replicas = replicas.filter((r) => r !== others[0]);
+    await assert.rejects(cur.removeMember(others[1]!.id), (e: unknown) => e instanceof SynodError && e.code === 'SYNOD_MEMBERSHIP');
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
