@@ -67,7 +67,7 @@ export interface ReplayResult {
   commands: number;
   /** Commands skipped by the session table (a retry that was already executed, or stale). */
   skippedCommands: number;
-  /** The end of the chosen prefix this directory proves (a replay cannot go past it). */
+  /** The end of the chosen prefix this directory proves from the starting snapshot (replay cannot go past it). */
   chosenSlot: Slot;
   /** Whether replay stopped at `uptoSlot` or at the end of the known chosen prefix. */
   stoppedAt: 'uptoSlot' | 'chosenPrefix';
@@ -100,8 +100,6 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
     await log.close();
 
     const baseSlot = base?.slot ?? 0;
-    if (base) stateMachine.restore(base.app);
-    const sessions = base?.sessions ?? new SessionTable<Uint8Array>();
     const chosen = knownChosen(recovered, baseSlot);
     const wantedSlot = Math.min(uptoSlot, recovered.chosenPrefix);
     if (wantedSlot > baseSlot && !chosen.cells.has(baseSlot + 1)) {
@@ -111,13 +109,15 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
       );
     }
 
+    if (base) stateMachine.restore(base.app);
+    const sessions = base?.sessions ?? new SessionTable<Uint8Array>();
     const result: ReplayResult = {
       appliedSlot: baseSlot,
       snapshotSlot: baseSlot,
       slots: 0,
       commands: 0,
       skippedCommands: 0,
-      chosenSlot: Math.max(chosen.end, recovered.chosenPrefix),
+      chosenSlot: chosen.end,
       stoppedAt: 'chosenPrefix',
     };
     const last = Math.min(uptoSlot, chosen.end);
