@@ -63,6 +63,9 @@ const CHUNK_POOL_MAX = 64;
 /** Native path: group writes queued at once (one running, one waiting for it). */
 const PIPELINE_DEPTH = 2;
 const TERMINATOR = new Uint8Array(GROUP_HEADER_BYTES);
+const TWO_32 = 2 ** 32;
+/** The on-disk format is little endian: header words are written through a Uint32Array only on such hosts. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 interface Segment {
   index: number;
@@ -151,6 +154,7 @@ export class FileLog implements LogStore {
   private reserveOffset = DATA_START;
   private pending: PendingGroup[] = [];
   private chunk: Uint8Array = new Uint8Array(0);
+  private chunkWords: Uint32Array = new Uint32Array(0);
   private chunkUsed = 0;
   private chunkPool: Uint8Array[] = [];
 
@@ -526,7 +530,28 @@ export class FileLog implements LogStore {
     const at = this.chunkUsed;
     const lsn = this.nextLsn;
     // The CRC words are set when the group is flushed (sealRecords: one pass, one call per part).
-    encodeRecordUnsealed(record, lsn, this.chunk, at);
+    if (LITTLE_ENDIAN) {
+      // = encodeRecordUnsealed, through a word view of the chunk (records are 8-aligned in it): measured
+      // ~2x faster than DataView calls at 64 B..1 KiB records.
+      const words = this.chunkWords;
+      const w = at >>> 2;
+      const length = record.payload.length;
+      const slot = record.slot;
+      const ballot = record.ballot;
+      words[w + 1] = length;
+      words[w + 2] = record.type;
+      words[w + 3] = lsn >>> 0; // lsn mod 2^32
+      words[w + 4] = slot >>> 0;
+      words[w + 5] = (slot / TWO_32) >>> 0;
+      words[w + 6] = ballot >>> 0;
+      words[w + 7] = (ballot / TWO_32) >>> 0;
+      const chunk = this.chunk;
+      chunk.set(record.payload, at + RECORD_HEADER_BYTES);
+      const payloadEnd = at + RECORD_HEADER_BYTES + length;
+      if (payloadEnd !== at + size) chunk.fill(0, payloadEnd, at + size);
+    } else {
+      encodeRecordUnsealed(record, lsn, this.chunk, at);
+    }
     this.chunkUsed = at + size;
     const parts = group.parts;
     const lastPart = parts.length > 0 ? parts[parts.length - 1]! : null;
@@ -562,6 +587,7 @@ export class FileLog implements LogStore {
 
   private newChunk(size: number): void {
     this.chunk = size <= CHUNK_BYTES ? (this.chunkPool.pop() ?? new Uint8Array(CHUNK_BYTES)) : new Uint8Array(size);
+    this.chunkWords = new Uint32Array(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length >>> 2);
     this.chunkUsed = 0;
   }
 
