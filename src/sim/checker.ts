@@ -46,7 +46,25 @@ export class Checker {
   ackedWrites = 0;
   readsChecked = 0;
 
-  constructor(private readonly members: ReplicaId[]) {}
+  /** Configuration epochs derived from chosen config values: chosen at i, governs from i + W. */
+  private readonly epochs: Array<{ fromSlot: Slot; members: ReplicaId[] }>;
+
+  constructor(
+    members: ReplicaId[],
+    private readonly windowSlots: number,
+  ) {
+    this.epochs = [{ fromSlot: 1, members }];
+  }
+
+  membersAt(slot: Slot): ReplicaId[] {
+    for (let i = this.epochs.length - 1; i > 0; i--) if (this.epochs[i]!.fromSlot <= slot) return this.epochs[i]!.members;
+    return this.epochs[0]!.members;
+  }
+
+  /** The newest configuration (the members that must converge at the end). */
+  get latestMembers(): ReplicaId[] {
+    return this.epochs[this.epochs.length - 1]!.members;
+  }
 
   fail(property: Property, detail: string): never {
     throw new Violation(property, detail);
@@ -72,15 +90,25 @@ export class Checker {
       let voters = byValue.get(key);
       if (!voters) byValue.set(key, (voters = new Set()));
       voters.add(node);
-      if (voters.size * 2 > this.members.length) {
+      const members = this.membersAt(e.slot);
+      let votes = 0;
+      for (const m of members) if (voters.has(m)) votes++;
+      if (votes * 2 > members.length) {
         const prior = this.chosen.get(e.slot);
         if (prior !== undefined && prior !== key) this.fail('agreement', `slot ${e.slot}: chosen ${prior}, then ${key} at ballot ${e.ballot}`);
         if (prior === undefined) {
           this.chosen.set(e.slot, key);
           if (e.slot > this.maxChosenSlot) this.maxChosenSlot = e.slot;
+          if (e.value.kind === 'config') this.addEpoch(e.slot + this.windowSlots, e.value.members);
         }
       }
     }
+  }
+
+  private addEpoch(fromSlot: Slot, members: ReplicaId[]): void {
+    const last = this.epochs[this.epochs.length - 1]!;
+    if (fromSlot <= last.fromSlot) this.fail('agreement', `configuration chosen out of order (governs from ${fromSlot}, after one from ${last.fromSlot})`);
+    this.epochs.push({ fromSlot, members: [...members] });
   }
 
   proposed(cmd: Command): void {

@@ -15,6 +15,8 @@ export interface FaultOptions {
   slowDisk: boolean;
   /** A replica's process stops (GC pause, SIGSTOP) and resumes with stale beliefs. */
   pauses: boolean;
+  /** Membership changes (5-replica seeds): the leader moves the cluster to a new member set. */
+  reconfig: boolean;
   /** Clock rates drift within the bound the lease allows (|rate - 1| <= clockRateBound). */
   clockDrift: boolean;
 }
@@ -102,6 +104,7 @@ export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = 
       crashes: true,
       slowDisk: true,
       pauses: true,
+      reconfig: true,
       clockDrift: true,
     },
     clockRateBound: safeClockRateBound(core),

@@ -156,7 +156,7 @@ export class Simulation {
   ) {
     this.prng = new Prng(options.seed);
     this.members = Array.from({ length: options.replicas }, (_, i) => i + 1);
-    this.checker = new Checker(this.members);
+    this.checker = new Checker(this.members, options.core.pipelineWindowSlots);
     this.wire = options.wireCodec ? wire : null;
     for (const id of this.members) {
       const node = new SimNode(id, this.prng.fork());
@@ -414,6 +414,7 @@ export class Simulation {
     if (f.crashes) kinds.push('crash');
     if (f.slowDisk) kinds.push('slowDisk');
     if (f.pauses) kinds.push('pause');
+    if (f.reconfig && this.members.length >= 5) kinds.push('reconfig');
     const kind = this.prng.pick(kinds);
     const upNodes = this.nodes.filter((n) => n.up);
     if (kind === 'crash') {
@@ -426,6 +427,17 @@ export class Simulation {
       }
     } else if (kind === 'partition') {
       this.partition();
+    } else if (kind === 'reconfig') {
+      // The leader (if any) proposes a new member set of 3..N replicas; one change at a time
+      // (the core refuses while one is pending, as it should).
+      const leader = this.nodes.find((n) => n.up && n.core.status.role === 'leader' && n.pausedUntilMs <= this.nowMs);
+      if (leader) {
+        const size = this.prng.int(3, this.members.length);
+        const next = [...this.members].sort(() => this.prng.next() - 0.5).slice(0, size).sort((a, b) => a - b);
+        const refusal = leader.core.proposeConfig(next, leader.localNow(this.nowMs));
+        this.log(`n${leader.id} RECONFIG to [${next.join(',')}]${refusal ? ` refused: ${refusal}` : ''}`);
+        this.drain(leader);
+      }
     } else if (kind === 'pause') {
       const node = upNodes.length > 0 ? this.prng.pick(upNodes) : null;
       if (node) {
@@ -595,12 +607,19 @@ export class Simulation {
     if (!this.healed) return false;
     for (const c of this.clients) if (c.outstanding.size > 0) return false;
     const target = this.checker.maxChosenSlot;
-    for (const n of this.nodes) {
+    // Replicas removed by a configuration change need not follow the log any more.
+    const members = this.finalMembers();
+    for (const n of members) {
       if (!n.up) return false;
       if (n.core.status.appliedPrefix < target) return false;
     }
-    const leaders = this.nodes.filter((n) => n.core.status.role === 'leader');
+    const leaders = members.filter((n) => n.core.status.role === 'leader');
     return leaders.length === 1;
+  }
+
+  private finalMembers(): SimNode[] {
+    const ids = this.checker.latestMembers;
+    return this.nodes.filter((n) => ids.includes(n.id));
   }
 
   private livenessReport(): string {
@@ -613,7 +632,7 @@ export class Simulation {
   }
 
   private finalChecks(): void {
-    for (const n of this.nodes) this.checker.finalNode(n.id, n.sm.executed);
+    for (const n of this.finalMembers()) this.checker.finalNode(n.id, n.sm.executed);
   }
 }
 
