@@ -24,3 +24,12 @@ export {
 export { Replica as ProtocolCore } from './core/replica.js';
 export type { CoreOptions } from './core/options.js';
 export { DEFAULT_CORE_OPTIONS } from './core/options.js';
+export { KvClient, KvClientError, KvUnavailableError, KvOutcomeUnknownError, KvBadRequestError, KvSessionExpiredError } from './kv/client.js';
+export type { KvClientOptions, CasOutcome } from './kv/client.js';
+export { KvMachine } from './kv/machine.js';
+export { KvNode } from './kv/node.js';
+export type { KvNodeOptions } from './kv/node.js';
+export { replayDataDir } from './runtime/replay.js';
+export { StorageError } from './storage/errors.js';
+export { ConfigError } from './core/options.js';
+export { TransportError } from './transport/types.js';

@@ -1,0 +1,455 @@
+// The TypeScript client of the binary protocol (./protocol.ts).
+//
+//   const kv = new KvClient({ endpoints: ['127.0.0.1:7101', '127.0.0.1:7102', '127.0.0.1:7103'] });
+//   await kv.put('k', 'v');  await kv.get('k');  await kv.cas('k', 'v', 'w');  kv.close();
+//
+// Design note
+// -----------
+// One connection, to the replica believed to lead; every request is a frame with its own id, so
+// any number are in flight at once, and frames written in one event-loop turn leave in one
+// writev (corked): concurrent writes are batched on the wire, and the leader batches them into
+// slots. Leader discovery: a NOT_LEADER answer names the leader (and its address when the
+// replica knows it); otherwise the client walks its endpoint list.
+//
+// Exactly-once writes: the client has a random session id and numbers its writes; a write that
+// failed in an unknown way (connection lost after sending, OUTCOME_UNKNOWN) is retried with the
+// same (clientId, seq) until it gets an answer or its deadline passes. The replicated session
+// table applies it at most once and returns the original result. `floor` tells the replicas
+// which results the client no longer needs.
+//
+// Errors (typed, with stable codes): KvUnavailableError (certainly not applied: no leader
+// reachable in time), KvOutcomeUnknownError (may have been applied; the deadline passed while
+// retrying), KvBadRequestError, KvSessionExpiredError.
+
+import * as net from 'node:net';
+import { randomInt } from 'node:crypto';
+import type { Consistency } from '../runtime/api.js';
+import { FrameDecoder } from '../transport/frame.js';
+import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
+import {
+  decodeNotLeader,
+  decodeResponse,
+  encodeRequest,
+  FRAME_OVERHEAD_BYTES_MAX,
+  KIND_READ,
+  KIND_WRITE,
+  ST_BAD_REQUEST,
+  ST_NOT_LEADER,
+  ST_OK,
+  ST_OUTCOME_UNKNOWN,
+  ST_SESSION_EXPIRED,
+  ST_UNAVAILABLE,
+  type Request,
+  type Response,
+} from './protocol.js';
+
+export class KvClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** True when the operation was certainly not applied. */
+    readonly certain: boolean,
+  ) {
+    super(message);
+    this.name = 'KvClientError';
+  }
+}
+export class KvUnavailableError extends KvClientError {
+  constructor(message: string) {
+    super('SYNOD_KV_UNAVAILABLE', message, true);
+    this.name = 'KvUnavailableError';
+  }
+}
+export class KvOutcomeUnknownError extends KvClientError {
+  constructor(message: string) {
+    super('SYNOD_KV_OUTCOME_UNKNOWN', message, false);
+    this.name = 'KvOutcomeUnknownError';
+  }
+}
+export class KvBadRequestError extends KvClientError {
+  constructor(message: string) {
+    super('SYNOD_KV_BAD_REQUEST', message, true);
+    this.name = 'KvBadRequestError';
+  }
+}
+export class KvSessionExpiredError extends KvClientError {
+  constructor(message: string) {
+    super('SYNOD_KV_SESSION_EXPIRED', message, false);
+    this.name = 'KvSessionExpiredError';
+  }
+}
+
+export interface KvClientOptions {
+  /** Binary protocol addresses, "host:port". */
+  endpoints: string[];
+  /** Overall time limit of one operation, retries included. Default 10 s. */
+  timeoutMs?: number;
+  /** The server's propose timeout for one attempt. Default 5 s. */
+  attemptTimeoutMs?: number;
+  /** Largest value the cluster accepts (for the frame limit). Default 1 MiB. */
+  valueBytesMax?: number;
+}
+
+export type Bytes = Uint8Array | string;
+export type CasOutcome = { swapped: true } | { swapped: false; current: Uint8Array | null };
+
+interface Pending {
+  resolve: (r: Response) => void;
+  reject: (e: Error) => void;
+}
+
+const bytesOf = (b: Bytes): Uint8Array => (typeof b === 'string' ? new TextEncoder().encode(b) : b);
+const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
+
+/** One connection: many requests in flight, answers by request id. */
+class Connection {
+  readonly socket: net.Socket;
+  readonly ready: Promise<void>;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private corked = false;
+  closed = false;
+  /** Whether the TCP connection was ever established (a failure before is "certainly not sent"). */
+  connected = false;
+
+  constructor(
+    readonly endpoint: string,
+    frameBytesMax: number,
+  ) {
+    const [host, port] = splitHostPort(endpoint);
+    this.socket = net.connect({ host, port });
+    this.socket.setNoDelay(true);
+    const decoder = new FrameDecoder(frameBytesMax);
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('connect', () => {
+        this.connected = true;
+        resolve();
+      });
+      this.socket.once('error', reject);
+    });
+    this.ready.catch(() => {});
+    this.socket.on('data', (chunk: Buffer) => {
+      const err = decoder.push(chunk, (payload) => {
+        const r = decodeResponse(payload);
+        const p = this.pending.get(r.requestId);
+        if (!p) return;
+        this.pending.delete(r.requestId);
+        p.resolve(r);
+      });
+      if (err) this.socket.destroy(err);
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => {
+      this.closed = true;
+      const e = new Error(`connection to ${endpoint} closed`);
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    });
+  }
+
+  /** Sends one request; rejects if the connection drops before its answer. */
+  request(build: (requestId: number) => Request): Promise<Response> {
+    if (this.closed) return Promise.reject(new Error(`connection to ${this.endpoint} closed`));
+    const id = this.nextId;
+    this.nextId = (this.nextId % 0xffffffff) + 1;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
+      this.socket.write(encodeRequest(build(id)));
+    });
+  }
+
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export class KvClient {
+  readonly clientId = randomInt(1, 2 ** 47);
+  private readonly endpoints: string[];
+  private current = 0;
+  private conn: Connection | null = null;
+  private seq = 0;
+  private readonly outstanding = new Set<number>();
+  private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly frameBytesMax: number;
+  private closed = false;
+
+  constructor(o: KvClientOptions) {
+    if (o.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
+    for (const e of o.endpoints) splitHostPort(e);
+    this.endpoints = [...o.endpoints];
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+    this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
+    this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  async put(key: Bytes, value: Bytes): Promise<void> {
+    await this.write({ op: 'put', key: bytesOf(key), value: bytesOf(value) });
+  }
+
+  /** Resolves true if the key existed. */
+  async delete(key: Bytes): Promise<boolean> {
+    return deleteExisted(await this.write({ op: 'delete', key: bytesOf(key) }));
+  }
+
+  /** Writes `value` if the current value equals `expected` (null: if the key is absent). */
+  async cas(key: Bytes, expected: Bytes | null, value: Bytes): Promise<CasOutcome> {
+    const r = await this.write({ op: 'cas', key: bytesOf(key), expected: expected === null ? null : bytesOf(expected), value: bytesOf(value) });
+    return r.kind === 'cas-failed' ? { swapped: false, current: r.current === null ? null : new Uint8Array(r.current) } : { swapped: true };
+  }
+
+  /** The value, or null when absent. */
+  async get(key: Bytes, options: { consistency?: Consistency } = {}): Promise<Uint8Array | null> {
+    const k = bytesOf(key);
+    checkKey(k);
+    const r = await this.read(encodeQuery({ op: 'get', key: k }), options.consistency ?? 'linearizable');
+    if (r.kind === 'not-found') return null;
+    if (r.kind === 'ok') return r.value ? new Uint8Array(r.value) : new Uint8Array(0);
+    throw unexpected(r);
+  }
+
+  async scan(prefix: Bytes, limit = 100, options: { consistency?: Consistency } = {}): Promise<{ entries: Array<[Uint8Array, Uint8Array]>; more: boolean }> {
+    const r = await this.read(encodeQuery({ op: 'scan', prefix: bytesOf(prefix), limit }), options.consistency ?? 'linearizable');
+    if (r.kind !== 'scan') throw unexpected(r);
+    return { entries: r.entries.map(([k, v]) => [new Uint8Array(k), new Uint8Array(v)]), more: r.more };
+  }
+
+  /**
+   * Several writes sent together (one socket write, one or few slots). Each settles on its own;
+   * the array has one outcome per command, in order.
+   */
+  batch(commands: KvCommand[]): Promise<PromiseSettledResult<KvResult>[]> {
+    return Promise.allSettled(commands.map((c) => this.write(c)));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.conn?.close();
+    this.conn = null;
+  }
+
+  // ---------------------------------------------------------------- the retry loops
+
+  /** A write with exactly-once retries under one (clientId, seq). */
+  async write(cmd: KvCommand): Promise<KvResult> {
+    checkKey(cmd.key);
+    const command = encodeCommand(cmd);
+    const seq = ++this.seq;
+    this.outstanding.add(seq);
+    const deadline = Date.now() + this.timeoutMs;
+    let maybeApplied = false;
+    let lastError = 'no attempt';
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
+        const floor = Math.min(...this.outstanding);
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) break;
+        const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
+        let conn: Connection;
+        try {
+          conn = await this.connection();
+        } catch (e) {
+          lastError = (e as Error).message;
+          this.rotate();
+          await this.backoff(attempt);
+          continue;
+        }
+        let r: Response;
+        try {
+          r = await withTimeout(
+            conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId: this.clientId, seq, floor, timeoutMs, command })),
+            timeoutMs + 1_000,
+            () => conn.close(),
+          );
+        } catch (e) {
+          // Lost after sending (or maybe before): it may have been applied. Retry the same seq.
+          maybeApplied ||= conn.connected;
+          lastError = (e as Error).message;
+          this.drop(conn);
+          await this.backoff(attempt);
+          continue;
+        }
+        switch (r.status) {
+          case ST_OK: {
+            const result = decodeResult(r.body);
+            if (result.kind === 'error') throw new KvBadRequestError(result.message);
+            return result;
+          }
+          case ST_NOT_LEADER:
+            lastError = this.followHint(r.body);
+            await this.backoff(attempt, true);
+            continue;
+          case ST_UNAVAILABLE:
+            lastError = new TextDecoder().decode(r.body);
+            this.rotate();
+            await this.backoff(attempt);
+            continue;
+          case ST_OUTCOME_UNKNOWN:
+            maybeApplied = true;
+            lastError = new TextDecoder().decode(r.body);
+            await this.backoff(attempt);
+            continue;
+          case ST_BAD_REQUEST:
+            throw new KvBadRequestError(new TextDecoder().decode(r.body));
+          case ST_SESSION_EXPIRED:
+            throw new KvSessionExpiredError(new TextDecoder().decode(r.body));
+          default:
+            throw new KvOutcomeUnknownError(`unknown answer status ${r.status}`);
+        }
+      }
+    } finally {
+      this.outstanding.delete(seq);
+    }
+    if (maybeApplied) throw new KvOutcomeUnknownError(`no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${lastError})`);
+    throw new KvUnavailableError(`no leader reachable within ${this.timeoutMs} ms; the write was not applied (last: ${lastError})`);
+  }
+
+  private async read(query: Uint8Array, consistency: Consistency): Promise<KvResult> {
+    const deadline = Date.now() + this.timeoutMs;
+    let lastError = 'no attempt';
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      if (this.closed) throw new KvUnavailableError('the client was closed');
+      let conn: Connection;
+      try {
+        conn = await this.connection();
+      } catch (e) {
+        lastError = (e as Error).message;
+        this.rotate();
+        await this.backoff(attempt);
+        continue;
+      }
+      let r: Response;
+      try {
+        r = await withTimeout(
+          conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query })),
+          this.attemptTimeoutMs + 1_000,
+          () => conn.close(),
+        );
+      } catch (e) {
+        lastError = (e as Error).message;
+        this.drop(conn);
+        await this.backoff(attempt);
+        continue;
+      }
+      if (r.status === ST_OK) {
+        const result = decodeResult(r.body);
+        if (result.kind === 'error') throw new KvBadRequestError(result.message);
+        return result;
+      }
+      if (r.status === ST_NOT_LEADER) {
+        lastError = this.followHint(r.body);
+        await this.backoff(attempt, true);
+        continue;
+      }
+      if (r.status === ST_BAD_REQUEST) throw new KvBadRequestError(new TextDecoder().decode(r.body));
+      lastError = new TextDecoder().decode(r.body);
+      this.rotate();
+      await this.backoff(attempt);
+    }
+    throw new KvUnavailableError(`read not answered within ${this.timeoutMs} ms (last: ${lastError})`);
+  }
+
+  // ---------------------------------------------------------------- connection management
+
+  private async connection(): Promise<Connection> {
+    if (this.conn && !this.conn.closed) {
+      await this.conn.ready;
+      return this.conn;
+    }
+    const endpoint = this.endpoints[this.current % this.endpoints.length]!;
+    const conn = new Connection(endpoint, this.frameBytesMax);
+    this.conn = conn;
+    try {
+      await conn.ready;
+    } catch (e) {
+      if (this.conn === conn) this.conn = null;
+      throw new Error(`cannot connect to ${endpoint}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    return conn;
+  }
+
+  private drop(conn: Connection): void {
+    conn.close();
+    if (this.conn === conn) {
+      this.conn = null;
+      this.rotate();
+    }
+  }
+
+  private rotate(): void {
+    if (this.conn) {
+      this.conn.close();
+      this.conn = null;
+    }
+    this.current = (this.current + 1) % this.endpoints.length;
+  }
+
+  /** Switch to the leader a NOT_LEADER answer names (adding its address if new). */
+  private followHint(body: Uint8Array): string {
+    const { leader, address } = decodeNotLeader(body);
+    const target = address ? this.endpoints.indexOf(address) : -1;
+    if (address && target < 0) this.endpoints.push(address);
+    const index = address ? this.endpoints.indexOf(address) : -1;
+    if (index >= 0 && index !== this.current) {
+      this.conn?.close();
+      this.conn = null;
+      this.current = index;
+    } else if (index < 0) this.rotate();
+    return leader === null ? 'no leader known yet' : `replica ${leader} leads`;
+  }
+
+  private async backoff(attempt: number, hinted = false): Promise<void> {
+    if (hinted && attempt < 2) return;
+    await sleep(Math.min(20 * 2 ** Math.min(attempt, 5), 500) * (0.5 + Math.random() / 2));
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      onTimeout();
+      reject(new Error(`no answer within ${ms} ms`));
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+function checkKey(key: Uint8Array): void {
+  if (key.length === 0) throw new KvBadRequestError('the key is empty');
+  if (key.length > KEY_BYTES_MAX) throw new KvBadRequestError(`the key is ${key.length} bytes; at most ${KEY_BYTES_MAX}`);
+}
+
+function unexpected(r: KvResult): Error {
+  return new KvClientError('SYNOD_KV_PROTOCOL', `unexpected result ${r.kind}`, false);
+}
+
+function splitHostPort(e: string): [string, number] {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(e) ?? /^([^:]+):(\d+)$/.exec(e);
+  if (!m) throw new RangeError(`endpoint must be host:port, got ${JSON.stringify(e)}`);
+  return [m[1]!, Number(m[2])];
+}

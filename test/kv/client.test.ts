@@ -1,0 +1,164 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { KvBadRequestError, KvClient, KvUnavailableError } from '../../src/kv/client.js';
+import { decodeResult, encodeCommand } from '../../src/kv/codec.js';
+import { decodeResponse, encodeRequest, KIND_WRITE, ST_BAD_REQUEST, ST_OK } from '../../src/kv/protocol.js';
+import { FrameDecoder } from '../../src/transport/frame.js';
+import { freePorts } from '../../src/cli/cluster-procs.js';
+import { inprocCluster, type InprocCluster } from './helpers.js';
+
+const text = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
+
+/** Raw frames on one connection: for protocol-level checks. */
+async function rawSession(addr: { host: string; port: number }) {
+  const s = net.connect(addr.port, addr.host);
+  await new Promise<void>((r, j) => {
+    s.once('connect', () => r());
+    s.once('error', j);
+  });
+  const dec = new FrameDecoder(1 << 22);
+  const answers: ReturnType<typeof decodeResponse>[] = [];
+  const waiters: Array<() => void> = [];
+  s.on('data', (c: Buffer) =>
+    dec.push(c, (p) => {
+      answers.push(decodeResponse(p.slice()));
+      waiters.splice(0).forEach((w) => w());
+    }),
+  );
+  return {
+    send: (b: Uint8Array) => s.write(b),
+    async next() {
+      while (answers.length === 0) await new Promise<void>((r) => waiters.push(r));
+      return answers.shift()!;
+    },
+    close: () => s.destroy(),
+  };
+}
+
+describe('binary protocol client on an in-process cluster', () => {
+  let c: InprocCluster;
+  let eps: string[];
+  before(async () => {
+    c = await inprocCluster(3);
+    await c.leader();
+    eps = [...c.binary.values()].map((a) => `${a.host}:${a.port}`);
+  });
+  after(async () => {
+    await c?.close();
+  });
+
+  test('put, get, delete, cas, scan; starting from a follower finds the leader', async () => {
+    const leader = await c.leader();
+    const follower = c.nodes.find((n) => n !== leader)!;
+    const first = c.binary.get(follower.replica.id)!;
+    const kv = new KvClient({ endpoints: [`${first.host}:${first.port}`, ...eps] });
+    try {
+      await kv.put('a', 'one');
+      assert.equal(text(await kv.get('a')), 'one');
+      assert.equal(await kv.get('missing'), null);
+      assert.deepEqual(await kv.cas('a', 'one', 'two'), { swapped: true });
+      const clash = await kv.cas('a', 'one', 'three');
+      assert.equal(clash.swapped, false);
+      assert.equal(!clash.swapped && text(clash.current), 'two');
+      assert.deepEqual(await kv.cas('fresh', null, 'x'), { swapped: true });
+      assert.equal(await kv.delete('fresh'), true);
+      assert.equal(await kv.delete('fresh'), false);
+      await kv.put(Uint8Array.of(0x70, 0x00, 0xff), Uint8Array.of(1, 2, 3));
+      assert.deepEqual(await kv.get(Uint8Array.of(0x70, 0x00, 0xff)), Uint8Array.of(1, 2, 3));
+      const scan = await kv.scan('a', 10);
+      assert.deepEqual(scan.entries.map(([k, v]) => [text(k), text(v)]), [['a', 'two']]);
+      assert.equal(text(await kv.get('a', { consistency: 'lease' })), 'two');
+    } finally {
+      kv.close();
+    }
+  });
+
+  test('many requests in flight on one connection, batched writes', async () => {
+    const kv = new KvClient({ endpoints: eps });
+    try {
+      const n = 500;
+      await Promise.all(Array.from({ length: n }, (_, i) => kv.put(`many/${i}`, `v${i}`)));
+      const results = await kv.batch(Array.from({ length: 50 }, (_, i) => ({ op: 'put' as const, key: new TextEncoder().encode(`batch/${i}`), value: new Uint8Array([i]) })));
+      assert.ok(results.every((r) => r.status === 'fulfilled'));
+      const got = await Promise.all(Array.from({ length: n }, (_, i) => kv.get(`many/${i}`)));
+      got.forEach((v, i) => assert.equal(text(v), `v${i}`));
+      const page = await kv.scan('batch/', 100);
+      assert.equal(page.entries.length, 50);
+    } finally {
+      kv.close();
+    }
+  });
+
+  test('exactly-once: a retried (clientId, seq) is applied once and answered with the original result', async () => {
+    const leader = await c.leader();
+    const s = await rawSession(c.binary.get(leader.replica.id)!);
+    try {
+      const cas = encodeCommand({ op: 'cas', key: new TextEncoder().encode('once'), expected: null, value: new TextEncoder().encode('first') });
+      const req = (requestId: number) => encodeRequest({ kind: KIND_WRITE, requestId, clientId: 4242, seq: 1, floor: 1, timeoutMs: 5000, command: cas });
+      s.send(req(1));
+      const a1 = await s.next();
+      assert.equal(a1.status, ST_OK);
+      assert.equal(decodeResult(a1.body).kind, 'ok');
+      s.send(req(2)); // the same command again: were it executed twice, the CAS would fail
+      const a2 = await s.next();
+      assert.equal(a2.status, ST_OK);
+      assert.equal(decodeResult(a2.body).kind, 'ok', 'the retry got the original answer');
+      // A different seq is a new command: this CAS now fails.
+      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 3, clientId: 4242, seq: 2, floor: 2, timeoutMs: 5000, command: cas }));
+      assert.equal(decodeResult((await s.next()).body).kind, 'cas-failed');
+      // Garbage frames are answered BAD_REQUEST and the connection goes on.
+      s.send(Uint8Array.of(0, 0, 0, 6, 9, 0, 0, 0, 7, 1));
+      const bad = await s.next();
+      assert.equal(bad.status, ST_BAD_REQUEST);
+      assert.equal(bad.requestId, 7);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('typed errors: bad keys, oversized values, nobody listening', async () => {
+    const kv = new KvClient({ endpoints: eps });
+    try {
+      await assert.rejects(kv.put('', 'x'), KvBadRequestError);
+      await assert.rejects(kv.put('k'.repeat(1025), 'x'), KvBadRequestError);
+      await assert.rejects(kv.put('big', new Uint8Array((1 << 20) + 1)), KvBadRequestError);
+    } finally {
+      kv.close();
+    }
+    const [port] = await freePorts(1);
+    const dead = new KvClient({ endpoints: [`127.0.0.1:${port}`], timeoutMs: 300 });
+    await assert.rejects(dead.put('k', 'v'), (e: unknown) => e instanceof KvUnavailableError && e.certain === true);
+    dead.close();
+  });
+
+  test('the leader stops: the client follows the new leader and every acknowledged write reads back', async () => {
+    const kv = new KvClient({ endpoints: eps, timeoutMs: 15_000 });
+    const acked = new Map<string, string>();
+    let stop = false;
+    const writers = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        const key = `fail/${w}/${i}`;
+        try {
+          await kv.put(key, `v${i}`);
+          acked.set(key, `v${i}`);
+        } catch {
+          // unknown or unavailable: not acknowledged
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const leader = await c.leader();
+    await leader.close();
+    const survivors = c.nodes.filter((n) => n !== leader);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !survivors.some((n) => n.replica.status().role === 'leader')) await new Promise((r) => setTimeout(r, 20));
+    const before = acked.size;
+    await new Promise((r) => setTimeout(r, 700));
+    stop = true;
+    await Promise.all(writers);
+    assert.ok(acked.size > before, `writes went on after the leader stopped (${before} -> ${acked.size})`);
+    for (const [k, v] of acked) assert.equal(text(await kv.get(k)), v, k);
+    kv.close();
+  });
+});
