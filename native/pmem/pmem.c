@@ -334,6 +334,26 @@ static napi_value Crc32c(napi_env env, napi_callback_info info) {
   return result;
 }
 
+#if defined(__x86_64__)
+// The CRCs (final, inverted) of three records at bytes+pos[k], each over [pos+4, pos+size): interleaved over
+// their common length, then each finished alone.
+__attribute__((target("sse4.2"))) static void crc3_hw(const uint8_t* bytes, const uint32_t* pos, const uint64_t* size, uint32_t* out) {
+  const uint8_t *a = bytes + pos[0] + 4, *b = bytes + pos[1] + 4, *c = bytes + pos[2] + 4;
+  size_t na = (size_t)size[0] - 4, nb = (size_t)size[1] - 4, nc = (size_t)size[2] - 4;
+  size_t common = na < nb ? na : nb;
+  if (nc < common) common = nc;
+  common &= ~(size_t)7;
+  uint64_t x = 0xffffffffu, y = 0xffffffffu, z = 0xffffffffu, va, vb, vc;
+  for (size_t i = 0; i < common; i += 8) {
+    memcpy(&va, a + i, 8); memcpy(&vb, b + i, 8); memcpy(&vc, c + i, 8);
+    x = _mm_crc32_u64(x, va); y = _mm_crc32_u64(y, vb); z = _mm_crc32_u64(z, vc);
+  }
+  out[0] = ~crc32c_hw((uint32_t)x, a + common, na - common);
+  out[1] = ~crc32c_hw((uint32_t)y, b + common, nb - common);
+  out[2] = ~crc32c_hw((uint32_t)z, c + common, nc - common);
+}
+#endif
+
 static uint32_t crc_raw(uint32_t crc, const uint8_t* p, size_t n) {
 #if defined(__x86_64__)
   return has_sse42 ? crc32c_hw(crc, p, n) : crc32c_sw(crc, p, n);
@@ -359,6 +379,30 @@ static napi_value SealRecords(napi_env env, napi_callback_info info) {
   if (start > end || end > length || (start & 7)) return throw_type(env, "sealRecords: bad range");
   uint8_t* bytes = (uint8_t*)data;
   uint32_t at = start;
+#if defined(__x86_64__)
+  // Three records at a time, their CRCs as three independent streams (see crc32c_hw): ~2x at 1 KiB.
+  while (has_sse42) {
+    uint32_t pos[3]; uint64_t size[3];
+    uint32_t p = at;
+    int k = 0;
+    for (; k < 3 && end - p >= 32; k++) {
+      uint32_t payload;
+      memcpy(&payload, bytes + p + 4, 4);
+      size[k] = 32 + (((uint64_t)payload + 7) & ~(uint64_t)7);
+      if (size[k] > end - p) break;
+      pos[k] = p;
+      p += (uint32_t)size[k];
+    }
+    if (k < 3) break; // fewer than three left: one at a time below
+    uint32_t crc[3];
+    crc3_hw(bytes, pos, size, crc);
+    for (k = 0; k < 3; k++) {
+      memcpy(bytes + pos[k], &crc[k], 4);
+      chain = ~crc_raw(~chain, bytes + pos[k], 4);
+    }
+    at = p;
+  }
+#endif
   while (at < end) {
     if (end - at < 32) return throw_type(env, "sealRecords: record header runs past the end");
     uint32_t payload;
