@@ -869,6 +869,7 @@ export class Replica {
     if (leader.nextSlot <= this.chosenPrefix) leader.nextSlot = this.chosenPrefix + 1;
     if (!leader.ready && this.chosenPrefix >= leader.readyAtSlot) {
       leader.ready = true;
+      this.out.roleChanges.push({ role: 'leader', ballot: leader.ballot, leader: this.id, recovered: true });
       for (const r of leader.pendingReads) if (r.slot < this.chosenPrefix) r.slot = this.chosenPrefix;
     }
     this.maybeStepDownAfterRemoval();

@@ -190,6 +190,8 @@ export interface RoleChange {
   role: Role;
   ballot: Ballot;
   leader: ReplicaId | null;
+  /** On a leader's second notice: every recovered slot and one of its own are chosen; it serves now. */
+  recovered?: boolean;
 }
 
 /** One batch of work for the runtime: persist, then send, then apply (etcd's Ready). */

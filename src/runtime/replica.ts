@@ -79,6 +79,7 @@ export class SynodReplica {
   private readonly ownClientId = randomInt(1, 2 ** 47);
   private ownSeq = 0;
   private readonly ownOutstanding = new Set<number>();
+  private ownFloorSeq = 1;
   private appliedSlot: Slot = 0;
   private snapshotSlot: Slot = 0;
   private compactedSlot: Slot = 0;
@@ -91,7 +92,8 @@ export class SynodReplica {
   private failed: Error | null = null;
   private fetch: SnapshotFetch | null = null;
   private readonly tickTimer: NodeJS.Timeout;
-  private role: 'leader' | 'follower' | 'candidate' = 'follower';
+  /** Leading with the recovery round chosen (what the application was told). */
+  private primary = false;
   private readonly log: NonNullable<ReplicaOptions['logger']>;
   /** The replicated address book (initial members, then every added member). */
   private readonly addresses = new Map<ReplicaId, PeerAddress>();
@@ -180,14 +182,30 @@ export class SynodReplica {
   propose(command: Uint8Array, options: ProposeOptions = {}): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ShuttingDownError());
     if (this.failed) return Promise.reject(this.failed);
+    if (options.clientId !== undefined && (!Number.isSafeInteger(options.clientId) || options.clientId < 1)) {
+      return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`));
+    }
+    if (options.seq !== undefined && (!Number.isSafeInteger(options.seq) || options.seq < 1)) {
+      return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`));
+    }
     const own = options.clientId === undefined;
     const clientId = options.clientId ?? this.ownClientId;
     const seq = options.seq ?? ++this.ownSeq;
+    if (own) this.ownOutstanding.add(seq);
+    const floor = options.floor ?? (own ? this.ownFloor() : 0);
+    return this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own);
+  }
+
+  /** Every own seq below this was answered: the lowest outstanding one (amortized O(1)). */
+  private ownFloor(): number {
+    while (this.ownFloorSeq < this.ownSeq && !this.ownOutstanding.has(this.ownFloorSeq)) this.ownFloorSeq++;
+    return this.ownFloorSeq;
+  }
+
+  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own = false): Promise<Uint8Array> {
     const key = `${clientId}:${seq}`;
     const existing = this.pending.get(key);
     if (existing) return existing.promise; // the same request retried here: one answer for both
-    if (own) this.ownOutstanding.add(seq);
-    const floor = options.floor ?? (own ? Math.min(seq, ...this.ownOutstanding) : 0);
     let resolve!: (r: Uint8Array) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<Uint8Array>((res, rej) => {
@@ -208,7 +226,7 @@ export class SynodReplica {
         finish();
         reject(e);
       },
-      timer: setTimeout(() => entry.reject(new OutcomeUnknownError(`no result within ${options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000} ms`)), options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000),
+      timer: setTimeout(() => entry.reject(new OutcomeUnknownError(`no result within ${timeoutMs} ms`)), timeoutMs),
       submitted: false,
       promise,
     };
@@ -226,7 +244,13 @@ export class SynodReplica {
     const consistency = options.consistency ?? 'linearizable';
     if (consistency === 'local') {
       const minSlot = options.minSlot ?? 0;
-      if (this.appliedSlot >= minSlot) return Promise.resolve({ result: this.sm.query(query), appliedSlot: this.appliedSlot });
+      if (this.appliedSlot >= minSlot) {
+        try {
+          return Promise.resolve({ result: this.sm.query(query), appliedSlot: this.appliedSlot });
+        } catch (e) {
+          return Promise.reject(e as Error);
+        }
+      }
       if (!options.maxWaitMs) return Promise.reject(new StaleReadError(this.appliedSlot, minSlot));
     }
     return new Promise<ReadResult>((resolve, reject) => {
@@ -362,7 +386,7 @@ export class SynodReplica {
   }
 
   private proposeInternal(body: Record<string, unknown>): Promise<Uint8Array> {
-    return this.propose(new TextEncoder().encode(JSON.stringify(body)), { clientId: INTERNAL_CLIENT, seq: randomInt(1, 2 ** 47), floor: 0 });
+    return this.submit(new TextEncoder().encode(JSON.stringify(body)), INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, this.options.proposeTimeoutMs ?? 5000);
   }
 
   private applyInternal(payload: Uint8Array): void {
@@ -564,7 +588,12 @@ export class SynodReplica {
         const outcome = this.sessions.check(cmd);
         let result: Uint8Array | null;
         if (outcome.kind === 'execute') {
-          result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq });
+          try {
+            result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq });
+          } catch (e) {
+            // A throwing apply leaves this replica's state unknown: it must not go on voting.
+            throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);
+          }
           this.sessions.record(cmd, result);
           this.stats.commandsApplied++;
         } else if (outcome.kind === 'duplicate') {
@@ -607,10 +636,15 @@ export class SynodReplica {
       read.reject(new NotLeaderError(refusal.leaderHint));
     }
     for (const rc of ready.roleChanges) {
-      const wasLeader = this.role === 'leader';
-      this.role = rc.role;
-      if (rc.role === 'leader' && !wasLeader) this.sm.onRoleChange?.('primary', this.id);
-      else if (rc.role !== 'leader' && wasLeader) this.sm.onRoleChange?.('secondary', rc.leader);
+      const wasPrimary = this.primary;
+      // RSL: "became primary" only once the recovery round is chosen; "secondary" when that ends.
+      if (rc.role === 'leader' && rc.recovered) {
+        this.primary = true;
+        this.sm.onRoleChange?.('primary', this.id);
+      } else if (rc.role !== 'leader' && wasPrimary) {
+        this.primary = false;
+        this.sm.onRoleChange?.('secondary', rc.leader);
+      }
     }
     if (ready.snapshotNeeded) this.requestSnapshot(ready.snapshotNeeded.from, ready.snapshotNeeded.slot);
   }
