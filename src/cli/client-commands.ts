@@ -81,7 +81,7 @@ export function clientCommands(): Command[] {
           throw new ExitError(EXIT_NOT_FOUND, o.json ? '' : `key ${JSON.stringify(key)} not found`);
         }
         if (o.json) out(o, { found: true, value: a.body.toString('utf8') }, '');
-        else process.stdout.write(a.body.toString('utf8') + (process.stdout.isTTY ? '\n' : ''));
+        else process.stdout.write(a.body.toString('utf8') + '\n');
       });
     },
   );

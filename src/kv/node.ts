@@ -53,7 +53,13 @@ export class KvNode {
       core: o.core,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       proposeTimeoutMs: o.proposeTimeoutMs,
-      logger: log ? (level, msg, fields) => log[level](fields ?? {}, msg) : undefined,
+      logger: log
+        ? (level, msg, fields) => {
+            // The base logger already names this replica.
+            const { replica: _self, ...rest } = fields ?? {};
+            log[level](rest, msg);
+          }
+        : undefined,
     });
     const listen = o.httpAddresses.get(o.id);
     if (!listen) {

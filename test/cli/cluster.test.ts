@@ -81,7 +81,7 @@ describe('a 3-replica cluster of synod processes', () => {
     const e = ['--endpoints', endpoints];
     assert.deepEqual(await synod(['put', 'greeting', 'hello world', ...e]), { code: 0, stdout: 'OK\n', stderr: '' });
     assert.equal((await synod(['put', 'piped', ...e], 'from stdin')).code, 0);
-    assert.equal((await synod(['get', 'piped', ...e])).stdout, 'from stdin');
+    assert.equal((await synod(['get', 'piped', ...e])).stdout, 'from stdin\n');
     const got = await synod(['get', 'greeting', '--json', ...e]);
     assert.deepEqual(JSON.parse(got.stdout), { found: true, value: 'hello world' });
     const missing = await synod(['get', 'nope', ...e]);
