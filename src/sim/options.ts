@@ -45,6 +45,10 @@ export interface SimOptions {
   clockRates?: number[];
   core: Omit<CoreOptions, 'id' | 'members'>;
   plantedBug?: PlantedBug;
+  /** Snapshot (and compact the log) every this many applied slots; 0: never. */
+  snapshotEverySlots: number;
+  /** Keep this many slots of log below a snapshot. */
+  compactionMarginSlots: number;
   /** Run the core's contracts (on by default; planted-bug tests turn them off to show the checkers bite alone). */
   contracts: boolean;
   /** Run every message through the binary codec (encode, then decode) as a real network would. */
@@ -111,6 +115,8 @@ export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = 
     core,
     wireCodec: false,
     contracts: true,
+    snapshotEverySlots: r.pick([0, 10, 40]),
+    compactionMarginSlots: r.pick([0, 4, 16]),
   };
   return { ...options, ...overrides, faults: { ...options.faults, ...(overrides.faults ?? {}) }, core: { ...options.core, ...(overrides.core ?? {}) } };
 }

@@ -32,8 +32,16 @@ class SimDisk {
   inflight: DiskOp[] = [];
   slowUntilMs = 0;
 
+  snapshot: SimSnapshot | null = null;
+
   durableState(): DurableState {
-    return { promised: this.promised, entries: [...this.entries], chosenPrefix: this.chosenPrefix, snapshotSlot: 0, snapshotConfigs: [] };
+    return {
+      promised: this.promised,
+      entries: [...this.entries],
+      chosenPrefix: this.chosenPrefix,
+      snapshotSlot: this.snapshot?.slot ?? 0,
+      snapshotConfigs: this.snapshot?.configs ?? [],
+    };
   }
 
   apply(op: PersistOp, entriesKept = op.entries.length): void {
@@ -53,9 +61,25 @@ interface PendingClientRequest {
 /** The application a simulated replica runs: a counter of executed commands, with sessions. */
 class SimStateMachine {
   executedCount = 0;
-  readonly executed = new Map<string, number>();
-  readonly sessions = new SessionTable<number>();
+  executed = new Map<string, number>();
+  sessions = new SessionTable<number>();
   hash = 0x811c9dc5;
+
+  clone(): SimStateMachine {
+    const c = new SimStateMachine();
+    c.executedCount = this.executedCount;
+    c.executed = new Map(this.executed);
+    c.sessions = SessionTable.fromJSON(this.sessions.toJSON());
+    c.hash = this.hash;
+    return c;
+  }
+}
+
+/** A durable snapshot: the state machine as of `slot`, and the configurations. */
+interface SimSnapshot {
+  slot: Slot;
+  configs: import('../core/types.js').ConfigEpoch[];
+  sm: SimStateMachine;
 }
 
 class SimNode {
@@ -254,7 +278,7 @@ export class Simulation {
   private bootNode(node: SimNode, restart: boolean): void {
     node.incarnation++;
     node.up = true;
-    node.sm = new SimStateMachine();
+    node.sm = restart && node.disk.snapshot ? node.disk.snapshot.sm.clone() : new SimStateMachine();
     node.pendingRequests.clear();
     node.pendingReads = [];
     const coreOptions = { ...this.options.core, id: node.id, members: this.members, plantedBug: this.options.plantedBug };
@@ -315,6 +339,7 @@ export class Simulation {
       node.pendingReads.push(g);
     }
     for (const ref of ready.readRefusals) this.replyRead(node, ref.readId, null, ref.leaderHint);
+    if (ready.snapshotNeeded) this.shipSnapshot(ready.snapshotNeeded.from, node, ready.snapshotNeeded.slot);
     this.serveReads(node);
   }
 
@@ -365,7 +390,37 @@ export class Simulation {
     }
     sm.hash = fnv(sm.hash, valueKey(value) + '/' + outcome);
     this.checker.applied(node.id, slot, valueKey(value), sm.hash);
+    this.maybeSnapshot(node, slot);
     if (this.traceAll) this.log(`n${node.id} applies ${slot}: ${describeValue(value)}`);
+  }
+
+  /** Every snapshotEverySlots applied slots: a durable snapshot, then the log below it (less a margin) is released. */
+  private maybeSnapshot(node: SimNode, slot: Slot): void {
+    const every = this.options.snapshotEverySlots;
+    if (every <= 0 || slot - (node.disk.snapshot?.slot ?? 0) < every) return;
+    node.disk.snapshot = { slot, configs: node.core.configs, sm: node.sm.clone() };
+    const compactTo = slot - this.options.compactionMarginSlots;
+    if (compactTo > 0) node.core.compact(compactTo);
+    if (this.traceAll) this.log(`n${node.id} snapshot at ${slot}, log released below ${compactTo + 1}`);
+  }
+
+  /** A lagging replica fetches `source`'s snapshot over the (faulty) network. */
+  private shipSnapshot(sourceId: ReplicaId, target: SimNode, slot: Slot): void {
+    const source = this.nodes[sourceId - 1]!;
+    const snap = source.up ? source.disk.snapshot : null;
+    if (!snap || snap.slot < slot || this.blocked.has(`${sourceId}>${target.id}`)) return; // it asks again later
+    const copy: SimSnapshot = { slot: snap.slot, configs: snap.configs.map((e) => ({ fromSlot: e.fromSlot, members: [...e.members] })), sm: snap.sm.clone() };
+    const inc = target.incarnation;
+    this.atNode(target, 5 + this.prng.next() * 20, () => {
+      if (!target.up || target.incarnation !== inc) return;
+      if (copy.slot <= target.core.status.appliedPrefix) return;
+      target.disk.snapshot = copy; // durable before it is relied on
+      target.sm = copy.sm.clone();
+      target.core.installSnapshot(copy.slot, copy.configs, target.localNow(this.nowMs));
+      this.log(`n${target.id} installs n${sourceId}'s snapshot of slot ${copy.slot}`);
+      this.drain(target);
+      this.serveReads(target);
+    });
   }
 
   private serveReads(node: SimNode): void {
