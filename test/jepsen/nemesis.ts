@@ -1,0 +1,202 @@
+// The nemesis: faults on a seeded schedule, one at a time, each healed before the next.
+//
+// A cycle visits every enabled fault kind once in a seeded random order, so even a short run
+// sees each of them; between faults the cluster gets a quiet spell. The schedule (which kind,
+// how long, the random draws) derives from the seed; which replica leads at a given moment does
+// not (real processes, real time), so a seed replays the schedule, not the exact interleaving.
+//
+// Kinds:
+//   kill        SIGKILL a replica (the leader half of the time), restart it when the fault ends
+//   pause       SIGSTOP a replica (the leader half of the time), SIGCONT at the end: it wakes
+//               up with stale beliefs about its leadership and lease
+//   partition   one of: a random minority cut off from the majority; the leader isolated; the
+//               leader unable to send (one-way: it still hears the others); a bridge (5 replicas)
+//   delay       every peer link delays its bytes by 20..200 ms
+//   loss        every peer link resets its connection on 2..10% of chunks (burst loss)
+//   transfer    a leadership transfer to a random other member (POST /v1/leader/transfer)
+
+import type { Prng } from '../../src/sim/prng.js';
+import type { Cluster } from './cluster.js';
+import { httpRequest } from './cluster.js';
+import type { Network } from './proxy.js';
+import { sleep } from './workload.js';
+
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'delay', 'loss', 'transfer'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface FaultWindow {
+  kind: FaultKind;
+  detail: string;
+  startMs: number;
+  endMs: number;
+}
+
+export interface NemesisOptions {
+  cluster: Cluster;
+  network: Network;
+  prng: Prng;
+  kinds: readonly FaultKind[];
+  nowMs: () => number;
+  /** Quiet spell before each fault. */
+  quietMsMin: number;
+  quietMsMax: number;
+  /** How long a fault lasts. */
+  faultMsMin: number;
+  faultMsMax: number;
+  log: (line: string) => void;
+}
+
+export class Nemesis {
+  readonly windows: FaultWindow[] = [];
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly o: NemesisOptions) {
+    if (o.kinds.length === 0) throw new Error('the nemesis needs at least one fault kind');
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** Ends the fault under way (healing it) and the schedule. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async nap(ms: number): Promise<void> {
+    if (this.stopping) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.wake = null;
+  }
+
+  private async run(): Promise<void> {
+    const { prng } = this.o;
+    const cyclesMax = 100_000;
+    for (let cycle = 0; cycle < cyclesMax && !this.stopping; cycle++) {
+      const order = [...this.o.kinds];
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = prng.int(0, i);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      for (const kind of order) {
+        await this.nap(prng.int(this.o.quietMsMin, this.o.quietMsMax));
+        if (this.stopping) return;
+        await this.fault(kind, prng.int(this.o.faultMsMin, this.o.faultMsMax));
+      }
+    }
+  }
+
+  private async pickTarget(): Promise<{ id: number; leader: boolean }> {
+    const { cluster, prng } = this.o;
+    const wantLeader = prng.chance(0.5);
+    const random = prng.pick(cluster.ids);
+    const leader = wantLeader ? await cluster.leader() : null;
+    return leader === null ? { id: random, leader: false } : { id: leader, leader: true };
+  }
+
+  private async fault(kind: FaultKind, durationMs: number): Promise<void> {
+    const { cluster, network, prng } = this.o;
+    const startMs = this.o.nowMs();
+    let detail = '';
+    let heal: () => Promise<void> = async () => {};
+    switch (kind) {
+      case 'kill': {
+        const t = await this.pickTarget();
+        detail = `SIGKILL replica ${t.id}${t.leader ? ' (leader)' : ''}`;
+        await cluster.kill(t.id);
+        heal = async () => cluster.start(t.id);
+        break;
+      }
+      case 'pause': {
+        const t = await this.pickTarget();
+        detail = `SIGSTOP replica ${t.id}${t.leader ? ' (leader)' : ''}`;
+        cluster.pause(t.id);
+        heal = async () => cluster.resume(t.id);
+        break;
+      }
+      case 'partition': {
+        const ids = cluster.ids;
+        const leader = await cluster.leader();
+        const variants = ['minority', 'isolate-leader', 'leader-cannot-send'];
+        if (ids.length >= 5) variants.push('bridge');
+        const v = prng.pick(variants);
+        if (v === 'minority' || leader === null) {
+          const shuffled = [...ids].sort(() => prng.next() - 0.5);
+          const minority = shuffled.slice(0, Math.floor((ids.length - 1) / 2));
+          const majority = ids.filter((id) => !minority.includes(id));
+          network.partition(minority, majority);
+          detail = `partition ${minority.join(',')} | ${majority.join(',')}`;
+        } else if (v === 'isolate-leader') {
+          network.partition([leader], ids.filter((id) => id !== leader));
+          detail = `partition: leader ${leader} isolated`;
+        } else if (v === 'leader-cannot-send') {
+          for (const id of ids) if (id !== leader) network.set(leader, id, { blocked: true });
+          detail = `one-way: leader ${leader} cannot send (still hears the others)`;
+        } else {
+          // Bridge: two halves that only the bridge replica connects.
+          const others = ids.filter((id) => id !== leader);
+          const bridge = prng.pick(others);
+          const rest = others.filter((id) => id !== bridge);
+          const half = Math.floor(rest.length / 2);
+          const a = [leader, ...rest.slice(0, half)];
+          const b = rest.slice(half);
+          network.partition(a, b);
+          detail = `bridge ${bridge}: ${a.join(',')} | ${b.join(',')}`;
+        }
+        heal = async () => network.heal();
+        break;
+      }
+      case 'delay': {
+        const ms = prng.int(20, 200);
+        for (const a of cluster.ids) for (const b of cluster.ids) if (a !== b) network.set(a, b, { delayMs: ms });
+        detail = `delay ${ms} ms on every link`;
+        heal = async () => network.heal();
+        break;
+      }
+      case 'loss': {
+        const rate = prng.int(2, 10) / 100;
+        for (const a of cluster.ids) for (const b of cluster.ids) if (a !== b) network.set(a, b, { lossRate: rate });
+        detail = `loss: reset on ${Math.round(rate * 100)}% of chunks, every link`;
+        heal = async () => network.heal();
+        break;
+      }
+      case 'transfer': {
+        const leader = await cluster.leader();
+        if (leader === null) {
+          detail = 'transfer skipped: no leader';
+          break;
+        }
+        const to = prng.pick(cluster.ids.filter((id) => id !== leader));
+        const a = await httpRequest(cluster.endpoint(leader), 'POST', `/v1/leader/transfer?to=${to}`, '', 2_000).catch((e: Error) => ({ status: 0, body: e.message }));
+        detail = `leader transfer ${leader} -> ${to}: ${a.status}`;
+        durationMs = Math.min(durationMs, 1_000);
+        break;
+      }
+    }
+    this.o.log(`nemesis: ${detail} for ${durationMs} ms`);
+    await this.nap(durationMs);
+    await heal();
+    const endMs = this.o.nowMs();
+    this.windows.push({ kind, detail, startMs, endMs });
+    this.o.log(`nemesis: healed ${kind}`);
+  }
+}
+
+export function parseKinds(text: string): FaultKind[] {
+  if (text === 'all') return [...FAULT_KINDS];
+  const kinds = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const k of kinds) if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new Error(`unknown nemesis ${JSON.stringify(k)}: use ${FAULT_KINDS.join(', ')} or all`);
+  return kinds as FaultKind[];
+}
+
+export { sleep };

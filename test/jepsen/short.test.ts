@@ -1,0 +1,31 @@
+// The short black-box fault run of `npm test`: 3 `synod start` processes, 6 clients, about 30 s
+// of kills, pauses and partitions, then every check of the long run (linearizability, no lost
+// acknowledged write, equal final states). About 60 s of wall time.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions } from './run.js';
+
+test('black-box: kills, pauses and partitions of a 3-replica cluster leave a linearizable history and no lost write', { timeout: 180_000 }, async () => {
+  const seed = Number(process.env.SYNOD_JEPSEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const o: RunOptions = {
+    ...RUN_DEFAULTS,
+    seed,
+    timeMs: 30_000,
+    kinds: ['kill', 'pause', 'partition'],
+    quietMsMin: 1_000,
+    quietMsMax: 2_000,
+    faultMsMin: 2_000,
+    faultMsMax: 4_000,
+    log: (line) => console.log(line),
+    command: `SYNOD_JEPSEN_SEED=${seed} node scripts/run-tests.mjs jepsen/short (or: npm run jepsen -- --time 30 --nemesis kill,pause,partition --seed ${seed})`,
+  };
+  const report = await runJepsen(o);
+  finishReport(report, o);
+  assert.deepEqual(report.failures, [], `black-box run failed (seed ${seed}); output kept in ${report.dir}`);
+  assert.equal(report.linearizability.verdict, 'linearizable');
+  // The run did what it says: every fault kind fired and the clients got work done.
+  for (const kind of o.kinds) assert.ok((report.faultCounts[kind] ?? 0) >= 1, `no ${kind} fault was injected`);
+  assert.ok(report.ops.ok > 200, `only ${report.ops.ok} ops succeeded`);
+  assert.ok(report.ledger.acked > 20, `only ${report.ledger.acked} ledger writes were acknowledged`);
+});

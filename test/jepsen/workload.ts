@@ -1,0 +1,244 @@
+// The clients: N workers doing get, put and compare-and-set on a small set of contended keys,
+// each op recorded (invoke, completion, outcome) with src/check's Recorder.
+//
+// - Keys are used for a limited time (`keyLifetimeMs`, Jepsen's "independent" keys): every
+//   generation brings fresh keys, so each key's sub-history stays small however long the run is,
+//   and the checker's per-key search stays cheap.
+// - Every written value is unique ("w3-117"), which keeps the checker's search narrow.
+// - Some workers use raw HTTP, some the project's TS client (src/kv/http-client.ts), which
+//   retries 503 on the next endpoint and reports 504 / a lost connection as unknown.
+// - A ledger (a set workload): some ops are puts to keys written exactly once ("L/3/17"). After
+//   the run every acknowledged one must be on every replica and no key recorded as failed may be.
+// - Outcomes follow SAFETY.md: 2xx, 404 on GET and 409 on CAS complete; 503 and a refused
+//   connection fail; a 504, a timeout or a broken connection is indeterminate.
+//
+// The planted bug for the "checker bites" test: `readConsistency: 'local'` sends GETs with
+// ?consistency=local to a random replica and records them as if they were linearizable.
+
+import { classifyError, classifyHttp, type KvOp, type OpHandle, type Outcome, type Recorder } from '../../src/check/index.js';
+import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
+import type { Prng } from '../../src/sim/prng.js';
+import { httpRequest } from './cluster.js';
+
+export interface WorkloadOptions {
+  recorder: Recorder;
+  prng: Prng;
+  endpoints: string[];
+  clients: number;
+  /** Of them, how many use the TS client (the rest raw HTTP). */
+  tsClients: number;
+  keysPerGeneration: number;
+  keyLifetimeMs: number;
+  /** One request's time limit; past it the op is indeterminate. */
+  requestTimeoutMs: number;
+  /** Pause between a worker's ops (uniform in [0, thinkMsMax]). */
+  thinkMsMax: number;
+  /** Share of ops that are ledger puts. */
+  ledgerShare: number;
+  readConsistency: 'linearizable' | 'local';
+  /** The harness clock (the recorder's). */
+  nowMs: () => number;
+}
+
+export interface LedgerEntry {
+  key: string;
+  opId: number;
+}
+
+export class Workload {
+  private stopping = false;
+  private readonly workers: Promise<void>[] = [];
+  readonly ledger: LedgerEntry[] = [];
+  private readonly keysUsed = new Set<string>();
+  private readonly startMs: number;
+  private readonly tsClients: HttpKvClient[] = [];
+
+  constructor(private readonly o: WorkloadOptions) {
+    this.startMs = o.nowMs();
+  }
+
+  start(): void {
+    for (let w = 0; w < this.o.clients; w++) {
+      const prng = this.o.prng.fork();
+      const ts = w < this.o.tsClients ? new HttpKvClient({ endpoints: this.o.endpoints, timeoutMs: 2_000, requestTimeoutMs: this.o.requestTimeoutMs }) : null;
+      if (ts) this.tsClients.push(ts);
+      this.workers.push(this.worker(w, prng, ts));
+    }
+  }
+
+  /** Stop issuing; wait for the ops in flight (each is bounded by requestTimeoutMs). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.workers);
+    for (const c of this.tsClients) c.close();
+  }
+
+  /** Every register key the run used (not the ledger's). */
+  keys(): string[] {
+    return [...this.keysUsed].sort();
+  }
+
+  private keysNow(): string[] {
+    const gen = Math.floor((this.o.nowMs() - this.startMs) / this.o.keyLifetimeMs);
+    const keys: string[] = [];
+    for (let i = 0; i < this.o.keysPerGeneration; i++) keys.push(`k${gen}-${i}`);
+    return keys;
+  }
+
+  private async worker(w: number, prng: Prng, ts: HttpKvClient | null): Promise<void> {
+    const process = `w${w}`;
+    const lastSeen = new Map<string, string | null>();
+    let seq = 0;
+    let ledgerSeq = 0;
+    const opsMax = 10_000_000;
+    for (let n = 0; n < opsMax && !this.stopping; n++) {
+      const keys = this.keysNow();
+      const key = prng.pick(keys);
+      this.keysUsed.add(key);
+      const roll = prng.next();
+      let op: KvOp;
+      if (roll < this.o.ledgerShare) {
+        const lk = `L/${w}/${ledgerSeq++}`;
+        op = { f: 'put', key: lk, value: 'x' };
+      } else if (roll < this.o.ledgerShare + 0.4) {
+        op = { f: 'get', key };
+      } else if (roll < this.o.ledgerShare + 0.7) {
+        op = { f: 'put', key, value: `w${w}-${seq++}` };
+      } else {
+        const expected = lastSeen.has(key) && prng.chance(0.8) ? lastSeen.get(key)! : null;
+        op = { f: 'cas', key, expected, value: `w${w}-${seq++}` };
+      }
+      const endpoint = prng.pick(this.o.endpoints);
+      const tracked = track(this.o.recorder.invoke(process, op));
+      const h = tracked.handle;
+      if (op.f === 'put' && op.key.startsWith('L/')) this.ledger.push({ key: op.key, opId: h.id });
+      const seen = ts ? await this.viaClient(ts, h, op) : await this.viaHttp(endpoint, h, op);
+      if (seen !== undefined) lastSeen.set(op.key, seen);
+      // Back off after a certain failure (a dead replica refuses at once): a worker spinning on
+      // refusals would fill the history with them and starve the others of CPU.
+      if (tracked.outcome() === 'fail') await sleep(prng.int(50, 150));
+      else if (this.o.thinkMsMax > 0) await sleep(prng.int(0, this.o.thinkMsMax));
+    }
+  }
+
+  /** Raw HTTP. Returns the key's value the op observed, when it observed one. */
+  private async viaHttp(endpoint: string, h: OpHandle, op: KvOp): Promise<string | null | undefined> {
+    const path = op.f === 'cas' ? `/v1/cas/${encodeURIComponent(op.key)}` : `/v1/kv/${encodeURIComponent(op.key)}`;
+    const t = this.o.requestTimeoutMs;
+    try {
+      switch (op.f) {
+        case 'get': {
+          const q = this.o.readConsistency === 'local' ? '?consistency=local' : '';
+          const a = await httpRequest(endpoint, 'GET', path + q, undefined, t);
+          return settleGet(h, a.status, a.body);
+        }
+        case 'put': {
+          const a = await httpRequest(endpoint, 'PUT', path, op.value, t);
+          h.http(a.status);
+          return a.status === 200 ? op.value : undefined;
+        }
+        case 'cas': {
+          const a = await httpRequest(endpoint, 'POST', path, JSON.stringify({ expected: op.expected, value: op.value }), t);
+          return settleCas(h, op.value, a.status, a.body);
+        }
+        case 'delete':
+          throw new Error('the workload does not delete');
+      }
+    } catch (e) {
+      h.error(e);
+      return undefined;
+    }
+  }
+
+  /** The project's TS client: 503 and refused connections are retried inside, then thrown. */
+  private async viaClient(client: HttpKvClient, h: OpHandle, op: KvOp): Promise<string | null | undefined> {
+    const path = op.f === 'cas' ? `/v1/cas/${encodeURIComponent(op.key)}` : `/v1/kv/${encodeURIComponent(op.key)}`;
+    try {
+      switch (op.f) {
+        case 'get': {
+          const q = this.o.readConsistency === 'local' ? '?consistency=local' : '';
+          const a = await client.send('GET', path + q);
+          return settleGet(h, a.status, a.body.toString('utf8'));
+        }
+        case 'put': {
+          const a = await client.send('PUT', path, op.value);
+          h.http(a.status);
+          return a.status === 200 ? op.value : undefined;
+        }
+        case 'cas': {
+          const a = await client.send('POST', path, JSON.stringify({ expected: op.expected, value: op.value }));
+          return settleCas(h, op.value, a.status, a.body.toString('utf8'));
+        }
+        case 'delete':
+          throw new Error('the workload does not delete');
+      }
+    } catch (e) {
+      if (e instanceof HttpStatusError) {
+        // status 0: unreachable before sending (certain); 503: never proposed; 504: unknown.
+        if (e.certain) h.fail();
+        else h.info();
+      } else h.error(e);
+      return undefined;
+    }
+  }
+}
+
+/** The handle, and what it was settled as (the recorder does not say, and its history() is O(n)). */
+function track(raw: OpHandle): { handle: OpHandle; outcome: () => Outcome | null } {
+  let outcome: Outcome | null = null;
+  const handle: OpHandle = {
+    id: raw.id,
+    op: raw.op,
+    ok: (r) => {
+      raw.ok(r);
+      outcome = 'ok';
+    },
+    fail: () => {
+      raw.fail();
+      outcome = 'fail';
+    },
+    info: () => {
+      raw.info();
+      outcome = 'info';
+    },
+    http: (status, body) => {
+      raw.http(status, body);
+      outcome = classifyHttp(raw.op, status, body).outcome;
+    },
+    error: (e) => {
+      raw.error(e);
+      outcome = classifyError(e).outcome;
+    },
+  };
+  return { handle, outcome: () => outcome };
+}
+
+function settleGet(h: OpHandle, status: number, body: string): string | null | undefined {
+  if (status === 200) {
+    h.http(200, { value: body });
+    return body;
+  }
+  h.http(status, parseJson(body));
+  return status === 404 ? null : undefined;
+}
+
+function settleCas(h: OpHandle, value: string, status: number, body: string): string | null | undefined {
+  const parsed = parseJson(body);
+  h.http(status, parsed);
+  if (status === 200) return value;
+  if (status === 409 && parsed.current !== undefined) return parsed.current;
+  return undefined;
+}
+
+function parseJson(body: string): { current?: string | null } {
+  try {
+    const v = JSON.parse(body) as unknown;
+    return typeof v === 'object' && v !== null ? (v as { current?: string | null }) : {};
+  } catch {
+    return {};
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
