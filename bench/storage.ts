@@ -114,6 +114,20 @@ function rawCeiling(base: string, bytesPerSync: number): number {
   }
 }
 
+/**
+ * Before each measured run: the previous run deleted hundreds of MiB of files, and with the `discard`
+ * mount option (as here) the device is still busy discarding them; let it finish, so that neither the log
+ * nor the raw loop pays for the other's cleanup.
+ */
+async function settle(): Promise<void> {
+  try {
+    execSync('sync', { stdio: 'ignore' });
+  } catch {
+    /* no sync binary: the pause alone */
+  }
+  await new Promise((resolve) => setTimeout(resolve, CI ? 100 : 1000));
+}
+
 async function recoveryTime(base: string): Promise<{ gib: number; ms: number; records: number }> {
   const dir = mkdtempSync(join(base, 'synod-recovery-'));
   try {
@@ -168,9 +182,12 @@ async function main(): Promise<void> {
       const results: Result[] = [];
       const raws: number[] = [];
       for (let r = 0; r < RUNS; r++) {
+        await settle();
         const result = await runLog(c.base, c.backend, size, c.extra);
         results.push(result);
-        if (c.backend !== 'memory') raws.push(rawCeiling(c.base, result.bytesPerSync));
+        if (c.backend === 'memory') continue;
+        await settle();
+        raws.push(rawCeiling(c.base, result.bytesPerSync));
       }
       const appends = median(results.map((x) => x.appendsPerSec));
       const mb = median(results.map((x) => x.mbPerSec));
