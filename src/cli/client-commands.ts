@@ -158,15 +158,27 @@ export function clientCommands(): Command[] {
       });
     }),
   );
-  for (const verb of ['add', 'remove']) {
-    member.addCommand(
-      withCommon(new Command(verb).description(`${verb} a member (not supported yet)`).argument('<id>').argument('[peer]')).action(async (_id: string, _peer: string | undefined, o: Common) => {
-        await run(o, async (c) => {
-          await c.call(verb === 'add' ? 'POST' : 'DELETE', '/v1/members');
-        });
-      }),
-    );
-  }
+  member.addCommand(
+    withCommon(new Command('add').description('add a replica started with --join: it catches up as a learner, then becomes a member').argument('<id>').argument('<peer>', "the new replica's peer address HOST:PORT")).action(async (id: string, peer: string, o: Common) => {
+      if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
+      if (!/^.+:\d{1,5}$/.test(peer)) throw new UsageError(`PEER must be HOST:PORT, got ${JSON.stringify(peer)}`);
+      await run(o, async (c) => {
+        const a = await c.call('POST', '/v1/members', JSON.stringify({ id: Number(id), peer }));
+        const j = JSON.parse(a.body.toString('utf8')) as { members: number[] };
+        out(o, j, `OK: replica ${id} is a member; members now ${j.members.join(',')}`);
+      });
+    }),
+  );
+  member.addCommand(
+    withCommon(new Command('remove').description('remove a member (refused if no live quorum would remain)').argument('<id>')).action(async (id: string, o: Common) => {
+      if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
+      await run(o, async (c) => {
+        const a = await c.call('DELETE', `/v1/members?id=${id}`);
+        const j = JSON.parse(a.body.toString('utf8')) as { members: number[] };
+        out(o, j, `OK: replica ${id} removed; members now ${j.members.join(',')}`);
+      });
+    }),
+  );
 
   const leader = new Command('leader').description('leadership');
   leader.addCommand(

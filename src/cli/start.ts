@@ -15,12 +15,13 @@ export interface StartSettings {
   http: PeerAddress;
   binary?: PeerAddress;
   initialCluster: Map<number, PeerAddress>;
+  join: boolean;
   initialHttp: Map<number, PeerAddress>;
   initialBinary?: Map<number, PeerAddress>;
   valueMaxBytes?: number;
   followerMode: 'forward' | 'redirect';
   logLevel: string;
-  logBackend: 'file' | 'memory';
+  logBackend: 'file' | 'pmem' | 'memory';
   electionTimeoutMs?: number;
 }
 
@@ -33,6 +34,7 @@ const ENV: Record<string, string> = {
   http: 'SYNOD_HTTP',
   binary: 'SYNOD_BINARY',
   initialCluster: 'SYNOD_INITIAL_CLUSTER',
+  join: 'SYNOD_JOIN',
   initialHttp: 'SYNOD_INITIAL_HTTP',
   initialBinary: 'SYNOD_INITIAL_BINARY',
   valueMaxBytes: 'SYNOD_VALUE_MAX_BYTES',
@@ -53,12 +55,13 @@ export function startCommand(): Command {
     .option('--http <host:port>', 'listen address of the HTTP API')
     .option('--binary <host:port>', 'listen address of the binary client protocol (optional)')
     .option('--initial-cluster <list>', 'every replica by peer address: ID=HOST:PORT,...')
+    .option('--join', 'join a running cluster: --initial-cluster lists its initial members (not this one); then run `synod member add ID HOST:PORT`')
     .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
-    .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'memory']))
+    .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
     .option('--election-timeout-ms <ms>', 'lowest election timeout (the highest is twice it); default 300')
     .action(async (flags: Record<string, string | undefined>) => {
       const settings = resolveStartSettings(flags, process.env);
@@ -92,11 +95,18 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (!Number.isInteger(id) || id < 1 || id > 255) throw new UsageError(`--id must be an integer 1..255, got ${get('id')}`);
   const initialCluster = parseIdMap(need('initialCluster', 'initial-cluster'), '--initial-cluster');
   const peerText = get('peer');
+  const joinText = get('join');
+  const join = joinText !== undefined && joinText !== 'false' && joinText !== '0';
   const peer = peerText ? parseHostPort(peerText, '--peer') : initialCluster.get(id);
-  if (!peer) throw new UsageError(`replica ${id} is not in --initial-cluster (${[...initialCluster.keys()].join(',')}): add ${id}=HOST:PORT`);
-  const listed = initialCluster.get(id);
-  if (!listed) throw new UsageError(`replica ${id} is not in --initial-cluster: add ${id}=${peer.host}:${peer.port}`);
-  if (listed.port !== peer.port) throw new UsageError(`--peer ${peer.host}:${peer.port} does not match --initial-cluster's ${id}=${listed.host}:${listed.port}`);
+  if (join) {
+    if (!peer) throw new UsageError('a joining replica needs --peer HOST:PORT (its own peer address)');
+    if (initialCluster.has(id)) throw new UsageError(`replica ${id} is already in --initial-cluster: start it without --join`);
+  } else {
+    if (!peer) throw new UsageError(`replica ${id} is not in --initial-cluster (${[...initialCluster.keys()].join(',')}): add ${id}=HOST:PORT`);
+    const listed = initialCluster.get(id);
+    if (!listed) throw new UsageError(`replica ${id} is not in --initial-cluster: add ${id}=${peer.host}:${peer.port}, or use --join`);
+    if (listed.port !== peer.port) throw new UsageError(`--peer ${peer.host}:${peer.port} does not match --initial-cluster's ${id}=${listed.host}:${listed.port}`);
+  }
   const http = parseHostPort(need('http', 'http'), '--http');
   const initialHttp = get('initialHttp') ? parseIdMap(get('initialHttp')!, '--initial-http') : new Map<number, PeerAddress>();
   initialHttp.set(id, http);
@@ -110,7 +120,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
-  if (logBackend !== 'file' && logBackend !== 'memory') throw new UsageError(`--log-backend must be file or memory, got ${logBackend}`);
+  if (logBackend !== 'file' && logBackend !== 'pmem' && logBackend !== 'memory') throw new UsageError(`--log-backend must be file, pmem or memory, got ${logBackend}`);
   const et = get('electionTimeoutMs');
   const electionTimeoutMs = et === undefined ? undefined : Number(et);
   if (electionTimeoutMs !== undefined && (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < 50)) throw new UsageError(`--election-timeout-ms must be an integer >= 50, got ${et}`);
@@ -122,6 +132,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     http,
     binary,
     initialCluster,
+    join,
     initialHttp,
     initialBinary,
     valueMaxBytes,
@@ -137,12 +148,14 @@ export async function runStart(s: StartSettings): Promise<void> {
   let node: KvNode;
   try {
     const members = new Map(s.initialCluster);
-    members.set(s.id, s.peer);
+    if (!s.join) members.set(s.id, s.peer);
     node = await KvNode.start({
       id: s.id,
       clusterId: s.clusterId,
       dataDir: s.data,
       members,
+      join: s.join,
+      listen: s.peer,
       httpAddresses: s.initialHttp,
       binary: s.binary,
       binaryAddresses: s.initialBinary,

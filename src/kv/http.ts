@@ -172,10 +172,8 @@ export class KvHttpServer {
           throw methodNotAllowed(method, 'GET');
         case 'members':
           if (method === 'GET') return this.sendJson(res, 200, { members: this.statusJson().members });
-          if (method === 'POST' || method === 'DELETE') {
-            throw new HttpError(501, 'SYNOD_NOT_SUPPORTED', 'membership changes are not supported yet by the runtime: restart the cluster with a new --initial-cluster');
-          }
-          throw methodNotAllowed(method, 'GET');
+          if (method === 'POST' || method === 'DELETE') return await this.changeMembers(req, res, route, method);
+          throw methodNotAllowed(method, 'GET, POST, DELETE');
         case 'transfer':
           if (method === 'POST') return await this.transfer(req, res, route);
           throw methodNotAllowed(method, 'POST');
@@ -265,6 +263,43 @@ export class KvHttpServer {
         more: r.more,
       });
     });
+  }
+
+  /**
+   * POST /v1/members {"id": N, "peer": "HOST:PORT"} adds a replica (started with --join); DELETE
+   * /v1/members?id=N removes one. The leader runs the change (learner, catch-up, promotion);
+   * followers forward. 409 when the runtime refuses (one change at a time, no live quorum left).
+   */
+  private async changeMembers(req: http.IncomingMessage, res: http.ServerResponse, route: Route, method: string): Promise<void> {
+    const body = await readBody(req, 4096, 'body');
+    let id: number;
+    let peer: PeerAddress | null = null;
+    if (method === 'POST') {
+      let parsed: { id?: unknown; peer?: unknown };
+      try {
+        parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+      } catch {
+        throw new HttpError(400, 'SYNOD_BAD_JSON', 'the body must be JSON: {"id": N, "peer": "HOST:PORT"}');
+      }
+      id = Number(parsed.id);
+      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(parsed.peer) : null;
+      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
+      peer = { host: m[1]!, port: Number(m[2]) };
+    } else {
+      id = Number(route.query.get('id'));
+    }
+    if (!Number.isInteger(id) || id < 1 || id > 1023) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'the replica id must be an integer in 1..1023');
+    if (!this.isLeader()) return this.toLeader(req, res, body, true);
+    try {
+      if (peer) await this.opts.replica.addMember(id, peer);
+      else await this.opts.replica.removeMember(id);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'SYNOD_MEMBERSHIP') throw new HttpError(409, code, (e as Error).message);
+      throw e;
+    }
+    if (peer) this.opts.peerAddresses.set(id, peer);
+    this.sendJson(res, 200, { ok: true, members: this.opts.replica.status().members });
   }
 
   private async transfer(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {

@@ -25,6 +25,9 @@ export interface KvNodeOptions {
   followerMode?: 'forward' | 'redirect';
   transport?: PeerTransport;
   logBackend?: ReplicaOptions['logBackend'];
+  /** Join a running cluster (members = its initial list, without this replica); `listen` is required. */
+  join?: boolean;
+  listen?: PeerAddress;
   core?: ReplicaOptions['core'];
   snapshotIntervalSlots?: number;
   proposeTimeoutMs?: number;
@@ -47,6 +50,8 @@ export class KvNode {
       clusterId: o.clusterId,
       dataDir: o.dataDir,
       members: o.members,
+      join: o.join,
+      listen: o.listen,
       stateMachine: machine,
       transport: o.transport,
       logBackend: o.logBackend,

@@ -102,9 +102,29 @@ describe('a 3-replica cluster of synod processes', () => {
     assert.equal((st.stdout.match(/leader/g) ?? []).length >= 2, true, st.stdout);
     const members = await synod(['member', 'list', '--json', ...e]);
     assert.equal(JSON.parse(members.stdout).members.length, 3);
-    const add = await synod(['member', 'add', '4', '127.0.0.1:1', ...e]);
-    assert.equal(add.code, 2);
-    assert.match(add.stderr, /not supported yet/);
+    // Membership: a 4th replica started with --join is added (learner, catch-up, promotion), then removed.
+    const [peer4, http4] = await freePorts(2, '127.0.0.1');
+    const joiner = spawn(process.execPath, [
+      MAIN_JS, 'start', '--id', '4', '--cluster-id', 'synod-local', '--data', join(dir, 'replica-4'),
+      '--peer', `127.0.0.1:${peer4}`, '--http', `127.0.0.1:${http4}`, '--join',
+      '--initial-cluster', [...cluster.peerMap].map(([id, a]) => `${id}=${a.host}:${a.port}`).join(','),
+      '--initial-http', [...cluster.httpMap].map(([id, a]) => `${id}=${a.host}:${a.port}`).join(','),
+      '--election-timeout-ms', '400', '--log-level', 'warn',
+    ], { stdio: 'ignore' });
+    try {
+      const bad = await synod(['member', 'add', 'x', '127.0.0.1:1', ...e]);
+      assert.equal(bad.code, 2, 'a bad id is a usage error');
+      const add = await synod(['member', 'add', '4', `127.0.0.1:${peer4}`, ...e], undefined, 60_000);
+      assert.equal(add.code, 0, add.stderr);
+      assert.match(add.stdout, /members now 1,2,3,4/);
+      const four = await statusOf(`http://127.0.0.1:${http4}`);
+      assert.ok(four && four.appliedIndex > 0, 'the new member applied the log');
+      const removed = await synod(['member', 'remove', '4', ...e], undefined, 60_000);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.match(removed.stdout, /members now 1,2,3\b/);
+    } finally {
+      joiner.kill('SIGKILL');
+    }
     const leader = await waitForLeader(cluster);
     const target = leader === 1 ? 2 : 1;
     const tr = await synod(['leader', 'transfer', String(target), ...e]);

@@ -116,7 +116,9 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
       ['GET', '/v1/kv/k?consistency=eventual', undefined, 400, /consistency/],
       ['GET', '/v1/scan?limit=0', undefined, 400, /limit/],
       ['GET', '/v1/scan?limit=abc', undefined, 400, /limit/],
-      ['POST', '/v1/members', '{}', 501, /not supported/],
+      ['POST', '/v1/members', '{}', 400, /peer address/],
+      ['POST', '/v1/members', 'not json', 400, /JSON/],
+      ['DELETE', '/v1/members?id=abc', undefined, 400, /replica id/],
     ];
     for (const [method, path, body, status, pattern] of cases) {
       const r = await request(a, method, path, body);
