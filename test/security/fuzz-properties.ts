@@ -228,7 +228,7 @@ const snapshotTargets: FuzzTarget[] = [
         }
         assert.ok(outcome.error instanceof Error, 'threw a non-Error');
         if (!outcome.error.message.startsWith('snapshot body')) {
-          const key = `${outcome.error.name}: ${outcome.error.message.replace(/\d+/g, 'N').slice(0, 80)}`;
+          const key = `${outcome.error.name}: ${outcome.error.message.replace(/\d+/g, 'N').replace(/["'`(].*$/s, '').slice(0, 60)}`;
           snapshotUnclearErrors.set(key, (snapshotUnclearErrors.get(key) ?? 0) + 1);
         }
       }),
