@@ -2,6 +2,7 @@
 // The `synod` command: start a replica, talk to a cluster, run the demo.
 
 import { Command, CommanderError } from 'commander';
+import { benchCommand } from './bench.js';
 import { clientCommands, ExitError, EXIT_USAGE } from './client-commands.js';
 import { UsageError } from './config.js';
 import { demoCommand } from './demo.js';
@@ -15,11 +16,7 @@ const program = new Command('synod')
 program.addCommand(startCommand());
 for (const c of clientCommands()) program.addCommand(c);
 program.addCommand(demoCommand());
-program.addCommand(
-  new Command('bench').description('benchmark a cluster (not implemented yet: see the performance issue)').action(() => {
-    throw new UsageError('synod bench is not implemented yet; `synod demo` reports throughput and latency meanwhile');
-  }),
-);
+program.addCommand(benchCommand());
 for (const c of program.commands) c.exitOverride();
 
 try {

@@ -1,0 +1,112 @@
+// The parameters of one benchmark run, in the style of etcd's `benchmark` tool: every one named
+// with its unit, validated in one place (validateBenchParams), with a small CI value beside the
+// real default (STYLE.md: benchmarks with a small CI setting and a large real one never rot).
+
+export type BenchMode = 'inproc' | 'procs' | 'etcd';
+export type BenchStorage = 'file' | 'memory' | 'pmem';
+export type BenchConsistency = 'linearizable' | 'lease' | 'local';
+/** How the load reaches the leader in --inproc: its propose()/read() calls, or the binary protocol over loopback. */
+export type BenchVia = 'direct' | 'binary';
+
+export interface BenchParams {
+  mode: BenchMode;
+  replicas: number;
+  /** Closed loop: independent clients, each with `inflight` requests outstanding. */
+  clients: number;
+  inflight: number;
+  /** Binary connections (KvClients) shared by the clients, round robin. */
+  connections: number;
+  keyBytes: number;
+  valueBytes: number;
+  keySpace: number;
+  /** Stop after this many measured operations (0: run for durationS). */
+  totalOps: number;
+  durationS: number;
+  /** Operations before the measured window (not counted, not timed). */
+  warmupS: number;
+  /** 0 writes only .. 1 reads only. */
+  readRatio: number;
+  consistency: BenchConsistency;
+  storage: BenchStorage;
+  /** Open loop: issue this many operations per second (0: closed loop). */
+  rateOpsPerS: number;
+  via: BenchVia;
+  /** Read every acknowledged write back after the run (at most verifyKeysMax keys). */
+  verify: boolean;
+  verifyKeysMax: number;
+  /** Stage timings (installs wrappers in the replicas; off: nothing installed). */
+  trace: boolean;
+  /** etcd client endpoints (mode etcd), host:port,... */
+  etcdEndpoints: string[];
+  /** Leader election timeout of the replicas. */
+  electionTimeoutMs: number;
+}
+
+export const BENCH_DEFAULTS: BenchParams = {
+  mode: 'procs',
+  replicas: 3,
+  clients: 16,
+  inflight: 64,
+  connections: 16,
+  keyBytes: 16,
+  valueBytes: 64,
+  keySpace: 100_000,
+  totalOps: 0,
+  durationS: 10,
+  warmupS: 1,
+  readRatio: 0,
+  consistency: 'linearizable',
+  storage: 'file',
+  rateOpsPerS: 0,
+  via: 'direct',
+  verify: true,
+  verifyKeysMax: 20_000,
+  trace: false,
+  etcdEndpoints: [],
+  electionTimeoutMs: 300,
+};
+
+/** The CI setting: a few hundred operations, seconds of wall time. */
+export const BENCH_CI: Partial<BenchParams> = { clients: 4, inflight: 8, connections: 2, keySpace: 1_000, totalOps: 400, durationS: 10, warmupS: 0 };
+
+export const KEY_SPACE_MAX = 10_000_000;
+export const LANES_MAX = 65_536;
+
+export class BenchParamError extends Error {
+  readonly code = 'SYNOD_BENCH_PARAM';
+}
+
+export function validateBenchParams(p: BenchParams): BenchParams {
+  const int = (name: keyof BenchParams, lo: number, hi: number) => {
+    const v = p[name] as number;
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new BenchParamError(`${name} must be an integer ${lo}..${hi}, got ${v}`);
+  };
+  if (!['inproc', 'procs', 'etcd'].includes(p.mode)) throw new BenchParamError(`mode must be inproc, procs or etcd, got ${p.mode}`);
+  if (p.replicas !== 3 && p.replicas !== 5) throw new BenchParamError(`replicas must be 3 or 5, got ${p.replicas}`);
+  int('clients', 1, 4096);
+  int('inflight', 1, 4096);
+  int('connections', 1, 1024);
+  if (p.clients * p.inflight > LANES_MAX) throw new BenchParamError(`clients × inflight must be at most ${LANES_MAX}, got ${p.clients * p.inflight}`);
+  int('keyBytes', 8, 1024);
+  int('valueBytes', 8, 1 << 20);
+  int('keySpace', 1, KEY_SPACE_MAX);
+  int('totalOps', 0, 1e12);
+  if (!(p.durationS > 0 && p.durationS <= 3600)) throw new BenchParamError(`durationS must be in (0, 3600], got ${p.durationS}`);
+  if (!(p.warmupS >= 0 && p.warmupS <= 600)) throw new BenchParamError(`warmupS must be in [0, 600], got ${p.warmupS}`);
+  if (!(p.readRatio >= 0 && p.readRatio <= 1)) throw new BenchParamError(`readRatio must be in [0, 1], got ${p.readRatio}`);
+  if (!['linearizable', 'lease', 'local'].includes(p.consistency)) throw new BenchParamError(`consistency must be linearizable, lease or local, got ${p.consistency}`);
+  if (!['file', 'memory', 'pmem'].includes(p.storage)) throw new BenchParamError(`storage must be file, memory or pmem, got ${p.storage}`);
+  if (!(p.rateOpsPerS >= 0 && p.rateOpsPerS <= 1e8)) throw new BenchParamError(`rateOpsPerS must be in [0, 1e8], got ${p.rateOpsPerS}`);
+  if (p.via !== 'direct' && p.via !== 'binary') throw new BenchParamError(`via must be direct or binary, got ${p.via}`);
+  int('verifyKeysMax', 0, KEY_SPACE_MAX);
+  int('electionTimeoutMs', 50, 60_000);
+  if (p.mode === 'etcd' && p.etcdEndpoints.length === 0) throw new BenchParamError('mode etcd needs --etcd-endpoints host:port,...');
+  if (p.mode === 'etcd' && p.consistency === 'lease') throw new BenchParamError('etcd has no lease reads: use linearizable (etcd "l") or local (etcd "s", serializable)');
+  return p;
+}
+
+/** The parameters as printed in --json (what makes two runs comparable). */
+export function paramsForReport(p: BenchParams): Record<string, unknown> {
+  const { etcdEndpoints: _e, ...rest } = p;
+  return { ...rest, lanes: p.clients * p.inflight };
+}

@@ -1,0 +1,219 @@
+// One benchmark run: start the system under test, run the load (in this thread for the in-process
+// engine, in a worker thread otherwise), sample CPU, memory and log counters at the edges of the
+// measured window, stop everything, and return one BenchResult (what --json prints).
+
+import { cpus, loadavg } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { externalEtcd, startInproc, startProcs, type BenchCluster, type ProcessSample, type ReplicaCounters } from './cluster.js';
+import { runLoad, type LatencyQuantiles, type LoadResult, type TimelinePoint, type VerifyResult } from './load.js';
+import type { LoadWorkerData } from './load-worker.js';
+import { paramsForReport, type BenchParams } from './params.js';
+import { DirectTarget } from './targets.js';
+import type { TraceReport } from './trace.js';
+
+export interface ProcessReport {
+  name: string;
+  pid: number;
+  cpuS: number;
+  /** CPU time of this process per measured operation. */
+  cpuUsPerOp: number;
+  /** Share of one core over the measured window. */
+  cpuCores: number;
+  rssMiB: number;
+  rssPeakMiB: number;
+}
+
+export interface StorageReport {
+  /** The leader's fdatasync (or persist) calls per committed operation. */
+  leaderSyncsPerOp: number;
+  leaderBytesWrittenPerOp: number;
+  /** Every replica together. */
+  clusterSyncsPerOp: number;
+  clusterBytesWrittenPerOp: number;
+  leaderSyncsPerS: number;
+  replicas: Array<ReplicaCounters & { syncs: number; bytesWritten: number }>;
+}
+
+export interface BatchReport {
+  /** Leader: commands applied per slot applied (the proposal batch size). */
+  commandsPerSlot: number;
+  /** Leader: log records appended per fdatasync (the group-commit size). */
+  recordsPerSync: number;
+  slotsPerS: number;
+}
+
+export interface BenchResult {
+  opsPerSec: number;
+  writesPerSec: number;
+  readsPerSec: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  errors: number;
+  errorsByCode: Record<string, number>;
+  ops: number;
+  writes: number;
+  reads: number;
+  readsFound: number;
+  overloadSkipped: number;
+  elapsedS: number;
+  params: Record<string, unknown>;
+  machine: { cpus: number; cpuModel: string; node: string; loadAvg1m: number; note: string };
+  latency: { all: LatencyQuantiles; write: LatencyQuantiles; read: LatencyQuantiles };
+  processes: ProcessReport[];
+  storage: StorageReport | null;
+  batches: BatchReport | null;
+  verify: VerifyResult;
+  trace: TraceReport | null;
+  traceError: string | null;
+  timeline: TimelinePoint[];
+  histogram: Array<[number, number]>;
+}
+
+export interface RunUi {
+  onPhase?: (phase: string) => void;
+  onProgress?: (ops: number, errors: number, elapsedS: number) => void;
+  /** The caller's SIGINT: when it returns true the load stops and everything is torn down. */
+  stopRequested?: () => boolean;
+  /** Registers the clean-up the caller's signal handler must run if it exits early. */
+  onCleanup?: (cleanup: () => Promise<void>) => void;
+}
+
+interface Edge {
+  tMs: number;
+  processes: ProcessSample[];
+  counters: ReplicaCounters[];
+}
+
+export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchResult> {
+  ui.onPhase?.(p.mode === 'etcd' ? 'etcd' : `starting ${p.replicas} replicas (${p.mode === 'inproc' ? 'in process' : 'child processes'}, ${p.storage} log)`);
+  const cluster: BenchCluster = p.mode === 'inproc' ? await startInproc(p) : p.mode === 'procs' ? await startProcs(p, (c) => ui.onCleanup?.(c)) : externalEtcd(p);
+  ui.onCleanup?.(() => cluster.close());
+  try {
+    const edges: Edge[] = [];
+    const sampleEdge = (edge: 'start' | 'end') => {
+      if (edge === 'start') cluster.traceReset();
+      edges.push({ tMs: performance.now(), processes: cluster.processes(), counters: cluster.counters() });
+    };
+    ui.onPhase?.('load');
+    let load: LoadResult;
+    if (p.mode === 'inproc' && p.via === 'direct') {
+      const target = new DirectTarget(cluster.leader!, p.clients, p.inflight);
+      load = await runLoad(p, target, { onMeasure: sampleEdge, onProgress: ui.onProgress, stopRequested: ui.stopRequested });
+    } else {
+      load = await runWorker(p, cluster.endpoints, sampleEdge, ui);
+    }
+    // The probe files of child replicas lag by up to 100 ms: wait for one more before the end edge is final.
+    if (p.mode === 'procs') {
+      await new Promise((r) => setTimeout(r, 250));
+      edges[1] = { ...edges[1]!, counters: cluster.counters() };
+    }
+    const trace = cluster.traceReport();
+    return summarize(p, load, edges, trace, cluster.traceError);
+  } finally {
+    ui.onPhase?.('stopping');
+    await cluster.close();
+  }
+}
+
+function runWorker(p: BenchParams, endpoints: string[], sampleEdge: (edge: 'start' | 'end') => void, ui: RunUi): Promise<LoadResult> {
+  const data: LoadWorkerData = { params: p, endpoints };
+  const worker = new Worker(new URL('./load-worker.js', import.meta.url), { workerData: data });
+  const stopPoll = setInterval(() => {
+    if (ui.stopRequested?.()) worker.postMessage({ type: 'stop' });
+  }, 100);
+  return new Promise<LoadResult>((resolve, reject) => {
+    worker.on('message', (m: { type: string; ops: number; errors: number; elapsedS: number; edge: 'start' | 'end'; result: LoadResult; message: string }) => {
+      if (m.type === 'progress') ui.onProgress?.(m.ops, m.errors, m.elapsedS);
+      else if (m.type === 'measure') {
+        sampleEdge(m.edge);
+        worker.postMessage({ type: 'measured' });
+      } else if (m.type === 'done') resolve(m.result);
+      else if (m.type === 'error') reject(new Error(`load generator failed: ${m.message}`));
+    });
+    worker.on('error', reject);
+    worker.on('exit', (code) => reject(new Error(`load generator exited (${code}) without a result`)));
+  }).finally(() => {
+    clearInterval(stopPoll);
+    void worker.terminate();
+  });
+}
+
+function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: TraceReport | null, traceError: string | null): BenchResult {
+  const [a, b] = edges;
+  const windowS = a && b ? (b.tMs - a.tMs) / 1000 : load.elapsedS;
+  const ops = Math.max(load.ops, 1);
+  const processes: ProcessReport[] = (b?.processes ?? []).map((end) => {
+    const start = a?.processes.find((x) => x.pid === end.pid);
+    const cpuS = start ? end.cpuS - start.cpuS : NaN;
+    return { name: end.name, pid: end.pid, cpuS: round(cpuS, 3), cpuUsPerOp: round((cpuS / ops) * 1e6, 2), cpuCores: round(cpuS / windowS, 2), rssMiB: round(end.rssBytes / 2 ** 20, 1), rssPeakMiB: round(end.rssPeakBytes / 2 ** 20, 1) };
+  });
+  let storage: StorageReport | null = null;
+  let batches: BatchReport | null = null;
+  if (a && b && b.counters.length > 0) {
+    const deltas = b.counters.map((end) => {
+      const start = a.counters.find((x) => x.id === end.id);
+      const d = (k: keyof ReplicaCounters) => (end[k] as number) - ((start?.[k] as number | undefined) ?? 0);
+      return { ...end, appends: d('appends'), commits: d('commits'), syncs: d('syncs'), bytesWritten: d('bytesWritten'), slotsApplied: d('slotsApplied'), commandsApplied: d('commandsApplied') };
+    });
+    const leader = deltas.find((x) => x.role === 'leader') ?? deltas[0]!;
+    const sum = (k: 'syncs' | 'bytesWritten') => deltas.reduce((s, x) => s + x[k], 0);
+    storage = {
+      leaderSyncsPerOp: round(leader.syncs / ops, 5),
+      leaderBytesWrittenPerOp: round(leader.bytesWritten / ops, 1),
+      clusterSyncsPerOp: round(sum('syncs') / ops, 5),
+      clusterBytesWrittenPerOp: round(sum('bytesWritten') / ops, 1),
+      leaderSyncsPerS: round(leader.syncs / windowS, 1),
+      replicas: deltas,
+    };
+    batches = {
+      commandsPerSlot: round(leader.commandsApplied / Math.max(1, leader.slotsApplied), 1),
+      recordsPerSync: round(leader.appends / Math.max(1, leader.syncs), 1),
+      slotsPerS: round(leader.slotsApplied / windowS, 1),
+    };
+  }
+  const elapsed = Math.max(load.elapsedS, 1e-9);
+  return {
+    opsPerSec: Math.round(load.ops / elapsed),
+    writesPerSec: Math.round(load.writes / elapsed),
+    readsPerSec: Math.round(load.reads / elapsed),
+    p50Ms: load.latency.p50Ms,
+    p90Ms: load.latency.p90Ms,
+    p99Ms: load.latency.p99Ms,
+    p999Ms: load.latency.p999Ms,
+    maxMs: load.latency.maxMs,
+    errors: load.errors,
+    errorsByCode: load.errorsByCode,
+    ops: load.ops,
+    writes: load.writes,
+    reads: load.reads,
+    readsFound: load.readsFound,
+    overloadSkipped: load.overloadSkipped,
+    elapsedS: round(load.elapsedS, 3),
+    params: paramsForReport(p),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      node: process.version,
+      loadAvg1m: round(loadavg()[0] ?? 0, 2),
+      note: 'the load generator shares the machine with the system under test',
+    },
+    latency: { all: load.latency, write: load.writeLatency, read: load.readLatency },
+    processes,
+    storage,
+    batches,
+    verify: load.verify,
+    trace,
+    traceError: trace ? null : traceError,
+    timeline: load.timeline,
+    histogram: load.histogram,
+  };
+}
+
+function round(x: number, digits: number): number {
+  if (!Number.isFinite(x)) return NaN;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -1,0 +1,158 @@
+// What the load generator talks to. One interface, three implementations, so that the same
+// workload shape (lanes, keys, values, read ratio) runs against:
+//   - DirectTarget: the leader's SynodReplica in this process (propose()/read(): the engine alone);
+//   - BinaryTarget: KvClients over the binary protocol (many requests in flight per connection);
+//   - EtcdTarget:   etcd's HTTP/JSON gRPC gateway (/v3/kv/put, /v3/kv/range), HTTP/1.1 keep-alive,
+//                   one request in flight per socket (the gateway has no pipelining), so a lane is
+//                   a socket there: the lanes × in-flight shape is the same, the multiplexing is not.
+
+import * as http from 'node:http';
+import { KvClient } from '../kv/client.js';
+import { decodeResult, encodeCommand, encodeQuery } from '../kv/codec.js';
+import type { SynodReplica } from '../runtime/replica.js';
+import type { BenchConsistency } from './params.js';
+
+export interface Target {
+  /** Resolves once the write is acknowledged (committed and applied by the leader). */
+  put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void>;
+  /** The value, or null if absent. */
+  get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null>;
+  close(): void;
+}
+
+/** A typed failure with a stable code, for the error counts of the report. */
+export class BenchOpError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function errorCode(e: unknown): string {
+  const c = (e as { code?: unknown })?.code;
+  return typeof c === 'string' ? c : (e as Error)?.name ?? 'Error';
+}
+
+// ---------------------------------------------------------------- direct (in-process engine)
+
+/**
+ * Each client is a session (clientId, seq, floor) as the binary server would pass them, so the
+ * session table sees what it sees in production.
+ */
+export class DirectTarget implements Target {
+  private readonly sessions: Array<{ clientId: number; seq: number; outstanding: Set<number> }>;
+
+  constructor(
+    private readonly replica: () => SynodReplica,
+    clients: number,
+    private readonly lanesPerClient: number,
+  ) {
+    this.sessions = Array.from({ length: clients }, (_, i) => ({ clientId: 1_000_000 + i, seq: 0, outstanding: new Set<number>() }));
+  }
+
+  async put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
+    const s = this.sessions[Math.floor(lane / this.lanesPerClient)]!;
+    const seq = ++s.seq;
+    s.outstanding.add(seq);
+    let floor = seq;
+    for (const o of s.outstanding) if (o < floor) floor = o; // at most `inflight` entries
+    try {
+      const r = decodeResult(await this.replica().propose(encodeCommand({ op: 'put', key, value }), { clientId: s.clientId, seq, floor }));
+      if (r.kind !== 'ok') throw new BenchOpError('SYNOD_BENCH_UNEXPECTED', `put answered ${r.kind}`);
+    } finally {
+      s.outstanding.delete(seq);
+    }
+  }
+
+  async get(_lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+    const r = decodeResult((await this.replica().read(encodeQuery({ op: 'get', key }), { consistency })).result);
+    if (r.kind === 'not-found') return null;
+    if (r.kind === 'ok') return r.value ?? new Uint8Array(0);
+    throw new BenchOpError('SYNOD_BENCH_UNEXPECTED', `get answered ${r.kind}`);
+  }
+
+  close(): void {}
+}
+
+// ---------------------------------------------------------------- binary protocol
+
+export class BinaryTarget implements Target {
+  private readonly clients: KvClient[];
+
+  constructor(endpoints: string[], connections: number) {
+    this.clients = Array.from({ length: connections }, () => new KvClient({ endpoints, timeoutMs: 20_000 }));
+  }
+
+  put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.clients[lane % this.clients.length]!.put(key, value);
+  }
+
+  get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+    return this.clients[lane % this.clients.length]!.get(key, { consistency });
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+}
+
+// ---------------------------------------------------------------- etcd (gRPC gateway, JSON)
+
+export class EtcdTarget implements Target {
+  private readonly agent: http.Agent;
+  private readonly endpoints: Array<{ host: string; port: number }>;
+
+  constructor(endpoints: string[], lanes: number) {
+    this.endpoints = endpoints.map((e) => {
+      const [host, port] = e.replace(/^https?:\/\//, '').split(':');
+      return { host: host!, port: Number(port) };
+    });
+    // One socket per lane: HTTP/1.1 carries one request at a time per socket.
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: lanes, maxFreeSockets: lanes });
+  }
+
+  /** Every request goes to the first endpoint: etcd forwards proposals to its leader itself. */
+  private call(path: string, body: object): Promise<Record<string, unknown>> {
+    const text = JSON.stringify(body);
+    const ep = this.endpoints[0]!;
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: ep.host, port: ep.port, method: 'POST', path, agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const answer = Buffer.concat(chunks).toString('utf8');
+            if (res.statusCode !== 200) return reject(new BenchOpError(`ETCD_HTTP_${res.statusCode}`, answer.slice(0, 200)));
+            try {
+              resolve(JSON.parse(answer) as Record<string, unknown>);
+            } catch (e) {
+              reject(new BenchOpError('ETCD_BAD_JSON', (e as Error).message));
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.setTimeout(20_000, () => req.destroy(new BenchOpError('ETCD_TIMEOUT', 'no answer within 20 s')));
+      req.on('error', (e) => reject(e instanceof BenchOpError ? e : new BenchOpError(`ETCD_${(e as NodeJS.ErrnoException).code ?? 'ERROR'}`, e.message)));
+      req.end(text);
+    });
+  }
+
+  async put(_lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
+    await this.call('/v3/kv/put', { key: Buffer.from(key).toString('base64'), value: Buffer.from(value).toString('base64') });
+  }
+
+  async get(_lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+    const r = await this.call('/v3/kv/range', { key: Buffer.from(key).toString('base64'), serializable: consistency === 'local' });
+    const kvs = r.kvs as Array<{ value?: string }> | undefined;
+    if (!kvs || kvs.length === 0) return null;
+    return new Uint8Array(Buffer.from(kvs[0]!.value ?? '', 'base64'));
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
