@@ -170,7 +170,7 @@ export class SynodReplica {
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     replica.sessions = sessions;
-    for (const [peer, host, port] of addresses) replica.addresses.set(peer, { host, port });
+    for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
     replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
     return replica;
@@ -398,9 +398,19 @@ export class SynodReplica {
       return;
     }
     if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
-      this.addresses.set(body.id, { host: body.host, port: body.port });
+      this.learnAddress(body.id, { host: body.host, port: body.port });
       this.refreshPeers();
     }
+  }
+
+  /**
+   * A replicated address (an added member's, or from a snapshot). The addresses this replica was
+   * started with win: the operator may route them differently (proxies, NAT, a 0.0.0.0 bind on the
+   * other side), and our own listen address is never taken from someone else's book.
+   */
+  private learnAddress(id: ReplicaId, address: PeerAddress): void {
+    if (id === this.id || this.options.members.has(id)) return;
+    this.addresses.set(id, address);
   }
 
   /** Connect to every member of every known configuration, and to learners. */
@@ -776,7 +786,7 @@ export class SynodReplica {
     if (slot <= this.appliedSlot || this.closed) return;
     this.sm.restore(body.app);
     this.sessions = body.sessions;
-    for (const [peer, host, port] of body.addresses) this.addresses.set(peer, { host, port });
+    for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
     this.appliedSlot = slot;
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
