@@ -19,3 +19,16 @@ export function firstViolation(seeds: number, overrides: Partial<SimOptions>): S
 export function plant(bug: PlantedBug, contracts: boolean): Partial<SimOptions> {
   return { plantedBug: bug, contracts };
 }
+
+/** Runs seeds [first, first + count) and returns totals; fails on the first violation with its replay command. */
+export function assertSeedsClean(first: number, count: number): { acked: number; slots: number } {
+  let acked = 0;
+  let slots = 0;
+  for (let seed = first; seed < first + count; seed++) {
+    const result = simulate(seed);
+    if (!result.ok) throw new Error(`seed ${seed}: ${result.violation?.message}\n  replay: npm run sim -- --seed ${seed} --trace`);
+    acked += result.ackedWrites;
+    slots += result.committedSlots;
+  }
+  return { acked, slots };
+}
