@@ -19,6 +19,7 @@ import type { BenchParams } from './params.js';
 import { StageTracer, type TraceReport } from './trace.js';
 
 const LEADER_WAIT_MS = 20_000;
+const LEADER_RECHECK_MS = 100;
 const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in these
 const PROBE_URL = new URL('./probe.js', import.meta.url);
 
@@ -131,7 +132,17 @@ export async function startInproc(p: BenchParams): Promise<BenchCluster> {
     await closeAll();
     throw e;
   }
-  const leader = () => nodes.find((n) => n.replica.status().role === 'leader')?.replica ?? leaderNode.replica;
+  // status() builds a whole report: look the leader up at most every LEADER_RECHECK_MS, not per operation.
+  let current = leaderNode.replica;
+  let checkedMs = performance.now();
+  const leader = () => {
+    const t = performance.now();
+    if (t - checkedMs > LEADER_RECHECK_MS) {
+      checkedMs = t;
+      current = nodes.find((n) => n.replica.status().role === 'leader')?.replica ?? current;
+    }
+    return current;
+  };
   let tracer: StageTracer | null = null;
   let traceError: string | null = null;
   if (p.trace) {

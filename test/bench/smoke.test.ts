@@ -1,0 +1,71 @@
+// The benchmark's CI setting (STYLE.md: benchmarks never rot): a few hundred operations through
+// both modes, asserting the results are correct — every acknowledged write reads back, no errors,
+// the --json shape — never the speed.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH_CI, BENCH_DEFAULTS, validateBenchParams, type BenchParams } from '../../src/bench/params.js';
+import { htmlReport } from '../../src/bench/report.js';
+import { runBench, type BenchResult } from '../../src/bench/run.js';
+
+const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+function assertShape(r: BenchResult, p: Partial<BenchParams>): void {
+  for (const k of ['opsPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'errors'] as const) assert.equal(typeof r[k], 'number', `${k} is a number`);
+  assert.equal(r.errors, 0, `no errors: ${JSON.stringify(r.errorsByCode)}`);
+  assert.ok(r.ops >= (p.totalOps ?? 1), `at least the requested operations (${r.ops})`);
+  assert.ok(r.opsPerSec > 0);
+  assert.ok(r.p50Ms > 0 && r.p50Ms <= r.p99Ms && r.p99Ms <= r.p999Ms, 'quantiles ordered');
+  for (const [k, v] of Object.entries(p)) if (k !== 'etcdEndpoints') assert.deepEqual((r.params as Record<string, unknown>)[k], v, `params.${k} reported`);
+  assert.equal(r.verify.skipped, null);
+  assert.ok(r.verify.keysChecked > 0, 'some keys were verified');
+  assert.equal(r.verify.ok, r.verify.keysChecked, `every acknowledged write reads back: ${JSON.stringify(r.verify)}`);
+  assert.ok(r.processes.length >= 1 && r.processes.every((x) => x.cpuS >= 0));
+}
+
+test('bench --inproc (direct, memory log): every acknowledged write reads back, reads and stage timings', async () => {
+  const p = validateBenchParams({ ...BENCH_DEFAULTS, ...BENCH_CI, mode: 'inproc', storage: 'memory', readRatio: 0.3, trace: true });
+  const r = await runBench(p);
+  assertShape(r, { mode: 'inproc', totalOps: p.totalOps, clients: p.clients, inflight: p.inflight, valueBytes: 64, readRatio: 0.3 });
+  assert.ok(r.reads > 0 && r.writes > 0);
+  assert.ok(r.storage && r.storage.replicas.length === 3);
+  assert.ok(r.batches && r.batches.commandsPerSlot >= 1);
+  assert.ok(r.trace, `stage timings present (${r.traceError})`);
+  assert.ok(r.trace.stages.server.count > 0 && r.trace.stages.persist.count > 0 && r.trace.stages.apply.count > 0);
+  const html = htmlReport(r);
+  assert.match(html, /<svg/);
+  assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3)/, 'no scripts or external assets');
+});
+
+test('bench --inproc --via binary (load in a worker thread, KvClient over loopback)', async () => {
+  const p = validateBenchParams({ ...BENCH_DEFAULTS, ...BENCH_CI, mode: 'inproc', storage: 'memory', via: 'binary', readRatio: 0.2, consistency: 'lease' });
+  const r = await runBench(p);
+  assertShape(r, { via: 'binary', consistency: 'lease' });
+});
+
+test('synod bench --ci --json (3 child processes, file log with fdatasync): the JSON shape', { timeout: 60_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synod-bench-test-'));
+  const html = join(dir, 'report.html');
+  try {
+    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html], { encoding: 'utf8', timeout: 45_000 });
+    assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
+    const r = JSON.parse(out.stdout.trim()) as BenchResult;
+    assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
+    assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');
+    assert.ok(r.storage && r.storage.leaderSyncsPerOp > 0, 'fdatasyncs counted through the probe');
+    assert.ok(existsSync(html) && readFileSync(html, 'utf8').includes('<svg'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad parameters are refused with a usage error', () => {
+  const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--replicas', '4'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(out.status, 2);
+  assert.match(out.stderr, /replicas must be 3 or 5/);
+});
