@@ -3,10 +3,14 @@
 //
 // Write path (group commit):
 //
-//   tentativelyAppend ──encode+CRC──▶ pending groups (1 MiB chunks, reused)      no I/O, no await
+//   tentativelyAppend ──header+copy──▶ pending groups (1 MiB chunks, reused)      no I/O, no await
 //   commit ─▶ waiter(target LSN) ─▶ if no flush in flight: flush()
-//   flush: take ALL pending groups ─▶ one writev per segment ─▶ fdatasync ─▶ resolve waiters ≤ durable
+//   flush: take ALL pending groups ─▶ seal (record CRCs, group headers) ─▶ one write per segment
+//          ─▶ fdatasync ─▶ resolve waiters ≤ durable
 //          while it runs, new appends pile up and the next flush takes them all at once.
+//   With the addon (submitLoop): write+fdatasync is one pool job of the log's ordered writer, and the next
+//   flush is queued behind the running one (jobs run strictly in order), so the disk never waits for the
+//   JS thread between groups. Otherwise (no addon, injected io): flushLoop, one flush at a time.
 //
 // Each flush is one or more write groups (one per segment touched, or per groupBytesMax). Only the last
 // group of the log can be torn by a crash, because the next flush starts after this one's fdatasync.

@@ -41,7 +41,8 @@ async function runChild(dir: string, backend: LogBackend, cycle: number, killAft
 }
 
 function crashTest(backend: LogBackend, base: string | undefined, cycles: number): void {
-  test(`${backend} log survives ${cycles} SIGKILLs with every acknowledged record intact`, { timeout: 120_000 }, async () => {
+  // ~0.25 s per cycle on a loaded 2-core machine: the soak (500 cycles) needs more than the default 120 s.
+  test(`${backend} log survives ${cycles} SIGKILLs with every acknowledged record intact`, { timeout: Math.max(120_000, cycles * 1_000) }, async () => {
     const { dir, cleanup } = tempDir(base, 'synod-crash-');
     try {
       // writtenBy[lsn] = the cycle whose content the durable record at lsn must carry (once known).
