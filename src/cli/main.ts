@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { benchCommand } from './bench.js';
+import { certsCommand } from './certs.js';
 import { clientCommands, ExitError, EXIT_USAGE } from './client-commands.js';
 import { UsageError } from './config.js';
 import { demoCommand } from './demo.js';
@@ -17,6 +18,7 @@ program.addCommand(startCommand());
 for (const c of clientCommands()) program.addCommand(c);
 program.addCommand(demoCommand());
 program.addCommand(benchCommand());
+program.addCommand(certsCommand());
 for (const c of program.commands) c.exitOverride();
 
 try {

@@ -16,6 +16,7 @@ export interface StartSettings {
   binary?: PeerAddress;
   initialCluster: Map<number, PeerAddress>;
   join: boolean;
+  tls?: { caFile: string; certFile: string; keyFile: string };
   initialHttp: Map<number, PeerAddress>;
   initialBinary?: Map<number, PeerAddress>;
   valueMaxBytes?: number;
@@ -35,6 +36,9 @@ const ENV: Record<string, string> = {
   binary: 'SYNOD_BINARY',
   initialCluster: 'SYNOD_INITIAL_CLUSTER',
   join: 'SYNOD_JOIN',
+  tlsCa: 'SYNOD_TLS_CA',
+  tlsCert: 'SYNOD_TLS_CERT',
+  tlsKey: 'SYNOD_TLS_KEY',
   initialHttp: 'SYNOD_INITIAL_HTTP',
   initialBinary: 'SYNOD_INITIAL_BINARY',
   valueMaxBytes: 'SYNOD_VALUE_MAX_BYTES',
@@ -55,6 +59,9 @@ export function startCommand(): Command {
     .option('--http <host:port>', 'listen address of the HTTP API')
     .option('--binary <host:port>', 'listen address of the binary client protocol (optional)')
     .option('--initial-cluster <list>', 'every replica by peer address: ID=HOST:PORT,...')
+    .option('--tls-ca <file>', 'mutual TLS between replicas: the cluster CA (PEM); with --tls-cert and --tls-key (see synod certs)')
+    .option('--tls-cert <file>', "this replica's certificate (PEM, SAN URI synod://replica/<id>)")
+    .option('--tls-key <file>', "this replica's private key (PEM)")
     .option('--join', 'join a running cluster: --initial-cluster lists its initial members (not this one); then run `synod member add ID HOST:PORT`')
     .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
@@ -107,6 +114,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     if (!listed) throw new UsageError(`replica ${id} is not in --initial-cluster: add ${id}=${peer.host}:${peer.port}, or use --join`);
     if (listed.port !== peer.port) throw new UsageError(`--peer ${peer.host}:${peer.port} does not match --initial-cluster's ${id}=${listed.host}:${listed.port}`);
   }
+  const tlsParts = [get('tlsCa'), get('tlsCert'), get('tlsKey')];
+  if (tlsParts.some((v) => v !== undefined) && !tlsParts.every((v) => v !== undefined)) {
+    throw new UsageError('TLS needs all three of --tls-ca, --tls-cert and --tls-key (make a development set with `synod certs`)');
+  }
+  const tls = tlsParts[0] !== undefined ? { caFile: tlsParts[0]!, certFile: tlsParts[1]!, keyFile: tlsParts[2]! } : undefined;
   const http = parseHostPort(need('http', 'http'), '--http');
   const initialHttp = get('initialHttp') ? parseIdMap(get('initialHttp')!, '--initial-http') : new Map<number, PeerAddress>();
   initialHttp.set(id, http);
@@ -133,6 +145,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     binary,
     initialCluster,
     join,
+    tls,
     initialHttp,
     initialBinary,
     valueMaxBytes,
@@ -156,6 +169,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       members,
       join: s.join,
       listen: s.peer,
+      tls: s.tls,
       httpAddresses: s.initialHttp,
       binary: s.binary,
       binaryAddresses: s.initialBinary,

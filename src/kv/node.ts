@@ -25,6 +25,8 @@ export interface KvNodeOptions {
   followerMode?: 'forward' | 'redirect';
   transport?: PeerTransport;
   logBackend?: ReplicaOptions['logBackend'];
+  /** Mutual TLS between replicas (see ReplicaOptions.tls). */
+  tls?: ReplicaOptions['tls'];
   /** Join a running cluster (members = its initial list, without this replica); `listen` is required. */
   join?: boolean;
   listen?: PeerAddress;
@@ -55,6 +57,7 @@ export class KvNode {
       stateMachine: machine,
       transport: o.transport,
       logBackend: o.logBackend,
+      tls: o.tls,
       core: o.core,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       proposeTimeoutMs: o.proposeTimeoutMs,

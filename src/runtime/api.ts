@@ -64,6 +64,11 @@ export interface ReplicaOptions {
   stateMachine: StateMachine;
   /** Where to listen for peers (TCP); ignored when `transport` is given. */
   listen?: PeerAddress;
+  /**
+   * Mutual TLS between replicas (PEM files): each certificate names its replica as the SAN URI
+   * synod://replica/<id> (and the cluster as synod://cluster/<id>); `synod certs` makes a dev set.
+   */
+  tls?: { caFile: string; certFile: string; keyFile: string };
   /** An existing transport (tests: the in-memory one). */
   transport?: PeerTransport;
   logBackend?: LogBackend;

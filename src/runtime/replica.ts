@@ -24,6 +24,7 @@ import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { TcpTransport } from '../transport/tcp.js';
+import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
 import type { PeerAddress, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
@@ -163,9 +164,13 @@ export class SynodReplica {
       fresh ? undefined : durable,
     );
     const listen = options.listen ?? options.members.get(id)!;
+    if (!options.transport && !options.tls && !isLoopback(listen.host)) {
+      (options.logger ?? silent)('warn', `peer traffic on ${listen.host}:${listen.port} is plain TCP: anyone who can reach it and knows the cluster id can claim a replica id; use TLS (synod certs) off loopback`);
+    }
+    const socketFactory = options.tls ? tlsSocketFactory({ ...readTlsFiles(options.tls), clusterId, logger: options.logger }) : undefined;
     const transport =
       options.transport ??
-      new TcpTransport({ replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger });
+      new TcpTransport({ replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
@@ -798,6 +803,10 @@ export class SynodReplica {
     this.log('info', `installed a snapshot of slot ${slot}`);
     this.scheduleDrain();
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** Commands of this client id are the runtime's own (the address book), never the application's. */

@@ -46,12 +46,39 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
   if (view.getUint32(0, true) !== MAGIC) throw new Error('snapshot body: bad magic');
   const headerBytes = view.getUint32(4, true);
   if (8 + headerBytes > bytes.length) throw new Error('snapshot body: header runs past the end');
-  const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + headerBytes)).toString('utf8')) as Header;
-  if (!Number.isSafeInteger(header.slot) || !Array.isArray(header.configs) || !Array.isArray(header.sessions)) {
-    throw new Error('snapshot body: malformed header');
+  let header: Header;
+  try {
+    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + headerBytes)).toString('utf8')) as Header;
+  } catch (e) {
+    throw new Error(`snapshot body: the header is not JSON (${(e as Error).message})`);
   }
+  if (!validHeader(header)) throw new Error('snapshot body: malformed header');
   const sessions = SessionTable.fromJSON<Uint8Array>(
     header.sessions.map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))])]),
   );
   return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes) };
+}
+
+const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1023;
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
+function validHeader(h: unknown): h is Header {
+  if (typeof h !== 'object' || h === null) return false;
+  const { slot, configs, addresses, sessions } = h as Partial<Header>;
+  if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
+  for (const c of configs) {
+    if (typeof c !== 'object' || c === null || !isCount(c.fromSlot) || !Array.isArray(c.members) || !c.members.every(isId)) return false;
+  }
+  if (addresses !== undefined) {
+    if (!Array.isArray(addresses)) return false;
+    for (const a of addresses) {
+      if (!Array.isArray(a) || a.length !== 3 || !isId(a[0]) || typeof a[1] !== 'string' || !Number.isInteger(a[2])) return false;
+    }
+  }
+  for (const sess of sessions) {
+    if (!Array.isArray(sess) || sess.length !== 3 || !isCount(sess[0]) || !isCount(sess[1]) || !Array.isArray(sess[2])) return false;
+    for (const r of sess[2]) if (!Array.isArray(r) || r.length !== 2 || !isCount(r[0]) || typeof r[1] !== 'string') return false;
+  }
+  return true;
 }

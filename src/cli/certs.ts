@@ -1,0 +1,26 @@
+// `synod certs`: a development CA and per-replica certificates, so that a TLS cluster is one command.
+import { Command } from 'commander';
+import { generateDevCerts } from '../security/certs.js';
+import { UsageError } from './config.js';
+
+export function certsCommand(): Command {
+  return new Command('certs')
+    .description('make a development CA and replica/client certificates for mutual TLS (uses the system openssl)')
+    .requiredOption('--dir <dir>', 'where to write them (an existing CA there is reused)')
+    .requiredOption('--replicas <ids>', 'replica ids, comma-separated (e.g. 1,2,3)')
+    .option('--cluster-id <name>', 'the cluster named in every replica certificate', 'synod')
+    .option('--hosts <list>', 'host names/addresses for the client-facing certificates', 'localhost,127.0.0.1,::1')
+    .option('--clients <names>', 'client certificates to make', 'client')
+    .action(async (o: { dir: string; replicas: string; clusterId: string; hosts: string; clients: string }) => {
+      const ids = o.replicas.split(',').map((x) => Number(x.trim()));
+      if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 1 || id > 1023)) {
+        throw new UsageError(`--replicas must list replica ids 1..1023, got ${JSON.stringify(o.replicas)}`);
+      }
+      const split = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+      const result = await generateDevCerts({ dir: o.dir, replicaIds: ids, clusterId: o.clusterId, hosts: split(o.hosts), clientNames: split(o.clients) });
+      for (const file of result.written) process.stdout.write(`wrote ${file}\n`);
+      process.stdout.write(
+        `start each replica with --tls-ca ${o.dir}/ca.crt --tls-cert ${o.dir}/replica-ID.crt --tls-key ${o.dir}/replica-ID.key\n`,
+      );
+    });
+}
