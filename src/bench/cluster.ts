@@ -47,7 +47,7 @@ export interface BenchCluster {
   /** Binary protocol endpoints ("host:port"), leader first; empty for in-process direct load. */
   endpoints: string[];
   /** In-process only: the leader replica now. */
-  leader: (() => SynodReplica) | null;
+  leader: ((refresh?: boolean) => SynodReplica) | null;
   processes(): ProcessSample[];
   counters(): ReplicaCounters[];
   traceReset(): void;
@@ -135,9 +135,9 @@ export async function startInproc(p: BenchParams): Promise<BenchCluster> {
   // status() builds a whole report: look the leader up at most every LEADER_RECHECK_MS, not per operation.
   let current = leaderNode.replica;
   let checkedMs = performance.now();
-  const leader = () => {
+  const leader = (refresh = false) => {
     const t = performance.now();
-    if (t - checkedMs > LEADER_RECHECK_MS) {
+    if (refresh || t - checkedMs > LEADER_RECHECK_MS) {
       checkedMs = t;
       current = nodes.find((n) => n.replica.status().role === 'leader')?.replica ?? current;
     }

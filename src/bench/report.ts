@@ -30,6 +30,7 @@ export function summaryText(r: BenchResult): string {
     );
   }
   if (r.batches) rows.push(['batches (leader)', `${n(r.batches.commandsPerSlot, 1)} commands/slot, ${n(r.batches.recordsPerSync, 1)} records/fdatasync, ${n(r.batches.slotsPerS)} slots/s`]);
+  if (r.notLeaderRetries) rows.push(['leadership moved', `${n(r.notLeaderRetries)} operations retried on NOT_LEADER (an election during the run: the event loop starved heartbeats)`]);
   const v = r.verify;
   rows.push(['verification', v.skipped ? `skipped (${v.skipped})` : `${v.ok}/${v.keysChecked} acknowledged writes read back${v.missing + v.wrong + v.errors ? ` (${v.missing} missing, ${v.wrong} wrong, ${v.errors} errors)` : ''}${v.uncertain ? `; ${v.uncertain} keys with an unknown last outcome not checked` : ''}`]);
   rows.push(['machine', `${r.machine.cpus} cores (${r.machine.cpuModel}), Node ${r.machine.node}, load average ${r.machine.loadAvg1m}`]);

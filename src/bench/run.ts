@@ -70,6 +70,8 @@ export interface BenchResult {
   traceError: string | null;
   timeline: TimelinePoint[];
   histogram: Array<[number, number]>;
+  /** --inproc direct: operations retried because leadership moved (an election under load); null otherwise. */
+  notLeaderRetries: number | null;
 }
 
 export interface RunUi {
@@ -99,9 +101,11 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
     };
     ui.onPhase?.('load');
     let load: LoadResult;
+    let notLeaderRetries: number | null = null;
     if (p.mode === 'inproc' && p.via === 'direct') {
       const target = new DirectTarget(cluster.leader!, p.clients, p.inflight);
       load = await runLoad(p, target, { onMeasure: sampleEdge, onProgress: ui.onProgress, stopRequested: ui.stopRequested });
+      notLeaderRetries = target.notLeaderRetries;
     } else {
       load = await runWorker(p, cluster.endpoints, sampleEdge, ui);
     }
@@ -111,7 +115,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
       edges[1] = { ...edges[1]!, counters: cluster.counters() };
     }
     const trace = cluster.traceReport();
-    return summarize(p, load, edges, trace, cluster.traceError);
+    return { ...summarize(p, load, edges, trace, cluster.traceError), notLeaderRetries };
   } finally {
     ui.onPhase?.('stopping');
     await cluster.close();
@@ -141,7 +145,7 @@ function runWorker(p: BenchParams, endpoints: string[], sampleEdge: (edge: 'star
   });
 }
 
-function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: TraceReport | null, traceError: string | null): BenchResult {
+function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: TraceReport | null, traceError: string | null): Omit<BenchResult, 'notLeaderRetries'> {
   const [a, b] = edges;
   const windowS = a && b ? (b.tMs - a.tMs) / 1000 : load.elapsedS;
   const ops = Math.max(load.ops, 1);

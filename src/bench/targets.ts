@@ -41,11 +41,16 @@ export function errorCode(e: unknown): string {
  * Each client is a session (clientId, seq, floor) as the binary server would pass them, so the
  * session table sees what it sees in production.
  */
+const NOT_LEADER_RETRIES_MAX = 200;
+const NOT_LEADER_BACKOFF_MS = 25;
+
 export class DirectTarget implements Target {
+  /** Operations retried because leadership moved during the run. */
+  notLeaderRetries = 0;
   private readonly sessions: Array<{ clientId: number; seq: number; outstanding: Set<number> }>;
 
   constructor(
-    private readonly replica: () => SynodReplica,
+    private readonly replica: (refresh?: boolean) => SynodReplica,
     clients: number,
     private readonly lanesPerClient: number,
   ) {
@@ -58,8 +63,10 @@ export class DirectTarget implements Target {
     s.outstanding.add(seq);
     let floor = seq;
     for (const o of s.outstanding) if (o < floor) floor = o; // at most `inflight` entries
+    const command = encodeCommand({ op: 'put', key, value });
     try {
-      const r = decodeResult(await this.replica().propose(encodeCommand({ op: 'put', key, value }), { clientId: s.clientId, seq, floor }));
+      // A retry keeps (clientId, seq): the session table applies it at most once.
+      const r = decodeResult(await this.retryingNotLeader(() => this.replica().propose(command, { clientId: s.clientId, seq, floor })));
       if (r.kind !== 'ok') throw new BenchOpError('SYNOD_BENCH_UNEXPECTED', `put answered ${r.kind}`);
     } finally {
       s.outstanding.delete(seq);
@@ -67,10 +74,25 @@ export class DirectTarget implements Target {
   }
 
   async get(_lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
-    const r = decodeResult((await this.replica().read(encodeQuery({ op: 'get', key }), { consistency })).result);
+    const query = encodeQuery({ op: 'get', key });
+    const r = decodeResult((await this.retryingNotLeader(() => this.replica().read(query, { consistency }))).result);
     if (r.kind === 'not-found') return null;
     if (r.kind === 'ok') return r.value ?? new Uint8Array(0);
     throw new BenchOpError('SYNOD_BENCH_UNEXPECTED', `get answered ${r.kind}`);
+  }
+
+  /** Leadership moved (an election under load): find the new leader and try again, as a client would. */
+  private async retryingNotLeader<T>(op: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (e) {
+        if (errorCode(e) !== 'SYNOD_NOT_LEADER' || attempt >= NOT_LEADER_RETRIES_MAX) throw e;
+        this.notLeaderRetries++;
+        await new Promise((r) => setTimeout(r, NOT_LEADER_BACKOFF_MS));
+        this.replica(true);
+      }
+    }
   }
 
   close(): void {}
