@@ -143,29 +143,34 @@ export async function startInproc(p: BenchParams): Promise<BenchCluster> {
     }
     return current;
   };
-  let tracer: StageTracer | null = null;
+  // Every replica is traced: leadership may move during the run (the report takes the replica
+  // that served the most proposals, i.e. the leader of most of the window).
+  let tracers: StageTracer[] = [];
   let traceError: string | null = null;
   if (p.trace) {
     try {
-      tracer = new StageTracer(leaderNode.replica);
+      tracers = nodes.map((n) => new StageTracer(n.replica));
     } catch (e) {
+      for (const t of tracers) t.uninstall();
+      tracers = [];
       traceError = (e as Error).message;
     }
   }
+  const busiest = () => tracers.map((t) => t.report()).sort((a, b) => b.stages.server.count - a.stages.server.count)[0] ?? null;
   const order = [leaderNode, ...nodes.filter((n) => n !== leaderNode)];
   return {
     endpoints: binary ? order.map((n) => `127.0.0.1:${n.binary!.address().port}`) : [],
     leader,
     processes: () => [selfSample(binary ? `bench (${p.replicas} replicas; load in a worker thread)` : `bench (${p.replicas} replicas + load)`)],
     counters: () => nodes.map((n) => countersOf(n.replica)),
-    traceReset: () => tracer?.reset(),
-    traceReport: () => tracer?.report() ?? null,
+    traceReset: () => tracers.forEach((t) => t.reset()),
+    traceReport: busiest,
     get traceError() {
       return traceError;
     },
     dataDir: dir,
     close: async () => {
-      tracer?.uninstall();
+      for (const t of tracers) t.uninstall();
       await closeAll();
     },
   };
