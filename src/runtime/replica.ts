@@ -703,7 +703,11 @@ export class SynodReplica {
     while (i < this.entryLsns.length && this.entryLsns[i]![1] <= slot) i++;
     const head = i < this.entryLsns.length ? this.entryLsns[i]![0] : this.logStore.headTailCapacity().tail;
     this.entryLsns = this.entryLsns.slice(i);
-    if (head > this.logStore.headTailCapacity().head && head <= this.logStore.headTailCapacity().tail) this.logStore.advanceHead(head);
+    const { head: current, tail } = this.logStore.headTailCapacity();
+    if (head > current && head <= tail) {
+      // Releasing segments can fail (EIO on unlink): the log keeps them, nothing is lost; say so.
+      this.logStore.advanceHead(head).catch((e: unknown) => this.log('warn', 'could not release log segments below a snapshot', { error: String(e) }));
+    }
   }
 
   private requestSnapshot(from: ReplicaId, slot: Slot): void {
