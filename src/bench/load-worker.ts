@@ -23,7 +23,7 @@ port.on('message', (m: { type: string }) => {
   if (m.type === 'stop') stop = true;
   if (m.type === 'measured') measured?.();
 });
-const target: Target = params.mode === 'etcd' ? new EtcdTarget(endpoints, params.clients * params.inflight) : new BinaryTarget(endpoints, params.connections);
+const target: Target = params.mode === 'etcd' ? new EtcdTarget(endpoints, params.clients * params.inflight) : new BinaryTarget(endpoints, params.connections, params.consistency === 'local' && params.readRatio > 0);
 try {
   const result = await runLoad(params, target, {
     stopRequested: () => stop,

@@ -100,11 +100,18 @@ export class DirectTarget implements Target {
 
 // ---------------------------------------------------------------- binary protocol
 
+/**
+ * Writes and leader reads go through `connections` clients (each follows the leader). Local reads
+ * may be served by any replica, so they go through `connections` more clients pinned round robin to
+ * every endpoint: the cluster's read capacity, not one replica's.
+ */
 export class BinaryTarget implements Target {
   private readonly clients: KvClient[];
+  private readonly pinned: KvClient[];
 
-  constructor(endpoints: string[], connections: number) {
+  constructor(endpoints: string[], connections: number, localReads: boolean) {
     this.clients = Array.from({ length: connections }, () => new KvClient({ endpoints, timeoutMs: 20_000 }));
+    this.pinned = localReads ? Array.from({ length: connections }, (_, i) => new KvClient({ endpoints: [endpoints[i % endpoints.length]!], timeoutMs: 20_000 })) : [];
   }
 
   put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
@@ -112,11 +119,12 @@ export class BinaryTarget implements Target {
   }
 
   get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
-    return this.clients[lane % this.clients.length]!.get(key, { consistency });
+    const pool = consistency === 'local' && this.pinned.length > 0 ? this.pinned : this.clients;
+    return pool[lane % pool.length]!.get(key, { consistency });
   }
 
   close(): void {
-    for (const c of this.clients) c.close();
+    for (const c of [...this.clients, ...this.pinned]) c.close();
   }
 }
 
