@@ -34,7 +34,7 @@ import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
 const FRAME_SNAPSHOT_CHUNK = 0xf2;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
-const SNAPSHOT_FETCH_TIMEOUT_MS = 10_000;
+const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 
 interface PendingProposal {
   resolve: (result: Uint8Array) => void;
@@ -723,10 +723,13 @@ export class SynodReplica {
   private async shipSnapshot(to: ReplicaId, frame: Uint8Array): Promise<void> {
     if (frame.length !== 9) return;
     const wanted = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getFloat64(1, true);
-    const latest = await this.snapshots.latest();
+    let latest = await this.snapshots.latest();
     if (!latest || latest.slot < wanted) {
+      // Nothing recent enough on disk (the log was compacted by a snapshot since removed, or
+      // the peer asks past it): take one now and ship that, rather than leave the peer waiting.
       await this.takeSnapshot();
-      return; // the peer asks again on its next catch-up attempt
+      latest = await this.snapshots.latest();
+      if (!latest || latest.slot < wanted) return; // the peer asks again on its next catch-up attempt
     }
     const release = this.snapshots.pin(latest.slot);
     try {
