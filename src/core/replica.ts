@@ -381,10 +381,12 @@ export class Replica {
       for (const s of [...this.cells.keys()]) if (s <= slot) this.cells.delete(s);
       this.logStart = slot + 1;
       this.appliedPrefix = slot;
+      const before = this.chosenPrefix;
       if (this.chosenPrefix < slot) this.chosenPrefix = slot;
       if (this.maxSlotSeen < slot) this.maxSlotSeen = slot;
       this.membership = new Membership(configs);
       this.advanceChosenPrefix();
+      if (this.leader && this.chosenPrefix > before) this.leaderPrefixAdvanced();
     }
     this.finishStep();
   }
@@ -621,7 +623,8 @@ export class Replica {
 
   private maybeRequestCatchup(): void {
     if (this.nowMs < this.catchupRetryAtMs) return;
-    const target = this.leaderId ?? this.knownCommitFrom;
+    // A follower asks its leader; a leader that lags (a follower knows more is chosen) asks that follower.
+    const target = this.leaderId !== null && this.leaderId !== this.id ? this.leaderId : this.knownCommitFrom;
     if (target === null || target === this.id) return;
     this.catchupRetryAtMs = this.nowMs + this.options.retransmitMs;
     this.send({ type: 'catchupRequest', from: this.id, to: target, fromSlot: this.chosenPrefix + 1 });
@@ -856,6 +859,7 @@ export class Replica {
     if (!this.isSlotQuorum(slot, inflight.votes)) return;
     leader.inflight.delete(slot);
     const cell = this.cells.get(slot)!;
+    if (cell.entry.chosen) return; // learned chosen meanwhile (a lagging leader catching up)
     if (CONTRACTS) invariant(cell.entry.ballot === leader.ballot && sameValue(cell.entry.value, inflight.value), `slot ${slot}: leader's cell changed`);
     cell.entry = { ...cell.entry, chosen: true };
     this.advanceChosenPrefix();
@@ -1000,6 +1004,12 @@ export class Replica {
     const leader = this.leader;
     if (!leader || msg.ballot !== leader.ballot) return;
     leader.progress.set(msg.from, msg.chosenPrefix);
+    if (msg.chosenPrefix > this.chosenPrefix) {
+      // A follower learned (from an earlier leader) slots we still try to get chosen, and may have
+      // compacted them, so it will not vote on them again: learn them from it (log or snapshot).
+      this.noteCommit(msg.chosenPrefix, msg.from);
+      this.maybeRequestCatchup();
+    }
     const acks = leader.roundAcks.get(msg.round);
     if (!acks) return;
     acks.add(msg.from);
