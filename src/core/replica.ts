@@ -217,7 +217,10 @@ export class Replica {
     this.setNow(nowMs);
     if (CONTRACTS) requires(msg.to === this.id, `message for ${msg.to} delivered to ${this.id}`);
     const learnerMessage = this.learners.has(msg.from) && (msg.type === 'catchupRequest' || msg.type === 'heartbeatAck');
-    if (msg.from === this.id || (!this.membership.isKnown(msg.from) && !learnerMessage)) {
+    // A replica that lags may not yet know the configuration its leader belongs to (it learns it
+    // from the log): it may still learn from anyone — commit notices and chosen values — never vote.
+    const learningMessage = msg.type === 'heartbeat' || msg.type === 'catchupReply';
+    if (msg.from === this.id || (!this.membership.isKnown(msg.from) && !learnerMessage && !learningMessage)) {
       // Messages from non-members are ignored (SAFETY.md): they cannot vote or lead here.
       // Learners (joining replicas) may only fetch the log and acknowledge heartbeats.
       this.finishStep();
@@ -809,7 +812,10 @@ export class Replica {
 
   private onReject(msg: RejectMsg): void {
     this.noteBallot(msg.promised);
-    const mine = this.leader?.ballot ?? this.candidate?.ballot;
+    // A candidate refused by a higher promise gives up (it will campaign above it next time). A
+    // leader does not: one lagging acceptor with a stray high promise must not depose it; a leader
+    // that really lost its quorum sees its heartbeats go unacknowledged and steps down on its own.
+    const mine = this.candidate?.ballot;
     if (mine !== undefined && msg.ballot === mine && msg.promised > mine) this.stepDown(null);
   }
 
@@ -992,6 +998,15 @@ export class Replica {
     this.noteBallot(msg.ballot);
     if (msg.ballot < this.promised) {
       this.send({ type: 'reject', from: this.id, to: msg.from, ballot: msg.ballot, promised: this.promised });
+      if (msg.commitSlot > this.chosenPrefix && this.role !== 'leader') {
+        // A live leader is ahead of us: our higher ballot never won anything. Stop campaigning
+        // (it would only disrupt) and catch up; we vote again after the next election.
+        if (this.candidate) this.abandonCandidacy();
+        this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+        this.noteCommit(msg.commitSlot, msg.from);
+        this.knownCommitFrom = msg.from;
+        this.maybeRequestCatchup();
+      }
       return;
     }
     this.heardFromLeader(msg.from, msg.ballot);
