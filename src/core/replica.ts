@@ -650,8 +650,10 @@ export class Replica {
     this.advanceChosenPrefix();
     if (msg.entries.length === 0 && msg.snapshotSlot > this.chosenPrefix) {
       this.out.snapshotNeeded = { from: msg.from, slot: msg.snapshotSlot };
-    } else if (this.chosenPrefix < this.knownCommit) {
-      this.catchupRetryAtMs = 0; // more to fetch: ask again at once
+    } else if (this.chosenPrefix < this.knownCommit && msg.entries.length > 0) {
+      // Progress, and more to fetch: ask again at once. A reply that taught nothing waits for the
+      // retry interval (asking a peer that has nothing again at once is a message storm).
+      this.catchupRetryAtMs = 0;
       this.maybeRequestCatchup();
     }
   }

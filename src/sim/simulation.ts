@@ -151,6 +151,7 @@ const CLIENT_TIMEOUT_MS = 500;
 const CLIENT_LATENCY_MS = 1;
 const TICK_MS = 10;
 const TRACE_RING = 400;
+const STEPS_MAX = 2_000_000;
 
 export class Simulation {
   private readonly prng: Prng;
@@ -220,6 +221,9 @@ export class Simulation {
         if (ev.atMs > endMs) break;
         this.nowMs = ev.atMs;
         this.steps++;
+        // A healthy seed takes ~10^4 events; a runaway (a message storm, a retry loop) is a bug to
+        // report, not a hang.
+        if (this.steps > STEPS_MAX) this.checker.fail('liveness', `runaway: more than ${STEPS_MAX} events by t=${this.nowMs.toFixed(1)} ms (a message storm?)`);
         ev.run();
         if (this.healed && this.converged()) break;
       }
