@@ -855,7 +855,10 @@ export class Replica {
   }
 
   private countVote(slot: Slot, voter: ReplicaId): void {
-    const leader = this.leader!;
+    // Counting one vote can end our leadership (a configuration without us takes effect), so a
+    // batch of our own votes may meet a replica that no longer leads.
+    const leader = this.leader;
+    if (!leader) return;
     const inflight = leader.inflight.get(slot);
     if (!inflight) return;
     if (!this.membership.membersAt(slot).includes(voter)) return;
