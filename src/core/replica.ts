@@ -324,6 +324,14 @@ export class Replica {
     this.finishStep();
   }
 
+  /** Change the election timeout at run time (RSL's ChangeElectionDelay); validated like the options. */
+  setElectionTimeouts(minMs: number, maxMs: number): void {
+    const next = validateCoreOptions({ ...this.options, electionTimeoutMinMs: minMs, electionTimeoutMaxMs: maxMs });
+    (this.options as CoreOptions).electionTimeoutMinMs = next.electionTimeoutMinMs;
+    (this.options as CoreOptions).electionTimeoutMaxMs = next.electionTimeoutMaxMs;
+    if (this.role !== 'leader') this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+  }
+
   /** Replicas that follow the log without voting (joining members, before their promotion). */
   setLearners(ids: ReplicaId[]): void {
     this.learners = new Set(ids.filter((id) => id !== this.id));

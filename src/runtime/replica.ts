@@ -85,6 +85,7 @@ export class SynodReplica {
   private snapshotSlot: Slot = 0;
   private compactedSlot: Slot = 0;
   private snapshotting = false;
+  private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
   private entryLsns: Array<[number, number]>;
   private drainScheduled = false;
@@ -285,6 +286,16 @@ export class SynodReplica {
     const refusal = this.core.transferLeadership(target, now());
     this.scheduleDrain();
     if (refusal) throw new SynodError('SYNOD_TRANSFER_REFUSED', refusal);
+  }
+
+  /** RSL's ChangeElectionDelay: new election timeouts from now on (validated: ≥ lease, min ≤ max). */
+  setElectionTimeout(minMs: number, maxMs = 2 * minMs): void {
+    this.core.setElectionTimeouts(minMs, maxMs);
+  }
+
+  /** RSL's AllowSaveState: stop (or resume) periodic snapshots, e.g. while the application is busy. */
+  setSnapshotsAllowed(allowed: boolean): void {
+    this.snapshotsAllowed = allowed;
   }
 
   /** Campaign at once (RSL's attempt promotion); refused inside a live leader's lease. */
@@ -687,7 +698,7 @@ export class SynodReplica {
 
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
-    if (!this.snapshotting && this.appliedSlot - this.snapshotSlot >= interval) {
+    if (this.snapshotsAllowed && !this.snapshotting && this.appliedSlot - this.snapshotSlot >= interval) {
       void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
     }
   }

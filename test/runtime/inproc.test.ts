@@ -81,3 +81,28 @@ test('three in-process replicas elect a leader, replicate, snapshot, and agree',
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('run-time knobs: snapshots can be disallowed and allowed again; the election timeout changes with validation', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-knobs-'));
+  const network = new MemoryNetwork();
+  const machines: CounterMachine[] = [];
+  const replicas = await cluster(3, network, dir, machines);
+  try {
+    const leader = await leaderOf(replicas);
+    for (const r of replicas) r.setSnapshotsAllowed(false);
+    for (let wave = 0; wave < 30; wave++) await leader.propose(enc('add:1'));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(leader.status().snapshotSlot, 0, 'no periodic snapshot while disallowed');
+    leader.setSnapshotsAllowed(true);
+    await leader.propose(enc('add:1'));
+    const until = Date.now() + 5000;
+    while (Date.now() < until && leader.status().snapshotSlot === 0) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(leader.status().snapshotSlot >= 20, 'snapshots resume once allowed');
+    assert.throws(() => leader.setElectionTimeout(10), /electionTimeoutMinMs must be >= leaseMs/);
+    leader.setElectionTimeout(900, 1200);
+    await leader.propose(enc('add:1'));
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
