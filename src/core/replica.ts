@@ -827,6 +827,11 @@ export class Replica {
     // that really lost its quorum sees its heartbeats go unacknowledged and steps down on its own.
     const mine = this.candidate?.ballot;
     if (mine !== undefined && msg.ballot === mine && msg.promised > mine) this.stepDown(null);
+    // A leader refused by an acceptor that promised above it (a replica that campaigned alone, e.g.
+    // after a restart) re-runs Phase 1 above that ballot, giving its own lease up, so that the
+    // acceptor votes again: without this it would stay out until the next election.
+    const leader = this.leader;
+    if (leader && msg.ballot === leader.ballot && msg.promised > leader.ballot) leader.rerunPhase1 = true;
   }
 
   private onTimeoutNow(msg: TimeoutNowMsg): void {
