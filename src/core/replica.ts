@@ -548,8 +548,9 @@ export class Replica {
       }
       // else: a retransmission. Reply once the earlier write is durable.
     } else if (cell?.entry.chosen) {
-      // Paxos: any proposal for a chosen slot carries the chosen value. Never vote otherwise.
-      if (CONTRACTS) invariant(sameValue(cell.entry.value, msg.value), `slot ${msg.slot}: a leader proposes a value other than the chosen one`);
+      // Paxos: a proposal at a ballot above the one that chose carries the chosen value; a deposed
+      // leader's stale proposal at a lower ballot may not (we do not know the choosing ballot, so
+      // no contract here: the checkers' agreement check covers it). Never vote for another value.
       if (!sameValue(cell.entry.value, msg.value)) return;
       if (cell.entry.ballot !== msg.ballot) this.writeCell({ slot: msg.slot, ballot: msg.ballot, value: cell.entry.value, chosen: true });
     } else {
