@@ -831,8 +831,12 @@ export class Replica {
     // A leader refused by an acceptor that promised above it (a replica that campaigned alone, e.g.
     // after a restart) re-runs Phase 1 above that ballot, giving its own lease up, so that the
     // acceptor votes again: without this it would stay out until the next election.
+    // Only while our lease holds: then no other leader can hold one (a promise quorum would have
+    // to cross our lease quorum), so giving our lease up to ourselves takes nobody's away. A
+    // deposed leader (its lease lapsed) must not: the transfer flag would override the new
+    // leader's lease (sim seed 6407: a stale lease read).
     const leader = this.leader;
-    if (leader && msg.ballot === leader.ballot && msg.promised > leader.ballot) leader.rerunPhase1 = true;
+    if (leader && msg.ballot === leader.ballot && msg.promised > leader.ballot && this.nowMs < leader.leaseUntilMs) leader.rerunPhase1 = true;
   }
 
   private onTimeoutNow(msg: TimeoutNowMsg): void {
@@ -932,7 +936,8 @@ export class Replica {
     const leader = this.leader;
     if (!leader || leader.transferring) return;
     if (leader.rerunPhase1) {
-      this.startPhase1(true);
+      // The transfer flag (promise inside leases) only while our own lease holds, as above.
+      this.startPhase1(this.nowMs < leader.leaseUntilMs);
       return;
     }
     if (leader.recovered.size > 0) this.proposeRecovered();
