@@ -392,7 +392,9 @@ export class SynodReplica {
       await new Promise((r) => setTimeout(r, 20));
     }
     const same = (a: ReplicaId[]) => a.length === target.length && a.every((m, i) => m === target[i]);
-    await this.waitFor(() => same([...this.core.status.members].sort((a, b) => a - b)) || this.core.status.role !== 'leader', deadline, 'the configuration change did not take effect');
+    // The leader re-runs Phase 1 once the new configuration is chosen (briefly not leading), and
+    // whoever leads fills the slots up to it: wait for it to govern, from this replica's view.
+    await this.waitFor(() => same([...this.core.status.members].sort((a, b) => a - b)), deadline, 'the configuration change did not take effect');
   }
 
   private requireLeader(): void {
