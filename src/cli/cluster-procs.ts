@@ -16,18 +16,22 @@ export const MAIN_JS = fileURLToPath(new URL('./main.js', import.meta.url));
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const c of live) {
-      try {
-        c.kill('SIGKILL');
-      } catch {
-        // already gone
+/** Kill `child` with SIGKILL if this process exits first (no replica outlives a test or the demo). */
+export function trackChild(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const c of live) {
+        try {
+          c.kill('SIGKILL');
+        } catch {
+          // already gone
+        }
       }
-    }
-  });
+    });
+  }
+  live.add(child);
+  child.once('exit', () => live.delete(child));
 }
 
 /** Free loopback ports, all distinct (held open together while choosing). */
@@ -79,7 +83,6 @@ export class ProcCluster {
   private constructor(private readonly o: ProcClusterOptions) {}
 
   static async create(o: ProcClusterOptions): Promise<ProcCluster> {
-    installExitHook();
     const host = o.host ?? '127.0.0.1';
     const ports = await freePorts(o.size * (o.binary ? 3 : 2), host);
     const c = new ProcCluster(o);
@@ -126,11 +129,10 @@ export class ProcCluster {
     const fd = openSync(r.logFile, 'a');
     const child = spawn(process.execPath, this.argsOf(r), { stdio: ['ignore', fd, fd], env: { ...process.env } });
     closeSync(fd);
-    live.add(child);
+    trackChild(child);
     r.child = child;
     r.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        live.delete(child);
         if (r.child === child) r.child = null;
         resolve(code ?? (signal ? -1 : null));
       });

@@ -12,27 +12,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import * as http from 'node:http';
 import { join } from 'node:path';
-import { freePorts, MAIN_JS } from '../../src/cli/cluster-procs.js';
+import { freePorts, MAIN_JS, trackChild } from '../../src/cli/cluster-procs.js';
 import { LinkProxy, Network } from './proxy.js';
 
 const HOST = '127.0.0.1';
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const c of live) {
-      try {
-        c.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
 export interface ReplicaStatusView {
   id: number;
   role: string;
@@ -74,7 +57,6 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     if (o.size < 1 || o.size > 9) throw new Error(`cluster size must be 1..9, got ${o.size}`);
-    installExitHook();
     const c = new Cluster(o);
     const n = o.size;
     const ports = await freePorts(3 * n + n * (n - 1), HOST);
@@ -152,13 +134,12 @@ export class Cluster {
     writeSync(fd, `${JSON.stringify({ harness: 'start', id, at: new Date().toISOString(), start: r.starts + 1 })}\n`);
     const child = spawn(process.execPath, this.argsOf(r), { stdio: ['ignore', fd, fd] });
     closeSync(fd);
-    live.add(child);
+    trackChild(child);
     r.child = child;
     r.paused = false;
     r.starts++;
     r.exited = new Promise((resolve) => {
       child.once('exit', () => {
-        live.delete(child);
         if (r.child === child) r.child = null;
         resolve();
       });
