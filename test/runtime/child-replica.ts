@@ -6,8 +6,10 @@ import { CounterMachine } from './counter.js';
 const [idText, dataDir, clusterJson, optionsJson] = process.argv.slice(2);
 const id = Number(idText);
 const ports = JSON.parse(clusterJson!) as Record<string, number>;
-const extra = JSON.parse(optionsJson ?? '{}') as Record<string, unknown>;
+const { listenPort, ...extra } = JSON.parse(optionsJson ?? '{}') as Record<string, unknown>;
 const members = new Map(Object.entries(ports).map(([k, port]) => [Number(k), { host: '127.0.0.1', port }] as const));
+// A joining replica (extra.join) is not in `ports` (the initial members): it listens on listenPort.
+const listen = typeof listenPort === 'number' ? { listen: { host: '127.0.0.1', port: listenPort } } : {};
 const machine = new CounterMachine();
 const replica = await SynodReplica.start({
   id,
@@ -19,10 +21,19 @@ const replica = await SynodReplica.start({
   // A busy 2-core machine can starve a replica for a while: election timeouts sized for that.
   core: { electionTimeoutMinMs: 600, electionTimeoutMaxMs: 1200, leaseMs: 400, heartbeatIntervalMs: 100 },
   logger: process.env.SYNOD_TEST_LOG ? (level, msg, fields) => console.error(`[r${id}] ${level} ${msg}`, fields ?? '') : () => {},
+  ...listen,
   ...extra,
 });
 
-type Request = { rid: number; op: 'propose' | 'read' | 'status' | 'applied' | 'snapshot'; value?: string; clientId?: number; seq?: number };
+type Request = {
+  rid: number;
+  op: 'propose' | 'read' | 'status' | 'applied' | 'snapshot' | 'addMember' | 'removeMember';
+  value?: string;
+  clientId?: number;
+  seq?: number;
+  id?: number;
+  port?: number;
+};
 process.on('message', (raw) => {
   const req = raw as Request;
   const reply = (body: unknown) => process.send?.({ rid: req.rid, ...(body as object) });
@@ -44,6 +55,12 @@ process.on('message', (raw) => {
       break;
     case 'snapshot':
       replica.takeSnapshot().then((slot) => reply({ slot }), fail);
+      break;
+    case 'addMember':
+      replica.addMember(req.id!, { host: '127.0.0.1', port: req.port! }, { timeoutMs: 30_000 }).then(() => reply({ ok: true }), fail);
+      break;
+    case 'removeMember':
+      replica.removeMember(req.id!, { timeoutMs: 30_000 }).then(() => reply({ ok: true }), fail);
       break;
   }
 });
