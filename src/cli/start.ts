@@ -6,6 +6,7 @@ import { KvNode } from '../kv/node.js';
 import { DataDirError } from '../runtime/errors.js';
 import type { PeerAddress } from '../runtime/api.js';
 import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
+import { installTestHooks } from './test-hooks.js';
 
 export interface StartSettings {
   id: number;
@@ -158,6 +159,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
 
 export async function runStart(s: StartSettings): Promise<void> {
   const log: Logger = pino({ level: s.logLevel, base: { replica: s.id } });
+  const hooks = installTestHooks(process.env, log); // test-only, inert without SYNOD_TEST_HOOKS=1
   let node: KvNode;
   try {
     const members = new Map(s.initialCluster);
@@ -176,7 +178,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       valueBytesMax: s.valueMaxBytes,
       followerMode: s.followerMode,
       logBackend: s.logBackend,
-      core: s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : undefined,
+      core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,
       logger: log,
     });
   } catch (e) {

@@ -57,7 +57,7 @@ import {
 } from './format.js';
 import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
-import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { type StorageIo, diskFaultHookInstalled, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
 import { type PmemAddon, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
 
@@ -177,7 +177,8 @@ export class FileLog implements LogStore {
     this.pmemFlush = options.pmemFlush ?? 'auto';
     this.backendKind = backend === 'pmem' ? BACKEND_KIND_PMEM : BACKEND_KIND_FILE;
     this.io = options.io ?? nodeIo;
-    const native = backend === 'file' && options.io === undefined ? tryLoadNative().addon : null;
+    // The test-only disk fault hook lives in nodeIo, which the native writer bypasses.
+    const native = backend === 'file' && options.io === undefined && !diskFaultHookInstalled() ? tryLoadNative().addon : null;
     if (native && typeof native.createWriter === 'function' && typeof native.writeSync === 'function') {
       const writer = native.createWriter();
       this.writeAndSync = (fd, buffers, position) => native.writeSync!(writer, fd, buffers, position, true);

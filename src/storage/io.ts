@@ -25,14 +25,56 @@ function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void)
   return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
 }
 
+/**
+ * Test-only disk fault (the black-box harness, through SYNOD_TEST_HOOKS in `synod start`): while
+ * the hook answers a mode, nodeIo's writes and syncs fail as a full or failing disk would.
+ *   ENOSPC  writes and syncs fail with ENOSPC; nothing is written.
+ *   EIO     writes succeed (they reach the page cache) but fdatasync/fsync fail with EIO, the
+ *           "fsyncgate" case: the data may or may not be on disk, and must not be counted durable.
+ * With a hook installed the file log does not use the native writer (which bypasses nodeIo).
+ * Never installed in production: one null check per call when absent.
+ */
+export type DiskFaultMode = 'ENOSPC' | 'EIO';
+let diskFaultHook: (() => DiskFaultMode | null) | null = null;
+
+export function setDiskFaultHook(hook: (() => DiskFaultMode | null) | null): void {
+  diskFaultHook = hook;
+}
+
+export function diskFaultHookInstalled(): boolean {
+  return diskFaultHook !== null;
+}
+
+function injected(op: 'write' | 'sync'): NodeJS.ErrnoException | null {
+  const mode = diskFaultHook?.() ?? null;
+  if (mode === null || (mode === 'EIO' && op === 'write')) return null;
+  return Object.assign(new Error(`${mode}: injected disk fault (test hook) on ${op === 'write' ? 'write' : 'fsync'}`), { code: mode, errno: mode === 'EIO' ? -5 : -28, syscall: op === 'write' ? 'write' : 'fdatasync' });
+}
+
 export const nodeIo: StorageIo = {
   open: (path, flags, mode = 0o644) => cb((done) => fs.open(path, flags, mode, done)),
   close: (fd) => cb<void>((done) => fs.close(fd, (err) => done(err, undefined))),
-  writev: (fd, buffers, position) => cb((done) => fs.writev(fd, buffers as NodeJS.ArrayBufferView[], position, done)),
-  write: (fd, buffer, position) => cb((done) => fs.write(fd, buffer, 0, buffer.length, position, done)),
+  writev: (fd, buffers, position) => cb((done) => {
+    const fault = diskFaultHook && injected('write');
+    if (fault) done(fault, 0);
+    else fs.writev(fd, buffers as NodeJS.ArrayBufferView[], position, done);
+  }),
+  write: (fd, buffer, position) => cb((done) => {
+    const fault = diskFaultHook && injected('write');
+    if (fault) done(fault, 0);
+    else fs.write(fd, buffer, 0, buffer.length, position, done);
+  }),
   read: (fd, buffer, offset, length, position) => cb((done) => fs.read(fd, buffer, offset, length, position, done)),
-  fdatasync: (fd) => cb<void>((done) => fs.fdatasync(fd, (err) => done(err, undefined))),
-  fsync: (fd) => cb<void>((done) => fs.fsync(fd, (err) => done(err, undefined))),
+  fdatasync: (fd) => cb<void>((done) => {
+    const fault = diskFaultHook && injected('sync');
+    if (fault) done(fault, undefined);
+    else fs.fdatasync(fd, (err) => done(err, undefined));
+  }),
+  fsync: (fd) => cb<void>((done) => {
+    const fault = diskFaultHook && injected('sync');
+    if (fault) done(fault, undefined);
+    else fs.fsync(fd, (err) => done(err, undefined));
+  }),
   ftruncate: (fd, length) => cb<void>((done) => fs.ftruncate(fd, length, (err) => done(err, undefined))),
   fstatSize: (fd) => cb((done) => fs.fstat(fd, (err, st) => done(err, st?.size ?? 0))),
   rename: (from, to) => cb<void>((done) => fs.rename(from, to, (err) => done(err, undefined))),
