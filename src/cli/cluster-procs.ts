@@ -127,7 +127,9 @@ export class ProcCluster {
     const r = this.replicas[id - 1]!;
     if (r.child) throw new Error(`replica ${id} is already running`);
     const fd = openSync(r.logFile, 'a');
-    const child = spawn(process.execPath, this.argsOf(r), { stdio: ['ignore', fd, fd], env: { ...process.env } });
+    // SYNOD_CHILD_NODE_ARGS: extra node flags for the replicas only (e.g. --cpu-prof for profiling).
+    const nodeArgs = (process.env.SYNOD_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
+    const child = spawn(process.execPath, [...nodeArgs, ...this.argsOf(r)], { stdio: ['ignore', fd, fd], env: { ...process.env } });
     closeSync(fd);
     trackChild(child);
     r.child = child;

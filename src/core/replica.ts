@@ -422,6 +422,15 @@ export class Replica {
 
   // ================================================================ introspection
 
+  /** The cheap part of status, for per-request checks on hot paths. */
+  get isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
+  get knownLeader(): ReplicaId | null {
+    return this.leaderHint();
+  }
+
   get status() {
     return {
       id: this.id,

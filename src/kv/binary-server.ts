@@ -4,20 +4,29 @@
 // once: proposals from many requests (and many connections) land in the replica's proposal
 // queue within one event-loop turn and go out as one batch. Answers are written as they come,
 // corked per turn so that a burst of answers becomes one writev. A connection holds at most
-// INFLIGHT_PER_CONNECTION_MAX requests: past that it stops reading until answers drain.
+// limits.inflightPerConnectionMax requests: past that it stops reading until answers drain
+// (frames already read in the same chunk wait in a queue and start as answers go out).
+//
+// Connection setup (docs/security.md): optional TLS (ClientSecurity.tls), at most
+// limits.connectionsPerAddressMax connections per remote address (over it: one UNAVAILABLE frame
+// with request id 0, then close), and with tokens an AUTH frame first (authenticate()).
 //
 // This server never forwards: a follower answers NOT_LEADER with the leader's id and (when
 // known) its binary address, and the client goes there. Nothing was proposed in that case.
 
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
+import { AddressCounter, BearerTokens, clientServerTlsOptions, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { decodeCommand } from './codec.js';
 import type { KvMachine } from './machine.js';
 import {
+  CONNECTION_REQUEST_ID,
+  decodeAuth,
   decodeRequest,
   encodeNotLeader,
   encodeResponse,
@@ -31,13 +40,18 @@ import {
   ST_OK,
   ST_OUTCOME_UNKNOWN,
   ST_SESSION_EXPIRED,
+  KIND_AUTH,
+  ST_UNAUTHORIZED,
   ST_UNAVAILABLE,
   type Request,
 } from './protocol.js';
 
-const INFLIGHT_PER_CONNECTION_MAX = 4096;
 const CONNECTIONS_MAX = 1024;
+/** How long a refused connection may linger for its refusal frame to leave. */
+const REFUSAL_LINGER_MS = 1_000;
 const TIMEOUT_MS_MAX = 60_000;
+const utf8 = new TextEncoder();
+const enc = (s: string): Uint8Array => utf8.encode(s);
 const HTTP_REFUSAL_BODY = 'this is a Synod binary client port; the HTTP API is on the --http address\n';
 
 export interface KvBinaryServerOptions {
@@ -47,15 +61,33 @@ export interface KvBinaryServerOptions {
   /** Binary addresses of the members, to point clients at the leader. */
   binaryAddresses?: Map<number, PeerAddress>;
   logger?: Logger;
+  /** TLS, client certificates, tokens (docs/security.md). Default: plain TCP, no authentication. */
+  security?: ClientSecurity;
+  /** Per-client limits; unset fields take CLIENT_LIMITS_DEFAULT. */
+  limits?: Partial<ClientLimits>;
 }
 
 export class KvBinaryServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0 };
+  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0 };
+  private readonly limits: ClientLimits;
+  private readonly tokens: BearerTokens | null;
+  private readonly perAddress: AddressCounter;
 
   constructor(private readonly o: KvBinaryServerOptions) {
-    this.server = net.createServer((s) => this.onConnection(s));
+    this.limits = resolveClientLimits(o.limits);
+    this.tokens = o.security?.tokens ? new BearerTokens(o.security.tokens) : null;
+    this.perAddress = new AddressCounter(this.limits.connectionsPerAddressMax);
+    if (o.security?.tls) {
+      this.server = tls.createServer({ ...clientServerTlsOptions(o.security), handshakeTimeout: this.limits.binaryAuthTimeoutMs }, (s) => this.onConnection(s));
+      this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        this.stats.tlsFailures++;
+        this.o.logger?.warn({ remote: s.remoteAddress, code: 'SYNOD_TLS_HANDSHAKE', error: err.message }, 'binary client TLS handshake failed');
+      });
+    } else {
+      this.server = net.createServer((s) => this.onConnection(s));
+    }
     this.server.maxConnections = CONNECTIONS_MAX;
   }
 
@@ -94,16 +126,109 @@ export class KvBinaryServer {
       '# HELP synod_binary_bad_frames_total Undecodable frames (the connection is closed).',
       '# TYPE synod_binary_bad_frames_total counter',
       `synod_binary_bad_frames_total ${this.stats.badFrames}`,
+      '# HELP synod_binary_refused_connections_total Connections refused: over connectionsPerAddressMax.',
+      '# TYPE synod_binary_refused_connections_total counter',
+      `synod_binary_refused_connections_total ${this.stats.refusedConnections}`,
+      '# HELP synod_binary_unauthorized_total Connections refused for a missing or wrong token.',
+      '# TYPE synod_binary_unauthorized_total counter',
+      `synod_binary_unauthorized_total ${this.stats.unauthorized}`,
+      '# HELP synod_binary_tls_failures_total Failed TLS handshakes (no or untrusted client certificate, protocol errors).',
+      '# TYPE synod_binary_tls_failures_total counter',
+      `synod_binary_tls_failures_total ${this.stats.tlsFailures}`,
       '',
     ].join('\n');
   }
 
+  /** Connection setup: the per-address limit, then authentication, then serveConnection. */
   private onConnection(socket: net.Socket): void {
+    const address = socket.remoteAddress ?? 'unknown';
+    socket.on('error', () => {});
+    if (!this.perAddress.tryAcquire(address)) {
+      this.stats.refusedConnections++;
+      const max = this.limits.connectionsPerAddressMax;
+      this.o.logger?.warn({ remote: address, code: 'SYNOD_TOO_MANY_CONNECTIONS', limit: max }, 'binary client connection refused: too many from one address');
+      this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `too many connections from ${address}: at most ${max} (connectionsPerAddressMax); close some and retry`);
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.perAddress.release(address);
+      this.sockets.delete(socket);
+    });
+    this.authenticate(socket, () => this.serveConnection(socket));
+  }
+
+  /**
+   * Reads the first frame when it is (or must be) AUTH and answers it; then hands the socket,
+   * with every byte after that frame put back, to `next`. Without tokens, a first frame that is
+   * not AUTH goes to `next` untouched. Bounded: a token frame is at most 5 + TOKEN_BYTES_MAX
+   * bytes, and with tokens the frame must arrive within binaryAuthTimeoutMs.
+   */
+  private authenticate(socket: net.Socket, next: () => void): void {
+    const tokens = this.tokens;
+    const frameBytesMax = 4 + 5 + TOKEN_BYTES_MAX;
+    let buffered = Buffer.alloc(0);
+    let settled = false;
+    const timer = tokens
+      ? setTimeout(() => deny(CONNECTION_REQUEST_ID, `no AUTH frame within ${this.limits.binaryAuthTimeoutMs} ms (binaryAuthTimeoutMs)`), this.limits.binaryAuthTimeoutMs)
+      : null;
+    const settle = () => {
+      settled = true;
+      if (timer) clearTimeout(timer);
+      socket.off('data', onData);
+    };
+    const pass = (rest: Buffer) => {
+      settle();
+      socket.pause();
+      if (rest.length > 0) socket.unshift(rest);
+      next();
+      socket.resume();
+    };
+    const deny = (requestId: number, message: string) => {
+      if (settled) return;
+      settle();
+      this.stats.unauthorized++;
+      this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_UNAUTHORIZED', reason: message }, 'binary client refused');
+      this.refuse(socket, ST_UNAUTHORIZED, requestId, message);
+    };
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      // HTTP on this port: serveConnection answers it in HTTP.
+      if (/^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /.test(buffered.subarray(0, 8).toString('latin1'))) return pass(buffered);
+      if (buffered.length < 9) return; // every frame is at least 4 + 5 bytes
+      const length = buffered.readUInt32BE(0);
+      const requestId = buffered.readUInt32BE(5);
+      if (buffered[4] !== KIND_AUTH) {
+        if (!tokens) return pass(buffered);
+        return deny(requestId, 'this server needs a token: send an AUTH frame first (KvClient option `token`, `--token-file`)');
+      }
+      if (4 + length > frameBytesMax) return deny(requestId, `the AUTH frame is ${length} bytes; a token is at most ${TOKEN_BYTES_MAX} bytes`);
+      if (buffered.length < 4 + length) return;
+      const auth = decodeAuth(buffered.subarray(4, 4 + length))!;
+      if (tokens && !tokens.matches(auth.token)) return deny(requestId, 'wrong token');
+      socket.write(encodeResponse(ST_OK, auth.requestId, new Uint8Array(0)));
+      pass(buffered.subarray(4 + length));
+    };
+    socket.on('data', onData);
+  }
+
+  /** Sends one answer frame and closes (destroyed if the client does not read it in time). */
+  private refuse(socket: net.Socket, status: number, requestId: number, message: string): void {
+    socket.end(encodeResponse(status, requestId, enc(message)));
+    const linger = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS);
+    socket.once('close', () => clearTimeout(linger));
+  }
+
+  private serveConnection(socket: net.Socket): void {
     this.stats.connections++;
     this.sockets.add(socket);
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(this.o.machine.valueBytesMax * 2 + FRAME_OVERHEAD_BYTES_MAX);
+    const inflightMax = this.limits.inflightPerConnectionMax;
     let inflight = 0;
+    /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */
+    const waiting: Request[] = [];
+    let draining = false;
     let first = true;
     let corked = false;
     const send = (frame: Uint8Array) => {
@@ -118,9 +243,24 @@ export class KvBinaryServer {
       }
       socket.write(frame);
     };
+    const start = (req: Request) => {
+      inflight++;
+      if (inflight >= inflightMax) socket.pause();
+      const requestId = req.requestId;
+      this.serve(req, (status, body) => {
+        done();
+        send(encodeResponse(status, requestId, body));
+      });
+    };
     const done = () => {
       inflight--;
-      if (inflight < INFLIGHT_PER_CONNECTION_MAX / 2 && socket.isPaused()) socket.resume();
+      if (waiting.length > 0) {
+        if (draining) return; // an answer given synchronously inside start(): the loop below goes on
+        draining = true;
+        while (waiting.length > 0 && inflight < inflightMax) start(waiting.shift()!);
+        draining = false;
+      }
+      if (waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
     };
     socket.on('data', (chunk: Buffer) => {
       if (first) {
@@ -143,18 +283,11 @@ export class KvBinaryServer {
           return;
         }
         this.stats.requests++;
-        inflight++;
-        if (inflight >= INFLIGHT_PER_CONNECTION_MAX) socket.pause();
-        this.serve(req).then(
-          ([status, body]) => {
-            done();
-            send(encodeResponse(status, req.requestId, body));
-          },
-          (e) => {
-            done();
-            send(encodeResponse(ST_OUTCOME_UNKNOWN, req.requestId, new TextEncoder().encode(String(e))));
-          },
-        );
+        if (inflight >= inflightMax) {
+          waiting.push(req); // backpressure: reading is paused; this one starts when an answer goes out
+          return;
+        }
+        start(req);
       });
       if (err) {
         this.stats.badFrames++;
@@ -163,47 +296,68 @@ export class KvBinaryServer {
       }
     });
     socket.on('error', () => {});
-    socket.on('close', () => this.sockets.delete(socket));
   }
 
-  private async serve(req: Request): Promise<[number, Uint8Array]> {
-    const enc = (s: string) => new TextEncoder().encode(s);
+  /**
+   * Answers one request through `reply` (exactly once). Written with callbacks rather than as an
+   * async function: this runs once per client request, and the leader's CPU per write is what
+   * bounds throughput (docs/performance.md).
+   */
+  private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
     const { replica } = this.o;
     if (req.kind === KIND_STATUS) {
       const st = replica.status();
       const leaderAddr = st.leader === null ? null : this.o.binaryAddresses?.get(st.leader);
-      return [ST_OK, enc(JSON.stringify({ id: st.id, role: st.role, leader: st.leader, leaderAddress: leaderAddr ? `${leaderAddr.host}:${leaderAddr.port}` : null, commitIndex: st.commitSlot, appliedIndex: st.appliedSlot }))];
+      reply(ST_OK, enc(JSON.stringify({ id: st.id, role: st.role, leader: st.leader, leaderAddress: leaderAddr ? `${leaderAddr.host}:${leaderAddr.port}` : null, commitIndex: st.commitSlot, appliedIndex: st.appliedSlot })));
+      return;
     }
+    const kind = req.kind;
+    const fail = (e: unknown) => reply(...this.errorReply(e, kind));
     try {
-      if (req.kind === KIND_WRITE) {
+      if (kind === KIND_WRITE) {
         let cmd;
         try {
           cmd = decodeCommand(req.command);
         } catch (e) {
-          return [ST_BAD_REQUEST, enc((e as Error).message)];
+          reply(ST_BAD_REQUEST, enc((e as Error).message));
+          return;
         }
         const refusal = this.o.machine.checkCommand(cmd);
-        if (refusal && refusal.kind === 'error') return [ST_BAD_REQUEST, enc(refusal.message)];
-        if (replica.status().role !== 'leader') return this.notLeader(replica.status().leader);
+        if (refusal && refusal.kind === 'error') {
+          reply(ST_BAD_REQUEST, enc(refusal.message));
+          return;
+        }
+        if (!replica.isLeader()) {
+          reply(...this.notLeader(replica.leaderId()));
+          return;
+        }
         const timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
         // The command bytes are a view of the socket's chunk: copy, the log keeps them.
-        const result = await replica.propose(req.command.slice(), { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs });
-        return [ST_OK, result];
+        replica.propose(req.command.slice(), { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }).then((result) => reply(ST_OK, result), fail);
+        return;
       }
-      if (req.kind === KIND_READ) {
-        if (req.consistency !== 'local' && replica.status().role !== 'leader') return this.notLeader(replica.status().leader);
-        const r = await replica.read(req.query.slice(), { consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined });
-        return [ST_OK, r.result];
+      if (kind === KIND_READ) {
+        if (req.consistency !== 'local' && !replica.isLeader()) {
+          reply(...this.notLeader(replica.leaderId()));
+          return;
+        }
+        replica.read(req.query.slice(), { consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then((r) => reply(ST_OK, r.result), fail);
+        return;
       }
     } catch (e) {
-      if (e instanceof NotLeaderError) return this.notLeader(e.leaderHint);
-      if (e instanceof ShuttingDownError || e instanceof StorageFailedError) return [ST_UNAVAILABLE, enc(e.message)];
-      if (e instanceof SessionExpiredError) return [ST_SESSION_EXPIRED, enc(e.message)];
-      if (e instanceof OutcomeUnknownError) return [ST_OUTCOME_UNKNOWN, enc(e.message)];
-      // Reads that time out, and anything unexpected: for a write we cannot prove it was not applied.
-      return [req.kind === KIND_WRITE ? ST_OUTCOME_UNKNOWN : ST_UNAVAILABLE, enc((e as Error).message ?? String(e))];
+      fail(e);
+      return;
     }
     throw new ProtocolError('unreachable');
+  }
+
+  private errorReply(e: unknown, kind: number): [number, Uint8Array] {
+    if (e instanceof NotLeaderError) return this.notLeader(e.leaderHint);
+    if (e instanceof ShuttingDownError || e instanceof StorageFailedError) return [ST_UNAVAILABLE, enc(e.message)];
+    if (e instanceof SessionExpiredError) return [ST_SESSION_EXPIRED, enc(e.message)];
+    if (e instanceof OutcomeUnknownError) return [ST_OUTCOME_UNKNOWN, enc(e.message)];
+    // Reads that time out, and anything unexpected: for a write we cannot prove it was not applied.
+    return [kind === KIND_WRITE ? ST_OUTCOME_UNKNOWN : ST_UNAVAILABLE, enc((e as Error)?.message ?? String(e))];
   }
 
   private notLeader(leader: number | null): [number, Uint8Array] {

@@ -29,6 +29,7 @@ import type { PeerTransport } from '../transport/types.js';
 import type { PeerAddress, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, SynodError } from './errors.js';
+import { deadlineBucket, PendingTable, type PendingEntry } from './pending.js';
 import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
 
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
@@ -36,14 +37,6 @@ const FRAME_SNAPSHOT_CHUNK = 0xf2;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 
-interface PendingProposal {
-  resolve: (result: Uint8Array) => void;
-  reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
-  /** Handed to the core (a failure after this is an unknown outcome, not a certain one). */
-  submitted: boolean;
-  promise: Promise<Uint8Array>;
-}
 
 interface PendingRead {
   query: Uint8Array;
@@ -72,7 +65,10 @@ export class SynodReplica {
   readonly id: ReplicaId;
   private readonly sm: StateMachine;
   private sessions = new SessionTable<Uint8Array>();
-  private readonly pending = new Map<string, PendingProposal>();
+  private readonly pending = new PendingTable();
+  /** Proposals queued since the last drain ride in this generation (see PendingEntry.generation). */
+  private proposalGeneration = 1;
+  private proposalFlushScheduled = false;
   private readonly pendingReads = new Map<number, PendingRead>();
   private waitingReads: number[] = [];
   private proposalQueue: Command[] = [];
@@ -209,8 +205,7 @@ export class SynodReplica {
   }
 
   private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own = false): Promise<Uint8Array> {
-    const key = `${clientId}:${seq}`;
-    const existing = this.pending.get(key);
+    const existing = this.pending.get(clientId, seq);
     if (existing) return existing.promise; // the same request retried here: one answer for both
     let resolve!: (r: Uint8Array) => void;
     let reject!: (e: Error) => void;
@@ -218,29 +213,54 @@ export class SynodReplica {
       resolve = res;
       reject = rej;
     });
-    const finish = () => {
-      clearTimeout(entry.timer);
-      this.pending.delete(key);
-      if (own) this.ownOutstanding.delete(seq);
-    };
-    const entry: PendingProposal = {
-      resolve: (r) => {
-        finish();
+    const pending = this.pending;
+    const ownOutstanding = this.ownOutstanding;
+    const entry: PendingEntry = {
+      clientId,
+      seq,
+      bucket: deadlineBucket(now() + timeoutMs),
+      generation: this.proposalGeneration,
+      settled: false,
+      resolve(r) {
+        if (entry.settled) return;
+        entry.settled = true;
+        pending.delete(entry);
+        if (own) ownOutstanding.delete(seq);
         resolve(r);
       },
-      reject: (e) => {
-        finish();
+      reject(e) {
+        if (entry.settled) return;
+        entry.settled = true;
+        pending.delete(entry);
+        if (own) ownOutstanding.delete(seq);
         reject(e);
       },
-      timer: setTimeout(() => entry.reject(new OutcomeUnknownError(`no result within ${timeoutMs} ms`)), timeoutMs),
-      submitted: false,
       promise,
     };
-    this.pending.set(key, entry);
+    this.pending.add(entry);
     this.stats.proposals++;
     this.proposalQueue.push({ clientId, seq, floor, payload: command });
-    this.scheduleDrain();
+    this.scheduleProposalFlush();
     return promise;
+  }
+
+  /**
+   * Proposals are handed to the core once per event-loop turn (setImmediate), not per microtask
+   * burst: every client connection read in this turn then lands in the same slot, so a slot's
+   * records, messages and fdatasync are shared by all of them (docs/performance.md).
+   */
+  private scheduleProposalFlush(): void {
+    if (this.proposalFlushScheduled) return;
+    this.proposalFlushScheduled = true;
+    setImmediate(() => {
+      this.proposalFlushScheduled = false;
+      this.drain();
+    });
+  }
+
+  /** Handed to the core: a failure after this is an unknown outcome, not a certain one. */
+  private submitted(p: PendingEntry): boolean {
+    return p.generation < this.proposalGeneration;
   }
 
   /** A read-only query with the chosen consistency (SAFETY.md: read-index, lease, or local). */
@@ -453,6 +473,16 @@ export class SynodReplica {
     }
   }
 
+  /** Whether this replica leads now (cheap: for per-request checks; status() builds much more). */
+  isLeader(): boolean {
+    return this.core.isLeader;
+  }
+
+  /** The leader this replica knows of (itself when leading), or null. */
+  leaderId(): ReplicaId | null {
+    return this.core.knownLeader;
+  }
+
   status(): ReplicaStatus {
     const s = this.core.status;
     const log = this.logStore.headTailCapacity();
@@ -482,9 +512,8 @@ export class SynodReplica {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.tickTimer);
-    for (const cmd of this.proposalQueue) this.pending.get(`${cmd.clientId}:${cmd.seq}`)?.reject(new ShuttingDownError());
     this.proposalQueue = [];
-    for (const p of [...this.pending.values()]) p.reject(p.submitted ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
+    for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
     for (const [id, r] of [...this.pendingReads]) {
       clearTimeout(r.timer);
       this.pendingReads.delete(id);
@@ -499,7 +528,11 @@ export class SynodReplica {
 
   private onTick(): void {
     if (this.closed || this.failed) return;
-    this.core.tick(now());
+    const t = now();
+    this.core.tick(t);
+    if (this.pending.size > 0) {
+      for (const p of this.pending.expired(t)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
+    }
     if (this.fetch && now() - this.fetch.startedMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
     this.scheduleDrain();
   }
@@ -547,10 +580,7 @@ export class SynodReplica {
       if (this.proposalQueue.length > 0) {
         const batch = this.proposalQueue;
         this.proposalQueue = [];
-        for (const c of batch) {
-          const p = this.pending.get(`${c.clientId}:${c.seq}`);
-          if (p) p.submitted = true;
-        }
+        this.proposalGeneration++; // every queued proposal is now submitted
         this.core.propose(batch, now());
       }
       let lastSeq = 0;
@@ -594,7 +624,7 @@ export class SynodReplica {
     this.failed = e instanceof SynodError ? e : new StorageFailedError(e);
     this.log('error', 'replica stopped', { error: String(e) });
     clearInterval(this.tickTimer);
-    for (const p of [...this.pending.values()]) p.reject(p.submitted ? new OutcomeUnknownError('the replica stopped') : this.failed);
+    for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica stopped') : this.failed);
     for (const [id, r] of [...this.pendingReads]) {
       clearTimeout(r.timer);
       this.pendingReads.delete(id);
@@ -607,10 +637,9 @@ export class SynodReplica {
     if (value.kind === 'batch') {
       this.sm.beforeBatch?.(slot);
       for (const cmd of value.commands) {
-        const key = `${cmd.clientId}:${cmd.seq}`;
         if (cmd.clientId === INTERNAL_CLIENT) {
           this.applyInternal(cmd.payload);
-          this.pending.get(key)?.resolve(new Uint8Array(0));
+          this.pending.get(cmd.clientId, cmd.seq)?.resolve(new Uint8Array(0));
           continue;
         }
         const outcome = this.sessions.check(cmd);
@@ -629,7 +658,7 @@ export class SynodReplica {
         } else {
           result = null;
         }
-        const p = this.pending.get(key);
+        const p = this.pending.size > 0 ? this.pending.get(cmd.clientId, cmd.seq) : undefined;
         if (p) {
           if (result === null) p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
           else p.resolve(result);
@@ -647,7 +676,7 @@ export class SynodReplica {
   private handleReadsAndRoles(ready: Ready): void {
     for (const r of ready.rejected) {
       for (const cmd of r.commands) {
-        this.pending.get(`${cmd.clientId}:${cmd.seq}`)?.reject(new NotLeaderError(r.leaderHint));
+        this.pending.get(cmd.clientId, cmd.seq)?.reject(new NotLeaderError(r.leaderHint));
       }
     }
     for (const g of ready.reads) {
