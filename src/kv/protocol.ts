@@ -6,6 +6,7 @@
 //     WRITE  (1)  clientId f64 | seq f64 | floor f64 | timeoutMs u32 | command   (codec.ts)
 //     READ   (2)  consistency u8 (0 linearizable, 1 lease, 2 local) | maxWaitMs u32 | query
 //     STATUS (3)  (empty)
+//     AUTH   (4)  token, UTF-8 (first frame of a connection; see "Authentication" below)
 //   response  status u8 | requestId u32 | body
 //     OK              (0)  WRITE/READ: a result (codec.ts); STATUS: UTF-8 JSON
 //     NOT_LEADER      (1)  leaderId u32 (0: none known) | the leader's binary address, UTF-8 ("" if unknown)
@@ -13,6 +14,14 @@
 //     OUTCOME_UNKNOWN (3)  UTF-8 message   proposed, no result in time: retry with the same seq
 //     BAD_REQUEST     (4)  UTF-8 message
 //     SESSION_EXPIRED (5)  UTF-8 message   the session forgot this seq's result; never re-executed
+//     UNAUTHORIZED    (6)  UTF-8 message   no or wrong token; the server closes the connection
+//
+// Authentication: a server started with tokens (--client-token-file) needs an AUTH frame as the
+// first frame of every connection, within binaryAuthTimeoutMs. It answers OK (empty body) or
+// UNAUTHORIZED and closes; any other first frame gets UNAUTHORIZED and a close. A client may
+// send requests right behind its AUTH frame. A server without tokens answers AUTH with OK.
+// Connection-level refusals (too many connections from one address) are one UNAVAILABLE frame
+// with requestId 0, which no request uses, followed by a close.
 //
 // Sessions: a client picks a random clientId and numbers its writes 1, 2, 3...; floor is the
 // lowest seq it still waits for. A retry of (clientId, seq), to any replica, is applied at most
@@ -23,6 +32,7 @@ import type { Consistency } from '../runtime/api.js';
 export const KIND_WRITE = 1;
 export const KIND_READ = 2;
 export const KIND_STATUS = 3;
+export const KIND_AUTH = 4;
 
 export const ST_OK = 0;
 export const ST_NOT_LEADER = 1;
@@ -30,6 +40,9 @@ export const ST_UNAVAILABLE = 2;
 export const ST_OUTCOME_UNKNOWN = 3;
 export const ST_BAD_REQUEST = 4;
 export const ST_SESSION_EXPIRED = 5;
+export const ST_UNAUTHORIZED = 6;
+/** The request id of connection-level answers (refusals); clients number requests from 1. */
+export const CONNECTION_REQUEST_ID = 0;
 
 /** Bytes of a frame beyond its command or query (headers, sizes): the frame limit's margin. */
 export const FRAME_OVERHEAD_BYTES_MAX = 64 * 1024;
@@ -127,4 +140,21 @@ export function decodeNotLeader(body: Uint8Array): { leader: number | null; addr
   if (body.length < 4) return { leader: null, address: '' };
   const id = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
   return { leader: id === 0 ? null : id, address: new TextDecoder().decode(body.subarray(4)) };
+}
+
+/** A whole AUTH frame (header included): kind 4 | requestId u32 | token bytes. */
+export function encodeAuth(requestId: number, token: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 5 + token.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 5 + token.length);
+  out[4] = KIND_AUTH;
+  v.setUint32(5, requestId);
+  out.set(token, 9);
+  return out;
+}
+
+/** An AUTH payload (without the frame header), or null when the payload is not an AUTH frame. */
+export function decodeAuth(p: Uint8Array): { requestId: number; token: Uint8Array } | null {
+  if (p.length < 5 || p[0] !== KIND_AUTH) return null;
+  return { requestId: new DataView(p.buffer, p.byteOffset, p.byteLength).getUint32(1), token: p.subarray(5) };
 }
