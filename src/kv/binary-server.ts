@@ -167,7 +167,7 @@ export class KvBinaryServer {
   private authenticate(socket: net.Socket, next: () => void): void {
     const tokens = this.tokens;
     const frameBytesMax = 4 + 5 + TOKEN_BYTES_MAX;
-    let buffered = Buffer.alloc(0);
+    let buffered: Buffer = Buffer.alloc(0);
     let settled = false;
     const timer = tokens
       ? setTimeout(() => deny(CONNECTION_REQUEST_ID, `no AUTH frame within ${this.limits.binaryAuthTimeoutMs} ms (binaryAuthTimeoutMs)`), this.limits.binaryAuthTimeoutMs)
@@ -210,6 +210,9 @@ export class KvBinaryServer {
       pass(buffered.subarray(4 + length));
     };
     socket.on('data', onData);
+    socket.once('close', () => {
+      if (!settled) settle();
+    });
   }
 
   /** Sends one answer frame and closes (destroyed if the client does not read it in time). */

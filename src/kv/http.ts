@@ -16,13 +16,25 @@
 // Keys and values are UTF-8 text on this interface: a key is one percent-encoded path segment,
 // a value is the raw request body (PUT) or a JSON string (CAS). Limits are checked before
 // anything is proposed: key <= 1 KiB (413), value <= valueBytesMax (413).
+//
+// Security (docs/security.md): HTTPS when `security.tls` is set (client certificates required
+// with clientAuth 'cert'); with `security.tokens` every request needs `Authorization: Bearer`
+// (401 otherwise; a follower forwards the header, and the leader checks it again). Limits:
+// connections per remote address (429 on the first request of a connection over it, then close),
+// headers within httpHeadersTimeoutMs and a body within httpBodyTimeoutMs (408), a body of at
+// most httpBodyBytesMax (413). Forwarding to the leader goes over HTTPS when this port serves it,
+// presenting this replica's certificate and checking that the leader's names the leader's id.
 
 import * as http from 'node:http';
+import * as https from 'node:https';
+import type * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Consistency, PeerAddress } from '../runtime/api.js';
 import { NotLeaderError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
+import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
+import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
 import type { KvMachine } from './machine.js';
@@ -48,6 +60,10 @@ export interface KvHttpOptions {
   logger?: Logger;
   /** Extra Prometheus lines (the binary protocol server's counters). */
   extraMetrics?: () => string;
+  /** HTTPS, client certificates, bearer tokens (docs/security.md). Default: plain HTTP, open. */
+  security?: ClientSecurity;
+  /** Per-client limits; unset fields take CLIENT_LIMITS_DEFAULT. */
+  limits?: Partial<ClientLimits>;
 }
 
 interface Route {
@@ -66,23 +82,62 @@ class HttpError extends Error {
   }
 }
 
+/** Connections (the sockets HTTP parses from) over the per-address limit: answered 429, then closed. */
+const overLimit = new WeakSet<object>();
+
 export class KvHttpServer {
   private readonly server: http.Server;
-  private readonly forwardAgent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: 256 });
+  private readonly forwardAgent: http.Agent;
   private readonly requests = new Map<string, number>();
   private forwarded = 0;
   private clientErrors = 0;
+  private refusedConnections = 0;
+  private unauthorized = 0;
+  private tlsFailures = 0;
   private readonly opts: Required<Pick<KvHttpOptions, 'followerMode' | 'forwardTimeoutMs'>> & KvHttpOptions;
+  private readonly limits: ClientLimits;
+  private readonly tokens: BearerTokens | null;
+  private readonly perAddress: AddressCounter;
+  private readonly scheme: 'http' | 'https';
 
   constructor(options: KvHttpOptions) {
     this.opts = { followerMode: 'forward', forwardTimeoutMs: 7_000, ...options };
-    this.server = http.createServer({ keepAliveTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => {
+    this.limits = resolveClientLimits(options.limits);
+    this.tokens = options.security?.tokens ? new BearerTokens(options.security.tokens) : null;
+    this.perAddress = new AddressCounter(this.limits.connectionsPerAddressMax);
+    const sec = options.security;
+    this.scheme = sec?.tls ? 'https' : 'http';
+    // Node checks both timeouts on a timer (connectionsCheckingInterval, 30 s by default): make it
+    // fine enough that a slow client is cut off near its limit. The body timeout proper is
+    // readBody's; requestTimeout is only the backstop for a body nobody reads.
+    const serverOptions: http.ServerOptions = {
+      keepAliveTimeout: 10_000,
+      headersTimeout: this.limits.httpHeadersTimeoutMs,
+      requestTimeout: this.limits.httpHeadersTimeoutMs + this.limits.httpBodyTimeoutMs + 1_000,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(this.limits.httpHeadersTimeoutMs / 4))),
+    };
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((e) => {
         this.opts.logger?.error({ err: e }, 'http handler failed');
         if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
         else res.destroy();
       });
-    });
+    };
+    // Forwarded requests keep to the per-address limit of the leader (followers share its count).
+    const forwardSockets = Math.max(1, Math.min(256, Math.floor(this.limits.connectionsPerAddressMax / 2)));
+    if (sec?.tls) {
+      this.server = https.createServer({ ...serverOptions, ...clientServerTlsOptions(sec), handshakeTimeout: this.limits.httpHeadersTimeoutMs }, onRequest);
+      this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+        this.tlsFailures++;
+        this.opts.logger?.warn({ remote: s.remoteAddress, code: 'SYNOD_TLS_HANDSHAKE', error: err.message }, 'HTTPS client TLS handshake failed');
+      });
+      this.server.on('secureConnection', (s: tls.TLSSocket) => this.countConnection(s));
+      this.forwardAgent = new https.Agent({ keepAlive: true, timeout: 4_000, maxSockets: forwardSockets, cert: sec.tls.cert, key: sec.tls.key, ...(sec.tls.ca !== undefined ? { ca: sec.tls.ca } : {}) });
+    } else {
+      this.server = http.createServer(serverOptions, onRequest);
+      this.server.on('connection', (s: import('node:net').Socket) => this.countConnection(s));
+      this.forwardAgent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: forwardSockets });
+    }
     // Malformed HTTP (bad request line, oversized headers...): answer 400 and close; keep serving.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       this.clientErrors++;
@@ -90,8 +145,14 @@ export class KvHttpServer {
         socket.destroy();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ error: { code: 'SYNOD_BAD_HTTP', message: `malformed HTTP request: ${err.code ?? err.message}` } });
+      // Headers (or a body nobody read) not received in time: a slow or stalled client.
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timedOut ? 408 : 400;
+      const body = JSON.stringify(
+        timedOut
+          ? { error: { code: 'SYNOD_REQUEST_TIMEOUT', message: `the request headers did not arrive within ${this.limits.httpHeadersTimeoutMs} ms (httpHeadersTimeoutMs)` } }
+          : { error: { code: 'SYNOD_BAD_HTTP', message: `malformed HTTP request: ${err.code ?? err.message}` } },
+      );
       socket.end(
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
@@ -114,6 +175,18 @@ export class KvHttpServer {
   address(): PeerAddress {
     const a = this.server.address() as AddressInfo;
     return { host: a.address, port: a.port };
+  }
+
+  /** Counts a connection against its address; one over the limit is marked and refused at its first request. */
+  private countConnection(socket: import('node:net').Socket): void {
+    const address = socket.remoteAddress ?? 'unknown';
+    if (!this.perAddress.tryAcquire(address)) {
+      this.refusedConnections++;
+      overLimit.add(socket);
+      // A client that never sends a request is cut off by the headers timeout.
+      return;
+    }
+    socket.once('close', () => this.perAddress.release(address));
   }
 
   /** Refuse new connections; requests in flight still get their answers. */
@@ -140,6 +213,21 @@ export class KvHttpServer {
       const label = `${req.method ?? '?'} ${res.statusCode}`;
       this.requests.set(label, (this.requests.get(label) ?? 0) + 1);
     });
+    if (overLimit.has(req.socket)) {
+      const max = this.limits.connectionsPerAddressMax;
+      this.opts.logger?.warn({ remote: req.socket.remoteAddress, code: 'SYNOD_TOO_MANY_CONNECTIONS', limit: max }, 'HTTP connection refused: too many from one address');
+      res.setHeader('connection', 'close');
+      res.setHeader('retry-after', String(RETRY_AFTER_S));
+      return this.sendError(res, { status: 429, code: 'SYNOD_TOO_MANY_CONNECTIONS', message: `too many connections from ${req.socket.remoteAddress}: at most ${max} (connectionsPerAddressMax); reuse connections (keep-alive) or close some` });
+    }
+    if (this.tokens && !this.tokens.matches(bearerOf(req.headers.authorization))) {
+      this.unauthorized++;
+      // The body is not read: close the connection after answering.
+      if (!req.complete) res.setHeader('connection', 'close');
+      res.setHeader('www-authenticate', 'Bearer realm="synod"');
+      const message = req.headers.authorization === undefined ? 'this server needs a bearer token: send Authorization: Bearer <token> (synod --token-file)' : 'the bearer token is not accepted';
+      return this.sendError(res, { status: 401, code: 'SYNOD_UNAUTHORIZED', message });
+    }
     let route: Route;
     try {
       route = parseRoute(req.url ?? '/');
@@ -200,20 +288,20 @@ export class KvHttpServer {
 
   private async put(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     const key = keyBytes(route.key!);
-    const value = await readBody(req, this.opts.machine.valueBytesMax, 'value');
+    const value = await this.readBody(req, this.opts.machine.valueBytesMax, 'value');
     await this.write(req, res, value, { op: 'put', key, value }, () => this.sendJson(res, 200, { ok: true }));
   }
 
   private async del(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     const key = keyBytes(route.key!);
-    const body = await readBody(req, 0, 'body');
+    const body = await this.readBody(req, 0, 'body');
     await this.write(req, res, body, { op: 'delete', key }, (r) => this.sendJson(res, 200, { ok: true, existed: deleteExisted(r) }));
   }
 
   private async cas(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     const key = keyBytes(route.key!);
     const max = this.opts.machine.valueBytesMax;
-    const body = await readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
+    const body = await this.readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
@@ -237,7 +325,7 @@ export class KvHttpServer {
 
   private async get(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     const key = keyBytes(route.key!);
-    await drain(req);
+    await this.readBody(req, DRAIN_BYTES_MAX, 'body');
     const consistency = consistencyOf(route.query);
     await this.readQuery(req, res, { op: 'get', key }, consistency, (r) => {
       if (r.kind === 'not-found') this.sendError(res, { status: 404, code: 'SYNOD_KV_NOT_FOUND', message: `no key ${JSON.stringify(route.key)}` });
@@ -250,7 +338,7 @@ export class KvHttpServer {
   }
 
   private async scan(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    await drain(req);
+    await this.readBody(req, DRAIN_BYTES_MAX, 'body');
     const prefix = Buffer.from(route.query.get('prefix') ?? '', 'utf8');
     if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
     const limitText = route.query.get('limit');
@@ -271,7 +359,7 @@ export class KvHttpServer {
    * followers forward. 409 when the runtime refuses (one change at a time, no live quorum left).
    */
   private async changeMembers(req: http.IncomingMessage, res: http.ServerResponse, route: Route, method: string): Promise<void> {
-    const body = await readBody(req, 4096, 'body');
+    const body = await this.readBody(req, 4096, 'body');
     let id: number;
     let peer: PeerAddress | null = null;
     if (method === 'POST') {
@@ -303,7 +391,7 @@ export class KvHttpServer {
   }
 
   private async transfer(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    const body = await readBody(req, 1024, 'body');
+    const body = await this.readBody(req, 1024, 'body');
     const to = Number(route.query.get('to'));
     if (!Number.isInteger(to) || to < 1) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new leader: POST /v1/leader/transfer?to=ID');
     if (!this.opts.replica.status().members.includes(to)) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `replica ${to} is not a member`);
@@ -370,8 +458,8 @@ export class KvHttpServer {
       return this.sendError(res, { status: 503, code: 'SYNOD_NOT_LEADER', message: `replica ${leader} leads but its HTTP address is unknown here (start replicas with --initial-http); send the request to it`, leader, retryAfterS: RETRY_AFTER_S });
     }
     if (this.opts.followerMode === 'redirect') {
-      res.setHeader('location', `http://${hostPort(target)}${req.url ?? '/'}`);
-      return this.sendJson(res, 307, { leader, location: `http://${hostPort(target)}${req.url ?? '/'}` });
+      res.setHeader('location', `${this.scheme}://${hostPort(target)}${req.url ?? '/'}`);
+      return this.sendJson(res, 307, { leader, location: `${this.scheme}://${hostPort(target)}${req.url ?? '/'}` });
     }
     this.forward(req, res, body, leader, target, write);
   }
@@ -382,7 +470,19 @@ export class KvHttpServer {
     let settled = false;
     const headers: http.OutgoingHttpHeaders = { [FORWARDED_HEADER]: String(this.opts.replica.id), 'content-length': body.length };
     if (req.headers['content-type']) headers['content-type'] = req.headers['content-type'];
-    const upstream = http.request({ host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: this.forwardAgent });
+    // The leader checks the client's token itself.
+    if (req.headers.authorization !== undefined) headers.authorization = req.headers.authorization;
+    const options: https.RequestOptions = { host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: this.forwardAgent };
+    let upstream: http.ClientRequest;
+    if (this.scheme === 'https') {
+      // With the cluster CA, the identity that matters is the replica id in the leader's certificate.
+      if (this.opts.security?.tls?.ca !== undefined) {
+        options.checkServerIdentity = (_host, cert) => (replicaIdOfCertificate(cert) === leader ? undefined : new Error(`the certificate at ${hostPort(target)} does not name replica ${leader}`));
+      }
+      upstream = https.request(options);
+    } else {
+      upstream = http.request(options);
+    }
     upstream.setTimeout(this.opts.forwardTimeoutMs, () => upstream.destroy(new Error(`no answer within ${this.opts.forwardTimeoutMs} ms`)));
     upstream.on('socket', (socket) => {
       // A reused keep-alive socket is already connected: the request counts as sent as soon as
@@ -487,10 +587,17 @@ export class KvHttpServer {
     );
     metric('synod_http_forwarded_total', 'counter', 'Requests forwarded to the leader.', [['', this.forwarded]]);
     metric('synod_http_client_errors_total', 'counter', 'Malformed HTTP requests refused.', [['', this.clientErrors]]);
+    metric('synod_http_refused_connections_total', 'counter', 'Connections refused (429): over connectionsPerAddressMax.', [['', this.refusedConnections]]);
+    metric('synod_http_unauthorized_total', 'counter', 'Requests refused (401): no or wrong bearer token.', [['', this.unauthorized]]);
+    metric('synod_http_tls_failures_total', 'counter', 'Failed TLS handshakes (no or untrusted client certificate, protocol errors).', [['', this.tlsFailures]]);
     return lines.join('\n') + '\n' + (this.opts.extraMetrics?.() ?? '');
   }
 
   // ---------------------------------------------------------------- answers
+
+  private readBody(req: http.IncomingMessage, routeBytesMax: number, what: string): Promise<Buffer> {
+    return readBodyLimited(req, routeBytesMax, this.limits.httpBodyBytesMax, this.limits.httpBodyTimeoutMs, what);
+  }
 
   private sendJson(res: http.ServerResponse, status: number, body: unknown): void {
     const text = JSON.stringify(body);
@@ -558,36 +665,56 @@ function methodNotAllowed(method: string, allowed: string): HttpError {
   return new HttpError(405, 'SYNOD_BAD_METHOD', `method ${method} is not allowed here; allowed: ${allowed}`);
 }
 
-/** Reads the body, refusing (413) past `maxBytes`: from Content-Length at once, or while streaming. */
-function readBody(req: http.IncomingMessage, maxBytes: number, what: string): Promise<Buffer> {
+/**
+ * Reads a body, refusing (413) past `routeBytesMax` or the server's httpBodyBytesMax: from
+ * Content-Length at once, or while streaming; and (408) when it is not complete within
+ * httpBodyTimeoutMs. After a refusal the connection is closed (HttpError path: `connection: close`).
+ */
+function readBodyLimited(req: http.IncomingMessage, routeBytesMax: number, serverBytesMax: number, timeoutMs: number, what: string): Promise<Buffer> {
+  const maxBytes = Math.min(routeBytesMax, serverBytesMax);
+  const which = routeBytesMax <= serverBytesMax ? '' : ' (httpBodyBytesMax)';
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) {
-    return Promise.reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} is ${declared} bytes; at most ${maxBytes}`));
+    return Promise.reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} is ${declared} bytes; at most ${maxBytes}${which}`));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const timer = setTimeout(() => {
+      stop();
+      reject(new HttpError(408, 'SYNOD_BODY_TIMEOUT', `the ${what} did not arrive within ${timeoutMs} ms (httpBodyTimeoutMs; ${size} bytes received)`));
+    }, timeoutMs);
     const onData = (c: Buffer) => {
       size += c.length;
       if (size > maxBytes) {
-        req.off('data', onData);
-        req.off('end', onEnd);
+        stop();
         req.resume();
-        reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} exceeds ${maxBytes} bytes`));
+        reject(new HttpError(413, 'SYNOD_TOO_LARGE', `the ${what} exceeds ${maxBytes} bytes${which}`));
         return;
       }
       chunks.push(c);
     };
-    const onEnd = () => resolve(Buffer.concat(chunks));
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (e: Error) => {
+      stop();
+      reject(e);
+    };
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('error', reject);
+    req.on('error', onError);
   });
 }
 
-function drain(req: http.IncomingMessage): Promise<void> {
-  return readBody(req, 64 * 1024, 'body').then(() => undefined);
-}
+const DRAIN_BYTES_MAX = 64 * 1024;
 
 export function hostPort(a: PeerAddress): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;

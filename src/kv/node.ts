@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { PeerAddress, ReplicaOptions } from '../runtime/api.js';
 import { SynodReplica } from '../runtime/replica.js';
+import { resolveClientLimits, validateClientSecurity, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import type { PeerTransport } from '../transport/types.js';
 import { KvBinaryServer } from './binary-server.js';
 import { KvHttpServer } from './http.js';
@@ -34,6 +35,10 @@ export interface KvNodeOptions {
   snapshotIntervalSlots?: number;
   proposeTimeoutMs?: number;
   logger?: Logger;
+  /** TLS, client certificates and bearer tokens on the HTTP and binary ports (docs/security.md). */
+  clientSecurity?: ClientSecurity;
+  /** Per-client limits of both client ports (defaults: CLIENT_LIMITS_DEFAULT, docs/security.md). */
+  clientLimits?: Partial<ClientLimits>;
 }
 
 export class KvNode {
@@ -45,6 +50,9 @@ export class KvNode {
   ) {}
 
   static async start(o: KvNodeOptions): Promise<KvNode> {
+    // Refuse a contradictory setting before anything is opened.
+    validateClientSecurity(o.clientSecurity);
+    resolveClientLimits(o.clientLimits);
     const machine = new KvMachine({ valueBytesMax: o.valueBytesMax });
     const log = o.logger;
     const replica = await SynodReplica.start({
@@ -85,11 +93,13 @@ export class KvNode {
       forwardTimeoutMs: (o.proposeTimeoutMs ?? 5_000) + 2_000,
       logger: log,
       extraMetrics: () => binary?.metricsText() ?? '',
+      security: o.clientSecurity,
+      limits: o.clientLimits,
     });
     try {
       await http.start();
       if (o.binary) {
-        binary = new KvBinaryServer({ replica, machine, listen: o.binary, binaryAddresses: o.binaryAddresses, logger: log });
+        binary = new KvBinaryServer({ replica, machine, listen: o.binary, binaryAddresses: o.binaryAddresses, logger: log, security: o.clientSecurity, limits: o.clientLimits });
         await binary.start();
       }
     } catch (e) {
