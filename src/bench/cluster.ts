@@ -208,15 +208,19 @@ interface ProbeFile {
 export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () => Promise<void>) => void): Promise<BenchCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-'));
   const cluster = await ProcCluster.create({ size: p.replicas, dataDir: dir, binary: true, electionTimeoutMs: p.electionTimeoutMs, logLevel: 'warn', clusterId: 'synod-bench', extraArgs: ['--log-backend', p.storage] });
+  // Probe files go to memory (/dev/shm) when there is one: a rename on the data disk's file system
+  // can wait behind the log's fdatasync journal commits and stall the replica's event loop.
+  const probeDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/synod-bench-probe-') : dir;
   const closeAll = async () => {
     await cluster.stopAll(3_000);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(probeDir, { recursive: true, force: true });
   };
   onSignalCleanup(closeAll);
   // The probe rides in through NODE_OPTIONS, set only while the children are spawned.
   const saved = { options: process.env.NODE_OPTIONS, dir: process.env.SYNOD_BENCH_PROBE_DIR, trace: process.env.SYNOD_BENCH_TRACE };
   process.env.NODE_OPTIONS = `${saved.options ?? ''} --import=${PROBE_URL.href}`.trim();
-  process.env.SYNOD_BENCH_PROBE_DIR = dir;
+  process.env.SYNOD_BENCH_PROBE_DIR = probeDir;
   process.env.SYNOD_BENCH_TRACE = p.trace ? '1' : '0';
   try {
     cluster.startAll();
@@ -226,7 +230,7 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
     restoreEnv('SYNOD_BENCH_TRACE', saved.trace);
   }
   const probe = (id: number): ProbeFile | null => {
-    const f = join(dir, `probe-${id}.json`);
+    const f = join(probeDir, `probe-${id}.json`);
     try {
       return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as ProbeFile) : null;
     } catch {

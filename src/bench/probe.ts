@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { SynodReplica } from '../runtime/replica.js';
 import { StageTracer } from './trace.js';
 
-const PROBE_INTERVAL_MS = 100;
+const PROBE_INTERVAL_MS = 250;
 
 const dir = process.env.SYNOD_BENCH_PROBE_DIR;
 if (dir) {

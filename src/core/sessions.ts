@@ -12,6 +12,9 @@ export type SessionOutcome<R> =
   | { kind: 'duplicate'; result: R }
   | { kind: 'stale' }; // below the floor: answered long ago, the result is gone
 
+const EXECUTE = Object.freeze({ kind: 'execute' as const });
+const STALE = Object.freeze({ kind: 'stale' as const });
+
 interface Session<R> {
   floor: number;
   results: Map<number, R>;
@@ -23,10 +26,11 @@ export class SessionTable<R> {
   /** Decide what to do with a committed command (call before executing it). */
   check(cmd: Command): SessionOutcome<R> {
     const s = this.sessions.get(cmd.clientId);
-    if (!s) return { kind: 'execute' };
-    if (cmd.seq < s.floor) return { kind: 'stale' };
-    if (s.results.has(cmd.seq)) return { kind: 'duplicate', result: s.results.get(cmd.seq) as R };
-    return { kind: 'execute' };
+    if (!s) return EXECUTE;
+    if (cmd.seq < s.floor) return STALE;
+    const result = s.results.get(cmd.seq);
+    if (result !== undefined || s.results.has(cmd.seq)) return { kind: 'duplicate', result: result as R };
+    return EXECUTE;
   }
 
   /** Record the result of an executed command and forget results below the client's floor. */
@@ -38,8 +42,16 @@ export class SessionTable<R> {
     }
     s.results.set(cmd.seq, result);
     if (cmd.floor > s.floor) {
+      // Every kept seq is >= the old floor (record follows an 'execute', which needs seq >= floor),
+      // so only [old floor, new floor) can go: O(advance) rather than a scan of the client's
+      // results per command. A big jump scans the (smaller) map instead.
+      const from = s.floor;
       s.floor = cmd.floor;
-      for (const seq of s.results.keys()) if (seq < s.floor) s.results.delete(seq);
+      if (s.floor - from <= s.results.size) {
+        for (let seq = from; seq < s.floor; seq++) s.results.delete(seq);
+      } else {
+        for (const seq of s.results.keys()) if (seq < s.floor) s.results.delete(seq);
+      }
     }
   }
 

@@ -22,11 +22,14 @@
 // retrying), KvBadRequestError, KvSessionExpiredError.
 
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { randomInt } from 'node:crypto';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
+  CONNECTION_REQUEST_ID,
+  encodeAuth,
   decodeNotLeader,
   decodeResponse,
   encodeRequest,
@@ -72,6 +75,13 @@ export class KvBadRequestError extends KvClientError {
     this.name = 'KvBadRequestError';
   }
 }
+/** The server refused the token (or needs one): certain, and not retried. */
+export class KvAuthError extends KvClientError {
+  constructor(message: string) {
+    super('SYNOD_KV_UNAUTHORIZED', message, true);
+    this.name = 'KvAuthError';
+  }
+}
 export class KvSessionExpiredError extends KvClientError {
   constructor(message: string) {
     super('SYNOD_KV_SESSION_EXPIRED', message, false);
@@ -88,6 +98,20 @@ export interface KvClientOptions {
   attemptTimeoutMs?: number;
   /** Largest value the cluster accepts (for the frame limit). Default 1 MiB. */
   valueBytesMax?: number;
+  /**
+   * TLS to the binary ports (servers started with --tls-*): `ca` is the CA to trust (PEM; the
+   * cluster's ca.crt), `cert`/`key` a client certificate for servers with --client-auth cert.
+   * Host names are verified as usual (put them in the server certificates: synod certs --hosts).
+   */
+  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'checkServerIdentity' | 'minVersion'>;
+  /** Bearer token for servers started with --client-token-file: sent in an AUTH frame on every connection. */
+  token?: string;
+}
+
+/** How a Connection secures itself: TLS options and an AUTH token. */
+interface ConnectionSecurity {
+  tls?: tls.ConnectionOptions;
+  token?: Uint8Array;
 }
 
 export type Bytes = Uint8Array | string;
@@ -96,7 +120,16 @@ export type CasOutcome = { swapped: true } | { swapped: false; current: Uint8Arr
 interface Pending {
   resolve: (r: Response) => void;
   reject: (e: Error) => void;
+  /** performance.now() after which the connection is given up (see Connection.sweep). */
+  deadlineMs: number;
+  timeoutMs: number;
 }
+
+/** How often a connection looks for requests past their deadline (one timer per connection, not per request). */
+const SWEEP_INTERVAL_MS = 100;
+
+/** Time for the server to answer an AUTH frame. */
+const AUTH_TIMEOUT_MS = 5_000;
 
 const bytesOf = (b: Bytes): Uint8Array => (typeof b === 'string' ? new TextEncoder().encode(b) : b);
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
@@ -112,20 +145,54 @@ class Connection {
   /** Whether the TCP connection was ever established (a failure before is "certainly not sent"). */
   connected = false;
 
+  /** Why the server or the socket ended the connection (refusal text or error code), for messages. */
+  private endReason = '';
+
   constructor(
     readonly endpoint: string,
     frameBytesMax: number,
+    security: ConnectionSecurity = {},
   ) {
     const [host, port] = splitHostPort(endpoint);
-    this.socket = net.connect({ host, port });
+    this.socket = security.tls ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...security.tls }) : net.connect({ host, port });
     this.socket.setNoDelay(true);
     const decoder = new FrameDecoder(frameBytesMax);
+    // Connection setup: TCP (or TLS) connect, then with a token one AUTH frame answered OK. The
+    // connection counts as connected (requests may go) only after both.
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once('connect', () => {
+      const fail = (e: Error) => reject(this.endReason ? new Error(this.endReason) : e);
+      const open = () => {
         this.connected = true;
         resolve();
+      };
+      // A connection-level refusal (too many connections from this address) has request id 0.
+      this.pending.set(CONNECTION_REQUEST_ID, {
+        resolve: (r) => {
+          this.endReason = `refused by ${endpoint}: ${new TextDecoder().decode(r.body)}`;
+          reject(new Error(this.endReason));
+        },
+        reject: fail,
+        deadlineMs: Infinity,
+        timeoutMs: Infinity,
       });
-      this.socket.once('error', reject);
+      this.socket.once(security.tls ? 'secureConnect' : 'connect', () => {
+        if (!security.token) return open();
+        const authId = this.nextId++;
+        this.pending.set(authId, {
+          resolve: (r) => {
+            if (r.status === ST_OK) return open();
+            this.endReason = `${endpoint} refused the token: ${new TextDecoder().decode(r.body)}`;
+            reject(new KvAuthError(this.endReason));
+            this.socket.destroy();
+          },
+          reject: fail,
+          deadlineMs: performance.now() + AUTH_TIMEOUT_MS,
+          timeoutMs: AUTH_TIMEOUT_MS,
+        });
+        this.socket.write(encodeAuth(authId, security.token));
+      });
+      this.socket.once('error', fail);
+      this.socket.once('close', () => fail(new Error(`connection to ${endpoint} closed during setup`)));
     });
     this.ready.catch(() => {});
     this.socket.on('data', (chunk: Buffer) => {
@@ -138,22 +205,32 @@ class Connection {
       });
       if (err) this.socket.destroy(err);
     });
-    this.socket.on('error', () => {});
+    this.socket.on('error', (e: NodeJS.ErrnoException) => {
+      if (!this.endReason) this.endReason = `connection to ${endpoint} failed: ${e.code ?? e.message}`;
+    });
+    // One sweep timer per connection instead of a timer per request (the load generator and a
+    // busy client send tens of thousands of requests per second).
+    const sweep = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    sweep.unref();
     this.socket.on('close', () => {
+      clearInterval(sweep);
       this.closed = true;
-      const e = new Error(`connection to ${endpoint} closed`);
+      const e = new Error(this.endReason || `connection to ${endpoint} closed`);
       for (const p of this.pending.values()) p.reject(e);
       this.pending.clear();
     });
   }
 
-  /** Sends one request; rejects if the connection drops before its answer. */
-  request(build: (requestId: number) => Request): Promise<Response> {
+  /**
+   * Sends one request; rejects if the connection drops before its answer, or if no answer comes
+   * within `timeoutMs` (then the connection is closed: its other answers may be as late).
+   */
+  request(build: (requestId: number) => Request, timeoutMs: number): Promise<Response> {
     if (this.closed) return Promise.reject(new Error(`connection to ${this.endpoint} closed`));
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffffffff) + 1;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs, timeoutMs });
       if (!this.corked) {
         this.corked = true;
         this.socket.cork();
@@ -164,6 +241,19 @@ class Connection {
       }
       this.socket.write(encodeRequest(build(id)));
     });
+  }
+
+  private sweep(): void {
+    if (this.pending.size === 0) return;
+    const t = performance.now();
+    let expired = false;
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs > t) continue;
+      expired = true;
+      this.pending.delete(id);
+      p.reject(new Error(`no answer within ${p.timeoutMs} ms`));
+    }
+    if (expired) this.socket.destroy();
   }
 
   get inflight(): number {
@@ -182,9 +272,12 @@ export class KvClient {
   private conn: Connection | null = null;
   private seq = 0;
   private readonly outstanding = new Set<number>();
+  /** Every seq below this has settled (amortized: see floor()). */
+  private floorSeq = 1;
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly frameBytesMax: number;
+  private readonly security: ConnectionSecurity;
   private closed = false;
 
   constructor(o: KvClientOptions) {
@@ -194,6 +287,8 @@ export class KvClient {
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
+    if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
+    this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
   }
 
   // ---------------------------------------------------------------- operations
@@ -257,26 +352,26 @@ export class KvClient {
     try {
       for (let attempt = 0; ; attempt++) {
         if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
-        const floor = Math.min(...this.outstanding);
+        const floor = this.floor();
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
         let conn: Connection;
-        try {
-          conn = await this.connection();
-        } catch (e) {
-          lastError = (e as Error).message;
-          this.rotate();
-          await this.backoff(attempt);
-          continue;
+        if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
+        else {
+          try {
+            conn = await this.connection();
+          } catch (e) {
+            if (e instanceof KvAuthError) throw e;
+            lastError = (e as Error).message;
+            this.rotate();
+            await this.backoff(attempt);
+            continue;
+          }
         }
         let r: Response;
         try {
-          r = await withTimeout(
-            conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId: this.clientId, seq, floor, timeoutMs, command })),
-            timeoutMs + 1_000,
-            () => conn.close(),
-          );
+          r = await conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId: this.clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000);
         } catch (e) {
           // Lost after sending (or maybe before): it may have been applied. Retry the same seq.
           maybeApplied ||= conn.connected;
@@ -326,21 +421,21 @@ export class KvClient {
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       let conn: Connection;
-      try {
-        conn = await this.connection();
-      } catch (e) {
-        lastError = (e as Error).message;
-        this.rotate();
-        await this.backoff(attempt);
-        continue;
+      if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
+      else {
+        try {
+          conn = await this.connection();
+        } catch (e) {
+          if (e instanceof KvAuthError) throw e;
+          lastError = (e as Error).message;
+          this.rotate();
+          await this.backoff(attempt);
+          continue;
+        }
       }
       let r: Response;
       try {
-        r = await withTimeout(
-          conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query })),
-          this.attemptTimeoutMs + 1_000,
-          () => conn.close(),
-        );
+        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000);
       } catch (e) {
         lastError = (e as Error).message;
         this.drop(conn);
@@ -367,18 +462,25 @@ export class KvClient {
 
   // ---------------------------------------------------------------- connection management
 
+  /** The lowest seq not yet settled: every seq below it is answered (the server may drop their results). */
+  private floor(): number {
+    while (this.floorSeq < this.seq && !this.outstanding.has(this.floorSeq)) this.floorSeq++;
+    return this.floorSeq;
+  }
+
   private async connection(): Promise<Connection> {
     if (this.conn && !this.conn.closed) {
       await this.conn.ready;
       return this.conn;
     }
     const endpoint = this.endpoints[this.current % this.endpoints.length]!;
-    const conn = new Connection(endpoint, this.frameBytesMax);
+    const conn = new Connection(endpoint, this.frameBytesMax, this.security);
     this.conn = conn;
     try {
       await conn.ready;
     } catch (e) {
       if (this.conn === conn) this.conn = null;
+      if (e instanceof KvAuthError) throw e;
       throw new Error(`cannot connect to ${endpoint}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     return conn;
@@ -420,24 +522,6 @@ export class KvClient {
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      onTimeout();
-      reject(new Error(`no answer within ${ms} ms`));
-    }, ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
 
 function checkKey(key: Uint8Array): void {
   if (key.length === 0) throw new KvBadRequestError('the key is empty');
