@@ -7,9 +7,19 @@
 //
 // Every child is tracked; kill() is SIGKILL, pause() SIGSTOP, resume() SIGCONT, and a hook kills
 // every child (paused ones included) when this process exits for any reason.
+//
+// Membership changes: the cluster is a pool of replica slots. Ids 1..size are the initial members;
+// ids above are spares, each with its ports and proxies made up front (so every replica's
+// --initial-http names every slot and can forward to whichever leads), started with --join when
+// the nemesis adds one. Ids are never reused (SAFETY.md: a wiped replica never rejoins under its
+// old identity). `members` is the harness's view of the configuration, reconciled from the
+// leader's status after every change.
+//
+// Disk faults: with `diskFaults`, every replica runs with SYNOD_TEST_HOOKS=1 and a control file
+// (SYNOD_TEST_DISK_FAULT, see src/cli/test-hooks.ts) that setDiskFault() writes.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import * as http from 'node:http';
 import { join } from 'node:path';
 import { freePorts, MAIN_JS, trackChild } from '../../src/cli/cluster-procs.js';
@@ -25,6 +35,7 @@ export interface ReplicaStatusView {
   appliedIndex: number;
   snapshotIndex: number;
   kv: Record<string, number>;
+  members: Array<{ id: number; member: boolean }>;
 }
 
 export interface Replica {
@@ -38,27 +49,46 @@ export interface Replica {
   exited: Promise<void> | null;
   paused: boolean;
   starts: number;
+  /** Not an initial member: started with --join. */
+  readonly joiner: boolean;
+  /** The disk fault control file (SYNOD_TEST_DISK_FAULT). */
+  readonly diskFaultFile: string;
 }
 
 export interface ClusterOptions {
+  /** Initial members. */
   size: number;
+  /** Spare slots for replicas added during the run. */
+  spares?: number;
   dir: string;
   network: Network;
   electionTimeoutMs?: number;
   logLevel?: string;
+  /** Run the replicas with the disk fault hook. */
+  diskFaults?: boolean;
+  /** A planted protocol bug (src/core/options.ts PlantedBug) for every replica: tests only. */
+  plantedBug?: string;
 }
 
 export class Cluster {
+  /** Every slot, initial and spare: replicas[id - 1]. */
   readonly replicas: Replica[] = [];
+  /** The configuration, as the harness last learned it. */
+  members: number[] = [];
+  private nextSpare: number;
   private readonly proxies: LinkProxy[] = [];
   private readonly httpProxyPorts = new Map<string, number>();
 
-  private constructor(private readonly o: ClusterOptions) {}
+  private constructor(private readonly o: ClusterOptions) {
+    this.nextSpare = o.size + 1;
+  }
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     if (o.size < 1 || o.size > 9) throw new Error(`cluster size must be 1..9, got ${o.size}`);
+    const spares = o.spares ?? 0;
+    if (!Number.isInteger(spares) || spares < 0 || spares > 24) throw new Error(`spares must be 0..24, got ${spares}`);
     const c = new Cluster(o);
-    const n = o.size;
+    const n = o.size + spares;
     const ports = await freePorts(3 * n + n * (n - 1), HOST);
     let k = 0;
     for (let id = 1; id <= n; id++) {
@@ -75,8 +105,11 @@ export class Cluster {
         exited: null,
         paused: false,
         starts: 0,
+        joiner: id > o.size,
+        diskFaultFile: join(o.dir, `disk-fault-${id}`),
       });
     }
+    c.members = c.replicas.filter((r) => !r.joiner).map((r) => r.id);
     for (const r of c.replicas) {
       c.proxies.push(new LinkProxy({ network: o.network, listenPort: r.proxyPort, targetPort: r.peerPort, to: r.id, bothWays: false }));
       for (const s of c.replicas) {
@@ -90,8 +123,39 @@ export class Cluster {
     return c;
   }
 
+  /** The current members (the harness's view). */
   get ids(): number[] {
-    return this.replicas.map((r) => r.id);
+    return [...this.members].sort((a, b) => a - b);
+  }
+
+  get initialSize(): number {
+    return this.o.size;
+  }
+
+  /** Every replica with a live process (members, and a removed one not yet stopped). */
+  get runningIds(): number[] {
+    return this.replicas.filter((r) => r.child !== null).map((r) => r.id);
+  }
+
+  /** A fresh slot for a replica to add, or null when the pool is used up. */
+  takeSpare(): Replica | null {
+    if (this.nextSpare > this.replicas.length) return null;
+    return this.replica(this.nextSpare++);
+  }
+
+  hasSpare(): boolean {
+    return this.nextSpare <= this.replicas.length;
+  }
+
+  /** The address others must use for a replica's peer port (its proxy). */
+  peerAddressOf(id: number): string {
+    return `${HOST}:${this.replica(id).proxyPort}`;
+  }
+
+  /** Fill (ENOSPC) or break (EIO) a replica's disk, or clear the fault (null). */
+  setDiskFault(id: number, mode: 'ENOSPC' | 'EIO' | null): void {
+    if (!this.o.diskFaults) throw new Error('the cluster was made without disk faults');
+    writeFileSync(this.replica(id).diskFaultFile, mode ?? '');
   }
 
   replica(id: number): Replica {
@@ -105,7 +169,10 @@ export class Cluster {
   }
 
   argsOf(r: Replica): string[] {
-    const cluster = this.replicas.map((s) => `${s.id}=${HOST}:${s.id === r.id ? s.peerPort : s.proxyPort}`).join(',');
+    // A joiner lists the initial members (docs/operations.md) and learns the rest from the log.
+    const initial = this.replicas.filter((s) => !s.joiner && s.id !== r.id);
+    if (!r.joiner) initial.push(r);
+    const cluster = initial.map((s) => `${s.id}=${HOST}:${s.id === r.id ? s.peerPort : s.proxyPort}`).join(',');
     const httpMap = this.replicas.filter((s) => s.id !== r.id).map((s) => `${s.id}=${HOST}:${this.httpProxyPorts.get(`${r.id}>${s.id}`)}`).join(',');
     const args = [
       MAIN_JS, 'start',
@@ -118,6 +185,7 @@ export class Cluster {
       '--log-level', this.o.logLevel ?? 'info',
     ];
     if (httpMap) args.push('--initial-http', httpMap);
+    if (r.joiner) args.push('--join', '--peer', `${HOST}:${r.peerPort}`);
     if (this.o.electionTimeoutMs) args.push('--election-timeout-ms', String(this.o.electionTimeoutMs));
     return args;
   }
@@ -132,7 +200,11 @@ export class Cluster {
     if (r.child) throw new Error(`replica ${id} is already running`);
     const fd = openSync(r.logFile, 'a');
     writeSync(fd, `${JSON.stringify({ harness: 'start', id, at: new Date().toISOString(), start: r.starts + 1 })}\n`);
-    const child = spawn(process.execPath, this.argsOf(r), { stdio: ['ignore', fd, fd] });
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (this.o.diskFaults || this.o.plantedBug) env.SYNOD_TEST_HOOKS = '1';
+    if (this.o.diskFaults) env.SYNOD_TEST_DISK_FAULT = r.diskFaultFile;
+    if (this.o.plantedBug) env.SYNOD_PLANTED_BUG = this.o.plantedBug;
+    const child = spawn(process.execPath, this.argsOf(r), { stdio: ['ignore', fd, fd], env });
     closeSync(fd);
     trackChild(child);
     r.child = child;
@@ -146,8 +218,9 @@ export class Cluster {
     });
   }
 
+  /** Start every member. */
   startAll(): void {
-    for (const r of this.replicas) this.start(r.id);
+    for (const id of this.members) this.start(id);
   }
 
   running(id: number): boolean {
@@ -199,10 +272,31 @@ export class Cluster {
 
   /** The replica that says it leads (the highest ballot if several do), or null. */
   async leader(): Promise<number | null> {
-    const all = await Promise.all(this.ids.map((id) => this.status(id)));
+    return (await this.leaderStatus())?.id ?? null;
+  }
+
+  /** The status of the replica that says it leads (the highest ballot if several do), or null. */
+  async leaderStatus(): Promise<ReplicaStatusView | null> {
+    const all = await Promise.all(this.runningIds.map((id) => this.status(id)));
     let best: ReplicaStatusView | null = null;
     for (const s of all) if (s && s.role === 'leader' && (!best || s.ballot > best.ballot)) best = s;
-    return best ? best.id : null;
+    return best;
+  }
+
+  /**
+   * Learn the configuration from the leader (the highest ballot), then start every member that is
+   * not running and stop every running replica that is not a member. Returns the members, or
+   * null when no leader answered (nothing changed).
+   */
+  async reconcile(): Promise<number[] | null> {
+    const st = await this.leaderStatus();
+    if (!st) return null;
+    const members = st.members.filter((m) => m.member).map((m) => m.id).sort((a, b) => a - b);
+    if (members.length === 0 || members.some((id) => id < 1 || id > this.replicas.length)) return null;
+    this.members = members;
+    for (const id of members) if (!this.running(id)) this.start(id);
+    await Promise.all(this.runningIds.filter((id) => !members.includes(id)).map((id) => this.kill(id)));
+    return members;
   }
 }
 

@@ -7,7 +7,7 @@ import { parseKinds } from './nemesis.js';
 import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions } from './run.js';
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer] [--seed N] [--replicas 3|5] [--clients N] [--runs N] [--keep] [--local-reads]`);
+  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer,members,disk] [--seed N] [--replicas 3|5] [--clients N] [--runs N] [--keep] [--local-reads]`);
   process.exit(2);
 }
 

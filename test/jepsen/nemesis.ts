@@ -14,6 +14,17 @@
 //   delay       every peer link delays its bytes by 20..200 ms
 //   loss        every peer link resets its connection on 2..10% of chunks (burst loss)
 //   transfer    a leadership transfer to a random other member (POST /v1/leader/transfer)
+//   members     a membership change through the leader (POST/DELETE /v1/members): add a fresh
+//               replica (a new id started with --join), remove a member (the leader, at times),
+//               or replace one (add a new one, then remove an old one). Membership stays within
+//               [initial size, initial size + 2]; with one fault at a time every other member is
+//               up, and the runtime refuses a removal that leaves no live quorum (409). A removed
+//               replica keeps running (clients may still reach it) until the fault ends. After
+//               the change, or a failed one, the harness learns the configuration from the leader.
+//   disk        a replica's disk fills (ENOSPC on writes) or fails (EIO on fsync; the write
+//               reached the page cache): through the SYNOD_TEST_DISK_FAULT hook. The replica must
+//               stop voting; at the end the fault clears and the replica is restarted (the
+//               operator's move) and must catch up.
 
 import type { Prng } from '../../src/sim/prng.js';
 import type { Cluster } from './cluster.js';
@@ -21,7 +32,7 @@ import { httpRequest } from './cluster.js';
 import type { Network } from './proxy.js';
 import { sleep } from './workload.js';
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition', 'delay', 'loss', 'transfer'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition', 'delay', 'loss', 'transfer', 'members', 'disk'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultWindow {
@@ -104,6 +115,82 @@ export class Nemesis {
     return leader === null ? { id: random, leader: false } : { id: leader, leader: true };
   }
 
+  /** One membership change (see the header); `heal` stops a removed replica. */
+  private async changeMembers(): Promise<MembershipChange> {
+    const { cluster, prng } = this.o;
+    const members = cluster.ids;
+    const variants: string[] = [];
+    if (members.length < cluster.initialSize + 2 && cluster.hasSpare()) variants.push('add');
+    if (members.length > cluster.initialSize) variants.push('remove');
+    if (cluster.hasSpare()) variants.push('replace');
+    const leader = await cluster.leader();
+    if (variants.length === 0 || leader === null) return { detail: `membership change skipped: ${leader === null ? 'no leader' : 'no spare replica slot'}`, heal: async () => {} };
+    const v = prng.pick(variants);
+    const steps: string[] = [];
+    let ok = true;
+    let added = 0;
+    if (v === 'add' || v === 'replace') {
+      const spare = cluster.takeSpare()!;
+      added = spare.id;
+      cluster.start(spare.id);
+      const a = await this.memberRequest('POST', '/v1/members', JSON.stringify({ id: spare.id, peer: cluster.peerAddressOf(spare.id) }));
+      steps.push(`add ${spare.id}: ${a.status}${a.status === 200 ? '' : ` ${a.body.slice(0, 120)}`}`);
+      ok = a.status === 200;
+    }
+    if ((v === 'remove' || v === 'replace') && ok) {
+      const current = (await cluster.reconcile()) ?? cluster.ids;
+      const lead = await cluster.leader();
+      // Half the time the leader itself (it hands over once the change applies).
+      const candidates = current.filter((id) => id !== added);
+      const victim = lead !== null && candidates.includes(lead) && prng.chance(0.5) ? lead : prng.pick(candidates);
+      const a = await this.memberRequest('DELETE', `/v1/members?id=${victim}`, '');
+      steps.push(`remove ${victim}${victim === lead ? ' (leader)' : ''}: ${a.status}${a.status === 200 ? '' : ` ${a.body.slice(0, 120)}`}`);
+    }
+    // Whatever happened (a timeout may still take effect later), learn the configuration; a
+    // replica left out keeps running until the fault ends (heal), then is stopped.
+    const after = await this.reconcileSoon(false);
+    return {
+      detail: `members ${v}: ${steps.join('; ')}; members now ${after?.join(',') ?? '?'}`,
+      heal: async () => {
+        await this.reconcileSoon(true);
+      },
+    };
+  }
+
+  /** Learn the configuration from the leader (retrying while there is none); with `stop`, stop non-members. */
+  private async reconcileSoon(stop: boolean): Promise<number[] | null> {
+    const { cluster } = this.o;
+    for (let i = 0; i < 20; i++) {
+      const st = await cluster.leaderStatus();
+      if (st) {
+        const members = st.members.filter((m) => m.member).map((m) => m.id);
+        if (stop) return cluster.reconcile();
+        cluster.members = members;
+        for (const id of members) if (!cluster.running(id)) cluster.start(id);
+        return members;
+      }
+      await sleep(250);
+    }
+    return null;
+  }
+
+  /** A membership request to the leader (the change may take a while: catch-up, then the new configuration must govern). */
+  private async memberRequest(method: string, path: string, body: string): Promise<{ status: number; body: string }> {
+    const { cluster } = this.o;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const leader = await cluster.leader();
+      if (leader === null) {
+        await sleep(500);
+        continue;
+      }
+      const a = await httpRequest(cluster.endpoint(leader), method, path, body, MEMBERSHIP_TIMEOUT_MS).catch((e: Error) => ({ status: 0, body: e.message }));
+      // 503: not the leader any more (nothing was done); try the new one.
+      if (a.status !== 503) return a;
+      await sleep(300);
+    }
+    return { status: 503, body: 'no leader took the request' };
+  }
+
   private async fault(kind: FaultKind, durationMs: number): Promise<void> {
     const { cluster, network, prng } = this.o;
     const startMs = this.o.nowMs();
@@ -170,6 +257,28 @@ export class Nemesis {
         heal = async () => network.heal();
         break;
       }
+      case 'members': {
+        const r = await this.changeMembers();
+        detail = r.detail;
+        heal = r.heal;
+        break;
+      }
+      case 'disk': {
+        const t = await this.pickTarget();
+        const mode = prng.chance(0.5) ? 'ENOSPC' : 'EIO';
+        cluster.setDiskFault(t.id, mode);
+        detail = `disk ${mode === 'ENOSPC' ? 'full (ENOSPC on writes)' : 'failing (EIO on fsync)'} on replica ${t.id}${t.leader ? ' (leader)' : ''}`;
+        heal = async () => {
+          cluster.setDiskFault(t.id, null);
+          // The replica stopped itself when its storage failed; the operator restarts it.
+          if (cluster.running(t.id)) {
+            await cluster.kill(t.id);
+            await sleep(100); // past the hook's poll of the control file (a fresh process reads it at start anyway)
+            cluster.start(t.id);
+          }
+        };
+        break;
+      }
       case 'transfer': {
         const leader = await cluster.leader();
         if (leader === null) {
@@ -190,6 +299,13 @@ export class Nemesis {
     this.windows.push({ kind, detail, startMs, endMs });
     this.o.log(`nemesis: healed ${kind}`);
   }
+}
+
+const MEMBERSHIP_TIMEOUT_MS = 40_000;
+
+export interface MembershipChange {
+  detail: string;
+  heal: () => Promise<void>;
 }
 
 export function parseKinds(text: string): FaultKind[] {

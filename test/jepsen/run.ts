@@ -40,6 +40,13 @@ export interface RunOptions {
   budgetMsPerKey: number;
   /** The planted client bug for the "checker bites" test: GETs with ?consistency=local. */
   readConsistency: 'linearizable' | 'local';
+  /** A planted server bug (src/core/options.ts PlantedBug), through SYNOD_PLANTED_BUG: tests only. */
+  plantedBug?: string;
+  /**
+   * A scripted nemesis instead of the seeded schedule (the planted-bug tests: a fault sequence
+   * that exposes one bug). It gets the cluster and network and returns the fault windows.
+   */
+  script?: (ctx: ScriptContext) => Promise<FaultWindow[]>;
   keep: 'always' | 'failure';
   log: (line: string) => void;
   /** How to reproduce, printed on failure. */
@@ -67,6 +74,13 @@ export const RUN_DEFAULTS: Omit<RunOptions, 'seed' | 'command' | 'log'> = {
   keep: 'failure',
 };
 
+export interface ScriptContext {
+  cluster: Cluster;
+  network: Network;
+  nowMs: () => number;
+  log: (line: string) => void;
+}
+
 export interface Availability {
   ops: number;
   ok: number;
@@ -88,6 +102,9 @@ export interface RunReport {
   linearizability: { verdict: string; ms: number; explanation?: string };
   ledger: { acked: number; failed: number; info: number; present: number };
   converged: boolean;
+  /** The configuration at the end, and every replica id that ever ran. */
+  members: number[];
+  replicasUsed: number;
   faults: FaultWindow[];
   faultCounts: Record<string, number>;
   availability: { overall: Availability; byKind: Record<string, Availability>; quiet: Availability };
@@ -102,7 +119,9 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
   const nowMs = () => performance.now();
   const networkPrng = prng.fork();
   const network = new Network(() => networkPrng.next());
-  const cluster = await Cluster.create({ size: o.replicas, dir, network, electionTimeoutMs: o.electionTimeoutMs });
+  // Spare slots for the replicas the membership nemesis adds: about one per minute, and a few.
+  const spares = o.kinds.includes('members') ? Math.min(20, Math.ceil(o.timeMs / 60_000) + 3) : 0;
+  const cluster = await Cluster.create({ size: o.replicas, spares, dir, network, electionTimeoutMs: o.electionTimeoutMs, diskFaults: o.kinds.includes('disk') || o.script !== undefined, plantedBug: o.plantedBug });
   const failures: string[] = [];
   const recorder = new Recorder({ nowMs });
   let nemesis: Nemesis | null = null;
@@ -115,7 +134,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
   };
   process.once('SIGINT', onSignal);
   try {
-    o.log(`jepsen: seed ${o.seed}, ${o.replicas} replicas, ${o.clients} clients, ${o.timeMs / 1000} s, nemesis ${o.kinds.join(',') || 'none'}, dir ${dir}`);
+    o.log(`jepsen: seed ${o.seed}, ${o.replicas} replicas, ${o.clients} clients, ${o.timeMs / 1000} s, nemesis ${o.script ? 'scripted' : o.kinds.join(',') || 'none'}${o.plantedBug ? `, PLANTED BUG ${o.plantedBug}` : ''}, dir ${dir}`);
     cluster.startAll();
     const leader = await waitFor(async () => cluster.leader(), 30_000);
     if (leader === null) throw new Error('no leader within 30 s of starting the cluster');
@@ -123,7 +142,8 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     workload = new Workload({
       recorder,
       prng: prng.fork(),
-      endpoints: cluster.ids.map((id) => cluster.endpoint(id)),
+      // Every running replica: members, and a removed one until it is stopped.
+      endpoints: () => cluster.runningIds.map((id) => cluster.endpoint(id)),
       clients: o.clients,
       tsClients: o.tsClients,
       keysPerGeneration: o.keysPerGeneration,
@@ -135,12 +155,15 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       nowMs,
     });
     workload.start();
-    if (o.kinds.length > 0) {
+    let scripted: Promise<FaultWindow[]> | null = null;
+    if (o.script) scripted = o.script({ cluster, network, nowMs, log: o.log });
+    else if (o.kinds.length > 0) {
       nemesis = new Nemesis({ cluster, network, prng: prng.fork(), kinds: o.kinds, nowMs, quietMsMin: o.quietMsMin, quietMsMax: o.quietMsMax, faultMsMin: o.faultMsMin, faultMsMax: o.faultMsMax, log: o.log });
       nemesis.start();
     }
     await sleep(o.timeMs);
     await nemesis?.stop();
+    const scriptWindows = scripted ? await scripted : [];
     await healAll(cluster, network);
     // A little load on the healed cluster, so that recovery shows in the history.
     await sleep(Math.min(3_000, o.timeMs / 10));
@@ -148,6 +171,13 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     o.log(`jepsen: ${recorder.size} ops recorded; waiting for convergence`);
 
     converged = await waitConverged(cluster, o.convergeTimeoutMs);
+    // A membership change that timed out may have taken effect since: learn the configuration
+    // again (starting any member not running) and converge again if it moved.
+    const before = cluster.ids.join(',');
+    if ((await cluster.reconcile()) !== null && cluster.ids.join(',') !== before) {
+      o.log(`jepsen: members are ${cluster.ids.join(',')}, not ${before}; converging again`);
+      converged = await waitConverged(cluster, o.convergeTimeoutMs);
+    }
     if (!converged) failures.push(`the replicas did not converge within ${o.convergeTimeoutMs} ms of healing`);
 
     // Final reads of every key, through the cluster (linearizable), recorded in the history.
@@ -156,17 +186,19 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     }
     // Every replica's state, read locally, must be the same.
     const prefixes = ['k', ...Array.from({ length: o.clients }, (_, w) => `L/${w}/`)];
-    const states = await Promise.all(cluster.ids.map((id) => scanAll(cluster.endpoint(id), prefixes, o.requestTimeoutMs)));
+    const finalIds = cluster.ids;
+    const states = await Promise.all(finalIds.map((id) => scanAll(cluster.endpoint(id), prefixes, o.requestTimeoutMs)));
     const reference = states[0];
-    for (const id of cluster.ids) {
+    for (let i = 0; i < finalIds.length; i++) {
+      const id = finalIds[i]!;
       const st = await cluster.status(id, 2_000);
-      const scanned = states[id - 1];
+      const scanned = states[i];
       if (st && scanned && st.kv.keys !== scanned.size) failures.push(`replica ${id} holds ${st.kv.keys} keys but the scans found ${scanned.size}: keys no client wrote`);
     }
     for (let i = 0; i < states.length; i++) {
       const s = states[i];
-      if (s === null) failures.push(`could not scan replica ${i + 1}'s state`);
-      else if (reference && !sameState(reference, s)) failures.push(`replica ${i + 1}'s state differs from replica 1's: ${diffState(reference, s)}`);
+      if (s === null) failures.push(`could not scan replica ${finalIds[i]}'s state`);
+      else if (reference && !sameState(reference, s)) failures.push(`replica ${finalIds[i]}'s state differs from replica ${finalIds[0]}'s: ${diffState(reference, s)}`);
     }
 
     const history = recorder.history();
@@ -175,7 +207,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     check = checkHistory(history, { budgetMsPerKey: o.budgetMsPerKey });
     if (!check.ok) failures.push(`history is ${check.verdict}`);
 
-    const windows = nemesis?.windows ?? [];
+    const windows = [...(nemesis?.windows ?? []), ...scriptWindows];
     const faultCounts: Record<string, number> = {};
     for (const w of windows) faultCounts[w.kind] = (faultCounts[w.kind] ?? 0) + 1;
     const snapshotInstalls = cluster.replicas.map((r) => countInLog(r.logFile, 'installed a snapshot')).reduce((a, b) => a + b, 0);
@@ -197,6 +229,8 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       linearizability: { verdict: check.verdict, ms: Math.round(check.stats.ms), explanation: check.ok ? undefined : explainResult(check) },
       ledger,
       converged,
+      members: cluster.ids,
+      replicasUsed: cluster.replicas.filter((r) => r.starts > 0).length,
       faults: windows,
       faultCounts,
       availability: availability(workloadOps, windows),
@@ -218,6 +252,8 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       linearizability: { verdict: check?.verdict ?? 'not-checked', ms: 0 },
       ledger: { acked: 0, failed: 0, info: 0, present: 0 },
       converged,
+      members: cluster.ids,
+      replicasUsed: cluster.replicas.filter((r) => r.starts > 0).length,
       faults: nemesis?.windows ?? [],
       faultCounts: {},
       availability: availability(history, nemesis?.windows ?? []),
@@ -251,7 +287,7 @@ export function summarize(r: RunReport): string {
     `jepsen: ${r.ok ? 'PASS' : 'FAIL'} seed ${r.seed} in ${(r.wallMs / 1000).toFixed(0)} s`,
     `  ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.fail} fail, ${r.ops.info} info); checked ${r.ops.checked} over ${r.ops.keys} keys: ${r.linearizability.verdict} in ${r.linearizability.ms} ms`,
     `  ledger: ${r.ledger.acked} acknowledged writes, all present: ${r.failures.some((f) => f.startsWith('ledger')) ? 'NO' : 'yes'}; converged: ${r.converged}`,
-    `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}`,
+    `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)`,
     `  availability: overall ${pct(r.availability.overall.okShare)} ok, longest no-write ${(r.availability.overall.longestNoWriteMs / 1000).toFixed(1)} s; quiet ${pct(r.availability.quiet.okShare)}`,
   ];
   for (const [k, a] of Object.entries(r.availability.byKind)) {
@@ -276,10 +312,10 @@ async function waitFor<T>(probe: () => Promise<T | null>, timeoutMs: number): Pr
 
 async function healAll(cluster: Cluster, network: Network): Promise<void> {
   network.heal();
-  for (const r of cluster.replicas) {
-    if (r.paused) cluster.resume(r.id);
-    if (!cluster.running(r.id)) cluster.start(r.id);
-  }
+  for (const r of cluster.replicas) if (r.paused) cluster.resume(r.id);
+  for (const id of cluster.ids) if (!cluster.running(id)) cluster.start(id);
+  // The configuration as the leader sees it (a change that timed out may have taken effect).
+  await waitFor(async () => cluster.reconcile(), 20_000);
 }
 
 /** All replicas up, one leader they agree on, the same commit point, everything applied; twice in a row. */
@@ -303,7 +339,8 @@ const FINAL_ATTEMPTS = 10;
 
 async function finalRead(cluster: Cluster, recorder: Recorder, key: string, timeoutMs: number): Promise<boolean> {
   for (let attempt = 0; attempt < FINAL_ATTEMPTS; attempt++) {
-    const id = cluster.ids[attempt % cluster.ids.length]!;
+    const ids = cluster.ids;
+    const id = ids[attempt % ids.length]!;
     const h = recorder.invoke('final', { f: 'get', key });
     try {
       const a = await httpRequest(cluster.endpoint(id), 'GET', `/v1/kv/${encodeURIComponent(key)}`, undefined, timeoutMs);

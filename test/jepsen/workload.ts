@@ -23,7 +23,8 @@ import { httpRequest } from './cluster.js';
 export interface WorkloadOptions {
   recorder: Recorder;
   prng: Prng;
-  endpoints: string[];
+  /** The replicas to talk to now (membership changes move them). */
+  endpoints: () => string[];
   clients: number;
   /** Of them, how many use the TS client (the rest raw HTTP). */
   tsClients: number;
@@ -60,7 +61,7 @@ export class Workload {
   start(): void {
     for (let w = 0; w < this.o.clients; w++) {
       const prng = this.o.prng.fork();
-      const ts = w < this.o.tsClients ? new HttpKvClient({ endpoints: this.o.endpoints, timeoutMs: 2_000, requestTimeoutMs: this.o.requestTimeoutMs }) : null;
+      const ts = w < this.o.tsClients ? new HttpKvClient({ endpoints: this.o.endpoints(), timeoutMs: 2_000, requestTimeoutMs: this.o.requestTimeoutMs }) : null;
       if (ts) this.tsClients.push(ts);
       this.workers.push(this.worker(w, prng, ts));
     }
@@ -108,7 +109,9 @@ export class Workload {
         const expected = lastSeen.has(key) && prng.chance(0.8) ? lastSeen.get(key)! : null;
         op = { f: 'cas', key, expected, value: `w${w}-${seq++}` };
       }
-      const endpoint = prng.pick(this.o.endpoints);
+      const endpoints = this.o.endpoints();
+      const endpoint = prng.pick(endpoints.length > 0 ? endpoints : ['http://127.0.0.1:1']);
+      if (ts && endpoints.length > 0) syncEndpoints(ts, endpoints);
       const tracked = track(this.o.recorder.invoke(process, op));
       const h = tracked.handle;
       if (op.f === 'put' && op.key.startsWith('L/')) this.ledger.push({ key: op.key, opId: h.id });
@@ -181,6 +184,16 @@ export class Workload {
       return undefined;
     }
   }
+}
+
+/**
+ * Points the TS client at the replicas running now. Its endpoint list is a plain array it reads
+ * on every attempt (and appends to on redirects), so it is updated in place between requests.
+ */
+function syncEndpoints(client: HttpKvClient, endpoints: readonly string[]): void {
+  const list = client.endpoints;
+  if (list.length === endpoints.length && list.every((e, i) => e === endpoints[i])) return;
+  list.splice(0, list.length, ...endpoints);
 }
 
 /** The handle, and what it was settled as (the recorder does not say, and its history() is O(n)). */
