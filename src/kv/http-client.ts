@@ -5,6 +5,8 @@
 // write twice; the binary client has sessions for that).
 
 import * as http from 'node:http';
+import * as https from 'node:https';
+import type * as tls from 'node:tls';
 
 export class HttpStatusError extends Error {
   constructor(
@@ -36,29 +38,50 @@ export interface HttpKvClientOptions {
   timeoutMs?: number;
   /** One request's time limit. Default 15 s (over the server's propose timeout). */
   requestTimeoutMs?: number;
+  /**
+   * HTTPS: `ca` to trust (the cluster's ca.crt), `cert`/`key` for servers with --client-auth cert.
+   * With it, endpoints given without a scheme are https://.
+   */
+  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'checkServerIdentity'>;
+  /** Sent as `Authorization: Bearer <token>` (servers started with --client-token-file). */
+  token?: string;
 }
 
 export class HttpKvClient {
   readonly endpoints: string[];
   private current = 0;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000 });
+  private readonly agent: http.Agent;
+  private readonly httpsAgent: https.Agent | null;
   private readonly timeoutMs: number;
   private readonly requestTimeoutMs: number;
+  private readonly scheme: 'http' | 'https';
+  private readonly authorization: string | null;
 
   constructor(o: HttpKvClientOptions) {
     if (o.endpoints.length === 0) throw new Error('no endpoints: pass --endpoints http://HOST:PORT,...');
-    this.endpoints = o.endpoints.map(normalizeEndpoint);
+    this.scheme = o.tls ? 'https' : 'http';
+    this.endpoints = o.endpoints.map((e) => normalizeEndpoint(e, this.scheme));
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.requestTimeoutMs = o.requestTimeoutMs ?? 15_000;
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000 });
+    this.httpsAgent = o.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000, ...o.tls }) : null;
+    if (o.token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(o.token)) throw new RangeError('the token must be 1..4096 printable ASCII characters without spaces');
+    this.authorization = o.token === undefined ? null : `Bearer ${o.token}`;
+  }
+
+  /** The options a client for another endpoint of the same cluster needs (TLS, token). */
+  get sameSecurity(): Pick<HttpKvClientOptions, 'tls' | 'token'> {
+    return { tls: this.httpsAgent?.options as HttpKvClientOptions['tls'], token: this.authorization?.slice('Bearer '.length) };
   }
 
   close(): void {
     this.agent.destroy();
+    this.httpsAgent?.destroy();
   }
 
   /** Prefer this endpoint from now on (e.g. the leader's). */
   prefer(endpoint: string): void {
-    const e = normalizeEndpoint(endpoint);
+    const e = normalizeEndpoint(endpoint, this.scheme);
     let i = this.endpoints.indexOf(e);
     if (i < 0) i = this.endpoints.push(e) - 1;
     this.current = i;
@@ -101,21 +124,27 @@ export class HttpKvClient {
 
   private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
     const url = new URL(path, endpoint);
+    if (this.authorization !== null && headers.authorization === undefined) headers = { ...headers, authorization: this.authorization };
+    const secure = url.protocol === 'https:';
+    if (secure && !this.httpsAgent) throw new HttpStatusError(0, 'SYNOD_NO_TLS', `${endpoint} is HTTPS: pass the cluster CA (--ca FILE)`, endpoint);
     return new Promise((resolve, reject) => {
       let sent = false;
-      const req = http.request(url, { method, agent: this.agent, headers }, (res) => {
+      const onResponse = (res: http.IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), endpoint }));
         res.on('error', (e) => reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost while reading the answer (${e.message})`, endpoint)));
-      });
+      };
+      const req = secure ? https.request(url, { method, agent: this.httpsAgent!, headers }, onResponse) : http.request(url, { method, agent: this.agent, headers }, onResponse);
       req.on('socket', (s) => {
         if (!s.connecting) sent = true;
-        else s.once('connect', () => (sent = true));
+        // Over TLS a request is sent only once the handshake is done.
+        else s.once(secure ? 'secureConnect' : 'connect', () => (sent = true));
       });
       req.setTimeout(this.requestTimeoutMs, () => req.destroy(new Error(`no answer within ${this.requestTimeoutMs} ms`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
-        if (!sent || e.code === 'ECONNREFUSED') reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
+        // A TLS alert (e.g. a client certificate refused) ends the handshake: HTTP never saw the request.
+        if (!sent || e.code === 'ECONNREFUSED' || e.code?.startsWith('ERR_SSL_')) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
         else reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost mid-request (${e.message}): the outcome is unknown`, endpoint));
       });
       req.end(body);
@@ -136,8 +165,9 @@ function toError(a: HttpAnswer): HttpStatusError {
   return new HttpStatusError(a.status, code, message, a.endpoint);
 }
 
-export function normalizeEndpoint(e: string): string {
+/** An endpoint as a URL origin; without a scheme, `scheme` (http unless the client has TLS). */
+export function normalizeEndpoint(e: string, scheme: 'http' | 'https' = 'http'): string {
   const s = e.trim();
-  const url = new URL(/^https?:\/\//.test(s) ? s : `http://${s}`);
+  const url = new URL(/^https?:\/\//.test(s) ? s : `${scheme}://${s}`);
   return url.origin;
 }
