@@ -19,6 +19,7 @@ export {
   ShuttingDownError,
   StaleReadError,
   StorageFailedError,
+  StoppedError,
   SynodError,
 } from './runtime/errors.js';
 export { Replica as ProtocolCore } from './core/replica.js';

@@ -4,6 +4,7 @@
 //            kind 0 noop   : (empty)
 //            kind 1 batch  : count:varint { clientId:varint seq:varint floor:varint len:varint payload:len }*
 //            kind 2 config : count:varint { member:varint }*        (1..membersMax distinct ids in 1..1023)
+//            kind 3 last   : as batch (a "last request": the replica set stops after this slot)
 //   entry  = slot:varint ballot:varint chosen:u8(0|1) value          (inside messages)
 //   record = version:u8(=1) entry                                    (encodeEntry: a log record payload)
 //
@@ -27,6 +28,7 @@ export const ENTRY_FORMAT_VERSION = 1;
 export const VALUE_KIND_NOOP = 0;
 export const VALUE_KIND_BATCH = 1;
 export const VALUE_KIND_CONFIG = 2;
+export const VALUE_KIND_LAST_BATCH = 3;
 
 /** Smallest encodings, used to bound counts by the bytes left before allocating anything. */
 const COMMAND_BYTES_MIN = 4; // clientId, seq, floor, length: one byte each, empty payload
@@ -96,7 +98,7 @@ export function writeValue(writer: Writer, value: Value): void {
       return;
     case 'batch': {
       const commands = value.commands;
-      writer.u8(VALUE_KIND_BATCH);
+      writer.u8(value.last === true ? VALUE_KIND_LAST_BATCH : VALUE_KIND_BATCH);
       writer.varint(commands.length);
       for (let i = 0; i < commands.length; i++) {
         const command = commands[i]!;
@@ -123,7 +125,8 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
   switch (kind) {
     case VALUE_KIND_NOOP:
       return NOOP_DECODED;
-    case VALUE_KIND_BATCH: {
+    case VALUE_KIND_BATCH:
+    case VALUE_KIND_LAST_BATCH: {
       const count = reader.count(limits.commandsMax, COMMAND_BYTES_MIN, 'command count');
       const commands: Command[] = new Array(count);
       for (let i = 0; i < count; i++) {
@@ -133,7 +136,7 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
         const payload = reader.lengthPrefixed(limits.payloadBytesMax, 'payload length');
         commands[i] = { clientId, seq, floor, payload };
       }
-      return { kind: 'batch', commands };
+      return kind === VALUE_KIND_LAST_BATCH ? { kind: 'batch', commands, last: true } : { kind: 'batch', commands };
     }
     case VALUE_KIND_CONFIG: {
       const countOffset = reader.offset;

@@ -157,6 +157,14 @@ export class Replica {
   private pending: PersistOp | null = null;
   private readonly awaiting: AwaitingPersist[] = [];
 
+  // --- exclusive and last requests (RSL's ReplicateRequestExclusiveVote and isLastDecree)
+  /** Queued commands (clientId -> seq -> mode) the leader proposes alone in their slot. */
+  private readonly exclusiveMarks = new Map<number, Map<number, 'exclusive' | 'last'>>();
+  /** The ballot at which this replica, leading, proposed a last request: it proposes nothing new after it. */
+  private lastProposedBallot: Ballot = 0;
+  /** The slot of the first chosen last request (0: none): the replica set executes nothing after it. */
+  private stoppedAtSlot: Slot = 0;
+
   // --- outputs, drained by takeReady()
   private out: Ready = emptyReady();
 
@@ -267,6 +275,10 @@ export class Replica {
     const leader = this.leader;
     if (!leader || leader.transferring) {
       this.out.rejected.push({ commands, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
+      if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(commands);
+    } else if (this.stoppedAtSlot > 0 || leader.ballot === this.lastProposedBallot) {
+      this.out.rejected.push({ commands, reason: 'SHUTTING_DOWN', leaderHint: null });
+      if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(commands);
     } else {
       if (leader.queue.length === 0) leader.queueSinceMs = nowMs;
       for (const c of commands) {
@@ -275,6 +287,41 @@ export class Replica {
       }
     }
     this.finishStep();
+  }
+
+  /**
+   * Propose command (clientId, seq), when it reaches the queue, alone in its slot (RSL's exclusive
+   * vote). With `last` the slot is a "last request": once it is chosen every replica executes
+   * nothing after it, and this leader proposes nothing after it (later commands are rejected,
+   * never proposed). Call before propose() hands the command over.
+   */
+  markExclusive(clientId: number, seq: number, last: boolean): void {
+    let seqs = this.exclusiveMarks.get(clientId);
+    if (seqs === undefined) {
+      seqs = new Map();
+      this.exclusiveMarks.set(clientId, seqs);
+    }
+    seqs.set(seq, last ? 'last' : 'exclusive');
+  }
+
+  private exclusiveMode(cmd: Command): 'exclusive' | 'last' | undefined {
+    return this.exclusiveMarks.get(cmd.clientId)?.get(cmd.seq);
+  }
+
+  private dropExclusiveMarks(commands: Command[]): void {
+    for (const c of commands) {
+      const seqs = this.exclusiveMarks.get(c.clientId);
+      if (seqs?.delete(c.seq) && seqs.size === 0) this.exclusiveMarks.delete(c.clientId);
+    }
+  }
+
+  /** A leader that proposed a last request (or saw one chosen) rejects what is still queued. */
+  private rejectQueueStopping(leader: LeaderState): void {
+    if (leader.queue.length === 0) return;
+    this.out.rejected.push({ commands: leader.queue, reason: 'SHUTTING_DOWN', leaderHint: null });
+    if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(leader.queue);
+    leader.queue = [];
+    leader.queueBytes = 0;
   }
 
   /** A configuration change (one at a time). Returns an error string when refused. */
@@ -443,6 +490,7 @@ export class Replica {
       logStart: this.logStart,
       maxSlotSeen: this.maxSlotSeen,
       leaderReady: this.leader?.ready ?? false,
+      stoppedAtSlot: this.stoppedAtSlot,
       queuedCommands: this.leader?.queue.length ?? 0,
       inflightSlots: this.leader?.inflight.size ?? 0,
       members: this.membership.membersAt(this.chosenPrefix + 1),
@@ -628,6 +676,7 @@ export class Replica {
       if (!cell || !cell.entry.chosen) break;
       this.chosenPrefix++;
       const value = cell.entry.value;
+      if (value.kind === 'batch' && value.last === true && this.stoppedAtSlot === 0) this.stoppedAtSlot = this.chosenPrefix;
       if (value.kind === 'config') {
         const fromSlot = this.chosenPrefix + this.options.pipelineWindowSlots;
         if (fromSlot > this.membership.latestFromSlot) {
@@ -951,6 +1000,10 @@ export class Replica {
     }
     if (leader.recovered.size > 0) this.proposeRecovered();
     if (leader.recovered.size > 0) return; // recovered slots first, then new commands
+    if (this.stoppedAtSlot > 0 || leader.ballot === this.lastProposedBallot) {
+      this.rejectQueueStopping(leader); // nothing new after a last request (no config, no fill)
+      return;
+    }
     const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
     if (leader.pendingConfig && leader.nextSlot <= windowEnd && !this.configChangeInFlight()) {
       this.proposeAt(leader.nextSlot, { kind: 'config', members: leader.pendingConfig });
@@ -966,16 +1019,34 @@ export class Replica {
       if (!full && this.options.batchDelayMs > 0 && this.nowMs - leader.queueSinceMs < this.options.batchDelayMs) break;
       let n = 0;
       let bytes = 0;
+      let alone: 'exclusive' | 'last' | undefined;
       while (n < leader.queue.length && n < this.options.batchCommandsMax) {
+        const mode = this.exclusiveMarks.size > 0 ? this.exclusiveMode(leader.queue[n]!) : undefined;
+        if (mode !== undefined && n > 0) break; // an exclusive command starts a slot of its own
         const size = leader.queue[n]!.payload.length;
         if (n > 0 && bytes + size > this.options.batchBytesMax) break;
         bytes += size;
         n++;
+        if (mode !== undefined) {
+          alone = mode;
+          break;
+        }
       }
       const commands = leader.queue.splice(0, n);
       leader.queueBytes -= bytes;
       leader.queueSinceMs = this.nowMs;
-      this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+      if (alone === undefined) {
+        this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+        continue;
+      }
+      this.dropExclusiveMarks(commands);
+      if (alone === 'exclusive') {
+        this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+        continue;
+      }
+      this.proposeAt(leader.nextSlot, { kind: 'batch', commands, last: true });
+      this.lastProposedBallot = leader.ballot;
+      this.rejectQueueStopping(leader);
     }
   }
 
@@ -1106,6 +1177,7 @@ export class Replica {
     if (wasLeader) {
       const hint = newLeader;
       if (wasLeader.queue.length > 0) this.out.rejected.push({ commands: wasLeader.queue, reason: 'NOT_LEADER', leaderHint: hint });
+      if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(wasLeader.queue);
       for (const r of wasLeader.pendingReads) this.out.readRefusals.push({ readId: r.readId, reason: 'NOT_LEADER', leaderHint: hint });
     }
     const changed = this.role !== 'follower' || this.leaderId !== newLeader;

@@ -23,7 +23,15 @@ export interface Command {
 /** What a slot holds: a batch of client commands, a no-op (hole filler) or a configuration. */
 export type Value =
   | { kind: 'noop' }
-  | { kind: 'batch'; commands: Command[] }
+  | {
+      kind: 'batch';
+      commands: Command[];
+      /**
+       * A "last request" (RSL's isLastDecree): one command alone in its slot, after which the replica
+       * set executes nothing and accepts no proposals. Absent on ordinary batches.
+       */
+      last?: true;
+    }
   | { kind: 'config'; members: ReplicaId[] };
 
 /** An accepted (or, with chosen=true, learned-as-chosen) log entry. */

@@ -22,6 +22,7 @@ export function sameValue(a: Value, b: Value): boolean {
     const bm = (b as { members: number[] }).members;
     return a.members.length === bm.length && a.members.every((m, i) => m === bm[i]);
   }
+  if (a.last !== (b as { last?: true }).last) return false;
   const bc = (b as { commands: Command[] }).commands;
   if (a.commands.length !== bc.length) return false;
   for (let i = 0; i < bc.length; i++) if (!sameCommand(a.commands[i]!, bc[i]!)) return false;

@@ -94,6 +94,14 @@ export interface ProposeOptions {
   /** Every seq below this was answered to the caller. */
   floor?: number;
   timeoutMs?: number;
+  /** Put this command alone in its slot, batched with no other (RSL's ReplicateRequestExclusiveVote). */
+  exclusive?: boolean;
+  /**
+   * A "last request" (RSL's isLastDecree; implies exclusive): once it is chosen the replica set
+   * executes nothing after it and every replica refuses proposals with StoppedError, durably
+   * (across restarts and snapshots). Reads keep working. See docs/api.md for how to go on.
+   */
+  last?: boolean;
 }
 
 export interface ReadOptions {
@@ -119,6 +127,8 @@ export interface ReplicaStatus {
   members: ReplicaId[];
   configs: ConfigEpoch[];
   snapshotSlot: number;
+  /** The slot of the last request the replica set stopped at (propose({last: true})), or null. */
+  stoppedAtSlot: number | null;
   log: { headLsn: number; tailLsn: number; usedBytes: number };
   peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
 }

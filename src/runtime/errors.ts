@@ -33,6 +33,19 @@ export class ShuttingDownError extends SynodError {
   }
 }
 
+/**
+ * Certain failure: the replica set stopped at a "last request" (propose({last: true}), RSL's
+ * isLastDecree) chosen at `stoppedAtSlot` (null: one is being proposed on this leader). This
+ * command was never executed anywhere, and never will be.
+ */
+export class StoppedError extends SynodError {
+  readonly certain = true;
+  constructor(readonly stoppedAtSlot: number | null) {
+    super('SYNOD_STOPPED', stoppedAtSlot === null ? 'the replica set is stopping: a last request was proposed before this one' : `the replica set stopped at the last request in slot ${stoppedAtSlot}`);
+    this.name = 'StoppedError';
+  }
+}
+
 /** Unknown outcome: proposed, but no result arrived in time (leader lost, timeout). */
 export class OutcomeUnknownError extends SynodError {
   readonly certain = false;

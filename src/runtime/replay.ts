@@ -121,9 +121,12 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
       stoppedAt: 'chosenPrefix',
     };
     const last = Math.min(uptoSlot, chosen.end);
+    // After a chosen last request (propose({last: true})) the live replicas execute nothing: nor does replay.
+    let stopped = (base?.stoppedAt ?? 0) > 0;
     for (let slot = baseSlot + 1; slot <= last; slot++) {
       const entry = chosen.cells.get(slot)!;
-      const executed = applyValue(stateMachine, sessions, slot, entry.value, result);
+      const executed = stopped ? 0 : applyValue(stateMachine, sessions, slot, entry.value, result);
+      if (entry.value.kind === 'batch' && entry.value.last === true) stopped = true;
       result.appliedSlot = slot;
       result.slots++;
       options.onSlot?.({ slot, ballot: entry.ballot, value: entry.value, executed });

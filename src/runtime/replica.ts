@@ -28,7 +28,7 @@ import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
 import type { PeerAddress, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
-import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, SynodError } from './errors.js';
+import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { deadlineBucket, PendingTable, type PendingEntry } from './pending.js';
 import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
 
@@ -83,6 +83,8 @@ export class SynodReplica {
   private snapshotting = false;
   private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
+  /** The slot of the chosen last request this replica set stopped at (0: none): nothing after it runs. */
+  private stoppedAtSlot: Slot = 0;
   private entryLsns: Array<[number, number]>;
   private drainScheduled = false;
   private committing = 0;
@@ -144,11 +146,13 @@ export class SynodReplica {
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
     let sessions = new SessionTable<Uint8Array>();
     let addresses: Array<[number, string, number]> = [];
+    let stoppedAt = 0;
     if (latest) {
       const body = decodeSnapshotBody(await readWhole(snapshots, latest.slot));
       options.stateMachine.restore(body.app);
       sessions = body.sessions;
       addresses = body.addresses;
+      stoppedAt = body.stoppedAt ?? 0;
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
@@ -172,6 +176,7 @@ export class SynodReplica {
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     replica.sessions = sessions;
+    replica.stoppedAtSlot = stoppedAt;
     for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
     replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
@@ -184,6 +189,7 @@ export class SynodReplica {
   propose(command: Uint8Array, options: ProposeOptions = {}): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ShuttingDownError());
     if (this.failed) return Promise.reject(this.failed);
+    if (this.stoppedAtSlot > 0) return Promise.reject(new StoppedError(this.stoppedAtSlot));
     if (options.clientId !== undefined && (!Number.isSafeInteger(options.clientId) || options.clientId < 1)) {
       return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`));
     }
@@ -195,6 +201,7 @@ export class SynodReplica {
     const seq = options.seq ?? ++this.ownSeq;
     if (own) this.ownOutstanding.add(seq);
     const floor = options.floor ?? (own ? this.ownFloor() : 0);
+    if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
     return this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own);
   }
 
@@ -341,7 +348,7 @@ export class SynodReplica {
       if (slot <= this.snapshotSlot || this.closed) return this.snapshotSlot;
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
-      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, sessions: this.sessions, app: this.sm.snapshot() });
+      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
       await this.snapshots.save(slot, new Uint8Array(0), [body]);
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
@@ -498,6 +505,7 @@ export class SynodReplica {
       members: s.members,
       configs: this.core.configs,
       snapshotSlot: this.snapshotSlot,
+      stoppedAtSlot: this.stoppedAtSlot || null,
       log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes },
       peers,
     };
@@ -634,6 +642,7 @@ export class SynodReplica {
 
   private applySlot(slot: Slot, value: Value): void {
     if (slot <= this.appliedSlot) return; // covered by an installed snapshot
+    if (this.stoppedAtSlot > 0) return this.skipAfterStop(slot, value);
     if (value.kind === 'batch') {
       this.sm.beforeBatch?.(slot);
       for (const cmd of value.commands) {
@@ -665,6 +674,7 @@ export class SynodReplica {
         }
       }
       this.sm.afterBatch?.(slot);
+      if (value.last === true) this.stoppedAtSlot = slot; // a last request: nothing after it runs
     } else if (value.kind === 'config') {
       this.sm.onConfigChange?.(value.members);
       this.refreshPeers();
@@ -673,10 +683,22 @@ export class SynodReplica {
     this.stats.slotsApplied++;
   }
 
+  /**
+   * A slot after the last request the replica set stopped at: executed nowhere (every replica
+   * stops at the same slot), so its proposers get a certain StoppedError. Slots still count as
+   * applied, so that snapshots and log compaction go on.
+   */
+  private skipAfterStop(slot: Slot, value: Value): void {
+    if (value.kind === 'batch' && this.pending.size > 0) {
+      for (const cmd of value.commands) this.pending.get(cmd.clientId, cmd.seq)?.reject(new StoppedError(this.stoppedAtSlot));
+    }
+    this.appliedSlot = slot;
+  }
+
   private handleReadsAndRoles(ready: Ready): void {
     for (const r of ready.rejected) {
       for (const cmd of r.commands) {
-        this.pending.get(cmd.clientId, cmd.seq)?.reject(new NotLeaderError(r.leaderHint));
+        this.pending.get(cmd.clientId, cmd.seq)?.reject(r.reason === 'SHUTTING_DOWN' ? new StoppedError(this.stoppedAtSlot || null) : new NotLeaderError(r.leaderHint));
       }
     }
     for (const g of ready.reads) {
@@ -840,6 +862,7 @@ export class SynodReplica {
     if (slot <= this.appliedSlot || this.closed) return;
     this.sm.restore(body.app);
     this.sessions = body.sessions;
+    if (body.stoppedAt) this.stoppedAtSlot = body.stoppedAt;
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
     this.appliedSlot = slot;
     this.snapshotSlot = slot;

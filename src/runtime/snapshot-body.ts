@@ -12,6 +12,8 @@ interface Header {
   configs: ConfigEpoch[];
   addresses?: Array<[number, string, number]>;
   sessions: Array<[number, number, Array<[number, string]>]>;
+  /** The slot of a chosen last request at or below `slot` (absent: none). */
+  stoppedAt?: number;
 }
 
 export interface SnapshotBody {
@@ -21,6 +23,8 @@ export interface SnapshotBody {
   addresses: Array<[number, string, number]>;
   sessions: SessionTable<Uint8Array>;
   app: Uint8Array;
+  /** The slot of a chosen last request at or below `slot` (0: none; the replica set stopped there). */
+  stoppedAt?: number;
 }
 
 export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
@@ -28,6 +32,7 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
     slot: body.slot,
     configs: body.configs,
     addresses: body.addresses,
+    ...(body.stoppedAt ? { stoppedAt: body.stoppedAt } : {}),
     sessions: body.sessions.toJSON().map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, Buffer.from(r).toString('base64')])]),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -56,7 +61,7 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
   const sessions = SessionTable.fromJSON<Uint8Array>(
     header.sessions.map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))])]),
   );
-  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes) };
+  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0 };
 }
 
 const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1023;
@@ -65,8 +70,9 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
 function validHeader(h: unknown): h is Header {
   if (typeof h !== 'object' || h === null) return false;
-  const { slot, configs, addresses, sessions } = h as Partial<Header>;
+  const { slot, configs, addresses, sessions, stoppedAt } = h as Partial<Header>;
   if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
+  if (stoppedAt !== undefined && (!isCount(stoppedAt) || stoppedAt > slot)) return false;
   for (const c of configs) {
     if (typeof c !== 'object' || c === null || !isCount(c.fromSlot) || !Array.isArray(c.members) || !c.members.every(isId)) return false;
   }

@@ -134,7 +134,7 @@ test('decodeValue: limits, trailing bytes, unknown kinds', () => {
   const two: Value = { kind: 'batch', commands: [...(v.kind === 'batch' ? v.commands : []), { clientId: 2, seq: 1, floor: 0, payload: new Uint8Array(0) }] };
   assertCodecError(() => decodeValue(encodeValue(two), decodeLimits({ commandsMax: 1 })), 'SYNOD_CODEC_TOO_LARGE', 1);
   assertCodecError(() => decodeValue(new Uint8Array([...bytes, 0])), 'SYNOD_CODEC_TRAILING_BYTES', bytes.length);
-  assertCodecError(() => decodeValue(new Uint8Array([3])), 'SYNOD_CODEC_BAD_TYPE', 0);
+  assertCodecError(() => decodeValue(new Uint8Array([4])), 'SYNOD_CODEC_BAD_TYPE', 0);
   assertCodecError(() => decodeValue(new Uint8Array([])), 'SYNOD_CODEC_TRUNCATED', 0);
 });
 

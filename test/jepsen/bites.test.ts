@@ -1,17 +1,27 @@
 // The checker bites: a planted bug must be reported.
 //
-// The server has no test hook for a planted bug, so the bug is planted in the clients: GETs go
-// to a random replica with ?consistency=local (served from that replica's state, no leader, no
-// lease, no read-index) and are recorded as if they were linearizable. Under partitions that cut
-// a follower off, the follower keeps answering from its frozen state while the majority moves
-// on: the harness must call the history non-linearizable and keep its output for a reader.
+// 1. A client-side bug: GETs go to a random replica with ?consistency=local (served from that
+//    replica's state, no leader, no lease, no read-index) and are recorded as if they were
+//    linearizable. Under partitions that cut a follower off, the follower keeps answering from
+//    its frozen state while the majority moves on: the harness must call the history
+//    non-linearizable and keep its output for a reader.
+// 2. A server-side bug: the `synod start` processes run with SYNOD_PLANTED_BUG=reply-before-persist
+//    (an acceptor answers a 2a before its accept is durable), under a scripted fault sequence
+//    that turns it into lost writes: the third replica is cut off, the follower's disk fills
+//    (ENOSPC: it has acknowledged a batch it will never write), the leader is killed, the follower
+//    restarts without the batch and forms a quorum with the third, which never saw it. The
+//    harness must report acknowledged writes lost (the ledger) or a non-linearizable history.
+//    The same sequence is harmless to a correct build: the follower never acknowledges what it
+//    could not write, so the leader never acknowledges the client (the writes end indeterminate).
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { historyFromJSON } from '../../src/check/index.js';
-import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions } from './run.js';
+import type { FaultWindow } from './nemesis.js';
+import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions, type ScriptContext } from './run.js';
+import { sleep } from './workload.js';
 
 test('black-box: reads served locally by any replica (a planted bug) are reported non-linearizable', { timeout: 180_000 }, async () => {
   const seed = Number(process.env.SYNOD_JEPSEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -38,6 +48,60 @@ test('black-box: reads served locally by any replica (a planted bug) are reporte
     for (const f of ['history.json', 'report.json', 'timeline.svg', 'replica-1.log']) assert.ok(existsSync(join(report.dir, f)), `${f} missing`);
     assert.ok(historyFromJSON(readFileSync(join(report.dir, 'history.json'), 'utf8')).length === report.ops.total);
     assert.match(readFileSync(join(report.dir, 'timeline.svg'), 'utf8'), /stroke="#000"/, 'the counterexample is not outlined in the timeline');
+  } finally {
+    rmSync(report.dir, { recursive: true, force: true });
+  }
+});
+
+/** Cut off one follower, fill the other's disk, kill the leader, restart the follower, heal; twice. */
+export async function lostUnsyncedAcceptScript(ctx: ScriptContext, rounds: number): Promise<FaultWindow[]> {
+  const { cluster, network, nowMs, log } = ctx;
+  const windows: FaultWindow[] = [];
+  for (let round = 0; round < rounds; round++) {
+    await sleep(2_000);
+    const leader = await cluster.leader();
+    if (leader === null) continue;
+    const others = cluster.ids.filter((id) => id !== leader);
+    const [follower, third] = [others[0]!, others[1]!];
+    const startMs = nowMs();
+    network.partition([third], [leader, follower]);
+    cluster.setDiskFault(follower, 'ENOSPC');
+    log(`script: replica ${third} cut off; replica ${follower}'s disk full; leader ${leader} still running`);
+    await sleep(1_500);
+    await cluster.kill(leader);
+    cluster.setDiskFault(follower, null);
+    await cluster.kill(follower);
+    cluster.start(follower);
+    network.heal();
+    log(`script: leader ${leader} killed; replica ${follower} restarted; partition healed`);
+    await sleep(4_000);
+    cluster.start(leader);
+    const detail = `cut off ${third}, disk full on ${follower}, kill leader ${leader}, restart ${follower}`;
+    windows.push({ kind: 'disk', detail, startMs, endMs: nowMs() });
+  }
+  return windows;
+}
+
+test('black-box: a server built with reply-before-persist (a planted bug) loses acknowledged writes, and the harness says so', { timeout: 180_000 }, async () => {
+  const seed = Number(process.env.SYNOD_JEPSEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const o: RunOptions = {
+    ...RUN_DEFAULTS,
+    seed,
+    timeMs: 17_000,
+    kinds: [],
+    ledgerShare: 0.3,
+    plantedBug: 'reply-before-persist',
+    script: (ctx) => lostUnsyncedAcceptScript(ctx, 2),
+    log: (line) => console.log(line),
+    command: `SYNOD_JEPSEN_SEED=${seed} node scripts/run-tests.mjs jepsen/bites`,
+  };
+  const report = await runJepsen(o);
+  try {
+    finishReport(report, { ...o, log: () => {} });
+    console.log(report.failures.join('\n'));
+    assert.equal(report.ok, false, `the planted bug went unnoticed (seed ${seed})`);
+    const lost = report.failures.some((f) => /acknowledged writes lost/.test(f));
+    assert.ok(lost || report.linearizability.verdict === 'not-linearizable', `neither lost writes nor a non-linearizable history: ${report.failures.join('; ')}`);
   } finally {
     rmSync(report.dir, { recursive: true, force: true });
   }
