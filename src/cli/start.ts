@@ -5,6 +5,8 @@ import { pino, type Logger } from 'pino';
 import { KvNode } from '../kv/node.js';
 import { DataDirError } from '../runtime/errors.js';
 import type { PeerAddress } from '../runtime/api.js';
+import { CLIENT_LIMITS_DEFAULT, readTokenFile, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
+import { readTlsFiles } from '../transport/tls.js';
 import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
 import { installTestHooks } from './test-hooks.js';
 
@@ -25,7 +27,22 @@ export interface StartSettings {
   logLevel: string;
   logBackend: 'file' | 'pmem' | 'memory';
   electionTimeoutMs?: number;
+  /** HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given). */
+  clientTls: boolean;
+  clientAuth: 'none' | 'cert';
+  clientTokenFile?: string;
+  clientLimits: Partial<ClientLimits>;
 }
+
+/** Limit flags: camelCase flag name -> ClientLimits field -> flag. */
+const LIMIT_FLAGS: Array<[string, keyof ClientLimits, string]> = [
+  ['connectionsPerAddressMax', 'connectionsPerAddressMax', 'connections-per-address-max'],
+  ['inflightPerConnectionMax', 'inflightPerConnectionMax', 'inflight-per-connection-max'],
+  ['httpHeadersTimeoutMs', 'httpHeadersTimeoutMs', 'http-headers-timeout-ms'],
+  ['httpBodyTimeoutMs', 'httpBodyTimeoutMs', 'http-body-timeout-ms'],
+  ['httpBodyMaxBytes', 'httpBodyBytesMax', 'http-body-max-bytes'],
+  ['binaryAuthTimeoutMs', 'binaryAuthTimeoutMs', 'binary-auth-timeout-ms'],
+];
 
 /** Flag name (camelCase) -> environment variable. */
 const ENV: Record<string, string> = {
@@ -47,6 +64,15 @@ const ENV: Record<string, string> = {
   logLevel: 'SYNOD_LOG_LEVEL',
   logBackend: 'SYNOD_LOG_BACKEND',
   electionTimeoutMs: 'SYNOD_ELECTION_TIMEOUT_MS',
+  clientTls: 'SYNOD_CLIENT_TLS',
+  clientAuth: 'SYNOD_CLIENT_AUTH',
+  clientTokenFile: 'SYNOD_CLIENT_TOKEN_FILE',
+  connectionsPerAddressMax: 'SYNOD_CONNECTIONS_PER_ADDRESS_MAX',
+  inflightPerConnectionMax: 'SYNOD_INFLIGHT_PER_CONNECTION_MAX',
+  httpHeadersTimeoutMs: 'SYNOD_HTTP_HEADERS_TIMEOUT_MS',
+  httpBodyTimeoutMs: 'SYNOD_HTTP_BODY_TIMEOUT_MS',
+  httpBodyMaxBytes: 'SYNOD_HTTP_BODY_MAX_BYTES',
+  binaryAuthTimeoutMs: 'SYNOD_BINARY_AUTH_TIMEOUT_MS',
 };
 
 export function startCommand(): Command {
@@ -71,6 +97,15 @@ export function startCommand(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
     .option('--election-timeout-ms <ms>', 'lowest election timeout (the highest is twice it); default 300')
+    .addOption(new Option('--client-tls <mode>', 'HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given)').choices(['on', 'off']))
+    .addOption(new Option('--client-auth <mode>', 'cert: client ports require a client certificate from the --tls-ca CA').choices(['none', 'cert']))
+    .option('--client-token-file <file>', 'bearer tokens, one per line: HTTP requests need Authorization: Bearer, binary connections an AUTH frame')
+    .option('--connections-per-address-max <n>', `open connections per client address, per client port (default ${CLIENT_LIMITS_DEFAULT.connectionsPerAddressMax})`)
+    .option('--inflight-per-connection-max <n>', `binary requests served at once per connection; past it reading pauses (default ${CLIENT_LIMITS_DEFAULT.inflightPerConnectionMax})`)
+    .option('--http-headers-timeout-ms <ms>', `time to receive HTTP request headers (default ${CLIENT_LIMITS_DEFAULT.httpHeadersTimeoutMs})`)
+    .option('--http-body-timeout-ms <ms>', `time to receive an HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyTimeoutMs})`)
+    .option('--http-body-max-bytes <n>', `largest HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyBytesMax})`)
+    .option('--binary-auth-timeout-ms <ms>', `time for a binary client's TLS handshake and AUTH frame (default ${CLIENT_LIMITS_DEFAULT.binaryAuthTimeoutMs})`)
     .action(async (flags: Record<string, string | undefined>) => {
       const settings = resolveStartSettings(flags, process.env);
       await runStart(settings);
@@ -137,6 +172,24 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const et = get('electionTimeoutMs');
   const electionTimeoutMs = et === undefined ? undefined : Number(et);
   if (electionTimeoutMs !== undefined && (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < 50)) throw new UsageError(`--election-timeout-ms must be an integer >= 50, got ${et}`);
+  const clientTlsText = get('clientTls');
+  if (clientTlsText !== undefined && clientTlsText !== 'on' && clientTlsText !== 'off') throw new UsageError(`--client-tls must be on or off, got ${clientTlsText}`);
+  if (clientTlsText === 'on' && !tls) throw new UsageError('--client-tls on needs --tls-ca, --tls-cert and --tls-key (make a development set with `synod certs`)');
+  const clientTls = tls !== undefined && clientTlsText !== 'off';
+  const clientAuth = (get('clientAuth') ?? 'none') as StartSettings['clientAuth'];
+  if (clientAuth !== 'none' && clientAuth !== 'cert') throw new UsageError(`--client-auth must be none or cert, got ${clientAuth}`);
+  if (clientAuth === 'cert' && !clientTls) throw new UsageError('--client-auth cert needs TLS on the client ports: give --tls-ca, --tls-cert and --tls-key');
+  const clientLimits: Partial<ClientLimits> = {};
+  for (const [name, field, flag] of LIMIT_FLAGS) {
+    const text = get(name);
+    if (text === undefined) continue;
+    clientLimits[field] = Number(text);
+    try {
+      resolveClientLimits({ [field]: Number(text) });
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${(e as Error).message.replace(/^\S+ /, '')}`);
+    }
+  }
   return {
     id,
     clusterId: get('clusterId') ?? 'synod',
@@ -154,7 +207,29 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     logLevel: get('logLevel') ?? 'info',
     logBackend,
     electionTimeoutMs,
+    clientTls,
+    clientAuth,
+    clientTokenFile: get('clientTokenFile'),
+    clientLimits,
   };
+}
+
+/** The client ports' security from the settings: reads the TLS and token files (errors name the flag). */
+export function clientSecurityOf(s: StartSettings): ClientSecurity | undefined {
+  const out: ClientSecurity = {};
+  if (s.clientTls && s.tls) {
+    const files = readTlsFiles(s.tls);
+    out.tls = { cert: files.cert, key: files.key, ca: files.ca as Buffer };
+    out.clientAuth = s.clientAuth;
+  }
+  if (s.clientTokenFile !== undefined) {
+    try {
+      out.tokens = readTokenFile(s.clientTokenFile);
+    } catch (e) {
+      throw new UsageError(`--client-token-file: ${(e as Error).message}`);
+    }
+  }
+  return out.tls || out.tokens ? out : undefined;
 }
 
 export async function runStart(s: StartSettings): Promise<void> {
@@ -162,6 +237,7 @@ export async function runStart(s: StartSettings): Promise<void> {
   const hooks = installTestHooks(process.env, log); // test-only, inert without SYNOD_TEST_HOOKS=1
   let node: KvNode;
   try {
+    const clientSecurity = clientSecurityOf(s);
     const members = new Map(s.initialCluster);
     if (!s.join) members.set(s.id, s.peer);
     node = await KvNode.start({
@@ -180,7 +256,12 @@ export async function runStart(s: StartSettings): Promise<void> {
       logBackend: s.logBackend,
       core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,
       logger: log,
+      clientSecurity,
+      clientLimits: s.clientLimits,
     });
+    const loopback = (h: string) => h === 'localhost' || h === '::1' || h.startsWith('127.');
+    if (!clientSecurity?.tls && !loopback(s.http.host)) log.warn({ http: s.http, binary: s.binary ?? null }, 'client ports serve plain HTTP/TCP on a non-loopback address: anyone who reaches them can read and write every key (see docs/security.md: --tls-*, --client-token-file)');
+    else if (!clientSecurity?.tokens && s.clientAuth !== 'cert' && !loopback(s.http.host)) log.warn({ http: s.http }, 'client ports require no client authentication on a non-loopback address (see docs/security.md: --client-auth cert, --client-token-file)');
   } catch (e) {
     throw explainStartError(e, s);
   }
@@ -244,5 +325,6 @@ function explainStartError(e: unknown, s: StartSettings): Error {
   if (err.code === 'EACCES' && err.syscall === 'listen') return new UsageError(`no permission to listen on port ${err.port}: use a port above 1023`);
   if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
   if (e instanceof DataDirError) return new UsageError(e.message);
+  if (e instanceof RangeError) return new UsageError(e.message);
   return e instanceof Error ? e : new Error(String(e));
 }
