@@ -64,25 +64,30 @@ export class ProtocolError extends Error {
   readonly code = 'SYNOD_KV_PROTOCOL';
 }
 
+// Encoders use Buffer.allocUnsafe (small ones come from Node's pool, and every byte is written)
+// and Buffer's own number writers: one request or answer per client operation is the hot path.
 export function encodeRequest(r: Request): Uint8Array {
   const body = r.kind === KIND_WRITE ? 28 + r.command.length : r.kind === KIND_READ ? 5 + r.query.length : 0;
-  const out = new Uint8Array(4 + 5 + body);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 5 + body);
+  const out = Buffer.allocUnsafe(4 + 5 + body);
+  out.writeUInt32BE(5 + body, 0);
   out[4] = r.kind;
-  v.setUint32(5, r.requestId);
+  out.writeUInt32BE(r.requestId, 5);
   if (r.kind === KIND_WRITE) {
-    v.setFloat64(9, r.clientId);
-    v.setFloat64(17, r.seq);
-    v.setFloat64(25, r.floor);
-    v.setUint32(33, r.timeoutMs);
+    out.writeDoubleBE(r.clientId, 9);
+    out.writeDoubleBE(r.seq, 17);
+    out.writeDoubleBE(r.floor, 25);
+    out.writeUInt32BE(r.timeoutMs, 33);
     out.set(r.command, 37);
   } else if (r.kind === KIND_READ) {
     out[9] = CONSISTENCIES.indexOf(r.consistency);
-    v.setUint32(10, r.maxWaitMs);
+    out.writeUInt32BE(r.maxWaitMs, 10);
     out.set(r.query, 14);
   }
   return out;
+}
+
+function checkSessionNumber(name: string, x: number): void {
+  if (!Number.isSafeInteger(x) || x < 0) throw new ProtocolError(`${name} must be a non-negative integer, got ${x}`);
 }
 
 /** Decodes a request payload (without the frame header). Throws ProtocolError; requestId is read first so the error can be answered. */
@@ -96,9 +101,9 @@ export function decodeRequest(p: Uint8Array): Request {
     const clientId = v.getFloat64(5);
     const seq = v.getFloat64(13);
     const floor = v.getFloat64(21);
-    for (const [name, x] of [['clientId', clientId], ['seq', seq], ['floor', floor]] as const) {
-      if (!Number.isSafeInteger(x) || x < 0) throw new ProtocolError(`${name} must be a non-negative integer, got ${x}`);
-    }
+    checkSessionNumber('clientId', clientId);
+    checkSessionNumber('seq', seq);
+    checkSessionNumber('floor', floor);
     if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
     return { kind, requestId, clientId, seq, floor, timeoutMs: v.getUint32(29), command: p.subarray(33) };
   }
@@ -113,19 +118,18 @@ export function decodeRequest(p: Uint8Array): Request {
 }
 
 export function encodeResponse(status: number, requestId: number, body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 5 + body.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 5 + body.length);
+  const out = Buffer.allocUnsafe(4 + 5 + body.length);
+  out.writeUInt32BE(5 + body.length, 0);
   out[4] = status;
-  v.setUint32(5, requestId);
+  out.writeUInt32BE(requestId, 5);
   out.set(body, 9);
   return out;
 }
 
 export function decodeResponse(p: Uint8Array): Response {
   if (p.length < 5) throw new ProtocolError(`response of ${p.length} bytes is shorter than its header`);
-  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  return { status: p[0]!, requestId: v.getUint32(1), body: p.subarray(5) };
+  const requestId = ((p[1]! << 24) | (p[2]! << 16) | (p[3]! << 8) | p[4]!) >>> 0;
+  return { status: p[0]!, requestId, body: p.subarray(5) };
 }
 
 export function encodeNotLeader(leader: number | null, address: string): Uint8Array {
