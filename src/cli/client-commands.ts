@@ -2,6 +2,7 @@
 // Exit codes: 0 done; 1 not found / CAS clash; 2 usage; 3 certainly not applied (503,
 // unreachable); 4 outcome unknown (504).
 
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
 import { UsageError } from './config.js';
@@ -25,6 +26,42 @@ interface Common {
   endpoints?: string;
   json?: boolean;
   timeout?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  tokenFile?: string;
+}
+
+function readFileFlag(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/** TLS and token options from the flags (or SYNOD_CA, SYNOD_CERT, SYNOD_KEY, SYNOD_TOKEN_FILE, SYNOD_TOKEN). */
+function securityOf(o: Common): { tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }; token?: string } {
+  const ca = o.ca ?? process.env.SYNOD_CA;
+  const cert = o.cert ?? process.env.SYNOD_CERT;
+  const key = o.key ?? process.env.SYNOD_KEY;
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('a client certificate needs both --cert and --key');
+  if (cert !== undefined && ca === undefined) throw new UsageError('--cert/--key need --ca (the cluster CA, e.g. certs/ca.crt)');
+  const out: { tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }; token?: string } = {};
+  if (ca !== undefined) {
+    out.tls = { ca: readFileFlag(ca, '--ca') };
+    if (cert !== undefined) {
+      out.tls.cert = readFileFlag(cert, '--cert');
+      out.tls.key = readFileFlag(key!, '--key');
+    }
+  }
+  const tokenFile = o.tokenFile ?? process.env.SYNOD_TOKEN_FILE;
+  if (tokenFile !== undefined) {
+    const first = readFileFlag(tokenFile, '--token-file').toString('utf8').split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
+    if (!first) throw new UsageError(`--token-file: ${tokenFile} holds no token`);
+    out.token = first;
+  } else if (process.env.SYNOD_TOKEN) out.token = process.env.SYNOD_TOKEN;
+  return out;
 }
 
 function clientOf(o: Common): HttpKvClient {
@@ -32,14 +69,18 @@ function clientOf(o: Common): HttpKvClient {
   if (!list) throw new UsageError('no endpoints: pass --endpoints http://HOST:PORT,... (or set SYNOD_ENDPOINTS)');
   const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
-  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs });
+  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs, ...securityOf(o) });
 }
 
 function withCommon(c: Command): Command {
   return c
     .option('--endpoints <urls>', 'replicas\' HTTP addresses, comma-separated (env SYNOD_ENDPOINTS)')
     .option('--json', 'print JSON for scripts')
-    .option('--timeout <ms>', 'give up retrying unavailable replicas after this long', '10000');
+    .option('--timeout <ms>', 'give up retrying unavailable replicas after this long', '10000')
+    .option('--ca <file>', 'HTTPS: the CA to trust, e.g. certs/ca.crt (env SYNOD_CA); endpoints without a scheme become https://')
+    .option('--cert <file>', 'HTTPS client certificate, for replicas started with --client-auth cert (env SYNOD_CERT)')
+    .option('--key <file>', 'its private key (env SYNOD_KEY)')
+    .option('--token-file <file>', 'bearer token: the first line of FILE (env SYNOD_TOKEN_FILE, or the token itself in SYNOD_TOKEN)');
 }
 
 /** Runs a command body with a client, turning HTTP failures into exit codes with clear messages. */
@@ -50,7 +91,8 @@ async function run(o: Common, body: (c: HttpKvClient) => Promise<void>): Promise
   } catch (e) {
     if (e instanceof HttpStatusError) {
       if (e.status === 504) throw new ExitError(EXIT_UNKNOWN, `outcome unknown (${e.endpoint}): ${e.message}`);
-      if (e.certain) throw new ExitError(EXIT_UNAVAILABLE, `not applied: ${e.message}${e.status === 0 ? ' (is the replica running? check --endpoints)' : ''}`);
+      if (e.status === 401) throw new ExitError(EXIT_USAGE, `refused (HTTP 401 ${e.code}): ${e.message} (pass --token-file FILE or set SYNOD_TOKEN)`);
+      if (e.certain) throw new ExitError(EXIT_UNAVAILABLE, `not applied: ${e.message}${e.status === 0 ? ' (is the replica running? check --endpoints; for HTTPS pass --ca)' : ''}`);
       throw new ExitError(EXIT_USAGE, `refused (HTTP ${e.status} ${e.code}): ${e.message}`);
     }
     throw e;
@@ -209,7 +251,7 @@ export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
   return Promise.all(
     s0.members.map(async (m): Promise<StatusRow> => {
       if (!m.http) return { id: m.id, http: null, peer: m.peer, status: null, error: 'HTTP address unknown' };
-      const one = new HttpKvClient({ endpoints: [m.http], timeoutMs: 1, requestTimeoutMs: 2_000 });
+      const one = new HttpKvClient({ endpoints: [m.http], timeoutMs: 1, requestTimeoutMs: 2_000, ...c.sameSecurity });
       try {
         const a = await one.call('GET', '/v1/status');
         return { id: m.id, http: m.http, peer: m.peer, status: JSON.parse(a.body.toString('utf8')) };
