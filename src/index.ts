@@ -25,7 +25,7 @@ export {
 export { Replica as ProtocolCore } from './core/replica.js';
 export type { CoreOptions } from './core/options.js';
 export { DEFAULT_CORE_OPTIONS } from './core/options.js';
-export { KvClient, KvClientError, KvUnavailableError, KvOutcomeUnknownError, KvBadRequestError, KvSessionExpiredError } from './kv/client.js';
+export { KvClient, KvClientError, KvUnavailableError, KvOutcomeUnknownError, KvBadRequestError, KvSessionExpiredError, KvAuthError } from './kv/client.js';
 export type { KvClientOptions, CasOutcome } from './kv/client.js';
 export { KvMachine } from './kv/machine.js';
 export { KvNode } from './kv/node.js';
