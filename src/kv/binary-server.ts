@@ -3,7 +3,7 @@
 // Each connection decodes frames with the bounded transport decoder and runs every request at
 // once: proposals from many requests (and many connections) land in the replica's proposal
 // queue within one event-loop turn and go out as one batch. Answers are written as they come,
-// corked per turn so that a burst of answers becomes one writev. A connection holds at most
+// coalesced per tick into one socket write (WriteBatcher). A connection holds at most
 // limits.inflightPerConnectionMax requests: past that it stops reading until answers drain
 // (frames already read in the same chunk wait in a queue and start as answers go out).
 //
@@ -23,6 +23,7 @@ import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { decodeCommand } from './codec.js';
+import { WriteBatcher } from './write-batcher.js';
 import type { KvMachine } from './machine.js';
 import {
   CONNECTION_REQUEST_ID,
@@ -233,18 +234,9 @@ export class KvBinaryServer {
     const waiting: Request[] = [];
     let draining = false;
     let first = true;
-    let corked = false;
+    const out = new WriteBatcher(socket);
     const send = (frame: Uint8Array) => {
-      if (socket.destroyed) return;
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          corked = false;
-          socket.uncork();
-        });
-      }
-      socket.write(frame);
+      if (!socket.destroyed) out.write(frame);
     };
     const start = (req: Request) => {
       inflight++;

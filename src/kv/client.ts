@@ -6,8 +6,8 @@
 // Design note
 // -----------
 // One connection, to the replica believed to lead; every request is a frame with its own id, so
-// any number are in flight at once, and frames written in one event-loop turn leave in one
-// writev (corked): concurrent writes are batched on the wire, and the leader batches them into
+// any number are in flight at once, and frames written in one tick leave in one socket write
+// (WriteBatcher): concurrent writes are batched on the wire, and the leader batches them into
 // slots. Leader discovery: a NOT_LEADER answer names the leader (and its address when the
 // replica knows it); otherwise the client walks its endpoint list.
 //
@@ -26,6 +26,7 @@ import * as tls from 'node:tls';
 import { randomInt } from 'node:crypto';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
+import { WriteBatcher } from './write-batcher.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
   CONNECTION_REQUEST_ID,
@@ -140,7 +141,7 @@ class Connection {
   readonly ready: Promise<void>;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private corked = false;
+  private readonly out: WriteBatcher;
   closed = false;
   /** Whether the TCP connection was ever established (a failure before is "certainly not sent"). */
   connected = false;
@@ -155,6 +156,7 @@ class Connection {
   ) {
     const [host, port] = splitHostPort(endpoint);
     this.socket = security.tls ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...security.tls }) : net.connect({ host, port });
+    this.out = new WriteBatcher(this.socket);
     this.socket.setNoDelay(true);
     const decoder = new FrameDecoder(frameBytesMax);
     // Connection setup: TCP (or TLS) connect, then with a token one AUTH frame answered OK. The
@@ -231,15 +233,7 @@ class Connection {
     this.nextId = (this.nextId % 0xffffffff) + 1;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs, timeoutMs });
-      if (!this.corked) {
-        this.corked = true;
-        this.socket.cork();
-        process.nextTick(() => {
-          this.corked = false;
-          this.socket.uncork();
-        });
-      }
-      this.socket.write(encodeRequest(build(id)));
+      this.out.write(encodeRequest(build(id)));
     });
   }
 
