@@ -29,6 +29,10 @@ import {
 /** Format version byte at the start of every frame. */
 export const MESSAGE_FORMAT_VERSION = 1;
 
+/** The prepare's flags byte (it was the `transfer` boolean, so a prepare without a cookie is unchanged). */
+const PREPARE_FLAG_TRANSFER = 1;
+const PREPARE_FLAG_COOKIE = 2;
+
 /** version + tag + from + to (one byte each at least) + crc. */
 export const MESSAGE_BYTES_MIN = 8;
 const CRC_BYTES = 4;
@@ -63,6 +67,7 @@ function preencodeMessage(sizer: Sizer, msg: Message): void {
       sizer.varint(msg.ballot, 'ballot');
       sizer.varint(msg.fromSlot, 'fromSlot');
       sizer.fixed(1);
+      if (msg.cookie !== undefined) sizer.lengthPrefixed(msg.cookie.length);
       break;
     case 'promise':
       sizer.varint(msg.ballot, 'ballot');
@@ -128,7 +133,9 @@ function writeMessage(writer: Writer, msg: Message): void {
     case 'prepare':
       writer.varint(msg.ballot);
       writer.varint(msg.fromSlot);
-      writer.bool(msg.transfer);
+      // flags: bit 0 transfer, bit 1 a primary cookie follows (length-prefixed)
+      writer.u8((msg.transfer ? PREPARE_FLAG_TRANSFER : 0) | (msg.cookie !== undefined ? PREPARE_FLAG_COOKIE : 0));
+      if (msg.cookie !== undefined) writer.lengthPrefixed(msg.cookie);
       break;
     case 'promise':
       writer.varint(msg.ballot);
@@ -215,8 +222,15 @@ function readBody(reader: Reader, tag: number, tagOffset: number, limits: Decode
     case MESSAGE_TAGS.prepare: {
       const ballot = reader.varint('ballot');
       const fromSlot = reader.varint('fromSlot');
-      const transfer = reader.bool('transfer');
-      return { type: 'prepare', from, to, ballot, fromSlot, transfer };
+      const flagsOffset = reader.offset;
+      const flags = reader.u8('prepare flags');
+      if (flags > (PREPARE_FLAG_TRANSFER | PREPARE_FLAG_COOKIE)) {
+        throw new CodecError('SYNOD_CODEC_BAD_VALUE', `prepare flags: unknown bits in ${flags}`, flagsOffset);
+      }
+      const transfer = (flags & PREPARE_FLAG_TRANSFER) !== 0;
+      if ((flags & PREPARE_FLAG_COOKIE) === 0) return { type: 'prepare', from, to, ballot, fromSlot, transfer };
+      const cookie = reader.lengthPrefixed(limits.payloadBytesMax, 'primary cookie');
+      return { type: 'prepare', from, to, ballot, fromSlot, transfer, cookie };
     }
     case MESSAGE_TAGS.promise: {
       const ballot = reader.varint('ballot');

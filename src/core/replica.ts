@@ -33,6 +33,7 @@ import type {
   Message,
   PersistOp,
   PrepareMsg,
+  PrimaryHooks,
   PromiseMsg,
   ReadMode,
   Ready,
@@ -164,6 +165,11 @@ export class Replica {
   private lastProposedBallot: Ballot = 0;
   /** The slot of the first chosen last request (0: none): the replica set executes nothing after it. */
   private stoppedAtSlot: Slot = 0;
+
+  // --- the application's say in elections (RSL's CanBecomePrimary, primary cookie)
+  private primaryHooks: PrimaryHooks = {};
+  /** The cookie this replica's prepares carry (from the last canBecomePrimary consulted). */
+  private primaryCookie: Uint8Array | null = null;
 
   // --- outputs, drained by takeReady()
   private out: Ready = emptyReady();
@@ -344,6 +350,8 @@ export class Replica {
       this.out.readRefusals.push({ readId, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
     } else if (mode === 'lease' && leader.ready && nowMs < leader.leaseUntilMs) {
       this.out.reads.push({ readId, slot: this.chosenPrefix });
+    } else if (this.options.plantedBug === 'leader-reads-without-quorum') {
+      this.out.reads.push({ readId, slot: this.chosenPrefix }); // PLANTED BUG (tests only): no read-index round, no lease check
     } else {
       // Read-index: a quorum must ack a heartbeat round started after this read arrived.
       leader.pendingReads.push({ readId, slot: this.chosenPrefix, round: leader.heartbeatRound + 1 });
@@ -377,6 +385,21 @@ export class Replica {
     (this.options as CoreOptions).electionTimeoutMinMs = next.electionTimeoutMinMs;
     (this.options as CoreOptions).electionTimeoutMaxMs = next.electionTimeoutMaxMs;
     if (this.role !== 'leader') this.electionDeadlineMs = this.nowMs + this.electionTimeout();
+  }
+
+  /** Install the application's election hooks (see PrimaryHooks); {} removes them. */
+  setPrimaryHooks(hooks: PrimaryHooks): void {
+    this.primaryHooks = hooks;
+  }
+
+  /** Asks the application whether we may campaign now; remembers the cookie to send. True: vetoed. */
+  private primaryVetoed(): boolean {
+    const ask = this.primaryHooks.canBecomePrimary;
+    if (ask === undefined) return false;
+    const answer = ask();
+    if (answer === false) return true;
+    this.primaryCookie = answer;
+    return false;
   }
 
   /** Replicas that follow the log without voting (joining members, before their promotion). */
@@ -418,6 +441,7 @@ export class Replica {
     else if (!transfer && nowMs < this.promiseBlockedUntilMs) refusal = 'restarted within the last lease: waiting it out';
     else if (!transfer && nowMs < this.lastLeaderContactMs + this.options.leaseMs) refusal = `replica ${this.leaderId ?? '?'} holds a lease`;
     else if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) refusal = 'not a voting member';
+    else if (this.primaryVetoed()) refusal = 'the application vetoed becoming primary (canBecomePrimary)';
     else this.startPhase1(transfer);
     this.finishStep();
     return refusal;
@@ -518,6 +542,8 @@ export class Replica {
       return;
     }
     if (msg.ballot !== this.promised && !this.mayPromise(msg)) return; // inside a lease: stay silent
+    const acceptPrimary = this.primaryHooks.acceptPrimary;
+    if (msg.ballot !== this.promised && acceptPrimary !== undefined && !acceptPrimary(msg.from, msg.cookie ?? null)) return; // the application refuses this primary
     if (msg.ballot !== this.promised) {
       this.promised = msg.ballot;
       this.persistPromise();
@@ -751,6 +777,10 @@ export class Replica {
     // Do not campaign (or disturb anyone) while a leader we heard from still holds its lease.
     if (this.nowMs < this.lastLeaderContactMs + this.options.leaseMs) return;
     if (this.nowMs < this.promiseBlockedUntilMs) return;
+    if (this.primaryVetoed()) {
+      this.electionDeadlineMs = this.nowMs + this.electionTimeout(); // ask again after another timeout
+      return;
+    }
     this.startPhase1(false);
   }
 
@@ -775,7 +805,9 @@ export class Replica {
     for (const peer of this.membership.peersFrom(c.fromSlot)) {
       if (peer === this.id || c.asked.has(peer)) continue;
       c.asked.add(peer);
-      this.send({ type: 'prepare', from: this.id, to: peer, ballot: c.ballot, fromSlot: c.fromSlot, transfer: c.transfer });
+      const prepare: PrepareMsg = { type: 'prepare', from: this.id, to: peer, ballot: c.ballot, fromSlot: c.fromSlot, transfer: c.transfer };
+      if (this.primaryCookie !== null) prepare.cookie = this.primaryCookie;
+      this.send(prepare);
     }
   }
 
@@ -900,6 +932,7 @@ export class Replica {
   private onTimeoutNow(msg: TimeoutNowMsg): void {
     if (msg.ballot < this.promised || this.role === 'leader') return;
     if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) return;
+    if (this.primaryVetoed()) return; // the application refuses to lead: the old leader's lease lapses, others campaign
     this.startPhase1(true);
   }
 

@@ -63,6 +63,22 @@ export interface PrepareMsg extends Envelope {
   fromSlot: Slot;
   /** Set by a leadership transfer: the acceptor may promise inside a lease. */
   transfer: boolean;
+  /**
+   * The candidate application's opaque primary cookie (RSL's RSLPrimaryCookie), absent if none. An
+   * acceptor whose application refuses it (PrimaryHooks.acceptPrimary) does not promise.
+   */
+  cookie?: Uint8Array;
+}
+
+/**
+ * The application's say in elections (RSL's CanBecomePrimary / AcceptMessageFromReplica), injected
+ * into the core as plain functions: the core stays free of I/O. Both are optional.
+ */
+export interface PrimaryHooks {
+  /** Consulted before this replica campaigns: false vetoes; otherwise the cookie its prepares carry (null: none). */
+  canBecomePrimary?: () => Uint8Array | null | false;
+  /** Consulted before promising a new ballot to `candidate`: false refuses the promise. */
+  acceptPrimary?: (candidate: ReplicaId, cookie: Uint8Array | null) => boolean;
 }
 
 /** Phase 1b: the promise, with everything accepted from fromSlot up. */

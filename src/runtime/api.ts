@@ -39,6 +39,19 @@ export interface StateMachine {
   /** This replica became primary (after its recovery round committed) or stopped being it. */
   onRoleChange?(role: 'primary' | 'secondary', leader: ReplicaId | null): void;
   onConfigChange?(members: ReplicaId[]): void;
+  /**
+   * RSL's CanBecomePrimary: consulted before this replica campaigns (election timeout, campaign(),
+   * a leadership transfer to it). false vetoes (it does not campaign; asked again after the next
+   * timeout); true lets it campaign; a Uint8Array lets it campaign with that opaque primary cookie,
+   * which rides in its prepares (keep it small: bytes, not state). A throw counts as a veto.
+   */
+  canBecomePrimary?(): boolean | Uint8Array;
+  /**
+   * RSL's AcceptMessageFromReplica: consulted before this replica promises a new ballot to
+   * `candidate`, with the candidate's cookie (null if it sent none). false refuses the promise (the
+   * candidate cannot count this replica towards its quorum). A throw counts as a refusal.
+   */
+  acceptPrimary?(candidate: ReplicaId, cookie: Uint8Array | null): boolean;
 }
 
 export interface PeerAddress {

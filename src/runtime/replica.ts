@@ -19,7 +19,7 @@ import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/m
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { SessionTable } from '../core/sessions.js';
-import type { Command, ConfigEpoch, DurableState, Ready, ReplicaId, Slot, Value } from '../core/types.js';
+import type { Command, ConfigEpoch, DurableState, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
@@ -119,6 +119,7 @@ export class SynodReplica {
     for (const [peer, address] of options.members) this.addresses.set(peer, address);
     if (options.listen) this.addresses.set(options.id, options.listen);
     transport.onFrame((from, frame) => this.onFrame(from, frame));
+    this.installPrimaryHooks();
     this.tickTimer = setInterval(() => this.onTick(), options.tickMs ?? 10);
   }
 
@@ -181,6 +182,34 @@ export class SynodReplica {
     replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
     return replica;
+  }
+
+  /** The state machine's election callbacks (veto, primary cookie), wrapped so a throw is a "no". */
+  private installPrimaryHooks(): void {
+    const sm = this.sm;
+    const hooks: PrimaryHooks = {};
+    if (sm.canBecomePrimary) {
+      hooks.canBecomePrimary = () => {
+        try {
+          const answer = sm.canBecomePrimary!();
+          return answer === false ? false : answer === true ? null : answer;
+        } catch (e) {
+          this.log('warn', 'canBecomePrimary() threw: treated as a veto', { error: String(e) });
+          return false;
+        }
+      };
+    }
+    if (sm.acceptPrimary) {
+      hooks.acceptPrimary = (candidate, cookie) => {
+        try {
+          return sm.acceptPrimary!(candidate, cookie) === true;
+        } catch (e) {
+          this.log('warn', 'acceptPrimary() threw: treated as a refusal', { error: String(e) });
+          return false;
+        }
+      };
+    }
+    this.core.setPrimaryHooks(hooks);
   }
 
   // ================================================================ the application's calls

@@ -44,7 +44,10 @@ function msg<T extends MessageType>(type: T, fields: Record<string, fc.Arbitrary
 
 /** One arbitrary per member of the Message union. */
 export const messageByType: Record<MessageType, fc.Arbitrary<Message>> = {
-  prepare: msg('prepare', { ballot: safeNat, fromSlot: safeNat, transfer: fc.boolean() }),
+  prepare: fc.oneof(
+    msg('prepare', { ballot: safeNat, fromSlot: safeNat, transfer: fc.boolean() }),
+    msg('prepare', { ballot: safeNat, fromSlot: safeNat, transfer: fc.boolean(), cookie: fc.uint8Array({ maxLength: 16 }) }),
+  ),
   promise: msg('promise', { ballot: safeNat, fromSlot: safeNat, entries, chosenPrefix: safeNat, logStart: safeNat }),
   accept: msg('accept', { ballot: safeNat, slot: safeNat, value, commitSlot: safeNat }),
   accepted: msg('accepted', { ballot: safeNat, slot: safeNat }),

@@ -251,8 +251,8 @@ test('BAD_INTEGER: overlong and oversized varints on decode, non-safe integers o
 });
 
 test('BAD_VALUE: booleans other than 0/1, replica ids out of range, bad configurations', () => {
-  // prepare: ballot 5, fromSlot 1, transfer 2
-  assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.prepare, 5, 1, 2)), 'SYNOD_CODEC_BAD_VALUE', 6);
+  // prepare: ballot 5, fromSlot 1, flags 4 (bits 0 and 1 only: transfer, cookie)
+  assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.prepare, 5, 1, 4)), 'SYNOD_CODEC_BAD_VALUE', 6);
   // promise with one entry whose chosen byte is 2
   assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.promise, 5, 1, 0, 1, 1, 3, 5, 2, 0)), 'SYNOD_CODEC_BAD_VALUE', 11);
   // from = 0, to = 1024
