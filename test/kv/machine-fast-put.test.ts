@@ -1,0 +1,69 @@
+// KvMachine.apply takes a fast path for well-formed PUTs (no decoding into objects). This checks
+// that it agrees with the general decoder on every input shaped like a PUT: valid ones, and ones
+// with wrong lengths, empty or oversized keys, oversized values, truncation and trailing bytes.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { KvMachine } from '../../src/kv/machine.js';
+import { decodeCommand, decodeResult, KEY_BYTES_MAX, OP_PUT } from '../../src/kv/codec.js';
+
+const ctx = { slot: 1, clientId: 1, seq: 1 };
+
+/** What the general path must answer for these bytes: the decoder and the limit check decide. */
+function expected(m: KvMachine, bytes: Uint8Array): 'ok' | 'error' {
+  try {
+    const cmd = decodeCommand(bytes);
+    return m.checkCommand(cmd) === null ? 'ok' : 'error';
+  } catch {
+    return 'error';
+  }
+}
+
+function u32(n: number): number[] {
+  return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+}
+
+const putLike = fc
+  .record({
+    key: fc.uint8Array({ minLength: 0, maxLength: KEY_BYTES_MAX + 2 }),
+    value: fc.uint8Array({ minLength: 0, maxLength: 40 }),
+    keyLenDelta: fc.constantFrom(0, 0, 0, -1, 1, 1 << 20),
+    valueLenDelta: fc.constantFrom(0, 0, 0, -1, 1, -(1 << 30)),
+    trailing: fc.uint8Array({ maxLength: 2 }),
+    cut: fc.nat({ max: 6 }),
+  })
+  .map(({ key, value, keyLenDelta, valueLenDelta, trailing, cut }) => {
+    const bytes = [OP_PUT, ...u32(Math.max(0, key.length + keyLenDelta)), ...key, ...u32(Math.max(0, value.length + valueLenDelta)), ...value, ...trailing];
+    return Uint8Array.from(cut > 3 ? bytes.slice(0, Math.max(1, bytes.length - cut)) : bytes);
+  });
+
+test('the fast PUT path agrees with the general decoder on PUT-shaped input (valid and malformed)', () => {
+  fc.assert(
+    fc.property(putLike, (bytes) => {
+      const m = new KvMachine({ valueBytesMax: 32 });
+      const want = expected(m, bytes);
+      const result = decodeResult(m.apply(bytes, ctx));
+      if (want === 'ok') {
+        assert.equal(result.kind, 'ok');
+        const cmd = decodeCommand(bytes);
+        assert.ok(cmd.op === 'put');
+        assert.deepEqual(m.get(cmd.key), cmd.value);
+        assert.equal(m.stats().puts, 1);
+        assert.equal(m.stats().bytes, cmd.key.length + cmd.value.length);
+      } else {
+        assert.equal(result.kind, 'error');
+        assert.equal(m.size, 0);
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('the fast PUT path copies the value: later changes to the command bytes do not reach the map', () => {
+  const m = new KvMachine();
+  const bytes = Uint8Array.from([OP_PUT, ...u32(1), 0x6b, ...u32(2), 0x61, 0x62]);
+  m.apply(bytes, ctx);
+  bytes[bytes.length - 1] = 0x7a;
+  assert.deepEqual(m.get(Uint8Array.of(0x6b)), Uint8Array.of(0x61, 0x62));
+});
