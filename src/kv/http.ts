@@ -44,6 +44,8 @@ export const FORWARDED_HEADER = 'x-synod-forwarded';
 const CAS_BODY_OVERHEAD_BYTES = 4096;
 const SCAN_LIMIT_DEFAULT = 100;
 const RETRY_AFTER_S = 1;
+/** How often waiting forwards are checked against this replica's view of the leader. */
+const FORWARD_WATCH_MS = 50;
 
 export interface KvHttpOptions {
   replica: SynodReplica;
@@ -90,6 +92,15 @@ export class KvHttpServer {
   private readonly forwardAgent: http.Agent;
   private readonly requests = new Map<string, number>();
   private forwarded = 0;
+  /**
+   * Forwards waiting for the leader's answer, with the leader they went to. When this replica
+   * learns of another leader, they are cut short (504, or 503 if nothing was sent) instead of
+   * waiting out forwardTimeoutMs on a deposed or cut-off leader: the client learns the outcome is
+   * unknown in a few heartbeats and its next request goes to the new leader. (The black-box
+   * harness saw write gaps of forwardTimeoutMs whenever the leader was isolated.)
+   */
+  private readonly forwardsWaiting = new Set<{ leader: number; abort: (why: string) => void }>();
+  private forwardWatch: NodeJS.Timeout | null = null;
   private clientErrors = 0;
   private refusedConnections = 0;
   private unauthorized = 0;
@@ -195,6 +206,7 @@ export class KvHttpServer {
   }
 
   async close(): Promise<void> {
+    if (this.forwardWatch) clearInterval(this.forwardWatch);
     this.forwardAgent.destroy();
     if (!this.server.listening) {
       this.server.closeAllConnections();
@@ -222,8 +234,8 @@ export class KvHttpServer {
     }
     if (this.tokens && !this.tokens.matches(bearerOf(req.headers.authorization))) {
       this.unauthorized++;
-      // The body is not read: close the connection after answering.
-      if (!req.complete) res.setHeader('connection', 'close');
+      // A body is not read: close the connection after answering (a bodiless request keeps it).
+      if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0) res.setHeader('connection', 'close');
       res.setHeader('www-authenticate', 'Bearer realm="synod"');
       const message = req.headers.authorization === undefined ? 'this server needs a bearer token: send Authorization: Bearer <token> (synod --token-file)' : 'the bearer token is not accepted';
       return this.sendError(res, { status: 401, code: 'SYNOD_UNAUTHORIZED', message });
@@ -484,6 +496,9 @@ export class KvHttpServer {
       upstream = http.request(options);
     }
     upstream.setTimeout(this.opts.forwardTimeoutMs, () => upstream.destroy(new Error(`no answer within ${this.opts.forwardTimeoutMs} ms`)));
+    const waiting = { leader, abort: (why: string) => upstream.destroy(new Error(why)) };
+    this.watchForward(waiting);
+    upstream.once('close', () => this.forwardsWaiting.delete(waiting));
     upstream.on('socket', (socket) => {
       // A reused keep-alive socket is already connected: the request counts as sent as soon as
       // it is written. A new one is sent only once it connects.
@@ -492,6 +507,7 @@ export class KvHttpServer {
     });
     upstream.on('response', (answer) => {
       settled = true;
+      this.forwardsWaiting.delete(waiting);
       const out: http.OutgoingHttpHeaders = {};
       for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
       out['x-synod-served-by'] = String(leader);
@@ -512,6 +528,27 @@ export class KvHttpServer {
       }
     });
     upstream.end(body);
+  }
+
+  /** Tracks a forward until it is answered; one timer checks them all while any is waiting. */
+  private watchForward(w: { leader: number; abort: (why: string) => void }): void {
+    this.forwardsWaiting.add(w);
+    if (this.forwardWatch) return;
+    this.forwardWatch = setInterval(() => {
+      if (this.forwardsWaiting.size === 0) {
+        clearInterval(this.forwardWatch!);
+        this.forwardWatch = null;
+        return;
+      }
+      const now = this.opts.replica.status().leader;
+      if (now === null) return; // an election: the old leader may win it again
+      for (const f of [...this.forwardsWaiting]) {
+        if (f.leader === now) continue;
+        this.forwardsWaiting.delete(f);
+        f.abort(`replica ${f.leader} no longer leads (replica ${now} does)`);
+      }
+    }, FORWARD_WATCH_MS);
+    this.forwardWatch.unref();
   }
 
   // ---------------------------------------------------------------- status and metrics

@@ -1,0 +1,348 @@
+// Client-port limits and tokens (docs/security.md, "Limits"): each limit is exceeded and answered
+// with its clear error while the same server keeps serving other connections.
+//
+// The HTTP tests run a real one-replica KvNode; the binary in-flight test drives KvBinaryServer
+// with a stand-in replica whose reads stay pending until the test releases them, so "how many
+// requests run at once" is observed exactly rather than timed.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setContracts } from '../../src/core/contracts.js';
+import { KvBinaryServer } from '../../src/kv/binary-server.js';
+import { KvAuthError, KvClient } from '../../src/kv/client.js';
+import { encodeQuery, encodeResult } from '../../src/kv/codec.js';
+import { KvMachine } from '../../src/kv/machine.js';
+import { KvNode } from '../../src/kv/node.js';
+import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
+import type { PeerAddress } from '../../src/runtime/api.js';
+import type { SynodReplica } from '../../src/runtime/replica.js';
+import { BearerTokens, bearerOf, type ClientLimits, type ClientSecurity } from '../../src/security/client-auth.js';
+import { FrameDecoder } from '../../src/transport/frame.js';
+import { MemoryNetwork } from '../../src/transport/memory.js';
+
+setContracts(true);
+
+const TOKEN = 'test-token-0123456789abcdef';
+
+/** A one-replica KvNode on loopback with the given limits and security. */
+async function oneNode(limits: Partial<ClientLimits>, security?: ClientSecurity): Promise<{ node: KvNode; http: PeerAddress; binary: PeerAddress; close: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-limits-'));
+  const network = new MemoryNetwork();
+  const node = await KvNode.start({
+    id: 1,
+    clusterId: 'limits',
+    dataDir: join(dir, 'r1'),
+    members: new Map([[1, { host: '127.0.0.1', port: 1 }]]),
+    httpAddresses: new Map([[1, { host: '127.0.0.1', port: 0 }]]),
+    binary: { host: '127.0.0.1', port: 0 },
+    transport: network.createTransport({ replicaId: 1 }),
+    logBackend: 'memory',
+    clientLimits: limits,
+    clientSecurity: security,
+  });
+  const deadline = Date.now() + 10_000;
+  while (node.replica.status().role !== 'leader') {
+    if (Date.now() > deadline) throw new Error('no leader');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return {
+    node,
+    http: node.http.address(),
+    binary: node.binary!.address(),
+    async close() {
+      await node.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A raw TCP connection that collects bytes and tells when the server closed it. */
+async function rawConnection(addr: PeerAddress) {
+  const s = net.connect(addr.port, addr.host);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('error', reject);
+  });
+  let text = '';
+  const frames: Response[] = [];
+  const decoder = new FrameDecoder(1 << 20);
+  const waiters: Array<() => void> = [];
+  s.on('data', (c: Buffer) => {
+    text += c.toString('latin1');
+    decoder.push(c, (p) => void frames.push(decodeResponse(p.slice())));
+    waiters.splice(0).forEach((w) => w());
+  });
+  s.on('error', () => {});
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+  closed.then(() => waiters.splice(0).forEach((w) => w()));
+  const until = async (what: string, ok: () => boolean, ms = 8_000) => {
+    const deadline = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(text.slice(0, 300))}`);
+      await Promise.race([new Promise<void>((r) => waiters.push(r)), new Promise((r) => setTimeout(r, 100))]);
+    }
+  };
+  return {
+    socket: s,
+    write: (b: string | Uint8Array) => s.write(b),
+    text: () => text,
+    frames,
+    closed,
+    until,
+    /** One HTTP/1.1 request on this connection (keep-alive); resolves with the status line's code and the body. */
+    async http(method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+      const start = text.length;
+      s.write(`${method} ${path} HTTP/1.1\r\nHost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}Content-Length: 0\r\n\r\n`);
+      await until('an HTTP answer', () => {
+        const t = text.slice(start);
+        const m = /content-length: (\d+)\r\n/i.exec(t);
+        const end = t.indexOf('\r\n\r\n');
+        return m !== null && end >= 0 && t.length >= end + 4 + Number(m[1]);
+      });
+      const t = text.slice(start);
+      return { status: Number(t.slice(9, 12)), body: t.slice(t.indexOf('\r\n\r\n') + 4) };
+    },
+    close: () => s.destroy(),
+  };
+}
+
+const statusFrame = (requestId: number) => encodeRequest({ kind: KIND_STATUS, requestId });
+
+describe('HTTP limits on a one-replica node', () => {
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    n = await oneNode({ connectionsPerAddressMax: 3, httpHeadersTimeoutMs: 600, httpBodyTimeoutMs: 600, httpBodyBytesMax: 1000 });
+  });
+  after(async () => n?.close());
+
+  test('connectionsPerAddressMax: the connection over the limit gets 429 and is closed; the others keep being served', async () => {
+    const held = [await rawConnection(n.http), await rawConnection(n.http), await rawConnection(n.http)];
+    for (const c of held) assert.equal((await c.http('GET', '/v1/status')).status, 200);
+    const extra = await rawConnection(n.http);
+    const refused = await extra.http('GET', '/v1/status');
+    assert.equal(refused.status, 429);
+    assert.equal(JSON.parse(refused.body).error.code, 'SYNOD_TOO_MANY_CONNECTIONS');
+    assert.match(JSON.parse(refused.body).error.message, /at most 3 \(connectionsPerAddressMax\)/);
+    await extra.closed;
+    assert.equal((await held[0]!.http('GET', '/v1/status')).status, 200, 'connections under the limit are still served');
+    held[2]!.close();
+    await held[2]!.closed;
+    // The count is released on close: a new connection is served again.
+    let again = await rawConnection(n.http);
+    let answer = await again.http('GET', '/v1/status');
+    for (let i = 0; answer.status === 429 && i < 20; i++) {
+      // The server may see the close a moment after the client: retry on a fresh connection.
+      await again.closed;
+      again = await rawConnection(n.http);
+      answer = await again.http('GET', '/v1/status');
+    }
+    assert.equal(answer.status, 200);
+    for (const c of [...held, again]) c.close();
+    assert.match(n.node.http.metricsText(), /synod_http_refused_connections_total [1-9]/);
+  });
+
+  test('httpHeadersTimeoutMs: a client sending one header byte at a time is cut off with 408; others are served meanwhile', async () => {
+    const slow = await rawConnection(n.http);
+    slow.write('GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    const started = Date.now();
+    const drip = setInterval(() => {
+      if (!slow.socket.destroyed) slow.write('a');
+    }, 100);
+    try {
+      const other = await rawConnection(n.http);
+      assert.equal((await other.http('GET', '/v1/status')).status, 200);
+      other.close();
+      await slow.until('the 408', () => slow.text().startsWith('HTTP/1.1 408'));
+      await slow.closed;
+      assert.ok(Date.now() - started >= 500, 'not cut off before the headers timeout');
+      assert.match(slow.text(), /SYNOD_REQUEST_TIMEOUT/);
+    } finally {
+      clearInterval(drip);
+      slow.close();
+    }
+  });
+
+  test('httpBodyTimeoutMs: a body that stalls gets 408 SYNOD_BODY_TIMEOUT and the connection is closed', async () => {
+    const slow = await rawConnection(n.http);
+    slow.write('PUT /v1/kv/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789');
+    await slow.until('the 408', () => /\r\n\r\n\{.*\}$/.test(slow.text()));
+    assert.match(slow.text(), /^HTTP\/1.1 408/);
+    assert.match(slow.text(), /SYNOD_BODY_TIMEOUT.*httpBodyTimeoutMs; 10 bytes received/);
+    await slow.closed;
+    const other = await rawConnection(n.http);
+    assert.equal((await other.http('GET', '/v1/kv/stall')).status, 404, 'nothing was written; the server still serves');
+    other.close();
+  });
+
+  test('httpBodyBytesMax: a declared or streamed body over it gets 413 naming the setting', async () => {
+    const declared = await rawConnection(n.http);
+    declared.write(`PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}`);
+    await declared.until('the 413', () => /\r\n\r\n\{.*\}$/.test(declared.text()));
+    assert.match(declared.text(), /^HTTP\/1.1 413/);
+    assert.match(declared.text(), /at most 1000 \(httpBodyBytesMax\)/);
+    declared.close();
+    const chunked = await rawConnection(n.http);
+    chunked.write(`PUT /v1/kv/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n${'y'.repeat(2000)}\r\n0\r\n\r\n`);
+    await chunked.until('the 413', () => /\r\n\r\n\{.*\}$/.test(chunked.text()));
+    assert.match(chunked.text(), /^HTTP\/1.1 413/);
+    assert.match(chunked.text(), /exceeds 1000 bytes \(httpBodyBytesMax\)/);
+    chunked.close();
+    const ok = await rawConnection(n.http);
+    ok.write('PUT /v1/kv/small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+    await ok.until('the 200', () => ok.text().includes('{"ok":true}'));
+    ok.close();
+  });
+});
+
+describe('binary port limits and tokens on a one-replica node', () => {
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    n = await oneNode({ connectionsPerAddressMax: 2, binaryAuthTimeoutMs: 500 }, { tokens: [TOKEN] });
+  });
+  after(async () => n?.close());
+
+  test('connectionsPerAddressMax: one UNAVAILABLE frame with request id 0, then close; the others keep being served', async () => {
+    const a = await rawConnection(n.binary);
+    const b = await rawConnection(n.binary);
+    a.write(encodeAuth(1, new TextEncoder().encode(TOKEN)));
+    b.write(encodeAuth(1, new TextEncoder().encode(TOKEN)));
+    await a.until('auth', () => a.frames.length === 1);
+    await b.until('auth', () => b.frames.length === 1);
+    const c = await rawConnection(n.binary);
+    await c.until('the refusal', () => c.frames.length === 1);
+    assert.equal(c.frames[0]!.status, ST_UNAVAILABLE);
+    assert.equal(c.frames[0]!.requestId, CONNECTION_REQUEST_ID);
+    assert.match(new TextDecoder().decode(c.frames[0]!.body), /too many connections from .*at most 2 \(connectionsPerAddressMax\)/);
+    await c.closed;
+    a.write(statusFrame(2));
+    await a.until('status', () => a.frames.length === 2);
+    assert.equal(a.frames[1]!.status, ST_OK);
+    // The KvClient reports the refusal's text.
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], token: TOKEN, timeoutMs: 300 });
+    await assert.rejects(kv.get('k'), /too many connections/);
+    kv.close();
+    a.close();
+    b.close();
+    // The next test starts once the server has seen these close.
+    const deadline = Date.now() + 5_000;
+    while (!/synod_binary_connections_open 0\n/.test(n.node.binary!.metricsText())) {
+      if (Date.now() > deadline) throw new Error('connections not released');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
+  test('tokens: no AUTH frame, a wrong token, or silence are refused with UNAUTHORIZED; the right token is served', async () => {
+    const none = await rawConnection(n.binary);
+    none.write(statusFrame(7));
+    await none.until('the refusal', () => none.frames.length === 1);
+    assert.deepEqual([none.frames[0]!.status, none.frames[0]!.requestId], [ST_UNAUTHORIZED, 7]);
+    await none.closed;
+
+    const wrong = await rawConnection(n.binary);
+    wrong.write(encodeAuth(1, new TextEncoder().encode('not-the-token-at-all-000')));
+    await wrong.until('the refusal', () => wrong.frames.length === 1);
+    assert.equal(wrong.frames[0]!.status, ST_UNAUTHORIZED);
+    assert.match(new TextDecoder().decode(wrong.frames[0]!.body), /wrong token/);
+    await wrong.closed;
+
+    const silent = await rawConnection(n.binary);
+    await silent.until('the auth timeout', () => silent.frames.length === 1);
+    assert.match(new TextDecoder().decode(silent.frames[0]!.body), /no AUTH frame within 500 ms/);
+    await silent.closed;
+
+    const kvWrong = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], token: 'not-the-token-at-all-000', timeoutMs: 5_000 });
+    const t0 = Date.now();
+    await assert.rejects(kvWrong.put('k', 'v'), (e: unknown) => e instanceof KvAuthError && e.certain && /wrong token/.test(e.message));
+    assert.ok(Date.now() - t0 < 4_000, 'an auth failure is not retried until the deadline');
+    kvWrong.close();
+
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], token: TOKEN });
+    await kv.put('k', 'v');
+    assert.equal(new TextDecoder().decode((await kv.get('k'))!), 'v');
+    kv.close();
+    assert.match(n.node.binary!.metricsText(), /synod_binary_unauthorized_total [3-9]/);
+  });
+
+  test('HTTP tokens: 401 with WWW-Authenticate without or with a wrong token; 200 with it', async () => {
+    const c = await rawConnection(n.http);
+    const missing = await c.http('GET', '/v1/status');
+    assert.equal(missing.status, 401);
+    assert.match(c.text(), /www-authenticate: Bearer realm="synod"/i);
+    assert.equal(JSON.parse(missing.body).error.code, 'SYNOD_UNAUTHORIZED');
+    assert.equal((await c.http('GET', '/v1/status', { authorization: 'Bearer not-the-token-at-all-000' })).status, 401);
+    assert.equal((await c.http('GET', '/v1/status', { authorization: `Bearer ${TOKEN}` })).status, 200);
+    c.close();
+  });
+});
+
+test('inflightPerConnectionMax: requests past the limit wait (reading pauses) and all are answered as earlier ones finish', async () => {
+  // A stand-in replica: leader, whose reads stay pending until released.
+  const pending: Array<() => void> = [];
+  const replica = {
+    id: 1,
+    isLeader: () => true,
+    leaderId: () => 1,
+    status: () => ({ id: 1, role: 'leader', leader: 1, commitSlot: 0, appliedSlot: 0 }),
+    read: () => new Promise((resolve) => pending.push(() => resolve({ result: encodeResult({ kind: 'not-found' }) }))),
+    propose: () => Promise.reject(new Error('not used')),
+  } as unknown as SynodReplica;
+  const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
+  await server.start();
+  try {
+    const c = await rawConnection(server.address());
+    const query = encodeQuery({ op: 'get', key: new TextEncoder().encode('k') });
+    const burst = Array.from({ length: 8 }, (_, i) => encodeRequest({ kind: KIND_READ, requestId: i + 1, consistency: 'local', maxWaitMs: 0, query }));
+    c.write(Buffer.concat(burst));
+    const other = await rawConnection(server.address());
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await until('3 reads started', () => pending.length === 3);
+    // Another connection is served at once; by the time its answer is back the server has
+    // processed the whole burst, and still only 3 reads run.
+    other.write(statusFrame(1));
+    await other.until('status', () => other.frames.length === 1);
+    assert.equal(other.frames[0]!.status, ST_OK);
+    assert.equal(pending.length, 3, 'no more than inflightPerConnectionMax requests run on one connection');
+    assert.equal(c.frames.length, 0);
+    // Release them one at a time: each answer lets one waiting request start.
+    let released = 0;
+    while (released < 8) {
+      await until('a read to release', () => pending.length > released);
+      pending[released++]!();
+      await c.until(`answer ${released}`, () => c.frames.length === released);
+      assert.ok(pending.length - released <= 3, `at most 3 running (started ${pending.length}, answered ${released})`);
+    }
+    assert.deepEqual(c.frames.map((f) => f.status), Array(8).fill(ST_OK));
+    assert.deepEqual(c.frames.map((f) => f.requestId).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8]);
+    c.close();
+    other.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('bearer tokens: constant-time matching accepts only listed tokens; header parsing is strict', () => {
+  const t = new BearerTokens([TOKEN, 'second-token-abcdefghij']);
+  assert.equal(t.matches(TOKEN), true);
+  assert.equal(t.matches('second-token-abcdefghij'), true);
+  assert.equal(t.matches(TOKEN.slice(0, -1)), false);
+  assert.equal(t.matches(TOKEN + 'x'), false);
+  assert.equal(t.matches(''), false);
+  assert.equal(t.matches(null), false);
+  assert.throws(() => new BearerTokens(['short']), /16\.\.4096 bytes/);
+  assert.throws(() => new BearerTokens([]), /empty/);
+  assert.equal(bearerOf(`Bearer ${TOKEN}`), TOKEN);
+  assert.equal(bearerOf(`bearer   ${TOKEN} `), TOKEN);
+  assert.equal(bearerOf(`Basic ${TOKEN}`), null);
+  assert.equal(bearerOf(`Bearer a b`), null);
+  assert.equal(bearerOf(undefined), null);
+});
