@@ -22,7 +22,6 @@ import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownE
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
-import { decodeCommand } from './codec.js';
 import { WriteBatcher } from './write-batcher.js';
 import type { KvMachine } from './machine.js';
 import {
@@ -313,16 +312,9 @@ export class KvBinaryServer {
     const fail = (e: unknown) => reply(...this.errorReply(e, kind));
     try {
       if (kind === KIND_WRITE) {
-        let cmd;
-        try {
-          cmd = decodeCommand(req.command);
-        } catch (e) {
-          reply(ST_BAD_REQUEST, enc((e as Error).message));
-          return;
-        }
-        const refusal = this.o.machine.checkCommand(cmd);
-        if (refusal && refusal.kind === 'error') {
-          reply(ST_BAD_REQUEST, enc(refusal.message));
+        const refusal = this.o.machine.refuseEncoded(req.command);
+        if (refusal !== null) {
+          reply(ST_BAD_REQUEST, enc(refusal));
           return;
         }
         if (!replica.isLeader()) {

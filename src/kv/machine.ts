@@ -175,15 +175,37 @@ export class KvMachine implements StateMachine {
    * objects (one per command on every replica: the apply loop's main cost). Anything else returns
    * null and takes the general path, which gives the same result for the same bytes.
    */
-  private applyValidPut(c: Uint8Array): Uint8Array | null {
-    if (c.length < 9 || c[0] !== OP_PUT) return null;
+  /**
+   * Why the edges should not propose these command bytes (malformed, or over a limit), or null.
+   * A well-formed PUT is recognised without decoding (the binary server calls this per write).
+   */
+  refuseEncoded(command: Uint8Array): string | null {
+    if (this.validPutValueAt(command) > 0) return null;
+    let cmd: KvCommand;
+    try {
+      cmd = decodeCommand(command);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    const refusal = this.checkCommand(cmd);
+    return refusal && refusal.kind === 'error' ? refusal.message : null;
+  }
+
+  /** Where the value starts if `c` is a PUT within the limits, else -1. */
+  private validPutValueAt(c: Uint8Array): number {
+    if (c.length < 9 || c[0] !== OP_PUT) return -1;
     const keyBytes = ((c[1]! << 24) | (c[2]! << 16) | (c[3]! << 8) | c[4]!) >>> 0;
-    if (keyBytes === 0 || keyBytes > KEY_BYTES_MAX || 9 + keyBytes > c.length) return null;
+    if (keyBytes === 0 || keyBytes > KEY_BYTES_MAX || 9 + keyBytes > c.length) return -1;
     const at = 5 + keyBytes;
     const valueBytes = ((c[at]! << 24) | (c[at + 1]! << 16) | (c[at + 2]! << 8) | c[at + 3]!) >>> 0;
-    if (valueBytes > this.valueBytesMax || at + 4 + valueBytes !== c.length) return null;
-    const key = Buffer.from(c.buffer, c.byteOffset + 5, keyBytes).toString('latin1');
-    this.set(key, this.map.get(key), c.subarray(at + 4));
+    return valueBytes > this.valueBytesMax || at + 4 + valueBytes !== c.length ? -1 : at + 4;
+  }
+
+  private applyValidPut(c: Uint8Array): Uint8Array | null {
+    const valueAt = this.validPutValueAt(c);
+    if (valueAt < 0) return null;
+    const key = Buffer.from(c.buffer, c.byteOffset + 5, valueAt - 9).toString('latin1');
+    this.set(key, this.map.get(key), c.subarray(valueAt));
     this.counts.puts++;
     return Uint8Array.of(RES_OK);
   }

@@ -43,6 +43,7 @@ test('the fast PUT path agrees with the general decoder on PUT-shaped input (val
     fc.property(putLike, (bytes) => {
       const m = new KvMachine({ valueBytesMax: 32 });
       const want = expected(m, bytes);
+      assert.equal(m.refuseEncoded(bytes) === null, want === 'ok', 'refuseEncoded (the edge check) agrees');
       const result = decodeResult(m.apply(bytes, ctx));
       if (want === 'ok') {
         assert.equal(result.kind, 'ok');
