@@ -8,9 +8,11 @@ export type {
   ReadOptions,
   ReadResult,
   ReplicaOptions,
+  PeerHealth,
   ReplicaStatus,
   StateMachine,
 } from './runtime/api.js';
+export type { LatencySummary, ReplicaStatistics } from './runtime/statistics.js';
 export {
   DataDirError,
   NotLeaderError,

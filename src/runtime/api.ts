@@ -130,6 +130,21 @@ export interface ReadResult {
   appliedSlot: number;
 }
 
+/** One peer as this replica sees it (RSL's GetReplicaInformation). */
+export interface PeerHealth {
+  /** The outbound connection is established. */
+  connected: boolean;
+  /** Bytes queued for the peer and not yet handed to the kernel (outstanding sends). */
+  outstandingBytes: number;
+  sentFrames: number;
+  droppedFrames: number;
+  /** The peer's chosen prefix from its last heartbeat acknowledgement (leader only; null elsewhere). */
+  lastAckedSlot: number | null;
+  /** Dial attempts since the connection was last seen up (0 while connected). */
+  consecutiveFailures: number;
+  lastError: string | null;
+}
+
 export interface ReplicaStatus {
   id: ReplicaId;
   role: 'leader' | 'follower' | 'candidate';

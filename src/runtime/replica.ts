@@ -26,7 +26,8 @@ import { SnapshotStore } from '../storage/snapshot-store.js';
 import { TcpTransport } from '../transport/tcp.js';
 import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
-import type { PeerAddress, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
+import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
+import type { PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { deadlineBucket, PendingTable, type PendingEntry } from './pending.js';
@@ -83,6 +84,9 @@ export class SynodReplica {
   private snapshotting = false;
   private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
+  private readonly statsRecorder = new StatisticsRecorder(now());
+  /** Each peer's dial count when it was last seen connected (health's consecutiveFailures). */
+  private readonly reconnectsWhenUp = new Map<ReplicaId, number>();
   /** The slot of the chosen last request this replica set stopped at (0: none): nothing after it runs. */
   private stoppedAtSlot: Slot = 0;
   private entryLsns: Array<[number, number]>;
@@ -540,6 +544,56 @@ export class SynodReplica {
     };
   }
 
+  /** Per-peer health (RSL's GetReplicasInformation): connection, outstanding sends, progress, failures. */
+  health(): Record<string, PeerHealth> {
+    const progress = this.core.peerProgress();
+    const out: Record<string, PeerHealth> = {};
+    for (const [peer, st] of this.transport.stats()) {
+      if (st.connected) this.reconnectsWhenUp.set(peer, st.reconnects);
+      out[String(peer)] = {
+        connected: st.connected,
+        outstandingBytes: st.queuedBytes,
+        sentFrames: st.sentFrames,
+        droppedFrames: st.droppedFrames,
+        lastAckedSlot: progress.get(peer) ?? null,
+        consecutiveFailures: st.connected ? 0 : Math.max(0, st.reconnects - (this.reconnectsWhenUp.get(peer) ?? 0)),
+        lastError: st.lastError?.message ?? null,
+      };
+    }
+    return out;
+  }
+
+  /**
+   * What happened since the previous call (or start), RSL's GetStatisticsSnapshot: slots and
+   * commands executed, log writes and group-commit latency, and (leading) voting time per slot.
+   */
+  statistics(): ReplicaStatistics {
+    return this.statsRecorder.take(now(), this.stats, this.logStore.stats());
+  }
+
+  /**
+   * RSL's CopyStateFromReplica: fetch the newest snapshot of `peer` (it takes one if it has none
+   * newer than what this replica applied) and install it: restore() is called, and the log goes on
+   * from there. Resolves with the installed slot (RSL's StateCopied). Rejects with SynodError
+   * SYNOD_COPY_STATE if the peer has nothing newer within timeoutMs (default 30 s).
+   */
+  async copyStateFrom(peer: ReplicaId, options: { timeoutMs?: number } = {}): Promise<Slot> {
+    if (this.closed) throw new ShuttingDownError();
+    if (this.failed) throw this.failed;
+    if (peer === this.id || !this.addresses.has(peer)) throw new SynodError('SYNOD_COPY_STATE', `replica ${peer} is not a known peer`);
+    const deadline = now() + (options.timeoutMs ?? 30_000);
+    const installedBefore = this.stats.snapshotsInstalled;
+    const wanted = this.appliedSlot + 1;
+    for (;;) {
+      if (this.stats.snapshotsInstalled > installedBefore) return this.snapshotSlot;
+      if (this.closed) throw new ShuttingDownError();
+      if (this.failed) throw this.failed;
+      if (now() > deadline) throw new SynodError('SYNOD_COPY_STATE', `replica ${peer} sent no snapshot above slot ${wanted - 1} in time`);
+      if (!this.fetch) this.requestSnapshot(peer, wanted); // again after a fetch timed out or failed
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   counters() {
     return { ...this.stats, log: this.logStore.stats() };
   }
@@ -644,9 +698,11 @@ export class SynodReplica {
   private commit(seq: number): void {
     this.committing++;
     this.stats.commits++;
+    const startedMs = now();
     this.logStore.commit().then(
       () => {
         this.committing--;
+        this.statsRecorder.logCommitted(now() - startedMs);
         if (this.closed || this.failed) return;
         this.core.persisted(seq, now());
         this.drain();
@@ -725,6 +781,7 @@ export class SynodReplica {
   }
 
   private handleReadsAndRoles(ready: Ready): void {
+    this.statsRecorder.onReady(ready, this.id, this.core.isLeader, now());
     for (const r of ready.rejected) {
       for (const cmd of r.commands) {
         this.pending.get(cmd.clientId, cmd.seq)?.reject(r.reason === 'SHUTTING_DOWN' ? new StoppedError(this.stoppedAtSlot || null) : new NotLeaderError(r.leaderHint));
