@@ -350,8 +350,6 @@ export class Replica {
       this.out.readRefusals.push({ readId, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
     } else if (mode === 'lease' && leader.ready && nowMs < leader.leaseUntilMs) {
       this.out.reads.push({ readId, slot: this.chosenPrefix });
-    } else if (this.options.plantedBug === 'leader-reads-without-quorum') {
-      this.out.reads.push({ readId, slot: this.chosenPrefix }); // PLANTED BUG (tests only): no read-index round, no lease check
     } else {
       // Read-index: a quorum must ack a heartbeat round started after this read arrived.
       leader.pendingReads.push({ readId, slot: this.chosenPrefix, round: leader.heartbeatRound + 1 });
