@@ -58,7 +58,25 @@ export function readReplicaId(reader: Reader, what: string): ReplicaId {
 
 // ---------------------------------------------------------------- values
 
+/**
+ * The encoding of a batch value, once known: written by the first encode (the leader's log
+ * record) or kept from the decode (a follower's received accept, a view of the frame), and
+ * copied as bytes from then on: the leader's accepts to each follower and a follower's log
+ * record reuse it instead of re-encoding every command. Values are immutable, and so are the
+ * buffers these views point into (fresh encoder outputs and received frames, never reused).
+ * Small batches are not cached: the WeakMap costs more than their encoding.
+ */
+const encodedBatches = new WeakMap<Value, Uint8Array>();
+const CACHED_BATCH_COMMANDS_MIN = 4;
+
 export function preencodeValue(sizer: Sizer, value: Value): void {
+  if (value.kind === 'batch' && value.commands.length >= CACHED_BATCH_COMMANDS_MIN) {
+    const cached = encodedBatches.get(value);
+    if (cached !== undefined) {
+      sizer.fixed(cached.length);
+      return;
+    }
+  }
   sizer.fixed(1);
   switch (value.kind) {
     case 'noop':
@@ -98,6 +116,15 @@ export function writeValue(writer: Writer, value: Value): void {
       return;
     case 'batch': {
       const commands = value.commands;
+      const cache = commands.length >= CACHED_BATCH_COMMANDS_MIN;
+      if (cache) {
+        const cached = encodedBatches.get(value);
+        if (cached !== undefined) {
+          writer.raw(cached);
+          return;
+        }
+      }
+      const start = writer.offset;
       writer.u8(value.last === true ? VALUE_KIND_LAST_BATCH : VALUE_KIND_BATCH);
       writer.varint(commands.length);
       for (let i = 0; i < commands.length; i++) {
@@ -107,6 +134,7 @@ export function writeValue(writer: Writer, value: Value): void {
         writer.varint(command.floor);
         writer.lengthPrefixed(command.payload);
       }
+      if (cache) encodedBatches.set(value, writer.bytes.subarray(start, writer.offset));
       return;
     }
     case 'config': {
@@ -136,7 +164,9 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
         const payload = reader.lengthPrefixed(limits.payloadBytesMax, 'payload length');
         commands[i] = { clientId, seq, floor, payload };
       }
-      return kind === VALUE_KIND_LAST_BATCH ? { kind: 'batch', commands, last: true } : { kind: 'batch', commands };
+      const value: Value = kind === VALUE_KIND_LAST_BATCH ? { kind: 'batch', commands, last: true } : { kind: 'batch', commands };
+      if (count >= CACHED_BATCH_COMMANDS_MIN) encodedBatches.set(value, reader.bytes.subarray(offset, reader.offset));
+      return value;
     }
     case VALUE_KIND_CONFIG: {
       const countOffset = reader.offset;
