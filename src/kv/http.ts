@@ -600,6 +600,10 @@ export class KvHttpServer {
     metric('synod_slots_applied_total', 'counter', 'Slots applied.', [['', c.slotsApplied]]);
     metric('synod_commands_applied_total', 'counter', 'Commands applied.', [['', c.commandsApplied]]);
     metric('synod_log_commits_total', 'counter', 'Group commits of the log.', [['', c.commits]]);
+    metric('synod_log_appends_total', 'counter', 'Records appended to the log.', [['', c.log.appends]]);
+    metric('synod_log_flushes_total', 'counter', 'Group writes to the log (one writev, or one persist for pmem).', [['', c.log.flushes]]);
+    metric('synod_log_syncs_total', 'counter', 'fdatasync (or msync/persist) calls of the log.', [['', c.log.syncs]]);
+    metric('synod_log_bytes_written_total', 'counter', 'Bytes written to the log.', [['', c.log.bytesWritten]]);
     metric('synod_snapshots_taken_total', 'counter', 'Snapshots taken.', [['', c.snapshotsTaken]]);
     metric('synod_snapshots_installed_total', 'counter', 'Snapshots installed from a peer.', [['', c.snapshotsInstalled]]);
     metric('synod_peer_connected', 'gauge', 'Whether the outbound connection to a peer is open.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.connected ? 1 : 0]));

@@ -95,6 +95,9 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.match(m.headers['content-type'] ?? '', /text\/plain/);
     assert.match(m.body, /^synod_is_leader 1$/m);
     assert.match(m.body, /^synod_kv_keys \d+$/m);
+    // Log counters: the leader has written and synced (a PUT was acknowledged above).
+    assert.match(m.body, /^synod_log_syncs_total [1-9]\d*$/m);
+    assert.match(m.body, /^synod_log_bytes_written_total [1-9]\d*$/m);
     assert.match(m.body, /^synod_http_requests_total\{method="PUT",code="200"\} \d+$/m);
   });
 
