@@ -91,6 +91,12 @@ export interface ReplicaOptions {
   tickMs?: number;
   /** Take a snapshot after this many applied slots. Default 10,000. */
   snapshotIntervalSlots?: number;
+  /**
+   * Also take one after this many command payload bytes applied since the last (whichever comes
+   * first). With the compaction margin, this bounds the log the replica holds in memory: entries
+   * are released only below a snapshot. Default 64 MiB.
+   */
+  snapshotIntervalBytes?: number;
   /** Keep this many slots of log below a snapshot for lagging peers. Default 1,000. */
   compactionMarginSlots?: number;
   /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */

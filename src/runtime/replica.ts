@@ -19,6 +19,7 @@ import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/m
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { SessionTable } from '../core/sessions.js';
+import { valuePayloadBytes } from '../core/values.js';
 import type { Command, ConfigEpoch, DurableState, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
@@ -82,6 +83,9 @@ export class SynodReplica {
   private snapshotSlot: Slot = 0;
   private compactedSlot: Slot = 0;
   private snapshotting = false;
+  /** Command payload bytes applied since start, and that figure when the last snapshot was taken. */
+  private appliedPayloadBytes = 0;
+  private snapshotPayloadBytes = 0;
   private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
   private readonly statsRecorder = new StatisticsRecorder(now());
@@ -378,6 +382,7 @@ export class SynodReplica {
     this.snapshotting = true;
     try {
       const slot = this.appliedSlot;
+      const payloadBytes = this.appliedPayloadBytes;
       if (slot <= this.snapshotSlot || this.closed) return this.snapshotSlot;
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
@@ -386,6 +391,7 @@ export class SynodReplica {
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
       this.snapshotSlot = slot;
+      this.snapshotPayloadBytes = payloadBytes;
       this.stats.snapshotsTaken++;
       this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
       return slot;
@@ -684,7 +690,10 @@ export class SynodReplica {
           lastSeq = op.seq;
         }
         for (const msg of ready.send) this.transport.send(msg.to, encodeMessage(msg));
-        for (const c of ready.committed) this.applySlot(c.slot, c.value);
+        for (const c of ready.committed) {
+          this.applySlot(c.slot, c.value);
+          this.appliedPayloadBytes += valuePayloadBytes(c.value);
+        }
         this.handleReadsAndRoles(ready);
       }
       if (lastSeq > 0) this.commit(lastSeq);
@@ -837,7 +846,9 @@ export class SynodReplica {
 
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
-    if (this.snapshotsAllowed && !this.snapshotting && this.appliedSlot - this.snapshotSlot >= interval) {
+    const intervalBytes = this.options.snapshotIntervalBytes ?? 64 * 1024 * 1024;
+    const due = this.appliedSlot - this.snapshotSlot >= interval || (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes && this.appliedSlot > this.snapshotSlot);
+    if (this.snapshotsAllowed && !this.snapshotting && due) {
       void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
     }
   }
