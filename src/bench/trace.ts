@@ -6,7 +6,9 @@
 // renamed the tracer says so (TraceUnavailableError) instead of measuring the wrong thing.
 //
 // Stages (per command unless noted):
-//   batchWait   propose() called -> the command handed to core.propose() (the drain's microtask)
+//   clientRead  one binary-protocol socket read decoded and its requests started, per request
+//               (diagnostics_channel synod:kv:binary:read, published by src/kv/binary-server.ts)
+//   batchWait   propose() called -> the command handed to core.propose() (the once-per-turn flush)
 //   proposeCpu  duration of core.propose(batch)                         (per batch)
 //   readyCpu    duration of core.takeReady()                            (per call returning a Ready)
 //   persist     logStore.commit() called -> resolved (write + fdatasync) (per group commit)
@@ -14,12 +16,15 @@
 //   quorumWait  a slot first in Ready.persist (accepted here) -> in Ready.committed (per slot)
 //   apply       duration of stateMachine.apply(command)
 //   server      propose() called -> its promise settles (the replica's whole share)
+//   replyCpu    one answer encoded and queued for its socket (synod:kv:binary:reply)
+//   socketWrite one coalesced socket.write of answers, per write (synod:kv:binary:write)
 // Batch shapes: commands per core.propose() batch, commands per slot, records per group commit.
 
+import * as diagnostics from 'node:diagnostics_channel';
 import * as hdr from 'hdr-histogram-js';
 import type { SynodReplica } from '../runtime/replica.js';
 
-export const TRACE_STAGES = ['batchWait', 'proposeCpu', 'readyCpu', 'persist', 'sendCpu', 'quorumWait', 'apply', 'server'] as const;
+export const TRACE_STAGES = ['clientRead', 'batchWait', 'proposeCpu', 'readyCpu', 'persist', 'sendCpu', 'quorumWait', 'apply', 'server', 'replyCpu', 'socketWrite'] as const;
 export type TraceStage = (typeof TRACE_STAGES)[number];
 export const TRACE_SHAPES = ['commandsPerBatch', 'commandsPerSlot', 'recordsPerCommit'] as const;
 export type TraceShape = (typeof TRACE_SHAPES)[number];
@@ -95,7 +100,20 @@ export class StageTracer {
     const shape = (s: TraceShape, n: number) => this.shapes.get(s)!.recordValue(Math.max(1, n));
     let appendsSinceCommit = 0;
 
+    const onRead = (m: unknown) => {
+      const { ms, requests } = m as { ms: number; requests: number };
+      const per = (ms * 1000) / requests;
+      for (let i = 0; i < requests; i++) stage('clientRead', per);
+    };
+    const onReply = (ms: unknown) => stage('replyCpu', (ms as number) * 1000);
+    const onWrite = (m: unknown) => stage('socketWrite', (m as { ms: number }).ms * 1000);
+    diagnostics.subscribe('synod:kv:binary:read', onRead);
+    diagnostics.subscribe('synod:kv:binary:reply', onReply);
+    diagnostics.subscribe('synod:kv:binary:write', onWrite);
     this.undo.push(
+      () => diagnostics.unsubscribe('synod:kv:binary:read', onRead),
+      () => diagnostics.unsubscribe('synod:kv:binary:reply', onReply),
+      () => diagnostics.unsubscribe('synod:kv:binary:write', onWrite),
       wrap(replica as unknown as Wrappable, 'propose', (orig) => (command: Uint8Array, options: { clientId?: number; seq?: number } = {}) => {
         const t = now();
         const promise = orig(command, options) as Promise<Uint8Array>;

@@ -14,6 +14,7 @@
 // This server never forwards: a follower answers NOT_LEADER with the leader's id and (when
 // known) its binary address, and the client goes there. Nothing was proposed in that case.
 
+import * as diagnostics from 'node:diagnostics_channel';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -50,6 +51,16 @@ const CONNECTIONS_MAX = 1024;
 /** How long a refused connection may linger for its refusal frame to leave. */
 const REFUSAL_LINGER_MS = 1_000;
 const TIMEOUT_MS_MAX = 60_000;
+/**
+ * Stage timings for `synod bench --trace` (src/bench/trace.ts subscribes; with no subscriber the
+ * cost is one hasSubscribers check per socket read and per answer):
+ *   synod:kv:binary:read   { ms, requests }  one socket read decoded and every request in it started
+ *                                           (decode, edge checks, propose() or read() called)
+ *   synod:kv:binary:reply  ms                one answer encoded and queued for the socket
+ */
+export const readChannel = diagnostics.channel('synod:kv:binary:read');
+export const replyChannel = diagnostics.channel('synod:kv:binary:reply');
+
 const utf8 = new TextEncoder();
 const enc = (s: string): Uint8Array => utf8.encode(s);
 const HTTP_REFUSAL_BODY = 'this is a Synod binary client port; the HTTP API is on the --http address\n';
@@ -245,8 +256,11 @@ export class KvBinaryServer {
       if (inflight >= inflightMax) socket.pause();
       const requestId = req.requestId;
       this.serve(req, (status, body) => {
+        const traced = replyChannel.hasSubscribers;
+        const t0 = traced ? performance.now() : 0;
         done();
         send(encodeResponse(status, requestId, body));
+        if (traced) replyChannel.publish(performance.now() - t0);
       });
     };
     const done = () => {
@@ -269,6 +283,9 @@ export class KvBinaryServer {
           return;
         }
       }
+      const traced = readChannel.hasSubscribers;
+      const t0 = traced ? performance.now() : 0;
+      const requestsBefore = this.stats.requests;
       const err = decoder.push(chunk, (payload) => {
         let req: Request;
         try {
@@ -286,6 +303,7 @@ export class KvBinaryServer {
         }
         start(req);
       });
+      if (traced && this.stats.requests > requestsBefore) readChannel.publish({ ms: performance.now() - t0, requests: this.stats.requests - requestsBefore });
       if (err) {
         this.stats.badFrames++;
         this.o.logger?.warn({ remote: socket.remoteAddress, error: err.message }, 'binary client sent an undecodable stream; closing');

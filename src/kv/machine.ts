@@ -24,7 +24,9 @@ import {
   ERR_VALUE_TOO_LARGE,
   KEY_BYTES_MAX,
   KvCodecError,
+  OP_GET,
   OP_PUT,
+  RES_NOT_FOUND,
   RES_OK,
   SCAN_LIMIT_MAX,
   VALUE_BYTES_MAX_DEFAULT,
@@ -89,6 +91,19 @@ export class KvMachine implements StateMachine {
   }
 
   query(request: Uint8Array): Uint8Array {
+    // The common case, a well-formed GET, without decoding into objects (as applyValidPut).
+    const r = request;
+    if (r.length >= 6 && r[0] === OP_GET) {
+      const keyBytes = ((r[1]! << 24) | (r[2]! << 16) | (r[3]! << 8) | r[4]!) >>> 0;
+      if (keyBytes >= 1 && keyBytes <= KEY_BYTES_MAX && 5 + keyBytes === r.length) {
+        const v = this.map.get(Buffer.from(r.buffer, r.byteOffset + 5, keyBytes).toString('latin1'));
+        if (v === undefined) return Uint8Array.of(RES_NOT_FOUND);
+        const out = new Uint8Array(1 + v.length);
+        out[0] = RES_OK;
+        out.set(v, 1);
+        return out;
+      }
+    }
     let q: KvQuery;
     try {
       q = decodeQuery(request);

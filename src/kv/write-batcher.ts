@@ -5,7 +5,11 @@
 // bytes and come by the thousand per tick, so one copy into one buffer is cheaper than both
 // (docs/performance.md).
 
+import * as diagnostics from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
+
+/** synod:kv:binary:write { ms, frames }: one coalesced socket.write (for `synod bench --trace`). */
+export const writeChannel = diagnostics.channel('synod:kv:binary:write');
 
 export class WriteBatcher {
   private frames: Uint8Array[] = [];
@@ -29,6 +33,9 @@ export class WriteBatcher {
     this.frames = [];
     this.bytes = 0;
     if (this.socket.destroyed || frames.length === 0) return;
+    const traced = writeChannel.hasSubscribers;
+    const t0 = traced ? performance.now() : 0;
     this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes));
+    if (traced) writeChannel.publish({ ms: performance.now() - t0, frames: frames.length });
   };
 }

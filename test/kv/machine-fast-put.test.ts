@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { KvMachine } from '../../src/kv/machine.js';
-import { decodeCommand, decodeResult, KEY_BYTES_MAX, OP_PUT } from '../../src/kv/codec.js';
+import { decodeCommand, decodeQuery, decodeResult, KEY_BYTES_MAX, OP_GET, OP_PUT } from '../../src/kv/codec.js';
 
-const ctx = { slot: 1, clientId: 1, seq: 1 };
+const ctx = { slot: 1, clientId: 1, seq: 1, timeMs: 0 };
 
 /** What the general path must answer for these bytes: the decoder and the limit check decide. */
 function expected(m: KvMachine, bytes: Uint8Array): 'ok' | 'error' {
@@ -67,4 +67,38 @@ test('the fast PUT path copies the value: later changes to the command bytes do 
   m.apply(bytes, ctx);
   bytes[bytes.length - 1] = 0x7a;
   assert.deepEqual(m.get(Uint8Array.of(0x6b)), Uint8Array.of(0x61, 0x62));
+});
+
+test('the fast GET path agrees with the general decoder on GET-shaped input (present, absent, malformed)', () => {
+  const m = new KvMachine();
+  const stored = [Uint8Array.of(0x6b), Uint8Array.of(0x6b, 0x32), new Uint8Array(KEY_BYTES_MAX).fill(7)];
+  for (const [i, key] of stored.entries()) m.apply(Uint8Array.from([OP_PUT, ...u32(key.length), ...key, ...u32(i), ...new Uint8Array(i).fill(0x61)]), ctx);
+  const getLike = fc
+    .record({
+      key: fc.oneof(fc.constantFrom(...stored), fc.uint8Array({ minLength: 0, maxLength: KEY_BYTES_MAX + 2 })),
+      keyLenDelta: fc.constantFrom(0, 0, 0, -1, 1),
+      trailing: fc.uint8Array({ maxLength: 2 }),
+    })
+    .map(({ key, keyLenDelta, trailing }) => Uint8Array.from([OP_GET, ...u32(Math.max(0, key.length + keyLenDelta)), ...key, ...trailing]));
+  fc.assert(
+    fc.property(getLike, (bytes) => {
+      const got = decodeResult(m.query(bytes));
+      let q;
+      try {
+        q = decodeQuery(bytes);
+      } catch {
+        assert.equal(got.kind, 'error');
+        return;
+      }
+      assert.ok(q.op === 'get');
+      if (q.key.length === 0 || q.key.length > KEY_BYTES_MAX) return assert.equal(got.kind, 'error');
+      const want = m.get(q.key);
+      if (want === undefined) assert.equal(got.kind, 'not-found');
+      else {
+        assert.equal(got.kind, 'ok');
+        assert.deepEqual(got.kind === 'ok' ? got.value ?? new Uint8Array(0) : null, want);
+      }
+    }),
+    { numRuns: 3000 },
+  );
 });
