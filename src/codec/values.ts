@@ -5,6 +5,10 @@
 //            kind 1 batch  : count:varint { clientId:varint seq:varint floor:varint len:varint payload:len }*
 //            kind 2 config : count:varint { member:varint }*        (1..membersMax distinct ids in 1..1023)
 //            kind 3 last   : as batch (a "last request": the replica set stops after this slot)
+//            kind 4 stamped batch : timeMs:varint, then as batch  (the leader's time stamp, ms)
+//            kind 5 stamped last  : timeMs:varint, then as batch
+//            Leaders write kinds 4 and 5 only; kinds 1 and 3 (no stamp) are the values written
+//            before stamps existed and still decode (timeMs absent: legacy session rules).
 //   entry  = slot:varint ballot:varint chosen:u8(0|1) value          (inside messages)
 //   record = version:u8(=1) entry                                    (encodeEntry: a log record payload)
 //
@@ -29,6 +33,8 @@ export const VALUE_KIND_NOOP = 0;
 export const VALUE_KIND_BATCH = 1;
 export const VALUE_KIND_CONFIG = 2;
 export const VALUE_KIND_LAST_BATCH = 3;
+export const VALUE_KIND_STAMPED_BATCH = 4;
+export const VALUE_KIND_STAMPED_LAST_BATCH = 5;
 
 /** Smallest encodings, used to bound counts by the bytes left before allocating anything. */
 const COMMAND_BYTES_MIN = 4; // clientId, seq, floor, length: one byte each, empty payload
@@ -83,6 +89,7 @@ export function preencodeValue(sizer: Sizer, value: Value): void {
       return;
     case 'batch': {
       const commands = value.commands;
+      if (value.timeMs !== undefined) sizer.varint(value.timeMs, 'timeMs');
       sizer.varint(commands.length, 'command count');
       for (let i = 0; i < commands.length; i++) {
         const command = commands[i]!;
@@ -125,7 +132,12 @@ export function writeValue(writer: Writer, value: Value): void {
         }
       }
       const start = writer.offset;
-      writer.u8(value.last === true ? VALUE_KIND_LAST_BATCH : VALUE_KIND_BATCH);
+      const timeMs = value.timeMs;
+      if (timeMs === undefined) writer.u8(value.last === true ? VALUE_KIND_LAST_BATCH : VALUE_KIND_BATCH);
+      else {
+        writer.u8(value.last === true ? VALUE_KIND_STAMPED_LAST_BATCH : VALUE_KIND_STAMPED_BATCH);
+        writer.varint(timeMs);
+      }
       writer.varint(commands.length);
       for (let i = 0; i < commands.length; i++) {
         const command = commands[i]!;
@@ -154,7 +166,11 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
     case VALUE_KIND_NOOP:
       return NOOP_DECODED;
     case VALUE_KIND_BATCH:
-    case VALUE_KIND_LAST_BATCH: {
+    case VALUE_KIND_LAST_BATCH:
+    case VALUE_KIND_STAMPED_BATCH:
+    case VALUE_KIND_STAMPED_LAST_BATCH: {
+      const stamped = kind >= VALUE_KIND_STAMPED_BATCH;
+      const timeMs = stamped ? reader.varint('timeMs') : 0;
       const count = reader.count(limits.commandsMax, COMMAND_BYTES_MIN, 'command count');
       const commands: Command[] = new Array(count);
       for (let i = 0; i < count; i++) {
@@ -164,7 +180,15 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
         const payload = reader.lengthPrefixed(limits.payloadBytesMax, 'payload length');
         commands[i] = { clientId, seq, floor, payload };
       }
-      const value: Value = kind === VALUE_KIND_LAST_BATCH ? { kind: 'batch', commands, last: true } : { kind: 'batch', commands };
+      const last = kind === VALUE_KIND_LAST_BATCH || kind === VALUE_KIND_STAMPED_LAST_BATCH;
+      // The same property order as the core's values (kind, commands, timeMs, last): one shape.
+      const value: Value = stamped
+        ? last
+          ? { kind: 'batch', commands, timeMs, last: true }
+          : { kind: 'batch', commands, timeMs }
+        : last
+          ? { kind: 'batch', commands, last: true }
+          : { kind: 'batch', commands };
       if (count >= CACHED_BATCH_COMMANDS_MIN) encodedBatches.set(value, reader.bytes.subarray(offset, reader.offset));
       return value;
     }

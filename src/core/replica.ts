@@ -4,7 +4,9 @@
 // -----------
 // Inputs: receive(msg), tick(), propose(commands), read(), persisted(seq), and a few admin calls;
 // each takes `now` (ms of an injected monotonic clock). Randomness (election jitter) comes from an
-// injected PRNG. After any inputs, takeReady() returns one batch of work, etcd-style:
+// injected PRNG. tick() and propose() also take the wall clock (`wallMs`, injected like `now`):
+// the leader stamps every batch it creates with max(wall clock, highest stamp seen in any value),
+// the time the state machines see (docs/protocol.md, "Sessions and stamped time"). After any inputs, takeReady() returns one batch of work, etcd-style:
 //   persist  - must be made durable; then call persisted(seq) (in seq order)
 //   send     - may be sent at once: a vote (promise 1b, accepted 2b) is only ever put here once the
 //              state it votes for is durable (votes wait in `awaitingPersist` until then)
@@ -151,6 +153,10 @@ export class Replica {
   private candidate: CandidateState | null = null;
   private leader: LeaderState | null = null;
   private nowMs: number;
+  /** The latest wall clock reading given (tick, propose): what the leader stamps batches with. */
+  private wallMs = 0;
+  /** The highest stamp seen in any value (own, accepted, learned, recovered, or from a snapshot). */
+  private stampSeenMs = 0;
 
   // --- persistence
   private nextPersistSeq = 1;
@@ -205,6 +211,7 @@ export class Replica {
       const chosen = entry.chosen === true || (prior?.entry.chosen === true);
       this.cells.set(entry.slot, { entry: { ...entry, chosen }, seq: 0 });
       if (entry.slot > this.maxSlotSeen) this.maxSlotSeen = entry.slot;
+      this.noteStamp(entry.value);
     }
     this.promised = promised;
     this.maxBallotSeen = promised;
@@ -220,8 +227,9 @@ export class Replica {
 
   // ================================================================ public inputs
 
-  tick(nowMs: number): void {
+  tick(nowMs: number, wallMs?: number): void {
     this.setNow(nowMs);
+    if (wallMs !== undefined && wallMs > this.wallMs) this.wallMs = Math.floor(wallMs); // whole ms: stamps are varints
     if (this.role === 'leader') this.leaderTick();
     else this.followerTick();
     this.finishStep();
@@ -276,8 +284,9 @@ export class Replica {
   }
 
   /** Client commands. Rejected at once (never proposed) unless this replica leads. */
-  propose(commands: Command[], nowMs: number): void {
+  propose(commands: Command[], nowMs: number, wallMs?: number): void {
     this.setNow(nowMs);
+    if (wallMs !== undefined && wallMs > this.wallMs) this.wallMs = Math.floor(wallMs); // whole ms: stamps are varints
     const leader = this.leader;
     if (!leader || leader.transferring) {
       this.out.rejected.push({ commands, reason: 'NOT_LEADER', leaderHint: this.leaderHint() });
@@ -658,6 +667,26 @@ export class Replica {
     op.entries.push(entry);
     this.cells.set(entry.slot, { entry, seq: op.seq });
     if (entry.slot > this.maxSlotSeen) this.maxSlotSeen = entry.slot;
+    this.noteStamp(entry.value);
+  }
+
+  private noteStamp(value: Value): void {
+    if (value.kind === 'batch' && value.timeMs !== undefined && value.timeMs > this.stampSeenMs) this.stampSeenMs = value.timeMs;
+  }
+
+  /**
+   * A stamp for a new batch: the wall clock, never below a stamp already seen (non-decreasing
+   * across leaders). A core that was never given a wall clock nor saw a stamp (tests of the
+   * protocol alone) writes unstamped values, which state machines treat as legacy ones.
+   */
+  private stamp(): number | undefined {
+    if (this.wallMs > this.stampSeenMs) this.stampSeenMs = this.wallMs;
+    return this.stampSeenMs > 0 ? this.stampSeenMs : undefined;
+  }
+
+  /** The runtime installed (or restored) a snapshot whose state machines saw stamps up to `timeMs`. */
+  noteTimeStamp(timeMs: number): void {
+    if (timeMs > this.stampSeenMs) this.stampSeenMs = timeMs;
   }
 
   // ================================================================ learner
@@ -1067,15 +1096,15 @@ export class Replica {
       leader.queueBytes -= bytes;
       leader.queueSinceMs = this.nowMs;
       if (alone === undefined) {
-        this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+        this.proposeAt(leader.nextSlot, { kind: 'batch', commands, timeMs: this.stamp() });
         continue;
       }
       this.dropExclusiveMarks(commands);
       if (alone === 'exclusive') {
-        this.proposeAt(leader.nextSlot, { kind: 'batch', commands });
+        this.proposeAt(leader.nextSlot, { kind: 'batch', commands, timeMs: this.stamp() });
         continue;
       }
-      this.proposeAt(leader.nextSlot, { kind: 'batch', commands, last: true });
+      this.proposeAt(leader.nextSlot, { kind: 'batch', commands, timeMs: this.stamp(), last: true });
       this.lastProposedBallot = leader.ballot;
       this.rejectQueueStopping(leader);
     }
@@ -1109,7 +1138,7 @@ export class Replica {
   private plantedRebatch(slot: Slot, f: InflightSlot, voter: ReplicaId): void {
     const leader = this.leader!;
     if (f.value.kind !== 'batch' || leader.queue.length === 0) return;
-    const value: Value = { kind: 'batch', commands: [...f.value.commands, leader.queue[0]!] };
+    const value: Value = { kind: 'batch', commands: [...f.value.commands, leader.queue[0]!], timeMs: f.value.timeMs };
     this.send({ type: 'accept', from: this.id, to: voter, ballot: leader.ballot, slot, value, commitSlot: this.chosenPrefix });
   }
 

@@ -27,6 +27,12 @@ export type Value =
       kind: 'batch';
       commands: Command[];
       /**
+       * The leader's time stamp (ms of its injected wall clock, made non-decreasing across leaders):
+       * the only time a state machine sees (session expiry, TTLs), so applying stays deterministic.
+       * Absent on values written before stamps existed (legacy: see SessionTable.check).
+       */
+      timeMs?: number;
+      /**
        * A "last request" (RSL's isLastDecree): one command alone in its slot, after which the replica
        * set executes nothing and accepts no proposals. Absent on ordinary batches.
        */

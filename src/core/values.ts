@@ -23,6 +23,7 @@ export function sameValue(a: Value, b: Value): boolean {
     return a.members.length === bm.length && a.members.every((m, i) => m === bm[i]);
   }
   if (a.last !== (b as { last?: true }).last) return false;
+  if (a.timeMs !== (b as { timeMs?: number }).timeMs) return false;
   const bc = (b as { commands: Command[] }).commands;
   if (a.commands.length !== bc.length) return false;
   for (let i = 0; i < bc.length; i++) if (!sameCommand(a.commands[i]!, bc[i]!)) return false;

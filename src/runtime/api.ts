@@ -14,6 +14,12 @@ export interface ApplyContext {
   /** The command's session. */
   clientId: number;
   seq: number;
+  /**
+   * The time of this command, stamped by the leader into the log (ms since the epoch of the
+   * leader's wall clock, made non-decreasing): the same on every replica. Use it for TTLs and
+   * expiry, never a clock of your own. 0 for commands logged before stamps existed.
+   */
+  timeMs?: number;
 }
 
 /**
@@ -101,6 +107,17 @@ export interface ReplicaOptions {
   compactionMarginSlots?: number;
   /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */
   proposeTimeoutMs?: number;
+  /**
+   * Most client sessions the replicated session table keeps (openSession(), the binary protocol's
+   * REGISTER); a registration beyond it evicts the least recently active one. Part of the
+   * replicated state's rules: every replica must use the same value. Default 100,000.
+   */
+  sessionsMax?: number;
+  /**
+   * A session with no executed command for this long (leader-stamped time, ms) expires: its
+   * commands then fail with SessionExpiredError. Every replica must use the same value. Default 1 hour.
+   */
+  sessionExpiryMs?: number;
   /** Largest snapshot accepted from a peer. Default 1 GiB. */
   snapshotBytesMax?: number;
   logger?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;

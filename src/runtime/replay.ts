@@ -24,7 +24,7 @@ import { constants as fsConstants } from 'node:fs';
 import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SessionTable } from '../core/sessions.js';
+import { DEFAULT_SESSION_LIMITS, isRegisterCommand, SessionTable } from '../core/sessions.js';
 import type { Entry, Slot, Value } from '../core/types.js';
 import { openLog, type LogBackend } from '../storage/log.js';
 import { readMetadata } from '../storage/metadata.js';
@@ -54,6 +54,9 @@ export interface ReplayOptions {
   uptoSlot?: Slot;
   /** Called after each applied slot, in slot order. */
   onSlot?: (event: ReplaySlotEvent) => void;
+  /** The replica's session settings (ReplicaOptions.sessionsMax, sessionExpiryMs); defaults as there. */
+  sessionsMax?: number;
+  sessionExpiryMs?: number;
 }
 
 export interface ReplayResult {
@@ -110,7 +113,12 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
     }
 
     if (base) stateMachine.restore(base.app);
-    const sessions = base?.sessions ?? new SessionTable<Uint8Array>();
+    const limits = {
+      sessionsMax: options.sessionsMax ?? DEFAULT_SESSION_LIMITS.sessionsMax,
+      sessionExpiryMs: options.sessionExpiryMs ?? DEFAULT_SESSION_LIMITS.sessionExpiryMs,
+    };
+    const sessions = base?.sessions ?? new SessionTable<Uint8Array>(limits);
+    sessions.setLimits(limits);
     const result: ReplayResult = {
       appliedSlot: baseSlot,
       snapshotSlot: baseSlot,
@@ -153,12 +161,16 @@ function applyValue(sm: StateMachine, sessions: SessionTable<Uint8Array>, slot: 
   }
   if (value.kind !== 'batch') return 0;
   let executed = 0;
+  const timeMs = sessions.advance(value.timeMs);
   sm.beforeBatch?.(slot);
   for (const cmd of value.commands) {
-    if (cmd.clientId === INTERNAL_CLIENT) continue; // the runtime's address book, not the application's
+    if (cmd.clientId === INTERNAL_CLIENT) {
+      if (isRegisterCommand(cmd)) sessions.register(); // the ids must come out as they did live
+      continue; // otherwise the runtime's address book, not the application's
+    }
     const outcome = sessions.check(cmd);
     if (outcome.kind === 'execute') {
-      sessions.record(cmd, sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq }));
+      sessions.record(cmd, sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq, timeMs }));
       executed++;
     } else {
       totals.skippedCommands++;

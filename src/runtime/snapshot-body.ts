@@ -1,9 +1,12 @@
 // The replicated state a snapshot carries: the slot it covers, the configurations, the session
 // table (part of the replicated state: exactly-once must survive a snapshot) and the
 // application's own bytes. Layout: magic "SNB1" | u32 header length | header JSON | app bytes.
+// The session table's clock, id counter and settings ride in `sessionClock`, each session's
+// last-active stamp as a 4th element of its tuple; snapshots from before both still load (every
+// session then counts as active at the first stamp applied after the restore).
 
 import type { ConfigEpoch } from '../core/types.js';
-import { SessionTable } from '../core/sessions.js';
+import { SessionTable, type SessionTableData } from '../core/sessions.js';
 
 const MAGIC = 0x31424e53; // "SNB1" little-endian
 
@@ -11,7 +14,9 @@ interface Header {
   slot: number;
   configs: ConfigEpoch[];
   addresses?: Array<[number, string, number]>;
-  sessions: Array<[number, number, Array<[number, string]>]>;
+  sessions: Array<[number, number, Array<[number, string]>, number?]>;
+  /** The stamped clock, the next session id and the session settings (absent in older snapshots). */
+  sessionClock?: { timeMs: number; nextId: number; sessionsMax: number; sessionExpiryMs: number };
   /** The slot of a chosen last request at or below `slot` (absent: none). */
   stoppedAt?: number;
 }
@@ -33,7 +38,7 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
     configs: body.configs,
     addresses: body.addresses,
     ...(body.stoppedAt ? { stoppedAt: body.stoppedAt } : {}),
-    sessions: body.sessions.toJSON().map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, Buffer.from(r).toString('base64')])]),
+    ...sessionHeader(body.sessions.toJSON()),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const out = new Uint8Array(8 + json.length + body.app.length);
@@ -43,6 +48,14 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
   out.set(json, 8);
   out.set(body.app, 8 + json.length);
   return out;
+}
+
+function sessionHeader(data: SessionTableData<Uint8Array>): Pick<Header, 'sessions' | 'sessionClock'> {
+  const { timeMs, nextId, sessionsMax, sessionExpiryMs } = data;
+  return {
+    sessionClock: { timeMs, nextId, sessionsMax, sessionExpiryMs },
+    sessions: data.sessions.map(([id, floor, results, activeMs]) => [id, floor, results.map(([seq, r]) => [seq, Buffer.from(r).toString('base64')]), activeMs]),
+  };
 }
 
 export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
@@ -58,9 +71,10 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
     throw new Error(`snapshot body: the header is not JSON (${(e as Error).message})`);
   }
   if (!validHeader(header)) throw new Error('snapshot body: malformed header');
-  const sessions = SessionTable.fromJSON<Uint8Array>(
-    header.sessions.map(([id, floor, results]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))])]),
+  const tuples = header.sessions.map(
+    ([id, floor, results, activeMs]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))]), activeMs] as [number, number, Array<[number, Uint8Array]>, number?],
   );
+  const sessions = SessionTable.fromJSON<Uint8Array>(header.sessionClock ? { ...header.sessionClock, sessions: tuples } : tuples);
   return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0 };
 }
 
@@ -70,8 +84,13 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
 function validHeader(h: unknown): h is Header {
   if (typeof h !== 'object' || h === null) return false;
-  const { slot, configs, addresses, sessions, stoppedAt } = h as Partial<Header>;
+  const { slot, configs, addresses, sessions, stoppedAt, sessionClock } = h as Partial<Header>;
   if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
+  if (sessionClock !== undefined) {
+    if (typeof sessionClock !== 'object' || sessionClock === null) return false;
+    const { timeMs, nextId, sessionsMax, sessionExpiryMs } = sessionClock;
+    if (!isCount(timeMs) || !isCount(nextId) || nextId < 1 || !isCount(sessionsMax) || sessionsMax < 1 || !isCount(sessionExpiryMs) || sessionExpiryMs < 1) return false;
+  }
   if (stoppedAt !== undefined && (!isCount(stoppedAt) || stoppedAt > slot)) return false;
   for (const c of configs) {
     if (typeof c !== 'object' || c === null || !isCount(c.fromSlot) || !Array.isArray(c.members) || !c.members.every(isId)) return false;
@@ -83,7 +102,8 @@ function validHeader(h: unknown): h is Header {
     }
   }
   for (const sess of sessions) {
-    if (!Array.isArray(sess) || sess.length !== 3 || !isCount(sess[0]) || !isCount(sess[1]) || !Array.isArray(sess[2])) return false;
+    if (!Array.isArray(sess) || (sess.length !== 3 && sess.length !== 4) || !isCount(sess[0]) || !isCount(sess[1]) || !Array.isArray(sess[2])) return false;
+    if (sess.length === 4 && sess[3] !== null && !isCount(sess[3])) return false;
     for (const r of sess[2]) if (!Array.isArray(r) || r.length !== 2 || !isCount(r[0]) || typeof r[1] !== 'string') return false;
   }
   return true;

@@ -19,7 +19,7 @@ export function valueKey(v: Value): string {
     case 'config':
       return `config:${v.members.join(',')}`;
     case 'batch':
-      return 'batch:' + v.commands.map((c) => `${c.clientId}.${c.seq}.${c.floor}.${hex(c.payload)}`).join('|');
+      return `batch${v.last ? '!' : ''}@${v.timeMs ?? '-'}:` + v.commands.map((c) => `${c.clientId}.${c.seq}.${c.floor}.${hex(c.payload)}`).join('|');
   }
 }
 

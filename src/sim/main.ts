@@ -79,6 +79,9 @@ function main(): void {
   let simulatedMs = 0;
   let acked = 0;
   let reads = 0;
+  let expired = 0;
+  let sessions = 0;
+  let seedsWithExpiry = 0;
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
@@ -87,6 +90,9 @@ function main(): void {
     simulatedMs += result.simulatedMs;
     acked += result.ackedWrites;
     reads += result.reads;
+    expired += result.expiredWrites;
+    sessions += result.sessions;
+    if (result.expiredWrites > 0) seedsWithExpiry++;
     if (!result.ok) {
       failures.push(result);
       const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts)}`;
@@ -111,6 +117,9 @@ function main(): void {
     simulatedSeconds: Math.round(simulatedMs / 1000),
     ackedWrites: acked,
     readsChecked: reads,
+    sessionsRegistered: sessions,
+    expiredWrites: expired,
+    seedsWithExpiredSessions: seedsWithExpiry,
     wallSeconds: Number(seconds.toFixed(1)),
     plantedBug: args.bug ?? null,
   };
@@ -119,6 +128,7 @@ function main(): void {
     console.log(`seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}`);
     console.log(`steps ${steps} (${summary.stepsPerSecond}/s), simulated ${summary.simulatedSeconds} s in ${summary.wallSeconds} s wall`);
     console.log(`acknowledged writes checked ${acked}, reads checked ${reads}`);
+    console.log(`sessions registered ${sessions}, writes answered SESSION_EXPIRED ${expired} (in ${seedsWithExpiry} seeds)`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);

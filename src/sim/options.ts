@@ -53,6 +53,15 @@ export interface SimOptions {
   contracts: boolean;
   /** Run every message through the binary codec (encode, then decode) as a real network would. */
   wireCodec: boolean;
+  /** The replicated session table's settings (small ones make sessions expire and be evicted during runs). */
+  sessionsMax: number;
+  sessionExpiryMs: number;
+  /**
+   * Test-only: a deliberate defect of the sessions applied beside the core (not a core bug, so not
+   * a PlantedBug): 'execute-unknown-sessions' runs a command whose session is not in the table
+   * (expired, evicted) as if it were new, the pre-registration rule.
+   */
+  sessionBug?: 'execute-unknown-sessions';
 }
 
 const BASE_CORE: SimOptions['core'] = {
@@ -117,6 +126,10 @@ export function randomSimOptions(seed: number, overrides: Partial<SimOptions> = 
     contracts: true,
     snapshotEverySlots: r.pick([0, 10, 40]),
     compactionMarginSlots: r.pick([0, 4, 16]),
+    // Stamped time follows the leader's clock (offsets up to 10 s with clock drift), so a leader
+    // change may also jump it: sessions expire, mid-run, in many seeds.
+    sessionExpiryMs: r.pick([200, 1000, 3_600_000]),
+    sessionsMax: r.pick([4, 16, 100_000]),
   };
   return { ...options, ...overrides, faults: { ...options.faults, ...(overrides.faults ?? {}) }, core: { ...options.core, ...(overrides.core ?? {}) } };
 }

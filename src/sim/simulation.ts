@@ -5,7 +5,7 @@
 
 import { CONTRACTS, ContractViolation, setContracts } from '../core/contracts.js';
 import { Replica } from '../core/replica.js';
-import { SessionTable } from '../core/sessions.js';
+import { isRegisterCommand, REGISTER_CLIENT_ID, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, DurableState, Entry, Message, PersistOp, Ready, ReplicaId, Slot } from '../core/types.js';
 import { Checker, Violation } from './checker.js';
 import { EventHeap } from './heap.js';
@@ -62,11 +62,14 @@ interface PendingClientRequest {
 class SimStateMachine {
   executedCount = 0;
   executed = new Map<string, number>();
-  sessions = new SessionTable<number>();
+  sessions: SessionTable<number>;
   hash = 0x811c9dc5;
+  constructor(readonly limits: SessionLimits) {
+    this.sessions = new SessionTable<number>(limits);
+  }
 
   clone(): SimStateMachine {
-    const c = new SimStateMachine();
+    const c = new SimStateMachine(this.limits);
     c.executedCount = this.executedCount;
     c.executed = new Map(this.executed);
     c.sessions = SessionTable.fromJSON(this.sessions.toJSON());
@@ -84,7 +87,7 @@ interface SimSnapshot {
 
 class SimNode {
   core!: Replica;
-  sm = new SimStateMachine();
+  sm: SimStateMachine;
   up = true;
   incarnation = 0;
   readonly disk = new SimDisk();
@@ -95,7 +98,9 @@ class SimNode {
   clockRate = 1;
   pausedUntilMs = 0;
   clockOffsetMs = 0;
-  constructor(readonly id: ReplicaId, readonly prng: Prng) {}
+  constructor(readonly id: ReplicaId, readonly prng: Prng, limits: SessionLimits) {
+    this.sm = new SimStateMachine(limits);
+  }
   localNow(globalMs: number): number {
     return this.clockOffsetMs + globalMs * this.clockRate;
   }
@@ -117,8 +122,18 @@ interface ClientRead {
   mode: 'linearizable' | 'lease';
 }
 
+/** A session registration in flight: a register command (client 0, seq = a run-wide nonce). */
+interface ClientRegistration {
+  command: Command;
+  target: ReplicaId;
+  deadlineMs: number;
+}
+
 class SimClient {
   nextSeq = 1;
+  /** The session new commands go out under (0: none; one is being registered). */
+  session = 0;
+  registration: ClientRegistration | null = null;
   readonly outstanding = new Map<number, ClientOp>();
   read: ClientRead | null = null;
   leaderGuess: ReplicaId;
@@ -140,6 +155,10 @@ export interface SimResult {
   simulatedMs: number;
   committedSlots: number;
   ackedWrites: number;
+  /** Commands answered SESSION_EXPIRED (their session expired or was evicted). */
+  expiredWrites: number;
+  /** Sessions registered by clients (registrations answered). */
+  sessions: number;
   reads: number;
   crashes: number;
   partitions: number;
@@ -170,6 +189,12 @@ export class Simulation {
   private readonly readOwner = new Map<number, number>();
   private crashes = 0;
   private partitions = 0;
+  private expiredWrites = 0;
+  private sessionsRegistered = 0;
+  private nextRegisterNonce = 1;
+  /** Which client a session id or a registration nonce belongs to. */
+  private readonly clientBySession = new Map<number, SimClient>();
+  private readonly clientByNonce = new Map<number, SimClient>();
   private leaderChanges = 0;
   private readonly members: ReplicaId[];
   private readonly wire: ((m: Message) => Message) | null;
@@ -184,7 +209,7 @@ export class Simulation {
     this.checker = new Checker(this.members, options.core.pipelineWindowSlots);
     this.wire = options.wireCodec ? wire : null;
     for (const id of this.members) {
-      const node = new SimNode(id, this.prng.fork());
+      const node = new SimNode(id, this.prng.fork(), { sessionsMax: options.sessionsMax, sessionExpiryMs: options.sessionExpiryMs });
       const explicitRate = options.clockRates?.[id - 1];
       if (explicitRate !== undefined) node.clockRate = explicitRate;
       else if (options.faults.clockDrift) {
@@ -244,6 +269,8 @@ export class Simulation {
       simulatedMs: this.nowMs,
       committedSlots: this.checker.maxAppliedSlot,
       ackedWrites: this.checker.ackedWrites,
+      expiredWrites: this.expiredWrites,
+      sessions: this.sessionsRegistered,
       reads: this.checker.readsChecked,
       crashes: this.crashes,
       partitions: this.partitions,
@@ -282,7 +309,7 @@ export class Simulation {
   private bootNode(node: SimNode, restart: boolean): void {
     node.incarnation++;
     node.up = true;
-    node.sm = restart && node.disk.snapshot ? node.disk.snapshot.sm.clone() : new SimStateMachine();
+    node.sm = restart && node.disk.snapshot ? node.disk.snapshot.sm.clone() : new SimStateMachine(node.sm.limits);
     node.pendingRequests.clear();
     node.pendingReads = [];
     const coreOptions = { ...this.options.core, id: node.id, members: this.members, plantedBug: this.options.plantedBug };
@@ -293,7 +320,8 @@ export class Simulation {
     const inc = node.incarnation;
     const tick = () => {
       if (!node.up || node.incarnation !== inc) return;
-      node.core.tick(node.localNow(this.nowMs));
+      const local = node.localNow(this.nowMs);
+      node.core.tick(local, local); // the wall clock: the replica's own (drifting, offset) clock
       this.drain(node);
       this.atNode(node, TICK_MS, tick);
     };
@@ -370,10 +398,20 @@ export class Simulation {
     const sm = node.sm;
     let outcome = '';
     if (value.kind === 'batch') {
+      sm.sessions.advance(value.timeMs);
+      // The planted session bug runs commands of unknown sessions, as the pre-registration rule did.
+      const unknownRuns = this.options.sessionBug === 'execute-unknown-sessions';
       for (const cmd of value.commands) {
         this.checker.proposedCheck(cmd);
         const key = commandKey(cmd);
-        const s = sm.sessions.check(cmd);
+        if (isRegisterCommand(cmd)) {
+          const id = sm.sessions.register();
+          outcome += `${key}=s${id};`;
+          if (node.pendingRequests.delete(key)) this.replyToClient(cmd.clientId, cmd.seq, { kind: 'ok', result: id });
+          continue;
+        }
+        const checked = sm.sessions.check(cmd);
+        const s = unknownRuns && checked.kind === 'expired' ? EXECUTE_ANYWAY : checked;
         let result: number;
         if (s.kind === 'execute') {
           sm.executedCount++;
@@ -386,7 +424,9 @@ export class Simulation {
           result = s.result;
           outcome += `${key}~;`;
         } else {
+          // Stale or expired: not executed (SESSION_EXPIRED to the client, which gives up on it).
           outcome += `${key}!;`;
+          if (node.pendingRequests.delete(key)) this.replyToClient(cmd.clientId, cmd.seq, { kind: 'expired' });
           continue;
         }
         if (node.pendingRequests.delete(key)) this.replyToClient(cmd.clientId, cmd.seq, { kind: 'ok', result });
@@ -560,11 +600,16 @@ export class Simulation {
       }
     }
     if (client.read && this.nowMs >= client.read.deadlineMs) client.read = null; // abandoned: no answer to check
-    if (inFault && client.outstanding.size < this.options.clientInflight) {
+    // New commands need a session: register one (again, after it expired), through the log.
+    if (inFault && client.session === 0) {
+      const reg = client.registration;
+      if (reg === null || this.nowMs >= reg.deadlineMs) this.register(client, reg);
+    }
+    if (inFault && client.session !== 0 && client.outstanding.size < this.options.clientInflight) {
       const seq = client.nextSeq++;
       const payload = new Uint8Array(4);
       new DataView(payload.buffer).setUint32(0, client.prng.nextU32());
-      const command: Command = { clientId: client.id, seq, floor: client.floor(), payload };
+      const command: Command = { clientId: client.session, seq, floor: client.floor(), payload };
       // Mostly the replica we believe leads; sometimes any replica, as a load-balanced client would.
       const target = client.prng.chance(0.2) ? client.prng.pick(this.members) : client.leaderGuess;
       const op: ClientOp = { seq, command, target, deadlineMs: 0, refused: false };
@@ -584,6 +629,29 @@ export class Simulation {
     }
     const think = Math.max(1, client.prng.next() * 2 * this.options.clientThinkMs);
     if (inFault || client.outstanding.size > 0) this.at(think, () => this.clientStep(client));
+  }
+
+  /**
+   * Sends a register command (a new one each try: an unanswered one may still register a session,
+   * which then idles until it expires or is evicted, as a real client's lost registration would).
+   */
+  private register(client: SimClient, previous: ClientRegistration | null): void {
+    const nonce = this.nextRegisterNonce++;
+    const command: Command = { clientId: REGISTER_CLIENT_ID, seq: nonce, floor: 0, payload: REGISTER_PAYLOAD };
+    const target = previous === null ? client.leaderGuess : this.pickTarget(client, previous.target);
+    const reg: ClientRegistration = { command, target, deadlineMs: this.nowMs + CLIENT_TIMEOUT_MS };
+    client.registration = reg;
+    this.clientByNonce.set(nonce, client);
+    this.checker.proposed(command);
+    const node = this.nodes[target - 1]!;
+    this.log(`client ${client.id} registers (${commandKey(command)}) at n${node.id}`);
+    this.atNode(node, CLIENT_LATENCY_MS, () => {
+      if (!node.up) return;
+      node.pendingRequests.set(commandKey(command), { clientId: REGISTER_CLIENT_ID, seq: nonce });
+      const local = node.localNow(this.nowMs);
+      node.core.propose([command], local, local);
+      this.drain(node);
+    });
   }
 
   private pickTarget(client: SimClient, previous: ReplicaId): ReplicaId {
@@ -607,20 +675,31 @@ export class Simulation {
       const cached = node.sm.sessions.check(command);
       if (cached.kind === 'duplicate' && node.core.status.role === 'leader') {
         node.pendingRequests.delete(key);
-        this.replyToClient(client.id, command.seq, { kind: 'ok', result: cached.result });
+        this.replyToClient(command.clientId, command.seq, { kind: 'ok', result: cached.result });
         return;
       }
-      node.core.propose([command], node.localNow(this.nowMs));
+      const local = node.localNow(this.nowMs);
+      node.core.propose([command], local, local);
       this.drain(node);
     });
   }
 
-  private replyToClient(clientId: number, seq: number, reply: { kind: 'ok'; result: number } | { kind: 'rejected'; hint: ReplicaId | null }): void {
-    const client = this.clients[clientId - 1000]!;
+  private replyToClient(clientId: number, seq: number, reply: ClientReply): void {
+    const client = clientId === REGISTER_CLIENT_ID ? this.clientByNonce.get(seq) : this.clientBySession.get(clientId);
+    if (client === undefined) return; // a session no client holds (a lost registration's)
     this.at(CLIENT_LATENCY_MS, () => {
+      this.log(`client ${client.id} gets ${reply.kind === 'ok' ? `ok ${reply.result}` : reply.kind === 'rejected' ? `rejected (hint ${reply.hint})` : 'SESSION_EXPIRED'} for ${clientId}.${seq}`);
+      if (clientId === REGISTER_CLIENT_ID) return this.registrationReply(client, seq, reply);
       const op = client.outstanding.get(seq);
-      this.log(`client ${clientId} gets ${reply.kind === 'ok' ? `ok ${reply.result}` : `rejected (hint ${reply.hint})`} for ${clientId}.${seq}`);
       if (!op) return; // answered already (a duplicate reply)
+      if (reply.kind === 'expired') {
+        // Not executed now; an earlier try may have been: the outcome stays unknown, the client
+        // gives up on it and registers a new session for what comes next.
+        client.outstanding.delete(seq);
+        this.expiredWrites++;
+        if (op.command.clientId === client.session) client.session = 0;
+        return;
+      }
       if (reply.kind === 'ok') {
         client.outstanding.delete(seq);
         this.checker.acked(commandKey(op.command), reply.result, this.nowMs);
@@ -632,6 +711,20 @@ export class Simulation {
         else op.target = reply.hint;
       }
     });
+  }
+
+  private registrationReply(client: SimClient, nonce: number, reply: ClientReply): void {
+    const reg = client.registration;
+    if (reg === null || reg.command.seq !== nonce) return; // an abandoned try: its session just idles
+    if (reply.kind === 'ok') {
+      client.registration = null;
+      client.session = reply.result;
+      this.sessionsRegistered++;
+      this.clientBySession.set(reply.result, client);
+    } else if (reply.kind === 'rejected') {
+      if (reply.hint !== null) client.leaderGuess = reply.hint;
+      reg.deadlineMs = this.nowMs + 20; // certain failure: retry soon
+    }
   }
 
   private sendClientRead(client: SimClient, read: ClientRead): void {
@@ -694,6 +787,10 @@ export class Simulation {
     for (const n of this.finalMembers()) this.checker.finalNode(n.id, n.sm.executed);
   }
 }
+
+const EXECUTE_ANYWAY = { kind: 'execute' as const };
+
+type ClientReply = { kind: 'ok'; result: number } | { kind: 'rejected'; hint: ReplicaId | null } | { kind: 'expired' };
 
 function fnv(h: number, s: string): number {
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;

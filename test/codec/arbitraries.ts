@@ -27,6 +27,10 @@ export const command: fc.Arbitrary<Command> = fc
 export const value: fc.Arbitrary<Value> = fc.oneof(
   fc.constant<Value>({ kind: 'noop' }),
   fc.array(command, { maxLength: 6 }).map((commands): Value => ({ kind: 'batch', commands })),
+  // Stamped batches (what leaders write now), some of them last requests.
+  fc
+    .tuple(fc.array(command, { maxLength: 6 }), safeNat, fc.boolean())
+    .map(([commands, timeMs, last]): Value => (last ? { kind: 'batch', commands, timeMs, last: true } : { kind: 'batch', commands, timeMs })),
   fc.uniqueArray(replicaId, { minLength: 1, maxLength: 9 }).map((members): Value => ({ kind: 'config', members })),
 );
 

@@ -88,7 +88,7 @@ test('valueKey: equal keys iff equal encodings', () => {
   // Pairs drawn independently are almost always different; pairs built as copies are equal.
   const copy = (v: Value): Value =>
     v.kind === 'batch'
-      ? { kind: 'batch', commands: v.commands.map((c) => ({ ...c, payload: c.payload.slice() })) }
+      ? { ...v, commands: v.commands.map((c) => ({ ...c, payload: c.payload.slice() })) }
       : v.kind === 'config'
         ? { kind: 'config', members: [...v.members] }
         : { kind: 'noop' };
@@ -134,7 +134,7 @@ test('decodeValue: limits, trailing bytes, unknown kinds', () => {
   const two: Value = { kind: 'batch', commands: [...(v.kind === 'batch' ? v.commands : []), { clientId: 2, seq: 1, floor: 0, payload: new Uint8Array(0) }] };
   assertCodecError(() => decodeValue(encodeValue(two), decodeLimits({ commandsMax: 1 })), 'SYNOD_CODEC_TOO_LARGE', 1);
   assertCodecError(() => decodeValue(new Uint8Array([...bytes, 0])), 'SYNOD_CODEC_TRAILING_BYTES', bytes.length);
-  assertCodecError(() => decodeValue(new Uint8Array([4])), 'SYNOD_CODEC_BAD_TYPE', 0);
+  assertCodecError(() => decodeValue(new Uint8Array([6])), 'SYNOD_CODEC_BAD_TYPE', 0); // 4 and 5: stamped batches
   assertCodecError(() => decodeValue(new Uint8Array([])), 'SYNOD_CODEC_TRUNCATED', 0);
 });
 
@@ -193,4 +193,35 @@ test('entries: random bytes and single bit flips give an Entry (canonical) or a 
       if (!(result instanceof CodecError)) assert.deepEqual(encodeEntry(result), flipped);
     }
   }
+});
+
+test('stamped batches (kinds 4, 5) round trip; legacy kinds 1 and 3 still decode, without a stamp', () => {
+  const one = { clientId: 1, seq: 1, floor: 0, payload: new Uint8Array([7]) };
+  const stamped: Value = { kind: 'batch', commands: [one], timeMs: 1_700_000_000_123 };
+  const bytes = encodeValue(stamped);
+  assert.equal(bytes[0], 4);
+  assert.deepEqual(decodeValue(bytes), stamped);
+  const last: Value = { kind: 'batch', commands: [one], timeMs: 5, last: true };
+  assert.equal(encodeValue(last)[0], 5);
+  assert.deepEqual(decodeValue(encodeValue(last)), last);
+  // The bytes a replica wrote before stamps existed: kind 1 (batch) and 3 (last request).
+  const legacyBatch = decodeValue(new Uint8Array([1, 1, 1, 1, 0, 1, 7]));
+  assert.deepEqual(legacyBatch, { kind: 'batch', commands: [one] });
+  assert.equal('timeMs' in legacyBatch, false);
+  assert.deepEqual(decodeValue(new Uint8Array([3, 1, 1, 1, 0, 1, 7])), { kind: 'batch', commands: [one], last: true });
+  // The stamp is part of the value: same commands, another stamp, another value.
+  assert.notEqual(valueKey(stamped), valueKey({ ...stamped, timeMs: 1_700_000_000_124 }));
+  assert.notEqual(valueKey(stamped), valueKey({ kind: 'batch', commands: [one] }));
+});
+
+test('the cached encoding of a large batch keeps its kind byte and stamp', () => {
+  const commands = Array.from({ length: 8 }, (_, i) => ({ clientId: 3, seq: i + 1, floor: 1, payload: new Uint8Array([i]) }));
+  const v: Value = { kind: 'batch', commands, timeMs: 123_456 };
+  const first = encodeValue(v);
+  const second = encodeValue(v); // from the cache
+  assert.deepEqual(second, first);
+  assert.equal(second[0], 4);
+  const decoded = decodeValue(first);
+  assert.deepEqual(encodeValue(decoded), first); // a follower's cached view of the received bytes
+  assert.deepEqual(decoded, v);
 });

@@ -165,9 +165,9 @@ test('a duplicate above the floor returns the original result; below the floor i
   // Another client is unaffected by client 7's floor.
   assert.deepEqual(a.apply(command(8, 1, 1)), { kind: 'execute' });
   assert.equal(a.table.size, 2);
-  assert.deepEqual(a.table.toJSON(), [
-    [7, 3, [[3, 'r3'], [4, 'r6']]],
-    [8, 1, [[1, 'r10']]],
+  assert.deepEqual(a.table.toJSON().sessions, [
+    [7, 3, [[3, 'r3'], [4, 'r6']], 0],
+    [8, 1, [[1, 'r10']], 0],
   ]);
 });
 
@@ -195,4 +195,132 @@ test('toJSON/fromJSON round trip preserves every later decision', () => {
     }),
     { seed: SEED, numRuns: 500 },
   );
+});
+
+// ---------------------------------------------------------------- registration, bound, expiry
+
+const limits = (sessionsMax: number, sessionExpiryMs: number) => ({ sessionsMax, sessionExpiryMs });
+
+test('registered ids come from the table (the same on every replica); unknown sessions are refused in stamped batches', () => {
+  const a = new SessionTable<string>(limits(10, 1000));
+  const b = new SessionTable<string>(limits(10, 1000));
+  for (const t of [a, b]) t.advance(100);
+  assert.deepEqual([a.register(), a.register()], [1, 2]);
+  assert.deepEqual([b.register(), b.register()], [1, 2]);
+  assert.deepEqual(a.check(command(1, 1, 1)), { kind: 'execute' });
+  assert.deepEqual(a.check(command(99, 1, 1)), { kind: 'expired' }); // never registered
+  // A legacy batch (no stamp) keeps the old rule: the first command creates its session.
+  a.advance(undefined);
+  assert.deepEqual(a.check(command(99, 1, 1)), { kind: 'execute' });
+  a.record(command(99, 1, 1), 'r');
+  assert.ok(a.has(99));
+  a.advance(200);
+  assert.deepEqual(a.check(command(98, 1, 1)), { kind: 'expired' });
+});
+
+test('a session idle for longer than sessionExpiryMs of stamped time expires when a later stamp passes it', () => {
+  const t = new SessionTable<string>(limits(10, 1000));
+  t.advance(10_000);
+  const idle = t.register();
+  const busy = t.register();
+  t.advance(10_900);
+  t.record(command(busy, 1, 1), 'b1'); // busy is active at 10,900
+  assert.equal(t.advance(11_000), 11_000); // idle for exactly 1000: kept
+  assert.ok(t.has(idle));
+  t.advance(11_001); // idle for 1001: gone
+  assert.equal(t.has(idle), false);
+  assert.ok(t.has(busy));
+  assert.deepEqual(t.check(command(idle, 1, 1)), { kind: 'expired' });
+  // Time never goes back: an older stamp (a leader with a slow clock) changes nothing.
+  assert.equal(t.advance(5_000), 11_001);
+  assert.equal(t.timeMs, 11_001);
+  t.advance(11_901);
+  assert.equal(t.has(busy), false);
+  assert.equal(t.size, 0);
+});
+
+test('beyond sessionsMax a registration evicts the least recently active session', () => {
+  const t = new SessionTable<string>(limits(3, 1_000_000));
+  t.advance(1);
+  const [s1, s2, s3] = [t.register(), t.register(), t.register()];
+  t.advance(2);
+  t.record(command(s1, 1, 1), 'x'); // s1 is now the most recent; s2 the least
+  assert.deepEqual(t.ids(), [s2, s3, s1]);
+  const s4 = t.register();
+  assert.deepEqual(t.ids(), [s3, s1, s4]);
+  assert.deepEqual(t.check(command(s2, 1, 1)), { kind: 'expired' });
+  t.advance(3);
+  t.record(command(s3, 1, 1), 'y');
+  const s5 = t.register();
+  assert.deepEqual(t.ids(), [s4, s3, s5]); // s1 (active at 2) went; s4 registered at 2 stays before s3
+  assert.equal(t.size, 3);
+  assert.equal(new Set([s1, s2, s3, s4, s5]).size, 5); // ids are never reused
+});
+
+test('a retried command of an expired session is never executed a second time', () => {
+  const t = new SessionTable<string>(limits(100, 500));
+  let executions = 0;
+  const apply = (stampMs: number, c: Command): SessionOutcome<string> => {
+    t.advance(stampMs);
+    const o = t.check(c);
+    if (o.kind === 'execute') {
+      executions++;
+      t.record(c, `r${executions}`);
+    }
+    return o;
+  };
+  t.advance(1_000);
+  const s = t.register();
+  assert.equal(apply(1_100, command(s, 1, 1)).kind, 'execute');
+  // The answer was lost; the client retries: while the session lives, the original answer.
+  assert.deepEqual(apply(1_200, command(s, 1, 1)), { kind: 'duplicate', result: 'r1' });
+  // Silence for longer than the expiry (other clients' batches move the stamped clock on)...
+  apply(1_700, command(s + 1, 1, 1)); // an unknown session: refused, and it does not revive anything
+  // ...then the retry again, and again: SESSION_EXPIRED each time, never a second execution.
+  assert.deepEqual(apply(1_701, command(s, 1, 1)), { kind: 'expired' });
+  assert.deepEqual(apply(9_999, command(s, 1, 1)), { kind: 'expired' });
+  assert.deepEqual(apply(9_999, command(s, 2, 1)), { kind: 'expired' });
+  assert.equal(executions, 1);
+});
+
+test('snapshot round trip keeps the clock, the id counter, the settings, activity order and expiry', () => {
+  const t = new SessionTable<string>(limits(4, 1000));
+  t.advance(50_000);
+  const a = t.register();
+  const b = t.register();
+  t.advance(50_400);
+  t.record(command(a, 1, 1), 'ra');
+  const json = JSON.parse(JSON.stringify(t.toJSON())) as ReturnType<typeof t.toJSON>;
+  const u = SessionTable.fromJSON<string>(json);
+  assert.deepEqual(u.toJSON(), t.toJSON());
+  assert.deepEqual(u.settings, { sessionsMax: 4, sessionExpiryMs: 1000 });
+  assert.equal(u.timeMs, 50_400);
+  assert.deepEqual(u.ids(), [b, a]);
+  // Both tables make the same decisions from here on.
+  for (const table of [t, u]) {
+    table.advance(51_001); // b (active at 50,000) expires, a (50,400) stays
+    assert.deepEqual(table.ids(), [a]);
+    assert.equal(table.register(), b + 1);
+    assert.deepEqual(table.check(command(a, 1, 1)), { kind: 'duplicate', result: 'ra' });
+  }
+  // The replica's own settings may replace the recorded ones.
+  const v = SessionTable.fromJSON<string>(json, limits(1, 10));
+  assert.deepEqual(v.settings, { sessionsMax: 1, sessionExpiryMs: 10 });
+});
+
+test('a snapshot from before registration (a bare array) loads: its sessions start their idle time at the first stamp', () => {
+  const old = [[12345, 2, [[2, 'r2']]], [777, 0, []]] as Array<[number, number, Array<[number, string]>]>;
+  const t = SessionTable.fromJSON<string>(old, limits(10, 1000));
+  assert.equal(t.size, 2);
+  t.advance(1_700_000_000_000); // the first stamp: nobody expires for having been idle "since 1970"
+  assert.equal(t.size, 2);
+  assert.deepEqual(t.check(command(12345, 2, 2)), { kind: 'duplicate', result: 'r2' });
+  t.advance(1_700_000_001_001);
+  assert.equal(t.size, 0);
+});
+
+test('settings are validated', () => {
+  assert.throws(() => new SessionTable(limits(0, 1)), RangeError);
+  assert.throws(() => new SessionTable(limits(1, 0)), RangeError);
+  assert.throws(() => new SessionTable(limits(1.5, 10)), RangeError);
 });

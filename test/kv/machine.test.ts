@@ -18,7 +18,7 @@ import {
 
 const b = (s: string) => new TextEncoder().encode(s);
 const s = (u: Uint8Array | undefined) => (u === undefined ? undefined : new TextDecoder().decode(u));
-const ctx = { slot: 1, clientId: 1, seq: 1 };
+const ctx = { slot: 1, clientId: 1, seq: 1, timeMs: 0 };
 
 function run(m: KvMachine, cmd: KvCommand) {
   return decodeResult(m.apply(encodeCommand(cmd), ctx));
