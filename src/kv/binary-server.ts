@@ -33,6 +33,7 @@ import {
   encodeResponse,
   FRAME_OVERHEAD_BYTES_MAX,
   KIND_READ,
+  KIND_REGISTER,
   KIND_STATUS,
   KIND_WRITE,
   ProtocolError,
@@ -45,6 +46,7 @@ import {
   ST_UNAUTHORIZED,
   ST_UNAVAILABLE,
   type Request,
+  encodeSessionIdBody,
 } from './protocol.js';
 
 const CONNECTIONS_MAX = 1024;
@@ -328,6 +330,15 @@ export class KvBinaryServer {
     }
     const kind = req.kind;
     const fail = (e: unknown) => reply(...this.errorReply(e, kind));
+    if (kind === KIND_REGISTER) {
+      // A session goes through the log (registered on every replica alike): leader only, like a write.
+      if (!replica.isLeader()) {
+        reply(...this.notLeader(replica.leaderId()));
+        return;
+      }
+      replica.openSession({ timeoutMs: Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX) }).then((id) => reply(ST_OK, encodeSessionIdBody(id)), fail);
+      return;
+    }
     try {
       if (kind === KIND_WRITE) {
         const refusal = this.o.machine.refuseEncoded(req.command);
@@ -340,8 +351,11 @@ export class KvBinaryServer {
           return;
         }
         const timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
-        // The command bytes are a view of the socket's chunk: copy, the log keeps them.
-        replica.propose(req.command.slice(), { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }).then((result) => reply(ST_OK, result), fail);
+        // The command bytes are a view of the socket read's chunk, which Node allocates fresh for
+        // each read (sized to what was read) and never reuses: no copy. The in-memory log keeps
+        // the view, so the chunk lives until its slot is compacted, like a copy would (the
+        // requests of one read ride in the same slot or the next).
+        replica.propose(req.command, { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }).then((result) => reply(ST_OK, result), fail);
         return;
       }
       if (kind === KIND_READ) {
@@ -349,7 +363,7 @@ export class KvBinaryServer {
           reply(...this.notLeader(replica.leaderId()));
           return;
         }
-        replica.read(req.query.slice(), { consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then((r) => reply(ST_OK, r.result), fail);
+        replica.read(req.query, { consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then((r) => reply(ST_OK, r.result), fail);
         return;
       }
     } catch (e) {

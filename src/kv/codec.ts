@@ -67,11 +67,20 @@ export class KvCodecError extends Error {
 
 // ---------------------------------------------------------------- writing
 
+const POOLED_BYTES_MAX = 1024;
+
 class Out {
   readonly bytes: Uint8Array;
   offset = 0;
   constructor(size: number) {
-    this.bytes = new Uint8Array(size);
+    // Small outputs from Node's Buffer pool: a Uint8Array over 64 bytes gets its own malloc'd
+    // backing store (and GC bookkeeping), and commands are ~100 bytes. Every byte is written
+    // (finish() checks), so the pool's uninitialized memory never shows.
+    // A plain Uint8Array view (not the Buffer itself): callers and decoders see Uint8Arrays.
+    if (size <= POOLED_BYTES_MAX) {
+      const pooled = Buffer.allocUnsafe(size);
+      this.bytes = new Uint8Array(pooled.buffer, pooled.byteOffset, size);
+    } else this.bytes = new Uint8Array(size);
   }
   u8(v: number): void {
     this.bytes[this.offset++] = v;
