@@ -47,18 +47,23 @@ const NOT_LEADER_BACKOFF_MS = 25;
 export class DirectTarget implements Target {
   /** Operations retried because leadership moved during the run. */
   notLeaderRetries = 0;
-  private readonly sessions: Array<{ clientId: number; seq: number; outstanding: Set<number> }>;
+  /** clientId 0 until the session is registered (openSession(), as the binary server's REGISTER does). */
+  private readonly sessions: Array<{ clientId: number; opening: Promise<number> | null; seq: number; outstanding: Set<number> }>;
 
   constructor(
     private readonly replica: (refresh?: boolean) => SynodReplica,
     clients: number,
     private readonly lanesPerClient: number,
   ) {
-    this.sessions = Array.from({ length: clients }, (_, i) => ({ clientId: 1_000_000 + i, seq: 0, outstanding: new Set<number>() }));
+    this.sessions = Array.from({ length: clients }, () => ({ clientId: 0, opening: null, seq: 0, outstanding: new Set<number>() }));
   }
 
   async put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
     const s = this.sessions[Math.floor(lane / this.lanesPerClient)]!;
+    if (s.clientId === 0) {
+      s.opening ??= this.retryingNotLeader(() => this.replica().openSession());
+      s.clientId = await s.opening;
+    }
     const seq = ++s.seq;
     s.outstanding.add(seq);
     let floor = seq;

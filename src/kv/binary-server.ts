@@ -33,6 +33,7 @@ import {
   encodeResponse,
   FRAME_OVERHEAD_BYTES_MAX,
   KIND_READ,
+  KIND_REGISTER,
   KIND_STATUS,
   KIND_WRITE,
   ProtocolError,
@@ -45,6 +46,7 @@ import {
   ST_UNAUTHORIZED,
   ST_UNAVAILABLE,
   type Request,
+  encodeSessionIdBody,
 } from './protocol.js';
 
 const CONNECTIONS_MAX = 1024;
@@ -328,6 +330,15 @@ export class KvBinaryServer {
     }
     const kind = req.kind;
     const fail = (e: unknown) => reply(...this.errorReply(e, kind));
+    if (kind === KIND_REGISTER) {
+      // A session goes through the log (registered on every replica alike): leader only, like a write.
+      if (!replica.isLeader()) {
+        reply(...this.notLeader(replica.leaderId()));
+        return;
+      }
+      replica.openSession({ timeoutMs: Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX) }).then((id) => reply(ST_OK, encodeSessionIdBody(id)), fail);
+      return;
+    }
     try {
       if (kind === KIND_WRITE) {
         const refusal = this.o.machine.refuseEncoded(req.command);

@@ -11,11 +11,14 @@
 // slots. Leader discovery: a NOT_LEADER answer names the leader (and its address when the
 // replica knows it); otherwise the client walks its endpoint list.
 //
-// Exactly-once writes: the client has a random session id and numbers its writes; a write that
-// failed in an unknown way (connection lost after sending, OUTCOME_UNKNOWN) is retried with the
-// same (clientId, seq) until it gets an answer or its deadline passes. The replicated session
-// table applies it at most once and returns the original result. `floor` tells the replicas
-// which results the client no longer needs.
+// Exactly-once writes: the client registers a session (REGISTER, through the log) on its first
+// write and numbers its writes; a write that failed in an unknown way (connection lost after
+// sending, OUTCOME_UNKNOWN) is retried with the same (clientId, seq) until it gets an answer or
+// its deadline passes. The replicated session table applies it at most once and returns the
+// original result. `floor` tells the replicas which results the client no longer needs. A
+// session that expired (idle longer than the cluster's sessionExpiryMs) or was evicted fails the
+// write with KvSessionExpiredError (it is not executed now; an earlier try may have been), and
+// the next write registers a new session.
 //
 // Errors (typed, with stable codes): KvUnavailableError (certainly not applied: no leader
 // reachable in time), KvOutcomeUnknownError (may have been applied; the deadline passed while
@@ -23,7 +26,6 @@
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { randomInt } from 'node:crypto';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
@@ -36,7 +38,9 @@ import {
   encodeRequest,
   FRAME_OVERHEAD_BYTES_MAX,
   KIND_READ,
+  KIND_REGISTER,
   KIND_WRITE,
+  decodeSessionIdBody,
   ST_BAD_REQUEST,
   ST_NOT_LEADER,
   ST_OK,
@@ -260,7 +264,9 @@ class Connection {
 }
 
 export class KvClient {
-  readonly clientId = randomInt(1, 2 ** 47);
+  /** The session writes go out under (0: none yet, or the last one expired). */
+  private session = 0;
+  private registering: Promise<number> | null = null;
   private readonly endpoints: string[];
   private current = 0;
   private conn: Connection | null = null;
@@ -283,6 +289,11 @@ export class KvClient {
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
     if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
     this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
+  }
+
+  /** The current session id (0 before the first write, and after a session expired). */
+  get clientId(): number {
+    return this.session;
   }
 
   // ---------------------------------------------------------------- operations
@@ -344,6 +355,8 @@ export class KvClient {
     let maybeApplied = false;
     let lastError = 'no attempt';
     try {
+      // Every try of this write goes out under one session: a retry must be recognisable.
+      const clientId = this.session !== 0 ? this.session : await this.register(deadline);
       for (let attempt = 0; ; attempt++) {
         if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
         const floor = this.floor();
@@ -365,7 +378,7 @@ export class KvClient {
         }
         let r: Response;
         try {
-          r = await conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId: this.clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000);
+          r = await conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000);
         } catch (e) {
           // Lost after sending (or maybe before): it may have been applied. Retry the same seq.
           maybeApplied ||= conn.connected;
@@ -397,6 +410,7 @@ export class KvClient {
           case ST_BAD_REQUEST:
             throw new KvBadRequestError(new TextDecoder().decode(r.body));
           case ST_SESSION_EXPIRED:
+            if (this.session === clientId) this.session = 0; // later writes register a new session
             throw new KvSessionExpiredError(new TextDecoder().decode(r.body));
           default:
             throw new KvOutcomeUnknownError(`unknown answer status ${r.status}`);
@@ -407,6 +421,65 @@ export class KvClient {
     }
     if (maybeApplied) throw new KvOutcomeUnknownError(`no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${lastError})`);
     throw new KvUnavailableError(`no leader reachable within ${this.timeoutMs} ms; the write was not applied (last: ${lastError})`);
+  }
+
+  /** A session for the writes to come, registered once for all the writes that wait for it. */
+  private register(deadline: number): Promise<number> {
+    if (this.registering === null) {
+      this.registering = this.registerLoop(deadline).finally(() => {
+        this.registering = null;
+      });
+    }
+    return this.registering;
+  }
+
+  /**
+   * REGISTER until a leader answers or the deadline passes (then the write was never sent:
+   * KvUnavailableError). A try whose answer is lost may still have opened a session: it idles
+   * until it expires, harmless.
+   */
+  private async registerLoop(deadline: number): Promise<number> {
+    let lastError = 'no attempt';
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      if (this.closed) throw new KvUnavailableError('the client was closed');
+      let conn: Connection;
+      if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
+      else {
+        try {
+          conn = await this.connection();
+        } catch (e) {
+          if (e instanceof KvAuthError) throw e;
+          lastError = (e as Error).message;
+          this.rotate();
+          await this.backoff(attempt);
+          continue;
+        }
+      }
+      const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
+      let r: Response;
+      try {
+        r = await conn.request((requestId) => ({ kind: KIND_REGISTER, requestId, timeoutMs }), timeoutMs + 1_000);
+      } catch (e) {
+        lastError = (e as Error).message;
+        this.drop(conn);
+        await this.backoff(attempt);
+        continue;
+      }
+      if (r.status === ST_OK) {
+        this.session = decodeSessionIdBody(r.body);
+        return this.session;
+      }
+      if (r.status === ST_NOT_LEADER) {
+        lastError = this.followHint(r.body);
+        await this.backoff(attempt, true);
+        continue;
+      }
+      if (r.status === ST_BAD_REQUEST) throw new KvBadRequestError(new TextDecoder().decode(r.body));
+      lastError = new TextDecoder().decode(r.body);
+      if (r.status === ST_UNAVAILABLE) this.rotate();
+      await this.backoff(attempt);
+    }
+    throw new KvUnavailableError(`no session registered within ${this.timeoutMs} ms; the write was not sent (last: ${lastError})`);
   }
 
   private async read(query: Uint8Array, consistency: Consistency): Promise<KvResult> {

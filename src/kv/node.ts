@@ -34,6 +34,9 @@ export interface KvNodeOptions {
   core?: ReplicaOptions['core'];
   snapshotIntervalSlots?: number;
   proposeTimeoutMs?: number;
+  /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
+  sessionsMax?: number;
+  sessionExpiryMs?: number;
   logger?: Logger;
   /** TLS, client certificates and bearer tokens on the HTTP and binary ports (docs/security.md). */
   clientSecurity?: ClientSecurity;
@@ -68,6 +71,8 @@ export class KvNode {
       tls: o.tls,
       core: o.core,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
+      sessionsMax: o.sessionsMax,
+      sessionExpiryMs: o.sessionExpiryMs,
       proposeTimeoutMs: o.proposeTimeoutMs,
       logger: log
         ? (level, msg, fields) => {

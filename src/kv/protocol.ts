@@ -7,8 +7,9 @@
 //     READ   (2)  consistency u8 (0 linearizable, 1 lease, 2 local) | maxWaitMs u32 | query
 //     STATUS (3)  (empty)
 //     AUTH   (4)  token, UTF-8 (first frame of a connection; see "Authentication" below)
+//     REGISTER (5) timeoutMs u32                     open a session through the log (leader only)
 //   response  status u8 | requestId u32 | body
-//     OK              (0)  WRITE/READ: a result (codec.ts); STATUS: UTF-8 JSON
+//     OK              (0)  WRITE/READ: a result (codec.ts); STATUS: UTF-8 JSON; REGISTER: session id f64
 //     NOT_LEADER      (1)  leaderId u32 (0: none known) | the leader's binary address, UTF-8 ("" if unknown)
 //     UNAVAILABLE     (2)  UTF-8 message   certain failure: not proposed (shutting down, stopped)
 //     OUTCOME_UNKNOWN (3)  UTF-8 message   proposed, no result in time: retry with the same seq
@@ -23,9 +24,12 @@
 // Connection-level refusals (too many connections from one address) are one UNAVAILABLE frame
 // with requestId 0, which no request uses, followed by a close.
 //
-// Sessions: a client picks a random clientId and numbers its writes 1, 2, 3...; floor is the
-// lowest seq it still waits for. A retry of (clientId, seq), to any replica, is applied at most
-// once and answered with the original result (the replicated session table, SAFETY.md).
+// Sessions: a client registers a session (REGISTER: the id comes from the log, the same on every
+// replica), uses it as clientId and numbers its writes 1, 2, 3...; floor is the lowest seq it
+// still waits for. A retry of (clientId, seq), to any replica, is applied at most once and
+// answered with the original result (the replicated session table, SAFETY.md). A session idle
+// for longer than the cluster's sessionExpiryMs (or evicted beyond sessionsMax), or one that was
+// never registered, is gone: its writes get SESSION_EXPIRED and are not executed; register anew.
 
 import type { Consistency } from '../runtime/api.js';
 
@@ -33,6 +37,7 @@ export const KIND_WRITE = 1;
 export const KIND_READ = 2;
 export const KIND_STATUS = 3;
 export const KIND_AUTH = 4;
+export const KIND_REGISTER = 5;
 
 export const ST_OK = 0;
 export const ST_NOT_LEADER = 1;
@@ -52,7 +57,8 @@ const CONSISTENCIES: Consistency[] = ['linearizable', 'lease', 'local'];
 export type Request =
   | { kind: typeof KIND_WRITE; requestId: number; clientId: number; seq: number; floor: number; timeoutMs: number; command: Uint8Array }
   | { kind: typeof KIND_READ; requestId: number; consistency: Consistency; maxWaitMs: number; query: Uint8Array }
-  | { kind: typeof KIND_STATUS; requestId: number };
+  | { kind: typeof KIND_STATUS; requestId: number }
+  | { kind: typeof KIND_REGISTER; requestId: number; timeoutMs: number };
 
 export interface Response {
   status: number;
@@ -67,7 +73,7 @@ export class ProtocolError extends Error {
 // Encoders use Buffer.allocUnsafe (small ones come from Node's pool, and every byte is written)
 // and Buffer's own number writers: one request or answer per client operation is the hot path.
 export function encodeRequest(r: Request): Uint8Array {
-  const body = r.kind === KIND_WRITE ? 28 + r.command.length : r.kind === KIND_READ ? 5 + r.query.length : 0;
+  const body = r.kind === KIND_WRITE ? 28 + r.command.length : r.kind === KIND_READ ? 5 + r.query.length : r.kind === KIND_REGISTER ? 4 : 0;
   const out = Buffer.allocUnsafe(4 + 5 + body);
   out.writeUInt32BE(5 + body, 0);
   out[4] = r.kind;
@@ -82,6 +88,8 @@ export function encodeRequest(r: Request): Uint8Array {
     out[9] = CONSISTENCIES.indexOf(r.consistency);
     out.writeUInt32BE(r.maxWaitMs, 10);
     out.set(r.query, 14);
+  } else if (r.kind === KIND_REGISTER) {
+    out.writeUInt32BE(r.timeoutMs, 9);
   }
   return out;
 }
@@ -114,6 +122,10 @@ export function decodeRequest(p: Uint8Array): Request {
     return { kind, requestId, consistency, maxWaitMs: v.getUint32(6), query: p.subarray(10) };
   }
   if (kind === KIND_STATUS) return { kind, requestId };
+  if (kind === KIND_REGISTER) {
+    if (p.length !== 9) throw new ProtocolError('a REGISTER body is timeoutMs u32 alone');
+    return { kind, requestId, timeoutMs: v.getUint32(5) };
+  }
   throw new ProtocolError(`unknown request kind ${kind}`);
 }
 
@@ -130,6 +142,20 @@ export function decodeResponse(p: Uint8Array): Response {
   if (p.length < 5) throw new ProtocolError(`response of ${p.length} bytes is shorter than its header`);
   const requestId = ((p[1]! << 24) | (p[2]! << 16) | (p[3]! << 8) | p[4]!) >>> 0;
   return { status: p[0]!, requestId, body: p.subarray(5) };
+}
+
+/** A REGISTER answer's body: the session id, f64 big-endian. */
+export function encodeSessionIdBody(id: number): Uint8Array {
+  const out = Buffer.allocUnsafe(8);
+  out.writeDoubleBE(id, 0);
+  return out;
+}
+
+export function decodeSessionIdBody(body: Uint8Array): number {
+  if (body.length !== 8) throw new ProtocolError(`a session id is 8 bytes, got ${body.length}`);
+  const id = new DataView(body.buffer, body.byteOffset, 8).getFloat64(0);
+  if (!Number.isSafeInteger(id) || id < 1) throw new ProtocolError(`bad session id ${id}`);
+  return id;
 }
 
 export function encodeNotLeader(leader: number | null, address: string): Uint8Array {

@@ -18,6 +18,8 @@ export interface PendingEntry {
   /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
   readonly generation: number;
   settled: boolean;
+  /** Proposed through the replica's own session (propose() without a clientId). */
+  readonly own: boolean;
   resolve(result: Uint8Array): void;
   reject(error: Error): void;
   readonly promise: Promise<Uint8Array>;

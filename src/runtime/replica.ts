@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
-import { SessionTable } from '../core/sessions.js';
+import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import { valuePayloadBytes } from '../core/values.js';
 import type { Command, ConfigEpoch, DurableState, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
@@ -66,7 +66,7 @@ const silent: NonNullable<ReplicaOptions['logger']> = (level, msg, fields) => {
 export class SynodReplica {
   readonly id: ReplicaId;
   private readonly sm: StateMachine;
-  private sessions = new SessionTable<Uint8Array>();
+  private sessions: SessionTable<Uint8Array>;
   private readonly pending = new PendingTable();
   /** Proposals queued since the last drain ride in this generation (see PendingEntry.generation). */
   private proposalGeneration = 1;
@@ -75,7 +75,9 @@ export class SynodReplica {
   private waitingReads: number[] = [];
   private proposalQueue: Command[] = [];
   private nextReadId = 1;
-  private readonly ownClientId = randomInt(1, 2 ** 47);
+  /** The replica's own session (propose() without clientId; the HTTP API): 0 until opened, again after it expired. */
+  private ownSession = 0;
+  private ownSessionOpening: Promise<number> | null = null;
   private ownSeq = 0;
   private readonly ownOutstanding = new Set<number>();
   private ownFloorSeq = 1;
@@ -120,6 +122,7 @@ export class SynodReplica {
     this.id = options.id;
     this.sm = options.stateMachine;
     this.log = options.logger ?? silent;
+    this.sessions = new SessionTable(sessionLimitsOf(options));
     this.snapshotSlot = recovered.snapshotSlot;
     this.appliedSlot = recovered.snapshotSlot;
     this.compactedSlot = recovered.snapshotSlot;
@@ -153,7 +156,7 @@ export class SynodReplica {
     const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'));
     const latest = await snapshots.latest();
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
-    let sessions = new SessionTable<Uint8Array>();
+    let sessions: SessionTable<Uint8Array> | null = null;
     let addresses: Array<[number, string, number]> = [];
     let stoppedAt = 0;
     if (latest) {
@@ -184,7 +187,7 @@ export class SynodReplica {
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
-    replica.sessions = sessions;
+    if (sessions) replica.adoptSessions(sessions);
     replica.stoppedAtSlot = stoppedAt;
     for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
     replica.refreshPeers();
@@ -234,12 +237,45 @@ export class SynodReplica {
       return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`));
     }
     const own = options.clientId === undefined;
-    const clientId = options.clientId ?? this.ownClientId;
+    if (own && this.ownSession === 0) return this.openOwnSession().then(() => this.propose(command, options));
+    const clientId = options.clientId ?? this.ownSession;
     const seq = options.seq ?? ++this.ownSeq;
     if (own) this.ownOutstanding.add(seq);
     const floor = options.floor ?? (own ? this.ownFloor() : 0);
     if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
     return this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own);
+  }
+
+  /**
+   * Open a client session through the log (a register command): resolves with its id, the same on
+   * every replica. Pass it as `clientId` with seq 1, 2, 3... A session idle for longer than
+   * sessionExpiryMs of leader-stamped time, or evicted beyond sessionsMax, is gone: its commands
+   * then fail with SessionExpiredError and are never executed; open a new one.
+   */
+  openSession(options: { timeoutMs?: number } = {}): Promise<number> {
+    if (this.closed) return Promise.reject(new ShuttingDownError());
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.stoppedAtSlot > 0) return Promise.reject(new StoppedError(this.stoppedAtSlot));
+    const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000;
+    return this.submit(REGISTER_PAYLOAD, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs).then(decodeSessionId);
+  }
+
+  /** The replica's own session, opened once by whoever needs it first (and again after it expired). */
+  private openOwnSession(): Promise<number> {
+    if (this.ownSessionOpening) return this.ownSessionOpening;
+    const opening = this.openSession().then(
+      (id) => {
+        this.ownSessionOpening = null;
+        this.ownSession = id;
+        return id;
+      },
+      (e: unknown) => {
+        this.ownSessionOpening = null;
+        throw e;
+      },
+    );
+    this.ownSessionOpening = opening;
+    return opening;
   }
 
   /** Every own seq below this was answered: the lowest outstanding one (amortized O(1)). */
@@ -265,6 +301,7 @@ export class SynodReplica {
       bucket: deadlineBucket(now() + timeoutMs),
       generation: this.proposalGeneration,
       settled: false,
+      own,
       resolve(r) {
         if (entry.settled) return;
         entry.settled = true;
@@ -473,18 +510,35 @@ export class SynodReplica {
     return this.submit(new TextEncoder().encode(JSON.stringify(body)), INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, this.options.proposeTimeoutMs ?? 5000);
   }
 
-  private applyInternal(payload: Uint8Array): void {
+  private applyInternal(payload: Uint8Array): Uint8Array {
     let body: { op?: string; id?: number; host?: string; port?: number };
     try {
       body = JSON.parse(new TextDecoder().decode(payload)) as typeof body;
     } catch {
       this.log('warn', 'ignored a malformed internal command');
-      return;
+      return EMPTY;
     }
     if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
       this.learnAddress(body.id, { host: body.host, port: body.port });
       this.refreshPeers();
     }
+    return EMPTY;
+  }
+
+  /**
+   * A session table from a snapshot. This replica's settings apply (they must be equal on every
+   * replica; a snapshot taken with others is said so), and the core learns the snapshot's clock
+   * so that its stamps never go below it.
+   */
+  private adoptSessions(table: SessionTable<Uint8Array>): void {
+    const mine = sessionLimitsOf(this.options);
+    const theirs = table.settings;
+    if (theirs.sessionsMax !== mine.sessionsMax || theirs.sessionExpiryMs !== mine.sessionExpiryMs) {
+      this.log('warn', 'a snapshot was taken with other session settings: every replica must use the same sessionsMax and sessionExpiryMs', { snapshot: theirs, mine });
+    }
+    table.setLimits(mine);
+    this.sessions = table;
+    this.core.noteTimeStamp(table.timeMs);
   }
 
   /**
@@ -626,7 +680,7 @@ export class SynodReplica {
   private onTick(): void {
     if (this.closed || this.failed) return;
     const t = now();
-    this.core.tick(t);
+    this.core.tick(t, Date.now());
     if (this.pending.size > 0) {
       for (const p of this.pending.expired(t)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
     }
@@ -678,7 +732,7 @@ export class SynodReplica {
         const batch = this.proposalQueue;
         this.proposalQueue = [];
         this.proposalGeneration++; // every queued proposal is now submitted
-        this.core.propose(batch, now());
+        this.core.propose(batch, now(), Date.now());
       }
       let lastSeq = 0;
       for (let ready = this.core.takeReady(); ready; ready = this.core.takeReady()) {
@@ -738,18 +792,20 @@ export class SynodReplica {
     if (slot <= this.appliedSlot) return; // covered by an installed snapshot
     if (this.stoppedAtSlot > 0) return this.skipAfterStop(slot, value);
     if (value.kind === 'batch') {
+      // The batch's stamp moves the session clock (expiring idle sessions) before anything runs.
+      const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
       for (const cmd of value.commands) {
         if (cmd.clientId === INTERNAL_CLIENT) {
-          this.applyInternal(cmd.payload);
-          this.pending.get(cmd.clientId, cmd.seq)?.resolve(new Uint8Array(0));
+          const registered = isRegisterCommand(cmd) ? encodeSessionId(this.sessions.register()) : this.applyInternal(cmd.payload);
+          this.pending.get(cmd.clientId, cmd.seq)?.resolve(registered);
           continue;
         }
         const outcome = this.sessions.check(cmd);
         let result: Uint8Array | null;
         if (outcome.kind === 'execute') {
           try {
-            result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq });
+            result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq, timeMs });
           } catch (e) {
             // A throwing apply leaves this replica's state unknown: it must not go on voting.
             throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);
@@ -763,8 +819,9 @@ export class SynodReplica {
         }
         const p = this.pending.size > 0 ? this.pending.get(cmd.clientId, cmd.seq) : undefined;
         if (p) {
-          if (result === null) p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
-          else p.resolve(result);
+          if (result !== null) p.resolve(result);
+          else if (outcome.kind === 'expired' && p.own) this.reproposeOwn(cmd, p);
+          else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
         }
       }
       this.sm.afterBatch?.(slot);
@@ -775,6 +832,17 @@ export class SynodReplica {
     }
     this.appliedSlot = slot;
     this.stats.slotsApplied++;
+  }
+
+  /**
+   * The replica's own session expired (idle longer than sessionExpiryMs, or evicted) and a command
+   * of it was refused. It certainly never ran: own commands get a fresh seq each and are handed to
+   * the core once, so this slot was their only one. So it goes again under a new own session, and
+   * its caller (e.g. an HTTP write after an idle hour) sees no error.
+   */
+  private reproposeOwn(cmd: Command, p: PendingEntry): void {
+    if (this.ownSession === cmd.clientId) this.ownSession = 0;
+    this.propose(cmd.payload).then(p.resolve, p.reject);
   }
 
   /**
@@ -958,7 +1026,7 @@ export class SynodReplica {
     await this.snapshots.save(slot, new Uint8Array(0), [bytes]); // durable before we rely on it
     if (slot <= this.appliedSlot || this.closed) return;
     this.sm.restore(body.app);
-    this.sessions = body.sessions;
+    this.adoptSessions(body.sessions);
     if (body.stoppedAt) this.stoppedAtSlot = body.stoppedAt;
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
     this.appliedSlot = slot;
@@ -978,8 +1046,16 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-/** Commands of this client id are the runtime's own (the address book), never the application's. */
+/** Commands of this client id are the runtime's own (the address book, session registration), never the application's. */
 const INTERNAL_CLIENT = 0;
+const EMPTY = new Uint8Array(0);
+
+function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
+  return {
+    sessionsMax: options.sessionsMax ?? DEFAULT_SESSION_LIMITS.sessionsMax,
+    sessionExpiryMs: options.sessionExpiryMs ?? DEFAULT_SESSION_LIMITS.sessionExpiryMs,
+  };
+}
 
 function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));

@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { KvBadRequestError, KvClient, KvUnavailableError } from '../../src/kv/client.js';
+import { KvBadRequestError, KvClient, KvSessionExpiredError, KvUnavailableError } from '../../src/kv/client.js';
 import { decodeResult, encodeCommand } from '../../src/kv/codec.js';
-import { decodeResponse, encodeRequest, KIND_WRITE, ST_BAD_REQUEST, ST_OK } from '../../src/kv/protocol.js';
+import { decodeResponse, decodeSessionIdBody, encodeRequest, KIND_REGISTER, KIND_WRITE, ST_BAD_REQUEST, ST_OK, ST_SESSION_EXPIRED } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
 import { freePorts } from '../../src/cli/cluster-procs.js';
 import { inprocCluster, type InprocCluster } from './helpers.js';
@@ -95,7 +95,15 @@ describe('binary protocol client on an in-process cluster', () => {
     const s = await rawSession(c.binary.get(leader.replica.id)!);
     try {
       const cas = encodeCommand({ op: 'cas', key: new TextEncoder().encode('once'), expected: null, value: new TextEncoder().encode('first') });
-      const req = (requestId: number) => encodeRequest({ kind: KIND_WRITE, requestId, clientId: 4242, seq: 1, floor: 1, timeoutMs: 5000, command: cas });
+      // A session nobody registered: SESSION_EXPIRED, never executed.
+      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 9, clientId: 4242, seq: 1, floor: 1, timeoutMs: 5000, command: cas }));
+      assert.equal((await s.next()).status, ST_SESSION_EXPIRED);
+      // REGISTER: the session id comes from the log.
+      s.send(encodeRequest({ kind: KIND_REGISTER, requestId: 10, timeoutMs: 5000 }));
+      const registered = await s.next();
+      assert.equal(registered.status, ST_OK);
+      const session = decodeSessionIdBody(registered.body);
+      const req = (requestId: number) => encodeRequest({ kind: KIND_WRITE, requestId, clientId: session, seq: 1, floor: 1, timeoutMs: 5000, command: cas });
       s.send(req(1));
       const a1 = await s.next();
       assert.equal(a1.status, ST_OK);
@@ -105,7 +113,7 @@ describe('binary protocol client on an in-process cluster', () => {
       assert.equal(a2.status, ST_OK);
       assert.equal(decodeResult(a2.body).kind, 'ok', 'the retry got the original answer');
       // A different seq is a new command: this CAS now fails.
-      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 3, clientId: 4242, seq: 2, floor: 2, timeoutMs: 5000, command: cas }));
+      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 3, clientId: session, seq: 2, floor: 2, timeoutMs: 5000, command: cas }));
       assert.equal(decodeResult((await s.next()).body).kind, 'cas-failed');
       // Garbage frames are answered BAD_REQUEST and the connection goes on.
       s.send(Uint8Array.of(0, 0, 0, 6, 9, 0, 0, 0, 7, 1));
@@ -160,5 +168,37 @@ describe('binary protocol client on an in-process cluster', () => {
     assert.ok(acked.size > before, `writes went on after the leader stopped (${before} -> ${acked.size})`);
     for (const [k, v] of acked) assert.equal(text(await kv.get(k)), v, k);
     kv.close();
+  });
+});
+
+describe('KvClient sessions (REGISTER) on a cluster with a short session expiry', () => {
+  let c: InprocCluster;
+  before(async () => {
+    c = await inprocCluster(3, { sessionExpiryMs: 300 });
+  });
+  after(async () => {
+    await c.close();
+  });
+
+  test('registers on its first write; after SESSION_EXPIRED that write fails and the next one registers anew', async () => {
+    await c.leader();
+    const kv = new KvClient({ endpoints: [...c.binary.values()].map((a) => `${a.host}:${a.port}`) });
+    try {
+      assert.equal(kv.clientId, 0, 'no session before the first write');
+      await kv.put('s/1', 'a');
+      const first = kv.clientId;
+      assert.ok(first >= 1);
+      await kv.put('s/2', 'b');
+      assert.equal(kv.clientId, first, 'one session for every write');
+      await new Promise((r) => setTimeout(r, 500)); // idle past the expiry
+      await assert.rejects(kv.put('s/3', 'c'), KvSessionExpiredError);
+      assert.equal(kv.clientId, 0);
+      await kv.put('s/4', 'd');
+      assert.ok(kv.clientId > first, `a new session (${kv.clientId}) after ${first}`);
+      assert.equal(await kv.get('s/3'), null, 'the refused write was not executed');
+      assert.equal(new TextDecoder().decode((await kv.get('s/4'))!), 'd');
+    } finally {
+      kv.close();
+    }
   });
 });

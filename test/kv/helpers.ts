@@ -56,7 +56,7 @@ export interface InprocCluster {
 }
 
 /** n key-value nodes in this process: memory network and log, HTTP (and binary) on loopback port 0. */
-export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect' } = {}): Promise<InprocCluster> {
+export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number } = {}): Promise<InprocCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-kv-'));
   const network = new MemoryNetwork();
   const members = new Map(Array.from({ length: n }, (_, i) => [i + 1, { host: '127.0.0.1', port: 1 }] as const));
@@ -78,6 +78,7 @@ export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; follo
       valueBytesMax: opts.valueBytesMax,
       followerMode: opts.followerMode,
       snapshotIntervalSlots: 50,
+      sessionExpiryMs: opts.sessionExpiryMs,
     });
     httpAddrs.set(id, node.http.address());
     binAddrs.set(id, node.binary!.address());

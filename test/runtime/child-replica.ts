@@ -27,7 +27,7 @@ const replica = await SynodReplica.start({
 
 type Request = {
   rid: number;
-  op: 'propose' | 'read' | 'status' | 'applied' | 'snapshot' | 'addMember' | 'removeMember';
+  op: 'propose' | 'openSession' | 'read' | 'status' | 'applied' | 'snapshot' | 'addMember' | 'removeMember';
   value?: string;
   clientId?: number;
   seq?: number;
@@ -43,6 +43,9 @@ process.on('message', (raw) => {
       replica
         .propose(new TextEncoder().encode(req.value!), req.clientId !== undefined ? { clientId: req.clientId, seq: req.seq!, floor: req.seq!, timeoutMs: 3000 } : { timeoutMs: 3000 })
         .then((r) => reply({ result: new TextDecoder().decode(r) }), fail);
+      break;
+    case 'openSession':
+      replica.openSession({ timeoutMs: 3000 }).then((session) => reply({ session }), fail);
       break;
     case 'read':
       replica.read(new Uint8Array(0), { consistency: 'linearizable', maxWaitMs: 2000 }).then((r) => reply({ result: new TextDecoder().decode(r.result), slot: r.appliedSlot }), fail);

@@ -94,9 +94,10 @@ export async function main(print: (line: string) => void = console.log): Promise
     }
     say('started 3 replicas on ' + [...members.values()].map((a) => `${a.host}:${a.port}`).join(', '));
 
-    // 2. Propose ten increments through one client session (clientId, seq, floor): a retry after an
-    //    unknown outcome reuses the same seq, so each increment is applied at most once.
-    const clientId = 4242;
+    // 2. Open a client session (registered through the log: every replica knows it by the same id),
+    //    then propose ten increments through it (clientId, seq, floor): a retry after an unknown
+    //    outcome reuses the same seq, so each increment is applied at most once.
+    const clientId = await openSessionWithRetries(replicas);
     let leaderId = 0;
     for (let seq = 1; seq <= 10; seq++) {
       const { result, replica } = await proposeWithRetries(replicas, encoder.encode(`add ${seq}`), { clientId, seq, floor: seq });
@@ -148,6 +149,26 @@ async function proposeWithRetries(
         if (!hinted) await sleep(50); // no leader yet: an election is under way
       } else if (!(error instanceof OutcomeUnknownError)) {
         throw error;
+      }
+    }
+  }
+}
+
+/** Opens a session on the leader, following NotLeaderError's hint as proposeWithRetries does. */
+async function openSessionWithRetries(replicas: SynodReplica[], deadlineMs = 10_000): Promise<number> {
+  const deadline = Date.now() + deadlineMs;
+  let target = replicas[0]!;
+  for (;;) {
+    try {
+      return await target.openSession({ timeoutMs: 2000 });
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      if (error instanceof NotLeaderError) {
+        const hinted = replicas.find((r) => r.id === error.leaderHint);
+        target = hinted ?? replicas[(replicas.indexOf(target) + 1) % replicas.length]!;
+        if (!hinted) await sleep(50); // no leader yet: an election is under way
+      } else if (!(error instanceof OutcomeUnknownError)) {
+        throw error; // (an unknown outcome may have opened a session that then just idles: try again)
       }
     }
   }

@@ -90,7 +90,9 @@ test('an exclusive request gets a slot alone; a last request stops the replica s
     let leader = await leaderOf(replicas);
     // Proposed in one turn, so they would share one slot if batched: the exclusive one does not.
     const wave = Array.from({ length: 21 }, (_, i) => (i === 10 ? 'excl:1' : `w${i}:1`));
-    await Promise.all(wave.map((v, i) => leader.propose(enc(v), { clientId: 5, seq: i + 1, exclusive: v === 'excl:1' })));
+    const five = await leader.openSession();
+    const six = await leader.openSession();
+    await Promise.all(wave.map((v, i) => leader.propose(enc(v), { clientId: five, seq: i + 1, exclusive: v === 'excl:1' })));
     const m = machines[leader.id - 1]!;
     const exclSlot = m.slotOf.get('excl:1')!;
     assert.deepEqual([...m.slotOf].filter(([, s]) => s === exclSlot).map(([v]) => v), ['excl:1'], 'alone in its slot');
@@ -98,9 +100,9 @@ test('an exclusive request gets a slot alone; a last request stops the replica s
 
     // A last request between two groups proposed in one turn: the first group and the last run,
     // the second is refused with a certain StoppedError and runs nowhere.
-    const before = ['a1:1', 'a2:1', 'a3:1'].map((v, i) => leader.propose(enc(v), { clientId: 6, seq: i + 1 }));
-    const last = leader.propose(enc('last:1'), { clientId: 6, seq: 4, last: true });
-    const after = ['b1:1', 'b2:1'].map((v, i) => leader.propose(enc(v), { clientId: 6, seq: i + 5 }).then(() => null, (e: unknown) => e));
+    const before = ['a1:1', 'a2:1', 'a3:1'].map((v, i) => leader.propose(enc(v), { clientId: six, seq: i + 1 }));
+    const last = leader.propose(enc('last:1'), { clientId: six, seq: 4, last: true });
+    const after = ['b1:1', 'b2:1'].map((v, i) => leader.propose(enc(v), { clientId: six, seq: i + 5 }).then(() => null, (e: unknown) => e));
     await Promise.all(before);
     await last;
     for (const e of await Promise.all(after)) assert.ok(e instanceof StoppedError && e.certain, `refused with a certain StoppedError: ${String(e)}`);
@@ -121,7 +123,7 @@ test('an exclusive request gets a slot alone; a last request stops the replica s
     replicas = await start(dir, new MemoryNetwork(), fresh);
     leader = await leaderOf(replicas);
     await until('replayed up to the stop', () => replicas.every((r) => r.status().stoppedAtSlot === stopSlot));
-    await assert.rejects(leader.propose(enc('again:1'), { clientId: 6, seq: 9 }), StoppedError);
+    await assert.rejects(leader.propose(enc('again:1'), { clientId: six, seq: 9 }), StoppedError);
     for (const x of fresh) assert.deepEqual(x.applied, machines[0]!.applied);
   } finally {
     await Promise.all(replicas.map((r) => r.close()));

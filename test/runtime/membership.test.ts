@@ -39,13 +39,17 @@ async function leaderOf(replicas: SynodReplica[]): Promise<SynodReplica> {
   return found!;
 }
 
+/** The session registered (through the log) for each test client, by the client's label. */
+const sessions = new Map<number, number>();
+
 /** Writes through whoever leads, retrying on leader changes with the same session. */
 async function write(replicas: () => SynodReplica[], clientId: number, seq: number, acked: string[]) {
   const value = `c${clientId}-${seq}:1`;
   for (let attempt = 0; attempt < 100; attempt++) {
     const leader = await leaderOf(replicas());
     try {
-      await leader.propose(enc(value), { clientId, seq, floor: seq, timeoutMs: 2000 });
+      if (!sessions.has(clientId)) sessions.set(clientId, await leader.openSession({ timeoutMs: 2000 }));
+      await leader.propose(enc(value), { clientId: sessions.get(clientId)!, seq, floor: seq, timeoutMs: 2000 });
       acked.push(value);
       return;
     } catch {

@@ -99,14 +99,33 @@ async function waitForLeader(nodes: Node[], timeoutMs = 20_000): Promise<Node> {
   throw new Error('no leader within the timeout');
 }
 
+/** The session registered (through the log) for each test client, by the client's label. */
+const sessions = new Map<number, number>();
+
+async function sessionFor(nodes: Node[], clientId: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const known = sessions.get(clientId);
+    if (known !== undefined) return known;
+    try {
+      const r = await (await waitForLeader(nodes, 10_000)).call('openSession');
+      if (typeof r.session === 'number') sessions.set(clientId, r.session);
+    } catch {
+      // no leader yet, or it moved: again
+    }
+    if (!sessions.has(clientId)) await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`no session for client ${clientId}`);
+}
+
 /** A client that retries with its own session until each write is acknowledged (exactly once). */
 async function writeAll(nodes: Node[], clientId: number, from: number, count: number, acked: Set<string>) {
+  const session = await sessionFor(nodes, clientId);
   let target = nodes.find((n) => n.alive())!;
   for (let seq = from; seq < from + count; seq++) {
     const value = `c${clientId}-${seq}:1`;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 200) throw new Error(`write ${value} never acknowledged`);
-      const r = await target.call('propose', { value, clientId, seq });
+      const r = await target.call('propose', { value, clientId: session, seq });
       if (r.result !== undefined) {
         acked.add(value);
         break;

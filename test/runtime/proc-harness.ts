@@ -109,14 +109,34 @@ export async function waitForLeader(nodes: ProcNode[], timeoutMs = 30_000): Prom
   throw new Error('no leader within the timeout');
 }
 
+/** The session registered (through the log) for each test client, by the client's label. */
+const sessions = new Map<number, number>();
+
+/** Opens a session for test client `clientId` on whoever leads (once; later writes reuse it). */
+export async function sessionFor(nodes: () => ProcNode[], clientId: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const known = sessions.get(clientId);
+    if (known !== undefined) return known;
+    try {
+      const r = await (await waitForLeader(nodes(), 10_000)).call('openSession');
+      if (typeof r.session === 'number') sessions.set(clientId, r.session);
+    } catch {
+      // no leader yet, or it moved: again
+    }
+    if (!sessions.has(clientId)) await sleep(50);
+  }
+  throw new Error(`no session for client ${clientId}`);
+}
+
 /** A client that retries with its own session until each write is acknowledged (exactly once). */
 export async function writeAll(nodes: () => ProcNode[], clientId: number, from: number, count: number, acked: Set<string>) {
+  const session = await sessionFor(nodes, clientId);
   let target = nodes().find((n) => n.alive())!;
   for (let seq = from; seq < from + count; seq++) {
     const value = `c${clientId}-${seq}:1`;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 200) throw new Error(`write ${value} never acknowledged`);
-      const r = await target.call('propose', { value, clientId, seq });
+      const r = await target.call('propose', { value, clientId: session, seq });
       if (r.result !== undefined) {
         acked.add(value);
         break;

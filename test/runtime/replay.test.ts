@@ -101,8 +101,9 @@ test('replay of a file-log data dir: full replay equals the live state, a middle
     await writeLoad(leader, 10, 'a');
     // A retried session command after its answer: it lands in a second slot, and the session table
     // must skip it there (live and in replay alike).
-    const first = await leader.propose(enc('retry:100'), { clientId: 77, seq: 1, floor: 1 });
-    const again = await leader.propose(enc('retry:100'), { clientId: 77, seq: 1, floor: 1 });
+    const session = await leader.openSession();
+    const first = await leader.propose(enc('retry:100'), { clientId: session, seq: 1, floor: 1 });
+    const again = await leader.propose(enc('retry:100'), { clientId: session, seq: 1, floor: 1 });
     assert.equal(dec(again), dec(first), 'the retry got the original answer');
     await writeLoad(leader, 3, 'a-after-retry');
     // A snapshot in the middle, then more writes after it.
