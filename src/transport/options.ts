@@ -28,6 +28,13 @@ export interface TransportOptions {
   connectTimeoutMs: number;
   /** A connection whose handshake has not completed after this long is closed. Default 3 s. */
   handshakeTimeoutMs: number;
+  /**
+   * Inbound connections still in their handshake, at most (beyond: closed at once). Bounds what
+   * anyone who can reach the peer port makes a replica hold before it knows who they are. Default 64.
+   */
+  inboundHandshakingMax: number;
+  /** Inbound connections from one IP address, at most, handshaking or open. Default 16 (a peer needs 1, plus a replacement while reconnecting). */
+  inboundPerAddressMax: number;
   /** TCP keep-alive probe delay, to notice dead peers on idle connections; 0 disables. Default 10 s. */
   keepAliveMs: number;
   /** Protocol versions this replica speaks; the peers agree on the highest common one. Default [1, 1]. */
@@ -57,6 +64,8 @@ export const DEFAULT_TRANSPORT_OPTIONS: Omit<TransportOptions, 'replicaId' | 'cl
   reconnectDelayMaxMs: 5_000,
   connectTimeoutMs: 3_000,
   handshakeTimeoutMs: 3_000,
+  inboundHandshakingMax: 64,
+  inboundPerAddressMax: 16,
   keepAliveMs: 10_000,
   protocolVersionMin: 1,
   protocolVersionMax: 1,
@@ -97,6 +106,8 @@ export function validateTransportOptions(options: TransportOptions): TransportOp
   integerIn('reconnectDelayMaxMs', options.reconnectDelayMaxMs, options.reconnectDelayMinMs, 2 ** 31 - 1);
   integerIn('connectTimeoutMs', options.connectTimeoutMs, 1, 2 ** 31 - 1);
   integerIn('handshakeTimeoutMs', options.handshakeTimeoutMs, 1, 2 ** 31 - 1);
+  integerIn('inboundHandshakingMax', options.inboundHandshakingMax, 1, 1_000_000);
+  integerIn('inboundPerAddressMax', options.inboundPerAddressMax, 1, 1_000_000);
   integerIn('keepAliveMs', options.keepAliveMs, 0, 2 ** 31 - 1);
   if (!isValidVersionRange(options.protocolVersionMin, options.protocolVersionMax)) {
     throw new ConfigError(

@@ -86,6 +86,8 @@ interface Peer {
 
 interface InboundConn {
   socket: net.Socket;
+  /** The remote IP address (for inboundPerAddressMax). */
+  address: string;
   remote: string;
   state: 'handshake' | 'open' | 'closing';
   peer: ReplicaId | null;
@@ -107,6 +109,9 @@ export class TcpTransport implements PeerTransport {
   private closed: Promise<void> | null = null;
   private readonly peers = new Map<ReplicaId, Peer>();
   private readonly inbound = new Set<InboundConn>();
+  /** Inbound connections closed at accept by inboundHandshakingMax / inboundPerAddressMax. */
+  private refusedConnections = 0;
+  private refusalLoggedAtMs = 0;
   private readonly inboundByPeer = new Map<ReplicaId, InboundConn>();
   private readonly receivedFrames = new Map<ReplicaId, number>();
   /** Every socket not yet closed, so that close() can wait for all of them. */
@@ -242,6 +247,11 @@ export class TcpTransport implements PeerTransport {
       this.peers.set(id, peer);
       if (this.started && this.server !== null) this.dial(peer);
     }
+  }
+
+  /** Inbound connections closed at accept, over inboundHandshakingMax or inboundPerAddressMax. */
+  get refusedInboundConnections(): number {
+    return this.refusedConnections;
   }
 
   stats(): Map<ReplicaId, PeerStats> {
@@ -511,13 +521,39 @@ export class TcpTransport implements PeerTransport {
   // ------------------------------------------------------------------ inbound
 
   private acceptInbound(socket: net.Socket): void {
-    this.track(socket);
     if (this.closing) {
       socket.destroy();
       return;
     }
+    // Limits before anything is known about the caller (docs/security.md): refuse by closing at
+    // once, log at most once a second (a flood must not become a log flood), count every refusal.
+    const address = socket.remoteAddress ?? '?';
+    let handshaking = 0;
+    let fromAddress = 0;
+    for (const c of this.inbound) {
+      if (c.state === 'handshake') handshaking++;
+      if (c.address === address) fromAddress++;
+    }
+    const over =
+      handshaking >= this.options.inboundHandshakingMax
+        ? `${handshaking} inbound connections are already handshaking (inboundHandshakingMax)`
+        : fromAddress >= this.options.inboundPerAddressMax
+          ? `${fromAddress} inbound connections from ${address} already (inboundPerAddressMax)`
+          : null;
+    if (over !== null) {
+      this.refusedConnections++;
+      const t = Date.now();
+      if (t - this.refusalLoggedAtMs >= 1_000) {
+        this.refusalLoggedAtMs = t;
+        this.log('warn', 'refused an inbound connection at once', { remote: `${address}:${socket.remotePort}`, reason: over, refusedSoFar: this.refusedConnections });
+      }
+      socket.destroy(); // never tracked: close() waits only for sockets that will say 'close'
+      return;
+    }
+    this.track(socket);
     const conn: InboundConn = {
       socket,
+      address,
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
       state: 'handshake',
       peer: null,

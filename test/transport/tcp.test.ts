@@ -359,3 +359,64 @@ t('a newer inbound connection from the same replica replaces the older one; clos
   // The sleep's own timer is gone by now; compare what transports could leave.
   assert.deepEqual(after, before);
 });
+
+/** Raw sockets that connect to `port` and say nothing (they hold a handshake slot open). */
+async function silentSockets(port: number, count: number): Promise<{ sockets: net.Socket[]; closed: boolean[] }> {
+  const sockets: net.Socket[] = [];
+  const closed: boolean[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    opened.push(socket);
+    socket.on('error', () => {});
+    const index = i;
+    closed.push(false);
+    socket.on('close', () => (closed[index] = true));
+    // A refused one may see its reset before (or instead of) 'connect'.
+    await new Promise<void>((resolve) => {
+      socket.once('connect', () => resolve());
+      socket.once('close', () => resolve());
+    });
+    sockets.push(socket);
+  }
+  return { sockets, closed };
+}
+
+t('connections that never handshake are bounded (inboundHandshakingMax): the excess is closed at once and counted; a real peer gets in once they go', async () => {
+  const b = await replica(2, { inboundHandshakingMax: 3, inboundPerAddressMax: 100, handshakeTimeoutMs: 10_000 });
+  const { sockets, closed } = await silentSockets(b.transport.address().port, 5);
+  await waitFor(() => closed[3] === true && closed[4] === true, 'the 4th and 5th connections closed');
+  assert.deepEqual(closed.slice(0, 3), [false, false, false]);
+  assert.equal(b.transport.refusedInboundConnections, 2);
+  assert.equal(b.records.filter((r) => r.msg === 'refused an inbound connection at once').length, 1, 'one log line per second, not one per refusal');
+  for (const s of sockets.slice(0, 3)) s.destroy();
+  const a = await replica(1);
+  link(a, b);
+  // The first dial may still find the slots taken (the closes are being processed): frames sent
+  // while it backs off are dropped, as the transport documents; consensus resends, so does this.
+  const resend = setInterval(() => a.transport.send(2, numberedFrame(1, 7)), 20);
+  try {
+    await waitFor(() => b.frames.length >= 1, 'a frame from the real peer');
+  } finally {
+    clearInterval(resend);
+  }
+  assert.equal(b.frames[0]!.seq, 7);
+});
+
+t('connections from one address are bounded (inboundPerAddressMax), handshaking or open', async () => {
+  const b = await replica(2, { inboundHandshakingMax: 100, inboundPerAddressMax: 2, handshakeTimeoutMs: 10_000 });
+  const a = await replica(1);
+  link(a, b);
+  a.transport.send(2, numberedFrame(1, 1));
+  await waitFor(() => b.frames.length === 1, 'the peer connected');
+  const { closed } = await silentSockets(b.transport.address().port, 2);
+  await waitFor(() => closed[1] === true, 'the third connection from 127.0.0.1 closed');
+  assert.equal(closed[0], false);
+  assert.equal(b.transport.refusedInboundConnections, 1);
+  a.transport.send(2, numberedFrame(1, 2));
+  await waitFor(() => b.frames.length === 2, 'the open peer connection still carries frames');
+});
+
+t('the inbound connection limits are validated', async () => {
+  await assert.rejects(replica(1, { inboundHandshakingMax: 0 }), /inboundHandshakingMax must be an integer/);
+  await assert.rejects(replica(1, { inboundPerAddressMax: 1.5 }), /inboundPerAddressMax must be an integer/);
+});
