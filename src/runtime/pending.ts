@@ -2,19 +2,19 @@
 // and their deadlines, expired from the replica's tick rather than by one timer per proposal.
 //
 // Why: at tens of thousands of proposals per second a `${clientId}:${seq}` key built three
-// times per command and a setTimeout/clearTimeout pair per command were a visible share of the
-// leader's CPU (docs/performance.md). Deadlines go into coarse buckets (a timing wheel keyed by
-// deadline / DEADLINE_BUCKET_MS, rounded up, so nothing expires early): settling an entry removes
-// it from its bucket at once (no settled proposal is kept alive until its deadline), and the
-// replica's tick expires whole buckets. A proposal may time out up to one bucket late.
+// times per command was a visible share of the leader's CPU (docs/performance.md). Deadlines live
+// in a DeadlineWheel (no timer per proposal); settling an entry removes it from the wheel at once,
+// so no answered proposal stays reachable until its deadline.
 
-const DEADLINE_BUCKET_MS = 50;
+import { DeadlineWheel } from './deadlines.js';
 
 export interface PendingEntry {
   readonly clientId: number;
   readonly seq: number;
-  /** Deadline bucket (see DEADLINE_BUCKET_MS). */
-  readonly bucket: number;
+  /** performance.now() after which it ends in OutcomeUnknownError. */
+  readonly deadlineMs: number;
+  /** Its bucket in the deadline wheel (set by PendingTable.add). */
+  bucket: number;
   /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
   readonly generation: number;
   settled: boolean;
@@ -25,13 +25,9 @@ export interface PendingEntry {
   readonly promise: Promise<Uint8Array>;
 }
 
-export function deadlineBucket(deadlineMs: number): number {
-  return Math.ceil(deadlineMs / DEADLINE_BUCKET_MS);
-}
-
 export class PendingTable {
   private readonly byClient = new Map<number, Map<number, PendingEntry>>();
-  private readonly buckets = new Map<number, Set<PendingEntry>>();
+  private readonly deadlines = new DeadlineWheel<PendingEntry>();
   private count = 0;
 
   get size(): number {
@@ -50,12 +46,7 @@ export class PendingTable {
     }
     seqs.set(entry.seq, entry);
     this.count++;
-    let b = this.buckets.get(entry.bucket);
-    if (b === undefined) {
-      b = new Set();
-      this.buckets.set(entry.bucket, b);
-    }
-    b.add(entry);
+    entry.bucket = this.deadlines.add(entry, entry.deadlineMs);
   }
 
   delete(entry: PendingEntry): void {
@@ -64,19 +55,12 @@ export class PendingTable {
     seqs.delete(entry.seq);
     this.count--;
     if (seqs.size === 0) this.byClient.delete(entry.clientId);
-    const b = this.buckets.get(entry.bucket);
-    if (b !== undefined) {
-      b.delete(entry);
-      if (b.size === 0) this.buckets.delete(entry.bucket);
-    }
+    this.deadlines.remove(entry, entry.bucket);
   }
 
-  /** Every entry whose deadline bucket ended at or before `nowMs` (not yet removed from the table). */
+  /** Every entry past its deadline (still in the table: settling it removes it). */
   expired(nowMs: number): PendingEntry[] {
-    const out: PendingEntry[] = [];
-    const last = Math.floor(nowMs / DEADLINE_BUCKET_MS);
-    for (const [bucket, entries] of this.buckets) if (bucket <= last) for (const e of entries) out.push(e);
-    return out;
+    return this.deadlines.takeExpired(nowMs);
   }
 
   values(): PendingEntry[] {

@@ -31,7 +31,8 @@ import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
 import type { PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
-import { deadlineBucket, PendingTable, type PendingEntry } from './pending.js';
+import { DeadlineWheel } from './deadlines.js';
+import { PendingTable, type PendingEntry } from './pending.js';
 import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
 
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
@@ -41,10 +42,13 @@ const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 
 
 interface PendingRead {
+  readId: number;
   query: Uint8Array;
   resolve: (r: ReadResult) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Its bucket in readDeadlines; the error it ends with at its deadline. */
+  bucket: number;
+  timeout: () => Error;
   /** Granted: answer once this slot is applied. */
   slot: Slot | null;
 }
@@ -72,6 +76,7 @@ export class SynodReplica {
   private proposalGeneration = 1;
   private proposalFlushScheduled = false;
   private readonly pendingReads = new Map<number, PendingRead>();
+  private readonly readDeadlines = new DeadlineWheel<PendingRead>();
   private waitingReads: number[] = [];
   private proposalQueue: Command[] = [];
   private nextReadId = 1;
@@ -298,7 +303,8 @@ export class SynodReplica {
     const entry: PendingEntry = {
       clientId,
       seq,
-      bucket: deadlineBucket(now() + timeoutMs),
+      deadlineMs: now() + timeoutMs,
+      bucket: 0,
       generation: this.proposalGeneration,
       settled: false,
       own,
@@ -364,15 +370,15 @@ export class SynodReplica {
       const readId = this.nextReadId++;
       const timeoutMs = options.maxWaitMs ?? this.options.proposeTimeoutMs ?? 5000;
       const read: PendingRead = {
+        readId,
         query,
         resolve,
         reject,
         slot: consistency === 'local' ? options.minSlot ?? 0 : null,
-        timer: setTimeout(() => {
-          this.pendingReads.delete(readId);
-          reject(consistency === 'local' ? new StaleReadError(this.appliedSlot, options.minSlot ?? 0) : new SynodError('SYNOD_READ_TIMEOUT', `read not confirmed within ${timeoutMs} ms`));
-        }, timeoutMs),
+        bucket: 0,
+        timeout: () => (consistency === 'local' ? new StaleReadError(this.appliedSlot, options.minSlot ?? 0) : new SynodError('SYNOD_READ_TIMEOUT', `read not confirmed within ${timeoutMs} ms`)),
       };
+      read.bucket = this.readDeadlines.add(read, now() + timeoutMs);
       this.pendingReads.set(readId, read);
       if (consistency === 'local') this.waitingReads.push(readId);
       else {
@@ -665,9 +671,8 @@ export class SynodReplica {
     clearInterval(this.tickTimer);
     this.proposalQueue = [];
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
-    for (const [id, r] of [...this.pendingReads]) {
-      clearTimeout(r.timer);
-      this.pendingReads.delete(id);
+    for (const r of [...this.pendingReads.values()]) {
+      this.endRead(r);
       r.reject(new ShuttingDownError());
     }
     await this.snapshotInFlight?.catch(() => {});
@@ -683,6 +688,12 @@ export class SynodReplica {
     this.core.tick(t, Date.now());
     if (this.pending.size > 0) {
       for (const p of this.pending.expired(t)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
+    }
+    if (this.pendingReads.size > 0) {
+      for (const r of this.readDeadlines.takeExpired(t)) {
+        this.pendingReads.delete(r.readId);
+        r.reject(r.timeout());
+      }
     }
     if (this.fetch && now() - this.fetch.startedMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
     this.scheduleDrain();
@@ -781,9 +792,8 @@ export class SynodReplica {
     this.log('error', 'replica stopped', { error: String(e) });
     clearInterval(this.tickTimer);
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica stopped') : this.failed);
-    for (const [id, r] of [...this.pendingReads]) {
-      clearTimeout(r.timer);
-      this.pendingReads.delete(id);
+    for (const r of [...this.pendingReads.values()]) {
+      this.endRead(r);
       r.reject(this.failed);
     }
   }
@@ -873,8 +883,7 @@ export class SynodReplica {
     for (const refusal of ready.readRefusals) {
       const read = this.pendingReads.get(refusal.readId);
       if (!read) continue;
-      clearTimeout(read.timer);
-      this.pendingReads.delete(refusal.readId);
+      this.endRead(read);
       read.reject(new NotLeaderError(refusal.leaderHint));
     }
     for (const rc of ready.roleChanges) {
@@ -891,6 +900,12 @@ export class SynodReplica {
     if (ready.snapshotNeeded) this.requestSnapshot(ready.snapshotNeeded.from, ready.snapshotNeeded.slot);
   }
 
+  /** A read is answered (or failed): it leaves the table and the deadline wheel. */
+  private endRead(read: PendingRead): void {
+    this.pendingReads.delete(read.readId);
+    this.readDeadlines.remove(read, read.bucket);
+  }
+
   private serveWaitingReads(): void {
     if (this.waitingReads.length === 0) return;
     const still: number[] = [];
@@ -898,8 +913,7 @@ export class SynodReplica {
       const read = this.pendingReads.get(id);
       if (!read) continue;
       if (read.slot !== null && this.appliedSlot >= read.slot) {
-        clearTimeout(read.timer);
-        this.pendingReads.delete(id);
+        this.endRead(read);
         try {
           read.resolve({ result: this.sm.query(read.query), appliedSlot: this.appliedSlot });
         } catch (e) {
