@@ -4,9 +4,10 @@ import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { KvNode } from '../kv/node.js';
 import { DataDirError } from '../runtime/errors.js';
-import type { PeerAddress } from '../runtime/api.js';
+import type { PeerAddress, PeerLimits } from '../runtime/api.js';
 import { CLIENT_LIMITS_DEFAULT, readTokenFile, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { readTlsFiles } from '../transport/tls.js';
+import { DEFAULT_TRANSPORT_OPTIONS, transportOptions } from '../transport/options.js';
 import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
 import { installTestHooks } from './test-hooks.js';
 
@@ -32,7 +33,17 @@ export interface StartSettings {
   clientAuth: 'none' | 'cert';
   clientTokenFile?: string;
   clientLimits: Partial<ClientLimits>;
+  peerLimits: PeerLimits;
 }
+
+/** Peer transport limit flags: camelCase flag name -> PeerLimits field -> flag. */
+const PEER_LIMIT_FLAGS: Array<[string, keyof PeerLimits, string]> = [
+  ['peerFrameMaxBytes', 'frameBytesMax', 'peer-frame-max-bytes'],
+  ['peerQueueMaxBytes', 'peerQueueBytesMax', 'peer-queue-max-bytes'],
+  ['peerHandshakeTimeoutMs', 'handshakeTimeoutMs', 'peer-handshake-timeout-ms'],
+  ['peerHandshakingMax', 'inboundHandshakingMax', 'peer-handshaking-max'],
+  ['peerConnectionsPerAddressMax', 'inboundPerAddressMax', 'peer-connections-per-address-max'],
+];
 
 /** Limit flags: camelCase flag name -> ClientLimits field -> flag. */
 const LIMIT_FLAGS: Array<[string, keyof ClientLimits, string]> = [
@@ -73,6 +84,11 @@ const ENV: Record<string, string> = {
   httpBodyTimeoutMs: 'SYNOD_HTTP_BODY_TIMEOUT_MS',
   httpBodyMaxBytes: 'SYNOD_HTTP_BODY_MAX_BYTES',
   binaryAuthTimeoutMs: 'SYNOD_BINARY_AUTH_TIMEOUT_MS',
+  peerFrameMaxBytes: 'SYNOD_PEER_FRAME_MAX_BYTES',
+  peerQueueMaxBytes: 'SYNOD_PEER_QUEUE_MAX_BYTES',
+  peerHandshakeTimeoutMs: 'SYNOD_PEER_HANDSHAKE_TIMEOUT_MS',
+  peerHandshakingMax: 'SYNOD_PEER_HANDSHAKING_MAX',
+  peerConnectionsPerAddressMax: 'SYNOD_PEER_CONNECTIONS_PER_ADDRESS_MAX',
 };
 
 export function startCommand(): Command {
@@ -105,6 +121,11 @@ export function startCommand(): Command {
     .option('--http-headers-timeout-ms <ms>', `time to receive HTTP request headers (default ${CLIENT_LIMITS_DEFAULT.httpHeadersTimeoutMs})`)
     .option('--http-body-timeout-ms <ms>', `time to receive an HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyTimeoutMs})`)
     .option('--http-body-max-bytes <n>', `largest HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyBytesMax})`)
+    .option('--peer-frame-max-bytes <n>', `largest frame accepted from or sent to a peer (default ${DEFAULT_TRANSPORT_OPTIONS.frameBytesMax})`)
+    .option('--peer-queue-max-bytes <n>', `bytes held for one slow peer; past it sends to it are dropped, consensus resends (default ${DEFAULT_TRANSPORT_OPTIONS.peerQueueBytesMax})`)
+    .option('--peer-handshake-timeout-ms <ms>', `time for an inbound peer connection to introduce itself (default ${DEFAULT_TRANSPORT_OPTIONS.handshakeTimeoutMs})`)
+    .option('--peer-handshaking-max <n>', `inbound peer-port connections still handshaking at once; the excess is closed (default ${DEFAULT_TRANSPORT_OPTIONS.inboundHandshakingMax})`)
+    .option('--peer-connections-per-address-max <n>', `inbound peer-port connections from one address (default ${DEFAULT_TRANSPORT_OPTIONS.inboundPerAddressMax})`)
     .option('--binary-auth-timeout-ms <ms>', `time for a binary client's TLS handshake and AUTH frame (default ${CLIENT_LIMITS_DEFAULT.binaryAuthTimeoutMs})`)
     .action(async (flags: Record<string, string | undefined>) => {
       const settings = resolveStartSettings(flags, process.env);
@@ -190,6 +211,22 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
       throw new UsageError(`--${flag}: ${(e as Error).message.replace(/^\S+ /, '')}`);
     }
   }
+  const peerLimits: PeerLimits = {};
+  for (const [name, field, flag] of PEER_LIMIT_FLAGS) {
+    const text = get(name);
+    if (text === undefined) continue;
+    peerLimits[field] = Number(text);
+    try {
+      transportOptions({ replicaId: 1, clusterId: 'check', [field]: Number(text) });
+    } catch (e) {
+      throw new UsageError(`--${flag}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    transportOptions({ replicaId: 1, clusterId: 'check', ...peerLimits });
+  } catch (e) {
+    throw new UsageError(`peer limits: ${(e as Error).message}`);
+  }
   return {
     id,
     clusterId: get('clusterId') ?? 'synod',
@@ -211,6 +248,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     clientAuth,
     clientTokenFile: get('clientTokenFile'),
     clientLimits,
+    peerLimits,
   };
 }
 
@@ -258,6 +296,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       logger: log,
       clientSecurity,
       clientLimits: s.clientLimits,
+      peerLimits: s.peerLimits,
     });
     const loopback = (h: string) => h === 'localhost' || h === '::1' || h.startsWith('127.');
     if (!clientSecurity?.tls && !loopback(s.http.host)) log.warn({ http: s.http, binary: s.binary ?? null }, 'client ports serve plain HTTP/TCP on a non-loopback address: anyone who reaches them can read and write every key (see docs/security.md: --tls-*, --client-token-file)');

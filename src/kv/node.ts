@@ -32,6 +32,8 @@ export interface KvNodeOptions {
   join?: boolean;
   listen?: PeerAddress;
   core?: ReplicaOptions['core'];
+  /** Limits of the peer transport (ReplicaOptions.peerLimits). */
+  peerLimits?: ReplicaOptions['peerLimits'];
   snapshotIntervalSlots?: number;
   proposeTimeoutMs?: number;
   /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
@@ -70,6 +72,7 @@ export class KvNode {
       logBackend: o.logBackend,
       tls: o.tls,
       core: o.core,
+      peerLimits: o.peerLimits,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       sessionsMax: o.sessionsMax,
       sessionExpiryMs: o.sessionExpiryMs,

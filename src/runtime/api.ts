@@ -91,6 +91,12 @@ export interface ReplicaOptions {
   /** An existing transport (tests: the in-memory one). */
   transport?: PeerTransport;
   logBackend?: LogBackend;
+  /**
+   * Limits of the peer transport (defaults in src/transport/options.ts, docs/security.md):
+   * largest frame, bytes queued for one slow peer, handshake time, and inbound connections
+   * handshaking at once and per remote address. Ignored with `transport` (tests).
+   */
+  peerLimits?: PeerLimits;
   /** Protocol tunables (pipeline window, batching, election timeout, lease...). */
   core?: Partial<Omit<CoreOptions, 'id' | 'members'>>;
   /** Core tick period. Default 10 ms. */
@@ -182,4 +188,13 @@ export interface ReplicaStatus {
   stoppedAtSlot: number | null;
   log: { headLsn: number; tailLsn: number; usedBytes: number };
   peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
+}
+
+/** The peer transport's limits that an operator may set (TransportOptions of the same names). */
+export interface PeerLimits {
+  frameBytesMax?: number;
+  peerQueueBytesMax?: number;
+  handshakeTimeoutMs?: number;
+  inboundHandshakingMax?: number;
+  inboundPerAddressMax?: number;
 }

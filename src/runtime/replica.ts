@@ -188,7 +188,7 @@ export class SynodReplica {
     const socketFactory = options.tls ? tlsSocketFactory({ ...readTlsFiles(options.tls), clusterId, logger: options.logger }) : undefined;
     const transport =
       options.transport ??
-      new TcpTransport({ replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
+      new TcpTransport({ ...(options.peerLimits ?? {}), replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
