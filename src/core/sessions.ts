@@ -103,6 +103,9 @@ export class SessionTable<R> {
   private nextId = 1;
   /** The current batch carries a stamp (set by advance()): unknown sessions are refused, not created. */
   private stamped = false;
+  /** lookup()'s cache; any deletion or creation of a session resets it. */
+  private cachedId = -1;
+  private cached: Session<R> | undefined = undefined;
 
   constructor(limits: SessionLimits = DEFAULT_SESSION_LIMITS) {
     this.limits = validateSessionLimits({ sessionsMax: limits.sessionsMax, sessionExpiryMs: limits.sessionExpiryMs });
@@ -144,6 +147,7 @@ export class SessionTable<R> {
     for (const [id, s] of this.sessions) {
       if (s.activeMs >= oldestKeptMs) break; // in order of activity: the rest are newer
       this.sessions.delete(id);
+      this.cachedId = -1;
     }
     return this.clockMs;
   }
@@ -162,6 +166,7 @@ export class SessionTable<R> {
       const oldest = this.sessions.keys().next();
       if (!oldest.done) this.sessions.delete(oldest.value);
     }
+    this.cachedId = -1;
     const s: Session<R> = { floor: 0, results: new Map(), activeMs: this.clockMs };
     this.sessions.set(id, s);
     return s;
@@ -178,12 +183,24 @@ export class SessionTable<R> {
    * it executes, as it did before sessions were registered.
    */
   check(cmd: Command): SessionOutcome<R> {
-    const s = this.sessions.get(cmd.clientId);
+    const s = this.lookup(cmd.clientId);
     if (!s) return this.stamped ? EXPIRED : EXECUTE;
     if (cmd.seq < s.floor) return STALE;
+    // Results are never undefined (record() refuses it), so get() alone tells.
     const result = s.results.get(cmd.seq);
-    if (result !== undefined || s.results.has(cmd.seq)) return { kind: 'duplicate', result: result as R };
-    return EXECUTE;
+    return result !== undefined ? { kind: 'duplicate', result } : EXECUTE;
+  }
+
+  /**
+   * The session of `clientId`, through a one-entry cache: the commands of a batch come in runs
+   * from the same client (one connection's requests), and check() and record() both look it up.
+   */
+  private lookup(clientId: number): Session<R> | undefined {
+    if (clientId === this.cachedId) return this.cached;
+    const s = this.sessions.get(clientId);
+    this.cachedId = clientId;
+    this.cached = s;
+    return s;
   }
 
   /**
@@ -191,7 +208,8 @@ export class SessionTable<R> {
    * forget results below the client's floor. A missing session is created (legacy values only).
    */
   record(cmd: Command, result: R): void {
-    let s = this.sessions.get(cmd.clientId);
+    if (result === undefined) throw new TypeError('SessionTable.record: a result may not be undefined');
+    let s = this.lookup(cmd.clientId);
     if (!s) s = this.create(cmd.clientId);
     else if (s.activeMs !== this.clockMs) {
       // Move it to the end: the Map stays in order of activity (every other session is at most as recent).
