@@ -14,6 +14,8 @@ const FAULT_COLORS: Record<string, string> = {
   delay: '#16a085',
   loss: '#7f8c8d',
   transfer: '#d35400',
+  members: '#27ae60',
+  disk: '#c0392b',
 };
 
 function esc(s: string): string {
