@@ -19,7 +19,7 @@ export interface ApplyContext {
    * leader's wall clock, made non-decreasing): the same on every replica. Use it for TTLs and
    * expiry, never a clock of your own. 0 for commands logged before stamps existed.
    */
-  timeMs?: number;
+  timeMs: number;
 }
 
 /**
