@@ -108,6 +108,8 @@ interface LeaderState {
   leaseUntilMs: number;
   pendingReads: PendingRead[];
   readRoundNeeded: boolean;
+  /** The highest heartbeat round a quorum has acknowledged (a read round is sent only when none is outstanding). */
+  confirmedRound: number;
   /** Set while handing leadership to another replica: no new proposals, no lease reads. */
   transferring: boolean;
   /** Values recovered in Phase 1, waiting for the window to reach their slots. */
@@ -914,6 +916,7 @@ export class Replica {
       leaseUntilMs: 0,
       pendingReads: [],
       readRoundNeeded: false,
+      confirmedRound: 0,
       transferring: false,
       recovered: new Map(),
       rerunPhase1: false,
@@ -1205,6 +1208,7 @@ export class Replica {
     if (!leader.transferring) {
       leader.leaseUntilMs = Math.max(leader.leaseUntilMs, sentAt + this.options.leaseMs - this.options.clockDriftMs);
     }
+    if (round > leader.confirmedRound) leader.confirmedRound = round;
     for (const r of [...leader.roundAcks.keys()]) {
       if (r <= round) {
         leader.roundAcks.delete(r);
@@ -1308,7 +1312,12 @@ export class Replica {
   private finishStep(): void {
     if (this.leader) {
       this.flushProposals();
-      if (this.leader?.readRoundNeeded) this.broadcastHeartbeat();
+      // Read-index rounds go one at a time: reads arriving while a round is outstanding wait for
+      // the next one, sent when it is confirmed (or by the heartbeat timer if its acks are lost).
+      // Each read still needs a round sent after it arrived (PendingRead.round), so batching them
+      // keeps them linearizable; without it every read() call cost a round of messages.
+      const leader = this.leader;
+      if (leader?.readRoundNeeded && leader.confirmedRound >= leader.heartbeatRound) this.broadcastHeartbeat();
     }
     if (this.appliedPrefix < this.chosenPrefix) {
       for (let s = this.appliedPrefix + 1; s <= this.chosenPrefix; s++) {

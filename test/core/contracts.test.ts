@@ -217,12 +217,15 @@ test('reads: a new leader serves nothing until a slot of its own ballot is chose
   c.clear();
   c.step(1, (r, now) => r.read(7, 'linearizable', now));
   c.step(1, (r, now) => r.read(8, 'lease', now));
-  // Every heartbeat round (the election's and the reads') is acknowledged by a quorum...
+  // Every heartbeat round (the election's, then one for both reads: read rounds go one at a time,
+  // so the reads wait for round 1 to be confirmed) is acknowledged by a quorum...
   c.deliver((m) => m.type === 'heartbeat' && m.to === 2);
   assert.deepEqual(
     ofType(c.out(2).send, 'heartbeatAck').map((m) => m.round),
-    [1, 2, 3],
+    [1],
   );
+  c.deliver((m) => m.type === 'heartbeatAck');
+  c.deliver((m) => m.type === 'heartbeat' && m.to === 2 && m.round === 2);
   c.deliver((m) => m.type === 'heartbeatAck');
   assert.deepEqual(c.out(1).reads, [], '...but slot 1 is not chosen: no read is granted, lease or not');
   // Slot 1 (the leader's no-op at its own ballot) commits.
@@ -255,13 +258,14 @@ test('reads: read-index waits for a quorum ack of a heartbeat round started afte
   c.nowMs = 60;
   c.step(1, (r, now) => r.read(1, 'linearizable', now));
   assert.deepEqual(c.out(1).reads, []);
-  const round3 = ofType(c.net, 'heartbeat');
-  assert.deepEqual(round3.map((m) => [m.to, m.round]), [[2, 3], [3, 3]], 'the read starts its own round');
+  assert.deepEqual(ofType(c.net, 'heartbeat'), [], 'round 2 is outstanding: the read waits for the next round (read rounds go one at a time)');
   // Round 2 (sent before the read) gets a quorum: not enough.
   c.net.push(...round2);
   c.deliver((m) => m.type === 'heartbeat' && (m as HeartbeatMsg).round === 2);
   c.deliver((m) => m.type === 'heartbeatAck');
   assert.deepEqual(c.out(1).reads, [], 'a round that started before the read does not confirm it');
+  const round3 = ofType(c.net, 'heartbeat');
+  assert.deepEqual(round3.map((m) => [m.to, m.round]), [[2, 3], [3, 3]], 'round 2 confirmed: the read round goes out now');
   // Round 3, acknowledged by one follower (with the leader, a quorum): granted at the commit point.
   c.deliver((m) => m.type === 'heartbeat' && m.to === 2);
   c.deliver((m) => m.type === 'heartbeatAck');
@@ -657,4 +661,24 @@ test('contracts off: planted-bug inputs do not throw, and the bug is visible in 
     assert.deepEqual(types(low.send), []);
   });
   assert.equal(CONTRACTS, true, 'switch restored');
+});
+
+test('reads: read-index rounds are batched: fifty reads during an outstanding round cost one more round, and all are granted by it', () => {
+  const c = new Cluster();
+  c.elect(1);
+  c.clear();
+  c.nowMs = 50;
+  c.tick(1); // round 2 outstanding
+  const round2 = c.take((m) => m.type === 'heartbeat');
+  for (let i = 1; i <= 50; i++) c.step(1, (r, now) => r.read(i, 'linearizable', now));
+  assert.equal(ofType(c.net, 'heartbeat').length, 0, 'no round per read');
+  c.net.push(...round2);
+  c.deliver((m) => m.type === 'heartbeat');
+  c.deliver((m) => m.type === 'heartbeatAck');
+  assert.deepEqual(c.out(1).reads, []);
+  const next = ofType(c.net, 'heartbeat');
+  assert.deepEqual(next.map((m) => m.round), [3, 3], 'one round for all fifty');
+  c.deliver((m) => m.type === 'heartbeat');
+  c.deliver((m) => m.type === 'heartbeatAck');
+  assert.deepEqual(c.out(1).reads.map((r) => r.readId), Array.from({ length: 50 }, (_, i) => i + 1));
 });
