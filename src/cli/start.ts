@@ -24,6 +24,9 @@ export interface StartSettings {
   initialHttp: Map<number, PeerAddress>;
   initialBinary?: Map<number, PeerAddress>;
   valueMaxBytes?: number;
+  /** The replicated session table's settings (same on every replica). */
+  sessionsMax?: number;
+  sessionExpiryMs?: number;
   followerMode: 'forward' | 'redirect';
   logLevel: string;
   logBackend: 'file' | 'pmem' | 'memory';
@@ -71,6 +74,8 @@ const ENV: Record<string, string> = {
   initialHttp: 'SYNOD_INITIAL_HTTP',
   initialBinary: 'SYNOD_INITIAL_BINARY',
   valueMaxBytes: 'SYNOD_VALUE_MAX_BYTES',
+  sessionsMax: 'SYNOD_SESSIONS_MAX',
+  sessionExpiryMs: 'SYNOD_SESSION_EXPIRY_MS',
   followerMode: 'SYNOD_FOLLOWER_MODE',
   logLevel: 'SYNOD_LOG_LEVEL',
   logBackend: 'SYNOD_LOG_BACKEND',
@@ -109,6 +114,8 @@ export function startCommand(): Command {
     .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
+    .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
+    .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
     .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
@@ -186,6 +193,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const valueMax = get('valueMaxBytes');
   const valueMaxBytes = valueMax === undefined ? undefined : Number(valueMax);
   if (valueMaxBytes !== undefined && (!Number.isInteger(valueMaxBytes) || valueMaxBytes < 1)) throw new UsageError(`--value-max-bytes must be a positive integer, got ${valueMax}`);
+  const sessionsMax = positiveIntFlag(get('sessionsMax'), '--sessions-max');
+  const sessionExpiryMs = positiveIntFlag(get('sessionExpiryMs'), '--session-expiry-ms');
   const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
@@ -240,6 +249,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     initialHttp,
     initialBinary,
     valueMaxBytes,
+    sessionsMax,
+    sessionExpiryMs,
     followerMode,
     logLevel: get('logLevel') ?? 'info',
     logBackend,
@@ -250,6 +261,13 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     clientLimits,
     peerLimits,
   };
+}
+
+function positiveIntFlag(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got ${text}`);
+  return n;
 }
 
 /** The client ports' security from the settings: reads the TLS and token files (errors name the flag). */
@@ -290,6 +308,8 @@ export async function runStart(s: StartSettings): Promise<void> {
       binary: s.binary,
       binaryAddresses: s.initialBinary,
       valueBytesMax: s.valueMaxBytes,
+      sessionsMax: s.sessionsMax,
+      sessionExpiryMs: s.sessionExpiryMs,
       followerMode: s.followerMode,
       logBackend: s.logBackend,
       core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,
