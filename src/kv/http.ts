@@ -149,6 +149,11 @@ export class KvHttpServer {
       this.server.on('connection', (s: import('node:net').Socket) => this.countConnection(s));
       this.forwardAgent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: forwardSockets });
     }
+    // A client may half-close after its request (shutdown(SHUT_WR), `socket.end(body)`): that is
+    // not an abort. Node's default answers it by aborting the request in flight and closing, so a
+    // PUT being replicated got no answer at all (its outcome left unknown to the client). With
+    // this, Node sends the answer and then closes (test/kv/http-half-close.test.ts).
+    (this.server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     // Malformed HTTP (bad request line, oversized headers...): answer 400 and close; keep serving.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       this.clientErrors++;
