@@ -32,7 +32,7 @@ if (dir) {
     process.on('SIGUSR2', () => tracer?.reset());
     const file = join(dir, `probe-${replica.id}.json`);
     const write = () => {
-      const body = JSON.stringify({ pid: process.pid, id: replica.id, role: replica.status().role, tMs: Date.now(), counters: replica.counters(), trace: tracer?.report() ?? null, traceError });
+      const body = JSON.stringify({ pid: process.pid, id: replica.id, role: replica.status().role, tMs: Date.now(), counters: replica.counters(), memory: process.memoryUsage(), trace: tracer?.report() ?? null, traceError });
       writeFileSync(`${file}.tmp`, body);
       renameSync(`${file}.tmp`, file);
     };

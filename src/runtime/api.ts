@@ -106,7 +106,7 @@ export interface ReplicaOptions {
   /**
    * Also take one after this many command payload bytes applied since the last (whichever comes
    * first). With the compaction margin, this bounds the log the replica holds in memory: entries
-   * are released only below a snapshot. Default 32 MiB.
+   * are released only below a snapshot. Default 16 MiB.
    */
   snapshotIntervalBytes?: number;
   /** Keep this many slots of log below a snapshot for lagging peers. Default 1,000. */

@@ -928,7 +928,7 @@ export class SynodReplica {
 
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
-    const intervalBytes = this.options.snapshotIntervalBytes ?? 32 * 1024 * 1024;
+    const intervalBytes = this.options.snapshotIntervalBytes ?? 16 * 1024 * 1024;
     const due = this.appliedSlot - this.snapshotSlot >= interval || (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes && this.appliedSlot > this.snapshotSlot);
     if (this.snapshotsAllowed && !this.snapshotting && due) {
       void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
