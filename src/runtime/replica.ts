@@ -113,6 +113,8 @@ export class SynodReplica {
   /** The replicated address book (initial members, then every added member). */
   private readonly addresses = new Map<ReplicaId, PeerAddress>();
   private learnerIds: ReplicaId[] = [];
+  /** The peers handed to the transport (those we can dial). */
+  private peerAddresses = new Map<ReplicaId, PeerAddress>();
   private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
 
   private constructor(
@@ -568,7 +570,19 @@ export class SynodReplica {
       const a = this.addresses.get(id);
       if (a) peers.set(id, a);
     }
+    this.peerAddresses = peers;
     this.transport.setPeers(peers);
+  }
+
+  /** A peer with an address, preferring one whose connection is open (for redirected catch-up). */
+  private reachableMember(): ReplicaId | null {
+    let any: ReplicaId | null = null;
+    const stats = this.transport.stats();
+    for (const id of this.peerAddresses.keys()) {
+      if (stats.get(id)?.connected) return id;
+      any ??= id;
+    }
+    return any;
   }
 
   private async waitFor(condition: () => boolean, deadline: number, what: string): Promise<void> {
@@ -760,7 +774,19 @@ export class SynodReplica {
           }
           lastSeq = op.seq;
         }
-        for (const msg of ready.send) this.transport.send(msg.to, encodeMessage(msg));
+        for (const msg of ready.send) {
+          if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to)) {
+            // We cannot reach the replica we would learn from (a joiner started with the initial
+            // members hears a leader that was added later, whose address is in a log it has not
+            // read yet): any member answers catch-up with chosen entries, so ask one we can reach.
+            const via = this.reachableMember();
+            if (via !== null) {
+              this.transport.send(via, encodeMessage({ ...msg, to: via }));
+              continue;
+            }
+          }
+          this.transport.send(msg.to, encodeMessage(msg));
+        }
         for (const c of ready.committed) {
           this.applySlot(c.slot, c.value);
           this.appliedPayloadBytes += valuePayloadBytes(c.value);
