@@ -8,6 +8,7 @@ export type {
   ReadOptions,
   ReadResult,
   ReplicaOptions,
+  PeerLimits,
   PeerHealth,
   ReplicaStatus,
   StateMachine,
@@ -33,6 +34,7 @@ export { KvMachine } from './kv/machine.js';
 export { KvNode } from './kv/node.js';
 export type { KvNodeOptions } from './kv/node.js';
 export { replayDataDir } from './runtime/replay.js';
+export type { ReplayOptions, ReplayResult, ReplaySlotEvent } from './runtime/replay.js';
 export { StorageError } from './storage/errors.js';
 export { ConfigError } from './core/options.js';
 export { TransportError } from './transport/types.js';
