@@ -24,7 +24,8 @@ import { constants as fsConstants } from 'node:fs';
 import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_SESSION_LIMITS, isRegisterCommand, SessionTable } from '../core/sessions.js';
+import { isRegisterCommand, SessionTable } from '../core/sessions.js';
+import { decodeInternal } from './internal-commands.js';
 import type { Entry, Slot, Value } from '../core/types.js';
 import { openLog, type LogBackend } from '../storage/log.js';
 import { readMetadata } from '../storage/metadata.js';
@@ -54,9 +55,6 @@ export interface ReplayOptions {
   uptoSlot?: Slot;
   /** Called after each applied slot, in slot order. */
   onSlot?: (event: ReplaySlotEvent) => void;
-  /** The replica's session settings (ReplicaOptions.sessionsMax, sessionExpiryMs); defaults as there. */
-  sessionsMax?: number;
-  sessionExpiryMs?: number;
 }
 
 export interface ReplayResult {
@@ -113,12 +111,9 @@ export async function replayDataDir(options: ReplayOptions): Promise<ReplayResul
     }
 
     if (base) stateMachine.restore(base.app);
-    const limits = {
-      sessionsMax: options.sessionsMax ?? DEFAULT_SESSION_LIMITS.sessionsMax,
-      sessionExpiryMs: options.sessionExpiryMs ?? DEFAULT_SESSION_LIMITS.sessionExpiryMs,
-    };
-    const sessions = base?.sessions ?? new SessionTable<Uint8Array>(limits);
-    sessions.setLimits(limits);
+    // The snapshot's recorded settings, or the defaults; the log's sessionLimits commands change
+    // them at the slots where they changed live (internal-commands.ts).
+    const sessions = base?.sessions ?? new SessionTable<Uint8Array>();
     const result: ReplayResult = {
       appliedSlot: baseSlot,
       snapshotSlot: baseSlot,
@@ -166,6 +161,10 @@ function applyValue(sm: StateMachine, sessions: SessionTable<Uint8Array>, slot: 
   for (const cmd of value.commands) {
     if (cmd.clientId === INTERNAL_CLIENT) {
       if (isRegisterCommand(cmd)) sessions.register(); // the ids must come out as they did live
+      else {
+        const internal = decodeInternal(cmd.payload);
+        if (internal.op === 'sessionLimits') sessions.setLimits(internal.limits);
+      }
       continue; // otherwise the runtime's address book, not the application's
     }
     const outcome = sessions.check(cmd);

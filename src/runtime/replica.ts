@@ -33,6 +33,7 @@ import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel } from './deadlines.js';
 import { PendingTable, type PendingEntry } from './pending.js';
+import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
 
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
@@ -129,7 +130,9 @@ export class SynodReplica {
     this.id = options.id;
     this.sm = options.stateMachine;
     this.log = options.logger ?? silent;
-    this.sessions = new SessionTable(sessionLimitsOf(options));
+    // Settings start at the defaults on every replica and change only through the log
+    // (proposeSessionLimitsIfChanged): a replay from the first slot decides as live did.
+    this.sessions = new SessionTable();
     this.snapshotSlot = recovered.snapshotSlot;
     this.appliedSlot = recovered.snapshotSlot;
     this.compactedSlot = recovered.snapshotSlot;
@@ -519,32 +522,37 @@ export class SynodReplica {
   }
 
   private applyInternal(payload: Uint8Array): Uint8Array {
-    let body: { op?: string; id?: number; host?: string; port?: number };
-    try {
-      body = JSON.parse(new TextDecoder().decode(payload)) as typeof body;
-    } catch {
-      this.log('warn', 'ignored a malformed internal command');
-      return EMPTY;
-    }
-    if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
-      this.learnAddress(body.id, { host: body.host, port: body.port });
+    const cmd = decodeInternal(payload);
+    if (cmd.op === 'address') {
+      this.learnAddress(cmd.id, { host: cmd.host, port: cmd.port });
       this.refreshPeers();
+    } else if (cmd.op === 'sessionLimits') {
+      this.sessions.setLimits(cmd.limits);
+    } else {
+      this.log('warn', 'ignored a malformed or unknown internal command');
     }
     return EMPTY;
   }
 
   /**
-   * A session table from a snapshot. This replica's settings apply (they must be equal on every
-   * replica; a snapshot taken with others is said so), and the core learns the snapshot's clock
-   * so that its stamps never go below it.
+   * A new primary whose own session settings differ from the replicated table's proposes its
+   * settings through the log: every replica, and every later replay, switches at that slot.
+   */
+  private proposeSessionLimitsIfChanged(): void {
+    const mine = sessionLimitsOf(this.options);
+    const current = this.sessions.settings;
+    if (current.sessionsMax === mine.sessionsMax && current.sessionExpiryMs === mine.sessionExpiryMs) return;
+    this.submit(encodeSessionLimitsCommand(mine), INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, this.options.proposeTimeoutMs ?? 5000).catch((e: unknown) =>
+      this.log('warn', 'could not propose the session settings; the next primary will', { error: String(e) }),
+    );
+  }
+
+  /**
+   * A session table from a snapshot, with the settings it recorded: settings change only through
+   * the log (a new primary with other settings proposes them), so a replay decides as live did.
+   * The core learns the snapshot's clock so that its stamps never go below it.
    */
   private adoptSessions(table: SessionTable<Uint8Array>): void {
-    const mine = sessionLimitsOf(this.options);
-    const theirs = table.settings;
-    if (theirs.sessionsMax !== mine.sessionsMax || theirs.sessionExpiryMs !== mine.sessionExpiryMs) {
-      this.log('warn', 'a snapshot was taken with other session settings: every replica must use the same sessionsMax and sessionExpiryMs', { snapshot: theirs, mine });
-    }
-    table.setLimits(mine);
     this.sessions = table;
     this.core.noteTimeStamp(table.timeMs);
   }
@@ -923,6 +931,7 @@ export class SynodReplica {
       // RSL: "became primary" only once the recovery round is chosen; "secondary" when that ends.
       if (rc.role === 'leader' && rc.recovered) {
         this.primary = true;
+        this.proposeSessionLimitsIfChanged();
         this.sm.onRoleChange?.('primary', this.id);
       } else if (rc.role !== 'leader' && wasPrimary) {
         this.primary = false;

@@ -82,27 +82,40 @@ export async function lostUnsyncedAcceptScript(ctx: ScriptContext, rounds: numbe
   return windows;
 }
 
-test('black-box: a server built with reply-before-persist (a planted bug) loses acknowledged writes, and the harness says so', { timeout: 180_000 }, async () => {
-  const seed = Number(process.env.SYNOD_JEPSEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  const o: RunOptions = {
-    ...RUN_DEFAULTS,
-    seed,
-    timeMs: 17_000,
-    kinds: [],
-    ledgerShare: 0.3,
-    plantedBug: 'reply-before-persist',
-    script: (ctx) => lostUnsyncedAcceptScript(ctx, 2),
-    log: (line) => console.log(line),
-    command: `SYNOD_JEPSEN_SEED=${seed} node scripts/run-tests.mjs jepsen/bites`,
-  };
-  const report = await runJepsen(o);
-  try {
-    finishReport(report, { ...o, log: () => {} });
-    console.log(report.failures.join('\n'));
-    assert.equal(report.ok, false, `the planted bug went unnoticed (seed ${seed})`);
-    const lost = report.failures.some((f) => /acknowledged writes lost/.test(f));
-    assert.ok(lost || report.linearizability.verdict === 'not-linearizable', `neither lost writes nor a non-linearizable history: ${report.failures.join('; ')}`);
-  } finally {
-    rmSync(report.dir, { recursive: true, force: true });
+test('black-box: a server built with reply-before-persist (a planted bug) loses acknowledged writes, and the harness says so', { timeout: 240_000 }, async () => {
+  // The script exposes the bug with high probability, not certainty (a run where the cut-off
+  // follower happened to persist in time shows nothing): up to three runs, each with its own
+  // seed, and the harness must report the bug in one of them. A correct build passes the same
+  // script (test/jepsen/short.test.ts runs the harness on the correct build).
+  const first = Number(process.env.SYNOD_JEPSEN_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const unnoticed: number[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const seed = (first + attempt) % 2 ** 31;
+    const o: RunOptions = {
+      ...RUN_DEFAULTS,
+      seed,
+      timeMs: 17_000,
+      kinds: [],
+      ledgerShare: 0.3,
+      plantedBug: 'reply-before-persist',
+      script: (ctx) => lostUnsyncedAcceptScript(ctx, 2),
+      log: (line) => console.log(line),
+      command: `SYNOD_JEPSEN_SEED=${seed} node scripts/run-tests.mjs jepsen/bites`,
+    };
+    const report = await runJepsen(o);
+    try {
+      finishReport(report, { ...o, log: () => {} });
+      console.log(report.failures.join('\n'));
+      if (report.ok) {
+        unnoticed.push(seed);
+        continue;
+      }
+      const lost = report.failures.some((f) => /acknowledged writes lost/.test(f));
+      assert.ok(lost || report.linearizability.verdict === 'not-linearizable', `neither lost writes nor a non-linearizable history: ${report.failures.join('; ')}`);
+      return;
+    } finally {
+      rmSync(report.dir, { recursive: true, force: true });
+    }
   }
+  assert.fail(`the planted bug went unnoticed in three runs (seeds ${unnoticed.join(', ')})`);
 });

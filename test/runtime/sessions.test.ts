@@ -121,11 +121,8 @@ test('sessions: registered through the log, expired by stamped time, bounded; an
     // Sessions survive a snapshot and a restart of every replica (state and clock alike). The
     // restart takes an election, longer than EXPIRY_MS: every replica comes back with a longer
     // expiry (all alike, as they must be), so that e4 is still alive when it retries.
-    // Every replica snapshots at the same point first: the restarted replicas run with another
-    // expiry, and replaying the old log under other settings would decide the expired retries
-    // above differently (session settings are not in the log: they must never change for history
-    // a replica may still replay — docs/api.md). Without this, a follower that replayed from its
-    // older state and then led answered e4's retry from a diverged state (seen under load).
+    // Every replica snapshots at the same point first (replay under changed settings is covered
+    // by test/runtime/session-settings.test.ts; here the point is the snapshot round trip).
     const appliedAll = leader.status().appliedSlot;
     await until('every replica applied everything', () => replicas.every((r) => r.status().appliedSlot >= appliedAll));
     await Promise.all(replicas.map((r) => r.takeSnapshot()));

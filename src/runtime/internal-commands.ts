@@ -1,0 +1,49 @@
+// The runtime's own commands in the log (client id 0, never the application's): JSON bodies
+// with an `op`. Replay (replay.ts) and the live replica (replica.ts) decode them with the same
+// functions, so that both apply them alike.
+//
+//   { op: 'address', id, host, port }                    the replicated address book
+//   { op: 'sessionLimits', sessionsMax, sessionExpiryMs } the session table's settings from this
+//                                                         slot on (proposed by a new primary whose
+//                                                         own settings differ from the table's)
+//
+// Why session settings go through the log: a replica that replays entries after a restart must
+// decide expiry and eviction as they were decided live; settings taken from its command line would
+// make a replica run with other settings diverge (SAFETY.md: determinism of the replicated state).
+
+import { validateSessionLimits, type SessionLimits } from '../core/sessions.js';
+
+export type InternalCommand =
+  | { op: 'address'; id: number; host: string; port: number }
+  | { op: 'sessionLimits'; limits: SessionLimits }
+  | { op: 'unknown' };
+
+export function encodeInternal(body: Record<string, unknown>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(body));
+}
+
+export function encodeSessionLimitsCommand(limits: SessionLimits): Uint8Array {
+  return encodeInternal({ op: 'sessionLimits', sessionsMax: limits.sessionsMax, sessionExpiryMs: limits.sessionExpiryMs });
+}
+
+/** Decodes an internal command; anything malformed or unknown is { op: 'unknown' } (ignored alike everywhere). */
+export function decodeInternal(payload: Uint8Array): InternalCommand {
+  let body: { op?: unknown; id?: unknown; host?: unknown; port?: unknown; sessionsMax?: unknown; sessionExpiryMs?: unknown };
+  try {
+    body = JSON.parse(new TextDecoder().decode(payload)) as typeof body;
+  } catch {
+    return { op: 'unknown' };
+  }
+  if (body === null || typeof body !== 'object') return { op: 'unknown' };
+  if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
+    return { op: 'address', id: body.id, host: body.host, port: body.port };
+  }
+  if (body.op === 'sessionLimits' && typeof body.sessionsMax === 'number' && typeof body.sessionExpiryMs === 'number') {
+    try {
+      return { op: 'sessionLimits', limits: validateSessionLimits({ sessionsMax: body.sessionsMax, sessionExpiryMs: body.sessionExpiryMs }) };
+    } catch {
+      return { op: 'unknown' };
+    }
+  }
+  return { op: 'unknown' };
+}
