@@ -19,7 +19,6 @@ import type { BenchParams } from './params.js';
 import { StageTracer, type TraceReport } from './trace.js';
 
 const LEADER_WAIT_MS = 20_000;
-const LEADER_RECHECK_MS = 100;
 const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in these
 const PROBE_URL = new URL('./probe.js', import.meta.url);
 
@@ -47,7 +46,7 @@ export interface BenchCluster {
   /** Binary protocol endpoints ("host:port"), leader first; empty for in-process direct load. */
   endpoints: string[];
   /** In-process only: the leader replica now. */
-  leader: ((refresh?: boolean) => SynodReplica) | null;
+  leader: (() => SynodReplica) | null;
   processes(): ProcessSample[];
   counters(): ReplicaCounters[];
   traceReset(): void;
@@ -132,15 +131,10 @@ export async function startInproc(p: BenchParams): Promise<BenchCluster> {
     await closeAll();
     throw e;
   }
-  // status() builds a whole report: look the leader up at most every LEADER_RECHECK_MS, not per operation.
+  // isLeader() is cheap (status() builds a whole report): check per operation, follow a new leader.
   let current = leaderNode.replica;
-  let checkedMs = performance.now();
-  const leader = (refresh = false) => {
-    const t = performance.now();
-    if (refresh || t - checkedMs > LEADER_RECHECK_MS) {
-      checkedMs = t;
-      current = nodes.find((n) => n.replica.status().role === 'leader')?.replica ?? current;
-    }
+  const leader = () => {
+    if (!current.isLeader()) current = nodes.find((n) => n.replica.isLeader())?.replica ?? current;
     return current;
   };
   // Every replica is traced: leadership may move during the run (the report takes the replica

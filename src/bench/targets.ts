@@ -51,7 +51,7 @@ export class DirectTarget implements Target {
   private readonly sessions: Array<{ clientId: number; opening: Promise<number> | null; seq: number; outstanding: Set<number> }>;
 
   constructor(
-    private readonly replica: (refresh?: boolean) => SynodReplica,
+    private readonly replica: () => SynodReplica,
     clients: number,
     private readonly lanesPerClient: number,
   ) {
@@ -94,8 +94,7 @@ export class DirectTarget implements Target {
       } catch (e) {
         if (errorCode(e) !== 'SYNOD_NOT_LEADER' || attempt >= NOT_LEADER_RETRIES_MAX) throw e;
         this.notLeaderRetries++;
-        await new Promise((r) => setTimeout(r, NOT_LEADER_BACKOFF_MS));
-        this.replica(true);
+        await new Promise((r) => setTimeout(r, NOT_LEADER_BACKOFF_MS)); // then op() asks replica() for the leader again
       }
     }
   }

@@ -363,18 +363,11 @@ export class KvClient {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
-        let conn: Connection;
-        if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
-        else {
-          try {
-            conn = await this.connection();
-          } catch (e) {
-            if (e instanceof KvAuthError) throw e;
-            lastError = (e as Error).message;
-            this.rotate();
-            await this.backoff(attempt);
-            continue;
-          }
+        // The open connection at once (no await on the hot path), else connect or back off.
+        const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+        if (typeof conn === 'string') {
+          lastError = conn;
+          continue;
         }
         let r: Response;
         try {
@@ -442,18 +435,11 @@ export class KvClient {
     let lastError = 'no attempt';
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
-      let conn: Connection;
-      if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
-      else {
-        try {
-          conn = await this.connection();
-        } catch (e) {
-          if (e instanceof KvAuthError) throw e;
-          lastError = (e as Error).message;
-          this.rotate();
-          await this.backoff(attempt);
-          continue;
-        }
+      // The open connection at once (no await on the hot path), else connect or back off.
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      if (typeof conn === 'string') {
+        lastError = conn;
+        continue;
       }
       const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
       let r: Response;
@@ -487,18 +473,11 @@ export class KvClient {
     let lastError = 'no attempt';
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
-      let conn: Connection;
-      if (this.conn !== null && this.conn.connected && !this.conn.closed) conn = this.conn;
-      else {
-        try {
-          conn = await this.connection();
-        } catch (e) {
-          if (e instanceof KvAuthError) throw e;
-          lastError = (e as Error).message;
-          this.rotate();
-          await this.backoff(attempt);
-          continue;
-        }
+      // The open connection at once (no await on the hot path), else connect or back off.
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      if (typeof conn === 'string') {
+        lastError = conn;
+        continue;
       }
       let r: Response;
       try {
@@ -533,6 +512,27 @@ export class KvClient {
   private floor(): number {
     while (this.floorSeq < this.seq && !this.outstanding.has(this.floorSeq)) this.floorSeq++;
     return this.floorSeq;
+  }
+
+  /** The current connection if it is established and open (requests may go at once), else null. */
+  private openConnection(): Connection | null {
+    const c = this.conn;
+    return c !== null && c.connected && !c.closed ? c : null;
+  }
+
+  /**
+   * Connects (or waits for the connection being set up); on failure rotates to the next endpoint,
+   * backs off and returns the reason, for the caller's retry loop. Authentication failures throw.
+   */
+  private async connectOrBackOff(attempt: number): Promise<Connection | string> {
+    try {
+      return await this.connection();
+    } catch (e) {
+      if (e instanceof KvAuthError) throw e;
+      this.rotate();
+      await this.backoff(attempt);
+      return (e as Error).message;
+    }
   }
 
   private async connection(): Promise<Connection> {

@@ -65,6 +65,11 @@ export class KvCodecError extends Error {
   }
 }
 
+/** The big-endian u32 at `at` (the caller has checked that 4 bytes are there). */
+export function u32be(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
 // ---------------------------------------------------------------- writing
 
 const POOLED_BYTES_MAX = 1024;
@@ -206,10 +211,9 @@ class In {
   }
   u32(what: string): number {
     this.need(4, what);
-    const b = this.bytes;
     const o = this.offset;
     this.offset = o + 4;
-    return (b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!)) >>> 0;
+    return u32be(this.bytes, o);
   }
   /** A length-prefixed byte string, as a view into the input (callers copy what they keep). */
   blob(what: string, max: number): Uint8Array {

@@ -29,6 +29,7 @@ import {
   RES_NOT_FOUND,
   RES_OK,
   SCAN_LIMIT_MAX,
+  u32be,
   VALUE_BYTES_MAX_DEFAULT,
   type KvCommand,
   type KvQuery,
@@ -94,7 +95,7 @@ export class KvMachine implements StateMachine {
     // The common case, a well-formed GET, without decoding into objects (as applyValidPut).
     const r = request;
     if (r.length >= 6 && r[0] === OP_GET) {
-      const keyBytes = ((r[1]! << 24) | (r[2]! << 16) | (r[3]! << 8) | r[4]!) >>> 0;
+      const keyBytes = u32be(r, 1);
       if (keyBytes >= 1 && keyBytes <= KEY_BYTES_MAX && 5 + keyBytes === r.length) {
         const v = this.map.get(Buffer.from(r.buffer, r.byteOffset + 5, keyBytes).toString('latin1'));
         if (v === undefined) return Uint8Array.of(RES_NOT_FOUND);
@@ -209,10 +210,10 @@ export class KvMachine implements StateMachine {
   /** Where the value starts if `c` is a PUT within the limits, else -1. */
   private validPutValueAt(c: Uint8Array): number {
     if (c.length < 9 || c[0] !== OP_PUT) return -1;
-    const keyBytes = ((c[1]! << 24) | (c[2]! << 16) | (c[3]! << 8) | c[4]!) >>> 0;
+    const keyBytes = u32be(c, 1);
     if (keyBytes === 0 || keyBytes > KEY_BYTES_MAX || 9 + keyBytes > c.length) return -1;
     const at = 5 + keyBytes;
-    const valueBytes = ((c[at]! << 24) | (c[at + 1]! << 16) | (c[at + 2]! << 8) | c[at + 3]!) >>> 0;
+    const valueBytes = u32be(c, at);
     return valueBytes > this.valueBytesMax || at + 4 + valueBytes !== c.length ? -1 : at + 4;
   }
 

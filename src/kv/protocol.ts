@@ -32,6 +32,7 @@
 // never registered, is gone: its writes get SESSION_EXPIRED and are not executed; register anew.
 
 import type { Consistency } from '../runtime/api.js';
+import { u32be } from './codec.js';
 
 export const KIND_WRITE = 1;
 export const KIND_READ = 2;
@@ -140,8 +141,7 @@ export function encodeResponse(status: number, requestId: number, body: Uint8Arr
 
 export function decodeResponse(p: Uint8Array): Response {
   if (p.length < 5) throw new ProtocolError(`response of ${p.length} bytes is shorter than its header`);
-  const requestId = ((p[1]! << 24) | (p[2]! << 16) | (p[3]! << 8) | p[4]!) >>> 0;
-  return { status: p[0]!, requestId, body: p.subarray(5) };
+  return { status: p[0]!, requestId: u32be(p, 1), body: p.subarray(5) };
 }
 
 /** A REGISTER answer's body: the session id, f64 big-endian. */

@@ -19,7 +19,6 @@ import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/m
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
-import { valuePayloadBytes } from '../core/values.js';
 import type { Command, ConfigEpoch, DurableState, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
@@ -795,10 +794,7 @@ export class SynodReplica {
           }
           this.transport.send(msg.to, encodeMessage(msg));
         }
-        for (const c of ready.committed) {
-          this.applySlot(c.slot, c.value);
-          this.appliedPayloadBytes += valuePayloadBytes(c.value);
-        }
+        for (const c of ready.committed) this.applySlot(c.slot, c.value);
         this.handleReadsAndRoles(ready);
       }
       if (lastSeq > 0) this.commit(lastSeq);
@@ -846,6 +842,7 @@ export class SynodReplica {
       const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
       for (const cmd of value.commands) {
+        this.appliedPayloadBytes += cmd.payload.length; // for snapshotIntervalBytes
         if (cmd.clientId === INTERNAL_CLIENT) {
           const registered = isRegisterCommand(cmd) ? encodeSessionId(this.sessions.register()) : this.applyInternal(cmd.payload);
           this.pending.get(cmd.clientId, cmd.seq)?.resolve(registered);

@@ -13,6 +13,7 @@ import { StoppedError } from '../../src/runtime/errors.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader, until } from './wait.js';
 
 setContracts(true);
 
@@ -48,31 +49,6 @@ async function start(dir: string, network: MemoryNetwork, machines: SlotMachine[
   );
 }
 
-async function leaderOf(replicas: SynodReplica[], timeoutMs = 10_000): Promise<SynodReplica> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = replicas.find((r) => r.status().role === 'leader');
-    if (l) {
-      try {
-        await l.read(enc(''), { consistency: 'linearizable', maxWaitMs: 1000 });
-        return l;
-      } catch {
-        // not ready yet
-      }
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('no leader elected');
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 test('codec: a last-request batch round-trips and differs from a plain batch', () => {
   const commands = [{ clientId: 7, seq: 1, floor: 1, payload: enc('x') }];
   const last = decodeValue(encodeValue({ kind: 'batch', commands, last: true }));
@@ -87,7 +63,7 @@ test('an exclusive request gets a slot alone; a last request stops the replica s
   const machines = [1, 2, 3].map(() => new SlotMachine());
   let replicas = await start(dir, new MemoryNetwork(), machines);
   try {
-    let leader = await leaderOf(replicas);
+    let leader = await readyLeader(replicas);
     // Proposed in one turn, so they would share one slot if batched: the exclusive one does not.
     const wave = Array.from({ length: 21 }, (_, i) => (i === 10 ? 'excl:1' : `w${i}:1`));
     const five = await leader.openSession();
@@ -121,7 +97,7 @@ test('an exclusive request gets a slot alone; a last request stops the replica s
     await Promise.all(replicas.map((r) => r.close()));
     const fresh = [1, 2, 3].map(() => new SlotMachine());
     replicas = await start(dir, new MemoryNetwork(), fresh);
-    leader = await leaderOf(replicas);
+    leader = await readyLeader(replicas);
     await until('replayed up to the stop', () => replicas.every((r) => r.status().stoppedAtSlot === stopSlot));
     await assert.rejects(leader.propose(enc('again:1'), { clientId: six, seq: 9 }), StoppedError);
     for (const x of fresh) assert.deepEqual(x.applied, machines[0]!.applied);

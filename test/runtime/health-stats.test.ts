@@ -11,27 +11,11 @@ import { SynodError } from '../../src/runtime/errors.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader } from './wait.js';
 
 setContracts(true);
 
 const enc = (s: string) => new TextEncoder().encode(s);
-
-async function leaderOf(replicas: SynodReplica[], timeoutMs = 10_000): Promise<SynodReplica> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = replicas.find((r) => r.status().role === 'leader');
-    if (l) {
-      try {
-        await l.read(enc(''), { consistency: 'linearizable', maxWaitMs: 1000 });
-        return l;
-      } catch {
-        // not ready yet
-      }
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('no leader elected');
-}
 
 test('health, statistics intervals, and copyStateFrom a named replica', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'synod-health-'));
@@ -47,7 +31,7 @@ test('health, statistics intervals, and copyStateFrom a named replica', async ()
     ),
   );
   try {
-    const leader = await leaderOf(replicas);
+    const leader = await readyLeader(replicas);
     leader.statistics(); // start a fresh interval
     for (let i = 1; i <= 30; i++) await leader.propose(enc(`w${i}:1`));
     const stats = leader.statistics();

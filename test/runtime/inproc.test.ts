@@ -7,6 +7,7 @@ import { SynodReplica } from '../../src/runtime/replica.js';
 import { NotLeaderError } from '../../src/runtime/errors.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader } from './wait.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -33,30 +34,13 @@ async function cluster(n: number, network: MemoryNetwork, dir: string, machines:
   return replicas;
 }
 
-async function leaderOf(replicas: SynodReplica[], timeoutMs = 5000): Promise<SynodReplica> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = replicas.find((r) => r.status().role === 'leader');
-    if (l) {
-      try {
-        await l.read(enc(''), { consistency: 'linearizable' });
-        return l;
-      } catch {
-        // not ready yet
-      }
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('no leader elected');
-}
-
 test('three in-process replicas elect a leader, replicate, snapshot, and agree', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'synod-inproc-'));
   const network = new MemoryNetwork();
   const machines: CounterMachine[] = [];
   const replicas = await cluster(3, network, dir, machines);
   try {
-    const leader = await leaderOf(replicas);
+    const leader = await readyLeader(replicas);
     // Waves of concurrent proposals: batched into slots, pipelined across the window.
     for (let wave = 0; wave < 40; wave++) {
       const results = await Promise.all(Array.from({ length: 5 }, (_, i) => leader.propose(enc(`add:${i % 3}`))));
@@ -88,7 +72,7 @@ test('run-time knobs: snapshots can be disallowed and allowed again; the electio
   const machines: CounterMachine[] = [];
   const replicas = await cluster(3, network, dir, machines);
   try {
-    const leader = await leaderOf(replicas);
+    const leader = await readyLeader(replicas);
     for (const r of replicas) r.setSnapshotsAllowed(false);
     for (let wave = 0; wave < 30; wave++) await leader.propose(enc('add:1'));
     await new Promise((r) => setTimeout(r, 100));

@@ -12,20 +12,12 @@ import { setContracts } from '../../src/core/contracts.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { until } from './wait.js';
 
 setContracts(true);
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const addr = { host: '127.0.0.1', port: 1 };
-
-async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('a joiner that knows only the initial members catches up from one of them and reaches a leader added later', { timeout: 90_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'synod-joiner-'));
@@ -44,10 +36,10 @@ test('a joiner that knows only the initial members catches up from one of them a
   for (const id of [1, 2, 3]) replicas.set(id, await start(id));
   const leader = async () => {
     let found: SynodReplica | undefined;
-    await waitUntil('a leader', () => {
+    await until('a leader', () => {
       found = [...replicas.values()].find((r) => r.status().role === 'leader');
       return found !== undefined;
-    });
+    }, 20_000);
     return found!;
   };
   let count = 0;
@@ -89,7 +81,7 @@ test('a joiner that knows only the initial members catches up from one of them a
     replicas.set(5, await start(5, true));
     await replicas.get(4)!.addMember(5, addr);
     await writeSome(10);
-    await waitUntil('the joiner to apply every write', () => machines.get(5)!.applied.length === count);
+    await until('the joiner to apply every write', () => machines.get(5)!.applied.length === count, 20_000);
     assert.deepEqual(machines.get(5)!.applied, machines.get(4)!.applied);
     assert.deepEqual(replicas.get(4)!.status().members, [2, 3, 4, 5]);
   } finally {

@@ -7,37 +7,11 @@ import { SynodReplica } from '../../src/runtime/replica.js';
 import { SynodError } from '../../src/runtime/errors.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader, until } from './wait.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const addr = { host: '127.0.0.1', port: 1 };
 const core = { pipelineWindowSlots: 8 };
-
-async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function leaderOf(replicas: SynodReplica[]): Promise<SynodReplica> {
-  let found: SynodReplica | undefined;
-  await waitUntil('a ready leader', async () => {
-    for (const r of replicas) {
-      if (r.status().role !== 'leader') continue;
-      try {
-        await r.read(enc(''), { consistency: 'linearizable', maxWaitMs: 500 });
-        found = r;
-        return true;
-      } catch {
-        // not ready
-      }
-    }
-    return false;
-  });
-  return found!;
-}
 
 /** The session registered (through the log) for each test client, by the client's label. */
 const sessions = new Map<number, number>();
@@ -46,7 +20,7 @@ const sessions = new Map<number, number>();
 async function write(replicas: () => SynodReplica[], clientId: number, seq: number, acked: string[]) {
   const value = `c${clientId}-${seq}:1`;
   for (let attempt = 0; attempt < 100; attempt++) {
-    const leader = await leaderOf(replicas());
+    const leader = await readyLeader(replicas());
     try {
       if (!sessions.has(clientId)) sessions.set(clientId, await leader.openSession({ timeoutMs: 2000 }));
       await leader.propose(enc(value), { clientId: sessions.get(clientId)!, seq, floor: seq, timeoutMs: 2000 });
@@ -79,7 +53,7 @@ test('membership: add a replica as a learner, promote it, remove another (the le
     // A joiner follows the log without a vote, then becomes a member.
     const r4 = await start(4, true);
     replicas.push(r4);
-    const leader = await leaderOf(replicas);
+    const leader = await readyLeader(replicas);
     await assert.rejects(r4.propose(enc('x:1')), /not the leader|no leader/);
     const writer = (async () => {
       for (let seq = 21; seq <= 40; seq++) await write(() => replicas, 1, seq, acked);
@@ -87,14 +61,14 @@ test('membership: add a replica as a learner, promote it, remove another (the le
     await leader.addMember(4, addr);
     await writer;
     assert.deepEqual(leader.status().members, [1, 2, 3, 4]);
-    await waitUntil('the new member to apply everything', () => machines.get(4)!.applied.length === acked.length);
+    await until('the new member to apply everything', () => machines.get(4)!.applied.length === acked.length);
     // Removal: refuse what would leave no live quorum; allow a healthy one, even of the leader itself.
-    const lead = await leaderOf(replicas);
+    const lead = await readyLeader(replicas);
     await lead.removeMember(lead.id);
     replicas = replicas.filter((r) => r !== lead);
     await lead.close();
     for (let seq = 41; seq <= 60; seq++) await write(() => replicas, 1, seq, acked);
-    const next = await leaderOf(replicas);
+    const next = await readyLeader(replicas);
     assert.equal(next.status().members.includes(lead.id), false);
     // Leadership transfer under load.
     const target = replicas.find((r) => r !== next)!;
@@ -103,14 +77,14 @@ test('membership: add a replica as a learner, promote it, remove another (the le
     })();
     next.transferLeadership(target.id);
     await load;
-    await waitUntil('the transfer target to lead', () => target.status().role === 'leader');
+    await until('the transfer target to lead', () => target.status().role === 'leader');
     // Every acknowledged write exactly once on every member, in the same order.
-    await waitUntil('convergence', () => replicas.every((r) => machines.get(r.id)!.applied.length === acked.length));
+    await until('convergence', () => replicas.every((r) => machines.get(r.id)!.applied.length === acked.length));
     const reference = machines.get(replicas[0]!.id)!.applied;
     for (const r of replicas) assert.deepEqual(machines.get(r.id)!.applied, reference);
     for (const v of acked) assert.equal(reference.filter((x) => x === v).length, 1, `${v} exactly once`);
     // Removing a member when the rest could not form a live quorum is refused.
-    const cur = await leaderOf(replicas);
+    const cur = await readyLeader(replicas);
     const others = replicas.filter((r) => r !== cur);
     await others[0]!.close();
     replicas = replicas.filter((r) => r !== others[0]);

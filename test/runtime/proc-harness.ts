@@ -1,8 +1,7 @@
 // Multi-process cluster harness: each replica is a child process (child-replica.ts) over TCP on
 // loopback with file logs, driven over IPC. Clients record every acknowledged write so that a
 // test can check each one is applied exactly once on every live replica, in the same order.
-// (multiprocess.test.ts keeps its own copy of the first helpers; this one adds joiners and
-// membership calls for the 5-replica tests.)
+// Used by the 3-replica (multiprocess.test.ts) and 5-replica (multiprocess5.test.ts) tests.
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';

@@ -13,6 +13,7 @@ import { SynodReplica } from '../../src/runtime/replica.js';
 import { replayDataDir } from '../../src/runtime/replay.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader } from './wait.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -53,23 +54,6 @@ async function startCluster(dir: string, machines: SlotCounter[]): Promise<Synod
   return replicas;
 }
 
-async function leaderOf(replicas: SynodReplica[], timeoutMs = 8000): Promise<SynodReplica> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const leader = replicas.find((r) => r.status().role === 'leader');
-    if (leader) {
-      try {
-        await leader.read(enc(''), { consistency: 'linearizable', maxWaitMs: 1000 });
-        return leader;
-      } catch {
-        // its recovery round has not committed yet
-      }
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('no leader elected');
-}
-
 /** Waves of concurrent proposals (several commands per slot), then one retry that lands in a second slot. */
 async function writeLoad(leader: SynodReplica, waves: number, tag: string): Promise<void> {
   for (let wave = 0; wave < waves; wave++) {
@@ -97,7 +81,7 @@ test('replay of a file-log data dir: full replay equals the live state, a middle
   let replicas: SynodReplica[] = [];
   try {
     replicas = await startCluster(dir, machines);
-    const leader = await leaderOf(replicas);
+    const leader = await readyLeader(replicas);
     await writeLoad(leader, 10, 'a');
     // A retried session command after its answer: it lands in a second slot, and the session table
     // must skip it there (live and in replay alike).

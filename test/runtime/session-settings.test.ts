@@ -14,12 +14,12 @@ import { replayDataDir } from '../../src/runtime/replay.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader, sleep, until } from './wait.js';
 
 setContracts(true);
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SHORT_MS = 1_500;
 
 function start(dir: string, machines: CounterMachine[], sessionExpiryMs: number): Promise<SynodReplica[]> {
@@ -35,37 +35,12 @@ function start(dir: string, machines: CounterMachine[], sessionExpiryMs: number)
   );
 }
 
-async function leaderOf(replicas: SynodReplica[]): Promise<SynodReplica> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const l = replicas.find((r) => r.status().role === 'leader');
-    if (l) {
-      try {
-        await l.read(enc(''), { consistency: 'linearizable', maxWaitMs: 1000 });
-        return l;
-      } catch {
-        // not ready yet
-      }
-    }
-    await sleep(20);
-  }
-  throw new Error('no leader elected');
-}
-
-async function until(what: string, cond: () => boolean, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
-
 test('replicas restarted with another session expiry replay as they ran live; the new expiry applies from the slot it was proposed at', { timeout: 90_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'synod-settings-'));
   let machines = [1, 2, 3].map(() => new CounterMachine());
   let replicas = await start(dir, machines, SHORT_MS);
   try {
-    let leader = await leaderOf(replicas);
+    let leader = await readyLeader(replicas, 15_000);
     const s = await leader.openSession();
     assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 1, floor: 1 })), '1');
     await sleep(SHORT_MS + 300);
@@ -73,14 +48,14 @@ test('replicas restarted with another session expiry replay as they ran live; th
     await assert.rejects(leader.propose(enc('a:1'), { clientId: s, seq: 1, floor: 1 }), SessionExpiredError);
     await assert.rejects(leader.propose(enc('b:1'), { clientId: s, seq: 2, floor: 1 }), SessionExpiredError);
     const applied = leader.status().appliedSlot;
-    await until('every replica applied everything', () => replicas.every((r) => r.status().appliedSlot >= applied));
+    await until('every replica applied everything', () => replicas.every((r) => r.status().appliedSlot >= applied), 15_000);
     // No snapshots: after the restart every replica replays the whole log, now started with a
     // one-hour expiry on its command line.
     await Promise.all(replicas.map((r) => r.close()));
     machines = [1, 2, 3].map(() => new CounterMachine());
     replicas = await start(dir, machines, 3_600_000);
-    leader = await leaderOf(replicas);
-    await until('the replay', () => machines.every((m) => m.total >= 1));
+    leader = await readyLeader(replicas, 15_000);
+    await until('the replay', () => machines.every((m) => m.total >= 1), 15_000);
     await sleep(300);
     for (const m of machines) {
       assert.equal(m.total, 1, 'the retries refused live stay refused in the replay');
@@ -91,13 +66,13 @@ test('replicas restarted with another session expiry replay as they ran live; th
     assert.equal(dec(await leader.propose(enc('c:1'), { clientId: t, seq: 1, floor: 1 })), '2');
     await sleep(SHORT_MS + 300);
     assert.equal(dec(await leader.propose(enc('d:1'), { clientId: t, seq: 2, floor: 1 })), '3');
-    await until('every replica at 3', () => machines.every((m) => m.total === 3));
+    await until('every replica at 3', () => machines.every((m) => m.total === 3), 15_000);
     // A few more writes, so that the chosen prefix a follower records on disk passes d:1 (it is
     // recorded lazily, with later writes).
     for (let i = 0; i < 5; i++) await leader.propose(enc(`e${i}:1`), { clientId: t, seq: 3 + i, floor: 3 + i });
     // Offline replay decides alike: the refused retries stay refused there too.
     const applied2 = leader.status().appliedSlot;
-    await until('every replica applied everything', () => replicas.every((r) => r.status().appliedSlot >= applied2));
+    await until('every replica applied everything', () => replicas.every((r) => r.status().appliedSlot >= applied2), 15_000);
     await Promise.all(replicas.map((r) => r.close()));
     replicas = [];
     const offline = new CounterMachine();

@@ -12,12 +12,12 @@ import { SessionExpiredError } from '../../src/runtime/errors.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
+import { readyLeader, sleep, until } from './wait.js';
 
 setContracts(true);
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Long enough that a session is not idle past it between two steps of this test on a loaded 2-core
 // machine (400 ms was not: a session expired between its registration and its first command).
@@ -45,37 +45,12 @@ async function start(dir: string, network: MemoryNetwork, machines: TimedMachine
   );
 }
 
-async function leaderOf(replicas: SynodReplica[], timeoutMs = 10_000): Promise<SynodReplica> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const l = replicas.find((r) => r.status().role === 'leader');
-    if (l) {
-      try {
-        await l.read(enc(''), { consistency: 'linearizable', maxWaitMs: 1000 });
-        return l;
-      } catch {
-        // not ready yet
-      }
-    }
-    await sleep(20);
-  }
-  throw new Error('no leader elected');
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
-
 test('sessions: registered through the log, expired by stamped time, bounded; an expired retry is never executed twice', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'synod-sessions-'));
   let machines = [1, 2, 3].map(() => new TimedMachine());
   let replicas = await start(dir, new MemoryNetwork(), machines);
   try {
-    let leader = await leaderOf(replicas);
+    let leader = await readyLeader(replicas);
     const before = Date.now();
     const s = await leader.openSession();
     assert.ok(Number.isSafeInteger(s) && s >= 1);
@@ -129,7 +104,7 @@ test('sessions: registered through the log, expired by stamped time, bounded; an
     await Promise.all(replicas.map((r) => r.close()));
     machines = [1, 2, 3].map(() => new TimedMachine());
     replicas = await start(dir, new MemoryNetwork(), machines, 60_000);
-    leader = await leaderOf(replicas);
+    leader = await readyLeader(replicas);
     assert.equal(dec(await leader.propose(enc('e4:1'), { clientId: e4, seq: 1, floor: 1 })), '7', 'a retry after the restart: the original answer');
     await assert.rejects(leader.propose(enc('a:1'), { clientId: s, seq: 1, floor: 1 }), SessionExpiredError);
     await until('replayed', () => machines.every((m) => m.total === 7));

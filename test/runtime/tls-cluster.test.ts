@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,15 +7,7 @@ import { join } from 'node:path';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { generateDevCerts } from '../../src/security/certs.js';
 import { CounterMachine } from './counter.js';
-
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasOpenssl } from '../security/openssl.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

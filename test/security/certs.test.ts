@@ -1,20 +1,11 @@
 // generateDevCerts: validation, a clear error without openssl, CA reuse, key file modes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CertError, generateDevCerts } from '../../src/security/certs.js';
-
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasOpenssl } from './openssl.js';
 
 test('invalid options and a missing openssl give a CertError that says what to do', async () => {
   const dir = join(tmpdir(), 'synod-certs-never-created');

@@ -4,7 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,17 +16,10 @@ import type { PeerAddress } from '../../src/runtime/api.js';
 import { generateDevCerts, type DevCerts } from '../../src/security/certs.js';
 import type { ClientSecurity } from '../../src/security/client-auth.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
+import { hasOpenssl } from './openssl.js';
 
 setContracts(true);
 
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const TOKEN = 'tls-test-token-0123456789abcdef';
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
 

@@ -3,7 +3,6 @@
 // certificate, a certificate naming no replica, plain TCP on a TLS port.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,16 +13,9 @@ import { TcpTransport, type PeerAddress, type ReplicaId } from '../../src/transp
 import { certificateNamesCluster, replicaIdOfCertificate, tlsSocketFactory, type TlsSocketFactoryOptions } from '../../src/transport/tls.js';
 import { transportCompliance, type Harness } from './compliance.js';
 import { collectingLogger, numberedFrame, seededRandom, sleep, waitFor } from './helpers.js';
+import { hasOpenssl } from '../security/openssl.js';
 
 const CLUSTER = 'tls-test';
-const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 const skip = hasOpenssl ? false : 'openssl not installed: cannot generate test certificates';
 
 const root = mkdtempSync(join(tmpdir(), 'synod-tls-'));
