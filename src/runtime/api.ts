@@ -188,6 +188,10 @@ export interface ReplicaStatus {
   stoppedAtSlot: number | null;
   log: { headLsn: number; tailLsn: number; usedBytes: number };
   peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
+  /** This replica's incarnation id (32 hex digits, made with its data directory). */
+  incarnation: string;
+  /** The replicated incarnation book: replica id -> the incarnation bound to it (SAFETY.md). */
+  incarnations: Record<string, string>;
 }
 
 /** The peer transport's limits that an operator may set (TransportOptions of the same names). */

@@ -3,6 +3,8 @@
 // functions, so that both apply them alike.
 //
 //   { op: 'address', id, host, port }                    the replicated address book
+//   { op: 'incarnation', id, incarnation }               binds replica id to its incarnation id
+//                                                         (32 hex digits); the first binding stands
 //   { op: 'sessionLimits', sessionsMax, sessionExpiryMs } the session table's settings from this
 //                                                         slot on (proposed by a new primary whose
 //                                                         own settings differ from the table's)
@@ -15,6 +17,7 @@ import { validateSessionLimits, type SessionLimits } from '../core/sessions.js';
 
 export type InternalCommand =
   | { op: 'address'; id: number; host: string; port: number }
+  | { op: 'incarnation'; id: number; incarnation: string }
   | { op: 'sessionLimits'; limits: SessionLimits }
   | { op: 'unknown' };
 
@@ -28,7 +31,7 @@ export function encodeSessionLimitsCommand(limits: SessionLimits): Uint8Array {
 
 /** Decodes an internal command; anything malformed or unknown is { op: 'unknown' } (ignored alike everywhere). */
 export function decodeInternal(payload: Uint8Array): InternalCommand {
-  let body: { op?: unknown; id?: unknown; host?: unknown; port?: unknown; sessionsMax?: unknown; sessionExpiryMs?: unknown };
+  let body: { op?: unknown; id?: unknown; host?: unknown; port?: unknown; incarnation?: unknown; sessionsMax?: unknown; sessionExpiryMs?: unknown };
   try {
     body = JSON.parse(new TextDecoder().decode(payload)) as typeof body;
   } catch {
@@ -38,6 +41,9 @@ export function decodeInternal(payload: Uint8Array): InternalCommand {
   if (body.op === 'address' && typeof body.id === 'number' && typeof body.host === 'string' && typeof body.port === 'number') {
     return { op: 'address', id: body.id, host: body.host, port: body.port };
   }
+  if (body.op === 'incarnation' && Number.isInteger(body.id) && isIncarnation(body.incarnation)) {
+    return { op: 'incarnation', id: body.id as number, incarnation: body.incarnation };
+  }
   if (body.op === 'sessionLimits' && typeof body.sessionsMax === 'number' && typeof body.sessionExpiryMs === 'number') {
     try {
       return { op: 'sessionLimits', limits: validateSessionLimits({ sessionsMax: body.sessionsMax, sessionExpiryMs: body.sessionExpiryMs }) };
@@ -46,4 +52,8 @@ export function decodeInternal(payload: Uint8Array): InternalCommand {
     }
   }
   return { op: 'unknown' };
+}
+
+export function isIncarnation(v: unknown): v is string {
+  return typeof v === 'string' && /^[0-9a-f]{32}$/.test(v);
 }

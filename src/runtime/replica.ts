@@ -115,6 +115,16 @@ export class SynodReplica {
   private learnerIds: ReplicaId[] = [];
   /** The peers handed to the transport (those we can dial). */
   private peerAddresses = new Map<ReplicaId, PeerAddress>();
+  /**
+   * The replicated incarnation book: the incarnation id bound to each replica id (SAFETY.md: a
+   * replica whose data directory was wiped must not rejoin under its old identity). Bound through
+   * the log by a primary the first time it hears from a replica; never rebound.
+   */
+  private readonly incarnations = new Map<ReplicaId, string>();
+  /** The incarnation each peer named on its latest inbound connection (not replicated). */
+  private readonly heardIncarnations = new Map<ReplicaId, string>();
+  private readonly bindingsProposed = new Set<string>();
+  private refusedIncarnationLogMs = 0;
   private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
 
   private constructor(
@@ -139,6 +149,13 @@ export class SynodReplica {
     for (const [peer, address] of options.members) this.addresses.set(peer, address);
     if (options.listen) this.addresses.set(options.id, options.listen);
     transport.onFrame((from, frame) => this.onFrame(from, frame));
+    transport.onEvent((event) => {
+      if (event.type === 'connected' && event.direction === 'inbound' && event.incarnation) {
+        this.heardIncarnations.set(event.peer, event.incarnation);
+        this.bindIncarnations();
+      }
+    });
+    transport.setAdmission((peer, incarnation) => this.admitPeer(peer, incarnation));
     this.installPrimaryHooks();
     this.tickTimer = setInterval(() => this.onTick(), options.tickMs ?? 10);
   }
@@ -167,12 +184,14 @@ export class SynodReplica {
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
     let sessions: SessionTable<Uint8Array> | null = null;
     let addresses: Array<[number, string, number]> = [];
+    let incarnations: Array<[number, string]> = [];
     let stoppedAt = 0;
     if (latest) {
       const body = decodeSnapshotBody(await readWhole(snapshots, latest.slot));
       options.stateMachine.restore(body.app);
       sessions = body.sessions;
       addresses = body.addresses;
+      incarnations = body.incarnations;
       stoppedAt = body.stoppedAt ?? 0;
       snapshot = { slot: body.slot, configs: body.configs };
     }
@@ -194,11 +213,13 @@ export class SynodReplica {
       options.transport ??
       new TcpTransport({ ...(options.peerLimits ?? {}), replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
+    transport.setIncarnation(Buffer.from(meta.incarnation).toString('hex'));
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     if (sessions) replica.adoptSessions(sessions);
     replica.stoppedAtSlot = stoppedAt;
     for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
+    for (const [peer, incarnation] of incarnations) replica.bindIncarnation(peer, incarnation);
     replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
     return replica;
@@ -433,7 +454,8 @@ export class SynodReplica {
       if (slot <= this.snapshotSlot || this.closed) return this.snapshotSlot;
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
-      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
+      const incarnations = [...this.incarnations];
+      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
       await this.snapshots.save(slot, new Uint8Array(0), [body]);
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
@@ -525,6 +547,8 @@ export class SynodReplica {
     if (cmd.op === 'address') {
       this.learnAddress(cmd.id, { host: cmd.host, port: cmd.port });
       this.refreshPeers();
+    } else if (cmd.op === 'incarnation') {
+      this.bindIncarnation(cmd.id, cmd.incarnation);
     } else if (cmd.op === 'sessionLimits') {
       this.sessions.setLimits(cmd.limits);
     } else {
@@ -564,6 +588,53 @@ export class SynodReplica {
   private learnAddress(id: ReplicaId, address: PeerAddress): void {
     if (id === this.id || this.options.members.has(id)) return;
     this.addresses.set(id, address);
+  }
+
+  // ================================================================ incarnations
+
+  /** Applies a binding (from the log or a snapshot): the first one for an id stands. */
+  private bindIncarnation(id: ReplicaId, incarnation: string): void {
+    if (this.incarnations.has(id)) return;
+    this.incarnations.set(id, incarnation);
+    if (id === this.id && incarnation !== Buffer.from(this.meta.incarnation).toString('hex')) {
+      this.log('error', `the cluster knows replica ${id} as incarnation ${incarnation}, not this data directory's: peers refuse this replica; give it a new id (docs/operations.md)`);
+    }
+    // Connections already open from another incarnation of `id` are cut at once.
+    this.transport.setAdmission((peer, inc) => this.admitPeer(peer, inc));
+  }
+
+  /** The transport's admission check: a bound id must come back with the incarnation bound to it. */
+  private admitPeer(peer: ReplicaId, incarnation: string | null): string | null {
+    const bound = this.incarnations.get(peer);
+    if (bound === undefined || bound === incarnation) return null;
+    const t = now();
+    if (t - this.refusedIncarnationLogMs > 1000) {
+      this.refusedIncarnationLogMs = t;
+      this.log('warn', `refused replica ${peer}: incarnation ${incarnation ?? '(none)'} is not the one bound to it`, { peer, incarnation, bound });
+    }
+    return (
+      `replica ${peer} is known to this cluster as incarnation ${bound}, but this one is ${incarnation ?? '(none)'}: ` +
+      `its data directory was replaced or wiped, so it has forgotten its votes; a replica that lost its data must rejoin under a new id (docs/operations.md)`
+    );
+  }
+
+  /**
+   * A primary binds, through the log, every replica it has heard from (and itself) that has no
+   * incarnation yet. Until bound, any incarnation is admitted: the window is the first contact.
+   */
+  private bindIncarnations(): void {
+    if (!this.primary || this.closed) return;
+    const candidates: Array<[ReplicaId, string]> = [[this.id, Buffer.from(this.meta.incarnation).toString('hex')], ...this.heardIncarnations];
+    for (const [id, incarnation] of candidates) {
+      if (this.incarnations.has(id) || !this.addresses.has(id)) continue;
+      const key = `${id}:${incarnation}`;
+      if (this.bindingsProposed.has(key)) continue;
+      this.bindingsProposed.add(key);
+      this.proposeInternal({ op: 'incarnation', id, incarnation }).catch((e: unknown) => {
+        this.bindingsProposed.delete(key); // the next primary, or the next connection, tries again
+        this.log('debug', `could not bind replica ${id}'s incarnation yet`, { error: String(e) });
+      });
+    }
   }
 
   /** Connect to every member of every known configuration, and to learners. */
@@ -628,6 +699,8 @@ export class SynodReplica {
       stoppedAtSlot: this.stoppedAtSlot || null,
       log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes },
       peers,
+      incarnation: Buffer.from(this.meta.incarnation).toString('hex'),
+      incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),
     };
   }
 
@@ -929,6 +1002,7 @@ export class SynodReplica {
       if (rc.role === 'leader' && rc.recovered) {
         this.primary = true;
         this.proposeSessionLimitsIfChanged();
+        this.bindIncarnations();
         this.sm.onRoleChange?.('primary', this.id);
       } else if (rc.role !== 'leader' && wasPrimary) {
         this.primary = false;
@@ -1081,6 +1155,7 @@ export class SynodReplica {
     this.adoptSessions(body.sessions);
     if (body.stoppedAt) this.stoppedAtSlot = body.stoppedAt;
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
+    for (const [peer, incarnation] of body.incarnations) this.bindIncarnation(peer, incarnation);
     this.appliedSlot = slot;
     this.snapshotSlot = slot;
     this.compactedSlot = slot;

@@ -7,6 +7,7 @@
 
 import type { ConfigEpoch } from '../core/types.js';
 import { SessionTable, type SessionTableData } from '../core/sessions.js';
+import { isIncarnation } from './internal-commands.js';
 
 const MAGIC = 0x31424e53; // "SNB1" little-endian
 
@@ -14,6 +15,8 @@ interface Header {
   slot: number;
   configs: ConfigEpoch[];
   addresses?: Array<[number, string, number]>;
+  /** The incarnation book (absent in older snapshots). */
+  incarnations?: Array<[number, string]>;
   sessions: Array<[number, number, Array<[number, string]>, number?]>;
   /** The stamped clock, the next session id and the session settings (absent in older snapshots). */
   sessionClock?: { timeMs: number; nextId: number; sessionsMax: number; sessionExpiryMs: number };
@@ -26,6 +29,8 @@ export interface SnapshotBody {
   configs: ConfigEpoch[];
   /** The replicated address book: every member's peer address. */
   addresses: Array<[number, string, number]>;
+  /** The replicated incarnation book: each bound replica id's incarnation id. */
+  incarnations: Array<[number, string]>;
   sessions: SessionTable<Uint8Array>;
   app: Uint8Array;
   /** The slot of a chosen last request at or below `slot` (0: none; the replica set stopped there). */
@@ -37,6 +42,7 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
     slot: body.slot,
     configs: body.configs,
     addresses: body.addresses,
+    incarnations: body.incarnations,
     ...(body.stoppedAt ? { stoppedAt: body.stoppedAt } : {}),
     ...sessionHeader(body.sessions.toJSON()),
   };
@@ -75,7 +81,7 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
     ([id, floor, results, activeMs]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))]), activeMs] as [number, number, Array<[number, Uint8Array]>, number?],
   );
   const sessions = SessionTable.fromJSON<Uint8Array>(header.sessionClock ? { ...header.sessionClock, sessions: tuples } : tuples);
-  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0 };
+  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], incarnations: header.incarnations ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0 };
 }
 
 const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1023;
@@ -84,7 +90,7 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
 function validHeader(h: unknown): h is Header {
   if (typeof h !== 'object' || h === null) return false;
-  const { slot, configs, addresses, sessions, stoppedAt, sessionClock } = h as Partial<Header>;
+  const { slot, configs, addresses, incarnations, sessions, stoppedAt, sessionClock } = h as Partial<Header>;
   if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
   if (sessionClock !== undefined) {
     if (typeof sessionClock !== 'object' || sessionClock === null) return false;
@@ -100,6 +106,10 @@ function validHeader(h: unknown): h is Header {
     for (const a of addresses) {
       if (!Array.isArray(a) || a.length !== 3 || !isId(a[0]) || typeof a[1] !== 'string' || !Number.isInteger(a[2])) return false;
     }
+  }
+  if (incarnations !== undefined) {
+    if (!Array.isArray(incarnations)) return false;
+    for (const b of incarnations) if (!Array.isArray(b) || b.length !== 2 || !isId(b[0]) || !isIncarnation(b[1])) return false;
   }
   for (const sess of sessions) {
     if (!Array.isArray(sess) || (sess.length !== 3 && sess.length !== 4) || !isCount(sess[0]) || !isCount(sess[1]) || !Array.isArray(sess[2])) return false;

@@ -8,7 +8,9 @@
 //   7      n    body
 //
 // hello   (dialer -> acceptor): versionMin u16 | versionMax u16 | senderId u16 | targetId u16 |
-//                               clusterIdLength u8 | clusterId (utf-8, 1..255 bytes)
+//                               clusterIdLength u8 | clusterId (utf-8, 1..255 bytes) |
+//                               extensions: (type u8 | length u8 | value)*  (unknown types skipped)
+//          extension 1: the sender's incarnation id (16 bytes, random, stored with its data)
 // welcome (acceptor -> dialer): version u16 (the highest version both support) | acceptorId u16
 // refuse  (acceptor -> dialer): reason u8 | versionMin u16 | versionMax u16 | messageLength u16 | message utf-8
 //
@@ -36,6 +38,8 @@ export interface Hello {
   /** The replica the dialer means to reach (its configured peer id). */
   targetId: ReplicaId;
   clusterId: string;
+  /** The sender's incarnation id as 32 hex digits (a hello extension; null when absent). */
+  incarnation: string | null;
 }
 
 export interface Welcome {
@@ -62,6 +66,7 @@ export type RefuseCode = Extract<
   | 'SYNOD_TRANSPORT_WRONG_REPLICA'
   | 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED'
   | 'SYNOD_TRANSPORT_SHUTTING_DOWN'
+  | 'SYNOD_TRANSPORT_INCARNATION_MISMATCH'
 >;
 const REFUSE_CODES: readonly RefuseCode[] = [
   'SYNOD_TRANSPORT_CLUSTER_MISMATCH', // 1
@@ -69,7 +74,15 @@ const REFUSE_CODES: readonly RefuseCode[] = [
   'SYNOD_TRANSPORT_WRONG_REPLICA', // 3
   'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED', // 4
   'SYNOD_TRANSPORT_SHUTTING_DOWN', // 5
+  'SYNOD_TRANSPORT_INCARNATION_MISMATCH', // 6
 ];
+
+export const INCARNATION_BYTES = 16;
+const EXTENSION_INCARNATION = 1;
+
+export function isRefuseCode(code: string): code is RefuseCode {
+  return (REFUSE_CODES as readonly string[]).includes(code);
+}
 
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
@@ -95,18 +108,29 @@ function envelope(kind: number, bodyLength: number): { out: Uint8Array; view: Da
   return { out, view };
 }
 
-export function encodeHello(hello: Omit<Hello, 'kind'>): Uint8Array {
+export function encodeHello(hello: Omit<Hello, 'kind' | 'incarnation'> & { incarnation?: string | null }): Uint8Array {
   const cluster = utf8.encode(hello.clusterId);
   if (cluster.length < 1 || cluster.length > CLUSTER_ID_BYTES_MAX) {
     throw new RangeError(`clusterId must be 1..${CLUSTER_ID_BYTES_MAX} utf-8 bytes, got ${cluster.length}`);
   }
-  const { out, view } = envelope(KIND_HELLO, 9 + cluster.length);
+  const incarnation = hello.incarnation ? Buffer.from(hello.incarnation, 'hex') : null;
+  if (incarnation !== null && (incarnation.length !== INCARNATION_BYTES || !/^[0-9a-f]+$/.test(hello.incarnation!))) {
+    throw new RangeError(`incarnation must be ${INCARNATION_BYTES * 2} lowercase hex digits`);
+  }
+  const extensionBytes = incarnation === null ? 0 : 2 + INCARNATION_BYTES;
+  const { out, view } = envelope(KIND_HELLO, 9 + cluster.length + extensionBytes);
   view.setUint16(7, hello.versionMin);
   view.setUint16(9, hello.versionMax);
   view.setUint16(11, hello.senderId);
   view.setUint16(13, hello.targetId);
   out[15] = cluster.length;
   out.set(cluster, 16);
+  if (incarnation !== null) {
+    const at = 16 + cluster.length;
+    out[at] = EXTENSION_INCARNATION;
+    out[at + 1] = INCARNATION_BYTES;
+    out.set(incarnation, at + 2);
+  }
   return out;
 }
 
@@ -174,7 +198,7 @@ export function parseHandshake(bytes: Uint8Array): HandshakeParse {
     case KIND_HELLO: {
       if (bodyLength < 10) return malformed('hello too short');
       const clusterLength = bytes[body + 8]!;
-      if (bodyLength !== 9 + clusterLength || clusterLength < 1) return malformed('hello cluster id length disagrees with body length');
+      if (bodyLength < 9 + clusterLength || clusterLength < 1) return malformed('hello cluster id length disagrees with body length');
       let clusterId: string;
       try {
         clusterId = utf8Strict.decode(bytes.subarray(body + 9, body + 9 + clusterLength));
@@ -188,7 +212,20 @@ export function parseHandshake(bytes: Uint8Array): HandshakeParse {
         senderId: view.getUint16(body + 4),
         targetId: view.getUint16(body + 6),
         clusterId,
+        incarnation: null,
       };
+      // Extensions: later versions may add types; a reader skips the ones it does not know.
+      for (let at = body + 9 + clusterLength; at < consumed; ) {
+        if (at + 2 > consumed) return malformed('hello extension header runs past the body');
+        const type = bytes[at]!;
+        const length = bytes[at + 1]!;
+        if (at + 2 + length > consumed) return malformed('hello extension runs past the body');
+        if (type === EXTENSION_INCARNATION) {
+          if (length !== INCARNATION_BYTES) return malformed(`incarnation extension of ${length} bytes, expected ${INCARNATION_BYTES}`);
+          message.incarnation = Buffer.from(bytes.subarray(at + 2, at + 2 + length)).toString('hex');
+        }
+        at += 2 + length;
+      }
       return { status: 'done', message, consumed };
     }
     case KIND_WELCOME: {

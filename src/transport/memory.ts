@@ -16,6 +16,7 @@
 import {
   type FrameHandler,
   type PeerAddress,
+  type PeerAdmission,
   type PeerStats,
   type PeerTransport,
   type ReplicaId,
@@ -128,7 +129,7 @@ export class MemoryNetwork {
       // A transport that left (closed, or closed and restarted) loses what was in flight to it.
       if (this.endpoints.get(target.replicaId) === target) {
         source.delivered(target.replicaId, frame);
-        target.receive(source.replicaId, frame);
+        target.receive(source.replicaId, frame, source.incarnation);
       } else {
         source.undelivered(target.replicaId, frame);
       }
@@ -150,8 +151,16 @@ export class MemoryTransport implements PeerTransport {
   private readonly protocolVersion: number;
   private readonly peers = new Map<ReplicaId, MemoryPeer>();
   private readonly receivedFrames = new Map<ReplicaId, number>();
+  /** The incarnation each sender last named (to report a new one as a connection). */
+  private readonly seen = new Map<ReplicaId, string | null>();
+  private eventHandler: TransportEventHandler = () => {};
   private frameHandler: FrameHandler = () => {};
   private state: 'new' | 'started' | 'closed' = 'new';
+  /** @internal Named to every receiver, as a TCP hello does. */
+  incarnation: string | null = null;
+  private admission: PeerAdmission | null = null;
+  /** Frames refused by the admission check (a peer whose incarnation is not the one the cluster knows). */
+  refusedFrames = 0;
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -188,8 +197,19 @@ export class MemoryTransport implements PeerTransport {
     this.frameHandler = handler;
   }
 
-  onEvent(_handler: TransportEventHandler): void {
-    // The memory network has no connections, hence no connection events.
+  onEvent(handler: TransportEventHandler): void {
+    // No connections, hence no connection events, except that each peer's first frame counts as
+    // its inbound connection: it tells the receiver the sender's incarnation, as a TCP hello does.
+    this.eventHandler = handler;
+  }
+
+  setIncarnation(incarnation: string): void {
+    this.incarnation = incarnation;
+  }
+
+  setAdmission(admit: PeerAdmission | null): void {
+    // Checked on every delivery below, so it applies at once to peers already talking.
+    this.admission = admit;
   }
 
   setPeers(peers: ReadonlyMap<ReplicaId, PeerAddress>): void {
@@ -226,8 +246,16 @@ export class MemoryTransport implements PeerTransport {
   // ---------------------------------------------------------------- called by MemoryNetwork
 
   /** @internal */
-  receive(from: ReplicaId, frame: Uint8Array): void {
+  receive(from: ReplicaId, frame: Uint8Array, incarnation: string | null): void {
     if (this.state !== 'started') return;
+    if (this.seen.get(from) !== incarnation) {
+      this.seen.set(from, incarnation);
+      this.eventHandler({ type: 'connected', peer: from, direction: 'inbound', protocolVersion: this.protocolVersion, incarnation });
+    }
+    if (this.admission !== null && this.admission(from, incarnation) !== null) {
+      this.refusedFrames++;
+      return;
+    }
     this.receivedFrames.set(from, (this.receivedFrames.get(from) ?? 0) + 1);
     try {
       this.frameHandler(from, frame, this.protocolVersion);

@@ -30,13 +30,14 @@ import type * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 import { FRAME_HEADER_BYTES, FrameDecoder, writeFrameHeader } from './frame.js';
-import { HandshakeReader, encodeHello, encodeRefuse, encodeWelcome, negotiateVersion, type Hello, type RefuseCode } from './handshake.js';
+import { HandshakeReader, encodeHello, encodeRefuse, encodeWelcome, isRefuseCode, negotiateVersion, type Hello, type RefuseCode } from './handshake.js';
 import { reconnectDelayMs, transportOptions, type TransportOptions, type TransportOptionsInput } from './options.js';
 import { plainTcpSocketFactory, type SocketFactory } from './socket.js';
 import {
   TransportError,
   type FrameHandler,
   type PeerAddress,
+  type PeerAdmission,
   type PeerStats,
   type PeerTransport,
   type ReplicaId,
@@ -91,6 +92,8 @@ interface InboundConn {
   remote: string;
   state: 'handshake' | 'open' | 'closing';
   peer: ReplicaId | null;
+  /** The incarnation id the peer's hello named (null: none, or still handshaking). */
+  incarnation: string | null;
   version: number;
   reader: HandshakeReader;
   decoder: FrameDecoder | null;
@@ -118,6 +121,8 @@ export class TcpTransport implements PeerTransport {
   private readonly sockets = new Set<net.Socket>();
   private frameHandler: FrameHandler = () => {};
   private eventHandler: TransportEventHandler = () => {};
+  private incarnation: string | null = null;
+  private admission: PeerAdmission | null = null;
   private dirty: Peer[] = [];
   private flushScheduled = false;
 
@@ -195,6 +200,23 @@ export class TcpTransport implements PeerTransport {
 
   onEvent(handler: TransportEventHandler): void {
     this.eventHandler = handler;
+  }
+
+  setIncarnation(incarnation: string): void {
+    this.incarnation = incarnation;
+  }
+
+  setAdmission(admit: PeerAdmission | null): void {
+    this.admission = admit;
+    if (admit === null) return;
+    for (const conn of this.inbound) {
+      if (conn.state !== 'open' || conn.peer === null) continue;
+      const reason = admit(conn.peer, conn.incarnation);
+      if (reason !== null) {
+        const error = new TransportError('SYNOD_TRANSPORT_INCARNATION_MISMATCH', reason);
+        this.refuseInbound(conn, error, null);
+      }
+    }
   }
 
   setPeers(peers: ReadonlyMap<ReplicaId, PeerAddress>): void {
@@ -325,6 +347,7 @@ export class TcpTransport implements PeerTransport {
         senderId: this.replicaId,
         targetId: peer.id,
         clusterId: this.options.clusterId,
+        incarnation: this.incarnation,
       }),
     );
     peer.timer = setTimeout(() => {
@@ -557,6 +580,7 @@ export class TcpTransport implements PeerTransport {
       remote: `${socket.remoteAddress}:${socket.remotePort}`,
       state: 'handshake',
       peer: null,
+      incarnation: null,
       version: 0,
       reader: new HandshakeReader(),
       decoder: null,
@@ -612,6 +636,7 @@ export class TcpTransport implements PeerTransport {
     conn.timer = null;
     conn.state = 'open';
     conn.peer = hello.senderId;
+    conn.incarnation = hello.incarnation;
     conn.version = version;
     conn.decoder = new FrameDecoder(this.options.frameBytesMax);
     const previous = this.inboundByPeer.get(hello.senderId);
@@ -623,7 +648,7 @@ export class TcpTransport implements PeerTransport {
     }
     conn.socket.write(encodeWelcome({ version, acceptorId: this.replicaId }));
     this.log('info', 'accepted peer', { peer: hello.senderId, remote: conn.remote, protocolVersion: version });
-    this.emit({ type: 'connected', peer: hello.senderId, direction: 'inbound', protocolVersion: version });
+    this.emit({ type: 'connected', peer: hello.senderId, direction: 'inbound', protocolVersion: version, incarnation: hello.incarnation });
     if (parsed.rest.length > 0) this.onInboundData(conn, parsed.rest);
   }
 
@@ -645,6 +670,8 @@ export class TcpTransport implements PeerTransport {
     if (hello.targetId !== this.replicaId) {
       return new TransportError('SYNOD_TRANSPORT_WRONG_REPLICA', `replica ${hello.senderId} at ${remote} meant to reach replica ${hello.targetId}, but this is replica ${this.replicaId}`);
     }
+    const refused = this.admission?.(hello.senderId, hello.incarnation) ?? null;
+    if (refused !== null) return new TransportError('SYNOD_TRANSPORT_INCARNATION_MISMATCH', refused);
     return null;
   }
 
@@ -748,14 +775,4 @@ export class TcpTransport implements PeerTransport {
 
 function hostPort(address: PeerAddress): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-}
-
-function isRefuseCode(code: string): code is RefuseCode {
-  return (
-    code === 'SYNOD_TRANSPORT_CLUSTER_MISMATCH' ||
-    code === 'SYNOD_TRANSPORT_VERSION_MISMATCH' ||
-    code === 'SYNOD_TRANSPORT_WRONG_REPLICA' ||
-    code === 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED' ||
-    code === 'SYNOD_TRANSPORT_SHUTTING_DOWN'
-  );
 }

@@ -47,12 +47,19 @@ export interface PeerStats {
 
 /** Something operators may want to see happen: connections and refusals. */
 export type TransportEvent =
-  | { type: 'connected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; protocolVersion: number }
+  /** incarnation: the peer's incarnation id (32 hex digits) from its hello, on inbound connections; null when it sent none. */
+  | { type: 'connected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; protocolVersion: number; incarnation?: string | null }
   | { type: 'disconnected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; error: TransportError | null }
   /** A handshake failed or a connection was closed for a protocol reason. peer is null when unknown. */
   | { type: 'refused'; peer: ReplicaId | null; direction: 'outbound' | 'inbound'; error: TransportError };
 
 export type TransportEventHandler = (event: TransportEvent) => void;
+
+/**
+ * Decides whether a peer may talk to this replica: its id and the incarnation id its hello named
+ * (null when none). Returns null to admit it, or the reason to refuse it.
+ */
+export type PeerAdmission = (peer: ReplicaId, incarnation: string | null) => string | null;
 
 export interface PeerTransport {
   /** This replica's id. */
@@ -73,6 +80,17 @@ export interface PeerTransport {
   /** Sets the handler for connection events (optional). */
   onEvent(handler: TransportEventHandler): void;
   /**
+   * This replica's incarnation id (32 hex digits), named in every hello from now on, so peers can
+   * tell a replica that lost its data from the one they knew under the same id (SAFETY.md).
+   */
+  setIncarnation(incarnation: string): void;
+  /**
+   * Sets who may talk to this replica. Checked at each handshake (a refusal names the reason) and
+   * again at once for the connections already open: those no longer admitted are closed and no
+   * frame of theirs is delivered after this call.
+   */
+  setAdmission(admit: PeerAdmission | null): void;
+  /**
    * Replaces the set of peers (membership change). New peers are dialed, removed peers are
    * disconnected and their queues dropped, a changed address reconnects. The own id is ignored.
    */
@@ -84,7 +102,7 @@ export interface PeerTransport {
 }
 
 /**
- * Stable codes for everything a transport can refuse or fail with. The first five are also
+ * Stable codes for everything a transport can refuse or fail with. The first six are also
  * sent on the wire in a refusal (see handshake.ts and docs/transport.md).
  */
 export type TransportErrorCode =
@@ -93,6 +111,7 @@ export type TransportErrorCode =
   | 'SYNOD_TRANSPORT_WRONG_REPLICA'
   | 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED'
   | 'SYNOD_TRANSPORT_SHUTTING_DOWN'
+  | 'SYNOD_TRANSPORT_INCARNATION_MISMATCH'
   | 'SYNOD_TRANSPORT_NOT_A_PEER'
   | 'SYNOD_TRANSPORT_HANDSHAKE_TIMEOUT'
   | 'SYNOD_TRANSPORT_CONNECT_TIMEOUT'

@@ -209,7 +209,7 @@ const snapshotArb = fc
     sessions: fc.array(fc.tuple(fc.integer({ min: 1, max: 1000 }), fc.nat(100), fc.array(fc.tuple(fc.nat(100), fc.uint8Array({ maxLength: 16 })), { maxLength: 3 })), { maxLength: 3 }),
   })
   .map(({ slot, app, sessions }) =>
-    encodeSnapshotBody({ slot, configs: [], addresses: [[1, '127.0.0.1', 7000]], sessions: SessionTable.fromJSON<Uint8Array>(sessions), app }),
+    encodeSnapshotBody({ slot, configs: [], addresses: [[1, '127.0.0.1', 7000]], incarnations: [[1, '0123456789abcdef0123456789abcdef']], sessions: SessionTable.fromJSON<Uint8Array>(sessions), app }),
   );
 
 /** What decodeSnapshotBody threw that was not its own "snapshot body: ..." Error (reported, see docs/testing.md). */

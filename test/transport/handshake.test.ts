@@ -24,8 +24,9 @@ test('handshake: hello, welcome and refuse round-trip through random chunking', 
       fc.integer({ min: 1, max: 0xffff }),
       fc.uint8Array({ maxLength: 20 }),
       fc.array(fc.nat(), { maxLength: 6 }),
-      (clusterId, senderId, targetId, versionMin, trailer, cutSeeds) => {
-        const hello = { versionMin, versionMax: Math.min(0xffff, versionMin + 3), senderId, targetId, clusterId };
+      fc.option(fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex'))),
+      (clusterId, senderId, targetId, versionMin, trailer, cutSeeds, incarnation) => {
+        const hello = { versionMin, versionMax: Math.min(0xffff, versionMin + 3), senderId, targetId, clusterId, incarnation };
         const bytes = new Uint8Array([...encodeHello(hello), ...trailer]);
         const cuts = [...new Set(cutSeeds.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
         const bounds = [0, ...cuts, bytes.length];
@@ -61,6 +62,30 @@ test('handshake: hello, welcome and refuse round-trip through random chunking', 
     versionMax: 4,
     message: 'no common version',
   });
+});
+
+test('handshake: hello extensions: the incarnation is read, unknown types are skipped, overruns are refused', () => {
+  const incarnation = '00112233445566778899aabbccddeeff';
+  const base = encodeHello({ versionMin: 1, versionMax: 1, senderId: 2, targetId: 1, clusterId: 'c', incarnation });
+  const parsed = parseHandshake(base);
+  assert.equal(parsed.status === 'done' && parsed.message.kind === 'hello' && parsed.message.incarnation, incarnation);
+  // A later version's extension (type 9, 3 bytes) before ours: skipped, ours still read.
+  const plain = encodeHello({ versionMin: 1, versionMax: 1, senderId: 2, targetId: 1, clusterId: 'c' });
+  const withUnknown = (extra: number[]) => {
+    const body = [...plain.subarray(7), ...extra];
+    return new Uint8Array([...plain.subarray(0, 5), body.length >> 8, body.length & 0xff, ...body]);
+  };
+  const ours = [...base.subarray(plain.length)];
+  const skipped = parseHandshake(withUnknown([9, 3, 1, 2, 3, ...ours]));
+  assert.equal(skipped.status === 'done' && skipped.message.kind === 'hello' && skipped.message.incarnation, incarnation);
+  const none = parseHandshake(plain);
+  assert.equal(none.status === 'done' && none.message.kind === 'hello' && none.message.incarnation, null);
+  for (const bad of [[9], [9, 5, 1], [1, 4, 1, 2, 3, 4]]) {
+    const r = parseHandshake(withUnknown(bad));
+    assert.equal(r.status, 'error', `extension bytes ${bad.join(',')} are malformed`);
+    assert.equal(r.status === 'error' && r.error.code, 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED');
+  }
+  assert.throws(() => encodeHello({ versionMin: 1, versionMax: 1, senderId: 2, targetId: 1, clusterId: 'c', incarnation: 'xyz' }), RangeError);
 });
 
 test('handshake: versions agree on the highest common one, or none', () => {

@@ -118,6 +118,37 @@ t('a peer from another cluster is refused, with the reason on both sides', async
   assert.equal(b.frames.length, 0);
 });
 
+t('a peer whose incarnation is not admitted is refused with the reason; a new admission cuts open connections', async () => {
+  const a = await replica(1);
+  const b = await replica(2);
+  const incarnationOfA = '0123456789abcdef0123456789abcdef';
+  a.transport.setIncarnation(incarnationOfA);
+  const bound = new Map<ReplicaId, string>([[1, 'ffffffffffffffffffffffffffffffff']]);
+  b.transport.setAdmission((peer, incarnation) => (bound.has(peer) && bound.get(peer) !== incarnation ? `replica ${peer} is bound to another incarnation` : null));
+  link(a, b);
+  a.transport.send(2, numberedFrame(1, 0));
+  await waitFor(() => a.transport.stats().get(2)!.lastError !== null, 'a refusal');
+  const error = a.transport.stats().get(2)!.lastError!;
+  assert.equal(error.code, 'SYNOD_TRANSPORT_INCARNATION_MISMATCH');
+  assert.equal(error.remote, true);
+  assert.match(error.message, /bound to another incarnation/);
+  assert.equal(b.frames.length, 0);
+
+  // Admitted once bound to its own incarnation; the inbound connection names it.
+  bound.set(1, incarnationOfA);
+  await waitFor(() => b.events.some((e) => e.type === 'connected' && e.direction === 'inbound' && e.incarnation === incarnationOfA), 'a connection once admitted', 5_000);
+  a.transport.send(2, numberedFrame(1, 1));
+  await waitFor(() => b.frames.length === 1, 'a frame through');
+
+  // Rebinding elsewhere cuts the open connection at once: nothing more is delivered.
+  bound.set(1, 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee');
+  b.transport.setAdmission((peer, incarnation) => (bound.has(peer) && bound.get(peer) !== incarnation ? 'rebound' : null));
+  a.transport.send(2, numberedFrame(1, 2));
+  await sleep(200);
+  assert.equal(b.frames.length, 1, 'no frame after the admission changed');
+  assert.ok(b.events.some((e) => e.type === 'refused' && e.direction === 'inbound' && e.error.code === 'SYNOD_TRANSPORT_INCARNATION_MISMATCH'));
+});
+
 t('an incompatible version range is refused; overlapping ranges agree on the highest common version', async () => {
   const old = await replica(1, { protocolVersionMin: 1, protocolVersionMax: 1 });
   const next = await replica(2, { protocolVersionMin: 2, protocolVersionMax: 3 });
