@@ -13,6 +13,18 @@
 // may have been (proposal timed out, leader lost mid-flight, forwarding broke after sending).
 // A forwarded request's answer from the leader is relayed unchanged.
 //
+// Exactly-once writes (docs/kv.md, "Sessions"): `POST /v1/sessions` registers a session through
+// the log (leader only; followers forward like a write) and answers {"session": id}. A write that
+// carries `Synod-Session: id` and `Synod-Seq: n` (and optionally `Synod-Floor: f`, every seq below
+// f answered; default n, i.e. one write at a time) is proposed under that (clientId, seq) instead
+// of the replica's own session, so the replicated session table applies a retry at most once and
+// answers it with the original result, on any replica, after a leader change too. Forwarding
+// carries the three headers. A session the table does not hold (never registered, expired,
+// evicted), or a seq below its floor, gets 410 SYNOD_SESSION_EXPIRED and is not executed: 410 and
+// not 409, because 409 already means "CAS completed and observed another value", which a
+// history checker counts as a completed operation (SAFETY.md, Checkers), whereas this command
+// did not run. Malformed session headers are 400. Writes without them are unchanged.
+//
 // Keys and values are UTF-8 text on this interface: a key is one percent-encoded path segment,
 // a value is the raw request body (PUT) or a JSON string (CAS). Limits are checked before
 // anything is proposed: key <= 1 KiB (413), value <= valueBytesMax (413).
@@ -31,7 +43,7 @@ import type * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Consistency, PeerAddress } from '../runtime/api.js';
-import { NotLeaderError } from '../runtime/errors.js';
+import { NotLeaderError, SessionExpiredError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { replicaIdOfCertificate } from '../transport/tls.js';
@@ -40,6 +52,11 @@ import { answerForError, type ErrorAnswer } from './errors.js';
 import type { KvMachine } from './machine.js';
 
 export const FORWARDED_HEADER = 'x-synod-forwarded';
+/** Exactly-once write headers (lower case, as Node presents them): the session, the seq, the acknowledged floor. */
+export const SESSION_HEADER = 'synod-session';
+export const SEQ_HEADER = 'synod-seq';
+export const FLOOR_HEADER = 'synod-floor';
+const SESSION_HEADERS = [SESSION_HEADER, SEQ_HEADER, FLOOR_HEADER] as const;
 /** Most bytes of JSON a CAS body may hold beyond its two values (JSON escapes up to 6x). */
 const CAS_BODY_OVERHEAD_BYTES = 4096;
 const SCAN_LIMIT_DEFAULT = 100;
@@ -66,6 +83,13 @@ export interface KvHttpOptions {
   security?: ClientSecurity;
   /** Per-client limits; unset fields take CLIENT_LIMITS_DEFAULT. */
   limits?: Partial<ClientLimits>;
+}
+
+/** A write's exactly-once identity, from its session headers. */
+interface WriteSession {
+  clientId: number;
+  seq: number;
+  floor: number;
 }
 
 interface Route {
@@ -282,6 +306,9 @@ export class KvHttpServer {
         case 'transfer':
           if (method === 'POST') return await this.transfer(req, res, route);
           throw methodNotAllowed(method, 'POST');
+        case 'sessions':
+          if (method === 'POST') return await this.openSession(req, res);
+          throw methodNotAllowed(method, 'POST');
         default:
           throw new HttpError(404, 'SYNOD_NO_ROUTE', `no route ${method} ${req.url}: see docs/kv.md`);
       }
@@ -421,20 +448,51 @@ export class KvHttpServer {
     this.sendJson(res, 200, { ok: true, from: this.opts.replica.id, to });
   }
 
+  /**
+   * POST /v1/sessions: registers a session through the log (the id is the same on every replica)
+   * and answers {"session": id}. Leader only, like a write: a follower forwards (or redirects).
+   * 504 when the registration's outcome is unknown: a session may have been opened that nobody
+   * uses; it expires by itself.
+   */
+  private async openSession(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await this.readBody(req, 1024, 'body');
+    if (!this.isLeader()) return this.toLeader(req, res, body, true);
+    let id: number;
+    try {
+      id = await this.opts.replica.openSession();
+    } catch (e) {
+      if (e instanceof NotLeaderError && e.leaderHint !== null && e.leaderHint !== this.opts.replica.id && !req.headers[FORWARDED_HEADER]) {
+        return this.toLeader(req, res, body, true);
+      }
+      return this.sendError(res, answerForError(e, true));
+    }
+    this.sendJson(res, 200, { session: id });
+  }
+
   // ---------------------------------------------------------------- the write and read paths
 
   private async write(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, cmd: KvCommand, reply: (r: KvResult) => void): Promise<void> {
+    const session = sessionOf(req.headers);
     const refusal = this.opts.machine.checkCommand(cmd);
     if (refusal && refusal.kind === 'error') throw new HttpError(refusal.code === 1 ? 400 : 413, refusal.code === 1 ? 'SYNOD_BAD_REQUEST' : 'SYNOD_TOO_LARGE', refusal.message);
     if (!this.isLeader()) return this.toLeader(req, res, body, true);
     let result: KvResult;
     try {
-      result = decodeResult(await this.opts.replica.propose(encodeCommand(cmd)));
+      // With session headers the command goes under the client's (session, seq): a retry is
+      // recognised by the replicated session table. Without, under the replica's own session.
+      result = decodeResult(await this.opts.replica.propose(encodeCommand(cmd), session ?? {}));
     } catch (e) {
       // Refused before proposing (leadership moved between our check and the proposal): the
       // command was never proposed, so sending it to the new leader is safe.
       if (e instanceof NotLeaderError && e.leaderHint !== null && e.leaderHint !== this.opts.replica.id && !req.headers[FORWARDED_HEADER]) {
         return this.toLeader(req, res, body, true);
+      }
+      if (session !== null && e instanceof SessionExpiredError) {
+        return this.sendError(res, {
+          status: 410,
+          code: e.code,
+          message: `session ${session.clientId} is unknown, expired or evicted, or seq ${session.seq} is below its floor: this request was not executed (an earlier try of it may have been). Open a new session (POST /v1/sessions) for new writes`,
+        });
       }
       return this.sendError(res, answerForError(e, true));
     }
@@ -489,6 +547,8 @@ export class KvHttpServer {
     if (req.headers['content-type']) headers['content-type'] = req.headers['content-type'];
     // The leader checks the client's token itself.
     if (req.headers.authorization !== undefined) headers.authorization = req.headers.authorization;
+    // The leader applies the write under the client's session (exactly-once retries).
+    for (const name of SESSION_HEADERS) if (req.headers[name] !== undefined) headers[name] = req.headers[name];
     const options: https.RequestOptions = { host: target.host, port: target.port, method: req.method, path: req.url, headers, agent: this.forwardAgent };
     let upstream: http.ClientRequest;
     if (this.scheme === 'https') {
@@ -689,6 +749,7 @@ function parseRoute(url: string): Route {
     '/metrics': 'metrics',
     '/v1/members': 'members',
     '/v1/leader/transfer': 'transfer',
+    '/v1/sessions': 'sessions',
   };
   return { name: fixed[path] ?? 'none', query };
 }
@@ -697,6 +758,43 @@ function keyBytes(key: string): Buffer {
   const b = Buffer.from(key, 'utf8');
   if (b.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the key is ${b.length} bytes; at most ${KEY_BYTES_MAX}`);
   return b;
+}
+
+/** Decimal digits of a positive safe integer: no sign, no leading zero, no spaces, at most 16 digits. */
+const POSITIVE_INTEGER = /^[1-9][0-9]{0,15}$/;
+
+/**
+ * The exactly-once identity of a write from its headers, or null when it has none (a write under
+ * the replica's own session, as before). 400 when they are malformed: a header repeated (Node
+ * joins repeats with ", "), not a positive safe integer, one of session/seq without the other, a
+ * floor without a session, or a floor above the seq (the client cannot have been answered for
+ * this very request). Without Synod-Floor the floor is the seq: the client writes one at a time,
+ * so the session table keeps only this request's result.
+ */
+function sessionOf(headers: http.IncomingHttpHeaders): WriteSession | null {
+  const session = headers[SESSION_HEADER];
+  const seq = headers[SEQ_HEADER];
+  const floor = headers[FLOOR_HEADER];
+  if (session === undefined && seq === undefined && floor === undefined) return null;
+  if (session === undefined || seq === undefined) {
+    throw new HttpError(400, 'SYNOD_BAD_SESSION', 'Synod-Session and Synod-Seq go together (Synod-Floor needs both): open a session with POST /v1/sessions and number its writes 1, 2, 3...');
+  }
+  const clientId = headerInteger('Synod-Session', session, 1);
+  const n = headerInteger('Synod-Seq', seq, 1);
+  const f = floor === undefined ? n : headerInteger('Synod-Floor', floor, 0);
+  if (f > n) throw new HttpError(400, 'SYNOD_BAD_SESSION', `Synod-Floor (${f}) may not exceed Synod-Seq (${n}): the floor is the lowest seq not yet answered`);
+  return { clientId, seq: n, floor: f };
+}
+
+function headerInteger(label: string, value: string | string[], min: 0 | 1): number {
+  const text = Array.isArray(value) ? value.join(', ') : value;
+  const n = Number(text);
+  const ok = (POSITIVE_INTEGER.test(text) || (min === 0 && text === '0')) && Number.isSafeInteger(n);
+  if (!ok) {
+    const what = min === 0 ? 'a non-negative' : 'a positive';
+    throw new HttpError(400, 'SYNOD_BAD_SESSION', `${label} must be ${what} integer (decimal, at most 2^53-1, sent once), got ${JSON.stringify(text.slice(0, 64))}`);
+  }
+  return n;
 }
 
 function consistencyOf(query: URLSearchParams): Consistency {
