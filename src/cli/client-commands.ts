@@ -1,6 +1,7 @@
 // `synod put|get|del|cas|scan|status|member|leader`: the HTTP API from the command line.
 // Exit codes: 0 done; 1 not found / CAS clash; 2 usage; 3 certainly not applied (503,
-// unreachable); 4 outcome unknown (504).
+// unreachable); 4 outcome unknown (504). Writes with --exactly-once go under a session
+// (HttpKvClient `sessions`) and retry an unknown outcome before reporting it.
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
@@ -30,6 +31,8 @@ interface Common {
   cert?: string;
   key?: string;
   tokenFile?: string;
+  /** Writes: open a session and retry an unknown outcome under it (applied at most once). */
+  exactlyOnce?: boolean;
 }
 
 function readFileFlag(path: string, flag: string): Buffer {
@@ -69,7 +72,7 @@ function clientOf(o: Common): HttpKvClient {
   if (!list) throw new UsageError('no endpoints: pass --endpoints http://HOST:PORT,... (or set SYNOD_ENDPOINTS)');
   const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
-  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs, ...securityOf(o) });
+  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs, sessions: o.exactlyOnce === true, ...securityOf(o) });
 }
 
 function withCommon(c: Command): Command {
@@ -83,6 +86,11 @@ function withCommon(c: Command): Command {
     .option('--token-file <file>', 'bearer token: the first line of FILE (env SYNOD_TOKEN_FILE, or the token itself in SYNOD_TOKEN)');
 }
 
+/** For put, del, cas: `--exactly-once`. */
+function withSession(c: Command): Command {
+  return c.option('--exactly-once', 'open a session first (one more log write) and retry a write whose outcome is unknown (504) under it until --timeout: applied at most once');
+}
+
 /** Runs a command body with a client, turning HTTP failures into exit codes with clear messages. */
 async function run(o: Common, body: (c: HttpKvClient) => Promise<void>): Promise<void> {
   const client = clientOf(o);
@@ -90,7 +98,7 @@ async function run(o: Common, body: (c: HttpKvClient) => Promise<void>): Promise
     await body(client);
   } catch (e) {
     if (e instanceof HttpStatusError) {
-      if (e.status === 504) throw new ExitError(EXIT_UNKNOWN, `outcome unknown (${e.endpoint}): ${e.message}`);
+      if (e.status === 504 || e.maybeApplied) throw new ExitError(EXIT_UNKNOWN, `outcome unknown (${e.endpoint}): ${e.message}`);
       if (e.status === 401) throw new ExitError(EXIT_USAGE, `refused (HTTP 401 ${e.code}): ${e.message} (pass --token-file FILE or set SYNOD_TOKEN)`);
       if (e.certain) throw new ExitError(EXIT_UNAVAILABLE, `not applied: ${e.message}${e.status === 0 ? ' (is the replica running? check --endpoints; for HTTPS pass --ca)' : ''}`);
       throw new ExitError(EXIT_USAGE, `refused (HTTP ${e.status} ${e.code}): ${e.message}`);
@@ -106,10 +114,10 @@ const seg = (key: string) => encodeURIComponent(key);
 export function clientCommands(): Command[] {
   const out = (o: Common, json: unknown, text: string) => process.stdout.write(o.json ? JSON.stringify(json) + '\n' : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
 
-  const put = withCommon(new Command('put').description('write a value').argument('<key>').argument('[value]', 'the value (default: read stdin)')).action(async (key: string, value: string | undefined, o: Common) => {
+  const put = withSession(withCommon(new Command('put').description('write a value').argument('<key>').argument('[value]', 'the value (default: read stdin)'))).action(async (key: string, value: string | undefined, o: Common) => {
     const v = value ?? (await readStdin());
     await run(o, async (c) => {
-      await c.call('PUT', `/v1/kv/${seg(key)}`, v);
+      await c.write('PUT', `/v1/kv/${seg(key)}`, v);
       out(o, { ok: true }, 'OK');
     });
   });
@@ -128,22 +136,22 @@ export function clientCommands(): Command[] {
     },
   );
 
-  const del = withCommon(new Command('del').alias('delete').description('delete a key').argument('<key>')).action(async (key: string, o: Common) => {
+  const del = withSession(withCommon(new Command('del').alias('delete').description('delete a key').argument('<key>'))).action(async (key: string, o: Common) => {
     await run(o, async (c) => {
-      const a = await c.call('DELETE', `/v1/kv/${seg(key)}`);
+      const a = await c.write('DELETE', `/v1/kv/${seg(key)}`);
       const j = JSON.parse(a.body.toString('utf8')) as { existed: boolean };
       out(o, j, j.existed ? 'OK (deleted)' : 'OK (was absent)');
     });
   });
 
-  const cas = withCommon(
+  const cas = withSession(withCommon(
     new Command('cas')
       .description('compare-and-set: write VALUE only if the current value is EXPECTED (--absent: only if the key is absent)')
       .argument('<key>')
       .argument('<expected-or-value>', 'EXPECTED VALUE, or just VALUE with --absent')
       .argument('[value]')
       .option('--absent', 'expect the key to be absent'),
-  ).action(async (key: string, a1: string | undefined, a2: string | undefined, o: Common & { absent?: boolean }) => {
+  )).action(async (key: string, a1: string | undefined, a2: string | undefined, o: Common & { absent?: boolean }) => {
     let expected: string | null;
     let value: string;
     if (o.absent) {
@@ -157,7 +165,7 @@ export function clientCommands(): Command[] {
     }
     if (value === undefined) throw new UsageError('missing VALUE');
     await run(o, async (c) => {
-      const a = await c.call('POST', `/v1/cas/${seg(key)}`, JSON.stringify({ expected, value }), [409]);
+      const a = await c.write('POST', `/v1/cas/${seg(key)}`, JSON.stringify({ expected, value }), [409]);
       if (a.status === 409) {
         const j = JSON.parse(a.body.toString('utf8')) as { current: string | null };
         if (o.json) out(o, { swapped: false, current: j.current }, '');

@@ -1,8 +1,11 @@
 // A small client of the HTTP API, for the CLI and the demo. It keeps to the outcome rules:
 // a 503 or a refused connection is a certain failure and is retried on the next endpoint;
-// a 504 or a connection lost mid-request is an unknown outcome and is reported as such (not
-// retried here: the HTTP API uses the replica's own session, so a blind retry could apply a
-// write twice; the binary client has sessions for that).
+// a 504 or a connection lost mid-request is an unknown outcome and is reported as such. By
+// default that is final: a write without session headers goes under the replica's own session,
+// so a blind retry could apply it twice. With `sessions: true`, write() opens a session
+// (POST /v1/sessions) and sends every write with Synod-Session / Synod-Seq / Synod-Floor; a write
+// whose outcome is unknown is then retried under the same (session, seq), which the replicated
+// session table applies at most once, answering the retry with the original result.
 
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -14,6 +17,8 @@ export class HttpStatusError extends Error {
     readonly code: string,
     message: string,
     readonly endpoint: string,
+    /** An earlier try of this write may have been applied (write() with sessions): the outcome is unknown whatever the status. */
+    readonly maybeApplied = false,
   ) {
     super(message);
     this.name = 'HttpStatusError';
@@ -45,7 +50,18 @@ export interface HttpKvClientOptions {
   tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'checkServerIdentity'>;
   /** Sent as `Authorization: Bearer <token>` (servers started with --client-token-file). */
   token?: string;
+  /**
+   * Exactly-once writes: write() opens a session first (POST /v1/sessions, once per client) and
+   * retries a write whose outcome is unknown (504, connection lost after sending) under the same
+   * session and seq until timeoutMs. Default false: write() sends once, like call().
+   */
+  sessions?: boolean;
 }
+
+/** The session headers (docs/kv.md, "Exactly-once writes"), lower case as Node presents them; the server (./http.ts) reads these. */
+export const SESSION_HEADER = 'synod-session';
+export const SEQ_HEADER = 'synod-seq';
+export const FLOOR_HEADER = 'synod-floor';
 
 export class HttpKvClient {
   readonly endpoints: string[];
@@ -56,6 +72,14 @@ export class HttpKvClient {
   private readonly requestTimeoutMs: number;
   private readonly scheme: 'http' | 'https';
   private readonly authorization: string | null;
+  private readonly sessions: boolean;
+  /** The session of write() (0: none yet, or it expired), and the registration under way. */
+  private session = 0;
+  private opening: Promise<number> | null = null;
+  private seq = 0;
+  /** Seqs of write() not yet settled, and every seq below floorSeq has settled (see floor()). */
+  private readonly outstanding = new Set<number>();
+  private floorSeq = 1;
 
   constructor(o: HttpKvClientOptions) {
     if (o.endpoints.length === 0) throw new Error('no endpoints: pass --endpoints http://HOST:PORT,...');
@@ -67,6 +91,12 @@ export class HttpKvClient {
     this.httpsAgent = o.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000, ...o.tls }) : null;
     if (o.token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(o.token)) throw new RangeError('the token must be 1..4096 printable ASCII characters without spaces');
     this.authorization = o.token === undefined ? null : `Bearer ${o.token}`;
+    this.sessions = o.sessions ?? false;
+  }
+
+  /** The session write() uses (0 before the first write, or after the session expired). */
+  get sessionId(): number {
+    return this.session;
   }
 
   /** The options a client for another endpoint of the same cluster needs (TLS, token). */
@@ -92,7 +122,10 @@ export class HttpKvClient {
    * until timeoutMs. Returns any other answer (including 4xx and 504) to the caller.
    */
   async send(method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-    const deadline = Date.now() + this.timeoutMs;
+    return this.sendUntil(Date.now() + this.timeoutMs, method, path, body, headers);
+  }
+
+  private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
     let last: HttpStatusError | null = null;
     for (let attempt = 0; ; attempt++) {
       const endpoint = this.endpoints[this.current % this.endpoints.length]!;
@@ -120,6 +153,123 @@ export class HttpKvClient {
     const a = await this.send(method, path, body);
     if ((a.status >= 200 && a.status < 300) || accept.includes(a.status)) return a;
     throw toError(a);
+  }
+
+  /**
+   * A write (PUT, DELETE, POST /v1/cas). Without `sessions`, exactly call(). With it: under this
+   * client's session, with a fresh seq; an unknown outcome (504, connection lost after sending) is
+   * retried with the same session and seq (the replicas apply it at most once and answer the retry
+   * with the original result) until timeoutMs; then it throws with `maybeApplied`. A session the
+   * replicas no longer hold (410 SYNOD_SESSION_EXPIRED) is replaced by a new one and the write
+   * sent again when no earlier try can have been applied; otherwise it throws, outcome unknown.
+   */
+  async write(method: string, path: string, body?: Buffer | string, accept: number[] = []): Promise<HttpAnswer> {
+    if (!this.sessions) return this.call(method, path, body, accept);
+    const deadline = Date.now() + this.timeoutMs;
+    const seq = ++this.seq;
+    this.outstanding.add(seq);
+    let maybeApplied = false;
+    let last: HttpStatusError | null = null;
+    // Every try goes under one session: a retry must be recognisable. It changes only after a 410
+    // while no try can have been applied (another write may replace this.session meanwhile).
+    let session = 0;
+    try {
+      for (let attempt = 0; Date.now() < deadline; attempt++) {
+        if (session === 0) session = this.session !== 0 ? this.session : await this.register(deadline);
+        const headers = { [SESSION_HEADER]: String(session), [SEQ_HEADER]: String(seq), [FLOOR_HEADER]: String(this.floor()) };
+        let a: HttpAnswer;
+        try {
+          a = await this.sendUntil(deadline, method, path, body, headers);
+        } catch (e) {
+          if (!(e instanceof HttpStatusError)) throw e;
+          last = e;
+          if (e.certain) break; // 503s and refusals until the deadline
+          maybeApplied = true; // the connection broke after sending
+          await this.retryPause(attempt);
+          continue;
+        }
+        if ((a.status >= 200 && a.status < 300) || accept.includes(a.status)) return a;
+        last = toError(a);
+        if (a.status === 504) {
+          maybeApplied = true;
+          await this.retryPause(attempt);
+          continue;
+        }
+        if (a.status === 410 && last.code === 'SYNOD_SESSION_EXPIRED') {
+          if (this.session === session) this.session = 0; // the next write opens a new one
+          if (!maybeApplied) {
+            session = 0; // never executed under the old session: safe to send again under a new one
+            await this.retryPause(attempt);
+            continue;
+          }
+          throw new HttpStatusError(410, last.code, `${last.message}; an earlier try may have been applied: the outcome is unknown`, a.endpoint, true);
+        }
+        throw last;
+      }
+    } finally {
+      this.outstanding.delete(seq);
+    }
+    if (maybeApplied) {
+      throw new HttpStatusError(504, last?.code ?? 'SYNOD_OUTCOME_UNKNOWN', `no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${last?.message ?? 'none'})`, last?.endpoint ?? '', true);
+    }
+    throw last ?? new HttpStatusError(503, 'SYNOD_UNAVAILABLE', `no replica answered within ${this.timeoutMs} ms; the write was not applied`, '');
+  }
+
+  /**
+   * Registers a session (POST /v1/sessions, through the log) for write(); one registration serves
+   * every write waiting for it. Retried on 503 and on an unknown outcome (a registration whose
+   * answer is lost may have opened a session nobody uses: it expires by itself).
+   */
+  openSession(): Promise<number> {
+    return this.register(Date.now() + this.timeoutMs);
+  }
+
+  private register(deadline: number): Promise<number> {
+    if (this.opening === null) {
+      this.opening = this.openSessionLoop(deadline).finally(() => {
+        this.opening = null;
+      });
+    }
+    return this.opening;
+  }
+
+  private async openSessionLoop(deadline: number): Promise<number> {
+    let last: HttpStatusError | null = null;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      let a: HttpAnswer;
+      try {
+        a = await this.sendUntil(deadline, 'POST', '/v1/sessions', undefined, {});
+      } catch (e) {
+        if (!(e instanceof HttpStatusError)) throw e;
+        if (e.certain) throw e;
+        last = e;
+        await this.retryPause(attempt);
+        continue;
+      }
+      if (a.status === 200) {
+        const id = (JSON.parse(a.body.toString('utf8')) as { session?: unknown }).session;
+        if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) throw new HttpStatusError(502, 'SYNOD_BAD_ANSWER', `POST /v1/sessions answered ${a.body.toString('utf8').slice(0, 200)}`, a.endpoint);
+        this.session = id;
+        return id;
+      }
+      last = toError(a);
+      if (a.status !== 504) throw last;
+      await this.retryPause(attempt);
+    }
+    // Nothing of the write was sent yet: a certain failure for it.
+    throw new HttpStatusError(503, last?.code ?? 'SYNOD_UNAVAILABLE', `no session opened within ${this.timeoutMs} ms; the write was not sent (last: ${last?.message ?? 'none'})`, last?.endpoint ?? '');
+  }
+
+  /** After an unknown outcome: the next endpoint (the leader may have moved), after a short pause. */
+  private async retryPause(attempt: number): Promise<void> {
+    this.current = (this.current + 1) % this.endpoints.length;
+    await new Promise((r) => setTimeout(r, Math.min(50 * (attempt + 1), 500)));
+  }
+
+  /** The lowest seq not yet settled: every seq below it is answered (the replicas may drop their results). */
+  private floor(): number {
+    while (this.floorSeq < this.seq && !this.outstanding.has(this.floorSeq)) this.floorSeq++;
+    return this.floorSeq;
   }
 
   private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {

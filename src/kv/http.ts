@@ -49,13 +49,11 @@ import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, resolve
 import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
+import { FLOOR_HEADER, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
 import type { KvMachine } from './machine.js';
 
 export const FORWARDED_HEADER = 'x-synod-forwarded';
-/** Exactly-once write headers (lower case, as Node presents them): the session, the seq, the acknowledged floor. */
-export const SESSION_HEADER = 'synod-session';
-export const SEQ_HEADER = 'synod-seq';
-export const FLOOR_HEADER = 'synod-floor';
+/** Exactly-once write headers (defined beside the client that sends them): session, seq, acknowledged floor. */
 const SESSION_HEADERS = [SESSION_HEADER, SEQ_HEADER, FLOOR_HEADER] as const;
 /** Most bytes of JSON a CAS body may hold beyond its two values (JSON escapes up to 6x). */
 const CAS_BODY_OVERHEAD_BYTES = 4096;
