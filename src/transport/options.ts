@@ -37,7 +37,10 @@ export interface TransportOptions {
   inboundPerAddressMax: number;
   /** TCP keep-alive probe delay, to notice dead peers on idle connections; 0 disables. Default 10 s. */
   keepAliveMs: number;
-  /** Protocol versions this replica speaks; the peers agree on the highest common one. Default [1, 1]. */
+  /**
+   * Protocol versions this replica speaks; the peers agree on the highest common one. Default [1, 2]:
+   * 2 adds hello extensions (the incarnation id); a version-1 peer is dialed without them.
+   */
   protocolVersionMin: number;
   protocolVersionMax: number;
   /** Where to listen (TCP). Defaults 127.0.0.1 and port 0 (any free port; see address()). */
@@ -68,7 +71,7 @@ export const DEFAULT_TRANSPORT_OPTIONS: Omit<TransportOptions, 'replicaId' | 'cl
   inboundPerAddressMax: 16,
   keepAliveMs: 10_000,
   protocolVersionMin: 1,
-  protocolVersionMax: 1,
+  protocolVersionMax: 2,
   listenHost: '127.0.0.1',
   listenPort: 0,
   random: Math.random,

@@ -45,6 +45,8 @@ import {
   type TransportEventHandler,
 } from './types.js';
 
+/** The protocol version from which a hello may carry extensions (the incarnation id). */
+const HELLO_EXTENSIONS_VERSION = 2;
 /** Frames up to this size are copied into a shared batch buffer; larger ones are written by reference. */
 const BATCH_COPY_FRAME_BYTES_MAX = 16 * 1024;
 /** After sending a refusal, how long the acceptor waits for the dialer to hang up before cutting. */
@@ -72,6 +74,11 @@ interface Peer {
   /** Consecutive failed dials, for the backoff; reset when a handshake succeeds. */
   failedDials: number;
   dials: number;
+  /**
+   * The peer speaks protocol version 1 only: its hello parser refuses extensions (builds before
+   * version 2), so our hello to it carries none. Learned from its refusal, which names its range.
+   */
+  legacyHello: boolean;
   version: number;
   queue: Uint8Array[];
   /** Bytes in `queue`, headers included. */
@@ -256,6 +263,7 @@ export class TcpTransport implements PeerTransport {
         timer: null,
         failedDials: 0,
         dials: 0,
+        legacyHello: false,
         version: 0,
         queue: [],
         queueBytes: 0,
@@ -347,7 +355,7 @@ export class TcpTransport implements PeerTransport {
         senderId: this.replicaId,
         targetId: peer.id,
         clusterId: this.options.clusterId,
-        incarnation: this.incarnation,
+        incarnation: peer.legacyHello || this.options.protocolVersionMax < HELLO_EXTENSIONS_VERSION ? null : this.incarnation,
       }),
     );
     peer.timer = setTimeout(() => {
@@ -372,6 +380,12 @@ export class TcpTransport implements PeerTransport {
     const answer = parsed.message;
     const where = `peer ${peer.id} at ${hostPort(peer.address)}`;
     if (answer.kind === 'refuse') {
+      if (answer.code === 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED' && answer.versionMax < HELLO_EXTENSIONS_VERSION && !peer.legacyHello && this.incarnation !== null) {
+        // Mid-upgrade: an older replica cannot parse hello extensions. Redial it without them
+        // (it does not check incarnations either); it gets them once it is upgraded.
+        peer.legacyHello = true;
+        this.log('info', 'peer speaks protocol version 1: redialing without hello extensions', { peer: peer.id, address: peer.address });
+      } else if (answer.versionMax >= HELLO_EXTENSIONS_VERSION) peer.legacyHello = false; // upgraded since
       this.refusedOutbound(peer, conn, new TransportError(answer.code, `${where} refused the connection: ${answer.message}`, true));
       return;
     }
@@ -398,6 +412,14 @@ export class TcpTransport implements PeerTransport {
     this.clearPeerTimer(peer);
     peer.state = 'open';
     peer.version = answer.version;
+    if (answer.version >= HELLO_EXTENSIONS_VERSION && peer.legacyHello) {
+      // The peer was upgraded since it refused our extensions: redial at once so that our hello
+      // names our incarnation (the primary binds it only from a hello that does).
+      peer.legacyHello = false;
+      this.log('info', 'peer now speaks protocol version 2: redialing with hello extensions', { peer: peer.id, address: peer.address });
+      this.failOutbound(conn, new TransportError('SYNOD_TRANSPORT_REPLACED', `${where} was upgraded: redialing with hello extensions`));
+      return;
+    }
     peer.failedDials = 0;
     peer.waitingDrain = false;
     this.log('info', 'connected to peer', { peer: peer.id, address: peer.address, protocolVersion: answer.version });

@@ -28,10 +28,12 @@ export class ProcNode {
   child!: ChildProcess;
   private rid = 0;
   private readonly waiting = new Map<number, (v: Record<string, unknown>) => void>();
+  /** The child program: this build's, or another build's (the upgrade test runs the previous release). */
+  script = CHILD;
   constructor(readonly id: number, readonly dir: string, readonly ports: Record<number, number>, readonly extra: object = {}) {}
 
   async start(): Promise<void> {
-    this.child = fork(CHILD, [String(this.id), this.dir, JSON.stringify(this.ports), JSON.stringify(this.extra)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child = fork(this.script, [String(this.id), this.dir, JSON.stringify(this.ports), JSON.stringify(this.extra)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const child = this.child;
     children.add(child);
     child.on('message', (m: Record<string, unknown>) => {

@@ -132,7 +132,7 @@ test('options: defaults are the documented ones and bad values are refused', () 
   assert.equal(options.frameBytesMax, 16 * 1024 * 1024);
   assert.equal(options.peerQueueBytesMax, 64 * 1024 * 1024);
   assert.equal(options.protocolVersionMin, 1);
-  assert.equal(options.protocolVersionMax, 1);
+  assert.equal(options.protocolVersionMax, 2);
   assert.equal(options.listenHost, '127.0.0.1');
   assert.equal(DEFAULT_TRANSPORT_OPTIONS.reconnectDelayMinMs, 50);
   assert.equal(DEFAULT_TRANSPORT_OPTIONS.reconnectDelayMaxMs, 5_000);
