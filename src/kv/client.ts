@@ -298,8 +298,10 @@ export class KvClient {
 
   // ---------------------------------------------------------------- operations
 
-  async put(key: Bytes, value: Bytes): Promise<void> {
-    await this.write({ op: 'put', key: bytesOf(key), value: bytesOf(value) });
+  put(key: Bytes, value: Bytes): Promise<void> {
+    // Not async: one promise fewer per write on the hot path (the load generator's, a busy client's).
+    // write() reports bad input as a rejection, as an async function would.
+    return this.write({ op: 'put', key: bytesOf(key), value: bytesOf(value) }).then(toVoid);
   }
 
   /** Resolves true if the key existed. */
@@ -314,13 +316,16 @@ export class KvClient {
   }
 
   /** The value, or null when absent. */
-  async get(key: Bytes, options: { consistency?: Consistency } = {}): Promise<Uint8Array | null> {
-    const k = bytesOf(key);
-    checkKey(k);
-    const r = await this.read(encodeQuery({ op: 'get', key: k }), options.consistency ?? 'linearizable');
-    if (r.kind === 'not-found') return null;
-    if (r.kind === 'ok') return r.value ? new Uint8Array(r.value) : new Uint8Array(0);
-    throw unexpected(r);
+  get(key: Bytes, options: { consistency?: Consistency } = {}): Promise<Uint8Array | null> {
+    let query: Uint8Array;
+    try {
+      const k = bytesOf(key);
+      checkKey(k);
+      query = encodeQuery({ op: 'get', key: k });
+    } catch (e) {
+      return Promise.reject(e); // bad input rejects, as from an async function
+    }
+    return this.read(query, options.consistency ?? 'linearizable').then(valueOfGet);
   }
 
   async scan(prefix: Bytes, limit = 100, options: { consistency?: Consistency } = {}): Promise<{ entries: Array<[Uint8Array, Uint8Array]>; more: boolean }> {
@@ -345,19 +350,59 @@ export class KvClient {
 
   // ---------------------------------------------------------------- the retry loops
 
-  /** A write with exactly-once retries under one (clientId, seq). */
-  async write(cmd: KvCommand): Promise<KvResult> {
-    checkKey(cmd.key);
-    const command = encodeCommand(cmd);
+  /**
+   * A write with exactly-once retries under one (clientId, seq). The first try goes out at once
+   * when a session and an open connection exist (no async frame: the common case, cheap); any
+   * other answer, or no session or connection yet, continues in the retry loop with the same seq.
+   */
+  write(cmd: KvCommand): Promise<KvResult> {
+    let command: Uint8Array;
+    try {
+      checkKey(cmd.key);
+      command = encodeCommand(cmd);
+    } catch (e) {
+      return Promise.reject(e); // bad input rejects, as from an async function
+    }
     const seq = ++this.seq;
     this.outstanding.add(seq);
     const deadline = Date.now() + this.timeoutMs;
-    let maybeApplied = false;
-    let lastError = 'no attempt';
+    const clientId = this.session;
+    const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
+    if (conn === null) return this.writeLoop(command, seq, deadline, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId);
+    const floor = this.floor();
+    const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
+    return conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000).then(
+      (r) => {
+        if (r.status === ST_OK) {
+          this.outstanding.delete(seq);
+          const result = decodeResult(r.body);
+          if (result.kind === 'error') throw new KvBadRequestError(result.message);
+          return result;
+        }
+        return this.writeLoop(command, seq, deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, clientId, r);
+      },
+      (e: unknown) => {
+        const state = { attempt: 1, maybeApplied: conn.connected, lastError: (e as Error).message };
+        this.drop(conn);
+        return this.backoff(0).then(() => this.writeLoop(command, seq, deadline, state, clientId));
+      },
+    );
+  }
+
+  /**
+   * The retry loop of write(): every try under the same (clientId, seq). `sessionId` is the session
+   * of a try already sent (0: none sent yet, take the current one or register); `first` is an
+   * answer already received for it.
+   */
+  private async writeLoop(command: Uint8Array, seq: number, deadline: number, state: { attempt: number; maybeApplied: boolean; lastError: string }, sessionId: number, first?: Response): Promise<KvResult> {
     try {
+      if (first !== undefined) {
+        const done = await this.onWriteAnswer(first, sessionId, 0, state);
+        if (done !== null) return done;
+      }
       // Every try of this write goes out under one session: a retry must be recognisable.
-      const clientId = this.session !== 0 ? this.session : await this.register(deadline);
-      for (let attempt = 0; ; attempt++) {
+      const clientId = sessionId !== 0 ? sessionId : this.session !== 0 ? this.session : await this.register(deadline);
+      for (let attempt = state.attempt; ; attempt++) {
         if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
         const floor = this.floor();
         const remaining = deadline - Date.now();
@@ -366,7 +411,7 @@ export class KvClient {
         // The open connection at once (no await on the hot path), else connect or back off.
         const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
         if (typeof conn === 'string') {
-          lastError = conn;
+          state.lastError = conn;
           continue;
         }
         let r: Response;
@@ -374,46 +419,53 @@ export class KvClient {
           r = await conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000);
         } catch (e) {
           // Lost after sending (or maybe before): it may have been applied. Retry the same seq.
-          maybeApplied ||= conn.connected;
-          lastError = (e as Error).message;
+          state.maybeApplied ||= conn.connected;
+          state.lastError = (e as Error).message;
           this.drop(conn);
           await this.backoff(attempt);
           continue;
         }
-        switch (r.status) {
-          case ST_OK: {
-            const result = decodeResult(r.body);
-            if (result.kind === 'error') throw new KvBadRequestError(result.message);
-            return result;
-          }
-          case ST_NOT_LEADER:
-            lastError = this.followHint(r.body);
-            await this.backoff(attempt, true);
-            continue;
-          case ST_UNAVAILABLE:
-            lastError = new TextDecoder().decode(r.body);
-            this.rotate();
-            await this.backoff(attempt);
-            continue;
-          case ST_OUTCOME_UNKNOWN:
-            maybeApplied = true;
-            lastError = new TextDecoder().decode(r.body);
-            await this.backoff(attempt);
-            continue;
-          case ST_BAD_REQUEST:
-            throw new KvBadRequestError(new TextDecoder().decode(r.body));
-          case ST_SESSION_EXPIRED:
-            if (this.session === clientId) this.session = 0; // later writes register a new session
-            throw new KvSessionExpiredError(new TextDecoder().decode(r.body));
-          default:
-            throw new KvOutcomeUnknownError(`unknown answer status ${r.status}`);
-        }
+        const done = await this.onWriteAnswer(r, clientId, attempt, state);
+        if (done !== null) return done;
       }
     } finally {
       this.outstanding.delete(seq);
     }
+    const { maybeApplied, lastError } = state;
     if (maybeApplied) throw new KvOutcomeUnknownError(`no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${lastError})`);
     throw new KvUnavailableError(`no leader reachable within ${this.timeoutMs} ms; the write was not applied (last: ${lastError})`);
+  }
+
+  /** One answer to a write: its result, or null to try again (after any backoff), or a throw. */
+  private async onWriteAnswer(r: Response, clientId: number, attempt: number, state: { maybeApplied: boolean; lastError: string }): Promise<KvResult | null> {
+    switch (r.status) {
+      case ST_OK: {
+        const result = decodeResult(r.body);
+        if (result.kind === 'error') throw new KvBadRequestError(result.message);
+        return result;
+      }
+      case ST_NOT_LEADER:
+        state.lastError = this.followHint(r.body);
+        await this.backoff(attempt, true);
+        return null;
+      case ST_UNAVAILABLE:
+        state.lastError = new TextDecoder().decode(r.body);
+        this.rotate();
+        await this.backoff(attempt);
+        return null;
+      case ST_OUTCOME_UNKNOWN:
+        state.maybeApplied = true;
+        state.lastError = new TextDecoder().decode(r.body);
+        await this.backoff(attempt);
+        return null;
+      case ST_BAD_REQUEST:
+        throw new KvBadRequestError(new TextDecoder().decode(r.body));
+      case ST_SESSION_EXPIRED:
+        if (this.session === clientId) this.session = 0; // later writes register a new session
+        throw new KvSessionExpiredError(new TextDecoder().decode(r.body));
+      default:
+        throw new KvOutcomeUnknownError(`unknown answer status ${r.status}`);
+    }
   }
 
   /** A session for the writes to come, registered once for all the writes that wait for it. */
@@ -468,43 +520,75 @@ export class KvClient {
     throw new KvUnavailableError(`no session registered within ${this.timeoutMs} ms; the write was not sent (last: ${lastError})`);
   }
 
-  private async read(query: Uint8Array, consistency: Consistency): Promise<KvResult> {
+  /** A read: the first try at once on an open connection (no async frame), else the retry loop. */
+  private read(query: Uint8Array, consistency: Consistency): Promise<KvResult> {
     const deadline = Date.now() + this.timeoutMs;
-    let lastError = 'no attempt';
-    for (let attempt = 0; Date.now() < deadline; attempt++) {
+    const conn = this.closed ? null : this.openConnection();
+    if (conn === null) return this.readLoop(query, consistency, deadline, 0, 'no attempt');
+    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000).then(
+      (r) => {
+        if (r.status === ST_OK) {
+          const result = decodeResult(r.body);
+          if (result.kind === 'error') throw new KvBadRequestError(result.message);
+          return result;
+        }
+        return this.readLoop(query, consistency, deadline, 1, 'no attempt', r);
+      },
+      (e: unknown) => {
+        this.drop(conn);
+        return this.backoff(0).then(() => this.readLoop(query, consistency, deadline, 1, (e as Error).message));
+      },
+    );
+  }
+
+  private async readLoop(query: Uint8Array, consistency: Consistency, deadline: number, firstAttempt: number, lastErrorSoFar: string, first?: Response): Promise<KvResult> {
+    const state = { lastError: lastErrorSoFar };
+    if (first !== undefined) {
+      const done = await this.onReadAnswer(first, 0, state);
+      if (done !== null) return done;
+    }
+    for (let attempt = firstAttempt; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       // The open connection at once (no await on the hot path), else connect or back off.
       const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
       if (typeof conn === 'string') {
-        lastError = conn;
+        state.lastError = conn;
         continue;
       }
       let r: Response;
       try {
         r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000);
       } catch (e) {
-        lastError = (e as Error).message;
+        state.lastError = (e as Error).message;
         this.drop(conn);
         await this.backoff(attempt);
         continue;
       }
-      if (r.status === ST_OK) {
-        const result = decodeResult(r.body);
-        if (result.kind === 'error') throw new KvBadRequestError(result.message);
-        return result;
-      }
-      if (r.status === ST_NOT_LEADER) {
-        lastError = this.followHint(r.body);
-        await this.backoff(attempt, true);
-        continue;
-      }
-      if (r.status === ST_BAD_REQUEST) throw new KvBadRequestError(new TextDecoder().decode(r.body));
-      lastError = new TextDecoder().decode(r.body);
-      this.rotate();
-      await this.backoff(attempt);
+      const done = await this.onReadAnswer(r, attempt, state);
+      if (done !== null) return done;
     }
-    throw new KvUnavailableError(`read not answered within ${this.timeoutMs} ms (last: ${lastError})`);
+    throw new KvUnavailableError(`read not answered within ${this.timeoutMs} ms (last: ${state.lastError})`);
   }
+
+  /** One answer to a read: its result, or null to try again (after any backoff), or a throw. */
+  private async onReadAnswer(r: Response, attempt: number, state: { lastError: string }): Promise<KvResult | null> {
+    if (r.status === ST_OK) {
+      const result = decodeResult(r.body);
+      if (result.kind === 'error') throw new KvBadRequestError(result.message);
+      return result;
+    }
+    if (r.status === ST_NOT_LEADER) {
+      state.lastError = this.followHint(r.body);
+      await this.backoff(attempt, true);
+      return null;
+    }
+    if (r.status === ST_BAD_REQUEST) throw new KvBadRequestError(new TextDecoder().decode(r.body));
+    state.lastError = new TextDecoder().decode(r.body);
+    this.rotate();
+    await this.backoff(attempt);
+    return null;
+  }
+
 
   // ---------------------------------------------------------------- connection management
 
@@ -589,6 +673,14 @@ export class KvClient {
   }
 }
 
+
+const toVoid = (): void => {};
+
+function valueOfGet(r: KvResult): Uint8Array | null {
+  if (r.kind === 'not-found') return null;
+  if (r.kind === 'ok') return r.value ? new Uint8Array(r.value) : new Uint8Array(0);
+  throw unexpected(r);
+}
 
 function checkKey(key: Uint8Array): void {
   if (key.length === 0) throw new KvBadRequestError('the key is empty');
