@@ -13,7 +13,11 @@ import type { SynodReplica } from '../runtime/replica.js';
 import type { BenchConsistency } from './params.js';
 
 export interface Target {
-  /** Resolves once the write is acknowledged (committed and applied by the leader). */
+  /**
+   * Resolves once the write is acknowledged (committed and applied by the leader). `key` and
+   * `value` are valid only during the call: copy (encode) them before returning (the generator
+   * reuses one value buffer for every write).
+   */
   put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void>;
   /** The value, or null if absent. */
   get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null>;
@@ -59,6 +63,7 @@ export class DirectTarget implements Target {
   }
 
   async put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
+    const command = encodeCommand({ op: 'put', key, value }); // before any await: `value` is reused by the caller
     const s = this.sessions[Math.floor(lane / this.lanesPerClient)]!;
     if (s.clientId === 0) {
       s.opening ??= this.retryingNotLeader(() => this.replica().openSession());
@@ -68,7 +73,6 @@ export class DirectTarget implements Target {
     s.outstanding.add(seq);
     let floor = seq;
     for (const o of s.outstanding) if (o < floor) floor = o; // at most `inflight` entries
-    const command = encodeCommand({ op: 'put', key, value });
     try {
       // A retry keeps (clientId, seq): the session table applies it at most once.
       const r = decodeResult(await this.retryingNotLeader(() => this.replica().propose(command, { clientId: s.clientId, seq, floor })));
