@@ -485,7 +485,19 @@ export class SynodReplica {
     this.core.setLearners(this.learnerIds);
     this.refreshPeers();
     const margin = options.caughtUpSlots ?? 64;
-    await this.waitFor(() => (this.core.peerProgress().get(id) ?? -1) >= this.core.status.chosenPrefix - margin, deadline, `replica ${id} did not catch up`);
+    // Deposed while the learner catches up (an election under load): fail now with NotLeaderError,
+    // so that the caller retries on the new leader, rather than wait out the whole deadline.
+    const caughtUp = () => {
+      this.requireLeader();
+      return (this.core.peerProgress().get(id) ?? -1) >= this.core.status.chosenPrefix - margin;
+    };
+    try {
+      await this.waitFor(caughtUp, deadline, `replica ${id} did not catch up`);
+    } catch (e) {
+      this.learnerIds = this.learnerIds.filter((x) => x !== id);
+      this.core.setLearners(this.learnerIds);
+      throw e;
+    }
     await this.changeConfig([...this.core.status.members, id], deadline);
     this.learnerIds = this.learnerIds.filter((x) => x !== id);
     this.core.setLearners(this.learnerIds);

@@ -94,3 +94,33 @@ test('membership: add a replica as a learner, promote it, remove another (the le
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('membership: a leader deposed while a learner catches up fails the add at once with NotLeaderError', { timeout: 30_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-members-deposed-'));
+  const network = new MemoryNetwork();
+  const members = new Map([1, 2, 3].map((id) => [id, addr] as const));
+  const replicas = await Promise.all(
+    [1, 2, 3].map((id) =>
+      SynodReplica.start({
+        id, clusterId: 'm', dataDir: `${dir}/r${id}`, members, listen: addr, stateMachine: new CounterMachine(),
+        transport: network.createTransport({ replicaId: id }), logBackend: 'memory', core,
+      }),
+    ),
+  );
+  try {
+    const leader = await readyLeader(replicas);
+    // Replica 4 is never started: it cannot catch up, so the add waits for it (60 s by default).
+    const started = Date.now();
+    const adding = leader.addMember(4, addr, { caughtUpSlots: 0 });
+    adding.catch(() => {});
+    await until('the address of 4 is replicated (the add is waiting for it to catch up)', () => replicas.every((r) => r.status().appliedSlot >= leader.status().commitSlot && leader.status().commitSlot > 0), 5_000);
+    await new Promise((r) => setTimeout(r, 200));
+    const target = replicas.find((r) => r !== leader)!;
+    leader.transferLeadership(target.id);
+    await assert.rejects(adding, (e: unknown) => (e as SynodError).code === 'SYNOD_NOT_LEADER');
+    assert.ok(Date.now() - started < 15_000, `the add failed when the leader was deposed, not at its deadline (${Date.now() - started} ms)`);
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
