@@ -1,5 +1,6 @@
 // `synod start`: one replica of the key-value server, until SIGTERM or SIGINT.
 
+import v8 from 'node:v8';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { KvNode } from '../kv/node.js';
@@ -37,7 +38,17 @@ export interface StartSettings {
   clientTokenFile?: string;
   clientLimits: Partial<ClientLimits>;
   peerLimits: PeerLimits;
+  /** V8's old-generation growing factor, in percent over the live data (0: V8's own policy). */
+  heapGrowingPercent: number;
 }
+
+/**
+ * Left alone, V8 lets the old generation grow to up to 4x the live data before a full
+ * collection when the machine has memory to spare: at full load a replica with ~60 MiB live held
+ * ~190 MiB of heap. 50 keeps it near 1.5x (BENCHMARKS.md, "RSS < 256 MiB"), for about the same
+ * CPU once little is promoted (docs/performance.md, "Memory").
+ */
+export const HEAP_GROWING_PERCENT_DEFAULT = 50;
 
 /** Peer transport limit flags: camelCase flag name -> PeerLimits field -> flag. */
 const PEER_LIMIT_FLAGS: Array<[string, keyof PeerLimits, string]> = [
@@ -94,6 +105,7 @@ const ENV: Record<string, string> = {
   peerHandshakeTimeoutMs: 'SYNOD_PEER_HANDSHAKE_TIMEOUT_MS',
   peerHandshakingMax: 'SYNOD_PEER_HANDSHAKING_MAX',
   peerConnectionsPerAddressMax: 'SYNOD_PEER_CONNECTIONS_PER_ADDRESS_MAX',
+  heapGrowingPercent: 'SYNOD_HEAP_GROWING_PERCENT',
 };
 
 export function startCommand(): Command {
@@ -134,6 +146,10 @@ export function startCommand(): Command {
     .option('--peer-handshaking-max <n>', `inbound peer-port connections still handshaking at once; the excess is closed (default ${DEFAULT_TRANSPORT_OPTIONS.inboundHandshakingMax})`)
     .option('--peer-connections-per-address-max <n>', `inbound peer-port connections from one address (default ${DEFAULT_TRANSPORT_OPTIONS.inboundPerAddressMax})`)
     .option('--binary-auth-timeout-ms <ms>', `time for a binary client's TLS handshake and AUTH frame (default ${CLIENT_LIMITS_DEFAULT.binaryAuthTimeoutMs})`)
+    .option(
+      '--heap-growing-percent <n>',
+      `V8 grows the heap this many percent past the live data before a full collection (default ${HEAP_GROWING_PERCENT_DEFAULT}; 0: V8's own policy, up to 4x; node's own --heap-growing-percent wins)`,
+    )
     .action(async (flags: Record<string, string | undefined>) => {
       const settings = resolveStartSettings(flags, process.env);
       await runStart(settings);
@@ -236,6 +252,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   } catch (e) {
     throw new UsageError(`peer limits: ${(e as Error).message}`);
   }
+  const hg = get('heapGrowingPercent');
+  const heapGrowingPercent = hg === undefined ? HEAP_GROWING_PERCENT_DEFAULT : Number(hg);
+  if (!Number.isInteger(heapGrowingPercent) || heapGrowingPercent < 0 || heapGrowingPercent > 1000) {
+    throw new UsageError(`--heap-growing-percent must be an integer 0..1000, got ${hg}`);
+  }
   return {
     id,
     clusterId: get('clusterId') ?? 'synod',
@@ -260,7 +281,22 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     clientTokenFile: get('clientTokenFile'),
     clientLimits,
     peerLimits,
+    heapGrowingPercent,
   };
+}
+
+/**
+ * Sets V8's heap growing factor for this process (a process-wide setting, read at every full
+ * collection, so setting it now works like the command-line flag). The server sets it for itself;
+ * SynodReplica, a library, leaves the embedding process's GC policy alone. A
+ * --heap-growing-percent given to node itself (command line or NODE_OPTIONS) is left as it is.
+ */
+export function applyHeapGrowingPercent(percent: number, execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
+  if (percent === 0) return false;
+  const givenToNode = [...execArgv, ...nodeOptions.split(/\s+/)].some((a) => /^--heap[-_]growing[-_]percent\b/.test(a));
+  if (givenToNode) return false;
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  return true;
 }
 
 function positiveIntFlag(text: string | undefined, flag: string): number | undefined {
@@ -291,6 +327,7 @@ export function clientSecurityOf(s: StartSettings): ClientSecurity | undefined {
 export async function runStart(s: StartSettings): Promise<void> {
   const log: Logger = pino({ level: s.logLevel, base: { replica: s.id } });
   const hooks = installTestHooks(process.env, log); // test-only, inert without SYNOD_TEST_HOOKS=1
+  applyHeapGrowingPercent(s.heapGrowingPercent);
   let node: KvNode;
   try {
     const clientSecurity = clientSecurityOf(s);

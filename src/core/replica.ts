@@ -511,6 +511,28 @@ export class Replica {
     return this.leaderHint();
   }
 
+  /** The first slot held in memory (entries below it were compacted). */
+  get logStartSlot(): Slot {
+    return this.logStart;
+  }
+
+  get chosenSlot(): Slot {
+    return this.chosenPrefix;
+  }
+
+  /** The last slot handed out in Ready.committed. */
+  get appliedSlot(): Slot {
+    return this.appliedPrefix;
+  }
+
+  /**
+   * Whether receive() would answer a catch-up request from `peer` (a member or a learner). The
+   * runtime answers requests below logStart from its durable log, and asks this first.
+   */
+  mayFetchLog(peer: ReplicaId): boolean {
+    return peer !== this.id && (this.membership.isKnown(peer) || this.learners.has(peer));
+  }
+
   get status() {
     return {
       id: this.id,
@@ -847,11 +869,11 @@ export class Replica {
     // behind: catch up first and campaign later (Phase 1 must see every accepted slot).
     for (const e of msg.entries) if (e.chosen) this.learnChosen(e);
     this.advanceChosenPrefix();
-    if (msg.logStart > c.fromSlot && msg.logStart - 1 > this.chosenPrefix) {
-      this.abandonCandidacy();
-      this.out.snapshotNeeded = { from: msg.from, slot: msg.logStart - 1 };
-      return;
-    }
+    // An acceptor whose log starts past our fromSlot (it compacted slots we lack) knows them to be
+    // chosen (logStart - 1 <= its chosenPrefix): the catch-up below covers that case too. Its
+    // answer is entries (the runtime keeps applied ones in memory and on disk) or, below its log,
+    // a snapshot to fetch; asking for the snapshot here at once made an acceptor that had just
+    // released applied entries from memory write a fresh snapshot for a candidate one slot behind.
     if (msg.chosenPrefix > this.chosenPrefix) {
       this.noteCommit(msg.chosenPrefix, msg.from);
       this.abandonCandidacy();

@@ -1,3 +1,4 @@
+import { SeqMap } from './seq-map.js';
 import type { Command } from './types.js';
 
 /**
@@ -77,7 +78,8 @@ export function validateSessionLimits(limits: SessionLimits): SessionLimits {
 
 interface Session<R> {
   floor: number;
-  results: Map<number, R>;
+  /** Results of seqs at or above the floor (a ring, not a Map: see seq-map.ts). */
+  results: SeqMap<R>;
   /** The stamped time of the session's last executed command (or of its registration). */
   activeMs: number;
 }
@@ -167,7 +169,7 @@ export class SessionTable<R> {
       if (!oldest.done) this.sessions.delete(oldest.value);
     }
     this.cachedId = -1;
-    const s: Session<R> = { floor: 0, results: new Map(), activeMs: this.clockMs };
+    const s: Session<R> = { floor: 0, results: new SeqMap(), activeMs: this.clockMs };
     this.sessions.set(id, s);
     return s;
   }
@@ -219,16 +221,10 @@ export class SessionTable<R> {
     }
     s.results.set(cmd.seq, result);
     if (cmd.floor > s.floor) {
-      // Every kept seq is >= the old floor (record follows an 'execute', which needs seq >= floor),
-      // so only [old floor, new floor) can go: O(advance) rather than a scan of the client's
-      // results per command. A big jump scans the (smaller) map instead.
-      const from = s.floor;
+      // Only [old floor, new floor) can go (record follows an 'execute', which needs seq >= floor):
+      // O(advance), not a scan of the client's results per command.
       s.floor = cmd.floor;
-      if (s.floor - from <= s.results.size) {
-        for (let seq = from; seq < s.floor; seq++) s.results.delete(seq);
-      } else {
-        for (const seq of s.results.keys()) if (seq < s.floor) s.results.delete(seq);
-      }
+      s.results.deleteBelow(s.floor);
     }
   }
 
@@ -248,7 +244,7 @@ export class SessionTable<R> {
       nextId: this.nextId,
       sessionsMax: this.limits.sessionsMax,
       sessionExpiryMs: this.limits.sessionExpiryMs,
-      sessions: [...this.sessions].map(([id, s]) => [id, s.floor, [...s.results], s.activeMs]),
+      sessions: [...this.sessions].map(([id, s]) => [id, s.floor, s.results.entries(), s.activeMs]),
     };
   }
 
@@ -267,7 +263,7 @@ export class SessionTable<R> {
     }
     // Sorted by activity on the way in, whatever the source: expiry relies on the order.
     const sorted = [...sessions].sort((a, b) => (a[3] ?? 0) - (b[3] ?? 0));
-    for (const [id, floor, results, activeMs] of sorted) t.sessions.set(id, { floor, results: new Map(results), activeMs: activeMs ?? 0 });
+    for (const [id, floor, results, activeMs] of sorted) t.sessions.set(id, { floor, results: SeqMap.from(results), activeMs: activeMs ?? 0 });
     return t;
   }
 }

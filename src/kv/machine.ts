@@ -127,7 +127,7 @@ export class KvMachine implements StateMachine {
       const v = this.map.get(k)!;
       view.setUint32(off, k.length);
       off += 4;
-      out.set(fromKey(k), off);
+      for (let i = 0; i < k.length; i++) out[off + i] = k.charCodeAt(i); // latin1: one byte per char (no array per key)
       off += k.length;
       view.setUint32(off, v.length);
       off += 4;
@@ -158,7 +158,7 @@ export class KvMachine implements StateMachine {
       off += 4;
       if (off + vlen > snapshot.length) throw bad(`truncated at entry ${i}`);
       if (keys.length > 0 && !(keys[keys.length - 1]! < key)) throw bad(`keys out of order at entry ${i}`);
-      map.set(key, snapshot.slice(off, off + vlen));
+      map.set(key, new Uint8Array(snapshot.subarray(off, off + vlen))); // a copy (slice() of a Buffer is a view of the whole snapshot)
       keys.push(key);
       bytes += klen + vlen;
       off += vlen;
@@ -179,9 +179,10 @@ export class KvMachine implements StateMachine {
     return { keys: this.map.size, bytes: this.bytesHeld, ...this.counts };
   }
 
-  /** The value at `key`, or undefined (a local read of this replica's state). */
+  /** A copy of the value at `key`, or undefined (a local read of this replica's state). */
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.map.get(toKey(key));
+    const value = this.map.get(toKey(key));
+    return value === undefined ? undefined : value.slice(); // stored arrays are overwritten in place
   }
 
   // ---------------------------------------------------------------- internals
@@ -268,8 +269,18 @@ export class KvMachine implements StateMachine {
   }
 
   private set(key: string, current: Uint8Array | undefined, value: Uint8Array): void {
-    // Copy: the command's bytes belong to the log's buffers.
-    this.map.set(key, value.slice());
+    if (current !== undefined && current.length === value.length) {
+      // Overwrite in place: no allocation. A new array per write lived for seconds (until its key
+      // was written again), so V8 promoted every one to the old generation and let that grow by
+      // far more than the map holds. Safe because no stored array leaves this class: reads copy
+      // (query, get, snapshot), and results are encoded before apply/query return.
+      current.set(value);
+      return;
+    }
+    // Copy into a buffer of its own: the command's bytes are a view of the log's buffers (on the
+    // leader, of a 64 KiB socket read). Not value.slice(): on a Buffer that is a view, not a copy,
+    // and each value kept that way held its whole socket read in memory.
+    this.map.set(key, new Uint8Array(value));
     if (current === undefined) {
       this.bytesHeld += key.length + value.length;
       this.sorted = null;

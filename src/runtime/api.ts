@@ -105,12 +105,19 @@ export interface ReplicaOptions {
   snapshotIntervalSlots?: number;
   /**
    * Also take one after this many command payload bytes applied since the last (whichever comes
-   * first). With the compaction margin, this bounds the log the replica holds in memory: entries
-   * are released only below a snapshot. Default 16 MiB.
+   * first). This bounds the log kept on disk (with the compaction margin). Default 16 MiB.
    */
   snapshotIntervalBytes?: number;
-  /** Keep this many slots of log below a snapshot for lagging peers. Default 1,000. */
+  /** Keep this many slots of log on disk below a snapshot for lagging peers. Default 1,000. */
   compactionMarginSlots?: number;
+  /**
+   * The log held in memory: applied entries are released once the newer applied entries reach
+   * this many bytes (estimated: command payloads plus 128 bytes per command and 256 per slot for
+   * their objects). A peer that lags further is answered from the log on disk, or, below the
+   * disk log's start, with a snapshot. Unapplied entries (at most the pipeline window) come on
+   * top. Default 8 MiB.
+   */
+  logMemoryBytesMax?: number;
   /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */
   proposeTimeoutMs?: number;
   /**
@@ -186,7 +193,12 @@ export interface ReplicaStatus {
   snapshotSlot: number;
   /** The slot of the last request the replica set stopped at (propose({last: true})), or null. */
   stoppedAtSlot: number | null;
-  log: { headLsn: number; tailLsn: number; usedBytes: number };
+  /**
+   * The log: on disk (headLsn..tailLsn, usedBytes), and in memory: the applied slots' records
+   * kept for lagging peers (memoryBytes, bounded by logMemoryBytesMax) and the first slot the
+   * protocol core still holds as objects (memoryStartSlot: entries leave it once applied).
+   */
+  log: { headLsn: number; tailLsn: number; usedBytes: number; memoryBytes: number; memoryStartSlot: number };
   peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
   /** This replica's incarnation id (32 hex digits, made with its data directory). */
   incarnation: string;

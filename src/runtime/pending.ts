@@ -4,17 +4,18 @@
 // Why: at tens of thousands of proposals per second a `${clientId}:${seq}` key built three
 // times per command was a visible share of the leader's CPU (docs/performance.md). Deadlines live
 // in a DeadlineWheel (no timer per proposal); settling an entry removes it from the wheel at once,
-// so no answered proposal stays reachable until its deadline.
+// so no answered proposal stays reachable until its deadline. A client's proposals sit in a
+// SeqMap (a ring by seq), not a Map: a Map churned by one insert and one delete per proposal
+// promoted what it held to V8's old generation (src/core/seq-map.ts).
 
-import { DeadlineWheel } from './deadlines.js';
+import { SeqMap } from '../core/seq-map.js';
+import { DeadlineWheel, type WheelItem } from './deadlines.js';
 
-export interface PendingEntry {
+export interface PendingEntry extends WheelItem<PendingEntry> {
   readonly clientId: number;
   readonly seq: number;
   /** performance.now() after which it ends in OutcomeUnknownError. */
   readonly deadlineMs: number;
-  /** Its bucket in the deadline wheel (set by PendingTable.add). */
-  bucket: number;
   /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
   readonly generation: number;
   settled: boolean;
@@ -26,7 +27,7 @@ export interface PendingEntry {
 }
 
 export class PendingTable {
-  private readonly byClient = new Map<number, Map<number, PendingEntry>>();
+  private readonly byClient = new Map<number, SeqMap<PendingEntry>>();
   private readonly deadlines = new DeadlineWheel<PendingEntry>();
   private count = 0;
 
@@ -41,12 +42,12 @@ export class PendingTable {
   add(entry: PendingEntry): void {
     let seqs = this.byClient.get(entry.clientId);
     if (seqs === undefined) {
-      seqs = new Map();
+      seqs = new SeqMap();
       this.byClient.set(entry.clientId, seqs);
     }
     seqs.set(entry.seq, entry);
     this.count++;
-    entry.bucket = this.deadlines.add(entry, entry.deadlineMs);
+    this.deadlines.add(entry, entry.deadlineMs);
   }
 
   delete(entry: PendingEntry): void {
@@ -55,7 +56,7 @@ export class PendingTable {
     seqs.delete(entry.seq);
     this.count--;
     if (seqs.size === 0) this.byClient.delete(entry.clientId);
-    this.deadlines.remove(entry, entry.bucket);
+    this.deadlines.remove(entry);
   }
 
   /** Every entry past its deadline (still in the table: settling it removes it). */

@@ -18,8 +18,9 @@ import { join } from 'node:path';
 import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
+import { SeqMap } from '../core/seq-map.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
-import type { Command, ConfigEpoch, DurableState, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
+import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
@@ -30,24 +31,27 @@ import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
 import type { PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
-import { DeadlineWheel } from './deadlines.js';
+import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingTable, type PendingEntry } from './pending.js';
 import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
-import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
+import { decodeSnapshotBody, encodeSnapshotBodyChunks } from './snapshot-body.js';
+import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
+import { readChosenEntries } from './log-catchup.js';
 
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
 const FRAME_SNAPSHOT_CHUNK = 0xf2;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
+/** Most record bytes in one catch-up answer the runtime makes (from the recent log in memory or from disk). */
+const LOG_CATCHUP_BYTES_MAX = 4 * 1024 * 1024;
 
 
-interface PendingRead {
+interface PendingRead extends WheelItem<PendingRead> {
   readId: number;
   query: Uint8Array;
   resolve: (r: ReadResult) => void;
   reject: (e: Error) => void;
-  /** Its bucket in readDeadlines; the error it ends with at its deadline. */
-  bucket: number;
+  /** The error it ends with at its deadline (readDeadlines). */
   timeout: () => Error;
   /** Granted: answer once this slot is applied. */
   slot: Slot | null;
@@ -75,7 +79,8 @@ export class SynodReplica {
   /** Proposals queued since the last drain ride in this generation (see PendingEntry.generation). */
   private proposalGeneration = 1;
   private proposalFlushScheduled = false;
-  private readonly pendingReads = new Map<number, PendingRead>();
+  /** By read id (sequential): a ring, not a Map (src/core/seq-map.ts). */
+  private readonly pendingReads = new SeqMap<PendingRead>();
   private readonly readDeadlines = new DeadlineWheel<PendingRead>();
   private waitingReads: number[] = [];
   private proposalQueue: Command[] = [];
@@ -88,7 +93,12 @@ export class SynodReplica {
   private ownFloorSeq = 1;
   private appliedSlot: Slot = 0;
   private snapshotSlot: Slot = 0;
+  /** The log on disk holds every record of the slots above this one (a snapshot covers the rest). */
   private compactedSlot: Slot = 0;
+  /** The latest applied slots' entry records, for lagging peers (the core forgets entries once applied). */
+  private readonly recentLog = new RecentLog();
+  /** Peers being answered from the log on disk (one read each at a time; the head waits for them). */
+  private readonly logCatchups = new Set<ReplicaId>();
   private snapshotting = false;
   /** Command payload bytes applied since start, and that figure when the last snapshot was taken. */
   private appliedPayloadBytes = 0;
@@ -125,7 +135,7 @@ export class SynodReplica {
   private readonly heardIncarnations = new Map<ReplicaId, string>();
   private readonly bindingsProposed = new Set<string>();
   private refusedIncarnationLogMs = 0;
-  private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0 };
+  private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0, catchupsFromDisk: 0 };
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -329,7 +339,9 @@ export class SynodReplica {
       clientId,
       seq,
       deadlineMs: now() + timeoutMs,
-      bucket: 0,
+      bucket: -1,
+      wheelPrev: null,
+      wheelNext: null,
       generation: this.proposalGeneration,
       settled: false,
       own,
@@ -400,10 +412,12 @@ export class SynodReplica {
         resolve,
         reject,
         slot: consistency === 'local' ? options.minSlot ?? 0 : null,
-        bucket: 0,
+        bucket: -1,
+        wheelPrev: null,
+        wheelNext: null,
         timeout: () => (consistency === 'local' ? new StaleReadError(this.appliedSlot, options.minSlot ?? 0) : new SynodError('SYNOD_READ_TIMEOUT', `read not confirmed within ${timeoutMs} ms`)),
       };
-      read.bucket = this.readDeadlines.add(read, now() + timeoutMs);
+      this.readDeadlines.add(read, now() + timeoutMs);
       this.pendingReads.set(readId, read);
       if (consistency === 'local') this.waitingReads.push(readId);
       else {
@@ -455,8 +469,8 @@ export class SynodReplica {
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
       const incarnations = [...this.incarnations];
-      const body = encodeSnapshotBody({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
-      await this.snapshots.save(slot, new Uint8Array(0), [body]);
+      const body = encodeSnapshotBodyChunks({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
+      await this.snapshots.save(slot, new Uint8Array(0), body);
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
       this.snapshotSlot = slot;
@@ -709,7 +723,7 @@ export class SynodReplica {
       configs: this.core.configs,
       snapshotSlot: this.snapshotSlot,
       stoppedAtSlot: this.stoppedAtSlot || null,
-      log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes },
+      log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes, memoryBytes: this.recentLog.heldBytes, memoryStartSlot: this.core.logStartSlot },
       peers,
       incarnation: Buffer.from(this.meta.incarnation).toString('hex'),
       incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),
@@ -777,7 +791,7 @@ export class SynodReplica {
     clearInterval(this.tickTimer);
     this.proposalQueue = [];
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
-    for (const r of [...this.pendingReads.values()]) {
+    for (const r of this.pendingReads.values()) {
       this.endRead(r);
       r.reject(new ShuttingDownError());
     }
@@ -818,6 +832,10 @@ export class SynodReplica {
       }
       if (msg.from !== from || msg.to !== this.id) {
         this.log('warn', `dropped a message whose envelope (${msg.from}->${msg.to}) does not match its connection (${from}->${this.id})`);
+        return;
+      }
+      if (msg.type === 'catchupRequest' && msg.fromSlot < this.core.logStartSlot) {
+        this.answerCatchupFromLog(msg.from, msg.fromSlot);
         return;
       }
       this.core.receive(msg, now());
@@ -862,7 +880,10 @@ export class SynodReplica {
         for (const op of ready.persist) {
           for (const record of recordsOf(op)) {
             const lsn = this.logStore.tentativelyAppend(record);
-            if (record.type === 1) this.entryLsns.push([lsn, record.slot]);
+            if (record.type === 1) {
+              this.entryLsns.push([lsn, record.slot]);
+              this.recentLog.appended(record.slot, record.payload);
+            }
           }
           lastSeq = op.seq;
         }
@@ -885,6 +906,7 @@ export class SynodReplica {
       if (lastSeq > 0) this.commit(lastSeq);
       this.serveWaitingReads();
       this.maybeSnapshot();
+      this.releaseAppliedLog();
     } catch (e) {
       this.fail(e);
     }
@@ -913,7 +935,7 @@ export class SynodReplica {
     this.log('error', 'replica stopped', { error: String(e) });
     clearInterval(this.tickTimer);
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica stopped') : this.failed);
-    for (const r of [...this.pendingReads.values()]) {
+    for (const r of this.pendingReads.values()) {
       this.endRead(r);
       r.reject(this.failed);
     }
@@ -963,6 +985,7 @@ export class SynodReplica {
       this.refreshPeers();
     }
     this.appliedSlot = slot;
+    this.recentLog.applied(slot);
     this.stats.slotsApplied++;
   }
 
@@ -987,6 +1010,7 @@ export class SynodReplica {
       for (const cmd of value.commands) this.pending.get(cmd.clientId, cmd.seq)?.reject(new StoppedError(this.stoppedAtSlot));
     }
     this.appliedSlot = slot;
+    this.recentLog.applied(slot);
   }
 
   private handleReadsAndRoles(ready: Ready): void {
@@ -1027,7 +1051,7 @@ export class SynodReplica {
   /** A read is answered (or failed): it leaves the table and the deadline wheel. */
   private endRead(read: PendingRead): void {
     this.pendingReads.delete(read.readId);
-    this.readDeadlines.remove(read, read.bucket);
+    this.readDeadlines.remove(read);
   }
 
   private serveWaitingReads(): void {
@@ -1063,6 +1087,7 @@ export class SynodReplica {
   private compactBelow(slot: Slot): void {
     if (slot <= this.compactedSlot || slot > this.appliedSlot) return;
     this.core.compact(slot);
+    this.recentLog.releaseThrough(slot);
     this.compactedSlot = slot;
     // The head moves to the first entry record of a slot above `slot`; records before it are
     // for compacted slots (or promises, whose ballot floor the log keeps).
@@ -1071,10 +1096,51 @@ export class SynodReplica {
     const head = i < this.entryLsns.length ? this.entryLsns[i]![0] : this.logStore.headTailCapacity().tail;
     this.entryLsns = this.entryLsns.slice(i);
     const { head: current, tail } = this.logStore.headTailCapacity();
-    if (head > current && head <= tail) {
+    // Not while a peer is answered from the log (its read must not meet a recycled segment): the
+    // next snapshot moves the head past these records too.
+    if (head > current && head <= tail && this.logCatchups.size === 0) {
       // Releasing segments can fail (EIO on unlink): the log keeps them, nothing is lost; say so.
       this.logStore.advanceHead(head).catch((e: unknown) => this.log('warn', 'could not release log segments below a snapshot', { error: String(e) }));
     }
+  }
+
+  /**
+   * Entries leave the core once applied (their objects die young); the recent log keeps their
+   * records up to logMemoryBytesMax for lagging peers (log-window.ts), the log on disk until a
+   * snapshot covers them (answerCatchupFromLog() serves both).
+   */
+  private releaseAppliedLog(): void {
+    const applied = Math.min(this.appliedSlot, this.core.appliedSlot);
+    if (applied >= this.core.logStartSlot) this.core.compact(applied);
+    this.recentLog.release(this.options.logMemoryBytesMax ?? DEFAULT_LOG_MEMORY_BYTES_MAX);
+  }
+
+  /**
+   * A peer asks for chosen entries from `fromSlot`, below what the core holds (applied slots):
+   * from the recent log in memory, else read back from the log on disk (log-catchup.ts) while it
+   * has them, else point the peer at the latest snapshot (it covers every slot the disk log
+   * released). The core's own answer would be "take a snapshot of logStart - 1", which, with
+   * entries leaving the core at apply, would make this replica write a snapshot for every
+   * lagging peer.
+   */
+  private answerCatchupFromLog(to: ReplicaId, fromSlot: Slot): void {
+    if (!this.core.mayFetchLog(to) || this.logCatchups.has(to)) return; // not a peer; or asked again before the answer
+    const lastSlot = this.core.logStartSlot - 1;
+    const entriesMax = this.core.options.catchupEntriesMax;
+    const reply = (entries: Entry[], snapshotSlot: Slot) =>
+      this.transport.send(to, encodeMessage({ type: 'catchupReply', from: this.id, to, entries, commitSlot: this.core.chosenSlot, snapshotSlot }));
+    const held = this.recentLog.entries(fromSlot, lastSlot, entriesMax, LOG_CATCHUP_BYTES_MAX);
+    if (held.length > 0) return reply(held, 0);
+    if (fromSlot <= this.compactedSlot) return reply([], this.snapshotSlot);
+    this.logCatchups.add(to);
+    this.stats.catchupsFromDisk++;
+    readChosenEntries(this.logStore, this.entryLsns, fromSlot, lastSlot, { entriesMax, bytesMax: LOG_CATCHUP_BYTES_MAX })
+      .then((entries) => {
+        // Nothing readable yet (its last record is not durable): the peer asks again.
+        if (entries.length > 0 && !this.closed && !this.failed) reply(entries, 0);
+      })
+      .catch((e: unknown) => this.log('warn', `could not read slots from ${fromSlot} back from the log for replica ${to}`, { error: String(e) }))
+      .finally(() => this.logCatchups.delete(to));
   }
 
   private requestSnapshot(from: ReplicaId, slot: Slot): void {
@@ -1169,6 +1235,7 @@ export class SynodReplica {
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
     for (const [peer, incarnation] of body.incarnations) this.bindIncarnation(peer, incarnation);
     this.appliedSlot = slot;
+    this.recentLog.reset(slot);
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
     this.meta = { ...this.meta, snapshotSlot: slot };

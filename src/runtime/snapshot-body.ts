@@ -38,6 +38,11 @@ export interface SnapshotBody {
 }
 
 export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
+  return Buffer.concat(encodeSnapshotBodyChunks(body));
+}
+
+/** The same bytes as encodeSnapshotBody, as [magic, length and header; the app's bytes] (no copy of the app's bytes). */
+export function encodeSnapshotBodyChunks(body: SnapshotBody): Uint8Array[] {
   const header: Header = {
     slot: body.slot,
     configs: body.configs,
@@ -47,13 +52,12 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
     ...sessionHeader(body.sessions.toJSON()),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const out = new Uint8Array(8 + json.length + body.app.length);
-  const view = new DataView(out.buffer);
+  const head = new Uint8Array(8 + json.length);
+  const view = new DataView(head.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, json.length, true);
-  out.set(json, 8);
-  out.set(body.app, 8 + json.length);
-  return out;
+  head.set(json, 8);
+  return [head, body.app];
 }
 
 function sessionHeader(data: SessionTableData<Uint8Array>): Pick<Header, 'sessions' | 'sessionClock'> {

@@ -66,11 +66,15 @@ export class SnapshotWriter {
     this.position = 0;
   }
 
+  /** The caller may reuse `chunk` once this resolves. */
   async write(chunk: Uint8Array): Promise<void> {
     if (this.done) throw misuse('snapshot write after commit/abort');
     this.crc = crc32c(chunk, this.crc);
     this.bodyBytes += chunk.length;
-    this.buffered.push(chunk.slice());
+    // A small chunk is copied (it may be reused once this resolves, before the buffer is
+    // written); a large one is written before this resolves, so it goes out as it is: a copy of
+    // a whole state machine's snapshot was one more transient buffer of its size.
+    this.buffered.push(chunk.length >= WRITE_BUFFER_BYTES ? chunk : chunk.slice());
     this.bufferedBytes += chunk.length;
     if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
   }

@@ -1,0 +1,76 @@
+// SeqMap against a Map: the same answers for any sequence of operations (keys near a sliding
+// window, as a client's requests, and anywhere, as a misbehaving one).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SeqMap } from '../../src/core/seq-map.js';
+
+type Op = { kind: 'set'; key: number; value: number } | { kind: 'delete'; key: number } | { kind: 'deleteBelow'; key: number } | { kind: 'get'; key: number };
+
+function check(ops: Op[]): void {
+  const m = new SeqMap<number>();
+  const ref = new Map<number, number>();
+  for (const op of ops) {
+    if (op.kind === 'set') {
+      m.set(op.key, op.value);
+      ref.set(op.key, op.value);
+    } else if (op.kind === 'delete') {
+      assert.equal(m.delete(op.key), ref.delete(op.key));
+    } else if (op.kind === 'deleteBelow') {
+      m.deleteBelow(op.key);
+      for (const k of [...ref.keys()]) if (k < op.key) ref.delete(k);
+    }
+    assert.equal(m.get(op.key), ref.get(op.key));
+    assert.equal(m.size, ref.size);
+  }
+  assert.deepEqual(m.entries(), [...ref].sort((a, b) => a[0] - b[0]));
+  for (const [k, v] of ref) assert.equal(m.get(k), v);
+}
+
+/** Keys that mostly slide upwards (a client's seqs), sometimes jump far (either way). */
+const slidingOps = fc.array(
+  fc.tuple(fc.constantFrom('set', 'set', 'set', 'delete', 'deleteBelow', 'get'), fc.integer({ min: -40, max: 70 }), fc.integer({ min: 0, max: 20 }), fc.nat(1000)),
+  { maxLength: 400 },
+).map((steps) => {
+  let top = 1_000;
+  return steps.map(([kind, delta, jump, value]): Op => {
+    if (jump === 0) top += 5_000; // far ahead: beyond the largest ring
+    if (jump === 1) top = Math.max(0, top - 5_000);
+    const key = Math.max(0, top + delta);
+    if (kind === 'set') top++;
+    return kind === 'set' ? { kind, key, value } : { kind: kind as 'delete' | 'deleteBelow' | 'get', key };
+  });
+});
+
+test('SeqMap answers as a Map (sliding keys with jumps)', () => {
+  fc.assert(fc.property(slidingOps, check), { numRuns: 500 });
+});
+
+test('SeqMap answers as a Map (any keys)', () => {
+  const anyOps = fc.array(
+    fc.oneof(
+      fc.record({ kind: fc.constant('set' as const), key: fc.nat(20_000), value: fc.nat() }),
+      fc.record({ kind: fc.constant('delete' as const), key: fc.nat(20_000) }),
+      fc.record({ kind: fc.constant('deleteBelow' as const), key: fc.nat(20_000) }),
+    ),
+    { maxLength: 300 },
+  );
+  fc.assert(fc.property(anyOps, check), { numRuns: 300 });
+});
+
+test('SeqMap: keys above 2^32 (seqs are safe integers)', () => {
+  const base = 2 ** 40 + 7;
+  const ops: Op[] = [];
+  for (let i = 0; i < 300; i++) ops.push({ kind: 'set', key: base + i, value: i }, { kind: 'deleteBelow', key: base + i - 64 });
+  ops.push({ kind: 'set', key: 2 ** 52, value: 1 }, { kind: 'delete', key: base + 299 });
+  check(ops);
+});
+
+test('SeqMap: a ring left sparse after a burst shrinks', () => {
+  const m = new SeqMap<number>();
+  for (let k = 1; k <= 1000; k++) m.set(k, k);
+  m.deleteBelow(1000);
+  assert.equal(m.size, 1);
+  assert.ok((m as unknown as { ring: unknown[] }).ring.length <= 16, 'the ring was cut back');
+  assert.equal(m.get(1000), 1000);
+});
