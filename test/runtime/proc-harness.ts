@@ -36,6 +36,7 @@ export class ProcNode {
     this.child = fork(this.script, [String(this.id), this.dir, JSON.stringify(this.ports), JSON.stringify(this.extra)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const child = this.child;
     children.add(child);
+    child.on('error', () => {}); // an IPC send to a child that just died (handled in call())
     child.on('message', (m: Record<string, unknown>) => {
       const cb = this.waiting.get(m.rid as number);
       if (cb) {
@@ -66,7 +67,14 @@ export class ProcNode {
         clearTimeout(timer);
         resolve(v);
       });
-      this.child.send({ rid, op, ...args });
+      // The child may die between alive() and here (a kill under load): the send then fails
+      // with EPIPE, which is an answer like any other dead child's, not a crash of the test.
+      this.child.send({ rid, op, ...args }, (err) => {
+        if (err === null || !this.waiting.has(rid)) return;
+        this.waiting.delete(rid);
+        clearTimeout(timer);
+        resolve({ error: 'ChildExited' });
+      });
     });
   }
 
