@@ -105,6 +105,8 @@ test('rolling upgrade from the previous release, one replica at a time under wri
     assert.ok(acked.size > 40, `writes went on during the upgrade (${acked.size} acknowledged)`);
     await Promise.all(nodes.map((n) => n.kill9()));
   } finally {
+    // Whatever failed, no replica outlives the test (a live child keeps the test file running).
+    for (const c of children) c.kill('SIGKILL');
     await rm(oldDir, { recursive: true, force: true });
     await rm(dataDir, { recursive: true, force: true });
   }
