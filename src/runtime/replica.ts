@@ -1077,7 +1077,14 @@ export class SynodReplica {
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
     const intervalBytes = this.options.snapshotIntervalBytes ?? 16 * 1024 * 1024;
-    const due = this.appliedSlot - this.snapshotSlot >= interval || (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes && this.appliedSlot > this.snapshotSlot);
+    // Replicas apply the same stream, so equal thresholds would make every one of them serialise
+    // its state at the same slot: the leader and its whole quorum paused at once. The first
+    // snapshot after a start comes early by a share that depends on the id (0, 1/4, 1/2, 3/4 of the
+    // interval), and later ones keep that spacing.
+    const share = this.stats.snapshotsTaken === 0 ? 1 - ((this.id - 1) % 4) / 4 : 1;
+    const due =
+      this.appliedSlot - this.snapshotSlot >= Math.ceil(interval * share) ||
+      (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes * share && this.appliedSlot > this.snapshotSlot);
     if (this.snapshotsAllowed && !this.snapshotting && due) {
       void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
     }
