@@ -375,9 +375,7 @@ export class KvClient {
       (r) => {
         if (r.status === ST_OK) {
           this.outstanding.delete(seq);
-          const result = decodeResult(r.body);
-          if (result.kind === 'error') throw new KvBadRequestError(result.message);
-          return result;
+          return okResult(r.body);
         }
         return this.writeLoop(command, seq, deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, clientId, r);
       },
@@ -440,9 +438,7 @@ export class KvClient {
   private async onWriteAnswer(r: Response, clientId: number, attempt: number, state: { maybeApplied: boolean; lastError: string }): Promise<KvResult | null> {
     switch (r.status) {
       case ST_OK: {
-        const result = decodeResult(r.body);
-        if (result.kind === 'error') throw new KvBadRequestError(result.message);
-        return result;
+        return okResult(r.body);
       }
       case ST_NOT_LEADER:
         state.lastError = this.followHint(r.body);
@@ -528,9 +524,7 @@ export class KvClient {
     return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000).then(
       (r) => {
         if (r.status === ST_OK) {
-          const result = decodeResult(r.body);
-          if (result.kind === 'error') throw new KvBadRequestError(result.message);
-          return result;
+          return okResult(r.body);
         }
         return this.readLoop(query, consistency, deadline, 1, 'no attempt', r);
       },
@@ -573,9 +567,7 @@ export class KvClient {
   /** One answer to a read: its result, or null to try again (after any backoff), or a throw. */
   private async onReadAnswer(r: Response, attempt: number, state: { lastError: string }): Promise<KvResult | null> {
     if (r.status === ST_OK) {
-      const result = decodeResult(r.body);
-      if (result.kind === 'error') throw new KvBadRequestError(result.message);
-      return result;
+      return okResult(r.body);
     }
     if (r.status === ST_NOT_LEADER) {
       state.lastError = this.followHint(r.body);
@@ -675,6 +667,13 @@ export class KvClient {
 
 
 const toVoid = (): void => {};
+
+/** The result of an OK answer; a result of kind 'error' is the server refusing the request. */
+function okResult(body: Uint8Array): KvResult {
+  const result = decodeResult(body);
+  if (result.kind === 'error') throw new KvBadRequestError(result.message);
+  return result;
+}
 
 function valueOfGet(r: KvResult): Uint8Array | null {
   if (r.kind === 'not-found') return null;

@@ -133,6 +133,10 @@ export class SynodReplica {
   private readonly incarnations = new Map<ReplicaId, string>();
   /** The incarnation each peer named on its latest inbound connection (not replicated). */
   private readonly heardIncarnations = new Map<ReplicaId, string>();
+  /** This data directory's incarnation id as hex (fixed for its life). */
+  private readonly incarnation: string;
+  /** The transport's admission check (handed over again when a binding applies: that re-checks open connections). */
+  private readonly admission = (peer: ReplicaId, incarnation: string | null): string | null => this.admitPeer(peer, incarnation);
   private readonly bindingsProposed = new Set<string>();
   private refusedIncarnationLogMs = 0;
   private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0, catchupsFromDisk: 0 };
@@ -165,7 +169,8 @@ export class SynodReplica {
         this.bindIncarnations();
       }
     });
-    transport.setAdmission((peer, incarnation) => this.admitPeer(peer, incarnation));
+    this.incarnation = Buffer.from(meta.incarnation).toString('hex');
+    transport.setAdmission(this.admission);
     this.installPrimaryHooks();
     this.tickTimer = setInterval(() => this.onTick(), options.tickMs ?? 10);
   }
@@ -622,11 +627,11 @@ export class SynodReplica {
   private bindIncarnation(id: ReplicaId, incarnation: string): void {
     if (this.incarnations.has(id)) return;
     this.incarnations.set(id, incarnation);
-    if (id === this.id && incarnation !== Buffer.from(this.meta.incarnation).toString('hex')) {
+    if (id === this.id && incarnation !== this.incarnation) {
       this.log('error', `the cluster knows replica ${id} as incarnation ${incarnation}, not this data directory's: peers refuse this replica; give it a new id (docs/operations.md)`);
     }
     // Connections already open from another incarnation of `id` are cut at once.
-    this.transport.setAdmission((peer, inc) => this.admitPeer(peer, inc));
+    this.transport.setAdmission(this.admission);
   }
 
   /** The transport's admission check: a bound id must come back with the incarnation bound to it. */
@@ -650,7 +655,7 @@ export class SynodReplica {
    */
   private bindIncarnations(): void {
     if (!this.primary || this.closed) return;
-    const candidates: Array<[ReplicaId, string]> = [[this.id, Buffer.from(this.meta.incarnation).toString('hex')], ...this.heardIncarnations];
+    const candidates: Array<[ReplicaId, string]> = [[this.id, this.incarnation], ...this.heardIncarnations];
     for (const [id, incarnation] of candidates) {
       if (this.incarnations.has(id) || !this.addresses.has(id)) continue;
       const key = `${id}:${incarnation}`;
@@ -725,7 +730,7 @@ export class SynodReplica {
       stoppedAtSlot: this.stoppedAtSlot || null,
       log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes, memoryBytes: this.recentLog.heldBytes, memoryStartSlot: this.core.logStartSlot },
       peers,
-      incarnation: Buffer.from(this.meta.incarnation).toString('hex'),
+      incarnation: this.incarnation,
       incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),
     };
   }

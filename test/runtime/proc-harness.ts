@@ -9,7 +9,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const CHILD = new URL('./child-replica.js', import.meta.url).pathname;
+/** This build's child program (ProcNode.script's default). */
+export const CHILD = new URL('./child-replica.js', import.meta.url).pathname;
 /** Every child still running, so that a test's `after` hook can kill them all. */
 export const children = new Set<ChildProcess>();
 

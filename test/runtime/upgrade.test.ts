@@ -12,7 +12,7 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { children, converge, freePort, ProcNode, waitForLeader, writeAll } from './proc-harness.js';
+import { CHILD, children, converge, freePort, ProcNode, waitForLeader, writeAll } from './proc-harness.js';
 
 /** The last commit of session 2: protocol version range [1, 1], hellos without extensions. */
 const PREVIOUS_RELEASE = 'e2db41a';
@@ -45,7 +45,6 @@ test('rolling upgrade from the previous release, one replica at a time under wri
     );
     execFileSync(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', join(oldDir, 'tsconfig.upgrade.json')], { stdio: 'inherit', timeout: 240_000 });
     const oldChild = join(oldDir, 'dist/test/runtime/child-replica.js');
-    const newChild = new ProcNode(0, '', {}).script;
 
     const ports: Record<number, number> = {};
     for (const id of [1, 2, 3]) ports[id] = await freePort();
@@ -72,7 +71,7 @@ test('rolling upgrade from the previous release, one replica at a time under wri
     for (const node of order) {
       const before = acked.size;
       await node.kill9();
-      node.script = newChild;
+      node.script = CHILD;
       await node.start();
       // Caught up: it applied at least what the cluster had committed when it came back.
       const target = Math.max(...(await Promise.all(nodes.filter((n) => n !== node).map(async (n) => ((await n.call('status')).status as { commitSlot?: number } | undefined)?.commitSlot ?? 0))));
