@@ -1,34 +1,40 @@
 // The load generator: closed loop (clients × inflight lanes, each awaiting its previous answer)
 // or open loop (a fixed rate, latency measured from the intended send time so that a stall is not
-// hidden: no coordinated omission). Runs in the bench process (--inproc --via direct) or in a
-// worker thread (./load-worker.ts) for every other mode.
+// hidden: no coordinated omission). Runs in the bench process (--inproc --via direct) or in
+// worker threads (./load-worker.ts, --load-workers) for every other mode.
 //
 // Keys: lane L writes only keys whose index ≡ L (mod lanes), so writes to one key are sequential
 // and "the last acknowledged value" of a key is well defined; reads pick any key. Each value
 // starts with the 8-byte id of its write, so verification can tell which write it sees.
 //
+// Parts: with several worker threads each runs one part (splitLoad): a disjoint range of the lane
+// numbers (the lane count stays global, so the keys a part writes are its own), its share of the
+// connections, of --total, of --rate and of the keys to verify, and write ids no other part uses.
+// A part verifies its own keys after the measured window; mergeLoad adds the parts' counts,
+// latency buckets (exactly: ./latency.ts) and timeline intervals (TimelineMerger).
+//
 // Measured window: warmupS of load first (not counted), then totalOps operations or durationS
-// seconds. onMeasure('start' | 'end') lets the caller snapshot CPU and counters at its edges.
+// seconds from the start of measuring. onMeasure('start' | 'end') lets the caller snapshot CPU and
+// counters at its edges (with several parts, the caller answers once every part has asked: a
+// barrier, so all parts measure the same window).
+//
+// Per operation the generator allocates nothing of its own: each lane is an object with its
+// completion handlers bound once (no async function or closure per operation), latency goes into
+// integer-indexed buckets, and a closed-loop lane's next operation starts at the time its previous
+// one was recorded as done (one clock read per operation).
 
-import * as hdr from 'hdr-histogram-js';
 import type { BenchParams } from './params.js';
 import { errorCode, type Target } from './targets.js';
+import { LATENCY_US_MAX, LatencyCounts, type LatencyQuantiles, type LatencySnapshot } from './latency.js';
 
-/** Latency samples are recorded in microseconds; one hour fits. */
-const LATENCY_US_MAX = 3_600_000_000;
+export type { LatencyQuantiles } from './latency.js';
+
 const TIMELINE_INTERVAL_MS = 250;
 const PROGRESS_INTERVAL_MS = 200;
 const OPEN_LOOP_TICK_MS = 1;
 const VERIFY_CONCURRENCY = 256;
-
-export interface LatencyQuantiles {
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  maxMs: number;
-  meanMs: number;
-}
+/** Log-spaced latency buckets of the HTML report's histogram, per octave of microseconds. */
+const BUCKETS_PER_OCTAVE = 4;
 
 export interface TimelinePoint {
   tS: number;
@@ -65,12 +71,57 @@ export interface LoadResult {
   histogram: Array<[number, number]>;
   timeline: TimelinePoint[];
   verify: VerifyResult;
+  /** How many parts (worker threads) generated the load. */
+  parts: number;
+}
+
+/** One part of the load (one worker thread's): see splitLoad. */
+export interface LoadPart {
+  index: number;
+  parts: number;
+  /** Global lane numbers laneStart .. laneStart + laneCount - 1 of clients × inflight. */
+  laneStart: number;
+  laneCount: number;
+  /** This part's connections; their global numbers (for pinning to endpoints) start at connectionStart. */
+  connectionStart: number;
+  connections: number;
+  /** This part's shares of --total (0: run for durationS), --rate (0: closed loop) and --verify-keys. */
+  totalOps: number;
+  rateOpsPerS: number;
+  verifyKeysMax: number;
+}
+
+/** What a part returns (structured-clonable: a worker posts it). */
+export interface LoadPartResult {
+  ops: number;
+  writes: number;
+  reads: number;
+  readsFound: number;
+  errors: number;
+  errorsByCode: Record<string, number>;
+  overloadSkipped: number;
+  elapsedS: number;
+  writeLatency: LatencySnapshot;
+  readLatency: LatencySnapshot;
+  verify: VerifyResult;
+}
+
+/** One timeline interval of one part (its index counts intervals from the start of measuring). */
+export interface IntervalReport {
+  index: number;
+  tS: number;
+  opsPerSec: number;
+  latency: LatencySnapshot;
 }
 
 export interface LoadHooks {
   onMeasure?: (edge: 'start' | 'end') => void | Promise<void>;
   onProgress?: (ops: number, errors: number, elapsedS: number) => void;
   stopRequested?: () => boolean;
+}
+
+export interface LoadPartHooks extends LoadHooks {
+  onInterval?: (r: IntervalReport) => void;
 }
 
 const now = () => performance.now();
@@ -80,109 +131,227 @@ export function keyOf(index: number, keyBytes: number): Uint8Array {
   return new TextEncoder().encode(text.slice(-keyBytes)); // an index wider than keyBytes keeps its low digits
 }
 
-function newHistogram() {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
+/**
+ * Worker threads for the load: --load-workers, or by default 2 for local reads (the replicas
+ * answer them for ~1 µs of CPU each, so one generator thread is the limit) and 1 otherwise (a
+ * write costs the replicas several times what it costs the generator). 1 for --inproc --via direct
+ * (the load calls the leader in this thread). Never more than the lanes, or than --total.
+ */
+export function loadWorkersOf(p: BenchParams): number {
+  if (p.mode === 'inproc' && p.via === 'direct') return 1;
+  const wanted = p.loadWorkers > 0 ? p.loadWorkers : p.readRatio > 0 && p.consistency === 'local' ? 2 : 1;
+  return Math.max(1, Math.min(wanted, p.clients * p.inflight, p.totalOps > 0 ? p.totalOps : Infinity));
 }
 
-function quantiles(h: ReturnType<typeof newHistogram>): LatencyQuantiles {
-  const q = (p: number) => h.getValueAtPercentile(p) / 1000;
-  return { p50Ms: q(50), p90Ms: q(90), p99Ms: q(99), p999Ms: q(99.9), maxMs: h.maxValue / 1000, meanMs: h.totalCount ? h.mean / 1000 : 0 };
+/** `total` split into `n` integer shares that add up to it (the first ones get the remainder last). */
+const share = (total: number, n: number, i: number) => Math.floor((total * (i + 1)) / n) - Math.floor((total * i) / n);
+
+/**
+ * The load split into `n` parts: contiguous lane ranges; connections, --total and --verify-keys
+ * split in integer shares that add up (each part has at least one connection, so with fewer
+ * connections than parts there are `n` in all); --rate in proportion to the lanes.
+ */
+export function splitLoad(p: BenchParams, n: number): LoadPart[] {
+  const lanes = p.clients * p.inflight;
+  const parts: LoadPart[] = [];
+  let laneStart = 0;
+  let connectionStart = 0;
+  for (let i = 0; i < n; i++) {
+    const laneCount = share(lanes, n, i);
+    const connections = Math.max(1, share(p.connections, n, i));
+    parts.push({
+      index: i,
+      parts: n,
+      laneStart,
+      laneCount,
+      connectionStart,
+      connections,
+      totalOps: share(p.totalOps, n, i),
+      rateOpsPerS: (p.rateOpsPerS * laneCount) / lanes,
+      verifyKeysMax: share(p.verifyKeysMax, n, i),
+    });
+    laneStart += laneCount;
+    connectionStart += connections;
+  }
+  return parts;
 }
 
+/** The whole load in this thread (--inproc --via direct, tests): one part, merged. */
 export async function runLoad(p: BenchParams, target: Target, hooks: LoadHooks = {}): Promise<LoadResult> {
+  const timeline = new TimelineMerger(1);
+  const part = await runLoadPart(p, target, splitLoad(p, 1)[0]!, { ...hooks, onInterval: (r) => timeline.add(0, r) });
+  return mergeLoad([part], timeline.points());
+}
+
+/** A lane: its handlers are bound once, so an operation allocates no closure of the generator's. */
+interface Lane {
+  /** Index within this part (what the Target is given) and the global lane number (which keys it writes). */
+  readonly local: number;
+  readonly global: number;
+  /** How many keys ≡ global (mod lanes) the key space has. */
+  readonly ownKeys: number;
+  startMs: number;
+  key: number;
+  writeId: number;
+  readonly onRead: (v: Uint8Array | null) => void;
+  readonly onReadError: (e: unknown) => void;
+  readonly onWrite: () => void;
+  readonly onWriteError: (e: unknown) => void;
+}
+
+export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart, hooks: LoadPartHooks = {}): Promise<LoadPartResult> {
   const lanes = p.clients * p.inflight;
   // Key width: enough digits for the key space, or the checks would alias keys.
   if (String(p.keySpace - 1).length + 1 > p.keyBytes) throw new RangeError(`keyBytes ${p.keyBytes} cannot name ${p.keySpace} keys`);
   const keys = Array.from({ length: Math.min(p.keySpace, 1 << 20) }, (_, i) => keyOf(i, p.keyBytes));
   const key = (i: number) => keys[i] ?? keyOf(i, p.keyBytes);
+  /** Writes to a key come from one lane only (so its last acknowledged value is defined). */
+  const ownKeys = p.keySpace >= lanes;
   /** Last acknowledged write id per key: -1 none, -2 uncertain (a failed write). */
   const lastWrite = new Float64Array(p.keySpace).fill(-1);
   // One value buffer for every write: a Target copies it before put() returns (its contract), so
   // the generator allocates nothing per write for values. The write id in the first 8 bytes lets
-  // the verification tell which write a key holds.
+  // the verification tell which write a key holds; parts number their writes i+1, i+1+n, ...
   const scratch = new Uint8Array(p.valueBytes).fill(0x61);
   const scratchId = new DataView(scratch.buffer);
-  let nextWriteId = 1;
-  const valueOf = (writeId: number) => {
-    scratchId.setFloat64(0, writeId);
-    return scratch;
-  };
+  let nextWriteId = part.index + 1;
+  const readRatio = p.readRatio;
+  const keySpace = p.keySpace;
+  const consistency = p.consistency;
+  const totalOps = part.totalOps;
 
-  // Per operation: its kind's histogram and the interval one; the overall histogram is their sum,
-  // made at the end (one record fewer per operation).
-  const writesH = newHistogram();
-  const readsH = newHistogram();
-  const interval = newHistogram();
-  const buckets: number[] = [];
-  const timeline: TimelinePoint[] = [];
+  // Per operation: its kind's latency counts and the interval's (both a few ns: ./latency.ts).
+  const writesL = new LatencyCounts();
+  const readsL = new LatencyCounts();
+  const interval = new LatencyCounts();
   const errorsByCode: Record<string, number> = {};
-  const counts = { ops: 0, writes: 0, reads: 0, readsFound: 0, errors: 0, overloadSkipped: 0, intervalOps: 0 };
-  let measuring = p.warmupS === 0;
+  let ops = 0;
+  let writes = 0;
+  let reads = 0;
+  let readsFound = 0;
+  let errors = 0;
+  let overloadSkipped = 0;
+  let intervalOps = 0;
+  let intervalIndex = 0;
+  let measuring = false;
   let stopping = false;
   let measureStart = now();
   let measureEnd = 0;
   let intervalStart = measureStart;
 
-  const record = (startMs: number, isRead: boolean, error: unknown) => {
+  const recordOk = (lane: Lane, t: number, isRead: boolean) => {
     if (!measuring) return;
-    if (error !== null) {
-      counts.errors++;
-      const code = errorCode(error);
-      errorsByCode[code] = (errorsByCode[code] ?? 0) + 1;
-      return;
-    }
-    const us = Math.max(1, Math.min(LATENCY_US_MAX, Math.round((now() - startMs) * 1000)));
-    interval.recordValue(us);
-    (isRead ? readsH : writesH).recordValue(us);
-    const b = bucketOf(us);
-    buckets[b] = (buckets[b] ?? 0) + 1;
-    counts.ops++;
-    counts.intervalOps++;
-    if (isRead) counts.reads++;
-    else counts.writes++;
-    if (p.totalOps > 0 && counts.ops >= p.totalOps) stopping = true;
-  };
-
-  const laneKeysMax = (lane: number) => Math.floor((p.keySpace - 1 - lane) / lanes) + 1;
-  const oneOp = async (lane: number, startMs: number): Promise<void> => {
-    const isRead = p.readRatio > 0 && Math.random() < p.readRatio;
+    let us = Math.round((t - lane.startMs) * 1000);
+    if (us < 1) us = 1;
+    else if (us > LATENCY_US_MAX) us = LATENCY_US_MAX;
+    interval.record(us);
     if (isRead) {
-      try {
-        const v = await target.get(lane, key(Math.floor(Math.random() * p.keySpace)), p.consistency);
-        if (v !== null && measuring) counts.readsFound++;
-        record(startMs, true, null);
-      } catch (e) {
-        record(startMs, true, e);
-      }
-      return;
+      readsL.record(us);
+      reads++;
+    } else {
+      writesL.record(us);
+      writes++;
     }
-    const k = p.keySpace >= lanes ? lane + lanes * Math.floor(Math.random() * laneKeysMax(lane)) : Math.floor(Math.random() * p.keySpace);
-    const id = nextWriteId++;
-    try {
-      await target.put(lane, key(k), valueOf(id));
-      if (p.keySpace >= lanes) lastWrite[k] = id;
-      record(startMs, false, null);
-    } catch (e) {
-      if (p.keySpace >= lanes) lastWrite[k] = -2;
-      record(startMs, false, e);
-    }
+    ops++;
+    intervalOps++;
+    if (totalOps > 0 && ops >= totalOps) stopping = true;
+  };
+  const recordError = (error: unknown) => {
+    if (!measuring) return;
+    errors++;
+    const code = errorCode(error);
+    errorsByCode[code] = (errorsByCode[code] ?? 0) + 1;
   };
 
-  const tStart = now();
+  // Closed loop: a lane's next operation starts when its previous one is recorded; open loop: the
+  // lane goes back to the free list.
+  const closedLoop = part.rateOpsPerS === 0;
+  const free: Lane[] = [];
+  let running = 0;
+  let allDone: () => void = () => {};
+  const done = (lane: Lane, t: number) => {
+    running--;
+    if (closedLoop && !stopping) return issue(lane, t);
+    if (!closedLoop) free.push(lane);
+    if (running === 0 && stopping) allDone();
+  };
+
+  const issue = (lane: Lane, startMs: number) => {
+    running++;
+    lane.startMs = startMs;
+    if (readRatio > 0 && (readRatio >= 1 || Math.random() < readRatio)) {
+      let r: Promise<Uint8Array | null>;
+      try {
+        r = target.get(lane.local, key(Math.floor(Math.random() * keySpace)), consistency);
+      } catch (e) {
+        r = Promise.reject(e);
+      }
+      void r.then(lane.onRead, lane.onReadError);
+      return;
+    }
+    const k = ownKeys ? lane.global + lanes * Math.floor(Math.random() * lane.ownKeys) : Math.floor(Math.random() * keySpace);
+    const id = nextWriteId;
+    nextWriteId += part.parts;
+    lane.key = k;
+    lane.writeId = id;
+    scratchId.setFloat64(0, id);
+    let w: Promise<void>;
+    try {
+      w = target.put(lane.local, key(k), scratch);
+    } catch (e) {
+      w = Promise.reject(e);
+    }
+    void w.then(lane.onWrite, lane.onWriteError);
+  };
+
+  const newLane = (local: number): Lane => {
+    const global = part.laneStart + local;
+    const lane: Lane = {
+      local,
+      global,
+      ownKeys: Math.floor((keySpace - 1 - global) / lanes) + 1,
+      startMs: 0,
+      key: 0,
+      writeId: 0,
+      onRead: (v) => {
+        const t = now();
+        if (v !== null && measuring) readsFound++;
+        recordOk(lane, t, true);
+        done(lane, t);
+      },
+      onReadError: (e) => {
+        recordError(e);
+        done(lane, now());
+      },
+      onWrite: () => {
+        const t = now();
+        if (ownKeys) lastWrite[lane.key] = lane.writeId;
+        recordOk(lane, t, false);
+        done(lane, t);
+      },
+      onWriteError: (e) => {
+        if (ownKeys) lastWrite[lane.key] = -2;
+        recordError(e);
+        done(lane, now());
+      },
+    };
+    return lane;
+  };
+  const laneList = Array.from({ length: part.laneCount }, (_, i) => newLane(i));
+
   const timers: NodeJS.Timeout[] = [];
+  const tick = () => {
+    const t = now();
+    if (!measuring || stopping) return;
+    hooks.onInterval?.({ index: intervalIndex++, tS: (t - measureStart) / 1000, opsPerSec: (intervalOps * 1000) / (t - intervalStart), latency: interval.snapshot() });
+    interval.clear();
+    intervalOps = 0;
+    intervalStart = t;
+  };
   timers.push(
     setInterval(() => {
-      const t = now();
-      if (measuring && !stopping) {
-        timeline.push({ tS: (t - measureStart) / 1000, opsPerSec: (counts.intervalOps * 1000) / (t - intervalStart), p50Ms: interval.getValueAtPercentile(50) / 1000, p99Ms: interval.getValueAtPercentile(99) / 1000 });
-        interval.reset();
-        counts.intervalOps = 0;
-        intervalStart = t;
-      }
-    }, TIMELINE_INTERVAL_MS),
-    setInterval(() => {
       if (hooks.stopRequested?.()) stopping = true;
-      hooks.onProgress?.(counts.ops, counts.errors, measuring ? (now() - measureStart) / 1000 : 0);
+      hooks.onProgress?.(ops, errors, measuring ? (now() - measureStart) / 1000 : 0);
     }, PROGRESS_INTERVAL_MS),
   );
   const startMeasuring = async () => {
@@ -190,74 +359,132 @@ export async function runLoad(p: BenchParams, target: Target, hooks: LoadHooks =
     measuring = true;
     measureStart = now();
     intervalStart = measureStart;
+    // The window's length counts from here (with several parts, from the barrier).
+    timers.push(
+      setInterval(tick, TIMELINE_INTERVAL_MS),
+      setTimeout(() => (stopping = true), p.durationS * 1000 + (totalOps > 0 ? 600_000 : 0)),
+    );
   };
-  if (measuring) await startMeasuring();
+  if (p.warmupS === 0) await startMeasuring();
   else
     timers.push(
       setTimeout(() => {
         void startMeasuring();
       }, p.warmupS * 1000),
     );
-  timers.push(setTimeout(() => (stopping = true), (p.warmupS + p.durationS) * 1000 + (p.totalOps > 0 ? 600_000 : 0)));
 
+  const tStart = now();
   try {
-    if (p.rateOpsPerS === 0) {
-      await Promise.all(
-        Array.from({ length: lanes }, async (_, lane) => {
-          while (!stopping) await oneOp(lane, now());
-        }),
-      );
+    const finished = new Promise<void>((resolve) => (allDone = resolve));
+    if (closedLoop) {
+      if (laneList.length === 0) allDone();
+      for (const lane of laneList) issue(lane, now());
     } else {
       // Open loop: a lane is taken from the free list per operation; the schedule is fixed.
-      const free = Array.from({ length: lanes }, (_, i) => lanes - 1 - i);
-      const busy = new Set<Promise<void>>();
+      for (let i = laneList.length - 1; i >= 0; i--) free.push(laneList[i]!);
       let issued = 0;
       while (!stopping) {
-        const due = Math.floor(((now() - tStart) / 1000) * p.rateOpsPerS);
+        const due = Math.floor(((now() - tStart) / 1000) * part.rateOpsPerS);
         while (issued < due && !stopping) {
-          const intended = tStart + (issued * 1000) / p.rateOpsPerS;
+          const intended = tStart + (issued * 1000) / part.rateOpsPerS;
           issued++;
           const lane = free.pop();
           if (lane === undefined) {
-            if (measuring) counts.overloadSkipped++;
+            if (measuring) overloadSkipped++;
             continue;
           }
-          const op: Promise<void> = oneOp(lane, intended).finally(() => {
-            free.push(lane);
-            busy.delete(op);
-          });
-          busy.add(op);
+          issue(lane, intended);
         }
         await new Promise((r) => setTimeout(r, OPEN_LOOP_TICK_MS));
       }
-      await Promise.all(busy);
+      if (running === 0) allDone();
     }
+    await finished;
   } finally {
     for (const t of timers) clearTimeout(t);
   }
   measureEnd = now();
   await hooks.onMeasure?.('end');
-  hooks.onProgress?.(counts.ops, counts.errors, (measureEnd - measureStart) / 1000);
+  hooks.onProgress?.(ops, errors, (measureEnd - measureStart) / 1000);
 
-  const verify = p.verify ? await verifyWrites(p, target, lanes, lastWrite, key) : skippedVerify('--no-verify');
-  const all = newHistogram();
-  all.add(writesH);
-  all.add(readsH);
+  const verify = p.verify ? await verifyWrites(p, target, lanes, part.verifyKeysMax, lastWrite, key) : skippedVerify('--no-verify');
   return {
-    ops: counts.ops,
-    writes: counts.writes,
-    reads: counts.reads,
-    readsFound: counts.readsFound,
-    errors: counts.errors,
+    ops,
+    writes,
+    reads,
+    readsFound,
+    errors,
     errorsByCode,
-    overloadSkipped: counts.overloadSkipped,
+    overloadSkipped,
     elapsedS: (measureEnd - measureStart) / 1000,
-    latency: quantiles(all),
-    writeLatency: quantiles(writesH),
-    readLatency: quantiles(readsH),
-    histogram: histogramBuckets(buckets),
-    timeline,
+    writeLatency: writesL.snapshot(),
+    readLatency: readsL.snapshot(),
     verify,
+  };
+}
+
+/**
+ * The parts' timeline intervals merged by index (the parts start their intervals at the common
+ * start of measuring): throughput added, quantiles from the added latency counts. A point is
+ * made once every part has reported its interval.
+ */
+export class TimelineMerger {
+  private readonly pending = new Map<number, { reported: number; tS: number; opsPerSec: number; latency: LatencyCounts }>();
+  private readonly done: TimelinePoint[] = [];
+
+  constructor(private readonly parts: number) {}
+
+  add(_part: number, r: IntervalReport): void {
+    let e = this.pending.get(r.index);
+    if (!e) this.pending.set(r.index, (e = { reported: 0, tS: 0, opsPerSec: 0, latency: new LatencyCounts() }));
+    e.reported++;
+    e.tS = Math.max(e.tS, r.tS);
+    e.opsPerSec += r.opsPerSec;
+    e.latency.add(r.latency);
+    if (e.reported < this.parts) return;
+    this.pending.delete(r.index);
+    const q = e.latency.quantiles();
+    this.done[r.index] = { tS: e.tS, opsPerSec: e.opsPerSec, p50Ms: q.p50Ms, p99Ms: q.p99Ms };
+  }
+
+  /** The intervals every part reported, in order (a part that stopped one interval early ends it). */
+  points(): TimelinePoint[] {
+    const out: TimelinePoint[] = [];
+    for (const x of this.done) {
+      if (x === undefined) break;
+      out.push(x);
+    }
+    return out;
+  }
+}
+
+/** The parts' results as one: counts added, latency counts added (exact quantiles), verification added. */
+export function mergeLoad(parts: LoadPartResult[], timeline: TimelinePoint[]): LoadResult {
+  const sum = (k: 'ops' | 'writes' | 'reads' | 'readsFound' | 'errors' | 'overloadSkipped') => parts.reduce((s, x) => s + x[k], 0);
+  const errorsByCode: Record<string, number> = {};
+  for (const x of parts) for (const [code, n] of Object.entries(x.errorsByCode)) errorsByCode[code] = (errorsByCode[code] ?? 0) + n;
+  const writesL = LatencyCounts.sum(parts.map((x) => x.writeLatency));
+  const readsL = LatencyCounts.sum(parts.map((x) => x.readLatency));
+  const all = LatencyCounts.sum(parts.flatMap((x) => [x.writeLatency, x.readLatency]));
+  const v = parts.map((x) => x.verify);
+  const vsum = (k: 'keysChecked' | 'ok' | 'missing' | 'wrong' | 'errors' | 'uncertain') => v.reduce((s, x) => s + x[k], 0);
+  return {
+    ops: sum('ops'),
+    writes: sum('writes'),
+    reads: sum('reads'),
+    readsFound: sum('readsFound'),
+    errors: sum('errors'),
+    errorsByCode,
+    overloadSkipped: sum('overloadSkipped'),
+    // The parts measure the same window (to a message's latency): the longest is the window.
+    elapsedS: Math.max(0, ...parts.map((x) => x.elapsedS)),
+    latency: all.quantiles(),
+    writeLatency: writesL.quantiles(),
+    readLatency: readsL.quantiles(),
+    histogram: all.logBuckets(BUCKETS_PER_OCTAVE),
+    timeline,
+    verify: { keysChecked: vsum('keysChecked'), ok: vsum('ok'), missing: vsum('missing'), wrong: vsum('wrong'), errors: vsum('errors'), uncertain: vsum('uncertain'), skipped: v.find((x) => x.skipped !== null)?.skipped ?? null },
+    parts: parts.length,
   };
 }
 
@@ -265,8 +492,8 @@ function skippedVerify(why: string): VerifyResult {
   return { keysChecked: 0, ok: 0, missing: 0, wrong: 0, errors: 0, uncertain: 0, skipped: why };
 }
 
-/** Reads back (linearizably) the last acknowledged value of up to verifyKeysMax written keys. */
-async function verifyWrites(p: BenchParams, target: Target, lanes: number, lastWrite: Float64Array, key: (i: number) => Uint8Array): Promise<VerifyResult> {
+/** Reads back (linearizably) the last acknowledged value of up to verifyKeysMax written keys (this part's). */
+async function verifyWrites(p: BenchParams, target: Target, lanes: number, verifyKeysMax: number, lastWrite: Float64Array, key: (i: number) => Uint8Array): Promise<VerifyResult> {
   if (p.keySpace < lanes) return skippedVerify(`keySpace ${p.keySpace} < lanes ${lanes}: concurrent writes to one key have no single last value`);
   const written: number[] = [];
   let uncertain = 0;
@@ -275,11 +502,11 @@ async function verifyWrites(p: BenchParams, target: Target, lanes: number, lastW
     else if (lastWrite[k] === -2) uncertain++;
   }
   // A uniform sample when there are more written keys than the limit.
-  for (let i = written.length - 1; i > 0 && written.length > p.verifyKeysMax; i--) {
+  for (let i = written.length - 1; i > 0 && written.length > verifyKeysMax; i--) {
     const j = Math.floor(Math.random() * (i + 1));
     [written[i], written[j]] = [written[j]!, written[i]!];
   }
-  const check = written.slice(0, p.verifyKeysMax);
+  const check = written.slice(0, verifyKeysMax);
   const r: VerifyResult = { keysChecked: check.length, ok: 0, missing: 0, wrong: 0, errors: 0, uncertain, skipped: null };
   let next = 0;
   await Promise.all(
@@ -298,16 +525,4 @@ async function verifyWrites(p: BenchParams, target: Target, lanes: number, lastW
     }),
   );
   return r;
-}
-
-/** Log-spaced latency buckets, 4 per octave of microseconds, for the HTML report's histogram. */
-const BUCKETS_PER_OCTAVE = 4;
-const bucketOf = (us: number) => Math.floor(Math.log2(us) * BUCKETS_PER_OCTAVE);
-
-function histogramBuckets(counts: number[]): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  const first = counts.findIndex((c) => c > 0);
-  if (first < 0) return out;
-  for (let i = first; i < counts.length; i++) out.push([2 ** ((i + 1) / BUCKETS_PER_OCTAVE) / 1000, counts[i] ?? 0]);
-  return out;
 }

@@ -40,6 +40,11 @@ export interface BenchParams {
   etcdEndpoints: string[];
   /** Leader election timeout of the replicas. */
   electionTimeoutMs: number;
+  /**
+   * Worker threads generating the load, each with its own connections and a disjoint share of the
+   * lanes (0: the default of loadWorkersOf() in ./load.ts: 2 for local reads, else 1).
+   */
+  loadWorkers: number;
 }
 
 export const BENCH_DEFAULTS: BenchParams = {
@@ -64,12 +69,15 @@ export const BENCH_DEFAULTS: BenchParams = {
   trace: false,
   etcdEndpoints: [],
   electionTimeoutMs: 300,
+  loadWorkers: 0,
 };
 
 /** The CI setting: a few hundred operations, seconds of wall time. */
 export const BENCH_CI: Partial<BenchParams> = { clients: 4, inflight: 8, connections: 2, keySpace: 1_000, totalOps: 400, durationS: 10, warmupS: 0 };
 
 export const KEY_SPACE_MAX = 10_000_000;
+/** The most worker threads --load-workers accepts. */
+export const LOAD_WORKERS_MAX = 64;
 export const LANES_MAX = 65_536;
 
 export class BenchParamError extends Error {
@@ -100,13 +108,15 @@ export function validateBenchParams(p: BenchParams): BenchParams {
   if (p.via !== 'direct' && p.via !== 'binary') throw new BenchParamError(`via must be direct or binary, got ${p.via}`);
   int('verifyKeysMax', 0, KEY_SPACE_MAX);
   int('electionTimeoutMs', 50, 60_000);
+  int('loadWorkers', 0, LOAD_WORKERS_MAX);
+  if (p.loadWorkers > 1 && p.mode === 'inproc' && p.via === 'direct') throw new BenchParamError('loadWorkers > 1 needs a load over the network: --inproc --via direct calls the leader in this thread');
   if (p.mode === 'etcd' && p.etcdEndpoints.length === 0) throw new BenchParamError('mode etcd needs --etcd-endpoints host:port,...');
   if (p.mode === 'etcd' && p.consistency === 'lease') throw new BenchParamError('etcd has no lease reads: use linearizable (etcd "l") or local (etcd "s", serializable)');
   return p;
 }
 
-/** The parameters as printed in --json (what makes two runs comparable). */
-export function paramsForReport(p: BenchParams): Record<string, unknown> {
+/** The parameters as printed in --json (what makes two runs comparable); loadWorkers as resolved. */
+export function paramsForReport(p: BenchParams, loadWorkers: number): Record<string, unknown> {
   const { etcdEndpoints: _e, ...rest } = p;
-  return { ...rest, lanes: p.clients * p.inflight };
+  return { ...rest, lanes: p.clients * p.inflight, loadWorkers };
 }

@@ -15,7 +15,8 @@ export function summaryText(r: BenchResult): string {
     `${p.mode}${p.mode === 'inproc' ? ` via ${p.via}` : ''}, ${p.mode === 'etcd' ? 3 : p.replicas} replicas, ${p.mode === 'etcd' ? 'etcd (fsync per commit)' : `${p.storage} log`}, ` +
     `${p.clients} clients × ${p.inflight} in flight${p.mode === 'inproc' && p.via === 'direct' ? '' : ` on ${p.mode === 'etcd' ? Number(p.clients) * Number(p.inflight) : p.connections} connections`}, ` +
     `key ${p.keyBytes} B, value ${p.valueBytes} B, key space ${n(Number(p.keySpace))}, reads ${Math.round(Number(p.readRatio) * 100)}% (${p.consistency})` +
-    (Number(p.rateOpsPerS) > 0 ? `, open loop at ${n(Number(p.rateOpsPerS))} ops/s` : ', closed loop');
+    (Number(p.rateOpsPerS) > 0 ? `, open loop at ${n(Number(p.rateOpsPerS))} ops/s` : ', closed loop') +
+    (Number(p.loadWorkers) > 1 ? `, load from ${p.loadWorkers} worker threads` : '');
   const rows: Array<[string, string]> = [
     ['throughput', `${n(r.opsPerSec)} ops/s  (${n(r.writesPerSec)} writes/s, ${n(r.readsPerSec)} reads/s)`],
     ['operations', `${n(r.ops)} in ${r.elapsedS.toFixed(2)} s; ${n(r.errors)} errors${r.errors ? ` ${JSON.stringify(r.errorsByCode)}` : ''}${r.overloadSkipped ? `; ${n(r.overloadSkipped)} not issued (every lane busy)` : ''}`],

@@ -5,7 +5,7 @@
 import { cpus, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { externalEtcd, startInproc, startProcs, type BenchCluster, type ProcessSample, type ReplicaCounters } from './cluster.js';
-import { runLoad, type LatencyQuantiles, type LoadResult, type TimelinePoint, type VerifyResult } from './load.js';
+import { loadWorkersOf, mergeLoad, runLoad, splitLoad, TimelineMerger, type IntervalReport, type LatencyQuantiles, type LoadPartResult, type LoadResult, type TimelinePoint, type VerifyResult } from './load.js';
 import type { LoadWorkerData } from './load-worker.js';
 import { paramsForReport, type BenchParams } from './params.js';
 import { DirectTarget } from './targets.js';
@@ -107,7 +107,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
       load = await runLoad(p, target, { onMeasure: sampleEdge, onProgress: ui.onProgress, stopRequested: ui.stopRequested });
       notLeaderRetries = target.notLeaderRetries;
     } else {
-      load = await runWorker(p, cluster.endpoints, sampleEdge, ui);
+      load = await runWorkers(p, cluster.endpoints, sampleEdge, ui);
     }
     // The probe files of child replicas lag by up to 100 ms: wait for one more before the end edge is final.
     if (p.mode === 'procs') {
@@ -122,26 +122,52 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
   }
 }
 
-function runWorker(p: BenchParams, endpoints: string[], sampleEdge: (edge: 'start' | 'end') => void, ui: RunUi): Promise<LoadResult> {
-  const data: LoadWorkerData = { params: p, endpoints };
-  const worker = new Worker(new URL('./load-worker.js', import.meta.url), { workerData: data });
+/**
+ * The load in `loadWorkersOf(p)` worker threads, one part each (./load.ts, splitLoad): the edges
+ * of the measured window are a barrier (sampled once every worker has asked, then every worker is
+ * answered), progress is added up, timeline intervals are merged as they come, results at the end.
+ */
+function runWorkers(p: BenchParams, endpoints: string[], sampleEdge: (edge: 'start' | 'end') => void, ui: RunUi): Promise<LoadResult> {
+  const parts = splitLoad(p, loadWorkersOf(p));
+  const workers = parts.map((part) => new Worker(new URL('./load-worker.js', import.meta.url), { workerData: { params: p, endpoints, part } satisfies LoadWorkerData }));
   const stopPoll = setInterval(() => {
-    if (ui.stopRequested?.()) worker.postMessage({ type: 'stop' });
+    if (ui.stopRequested?.()) for (const w of workers) w.postMessage({ type: 'stop' });
   }, 100);
+  const timeline = new TimelineMerger(parts.length);
+  const progress = parts.map(() => ({ ops: 0, errors: 0, elapsedS: 0 }));
+  const asked = { start: new Set<number>(), end: new Set<number>() };
+  const results: Array<LoadPartResult | undefined> = parts.map(() => undefined);
+  let received = 0;
   return new Promise<LoadResult>((resolve, reject) => {
-    worker.on('message', (m: { type: string; ops: number; errors: number; elapsedS: number; edge: 'start' | 'end'; result: LoadResult; message: string }) => {
-      if (m.type === 'progress') ui.onProgress?.(m.ops, m.errors, m.elapsedS);
-      else if (m.type === 'measure') {
-        sampleEdge(m.edge);
-        worker.postMessage({ type: 'measured' });
-      } else if (m.type === 'done') resolve(m.result);
-      else if (m.type === 'error') reject(new Error(`load generator failed: ${m.message}`));
+    workers.forEach((worker, i) => {
+      worker.on('message', (m: { type: string; ops: number; errors: number; elapsedS: number; edge: 'start' | 'end'; report: IntervalReport; result: LoadPartResult; message: string }) => {
+        if (m.type === 'progress') {
+          progress[i] = { ops: m.ops, errors: m.errors, elapsedS: m.elapsedS };
+          ui.onProgress?.(
+            progress.reduce((s, x) => s + x.ops, 0),
+            progress.reduce((s, x) => s + x.errors, 0),
+            Math.max(...progress.map((x) => x.elapsedS)),
+          );
+        } else if (m.type === 'interval') timeline.add(i, m.report);
+        else if (m.type === 'measure') {
+          const waiting = asked[m.edge];
+          waiting.add(i);
+          if (waiting.size < workers.length) return;
+          sampleEdge(m.edge);
+          for (const w of workers) w.postMessage({ type: 'measured', edge: m.edge });
+        } else if (m.type === 'done') {
+          results[i] = m.result;
+          if (++received === workers.length) resolve(mergeLoad(results as LoadPartResult[], timeline.points()));
+        } else if (m.type === 'error') reject(new Error(`load generator ${i + 1}/${workers.length} failed: ${m.message}`));
+      });
+      worker.on('error', reject);
+      worker.on('exit', (code) => {
+        if (results[i] === undefined) reject(new Error(`load generator ${i + 1}/${workers.length} exited (${code}) without a result`));
+      });
     });
-    worker.on('error', reject);
-    worker.on('exit', (code) => reject(new Error(`load generator exited (${code}) without a result`)));
   }).finally(() => {
     clearInterval(stopPoll);
-    void worker.terminate();
+    for (const w of workers) void w.terminate();
   });
 }
 
@@ -196,7 +222,7 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
     readsFound: load.readsFound,
     overloadSkipped: load.overloadSkipped,
     elapsedS: round(load.elapsedS, 3),
-    params: paramsForReport(p),
+    params: paramsForReport(p, load.parts),
     machine: {
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model ?? 'unknown',

@@ -111,15 +111,17 @@ export class DirectTarget implements Target {
 /**
  * Writes and leader reads go through `connections` clients (each follows the leader). Local reads
  * may be served by any replica, so they go through `connections` more clients pinned round robin to
- * every endpoint: the cluster's read capacity, not one replica's.
+ * every endpoint: the cluster's read capacity, not one replica's. With several load workers, each
+ * has its share of the connections; `firstConnection` (their global number) keeps the pinning
+ * round robin over all of them.
  */
 export class BinaryTarget implements Target {
   private readonly clients: KvClient[];
   private readonly pinned: KvClient[];
 
-  constructor(endpoints: string[], connections: number, localReads: boolean) {
+  constructor(endpoints: string[], connections: number, localReads: boolean, firstConnection = 0) {
     this.clients = Array.from({ length: connections }, () => new KvClient({ endpoints, timeoutMs: 20_000 }));
-    this.pinned = localReads ? Array.from({ length: connections }, (_, i) => new KvClient({ endpoints: [endpoints[i % endpoints.length]!], timeoutMs: 20_000 })) : [];
+    this.pinned = localReads ? Array.from({ length: connections }, (_, i) => new KvClient({ endpoints: [endpoints[(firstConnection + i) % endpoints.length]!], timeoutMs: 20_000 })) : [];
   }
 
   put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {

@@ -38,6 +38,7 @@ interface BenchFlags {
   ci?: boolean;
   etcdEndpoints?: string;
   electionTimeoutMs: string;
+  loadWorkers?: string;
 }
 
 const D = BENCH_DEFAULTS;
@@ -69,6 +70,7 @@ export function benchCommand(): Command {
     .option('--ci', 'small parameters (a few hundred operations) unless given explicitly')
     .option('--etcd-endpoints <list>', 'run the load against etcd at host:port,... (its gRPC gateway) instead')
     .option('--election-timeout-ms <ms>', 'replicas\' election timeout', String(D.electionTimeoutMs))
+    .option('--load-workers <n>', 'worker threads generating the load, each with its share of the lanes and connections (default: 2 for --consistency local reads, else 1)')
     .action(async (flags: BenchFlags, cmd: Command) => {
       const params = benchParamsFromFlags(flags, (name) => cmd.getOptionValueSource(name) === 'cli');
       await runBenchCli(params, { json: flags.json === true, html: flags.html });
@@ -106,6 +108,7 @@ export function benchParamsFromFlags(f: BenchFlags, explicit: (name: string) => 
     trace: f.trace === true,
     etcdEndpoints: etcd,
     electionTimeoutMs: num(f.electionTimeoutMs, '--election-timeout-ms'),
+    loadWorkers: f.loadWorkers !== undefined ? num(f.loadWorkers, '--load-workers') : D.loadWorkers,
   };
   if (f.ci) {
     const flagOf: Record<string, string> = { clients: 'clients', inflight: 'inflight', connections: 'connections', keySpace: 'keySpace', totalOps: 'total', durationS: 'duration', warmupS: 'warmup' };
