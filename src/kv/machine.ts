@@ -2,10 +2,10 @@
 //
 // Design note
 // -----------
-// Keys are byte strings; the map is keyed by their latin1 image (one char per byte), so that
-// JavaScript's string order (UTF-16 code units, here all < 256) is exactly byte order, which a
-// prefix scan needs. A sorted array of keys is rebuilt lazily, only when a scan runs after a
-// write changed the key set: writes stay O(1) and a scan after a burst of writes pays one sort.
+// Keys are byte strings, held with their values in a ByteTable (./byte-table.ts): a hash table in
+// typed arrays, looked up with the command's own bytes (no string per command, no object per
+// entry). Snapshots and prefix scans walk its key order (byte order), kept between changes of
+// the key set; writes stay O(1).
 //
 // Determinism: apply() depends only on the command bytes and the current map. Limits are part
 // of the cluster's configuration (every replica must be started with the same valueBytesMax);
@@ -14,6 +14,7 @@
 // proposed at all.
 
 import type { ApplyContext, StateMachine } from '../runtime/api.js';
+import { ByteTable } from './byte-table.js';
 import {
   decodeCommand,
   decodeQuery,
@@ -54,14 +55,9 @@ export interface KvStats {
   rejected: number;
 }
 
-const toKey = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
-const fromKey = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
-
 export class KvMachine implements StateMachine {
   readonly valueBytesMax: number;
-  private map = new Map<string, Uint8Array>();
-  private sorted: string[] | null = [];
-  private bytesHeld = 0;
+  private table = new ByteTable();
   private readonly counts = { puts: 0, deletes: 0, casSwapped: 0, casFailed: 0, rejected: 0 };
 
   constructor(options: KvMachineOptions = {}) {
@@ -97,11 +93,11 @@ export class KvMachine implements StateMachine {
     if (r.length >= 6 && r[0] === OP_GET) {
       const keyBytes = u32be(r, 1);
       if (keyBytes >= 1 && keyBytes <= KEY_BYTES_MAX && 5 + keyBytes === r.length) {
-        const v = this.map.get(Buffer.from(r.buffer, r.byteOffset + 5, keyBytes).toString('latin1'));
-        if (v === undefined) return Uint8Array.of(RES_NOT_FOUND);
-        const out = new Uint8Array(1 + v.length);
+        const e = this.table.find(r, 5, keyBytes);
+        if (e < 0) return Uint8Array.of(RES_NOT_FOUND);
+        const out = new Uint8Array(1 + this.table.valueLength(e));
         out[0] = RES_OK;
-        out.set(v, 1);
+        this.table.copyValue(e, out, 1);
         return out;
       }
     }
@@ -115,24 +111,25 @@ export class KvMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    const keys = this.sortedKeys();
+    const t = this.table;
+    const ids = t.sorted();
     let size = 8;
-    for (const k of keys) size += 8 + k.length + this.map.get(k)!.length;
+    for (let i = 0; i < ids.length; i++) size += 8 + t.keyLength(ids[i]!) + t.valueLength(ids[i]!);
     const out = new Uint8Array(size);
     const view = new DataView(out.buffer);
     view.setUint32(0, SNAPSHOT_MAGIC);
-    view.setUint32(4, keys.length);
+    view.setUint32(4, ids.length);
     let off = 8;
-    for (const k of keys) {
-      const v = this.map.get(k)!;
-      view.setUint32(off, k.length);
-      off += 4;
-      for (let i = 0; i < k.length; i++) out[off + i] = k.charCodeAt(i); // latin1: one byte per char (no array per key)
-      off += k.length;
-      view.setUint32(off, v.length);
-      off += 4;
-      out.set(v, off);
-      off += v.length;
+    for (let i = 0; i < ids.length; i++) {
+      const e = ids[i]!;
+      const klen = t.keyLength(e);
+      view.setUint32(off, klen);
+      t.copyKey(e, out, off + 4);
+      off += 4 + klen;
+      const vlen = t.valueLength(e);
+      view.setUint32(off, vlen);
+      t.copyValue(e, out, off + 4);
+      off += 4 + vlen;
     }
     if (off !== size) throw new Error(`kv snapshot: wrote ${off} of ${size} bytes`);
     return out;
@@ -143,46 +140,44 @@ export class KvMachine implements StateMachine {
     const bad = (why: string) => new KvCodecError(`kv snapshot: ${why}`);
     if (snapshot.length < 8 || view.getUint32(0) !== SNAPSHOT_MAGIC) throw bad('bad magic (not a key-value snapshot)');
     const count = view.getUint32(4);
-    const map = new Map<string, Uint8Array>();
-    const keys: string[] = [];
-    let bytes = 0;
+    const table = new ByteTable();
+    let prevAt = -1;
+    let prevLen = 0;
     let off = 8;
     for (let i = 0; i < count; i++) {
       if (off + 4 > snapshot.length) throw bad(`truncated at entry ${i}`);
       const klen = view.getUint32(off);
       off += 4;
       if (off + klen + 4 > snapshot.length) throw bad(`truncated at entry ${i}`);
-      const key = toKey(snapshot.subarray(off, off + klen));
+      const keyAt = off;
       off += klen;
       const vlen = view.getUint32(off);
       off += 4;
       if (off + vlen > snapshot.length) throw bad(`truncated at entry ${i}`);
-      if (keys.length > 0 && !(keys[keys.length - 1]! < key)) throw bad(`keys out of order at entry ${i}`);
-      map.set(key, new Uint8Array(snapshot.subarray(off, off + vlen))); // a copy (slice() of a Buffer is a view of the whole snapshot)
-      keys.push(key);
-      bytes += klen + vlen;
+      if (prevAt >= 0 && !(compareRanges(snapshot, prevAt, prevLen, keyAt, klen) < 0)) throw bad(`keys out of order at entry ${i}`);
+      table.set(snapshot, keyAt, klen, snapshot, off, vlen); // copies: the snapshot's buffer is not kept
+      prevAt = keyAt;
+      prevLen = klen;
       off += vlen;
     }
     if (off !== snapshot.length) throw bad(`${snapshot.length - off} trailing bytes`);
-    this.map = map;
-    this.sorted = keys;
-    this.bytesHeld = bytes;
+    this.table = table;
   }
 
   // ---------------------------------------------------------------- direct access (tests, metrics)
 
   get size(): number {
-    return this.map.size;
+    return this.table.size;
   }
 
   stats(): KvStats {
-    return { keys: this.map.size, bytes: this.bytesHeld, ...this.counts };
+    return { keys: this.table.size, bytes: this.table.bytes, ...this.counts };
   }
 
   /** A copy of the value at `key`, or undefined (a local read of this replica's state). */
   get(key: Uint8Array): Uint8Array | undefined {
-    const value = this.map.get(toKey(key));
-    return value === undefined ? undefined : value.slice(); // stored arrays are overwritten in place
+    const e = this.table.find(key, 0, key.length);
+    return e < 0 ? undefined : this.table.value(e);
   }
 
   // ---------------------------------------------------------------- internals
@@ -221,8 +216,7 @@ export class KvMachine implements StateMachine {
   private applyValidPut(c: Uint8Array): Uint8Array | null {
     const valueAt = this.validPutValueAt(c);
     if (valueAt < 0) return null;
-    const key = Buffer.from(c.buffer, c.byteOffset + 5, valueAt - 9).toString('latin1');
-    this.set(key, this.map.get(key), c.subarray(valueAt));
+    this.table.set(c, 5, valueAt - 9, c, valueAt, c.length - valueAt);
     this.counts.puts++;
     return Uint8Array.of(RES_OK);
   }
@@ -241,91 +235,58 @@ export class KvMachine implements StateMachine {
   }
 
   private execute(cmd: KvCommand): KvResult {
-    const key = toKey(cmd.key);
-    const current = this.map.get(key);
+    const t = this.table;
+    const key = cmd.key;
     switch (cmd.op) {
       case 'put':
-        this.set(key, current, cmd.value);
+        t.set(key, 0, key.length, cmd.value, 0, cmd.value.length);
         this.counts.puts++;
         return { kind: 'ok' };
       case 'delete':
         this.counts.deletes++;
-        if (current === undefined) return { kind: 'ok', existed: false };
-        this.map.delete(key);
-        this.bytesHeld -= key.length + current.length;
-        this.sorted = null;
-        return { kind: 'ok', existed: true };
+        return { kind: 'ok', existed: t.delete(key, 0, key.length) };
       case 'cas': {
-        const matches = cmd.expected === null ? current === undefined : current !== undefined && equalBytes(current, cmd.expected);
+        const e = t.find(key, 0, key.length);
+        const matches = cmd.expected === null ? e < 0 : e >= 0 && t.valueEquals(e, cmd.expected);
         if (!matches) {
           this.counts.casFailed++;
-          return { kind: 'cas-failed', current: current ?? null };
+          return { kind: 'cas-failed', current: e < 0 ? null : t.value(e) };
         }
-        this.set(key, current, cmd.value);
+        t.set(key, 0, key.length, cmd.value, 0, cmd.value.length);
         this.counts.casSwapped++;
         return { kind: 'ok' };
       }
     }
   }
 
-  private set(key: string, current: Uint8Array | undefined, value: Uint8Array): void {
-    if (current !== undefined && current.length === value.length) {
-      // Overwrite in place: no allocation. A new array per write lived for seconds (until its key
-      // was written again), so V8 promoted every one to the old generation and let that grow by
-      // far more than the map holds. Safe because no stored array leaves this class: reads copy
-      // (query, get, snapshot), and results are encoded before apply/query return.
-      current.set(value);
-      return;
-    }
-    // Copy into a buffer of its own: the command's bytes are a view of the log's buffers (on the
-    // leader, of a 64 KiB socket read). Not value.slice(): on a Buffer that is a view, not a copy,
-    // and each value kept that way held its whole socket read in memory.
-    this.map.set(key, new Uint8Array(value));
-    if (current === undefined) {
-      this.bytesHeld += key.length + value.length;
-      this.sorted = null;
-    } else this.bytesHeld += value.length - current.length;
-  }
-
   private read(q: KvQuery): KvResult {
+    const t = this.table;
     if (q.op === 'get') {
       if (q.key.length === 0 || q.key.length > KEY_BYTES_MAX) return { kind: 'error', code: ERR_KEY_TOO_LARGE, message: `key must be 1..${KEY_BYTES_MAX} bytes` };
-      const v = this.map.get(toKey(q.key));
-      return v === undefined ? { kind: 'not-found' } : { kind: 'ok', value: v };
+      const e = t.find(q.key, 0, q.key.length);
+      return e < 0 ? { kind: 'not-found' } : { kind: 'ok', value: t.value(e) };
     }
     if (q.limit < 1 || q.limit > SCAN_LIMIT_MAX) return { kind: 'error', code: ERR_BAD_LIMIT, message: `limit must be 1..${SCAN_LIMIT_MAX}` };
     if (q.prefix.length > KEY_BYTES_MAX) return { kind: 'error', code: ERR_KEY_TOO_LARGE, message: `prefix exceeds ${KEY_BYTES_MAX} bytes` };
-    const keys = this.sortedKeys();
-    const prefix = toKey(q.prefix);
+    const ids = t.sorted();
     const entries: Array<[Uint8Array, Uint8Array]> = [];
-    let i = lowerBound(keys, prefix);
-    for (; i < keys.length && entries.length < q.limit; i++) {
-      const k = keys[i]!;
-      if (!k.startsWith(prefix)) break;
-      entries.push([fromKey(k), this.map.get(k)!]);
+    let i = t.lowerBound(q.prefix);
+    for (; i < ids.length && entries.length < q.limit; i++) {
+      const e = ids[i]!;
+      if (!t.keyHasPrefix(e, q.prefix)) break;
+      entries.push([t.key(e), t.value(e)]);
     }
-    const more = i < keys.length && keys[i]!.startsWith(prefix);
+    const more = i < ids.length && t.keyHasPrefix(ids[i]!, q.prefix);
     return { kind: 'scan', entries, more };
   }
-
-  private sortedKeys(): string[] {
-    if (this.sorted === null) this.sorted = [...this.map.keys()].sort();
-    return this.sorted;
-  }
 }
 
-function lowerBound(keys: string[], target: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < target) lo = mid + 1;
-    else hi = mid;
+/** Byte order of buf[a, a + an) against buf[b, b + bn). */
+function compareRanges(buf: Uint8Array, a: number, an: number, b: number, bn: number): number {
+  const m = an < bn ? an : bn;
+  for (let k = 0; k < m; k++) {
+    const d = buf[a + k]! - buf[b + k]!;
+    if (d !== 0) return d;
   }
-  return lo;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  return Buffer.compare(a, b) === 0;
+  return an - bn;
 }
