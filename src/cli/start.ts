@@ -32,6 +32,8 @@ export interface StartSettings {
   logLevel: string;
   logBackend: 'file' | 'pmem' | 'memory';
   electionTimeoutMs?: number;
+  snapshotIntervalSlots?: number;
+  snapshotIntervalBytes?: number;
   /** HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given). */
   clientTls: boolean;
   clientAuth: 'none' | 'cert';
@@ -91,6 +93,8 @@ const ENV: Record<string, string> = {
   logLevel: 'SYNOD_LOG_LEVEL',
   logBackend: 'SYNOD_LOG_BACKEND',
   electionTimeoutMs: 'SYNOD_ELECTION_TIMEOUT_MS',
+  snapshotIntervalSlots: 'SYNOD_SNAPSHOT_INTERVAL_SLOTS',
+  snapshotIntervalBytes: 'SYNOD_SNAPSHOT_INTERVAL_BYTES',
   clientTls: 'SYNOD_CLIENT_TLS',
   clientAuth: 'SYNOD_CLIENT_AUTH',
   clientTokenFile: 'SYNOD_CLIENT_TOKEN_FILE',
@@ -125,6 +129,8 @@ export function startCommand(): Command {
     .option('--join', 'join a running cluster: --initial-cluster lists its initial members (not this one); then run `synod member add ID HOST:PORT`')
     .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
+    .option('--snapshot-interval-slots <n>', 'take a snapshot after this many applied slots (default 10000)')
+    .option('--snapshot-interval-bytes <n>', 'or after this many bytes of applied commands (default 16777216)')
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
@@ -211,6 +217,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (valueMaxBytes !== undefined && (!Number.isInteger(valueMaxBytes) || valueMaxBytes < 1)) throw new UsageError(`--value-max-bytes must be a positive integer, got ${valueMax}`);
   const sessionsMax = positiveIntFlag(get('sessionsMax'), '--sessions-max');
   const sessionExpiryMs = positiveIntFlag(get('sessionExpiryMs'), '--session-expiry-ms');
+  const snapshotIntervalSlots = positiveIntFlag(get('snapshotIntervalSlots'), '--snapshot-interval-slots');
+  const snapshotIntervalBytes = positiveIntFlag(get('snapshotIntervalBytes'), '--snapshot-interval-bytes');
   const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
@@ -276,6 +284,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     logLevel: get('logLevel') ?? 'info',
     logBackend,
     electionTimeoutMs,
+    snapshotIntervalSlots,
+    snapshotIntervalBytes,
     clientTls,
     clientAuth,
     clientTokenFile: get('clientTokenFile'),
@@ -347,6 +357,8 @@ export async function runStart(s: StartSettings): Promise<void> {
       valueBytesMax: s.valueMaxBytes,
       sessionsMax: s.sessionsMax,
       sessionExpiryMs: s.sessionExpiryMs,
+      snapshotIntervalSlots: s.snapshotIntervalSlots,
+      snapshotIntervalBytes: s.snapshotIntervalBytes,
       followerMode: s.followerMode,
       logBackend: s.logBackend,
       core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,

@@ -35,6 +35,7 @@ export interface KvNodeOptions {
   /** Limits of the peer transport (ReplicaOptions.peerLimits). */
   peerLimits?: ReplicaOptions['peerLimits'];
   snapshotIntervalSlots?: number;
+  snapshotIntervalBytes?: number;
   proposeTimeoutMs?: number;
   /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
   sessionsMax?: number;
@@ -74,6 +75,7 @@ export class KvNode {
       core: o.core,
       peerLimits: o.peerLimits,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
+      snapshotIntervalBytes: o.snapshotIntervalBytes,
       sessionsMax: o.sessionsMax,
       sessionExpiryMs: o.sessionExpiryMs,
       proposeTimeoutMs: o.proposeTimeoutMs,
