@@ -47,3 +47,13 @@ export function crc32c(bytes: Uint8Array, previous = 0, start = 0, end = bytes.l
   for (; i < end; i++) crc = (crc >>> 8) ^ T0[(crc ^ bytes[i]!) & 0xff]!;
   return ~crc >>> 0;
 }
+
+/**
+ * The CRC32C that hot paths (wire frames, log records, snapshots) call: crc32c above, or the
+ * SSE4.2 one of the native addon once the storage layer installs it (same values, ~10x faster).
+ */
+export let fastCrc32c: typeof crc32c = crc32c;
+
+export function installCrc32c(fn: typeof crc32c): void {
+  fastCrc32c = fn;
+}

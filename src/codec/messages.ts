@@ -11,7 +11,7 @@
 
 import type { Entry, Message } from '../core/types.js';
 import { Reader, Sizer, Writer } from './buffer.js';
-import { crc32c } from './crc32c.js';
+import { fastCrc32c as crc32c } from './crc32c.js';
 import { CodecError } from './errors.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
 import {

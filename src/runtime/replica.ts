@@ -23,6 +23,7 @@ import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCom
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { tryNativeCrc } from '../storage/native.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { TcpTransport } from '../transport/tcp.js';
 import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
@@ -181,6 +182,7 @@ export class SynodReplica {
     if (!options.join && !options.members.has(id)) throw new DataDirError(`replica ${id} is not among the members ${[...options.members.keys()].join(',')} (use join to add it to a running cluster)`);
     if (options.join && options.members.has(id)) throw new DataDirError(`replica ${id} is already an initial member; start it without join`);
     if (options.join && !options.listen && !options.transport) throw new DataDirError('a joining replica needs its own listen address');
+    tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
     let meta = await readMetadata(dataDir);
     const fresh = meta === null;

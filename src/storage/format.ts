@@ -21,7 +21,7 @@
 // (a terminator the next group overwrites), so a clean end always reads as a zero header, even in a
 // recycled segment full of stale bytes.
 
-import { crc32c as crc32cJs } from '../codec/crc32c.js';
+import { crc32c as crc32cJs, installCrc32c } from '../codec/crc32c.js';
 
 export const FORMAT_VERSION = 1;
 export const SEGMENT_MAGIC = 'SYNODLOG';
@@ -49,6 +49,7 @@ export function setCrc32c(fn: typeof crc32c): void {
   const check = fn(new TextEncoder().encode('123456789'));
   if (check !== 0xe3069283) throw new Error(`crc32c implementation fails its check value (${check})`);
   crc32c = fn;
+  installCrc32c(fn); // wire frames too
 }
 
 export function pad8(n: number): number {
