@@ -19,12 +19,12 @@
 // barrier, so all parts measure the same window).
 //
 // Per operation the generator allocates nothing of its own: each lane is an object with its
-// completion handlers bound once (no async function or closure per operation), latency goes into
-// integer-indexed buckets, and a closed-loop lane's next operation starts at the time its previous
-// one was recorded as done (one clock read per operation).
+// completion callback bound once (Targets take callbacks: no async function, promise or closure
+// per operation), latency goes into integer-indexed buckets, and a closed-loop lane's next
+// operation starts at the time its previous one was recorded as done (one clock read per operation).
 
 import type { BenchParams } from './params.js';
-import { errorCode, type Target } from './targets.js';
+import { errorCode, getAsync, type GetDone, type PutDone, type Target } from './targets.js';
 import { LATENCY_US_MAX, LatencyCounts, type LatencyQuantiles, type LatencySnapshot } from './latency.js';
 
 export type { LatencyQuantiles } from './latency.js';
@@ -193,10 +193,8 @@ interface Lane {
   startMs: number;
   key: number;
   writeId: number;
-  readonly onRead: (v: Uint8Array | null) => void;
-  readonly onReadError: (e: unknown) => void;
-  readonly onWrite: () => void;
-  readonly onWriteError: (e: unknown) => void;
+  readonly onRead: GetDone;
+  readonly onWrite: PutDone;
 }
 
 export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart, hooks: LoadPartHooks = {}): Promise<LoadPartResult> {
@@ -280,13 +278,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     running++;
     lane.startMs = startMs;
     if (readRatio > 0 && (readRatio >= 1 || Math.random() < readRatio)) {
-      let r: Promise<Uint8Array | null>;
-      try {
-        r = target.get(lane.local, key(Math.floor(Math.random() * keySpace)), consistency);
-      } catch (e) {
-        r = Promise.reject(e);
-      }
-      void r.then(lane.onRead, lane.onReadError);
+      target.get(lane.local, key(Math.floor(Math.random() * keySpace)), consistency, lane.onRead);
       return;
     }
     const k = ownKeys ? lane.global + lanes * Math.floor(Math.random() * lane.ownKeys) : Math.floor(Math.random() * keySpace);
@@ -295,13 +287,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     lane.key = k;
     lane.writeId = id;
     scratchId.setFloat64(0, id);
-    let w: Promise<void>;
-    try {
-      w = target.put(lane.local, key(k), scratch);
-    } catch (e) {
-      w = Promise.reject(e);
-    }
-    void w.then(lane.onWrite, lane.onWriteError);
+    target.put(lane.local, key(k), scratch, lane.onWrite);
   };
 
   const newLane = (local: number): Lane => {
@@ -313,26 +299,25 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
       startMs: 0,
       key: 0,
       writeId: 0,
-      onRead: (v) => {
+      onRead: (e, v) => {
         const t = now();
-        if (v !== null && measuring) readsFound++;
-        recordOk(lane, t, true);
+        if (e !== null) recordError(e);
+        else {
+          if (v !== null && measuring) readsFound++;
+          recordOk(lane, t, true);
+        }
         done(lane, t);
       },
-      onReadError: (e) => {
-        recordError(e);
-        done(lane, now());
-      },
-      onWrite: () => {
+      onWrite: (e) => {
         const t = now();
-        if (ownKeys) lastWrite[lane.key] = lane.writeId;
-        recordOk(lane, t, false);
+        if (e !== null) {
+          if (ownKeys) lastWrite[lane.key] = -2;
+          recordError(e);
+        } else {
+          if (ownKeys) lastWrite[lane.key] = lane.writeId;
+          recordOk(lane, t, false);
+        }
         done(lane, t);
-      },
-      onWriteError: (e) => {
-        if (ownKeys) lastWrite[lane.key] = -2;
-        recordError(e);
-        done(lane, now());
       },
     };
     return lane;
@@ -514,7 +499,7 @@ async function verifyWrites(p: BenchParams, target: Target, lanes: number, verif
       while (next < check.length) {
         const k = check[next++]!;
         try {
-          const v = await target.get(lane, key(k), 'linearizable');
+          const v = await getAsync(target, lane, key(k), 'linearizable');
           if (v === null) r.missing++;
           else if (v.length !== p.valueBytes || new DataView(v.buffer, v.byteOffset, v.byteLength).getFloat64(0) !== lastWrite[k]) r.wrong++;
           else r.ok++;

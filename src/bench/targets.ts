@@ -12,16 +12,35 @@ import { decodeResult, encodeCommand, encodeQuery } from '../kv/codec.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import type { BenchConsistency } from './params.js';
 
+/** How a Target reports an operation: once, with null or the error (a write) or the value (a read). */
+export type PutDone = (error: unknown) => void;
+export type GetDone = (error: unknown, value: Uint8Array | null) => void;
+
 export interface Target {
   /**
-   * Resolves once the write is acknowledged (committed and applied by the leader). `key` and
-   * `value` are valid only during the call: copy (encode) them before returning (the generator
-   * reuses one value buffer for every write).
+   * Calls `done(null)` once the write is acknowledged (committed and applied by the leader), or
+   * `done(error)`. `key` and `value` are valid only during the call: copy (encode) them before
+   * returning (the generator reuses one value buffer for every write). Callbacks rather than
+   * promises: no promise per operation on the generator's hot path. `done` is never called from
+   * within put() itself.
    */
-  put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void>;
-  /** The value, or null if absent. */
-  get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null>;
+  put(lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void;
+  /** Calls `done(null, value)` (null if absent) or `done(error, null)`. */
+  get(lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void;
   close(): void;
+}
+
+/** A promise's outcome to a Target callback. */
+function settle<T>(promise: Promise<T>, done: (error: unknown, value: T | null) => void): void {
+  promise.then(
+    (v) => done(null, v),
+    (e: unknown) => done(e ?? new Error('rejected'), null),
+  );
+}
+
+/** get() as a promise (the verification after the run). */
+export function getAsync(target: Target, lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+  return new Promise((resolve, reject) => target.get(lane, key, consistency, (e, v) => (e !== null ? reject(e) : resolve(v))));
 }
 
 /** A typed failure with a stable code, for the error counts of the report. */
@@ -62,8 +81,18 @@ export class DirectTarget implements Target {
     this.sessions = Array.from({ length: clients }, () => ({ clientId: 0, opening: null, seq: 0, outstanding: new Set<number>() }));
   }
 
-  async put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
-    const command = encodeCommand({ op: 'put', key, value }); // before any await: `value` is reused by the caller
+  put(lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void {
+    let command: Uint8Array;
+    try {
+      command = encodeCommand({ op: 'put', key, value }); // before any await: `value` is reused by the caller
+    } catch (e) {
+      queueMicrotask(() => done(e));
+      return;
+    }
+    settle(this.propose(lane, command), done);
+  }
+
+  private async propose(lane: number, command: Uint8Array): Promise<void> {
     const s = this.sessions[Math.floor(lane / this.lanesPerClient)]!;
     if (s.clientId === 0) {
       s.opening ??= this.retryingNotLeader(() => this.replica().openSession());
@@ -82,7 +111,11 @@ export class DirectTarget implements Target {
     }
   }
 
-  async get(_lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+  get(_lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void {
+    settle<Uint8Array | null>(this.read(key, consistency), done);
+  }
+
+  private async read(key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
     const query = encodeQuery({ op: 'get', key });
     const r = decodeResult((await this.retryingNotLeader(() => this.replica().read(query, { consistency }))).result);
     if (r.kind === 'not-found') return null;
@@ -124,13 +157,13 @@ export class BinaryTarget implements Target {
     this.pinned = localReads ? Array.from({ length: connections }, (_, i) => new KvClient({ endpoints: [endpoints[(firstConnection + i) % endpoints.length]!], timeoutMs: 20_000 })) : [];
   }
 
-  put(lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.clients[lane % this.clients.length]!.put(key, value);
+  put(lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void {
+    this.clients[lane % this.clients.length]!.putWith(key, value, done);
   }
 
-  get(lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+  get(lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void {
     const pool = consistency === 'local' && this.pinned.length > 0 ? this.pinned : this.clients;
-    return pool[lane % pool.length]!.get(key, { consistency });
+    pool[lane % pool.length]!.getWith(key, consistency, done);
   }
 
   close(): void {
@@ -181,11 +214,18 @@ export class EtcdTarget implements Target {
     });
   }
 
-  async put(_lane: number, key: Uint8Array, value: Uint8Array): Promise<void> {
-    await this.call('/v3/kv/put', { key: Buffer.from(key).toString('base64'), value: Buffer.from(value).toString('base64') });
+  put(_lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void {
+    settle(
+      this.call('/v3/kv/put', { key: Buffer.from(key).toString('base64'), value: Buffer.from(value).toString('base64') }).then(() => undefined),
+      done,
+    );
   }
 
-  async get(_lane: number, key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
+  get(_lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void {
+    settle<Uint8Array | null>(this.range(key, consistency), done);
+  }
+
+  private async range(key: Uint8Array, consistency: BenchConsistency): Promise<Uint8Array | null> {
     const r = await this.call('/v3/kv/range', { key: Buffer.from(key).toString('base64'), serializable: consistency === 'local' });
     const kvs = r.kvs as Array<{ value?: string }> | undefined;
     if (!kvs || kvs.length === 0) return null;

@@ -241,6 +241,27 @@ class Connection {
     });
   }
 
+  /** A request id for send() (request() takes its own). */
+  takeId(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId % 0xffffffff) + 1;
+    return id;
+  }
+
+  /**
+   * request() without a promise: `pending` (its deadline set here) gets the answer or the failure,
+   * as request()'s promise would, but synchronously from the socket's handlers. False (nothing
+   * sent, `pending` never called) if the connection is closed.
+   */
+  send(requestId: number, frame: Uint8Array, pending: Pending, timeoutMs: number): boolean {
+    if (this.closed) return false;
+    pending.deadlineMs = performance.now() + timeoutMs;
+    pending.timeoutMs = timeoutMs;
+    this.pending.set(requestId, pending);
+    this.out.write(frame);
+    return true;
+  }
+
   private sweep(): void {
     if (this.pending.size === 0) return;
     const t = performance.now();
@@ -341,6 +362,124 @@ export class KvClient {
   batch(commands: KvCommand[]): Promise<PromiseSettledResult<KvResult>[]> {
     return Promise.allSettled(commands.map((c) => this.write(c)));
   }
+
+  // ---------------------------------------------------------------- callback forms
+
+  /**
+   * put() with a callback instead of a promise, for callers that keep many writes in flight (the
+   * benchmark's load generator): the same WRITE request under the same (clientId, seq, floor) and
+   * the same retries (every try under one seq) as put(). `done(null)` once the write is
+   * acknowledged, `done(error)` with the error put() would reject with. The first try on an open
+   * connection with a session makes one object and no promise; anything else (no session yet, no
+   * connection, any answer but OK, a lost connection) continues in put()'s retry loop. `done` is
+   * called once, possibly synchronously from the socket's data handler, never from within putWith
+   * itself, and must not throw. `key` and `value` are copied before putWith returns.
+   */
+  putWith(key: Uint8Array, value: Uint8Array, done: (error: Error | null) => void): void {
+    let command: Uint8Array;
+    try {
+      checkKey(key);
+      command = encodeCommand({ op: 'put', key, value });
+    } catch (e) {
+      queueMicrotask(() => done(e as Error)); // bad input, reported as put() would (asynchronously)
+      return;
+    }
+    const seq = ++this.seq;
+    this.outstanding.add(seq);
+    const deadline = Date.now() + this.timeoutMs;
+    const clientId = this.session;
+    const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
+    if (conn === null) {
+      this.writeLoop(command, seq, deadline, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId).then(() => done(null), done);
+      return;
+    }
+    const floor = this.floor();
+    const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
+    const requestId = conn.takeId();
+    conn.send(requestId, encodeRequest({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), new PendingWrite(this.callbackAnswers, conn, command, seq, deadline, clientId, done), timeoutMs + 1_000);
+  }
+
+  /**
+   * get() with a callback instead of a promise (see putWith): the same READ request and retries.
+   * `done(null, value)` with the value, or null when the key is absent; `done(error, null)` with
+   * the error get() would reject with. The value is a view of the received bytes (not copied as
+   * get() does): nothing else refers to them, but holding it holds the socket chunk it came in.
+   */
+  getWith(key: Uint8Array, consistency: Consistency, done: (error: Error | null, value: Uint8Array | null) => void): void {
+    let query: Uint8Array;
+    try {
+      checkKey(key);
+      query = encodeQuery({ op: 'get', key });
+    } catch (e) {
+      queueMicrotask(() => done(e as Error, null));
+      return;
+    }
+    const deadline = Date.now() + this.timeoutMs;
+    const conn = this.closed ? null : this.openConnection();
+    if (conn === null) {
+      this.readLoop(query, consistency, deadline, 0, 'no attempt').then(
+        (r) => deliverGet(done, r),
+        (e: Error) => done(e, null),
+      );
+      return;
+    }
+    const requestId = conn.takeId();
+    conn.send(requestId, encodeRequest({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), new PendingRead(this.callbackAnswers, conn, query, consistency, deadline, done), this.attemptTimeoutMs + 1_000);
+  }
+
+  /**
+   * The first answer (or failure) of putWith()/getWith(): OK completes the operation here; anything
+   * else continues exactly as write()/read() do after their first try.
+   */
+  private readonly callbackAnswers: CallbackAnswers = {
+    write: (op, r) => {
+      if (r.status === ST_OK) {
+        this.outstanding.delete(op.seq);
+        let error: Error | null = null;
+        try {
+          okResult(r.body);
+        } catch (e) {
+          error = e as Error;
+        }
+        op.done(error);
+        return;
+      }
+      this.writeLoop(op.command, op.seq, op.deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, op.clientId, r).then(() => op.done(null), op.done);
+    },
+    writeFailed: (op, e) => {
+      const state = { attempt: 1, maybeApplied: op.conn.connected, lastError: e.message };
+      this.drop(op.conn);
+      this.backoff(0)
+        .then(() => this.writeLoop(op.command, op.seq, op.deadline, state, op.clientId))
+        .then(() => op.done(null), op.done);
+    },
+    read: (op, r) => {
+      if (r.status === ST_OK) {
+        let result: KvResult;
+        try {
+          result = okResult(r.body);
+        } catch (e) {
+          op.done(e as Error, null);
+          return;
+        }
+        deliverGet(op.done, result);
+        return;
+      }
+      this.readLoop(op.query, op.consistency, op.deadline, 1, 'no attempt', r).then(
+        (x) => deliverGet(op.done, x),
+        (e: Error) => op.done(e, null),
+      );
+    },
+    readFailed: (op, e) => {
+      this.drop(op.conn);
+      this.backoff(0)
+        .then(() => this.readLoop(op.query, op.consistency, op.deadline, 1, e.message))
+        .then(
+          (x) => deliverGet(op.done, x),
+          (err: Error) => op.done(err, null),
+        );
+    },
+  };
 
   close(): void {
     this.closed = true;
@@ -667,6 +806,62 @@ export class KvClient {
 
 
 const toVoid = (): void => {};
+
+/** KvClient's handlers of the first answer of a callback-form operation (bound once per client). */
+interface CallbackAnswers {
+  write(op: PendingWrite, r: Response): void;
+  writeFailed(op: PendingWrite, e: Error): void;
+  read(op: PendingRead, r: Response): void;
+  readFailed(op: PendingRead, e: Error): void;
+}
+
+/** A putWith() in flight: its own Pending (the connection calls resolve/reject), no promise or closure. */
+class PendingWrite implements Pending {
+  deadlineMs = 0;
+  timeoutMs = 0;
+  constructor(
+    private readonly on: CallbackAnswers,
+    readonly conn: Connection,
+    readonly command: Uint8Array,
+    readonly seq: number,
+    readonly deadline: number,
+    readonly clientId: number,
+    readonly done: (error: Error | null) => void,
+  ) {}
+  resolve(r: Response): void {
+    this.on.write(this, r);
+  }
+  reject(e: Error): void {
+    this.on.writeFailed(this, e);
+  }
+}
+
+/** A getWith() in flight (see PendingWrite). */
+class PendingRead implements Pending {
+  deadlineMs = 0;
+  timeoutMs = 0;
+  constructor(
+    private readonly on: CallbackAnswers,
+    readonly conn: Connection,
+    readonly query: Uint8Array,
+    readonly consistency: Consistency,
+    readonly deadline: number,
+    readonly done: (error: Error | null, value: Uint8Array | null) => void,
+  ) {}
+  resolve(r: Response): void {
+    this.on.read(this, r);
+  }
+  reject(e: Error): void {
+    this.on.readFailed(this, e);
+  }
+}
+
+/** A GET's result to a getWith() callback: the value as a view (valueOfGet copies), or null. */
+function deliverGet(done: (error: Error | null, value: Uint8Array | null) => void, r: KvResult): void {
+  if (r.kind === 'not-found') return done(null, null);
+  if (r.kind === 'ok') return done(null, r.value ?? new Uint8Array(0));
+  done(unexpected(r), null);
+}
 
 /** The result of an OK answer; a result of kind 'error' is the server refusing the request. */
 function okResult(body: Uint8Array): KvResult {
