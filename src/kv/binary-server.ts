@@ -355,7 +355,7 @@ export class KvBinaryServer {
         // each read (sized to what was read) and never reuses: no copy. The in-memory log keeps
         // the view, so the chunk lives until its slot is compacted, like a copy would (the
         // requests of one read ride in the same slot or the next).
-        replica.propose(req.command, { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }).then((result) => reply(ST_OK, result), fail);
+        replica.proposeWith(req.command, { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }, (e, result) => (e === null ? reply(ST_OK, result!) : fail(e)));
         return;
       }
       if (kind === KIND_READ) {

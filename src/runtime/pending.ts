@@ -11,19 +11,79 @@
 import { SeqMap } from '../core/seq-map.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 
-export interface PendingEntry extends WheelItem<PendingEntry> {
-  readonly clientId: number;
-  readonly seq: number;
-  /** performance.now() after which it ends in OutcomeUnknownError. */
-  readonly deadlineMs: number;
-  /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
-  readonly generation: number;
-  settled: boolean;
-  /** Proposed through the replica's own session (propose() without a clientId). */
-  readonly own: boolean;
-  resolve(result: Uint8Array): void;
-  reject(error: Error): void;
-  readonly promise: Promise<Uint8Array>;
+/** How a proposal's outcome is delivered: exactly one of error and result is non-null. */
+export type ProposalCallback = (error: Error | null, result: Uint8Array | null) => void;
+
+/**
+ * One proposal waiting for its result. A class with the outcome delivered to a callback, not a
+ * promise and two closures per proposal: the binary server proposes with a callback directly
+ * (SynodReplica.proposeWith), and propose() wraps one in a promise.
+ */
+export class PendingEntry implements WheelItem<PendingEntry> {
+  bucket = -1;
+  wheelPrev: PendingEntry | null = null;
+  wheelNext: PendingEntry | null = null;
+  settled = false;
+  /** Callers of the same (clientId, seq) retried here while it was pending: one answer for all. */
+  private also: ProposalCallback[] | null = null;
+
+  constructor(
+    private readonly table: PendingTable,
+    readonly clientId: number,
+    readonly seq: number,
+    /** performance.now() after which it ends in OutcomeUnknownError. */
+    readonly deadlineMs: number,
+    /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
+    readonly generation: number,
+    /** Proposed through the replica's own session (propose() without a clientId): its seq leaves this set when settled. */
+    private readonly ownOutstanding: Set<number> | null,
+    private readonly done: ProposalCallback,
+  ) {}
+
+  get own(): boolean {
+    return this.ownOutstanding !== null;
+  }
+
+  /** Another caller of the same request: answered with it. */
+  join(done: ProposalCallback): void {
+    (this.also ??= []).push(done);
+  }
+
+  resolve(result: Uint8Array): void {
+    if (this.settle()) this.deliver(null, result);
+  }
+
+  reject(error: Error): void {
+    if (this.settle()) this.deliver(error, null);
+  }
+
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.table.delete(this);
+    this.ownOutstanding?.delete(this.seq);
+    return true;
+  }
+
+  private deliver(error: Error | null, result: Uint8Array | null): void {
+    call(this.done, error, result);
+    if (this.also !== null) for (const done of this.also) call(done, error, result);
+  }
+}
+
+/**
+ * Runs a caller's callback. It runs inside the apply loop, which a throw must not break (the
+ * replica would stop): the error is rethrown on its own tick instead, as an uncaught exception of
+ * the caller's code.
+ */
+function call(done: ProposalCallback, error: Error | null, result: Uint8Array | null): void {
+  try {
+    done(error, result);
+  } catch (e) {
+    process.nextTick(() => {
+      throw e;
+    });
+  }
 }
 
 export class PendingTable {

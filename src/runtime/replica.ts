@@ -33,7 +33,7 @@ import type { PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, 
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
-import { PendingTable, type PendingEntry } from './pending.js';
+import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
 import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyChunks } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
@@ -274,23 +274,38 @@ export class SynodReplica {
 
   /** Replicate a command; resolves with the state machine's result once applied here. */
   propose(command: Uint8Array, options: ProposeOptions = {}): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new ShuttingDownError());
-    if (this.failed) return Promise.reject(this.failed);
-    if (this.stoppedAtSlot > 0) return Promise.reject(new StoppedError(this.stoppedAtSlot));
+    return new Promise((resolve, reject) => this.proposeWith(command, options, (e, r) => (e === null ? resolve(r!) : reject(e))));
+  }
+
+  /**
+   * propose() with the outcome passed to `done` (error, result) instead of a promise: no promise
+   * and no closures per command, for servers that answer many requests per second. `done` runs
+   * exactly once, possibly before this returns (a refusal).
+   */
+  proposeWith(command: Uint8Array, options: ProposeOptions, done: ProposalCallback): void {
+    if (this.closed) return done(new ShuttingDownError(), null);
+    if (this.failed) return done(this.failed, null);
+    if (this.stoppedAtSlot > 0) return done(new StoppedError(this.stoppedAtSlot), null);
     if (options.clientId !== undefined && (!Number.isSafeInteger(options.clientId) || options.clientId < 1)) {
-      return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`));
+      return done(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`), null);
     }
     if (options.seq !== undefined && (!Number.isSafeInteger(options.seq) || options.seq < 1)) {
-      return Promise.reject(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`));
+      return done(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null);
     }
     const own = options.clientId === undefined;
-    if (own && this.ownSession === 0) return this.openOwnSession().then(() => this.propose(command, options));
+    if (own && this.ownSession === 0) {
+      this.openOwnSession().then(
+        () => this.proposeWith(command, options, done),
+        (e: unknown) => done(e as Error, null),
+      );
+      return;
+    }
     const clientId = options.clientId ?? this.ownSession;
     const seq = options.seq ?? ++this.ownSeq;
     if (own) this.ownOutstanding.add(seq);
     const floor = options.floor ?? (own ? this.ownFloor() : 0);
     if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
-    return this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own);
+    this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, done);
   }
 
   /**
@@ -304,7 +319,7 @@ export class SynodReplica {
     if (this.failed) return Promise.reject(this.failed);
     if (this.stoppedAtSlot > 0) return Promise.reject(new StoppedError(this.stoppedAtSlot));
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000;
-    return this.submit(REGISTER_PAYLOAD, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs).then(decodeSessionId);
+    return this.submitInternal(REGISTER_PAYLOAD, timeoutMs).then(decodeSessionId);
   }
 
   /** The replica's own session, opened once by whoever needs it first (and again after it expired). */
@@ -331,48 +346,14 @@ export class SynodReplica {
     return this.ownFloorSeq;
   }
 
-  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own = false): Promise<Uint8Array> {
+  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback): void {
     const existing = this.pending.get(clientId, seq);
-    if (existing) return existing.promise; // the same request retried here: one answer for both
-    let resolve!: (r: Uint8Array) => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<Uint8Array>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const pending = this.pending;
-    const ownOutstanding = this.ownOutstanding;
-    const entry: PendingEntry = {
-      clientId,
-      seq,
-      deadlineMs: now() + timeoutMs,
-      bucket: -1,
-      wheelPrev: null,
-      wheelNext: null,
-      generation: this.proposalGeneration,
-      settled: false,
-      own,
-      resolve(r) {
-        if (entry.settled) return;
-        entry.settled = true;
-        pending.delete(entry);
-        if (own) ownOutstanding.delete(seq);
-        resolve(r);
-      },
-      reject(e) {
-        if (entry.settled) return;
-        entry.settled = true;
-        pending.delete(entry);
-        if (own) ownOutstanding.delete(seq);
-        reject(e);
-      },
-      promise,
-    };
+    if (existing) return existing.join(done); // the same request retried here: one answer for both
+    const entry = new PendingEntry(this.pending, clientId, seq, now() + timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done);
     this.pending.add(entry);
     this.stats.proposals++;
     this.proposalQueue.push({ clientId, seq, floor, payload: command });
     this.scheduleProposalFlush();
-    return promise;
   }
 
   /**
@@ -572,7 +553,14 @@ export class SynodReplica {
   }
 
   private proposeInternal(body: Record<string, unknown>): Promise<Uint8Array> {
-    return this.submit(new TextEncoder().encode(JSON.stringify(body)), INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, this.options.proposeTimeoutMs ?? 5000);
+    return this.submitInternal(new TextEncoder().encode(JSON.stringify(body)), this.options.proposeTimeoutMs ?? 5000);
+  }
+
+  /** A command of the replicas' own (session registration, membership, settings): a random seq, no floor. */
+  private submitInternal(command: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    return new Promise((resolve, reject) =>
+      this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, (e, r) => (e === null ? resolve(r!) : reject(e))),
+    );
   }
 
   private applyInternal(payload: Uint8Array): Uint8Array {
@@ -598,7 +586,7 @@ export class SynodReplica {
     const mine = sessionLimitsOf(this.options);
     const current = this.sessions.settings;
     if (current.sessionsMax === mine.sessionsMax && current.sessionExpiryMs === mine.sessionExpiryMs) return;
-    this.submit(encodeSessionLimitsCommand(mine), INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, this.options.proposeTimeoutMs ?? 5000).catch((e: unknown) =>
+    this.submitInternal(encodeSessionLimitsCommand(mine), this.options.proposeTimeoutMs ?? 5000).catch((e: unknown) =>
       this.log('warn', 'could not propose the session settings; the next primary will', { error: String(e) }),
     );
   }
@@ -1004,7 +992,7 @@ export class SynodReplica {
    */
   private reproposeOwn(cmd: Command, p: PendingEntry): void {
     if (this.ownSession === cmd.clientId) this.ownSession = 0;
-    this.propose(cmd.payload).then(p.resolve, p.reject);
+    this.proposeWith(cmd.payload, {}, (e, r) => (e === null ? p.resolve(r!) : p.reject(e)));
   }
 
   /**

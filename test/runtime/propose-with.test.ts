@@ -1,0 +1,83 @@
+// proposeWith(): propose() with a callback (what the binary server uses, no promise per command).
+// The callback gets the result once; the same request retried while pending is answered once for
+// both callers and applied once; refusals come through the callback; a callback that throws does
+// not stop the replica (it runs inside the apply loop) and its error surfaces as uncaught.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setContracts } from '../../src/core/contracts.js';
+import { SynodReplica } from '../../src/runtime/replica.js';
+import { MemoryNetwork } from '../../src/transport/memory.js';
+import { CounterMachine } from './counter.js';
+import { readyLeader } from './wait.js';
+
+setContracts(true);
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function proposeWith(r: SynodReplica, command: string, options: Parameters<SynodReplica['proposeWith']>[1]): Promise<{ error: Error | null; result: string | null; calls: number }> {
+  return new Promise((resolve) => {
+    let calls = 0;
+    r.proposeWith(enc(command), options, (error, result) => {
+      calls++;
+      // A second call would be seen by the caller's later assertion on `calls`.
+      setTimeout(() => resolve({ error, result: result === null ? null : dec(result), calls }), 50);
+    });
+  });
+}
+
+test('proposeWith: results through the callback, a pending retry answered once for both, refusals, and a throwing callback does not stop the replica', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-propose-with-'));
+  const network = new MemoryNetwork();
+  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
+  const machines = [1, 2, 3].map(() => new CounterMachine());
+  const replicas = await Promise.all(
+    [1, 2, 3].map((id) =>
+      SynodReplica.start({ id, clusterId: 'propose-with', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {} }),
+    ),
+  );
+  try {
+    const leader = await readyLeader(replicas);
+    const s = await leader.openSession();
+
+    const one = await proposeWith(leader, 'a:1', { clientId: s, seq: 1, floor: 1 });
+    assert.deepEqual(one, { error: null, result: '1', calls: 1 });
+
+    // The same (clientId, seq) twice before it is applied: both callers get the one answer.
+    const [x, y] = await Promise.all([proposeWith(leader, 'a:5', { clientId: s, seq: 2, floor: 1 }), proposeWith(leader, 'a:5', { clientId: s, seq: 2, floor: 1 })]);
+    assert.deepEqual([x.result, y.result, x.calls, y.calls], ['6', '6', 1, 1]);
+    assert.equal(dec(await leader.propose(enc('a:0'), { clientId: s, seq: 3, floor: 3 })), '6'); // applied once
+
+    // Refusals arrive through the callback too.
+    const bad = await proposeWith(leader, 'a:1', { clientId: 0, seq: 1 });
+    assert.equal((bad.error as { code?: string }).code, 'SYNOD_BAD_SESSION');
+    assert.equal(bad.result, null);
+
+    // A callback that throws: the error is uncaught on its own tick; the replica goes on applying.
+    const uncaught: unknown[] = [];
+    const listeners = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', (e) => uncaught.push(e));
+    try {
+      await new Promise<void>((resolve) =>
+        leader.proposeWith(enc('a:1'), { clientId: s, seq: 4, floor: 4 }, () => {
+          setTimeout(resolve, 50);
+          throw new Error('a bug in the caller');
+        }),
+      );
+    } finally {
+      process.removeAllListeners('uncaughtException');
+      for (const l of listeners) process.on('uncaughtException', l);
+    }
+    assert.equal(uncaught.length, 1);
+    assert.match(String(uncaught[0]), /a bug in the caller/);
+    assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 5, floor: 5 })), '8');
+    assert.equal(leader.status().role, 'leader');
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
