@@ -29,7 +29,7 @@ import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
-import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
+import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
   CONNECTION_REQUEST_ID,
   encodeAuth,
@@ -376,10 +376,8 @@ export class KvClient {
    * itself, and must not throw. `key` and `value` are copied before putWith returns.
    */
   putWith(key: Uint8Array, value: Uint8Array, done: (error: Error | null) => void): void {
-    let command: Uint8Array;
     try {
       checkKey(key);
-      command = encodeCommand({ op: 'put', key, value });
     } catch (e) {
       queueMicrotask(() => done(e as Error)); // bad input, reported as put() would (asynchronously)
       return;
@@ -390,13 +388,15 @@ export class KvClient {
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
     if (conn === null) {
+      const command = encodeCommand({ op: 'put', key, value });
       this.writeLoop(command, seq, deadline, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId).then(() => done(null), done);
       return;
     }
     const floor = this.floor();
     const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
     const requestId = conn.takeId();
-    conn.send(requestId, encodeRequest({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), new PendingWrite(this.callbackAnswers, conn, command, seq, deadline, clientId, done), timeoutMs + 1_000);
+    const frame = putFrame(requestId, clientId, seq, floor, timeoutMs, key, value);
+    conn.send(requestId, frame, new PendingWrite(this.callbackAnswers, conn, frame, seq, deadline, clientId, done), timeoutMs + 1_000);
   }
 
   /**
@@ -406,10 +406,8 @@ export class KvClient {
    * get() does): nothing else refers to them, but holding it holds the socket chunk it came in.
    */
   getWith(key: Uint8Array, consistency: Consistency, done: (error: Error | null, value: Uint8Array | null) => void): void {
-    let query: Uint8Array;
     try {
       checkKey(key);
-      query = encodeQuery({ op: 'get', key });
     } catch (e) {
       queueMicrotask(() => done(e as Error, null));
       return;
@@ -417,14 +415,15 @@ export class KvClient {
     const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) {
-      this.readLoop(query, consistency, deadline, 0, 'no attempt').then(
+      this.readLoop(encodeQuery({ op: 'get', key }), consistency, deadline, 0, 'no attempt').then(
         (r) => deliverGet(done, r),
         (e: Error) => done(e, null),
       );
       return;
     }
     const requestId = conn.takeId();
-    conn.send(requestId, encodeRequest({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), new PendingRead(this.callbackAnswers, conn, query, consistency, deadline, done), this.attemptTimeoutMs + 1_000);
+    const frame = getFrame(requestId, consistency, key);
+    conn.send(requestId, frame, new PendingRead(this.callbackAnswers, conn, frame, consistency, deadline, done), this.attemptTimeoutMs + 1_000);
   }
 
   /**
@@ -444,17 +443,21 @@ export class KvClient {
         op.done(error);
         return;
       }
-      this.writeLoop(op.command, op.seq, op.deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, op.clientId, r).then(() => op.done(null), op.done);
+      this.writeLoop(op.command(), op.seq, op.deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, op.clientId, r).then(() => op.done(null), op.done);
     },
     writeFailed: (op, e) => {
       const state = { attempt: 1, maybeApplied: op.conn.connected, lastError: e.message };
       this.drop(op.conn);
       this.backoff(0)
-        .then(() => this.writeLoop(op.command, op.seq, op.deadline, state, op.clientId))
+        .then(() => this.writeLoop(op.command(), op.seq, op.deadline, state, op.clientId))
         .then(() => op.done(null), op.done);
     },
     read: (op, r) => {
       if (r.status === ST_OK) {
+        // The two answers of a GET without decodeResult's objects; anything else through okResult().
+        const body = r.body;
+        if (body.length >= 1 && body[0] === RES_OK) return op.done(null, body.subarray(1));
+        if (body.length === 1 && body[0] === RES_NOT_FOUND) return op.done(null, null);
         let result: KvResult;
         try {
           result = okResult(r.body);
@@ -465,7 +468,7 @@ export class KvClient {
         deliverGet(op.done, result);
         return;
       }
-      this.readLoop(op.query, op.consistency, op.deadline, 1, 'no attempt', r).then(
+      this.readLoop(op.query(), op.consistency, op.deadline, 1, 'no attempt', r).then(
         (x) => deliverGet(op.done, x),
         (e: Error) => op.done(e, null),
       );
@@ -473,7 +476,7 @@ export class KvClient {
     readFailed: (op, e) => {
       this.drop(op.conn);
       this.backoff(0)
-        .then(() => this.readLoop(op.query, op.consistency, op.deadline, 1, e.message))
+        .then(() => this.readLoop(op.query(), op.consistency, op.deadline, 1, e.message))
         .then(
           (x) => deliverGet(op.done, x),
           (err: Error) => op.done(err, null),
@@ -822,12 +825,16 @@ class PendingWrite implements Pending {
   constructor(
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
-    readonly command: Uint8Array,
+    /** The first try's frame (putFrame): the command is its tail, for the retry loop. */
+    private readonly frame: Uint8Array,
     readonly seq: number,
     readonly deadline: number,
     readonly clientId: number,
     readonly done: (error: Error | null) => void,
   ) {}
+  command(): Uint8Array {
+    return this.frame.subarray(PUT_FRAME_COMMAND_AT);
+  }
   resolve(r: Response): void {
     this.on.write(this, r);
   }
@@ -843,17 +850,64 @@ class PendingRead implements Pending {
   constructor(
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
-    readonly query: Uint8Array,
+    /** The first try's frame (getFrame): the query is its tail, for the retry loop. */
+    private readonly frame: Uint8Array,
     readonly consistency: Consistency,
     readonly deadline: number,
     readonly done: (error: Error | null, value: Uint8Array | null) => void,
   ) {}
+  query(): Uint8Array {
+    return this.frame.subarray(GET_FRAME_QUERY_AT);
+  }
   resolve(r: Response): void {
     this.on.read(this, r);
   }
   reject(e: Error): void {
     this.on.readFailed(this, e);
   }
+}
+
+// putWith()/getWith()'s first try: the frame written in one buffer (no command or query array,
+// no Request object), byte for byte what encodeRequest() of encodeCommand()/encodeQuery() makes
+// (test/bench/workers.test.ts compares them). Layouts: ./protocol.ts and ./codec.ts.
+const PUT_FRAME_COMMAND_AT = 4 + 33;
+const GET_FRAME_QUERY_AT = 4 + 10;
+const CONSISTENCY_CODES: Record<Consistency, number> = { linearizable: 0, lease: 1, local: 2 };
+
+/** @internal A PUT's WRITE frame (exported for the test that compares it with the general encoders). */
+export function putFrame(requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, key: Uint8Array, value: Uint8Array): Uint8Array {
+  const commandBytes = 1 + 4 + key.length + 4 + value.length;
+  const out = Buffer.allocUnsafe(PUT_FRAME_COMMAND_AT + commandBytes);
+  out.writeUInt32BE(PUT_FRAME_COMMAND_AT - 4 + commandBytes, 0);
+  out[4] = KIND_WRITE;
+  out.writeUInt32BE(requestId, 5);
+  out.writeDoubleBE(clientId, 9);
+  out.writeDoubleBE(seq, 17);
+  out.writeDoubleBE(floor, 25);
+  out.writeUInt32BE(timeoutMs, 33);
+  let o = PUT_FRAME_COMMAND_AT;
+  out[o++] = OP_PUT;
+  out.writeUInt32BE(key.length, o);
+  out.set(key, o + 4);
+  o += 4 + key.length;
+  out.writeUInt32BE(value.length, o);
+  out.set(value, o + 4);
+  return out;
+}
+
+/** @internal A GET's READ frame (see putFrame). */
+export function getFrame(requestId: number, consistency: Consistency, key: Uint8Array): Uint8Array {
+  const queryBytes = 1 + 4 + key.length;
+  const out = Buffer.allocUnsafe(GET_FRAME_QUERY_AT + queryBytes);
+  out.writeUInt32BE(GET_FRAME_QUERY_AT - 4 + queryBytes, 0);
+  out[4] = KIND_READ;
+  out.writeUInt32BE(requestId, 5);
+  out[9] = CONSISTENCY_CODES[consistency];
+  out.writeUInt32BE(0, 10); // maxWaitMs
+  out[GET_FRAME_QUERY_AT] = OP_GET;
+  out.writeUInt32BE(key.length, GET_FRAME_QUERY_AT + 1);
+  out.set(key, GET_FRAME_QUERY_AT + 5);
+  return out;
 }
 
 /** A GET's result to a getWith() callback: the value as a view (valueOfGet copies), or null. */

@@ -7,11 +7,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
+import { startInproc } from '../../src/bench/cluster.js';
 import { bucketIndex, LATENCY_US_MAX, LatencyCounts } from '../../src/bench/latency.js';
 import { loadWorkersOf, mergeLoad, splitLoad, TimelineMerger, type LoadPartResult } from '../../src/bench/load.js';
 import { BENCH_CI, BENCH_DEFAULTS, validateBenchParams, type BenchParams } from '../../src/bench/params.js';
 import { runBench, type BenchResult } from '../../src/bench/run.js';
-import { KvBadRequestError, KvClient } from '../../src/kv/client.js';
+import { getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
+import { encodeCommand, encodeQuery } from '../../src/kv/codec.js';
+import { encodeRequest, KIND_READ, KIND_WRITE } from '../../src/kv/protocol.js';
 
 const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -150,5 +153,47 @@ test('KvClient.putWith/getWith report bad input to the callback, asynchronously'
     assert.ok((await get) instanceof KvBadRequestError);
   } finally {
     kv.close();
+  }
+});
+
+test('putWith/getWith frames are byte for byte the general encoders\' (encodeRequest of encodeCommand/encodeQuery)', () => {
+  for (const [keyBytes, valueBytes] of [
+    [1, 0],
+    [16, 64],
+    [300, 5000],
+  ] as const) {
+    const key = Uint8Array.from({ length: keyBytes }, (_, i) => (i * 7 + 1) & 0xff);
+    const value = Uint8Array.from({ length: valueBytes }, (_, i) => (i * 13 + 5) & 0xff);
+    const put = putFrame(0xfffffffe, 123456789, 2 ** 40 + 3, 2 ** 40, 5000, key, value);
+    const command = encodeCommand({ op: 'put', key, value });
+    assert.deepEqual(Buffer.from(put), Buffer.from(encodeRequest({ kind: KIND_WRITE, requestId: 0xfffffffe, clientId: 123456789, seq: 2 ** 40 + 3, floor: 2 ** 40, timeoutMs: 5000, command })));
+    for (const consistency of ['linearizable', 'lease', 'local'] as const) {
+      const get = getFrame(7, consistency, key);
+      assert.deepEqual(Buffer.from(get), Buffer.from(encodeRequest({ kind: KIND_READ, requestId: 7, consistency, maxWaitMs: 0, query: encodeQuery({ op: 'get', key }) })));
+    }
+  }
+});
+
+test('KvClient.putWith/getWith against a cluster: first try, NOT_LEADER retries through the loop, values read back', { timeout: 60_000 }, async () => {
+  const p = validateBenchParams({ ...BENCH_DEFAULTS, ...BENCH_CI, mode: 'inproc', storage: 'memory', via: 'binary' });
+  const cluster = await startInproc(p);
+  // Followers first: the first tries are answered NOT_LEADER and continue in the retry loops.
+  const kv = new KvClient({ endpoints: [...cluster.endpoints].reverse(), timeoutMs: 20_000 });
+  const put = (k: string, v: string) => new Promise<Error | null>((resolve) => kv.putWith(new TextEncoder().encode(k), new TextEncoder().encode(v), resolve));
+  const get = (k: string, c: 'linearizable' | 'local') =>
+    new Promise<string | null>((resolve, reject) => kv.getWith(new TextEncoder().encode(k), c, (e, v) => (e ? reject(e) : resolve(v === null ? null : new TextDecoder().decode(v)))));
+  try {
+    assert.equal(await get('absent', 'linearizable'), null);
+    assert.equal(await put('a', '1'), null); // no session yet: registers, through the loop
+    const many = await Promise.all(Array.from({ length: 200 }, (_, i) => put(`k${i}`, `v${i}`))); // first tries on the open connection
+    assert.deepEqual(many, many.map(() => null));
+    assert.ok(kv.clientId > 0);
+    assert.equal(await get('a', 'linearizable'), '1');
+    for (let i = 0; i < 200; i += 37) assert.equal(await get(`k${i}`, 'linearizable'), `v${i}`);
+    assert.equal(await put('a', '2'), null);
+    assert.equal(await new Promise((resolve, reject) => kv.get('a').then((v) => resolve(new TextDecoder().decode(v!)), reject)), '2', 'get() sees putWith()');
+  } finally {
+    kv.close();
+    await cluster.close();
   }
 });
