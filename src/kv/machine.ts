@@ -39,6 +39,11 @@ import {
 
 const SNAPSHOT_MAGIC = 0x534b5631; // "SKV1"
 
+// The common answers, shared rather than allocated per command (a typed array per PUT on every
+// replica): results are read-only bytes everywhere (the session table keeps them, replies copy them).
+const OK_RESULT = Uint8Array.of(RES_OK);
+const NOT_FOUND_RESULT = Uint8Array.of(RES_NOT_FOUND);
+
 export interface KvMachineOptions {
   /** Largest value accepted. Default 1 MiB. Must be equal on every replica of a cluster. */
   valueBytesMax?: number;
@@ -94,7 +99,7 @@ export class KvMachine implements StateMachine {
       const keyBytes = u32be(r, 1);
       if (keyBytes >= 1 && keyBytes <= KEY_BYTES_MAX && 5 + keyBytes === r.length) {
         const e = this.table.find(r, 5, keyBytes);
-        if (e < 0) return Uint8Array.of(RES_NOT_FOUND);
+        if (e < 0) return NOT_FOUND_RESULT;
         const out = new Uint8Array(1 + this.table.valueLength(e));
         out[0] = RES_OK;
         this.table.copyValue(e, out, 1);
@@ -218,7 +223,7 @@ export class KvMachine implements StateMachine {
     if (valueAt < 0) return null;
     this.table.set(c, 5, valueAt - 9, c, valueAt, c.length - valueAt);
     this.counts.puts++;
-    return Uint8Array.of(RES_OK);
+    return OK_RESULT;
   }
 
   /** The same check the edges make before proposing; null when the command is acceptable. */
