@@ -261,7 +261,7 @@ export class KvBinaryServer {
         const traced = replyChannel.hasSubscribers;
         const t0 = traced ? performance.now() : 0;
         done();
-        send(encodeResponse(status, requestId, body));
+        if (!socket.destroyed) out.writeResponse(status, requestId, body);
         if (traced) replyChannel.publish(performance.now() - t0);
       });
     };
