@@ -105,7 +105,9 @@ export interface ReplicaOptions {
   snapshotIntervalSlots?: number;
   /**
    * Also take one after this many command payload bytes applied since the last (whichever comes
-   * first). This bounds the log kept on disk (with the compaction margin). Default 16 MiB.
+   * first), and never fewer than twice the latest snapshot's size: a snapshot writes the whole
+   * state, so this keeps its cost at most half a byte per byte written, whatever the state's size.
+   * This bounds the log kept on disk (with the compaction margin). Default 16 MiB.
    */
   snapshotIntervalBytes?: number;
   /** Keep this many slots of log on disk below a snapshot for lagging peers. Default 1,000. */

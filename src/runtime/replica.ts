@@ -104,6 +104,8 @@ export class SynodReplica {
   /** Command payload bytes applied since start, and that figure when the last snapshot was taken. */
   private appliedPayloadBytes = 0;
   private snapshotPayloadBytes = 0;
+  /** Size of the latest snapshot this replica wrote (the bytes interval is at least twice it). */
+  private snapshotBytes = 0;
   private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
   private readonly statsRecorder = new StatisticsRecorder(now());
@@ -463,6 +465,7 @@ export class SynodReplica {
       await writeMetadata(this.options.dataDir, this.meta);
       this.snapshotSlot = slot;
       this.snapshotPayloadBytes = payloadBytes;
+      this.snapshotBytes = body.reduce((n, chunk) => n + chunk.length, 0);
       this.stats.snapshotsTaken++;
       this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
       return slot;
@@ -1071,7 +1074,10 @@ export class SynodReplica {
 
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
-    const intervalBytes = this.options.snapshotIntervalBytes ?? 16 * 1024 * 1024;
+    // At least twice the latest snapshot's size: each snapshot writes the whole state, so with a
+    // large state and a fixed interval most of the disk and CPU would go to snapshots; this way a
+    // written byte costs at most half a byte of snapshot, whatever the state's size.
+    const intervalBytes = Math.max(this.options.snapshotIntervalBytes ?? 16 * 1024 * 1024, 2 * this.snapshotBytes);
     // Replicas apply the same stream, so equal thresholds would make every one of them serialise
     // its state at the same slot: the leader and its whole quorum paused at once. The first
     // snapshot after a start comes early by a share that depends on the id (0, 1/4, 1/2, 3/4 of the
