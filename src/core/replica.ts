@@ -790,13 +790,17 @@ export class Replica {
 
   private onCatchupReply(msg: CatchupReplyMsg): void {
     this.noteCommit(msg.commitSlot, msg.from);
+    const before = this.chosenPrefix;
     for (const e of msg.entries) this.learnChosen(e);
     this.advanceChosenPrefix();
     if (msg.entries.length === 0 && msg.snapshotSlot > this.chosenPrefix) {
       this.out.snapshotNeeded = { from: msg.from, slot: msg.snapshotSlot };
-    } else if (this.chosenPrefix < this.knownCommit && msg.entries.length > 0) {
-      // Progress, and more to fetch: ask again at once. A reply that taught nothing waits for the
-      // retry interval (asking a peer that has nothing again at once is a message storm).
+    } else if (this.chosenPrefix < this.knownCommit && this.chosenPrefix > before) {
+      // Progress, and more to fetch: ask again at once. A reply that taught nothing (empty, or
+      // stale: a duplicate, or the answer to an older request that a newer one already covered)
+      // waits for the retry interval. Asking again on every non-empty reply let each stale reply
+      // start one more request/reply chain, so chains only ever multiplied (duplicated messages,
+      // a retry sent while a slow reply was on its way) into a storm: sim seed 55228.
       this.catchupRetryAtMs = 0;
       this.maybeRequestCatchup();
     }
