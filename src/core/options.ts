@@ -10,7 +10,9 @@ export type PlantedBug =
   | 'acceptor-overwrites-same-ballot'
   | 'leader-rebatches-retransmit' // the trigger for the one above, alone (harmless with correct acceptors)
   | 'leader-skips-recovery'
-  | 'reply-before-persist';
+  | 'reply-before-persist'
+  | 'config-governs-at-once' // a configuration chosen at i governs from i + 1, not i + W
+  | 'window-ignored'; // leaders propose and acceptors accept up to chosen prefix + 2W
 
 /** Tunables of one replica's protocol core. Times are milliseconds of the injected clock. */
 export interface CoreOptions {

@@ -648,7 +648,7 @@ export class Replica {
     // Learn the commit point first: it may move our window far enough to take this slot.
     this.noteCommit(msg.commitSlot, msg.from);
     this.learnCommit(msg.commitSlot, msg.ballot);
-    if (msg.slot > this.chosenPrefix + this.options.pipelineWindowSlots) {
+    if (msg.slot > this.chosenPrefix + this.proposalWindow()) {
       // Beyond our window: we lag. Refuse (the leader retransmits) and catch up.
       this.maybeRequestCatchup();
       return;
@@ -755,7 +755,8 @@ export class Replica {
       const value = cell.entry.value;
       if (value.kind === 'batch' && value.last === true && this.stoppedAtSlot === 0) this.stoppedAtSlot = this.chosenPrefix;
       if (value.kind === 'config') {
-        const fromSlot = this.chosenPrefix + this.options.pipelineWindowSlots;
+        // PLANTED BUG (tests only): the configuration governs from the next slot, not W later.
+        const fromSlot = this.chosenPrefix + (this.options.plantedBug === 'config-governs-at-once' ? 1 : this.options.pipelineWindowSlots);
         if (fromSlot > this.membership.latestFromSlot) {
           this.membership.add({ fromSlot, members: value.members });
           // Our promises came from the old configuration's quorum; slots the new one governs need
@@ -1062,6 +1063,12 @@ export class Replica {
     return n * 2 > members.length;
   }
 
+  /** W: how far beyond the chosen prefix a leader proposes and an acceptor accepts. */
+  private proposalWindow(): number {
+    const w = this.options.pipelineWindowSlots;
+    return this.options.plantedBug === 'window-ignored' ? 2 * w : w; // PLANTED BUG (tests only)
+  }
+
   private configChangeInFlight(): boolean {
     if (this.membership.latestFromSlot > this.chosenPrefix + 1) return true;
     for (const f of this.leader?.inflight.values() ?? []) if (f.value.kind === 'config') return true;
@@ -1070,7 +1077,7 @@ export class Replica {
 
   private proposeRecovered(): void {
     const leader = this.leader!;
-    const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
+    const windowEnd = this.chosenPrefix + this.proposalWindow();
     for (const [slot, value] of leader.recovered) {
       if (slot > windowEnd) break; // Map keeps insertion (slot) order
       leader.recovered.delete(slot);
@@ -1093,7 +1100,7 @@ export class Replica {
       this.rejectQueueStopping(leader); // nothing new after a last request (no config, no fill)
       return;
     }
-    const windowEnd = this.chosenPrefix + this.options.pipelineWindowSlots;
+    const windowEnd = this.chosenPrefix + this.proposalWindow();
     if (leader.pendingConfig && leader.nextSlot <= windowEnd && !this.configChangeInFlight()) {
       this.proposeAt(leader.nextSlot, { kind: 'config', members: leader.pendingConfig });
       leader.pendingConfig = null;

@@ -1,7 +1,7 @@
 // Safety checks over everything the simulator observes. Each check throws a Violation naming
 // the property, so a failing seed stops at the first event that broke it.
 
-import type { Command, Entry, ReplicaId, Slot } from '../core/types.js';
+import type { Command, ConfigEpoch, Entry, ReplicaId, Slot } from '../core/types.js';
 import { commandKey, valueKey } from './keys.js';
 
 export type Property =
@@ -13,6 +13,8 @@ export type Property =
   | 'durability'
   | 'prefix'
   | 'applied-unchosen'
+  | 'config-unfixed'
+  | 'config-view'
   | 'linearizable-read'
   | 'liveness'
   | 'contract'
@@ -42,11 +44,21 @@ export class Checker {
   private ackedMaxResult = 0;
   private readonly readBounds = new Map<number, number>();
   maxChosenSlot: Slot = 0;
+  /** The longest run 1..n of slots known chosen: the configuration of every slot up to n + W is fixed. */
+  chosenPrefix: Slot = 0;
+  /** Configuration values chosen after one at a higher slot (two in flight across a leader change). */
+  configsOutOfOrder = 0;
   maxAppliedSlot: Slot = 0;
   ackedWrites = 0;
   readsChecked = 0;
 
-  /** Configuration epochs derived from chosen config values: chosen at i, governs from i + W. */
+  /**
+   * Configuration epochs derived from chosen config values (chosen at i, governs from i + W), in
+   * fromSlot order. Pipelined slots are chosen out of order, so two configuration values in flight
+   * (across a leader change) may be chosen in either order: each is inserted at its place. That is
+   * sound because of the rule `config-unfixed` checks: nobody votes in slot s before every slot up
+   * to s - W is chosen, so a configuration chosen later never governs a slot already voted on.
+   */
   private readonly epochs: Array<{ fromSlot: Slot; members: ReplicaId[] }>;
 
   constructor(
@@ -73,6 +85,11 @@ export class Checker {
   /** Entries that became durable at an acceptor. */
   durable(node: ReplicaId, entries: Entry[]): void {
     for (const e of entries) {
+      // Which configuration governs slot s is fixed by the chosen log up to s - W. A vote (or a
+      // learned value) beyond that was proposed or accepted while the slot's quorum was still open.
+      if (e.slot > this.chosenPrefix + this.windowSlots) {
+        this.fail('config-unfixed', `n${node} accepted slot ${e.slot} (ballot ${e.ballot}) while only slots up to ${this.chosenPrefix} were chosen: its configuration (fixed by slot ${e.slot - this.windowSlots}) was not yet decided (W ${this.windowSlots})`);
+      }
       const key = valueKey(e.value);
       const vote = `${node}/${e.slot}/${e.ballot}`;
       const priorVote = this.votes.get(vote);
@@ -100,15 +117,44 @@ export class Checker {
           this.chosen.set(e.slot, key);
           if (e.slot > this.maxChosenSlot) this.maxChosenSlot = e.slot;
           if (e.value.kind === 'config') this.addEpoch(e.slot + this.windowSlots, e.value.members);
+          while (this.chosen.has(this.chosenPrefix + 1)) this.chosenPrefix++;
         }
       }
     }
   }
 
+  /** A configuration chosen at fromSlot - W: inserted in slot order (slots are chosen out of order). */
   private addEpoch(fromSlot: Slot, members: ReplicaId[]): void {
-    const last = this.epochs[this.epochs.length - 1]!;
-    if (fromSlot <= last.fromSlot) this.fail('agreement', `configuration chosen out of order (governs from ${fromSlot}, after one from ${last.fromSlot})`);
-    this.epochs.push({ fromSlot, members: [...members] });
+    let i = this.epochs.length;
+    while (i > 1 && this.epochs[i - 1]!.fromSlot > fromSlot) i--;
+    // One value per chosen slot (the agreement check above), so two epochs never share a first slot.
+    if (this.epochs[i - 1]!.fromSlot === fromSlot && i > 1) this.fail('agreement', `two configurations chosen for slot ${fromSlot - this.windowSlots}`);
+    if (i < this.epochs.length) this.configsOutOfOrder++;
+    this.epochs.splice(i, 0, { fromSlot, members: [...members] });
+  }
+
+  /**
+   * A replica's view of the configurations (its core's epochs) must agree with the chosen log for
+   * every slot the replica can act on: up to its own chosen prefix + W (which quorum decides a
+   * slot, whom to ask in Phase 1, whether it may campaign), and only where the chosen log has
+   * fixed it (the checker's chosen prefix + W). Below its first epoch it holds nothing (pruned).
+   */
+  replicaConfigs(node: ReplicaId, view: readonly ConfigEpoch[], nodeChosenPrefix: Slot): void {
+    if (view.length === 0) this.fail('config-view', `n${node} knows no configuration`);
+    const lo = view[0]!.fromSlot;
+    const hi = Math.min(nodeChosenPrefix, this.chosenPrefix) + this.windowSlots;
+    if (hi < lo) return;
+    const points = new Set<Slot>([lo]);
+    for (const e of view) if (e.fromSlot > lo && e.fromSlot <= hi) points.add(e.fromSlot);
+    for (const e of this.epochs) if (e.fromSlot > lo && e.fromSlot <= hi) points.add(e.fromSlot);
+    // Both are constant between consecutive first slots: comparing at every boundary compares all.
+    for (const slot of points) {
+      const mine = membersIn(view, slot);
+      const truth = this.membersAt(slot);
+      if (mine.join(',') !== truth.join(',')) {
+        this.fail('config-view', `n${node} takes slot ${slot} to be governed by [${mine.join(',')}], but the chosen log prescribes [${truth.join(',')}] (its chosen prefix ${nodeChosenPrefix}, W ${this.windowSlots})`);
+      }
+    }
   }
 
   proposed(cmd: Command): void {
@@ -167,6 +213,11 @@ export class Checker {
       if (got !== result) this.fail('durability', `acknowledged write ${key} answered ${result} but n${node} executed it as ${got}`);
     }
   }
+}
+
+function membersIn(epochs: readonly ConfigEpoch[], slot: Slot): readonly ReplicaId[] {
+  for (let i = epochs.length - 1; i > 0; i--) if (epochs[i]!.fromSlot <= slot) return epochs[i]!.members;
+  return epochs[0]!.members;
 }
 
 function hexOf(bytes: Uint8Array): string {

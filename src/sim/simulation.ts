@@ -163,6 +163,8 @@ export interface SimResult {
   crashes: number;
   partitions: number;
   leaderChanges: number;
+  /** Configuration values chosen after one at a higher slot (the checker orders them by slot). */
+  configsOutOfOrder: number;
   trace: string[];
 }
 
@@ -275,6 +277,7 @@ export class Simulation {
       crashes: this.crashes,
       partitions: this.partitions,
       leaderChanges: this.leaderChanges,
+      configsOutOfOrder: this.checker.configsOutOfOrder,
       trace: this.trace,
     };
   }
@@ -348,9 +351,11 @@ export class Simulation {
   private drain(node: SimNode): void {
     for (;;) {
       const ready = node.core.takeReady();
-      if (!ready) return;
+      if (!ready) break;
       this.handleReady(node, ready);
     }
+    // After every input: the configurations this replica acts on are the ones the chosen log prescribes.
+    this.checker.replicaConfigs(node.id, node.core.configs, node.core.chosenSlot);
   }
 
   private handleReady(node: SimNode, ready: Ready): void {

@@ -45,6 +45,22 @@ test('control: the leader-side trigger alone is harmless with correct acceptors'
   assert.equal(r, null, r ? `seed ${r.seed}: ${r.violation!.message}` : '');
 });
 
+test('a configuration that governs at once (not W slots after it is chosen) is caught by the config-view check', () => {
+  // Replicas switch quorums for slots that were proposed, and may have been decided, under the old
+  // configuration. The check compares every replica's configurations with the chosen log's.
+  const r = firstViolation(SEEDS_MAX, plant('config-governs-at-once', false));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.equal(r.violation!.property, 'config-view');
+});
+
+test('proposing and accepting beyond chosen prefix + W is caught by the config-unfixed check', () => {
+  // A vote in slot s before slot s - W is chosen: the slot's configuration was not yet decided
+  // (with a configuration change in between, its quorum would be in doubt). Caught in any seed.
+  const r = firstViolation(SEEDS_MAX, plant('window-ignored', false));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.equal(r.violation!.property, 'config-unfixed');
+});
+
 test('a replica that executes commands of unknown (expired, evicted) sessions is caught by the at-most-once checker', () => {
   // Not a core bug (sessions are applied beside the core): a test-only flag of the simulator. With
   // it, a retry of a command that ran before its session expired runs again.
