@@ -82,6 +82,7 @@ function main(): void {
   let expired = 0;
   let sessions = 0;
   let seedsWithExpiry = 0;
+  let seedsWithConfigsOutOfOrder = 0;
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
@@ -93,6 +94,7 @@ function main(): void {
     expired += result.expiredWrites;
     sessions += result.sessions;
     if (result.expiredWrites > 0) seedsWithExpiry++;
+    if (result.configsOutOfOrder > 0) seedsWithConfigsOutOfOrder++;
     if (!result.ok) {
       failures.push(result);
       const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts)}`;
@@ -120,6 +122,7 @@ function main(): void {
     sessionsRegistered: sessions,
     expiredWrites: expired,
     seedsWithExpiredSessions: seedsWithExpiry,
+    seedsWithConfigsChosenOutOfOrder: seedsWithConfigsOutOfOrder,
     wallSeconds: Number(seconds.toFixed(1)),
     plantedBug: args.bug ?? null,
   };
@@ -129,6 +132,7 @@ function main(): void {
     console.log(`steps ${steps} (${summary.stepsPerSecond}/s), simulated ${summary.simulatedSeconds} s in ${summary.wallSeconds} s wall`);
     console.log(`acknowledged writes checked ${acked}, reads checked ${reads}`);
     console.log(`sessions registered ${sessions}, writes answered SESSION_EXPIRED ${expired} (in ${seedsWithExpiry} seeds)`);
+    console.log(`seeds where a configuration was chosen after one at a higher slot: ${seedsWithConfigsOutOfOrder}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);

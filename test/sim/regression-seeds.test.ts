@@ -2,6 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Checker } from '../../src/sim/checker.js';
 import type { Entry, Value } from '../../src/core/types.js';
+import { randomSimOptions } from '../../src/sim/options.js';
+import { Simulation } from '../../src/sim/simulation.js';
+import { codecWire } from '../../src/sim/wire.js';
 import { simulate } from './helpers.js';
 
 // Seeds that failed outside the soaked ranges (docs/testing.md, "Seeds that failed"), replayed.
@@ -57,4 +60,29 @@ test('checker: a vote in slot s before slot s - W is chosen is reported (its con
   choose(c, new Map(), [1, 2]);
   c.durable(3, [at(2 + W, noop)]); // inside the window: fine
   assert.throws(() => c.durable(3, [at(3 + W, noop)]), { name: 'Violation', message: /config-unfixed: n3 accepted slot 7/ });
+});
+
+test('seed 50529 with different member sets: the configuration at the higher slot supersedes the other, on every replica alike', async () => {
+  // What docs/protocol.md states: "one change at a time" is a per-leader rule. A deposed leader's
+  // change (n4, slot 15, proposed while cut off with a minority) and the next leader's (n1, slot
+  // 13, whose Phase 1 quorum missed slot 15) are both chosen; each governs from its slot + W, so
+  // n1's change governs slots 17-18 and n4's from 19. Safe (every replica agrees, checked after
+  // every input), but n1's change is superseded. Here n4 asks for [1,2,3,4] instead of the
+  // seed's [1,3,4,5] (the same random draws otherwise).
+  const { Replica } = await import('../../src/core/replica.js');
+  const original = Replica.prototype.proposeConfig;
+  Replica.prototype.proposeConfig = function (this: InstanceType<typeof Replica>, members, nowMs) {
+    return original.call(this, this.id === 4 ? [1, 2, 3, 4] : members, nowMs);
+  };
+  try {
+    const sim = new Simulation(randomSimOptions(50529, { wireCodec: true }), false, codecWire);
+    const r = sim.run();
+    assert.ok(r.ok, r.violation?.message);
+    assert.equal(r.configsOutOfOrder, 1);
+    const leader = sim.nodes.find((n) => n.core.status.role === 'leader')!;
+    const epochs = leader.core.configs.map((e) => [e.fromSlot, e.members.join(',')]);
+    assert.deepEqual(epochs.slice(0, 3), [[1, '1,2,3,4,5'], [17, '1,3,4,5'], [19, '1,2,3,4']]);
+  } finally {
+    Replica.prototype.proposeConfig = original;
+  }
 });
