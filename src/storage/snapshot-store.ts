@@ -18,6 +18,7 @@ const END_MAGIC = 'SNAPEND\0';
 const HEADER_BYTES = 32;
 const TRAILER_BYTES = 24;
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+const SYNC_EVERY_BYTES = 2 * WRITE_BUFFER_BYTES;
 export const DEFAULT_SNAPSHOTS_KEPT = 2;
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
@@ -51,6 +52,7 @@ export class SnapshotWriter {
   private position: number;
   private buffered: Uint8Array[] = [];
   private bufferedBytes = 0;
+  private unsyncedBytes = 0;
   private done = false;
 
   constructor(
@@ -71,10 +73,19 @@ export class SnapshotWriter {
     if (this.done) throw misuse('snapshot write after commit/abort');
     this.crc = crc32c(chunk, this.crc);
     this.bodyBytes += chunk.length;
-    // A small chunk is copied (it may be reused once this resolves, before the buffer is
-    // written); a large one is written before this resolves, so it goes out as it is: a copy of
-    // a whole state machine's snapshot was one more transient buffer of its size.
-    this.buffered.push(chunk.length >= WRITE_BUFFER_BYTES ? chunk : chunk.slice());
+    if (chunk.length >= WRITE_BUFFER_BYTES) {
+      // A large chunk is written before this resolves, so it goes out as it is (a copy of a whole
+      // state machine's snapshot was one more transient buffer of its size), a buffer at a time.
+      for (let at = 0; at < chunk.length; at += WRITE_BUFFER_BYTES) {
+        const part = chunk.subarray(at, Math.min(chunk.length, at + WRITE_BUFFER_BYTES));
+        this.buffered.push(part);
+        this.bufferedBytes += part.length;
+        if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
+      }
+      return;
+    }
+    // A small chunk is copied: it may be reused once this resolves, before the buffer is written.
+    this.buffered.push(chunk.slice());
     this.bufferedBytes += chunk.length;
     if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
   }
@@ -88,8 +99,22 @@ export class SnapshotWriter {
       throw ioError(error, 'snapshot write', this.tempPath);
     }
     this.position += this.bufferedBytes;
+    this.unsyncedBytes += this.bufferedBytes;
     this.buffered = [];
     this.bufferedBytes = 0;
+    if (this.unsyncedBytes >= SYNC_EVERY_BYTES) {
+      // Flushed as it goes: a log's fdatasync on the same file system can wait for a journal
+      // commit that must first write back every dirty block of this file (ext4 data=ordered).
+      // Many megabytes of a snapshot left dirty until commit() stalled the log's group commits
+      // behind them; now at most SYNC_EVERY_BYTES are pending.
+      this.unsyncedBytes = 0;
+      try {
+        await this.io.fdatasync(this.fd);
+      } catch (error) {
+        await this.abort();
+        throw ioError(error, 'snapshot fdatasync', this.tempPath);
+      }
+    }
   }
 
   /** Makes the snapshot durable under its final name, then prunes old ones. */
