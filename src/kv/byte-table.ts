@@ -266,6 +266,39 @@ export class ByteTable {
     return lo;
   }
 
+  /**
+   * A copy of the table as it is now (its key order computed first, and kept by both), for a
+   * snapshot serialised while this one goes on changing. Every array is copied: ~the state's
+   * size in memcpy, milliseconds where serialising in key order takes tens of them.
+   */
+  clone(): ByteTable {
+    this.sorted();
+    const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes });
+    c.index = this.index.slice();
+    c.mask = this.mask;
+    c.entryPage = this.entryPage.slice();
+    c.entryAt = this.entryAt.slice();
+    c.entryKeyLen = this.entryKeyLen.slice();
+    c.entryValLen = this.entryValLen.slice();
+    c.entryValCap = this.entryValCap.slice();
+    c.entryTop = this.entryTop;
+    c.freeIds = this.freeIds.slice();
+    c.pages = this.pages.map((page, p) => (page.length === 0 ? page : page.slice(0, this.pageUsed[p])));
+    c.views = c.pages.map((page) => (page.length === 0 ? EMPTY_VIEW : new DataView(page.buffer)));
+    // The copies are trimmed to what is used: the clone is for reading (a write may reallocate).
+    c.pageUsed = c.pages.map((page) => page.length);
+    c.pageGarbage = this.pageGarbage.slice();
+    c.freePages = this.freePages.slice();
+    c.bumpPage = -1;
+    c.live = this.live;
+    c.liveBytes = this.liveBytes;
+    c.recordBytes = this.recordBytes;
+    c.garbageBytes = this.garbageBytes;
+    c.order = this.order!.slice();
+    c.added = [];
+    return c;
+  }
+
   /** Removes every key. */
   clear(): void {
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);

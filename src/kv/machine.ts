@@ -140,6 +140,16 @@ export class KvMachine implements StateMachine {
     return out;
   }
 
+  /**
+   * The same bytes as snapshot(), produced later from a copy taken now (a few milliseconds for
+   * 100,000 keys), in chunks of SNAPSHOT_CHUNK_BYTES: the runtime writes each before asking for the
+   * next, so applies go on in between instead of waiting for the whole serialisation.
+   */
+  snapshotStream(): Iterable<Uint8Array> {
+    const t = this.table.clone();
+    return serialize(t);
+  }
+
   restore(snapshot: Uint8Array): void {
     const view = new DataView(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength);
     const bad = (why: string) => new KvCodecError(`kv snapshot: ${why}`);
@@ -294,4 +304,93 @@ function compareRanges(buf: Uint8Array, a: number, an: number, b: number, bn: nu
     if (d !== 0) return d;
   }
   return an - bn;
+}
+
+const SNAPSHOT_CHUNK_BYTES = 1 << 20;
+
+/** snapshot()'s bytes from `t`, a chunk at a time. */
+function* serialize(t: ByteTable): Generator<Uint8Array> {
+  const ids = t.sorted();
+  const out = new ChunkedOut(8 + 8 * ids.length + t.bytes);
+  out.u32(SNAPSHOT_MAGIC);
+  out.u32(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    const e = ids[i]!;
+    const klen = t.keyLength(e);
+    out.u32(klen);
+    out.from(t, e, klen, true);
+    const vlen = t.valueLength(e);
+    out.u32(vlen);
+    out.from(t, e, vlen, false);
+    while (out.ready.length > 0) yield out.ready.shift()!;
+  }
+  out.finish();
+  while (out.ready.length > 0) yield out.ready.shift()!;
+}
+
+/** Bytes into fixed-size chunks (the last one shorter); completed chunks wait in `ready`. */
+class ChunkedOut {
+  readonly ready: Uint8Array[] = [];
+  private chunk: Uint8Array;
+  private at = 0;
+  private left: number;
+  private scratch = new Uint8Array(0);
+
+  constructor(total: number) {
+    this.left = total;
+    this.chunk = new Uint8Array(Math.min(SNAPSHOT_CHUNK_BYTES, total));
+    this.left -= this.chunk.length;
+  }
+
+  u32(x: number): void {
+    if (this.chunk.length - this.at >= 4) {
+      const c = this.chunk;
+      c[this.at] = x >>> 24;
+      c[this.at + 1] = (x >>> 16) & 0xff;
+      c[this.at + 2] = (x >>> 8) & 0xff;
+      c[this.at + 3] = x & 0xff;
+      this.at += 4;
+      return;
+    }
+    const b = Uint8Array.of(x >>> 24, (x >>> 16) & 0xff, (x >>> 8) & 0xff, x & 0xff);
+    this.bytes(b, 0, 4);
+  }
+
+  /** Entry `e`'s key (or value), `len` bytes. */
+  from(t: ByteTable, e: number, len: number, key: boolean): void {
+    if (this.chunk.length - this.at >= len) {
+      if (key) t.copyKey(e, this.chunk, this.at);
+      else t.copyValue(e, this.chunk, this.at);
+      this.at += len;
+      return;
+    }
+    // Straddles chunks: through a scratch copy.
+    if (this.scratch.length < len) this.scratch = new Uint8Array(len);
+    if (key) t.copyKey(e, this.scratch, 0);
+    else t.copyValue(e, this.scratch, 0);
+    this.bytes(this.scratch, 0, len);
+  }
+
+  private bytes(src: Uint8Array, from: number, len: number): void {
+    while (len > 0) {
+      const n = Math.min(len, this.chunk.length - this.at);
+      this.chunk.set(src.subarray(from, from + n), this.at);
+      this.at += n;
+      from += n;
+      len -= n;
+      if (this.at === this.chunk.length) this.next();
+    }
+  }
+
+  private next(): void {
+    this.ready.push(this.chunk);
+    this.chunk = new Uint8Array(Math.min(SNAPSHOT_CHUNK_BYTES, this.left));
+    this.left -= this.chunk.length;
+    this.at = 0;
+  }
+
+  finish(): void {
+    if (this.at !== this.chunk.length || this.left !== 0) throw new Error(`kv snapshot: ${this.left + this.chunk.length - this.at} bytes unwritten`);
+    if (this.at > 0) this.ready.push(this.chunk);
+  }
 }

@@ -37,6 +37,14 @@ export interface StateMachine {
    * bytes are then written to disk in the background (the apply loop stops only for this call).
    */
   snapshot(): Uint8Array;
+  /**
+   * Optional, used instead of snapshot() when present: capture the state now (between two applies,
+   * as snapshot()) and return its bytes — exactly snapshot()'s, concatenated — as chunks produced
+   * later. The runtime writes each chunk before asking for the next, and applies go on in between,
+   * so the iterable must read a copy, never the live state. For a large state this turns one long
+   * pause of the apply loop into a short copy.
+   */
+  snapshotStream?(): Iterable<Uint8Array>;
   /** Replace the state with a snapshot's. */
   restore(snapshot: Uint8Array): void;
   /** Before and after the commands of one slot (RSL's batch brackets). */

@@ -35,7 +35,7 @@ import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError,
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
 import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
-import { decodeSnapshotBody, encodeSnapshotBodyChunks } from './snapshot-body.js';
+import { decodeSnapshotBody, encodeSnapshotBodyHead } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
 import { readChosenEntries } from './log-catchup.js';
 
@@ -459,13 +459,24 @@ export class SynodReplica {
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
       const incarnations = [...this.incarnations];
-      const body = encodeSnapshotBodyChunks({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, app: this.sm.snapshot(), stoppedAt: this.stoppedAtSlot });
-      await this.snapshots.save(slot, new Uint8Array(0), body);
+      const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
+      const app = this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
+      let bytes = 0;
+      const counted = function* (): Generator<Uint8Array> {
+        yield head;
+        for (const chunk of app) {
+          bytes += chunk.length;
+          yield chunk;
+        }
+      };
+      // With snapshotStream() the application's chunks are made as they are written: each chunk's
+      // write lets the event loop (applies, votes) run before the next is asked for.
+      await this.snapshots.save(slot, new Uint8Array(0), counted());
       this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
       await writeMetadata(this.options.dataDir, this.meta);
       this.snapshotSlot = slot;
       this.snapshotPayloadBytes = payloadBytes;
-      this.snapshotBytes = body.reduce((n, chunk) => n + chunk.length, 0);
+      this.snapshotBytes = head.length + bytes;
       this.stats.snapshotsTaken++;
       this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
       return slot;

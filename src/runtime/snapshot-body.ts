@@ -24,6 +24,8 @@ interface Header {
   stoppedAt?: number;
 }
 
+export type SnapshotBodyParts = Omit<SnapshotBody, 'app'>;
+
 export interface SnapshotBody {
   slot: number;
   configs: ConfigEpoch[];
@@ -43,6 +45,11 @@ export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
 
 /** The same bytes as encodeSnapshotBody, as [magic, length and header; the app's bytes] (no copy of the app's bytes). */
 export function encodeSnapshotBodyChunks(body: SnapshotBody): Uint8Array[] {
+  return [encodeSnapshotBodyHead(body), body.app];
+}
+
+/** Magic, length and header: the app's bytes follow (encodeSnapshotBody is the two together). */
+export function encodeSnapshotBodyHead(body: SnapshotBodyParts): Uint8Array {
   const header: Header = {
     slot: body.slot,
     configs: body.configs,
@@ -57,7 +64,7 @@ export function encodeSnapshotBodyChunks(body: SnapshotBody): Uint8Array[] {
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, json.length, true);
   head.set(json, 8);
-  return [head, body.app];
+  return head;
 }
 
 function sessionHeader(data: SessionTableData<Uint8Array>): Pick<Header, 'sessions' | 'sessionClock'> {
