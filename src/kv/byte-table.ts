@@ -11,8 +11,10 @@
 // Layout
 //   index    Int32Array of slot pairs [hash, entry + 1] (0: empty); linear probing, load <= 1/2,
 //            deletion by backward shift (no tombstones).
-//   entries  parallel Int32Arrays by entry id: page, key offset, key length, value length,
-//            value capacity. A record is [key bytes | value bytes (capacity)] in one page.
+//   meta     one Int32Array, 8 slots per entry id: page, key offset, key length, value length,
+//            value capacity (side by side: a lookup misses the cache once for them, not five
+//            times as with parallel arrays). A record is [key bytes | value bytes (capacity)] in
+//            one page.
 //   pages    Uint8Arrays of PAGE_BYTES (1 MiB) filled by a bump pointer; a record larger than
 //            an eighth of a page gets a page of its own. A value that outgrows its capacity moves (the
 //            old record becomes garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES),
@@ -30,6 +32,15 @@ const PAGE_BYTES = 1 << 20;
 const GC_MIN_BYTES = 8 << 20;
 const INDEX_SLOTS_MIN = 1 << 10;
 const ENTRIES_MIN = 1 << 9;
+// An entry's fields in \`meta\`, at (e << 3) + field: 8 int32s (five used) are 32 bytes, two
+// entries to a cache line and none split across two.
+const META_STRIDE = 8;
+const COPY_LOOP_BYTES_MAX = 24;
+const PAGE = 0; // page number
+const AT = 1; // the record's (key's) offset in the page
+const KEY_LEN = 2;
+const VAL_LEN = 3;
+const VAL_CAP = 4; // the value bytes the record has room for
 const EMPTY_PAGE = new Uint8Array(0);
 const EMPTY_VIEW = new DataView(EMPTY_PAGE.buffer);
 
@@ -40,11 +51,8 @@ export class ByteTable {
   private readonly pageBytes: number;
   private readonly gcMinBytes: number;
 
-  private entryPage: Int32Array;
-  private entryAt: Int32Array;
-  private entryKeyLen: Int32Array;
-  private entryValLen: Int32Array;
-  private entryValCap: Int32Array;
+  /** Entry e's fields at (e << 3) + PAGE, AT, KEY_LEN, VAL_LEN, VAL_CAP. */
+  private meta: Int32Array;
   /** Entry ids in use are < this; freed ids below it are in `freeIds`. */
   private entryTop = 0;
   private freeIds: number[] = [];
@@ -63,6 +71,7 @@ export class ByteTable {
   private garbageBytes = 0;
 
   private order: Int32Array | null = new Int32Array(0);
+  private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
   private added: number[] = [];
 
   /** `pageBytes` and `compactMinBytes` are for tests (small values exercise paging and compaction). */
@@ -72,11 +81,7 @@ export class ByteTable {
     this.gcMinBytes = options.compactMinBytes ?? GC_MIN_BYTES;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
-    this.entryPage = new Int32Array(ENTRIES_MIN);
-    this.entryAt = new Int32Array(ENTRIES_MIN);
-    this.entryKeyLen = new Int32Array(ENTRIES_MIN);
-    this.entryValLen = new Int32Array(ENTRIES_MIN);
-    this.entryValCap = new Int32Array(ENTRIES_MIN);
+    this.meta = new Int32Array(ENTRIES_MIN * META_STRIDE);
   }
 
   /** Number of keys. */
@@ -87,6 +92,46 @@ export class ByteTable {
   /** Key and value bytes held. */
   get bytes(): number {
     return this.liveBytes;
+  }
+
+  /**
+   * Brings into the cache what looking up these keys will touch (key i is `bufs[i][from[i],
+   * from[i] + len[i])`), without changing anything. On a table much larger than the cache a
+   * lookup is three cache misses in a chain (index slot → entry fields → record), ~0.5 µs; a
+   * batch looked up one key at a time pays them one after another. Here each level is one pass
+   * over all the keys, whose loads do not depend on each other, so the CPU overlaps their misses;
+   * the lookups that follow then hit the cache. Returns a value computed from what was read (so
+   * the loads cannot be optimised away); it means nothing.
+   */
+  prefetch(bufs: readonly Uint8Array[], from: Int32Array, len: Int32Array, n: number): number {
+    if (this.scratch.length < n) this.scratch = new Int32Array(Math.max(n, 2 * this.scratch.length));
+    const slots = this.scratch;
+    const index = this.index;
+    const mask = this.mask;
+    const meta = this.meta;
+    let sum = 0;
+    // Level 1: the home slot of each key's hash.
+    for (let i = 0; i < n; i++) {
+      const h = this.hash(bufs[i]!, from[i]!, len[i]!);
+      const slot = h & mask;
+      sum += index[2 * slot]!;
+      slots[i] = slot;
+    }
+    // Level 2: the fields of the entry in that slot (the key's own, unless it collided).
+    for (let i = 0; i < n; i++) {
+      const e = index[2 * slots[i]! + 1]! - 1;
+      slots[i] = e;
+      if (e >= 0) sum += meta[(e << 3) + AT]!;
+    }
+    // Level 3: the record (key and value, one or two cache lines).
+    for (let i = 0; i < n; i++) {
+      const e = slots[i]!;
+      if (e < 0) continue;
+      const page = this.pages[meta[(e << 3) + PAGE]!]!;
+      const at = meta[(e << 3) + AT]!;
+      sum += page[at]! + page[at + meta[(e << 3) + KEY_LEN]! + meta[(e << 3) + VAL_CAP]! - 1]!;
+    }
+    return sum;
   }
 
   /** The entry id of the key `buf[from, from + len)`, or -1. Ids are valid until the next change. */
@@ -150,7 +195,7 @@ export class ByteTable {
     index[2 * i] = 0;
     index[2 * i + 1] = 0;
     this.live--;
-    this.liveBytes -= this.entryKeyLen[e]! + this.entryValLen[e]!;
+    this.liveBytes -= this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_LEN]!;
     this.release(e);
     this.freeIds.push(e);
     this.order = null;
@@ -160,52 +205,52 @@ export class ByteTable {
   }
 
   valueLength(e: number): number {
-    return this.entryValLen[e]!;
+    return this.meta[(e << 3) + VAL_LEN]!;
   }
 
   /** Copies entry `e`'s value into `out` at `at`. */
   copyValue(e: number, out: Uint8Array, at: number): void {
-    const page = this.pages[this.entryPage[e]!]!;
-    const from = this.entryAt[e]! + this.entryKeyLen[e]!;
-    copyBytes(page, from, this.entryValLen[e]!, out, at);
+    const page = this.pages[this.meta[(e << 3) + PAGE]!]!;
+    const from = this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!;
+    copyBytes(page, from, this.meta[(e << 3) + VAL_LEN]!, out, at);
   }
 
   /** A copy of entry `e`'s value. */
   value(e: number): Uint8Array {
-    const out = new Uint8Array(this.entryValLen[e]!);
+    const out = new Uint8Array(this.meta[(e << 3) + VAL_LEN]!);
     this.copyValue(e, out, 0);
     return out;
   }
 
   keyLength(e: number): number {
-    return this.entryKeyLen[e]!;
+    return this.meta[(e << 3) + KEY_LEN]!;
   }
 
   copyKey(e: number, out: Uint8Array, at: number): void {
-    copyBytes(this.pages[this.entryPage[e]!]!, this.entryAt[e]!, this.entryKeyLen[e]!, out, at);
+    copyBytes(this.pages[this.meta[(e << 3) + PAGE]!]!, this.meta[(e << 3) + AT]!, this.meta[(e << 3) + KEY_LEN]!, out, at);
   }
 
   /** A copy of entry `e`'s key. */
   key(e: number): Uint8Array {
-    const out = new Uint8Array(this.entryKeyLen[e]!);
+    const out = new Uint8Array(this.meta[(e << 3) + KEY_LEN]!);
     this.copyKey(e, out, 0);
     return out;
   }
 
   valueEquals(e: number, bytes: Uint8Array): boolean {
-    const n = this.entryValLen[e]!;
+    const n = this.meta[(e << 3) + VAL_LEN]!;
     if (n !== bytes.length) return false;
-    const page = this.pages[this.entryPage[e]!]!;
-    const at = this.entryAt[e]! + this.entryKeyLen[e]!;
+    const page = this.pages[this.meta[(e << 3) + PAGE]!]!;
+    const at = this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!;
     for (let k = 0; k < n; k++) if (page[at + k] !== bytes[k]) return false;
     return true;
   }
 
   /** Byte order of entry `e`'s key against `buf[from, from + len)`: <0, 0, >0. */
   compareKey(e: number, buf: Uint8Array, from: number, len: number): number {
-    const page = this.pages[this.entryPage[e]!]!;
-    const at = this.entryAt[e]!;
-    const n = this.entryKeyLen[e]!;
+    const page = this.pages[this.meta[(e << 3) + PAGE]!]!;
+    const at = this.meta[(e << 3) + AT]!;
+    const n = this.meta[(e << 3) + KEY_LEN]!;
     const m = n < len ? n : len;
     for (let k = 0; k < m; k++) {
       const d = page[at + k]! - buf[from + k]!;
@@ -216,9 +261,9 @@ export class ByteTable {
 
   /** Does entry `e`'s key start with `prefix`? */
   keyHasPrefix(e: number, prefix: Uint8Array): boolean {
-    if (this.entryKeyLen[e]! < prefix.length) return false;
-    const page = this.pages[this.entryPage[e]!]!;
-    const at = this.entryAt[e]!;
+    if (this.meta[(e << 3) + KEY_LEN]! < prefix.length) return false;
+    const page = this.pages[this.meta[(e << 3) + PAGE]!]!;
+    const at = this.meta[(e << 3) + AT]!;
     for (let k = 0; k < prefix.length; k++) if (page[at + k] !== prefix[k]) return false;
     return true;
   }
@@ -276,11 +321,7 @@ export class ByteTable {
     const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes });
     c.index = this.index.slice();
     c.mask = this.mask;
-    c.entryPage = this.entryPage.slice();
-    c.entryAt = this.entryAt.slice();
-    c.entryKeyLen = this.entryKeyLen.slice();
-    c.entryValLen = this.entryValLen.slice();
-    c.entryValCap = this.entryValCap.slice();
+    c.meta = this.meta.slice();
     c.entryTop = this.entryTop;
     c.freeIds = this.freeIds.slice();
     c.pages = this.pages.map((page, p) => (page.length === 0 ? page : page.slice(0, this.pageUsed[p])));
@@ -334,20 +375,20 @@ export class ByteTable {
   }
 
   private keyEquals(e: number, buf: Uint8Array, from: number, len: number): boolean {
-    if (this.entryKeyLen[e] !== len) return false;
-    const page = this.pages[this.entryPage[e]!]!;
-    const at = this.entryAt[e]!;
+    if (this.meta[(e << 3) + KEY_LEN] !== len) return false;
+    const page = this.pages[this.meta[(e << 3) + PAGE]!]!;
+    const at = this.meta[(e << 3) + AT]!;
     for (let k = 0; k < len; k++) if (page[at + k] !== buf[from + k]) return false;
     return true;
   }
 
   private compareEntries(a: number, b: number): number {
-    const va = this.views[this.entryPage[a]!]!;
-    const vb = this.views[this.entryPage[b]!]!;
-    const aa = this.entryAt[a]!;
-    const ab = this.entryAt[b]!;
-    const na = this.entryKeyLen[a]!;
-    const nb = this.entryKeyLen[b]!;
+    const va = this.views[this.meta[(a << 3) + PAGE]!]!;
+    const vb = this.views[this.meta[(b << 3) + PAGE]!]!;
+    const aa = this.meta[(a << 3) + AT]!;
+    const ab = this.meta[(b << 3) + AT]!;
+    const na = this.meta[(a << 3) + KEY_LEN]!;
+    const nb = this.meta[(b << 3) + KEY_LEN]!;
     const m = na < nb ? na : nb;
     let k = 0;
     for (; k + 4 <= m; k += 4) {
@@ -363,18 +404,18 @@ export class ByteTable {
   }
 
   private overwrite(e: number, value: Uint8Array, vFrom: number, vLen: number): number {
-    const previous = this.entryValLen[e]!;
-    if (vLen > this.entryValCap[e]!) {
+    const previous = this.meta[(e << 3) + VAL_LEN]!;
+    if (vLen > this.meta[(e << 3) + VAL_CAP]!) {
       // Outgrew its record: move key and value to a new one, the old one becomes garbage.
-      const keyLen = this.entryKeyLen[e]!;
-      const oldPage = this.entryPage[e]!;
-      const oldAt = this.entryAt[e]!;
-      const oldBytes = keyLen + this.entryValCap[e]!;
+      const keyLen = this.meta[(e << 3) + KEY_LEN]!;
+      const oldPage = this.meta[(e << 3) + PAGE]!;
+      const oldAt = this.meta[(e << 3) + AT]!;
+      const oldBytes = keyLen + this.meta[(e << 3) + VAL_CAP]!;
       const [p, at] = this.allocate(keyLen + vLen);
       copyBytes(this.pages[oldPage]!, oldAt, keyLen, this.pages[p]!, at);
-      this.entryPage[e] = p;
-      this.entryAt[e] = at;
-      this.entryValCap[e] = vLen;
+      this.meta[(e << 3) + PAGE] = p;
+      this.meta[(e << 3) + AT] = at;
+      this.meta[(e << 3) + VAL_CAP] = vLen;
       this.recordBytes += keyLen + vLen;
       this.free(oldPage, oldBytes);
     }
@@ -385,8 +426,8 @@ export class ByteTable {
   }
 
   private writeValue(e: number, value: Uint8Array, vFrom: number, vLen: number): void {
-    copyBytes(value, vFrom, vLen, this.pages[this.entryPage[e]!]!, this.entryAt[e]! + this.entryKeyLen[e]!);
-    this.entryValLen[e] = vLen;
+    copyBytes(value, vFrom, vLen, this.pages[this.meta[(e << 3) + PAGE]!]!, this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!);
+    this.meta[(e << 3) + VAL_LEN] = vLen;
   }
 
   private newEntry(key: Uint8Array, from: number, len: number, vLen: number): number {
@@ -394,23 +435,23 @@ export class ByteTable {
     if (this.freeIds.length > 0) e = this.freeIds.pop()!;
     else {
       e = this.entryTop++;
-      if (e >= this.entryPage.length) this.growEntries();
+      if (e * META_STRIDE >= this.meta.length) this.growEntries();
     }
     const [p, at] = this.allocate(len + vLen);
     copyBytes(key, from, len, this.pages[p]!, at);
-    this.entryPage[e] = p;
-    this.entryAt[e] = at;
-    this.entryKeyLen[e] = len;
-    this.entryValCap[e] = vLen;
-    this.entryValLen[e] = 0;
+    this.meta[(e << 3) + PAGE] = p;
+    this.meta[(e << 3) + AT] = at;
+    this.meta[(e << 3) + KEY_LEN] = len;
+    this.meta[(e << 3) + VAL_CAP] = vLen;
+    this.meta[(e << 3) + VAL_LEN] = 0;
     this.recordBytes += len + vLen;
     return e;
   }
 
   /** Releases entry `e`'s record (its id is the caller's to recycle). */
   private release(e: number): void {
-    const bytes = this.entryKeyLen[e]! + this.entryValCap[e]!;
-    this.free(this.entryPage[e]!, bytes);
+    const bytes = this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_CAP]!;
+    this.free(this.meta[(e << 3) + PAGE]!, bytes);
   }
 
   private free(page: number, bytes: number): void {
@@ -473,11 +514,11 @@ export class ByteTable {
     for (let slot = 0; slot <= this.mask; slot++) {
       const e = this.index[2 * slot + 1]! - 1;
       if (e < 0) continue;
-      const bytes = this.entryKeyLen[e]! + this.entryValCap[e]!;
+      const bytes = this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_CAP]!;
       const [p, at] = this.allocate(bytes);
-      copyBytes(oldPages[this.entryPage[e]!]!, this.entryAt[e]!, bytes, this.pages[p]!, at);
-      this.entryPage[e] = p;
-      this.entryAt[e] = at;
+      copyBytes(oldPages[this.meta[(e << 3) + PAGE]!]!, this.meta[(e << 3) + AT]!, bytes, this.pages[p]!, at);
+      this.meta[(e << 3) + PAGE] = p;
+      this.meta[(e << 3) + AT] = at;
     }
   }
 
@@ -499,23 +540,19 @@ export class ByteTable {
   }
 
   private growEntries(): void {
-    const n = this.entryPage.length * 2;
-    const grown = (a: Int32Array) => {
-      const b = new Int32Array(n);
-      b.set(a);
-      return b;
-    };
-    this.entryPage = grown(this.entryPage);
-    this.entryAt = grown(this.entryAt);
-    this.entryKeyLen = grown(this.entryKeyLen);
-    this.entryValLen = grown(this.entryValLen);
-    this.entryValCap = grown(this.entryValCap);
+    const grown = new Int32Array(this.meta.length * 2);
+    grown.set(this.meta);
+    this.meta = grown;
   }
 }
 
-/** `len` bytes from `src[from]` to `dst[at]`: a loop for short runs (no subarray object), else memcpy. */
+/**
+ * `len` bytes from `src[from]` to `dst[at]`: a loop for short runs (a subarray and set() cost
+ * ~60 ns whatever the length), else memcpy. A byte loop costs ~1.7 ns a byte: at 64 bytes (the
+ * benchmark's values) it took twice as long as set() (Node 20, this machine).
+ */
 export function copyBytes(src: Uint8Array, from: number, len: number, dst: Uint8Array, at: number): void {
-  if (len <= 64) {
+  if (len <= COPY_LOOP_BYTES_MAX) {
     for (let k = 0; k < len; k++) dst[at + k] = src[from + k]!;
   } else {
     dst.set(src.subarray(from, from + len), at);

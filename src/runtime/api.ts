@@ -45,6 +45,14 @@ export interface StateMachine {
    * pause of the apply loop into a short copy.
    */
   snapshotStream?(): Iterable<Uint8Array>;
+  /**
+   * Optional hint: the commands of one slot, just before they are applied (the same arrays
+   * apply() will get, borrowed for this call only; retries that will be skipped included). It
+   * must not change the state. A state machine whose apply() waits on memory (a large hash table:
+   * a cache miss chain per command) can touch what the commands will touch here, all commands at
+   * once, so the misses overlap instead of coming one per apply().
+   */
+  prefetch?(commands: readonly Uint8Array[]): void;
   /** Replace the state with a snapshot's. */
   restore(snapshot: Uint8Array): void;
   /** Before and after the commands of one slot (RSL's batch brackets). */

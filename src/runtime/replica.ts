@@ -104,6 +104,8 @@ export class SynodReplica {
   /** Command payload bytes applied since start, and that figure when the last snapshot was taken. */
   private appliedPayloadBytes = 0;
   private snapshotPayloadBytes = 0;
+  /** applySlot()'s list of a slot's commands for StateMachine.prefetch (reused, emptied after each call). */
+  private readonly prefetchPayloads: Uint8Array[] = [];
   /** Size of the latest snapshot this replica wrote (the bytes interval is at least twice it). */
   private snapshotBytes = 0;
   private snapshotsAllowed = true;
@@ -957,6 +959,12 @@ export class SynodReplica {
       // The batch's stamp moves the session clock (expiring idle sessions) before anything runs.
       const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
+      if (this.sm.prefetch !== undefined && value.commands.length > 1) {
+        const payloads = this.prefetchPayloads;
+        for (const cmd of value.commands) payloads.push(cmd.payload);
+        this.sm.prefetch(payloads);
+        payloads.length = 0;
+      }
       for (const cmd of value.commands) {
         this.appliedPayloadBytes += cmd.payload.length; // for snapshotIntervalBytes
         if (cmd.clientId === INTERNAL_CLIENT) {

@@ -6,7 +6,12 @@ import { ByteTable } from '../../src/kv/byte-table.js';
 const hex = (u: Uint8Array) => Buffer.from(u).toString('hex');
 const byteOrder = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
-type Op = { kind: 'set'; key: Uint8Array; value: Uint8Array } | { kind: 'delete'; key: Uint8Array } | { kind: 'sorted' } | { kind: 'compact' };
+type Op =
+  | { kind: 'set'; key: Uint8Array; value: Uint8Array }
+  | { kind: 'delete'; key: Uint8Array }
+  | { kind: 'sorted' }
+  | { kind: 'compact' }
+  | { kind: 'prefetch'; keys: Uint8Array[] };
 
 // Few distinct keys (so sets overwrite and deletes hit), values of every size around the page
 // thresholds (so records move, large ones get pages of their own, garbage builds up).
@@ -17,6 +22,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('delete' as const), key }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'sorted' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'compact' as const }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('prefetch' as const), keys: fc.array(key, { maxLength: 12 }) }) },
 );
 
 function check(t: ByteTable, model: Map<string, Uint8Array>): void {
@@ -55,6 +61,20 @@ test('property: ByteTable behaves as a Map of byte strings, in key order, across
         } else if (o.kind === 'delete') {
           assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
         } else if (o.kind === 'sorted') {
+          check(t, model);
+        } else if (o.kind === 'prefetch') {
+          // Keys present and absent, as views at odd offsets of one buffer; nothing may change.
+          const buf = new Uint8Array(1 + o.keys.reduce((n, k) => n + k.length, 0));
+          const from = new Int32Array(o.keys.length);
+          const len = new Int32Array(o.keys.length);
+          let at = 1;
+          o.keys.forEach((k, i) => {
+            buf.set(k, at);
+            from[i] = at;
+            len[i] = k.length;
+            at += k.length;
+          });
+          t.prefetch(o.keys.map(() => buf), from, len, o.keys.length);
           check(t, model);
         } else t.compact();
       }
