@@ -363,10 +363,29 @@ export class ByteTable {
   // ---------------------------------------------------------------- internals
 
   private hash(buf: Uint8Array, from: number, len: number): number {
-    // FNV-1a over the bytes from a per-table seed, then a murmur3 finaliser (FNV's low bits,
-    // which pick the slot, are weak on their own).
-    let h = (this.seed ^ 0x811c9dc5) | 0;
-    for (let k = 0; k < len; k++) h = Math.imul(h ^ buf[from + k]!, 0x01000193);
+    // MurmurHash3 (x86, 32-bit) from a per-table seed: four bytes a round (FNV-1a's byte a round
+    // was ~40 ns for a 16-byte key, twice per command with prefetch), tail and finaliser as usual.
+    let h = this.seed | 0;
+    const end4 = from + (len & ~3);
+    let k = from;
+    for (; k < end4; k += 4) {
+      let w = buf[k]! | (buf[k + 1]! << 8) | (buf[k + 2]! << 16) | (buf[k + 3]! << 24);
+      w = Math.imul(w, 0xcc9e2d51);
+      w = (w << 15) | (w >>> 17);
+      h ^= Math.imul(w, 0x1b873593);
+      h = (h << 13) | (h >>> 19);
+      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    }
+    const tail = len & 3;
+    if (tail > 0) {
+      let w = buf[k]!;
+      if (tail > 1) w |= buf[k + 1]! << 8;
+      if (tail > 2) w |= buf[k + 2]! << 16;
+      w = Math.imul(w, 0xcc9e2d51);
+      w = (w << 15) | (w >>> 17);
+      h ^= Math.imul(w, 0x1b873593);
+    }
+    h ^= len;
     h ^= h >>> 16;
     h = Math.imul(h, 0x85ebca6b);
     h ^= h >>> 13;
