@@ -29,6 +29,15 @@ export interface ProcessSample {
   rssBytes: number;
   /** Peak resident set size so far. */
   rssPeakBytes: number;
+  /** Replicas: their event loop's delay since the measured window started (the probe's). */
+  loopDelay?: LoopDelay;
+}
+
+/** How late a 1 ms timer fired in a process's event loop (perf_hooks.monitorEventLoopDelay). */
+export interface LoopDelay {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 export interface ReplicaCounters {
@@ -197,6 +206,7 @@ interface ProbeFile {
   counters: { slotsApplied: number; commandsApplied: number; log: { appends: number; commits: number; syncs: number; bytesWritten: number } };
   trace: TraceReport | null;
   traceError: string | null;
+  loopDelay?: LoopDelay;
 }
 
 export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () => Promise<void>) => void): Promise<BenchCluster> {
@@ -245,7 +255,9 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
     leader: null,
     processes: () => [
       selfSample('bench (load generator)'),
-      ...cluster.replicas.filter((r) => r.child?.pid).map((r) => sampleProcess(`replica ${r.id}${r.id === currentLeader() ? ' (leader)' : ''}`, r.child!.pid!)),
+      ...cluster.replicas
+        .filter((r) => r.child?.pid)
+        .map((r) => ({ ...sampleProcess(`replica ${r.id}${r.id === currentLeader() ? ' (leader)' : ''}`, r.child!.pid!), loopDelay: probe(r.id)?.loopDelay })),
     ],
     counters: () =>
       cluster.replicas.flatMap((r) => {

@@ -35,9 +35,13 @@ export function summaryText(r: BenchResult): string {
   const v = r.verify;
   rows.push(['verification', v.skipped ? `skipped (${v.skipped})` : `${v.ok}/${v.keysChecked} acknowledged writes read back${v.missing + v.wrong + v.errors ? ` (${v.missing} missing, ${v.wrong} wrong, ${v.errors} errors)` : ''}${v.uncertain ? `; ${v.uncertain} keys with an unknown last outcome not checked` : ''}`]);
   rows.push(['machine', `${r.machine.cpus} cores (${r.machine.cpuModel}), Node ${r.machine.node}, load average ${r.machine.loadAvg1m}`]);
+  const loop = r.processes.some((x) => x.loopDelayP99Ms !== undefined);
   const procs = table(
-    ['process', 'pid', 'CPU s', 'cores', 'CPU µs/op', 'RSS MiB', 'peak MiB'],
-    r.processes.map((x) => [x.name, x.pid, n(x.cpuS, 2), n(x.cpuCores, 2), n(x.cpuUsPerOp, 2), n(x.rssMiB, 0), n(x.rssPeakMiB, 0)]),
+    ['process', 'pid', 'CPU s', 'cores', 'CPU µs/op', 'RSS MiB', 'peak MiB', ...(loop ? ['loop delay p99 / max ms'] : [])],
+    r.processes.map((x) => [
+      x.name, x.pid, n(x.cpuS, 2), n(x.cpuCores, 2), n(x.cpuUsPerOp, 2), n(x.rssMiB, 0), n(x.rssPeakMiB, 0),
+      ...(loop ? [x.loopDelayP99Ms === undefined ? '' : `${n(x.loopDelayP99Ms, 1)} / ${n(x.loopDelayMaxMs!, 1)}`] : []),
+    ]),
   );
   const parts = [`synod bench: ${shape}`, '', table(['', ''], rows).split('\n').slice(2).join('\n'), '', procs];
   if (r.trace) parts.push('', traceText(r));

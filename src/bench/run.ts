@@ -21,6 +21,9 @@ export interface ProcessReport {
   cpuCores: number;
   rssMiB: number;
   rssPeakMiB: number;
+  /** Replicas in multi-process mode: how late the event loop ran a 1 ms timer over the window. */
+  loopDelayP99Ms?: number;
+  loopDelayMaxMs?: number;
 }
 
 export interface StorageReport {
@@ -178,7 +181,8 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
   const processes: ProcessReport[] = (b?.processes ?? []).map((end) => {
     const start = a?.processes.find((x) => x.pid === end.pid);
     const cpuS = start ? end.cpuS - start.cpuS : NaN;
-    return { name: end.name, pid: end.pid, cpuS: round(cpuS, 3), cpuUsPerOp: round((cpuS / ops) * 1e6, 2), cpuCores: round(cpuS / windowS, 2), rssMiB: round(end.rssBytes / 2 ** 20, 1), rssPeakMiB: round(end.rssPeakBytes / 2 ** 20, 1) };
+    const loop = end.loopDelay ? { loopDelayP99Ms: round(end.loopDelay.p99Ms, 1), loopDelayMaxMs: round(end.loopDelay.maxMs, 1) } : {};
+    return { name: end.name, pid: end.pid, cpuS: round(cpuS, 3), cpuUsPerOp: round((cpuS / ops) * 1e6, 2), cpuCores: round(cpuS / windowS, 2), rssMiB: round(end.rssBytes / 2 ** 20, 1), rssPeakMiB: round(end.rssPeakBytes / 2 ** 20, 1), ...loop };
   });
   let storage: StorageReport | null = null;
   let batches: BatchReport | null = null;

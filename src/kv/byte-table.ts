@@ -271,7 +271,6 @@ export class ByteTable {
   /** Entry ids in key order (do not modify; valid until the next change). */
   sorted(): Int32Array {
     if (this.order !== null && this.added.length === 0) return this.order;
-    const byKey = (a: number, b: number) => this.compareEntries(a, b);
     if (this.order === null) {
       const ids = new Int32Array(this.live);
       let n = 0;
@@ -279,23 +278,79 @@ export class ByteTable {
         const e = this.index[2 * slot + 1]! - 1;
         if (e >= 0) ids[n++] = e;
       }
-      this.order = ids.sort(byKey);
+      this.order = this.sortByKey(ids);
     } else {
-      // Keys added since the last sort: sort them alone and merge (the common case under load:
-      // a few new keys between two snapshots of a large map).
-      const add = Int32Array.from(this.added).sort(byKey);
-      const old = this.order;
-      const out = new Int32Array(old.length + add.length);
-      let i = 0;
-      let j = 0;
-      let k = 0;
-      while (i < old.length && j < add.length) out[k++] = this.compareEntries(old[i]!, add[j]!) <= 0 ? old[i++]! : add[j++]!;
-      while (i < old.length) out[k++] = old[i++]!;
-      while (j < add.length) out[k++] = add[j++]!;
-      this.order = out;
+      // Keys added since the last sort: sorted alone and merged in (the common case under load: a
+      // few new keys between two snapshots of a large map).
+      this.order = this.mergeByKey(this.order, this.sortByKey(Int32Array.from(this.added)));
     }
     this.added.length = 0;
     return this.order;
+  }
+
+  /**
+   * `ids` in key order. The keys are first copied side by side into one buffer (each record read
+   * once), then sorted there: a sort compares each key ~log n times, and against records spread
+   * over the pages every compare was two cache misses.
+   */
+  private sortByKey(ids: Int32Array): Int32Array {
+    const n = ids.length;
+    if (n < 2) return ids;
+    const meta = this.meta;
+    let total = 0;
+    for (let i = 0; i < n; i++) total += meta[(ids[i]! << 3) + KEY_LEN]!;
+    const keys = new Uint8Array(Math.max(total, 1));
+    const at = new Int32Array(n + 1);
+    for (let i = 0, o = 0; i < n; i++) {
+      const e = ids[i]!;
+      const len = meta[(e << 3) + KEY_LEN]!;
+      copyBytes(this.pages[meta[(e << 3) + PAGE]!]!, meta[(e << 3) + AT]!, len, keys, o);
+      at[i] = o;
+      o += len;
+      at[i + 1] = o;
+    }
+    const view = new DataView(keys.buffer);
+    const perm = new Int32Array(n);
+    for (let i = 0; i < n; i++) perm[i] = i;
+    perm.sort((x, y) => compareKeys(view, at[x]!, at[x + 1]! - at[x]!, view, at[y]!, at[y + 1]! - at[y]!));
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = ids[perm[i]!]!;
+    return out;
+  }
+
+  /**
+   * Merges `add` into `old` (both in key order, no key in both). Each added key finds its place
+   * by galloping from the previous one's (steps 1, 2, 4, ... then a binary search), and the old
+   * ids in between are block-copied: ~2 m log(n/m) record compares instead of n + m, since m new
+   * keys between two snapshots are usually far fewer than the n old ones.
+   */
+  private mergeByKey(old: Int32Array, add: Int32Array): Int32Array {
+    const n = old.length;
+    const out = new Int32Array(n + add.length);
+    let i = 0;
+    let k = 0;
+    for (let j = 0; j < add.length; j++) {
+      const a = add[j]!;
+      // Invariant: old[lo - 1] < a (or lo = i); old[hi] > a (or hi = n).
+      let lo = i;
+      let bound = 1;
+      while (i + bound - 1 < n && this.compareEntries(old[i + bound - 1]!, a) < 0) {
+        lo = i + bound;
+        bound *= 2;
+      }
+      let hi = Math.min(i + bound - 1, n);
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.compareEntries(old[mid]!, a) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      out.set(old.subarray(i, lo), k);
+      k += lo - i;
+      i = lo;
+      out[k++] = a;
+    }
+    out.set(old.subarray(i), k);
+    return out;
   }
 
   /** Position in sorted() of the first key >= `key`. */
@@ -402,24 +457,10 @@ export class ByteTable {
   }
 
   private compareEntries(a: number, b: number): number {
-    const va = this.views[this.meta[(a << 3) + PAGE]!]!;
-    const vb = this.views[this.meta[(b << 3) + PAGE]!]!;
-    const aa = this.meta[(a << 3) + AT]!;
-    const ab = this.meta[(b << 3) + AT]!;
-    const na = this.meta[(a << 3) + KEY_LEN]!;
-    const nb = this.meta[(b << 3) + KEY_LEN]!;
-    const m = na < nb ? na : nb;
-    let k = 0;
-    for (; k + 4 <= m; k += 4) {
-      const x = va.getUint32(aa + k);
-      const y = vb.getUint32(ab + k);
-      if (x !== y) return x < y ? -1 : 1;
-    }
-    for (; k < m; k++) {
-      const d = va.getUint8(aa + k) - vb.getUint8(ab + k);
-      if (d !== 0) return d;
-    }
-    return na - nb;
+    const meta = this.meta;
+    const va = this.views[meta[(a << 3) + PAGE]!]!;
+    const vb = this.views[meta[(b << 3) + PAGE]!]!;
+    return compareKeys(va, meta[(a << 3) + AT]!, meta[(a << 3) + KEY_LEN]!, vb, meta[(b << 3) + AT]!, meta[(b << 3) + KEY_LEN]!);
   }
 
   private overwrite(e: number, value: Uint8Array, vFrom: number, vLen: number): number {
@@ -576,4 +617,20 @@ export function copyBytes(src: Uint8Array, from: number, len: number, dst: Uint8
   } else {
     dst.set(src.subarray(from, from + len), at);
   }
+}
+
+/** Byte order of the key at va[aa, aa + na) against the one at vb[ab, ab + nb), four bytes at a time. */
+function compareKeys(va: DataView, aa: number, na: number, vb: DataView, ab: number, nb: number): number {
+  const m = na < nb ? na : nb;
+  let k = 0;
+  for (; k + 4 <= m; k += 4) {
+    const x = va.getUint32(aa + k);
+    const y = vb.getUint32(ab + k);
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  for (; k < m; k++) {
+    const d = va.getUint8(aa + k) - vb.getUint8(ab + k);
+    if (d !== 0) return d;
+  }
+  return na - nb;
 }
