@@ -19,9 +19,11 @@
 //            an eighth of a page gets a page of its own. A value that outgrows its capacity moves (the
 //            old record becomes garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES),
 //            compact() copies the live records into fresh pages.
-//   order    entry ids sorted by key (byte order), for snapshots and scans: kept while the key
-//            set is unchanged; keys added since are sorted alone and merged in; a delete
-//            invalidates it.
+//   order    entry ids sorted by key (byte order), for snapshots and scans: kept across changes;
+//            keys added since are sorted alone and merged in, keys deleted since are filtered
+//            out. A deleted key's id is not reused until then (so the order never holds an id
+//            that names another key); past DEFERRED_IDS_MIN deferred ids (and more than the
+//            keys left), the order is dropped instead and rebuilt by a full sort when next asked.
 //
 // The hash is seeded per table (random by default) so that keys cannot be chosen to collide.
 // Layout (hence the seed) never shows outside: every ordered view is by key.
@@ -36,6 +38,7 @@ const ENTRIES_MIN = 1 << 9;
 // entries to a cache line and none split across two.
 const META_STRIDE = 8;
 const COPY_LOOP_BYTES_MAX = 24;
+const DEFERRED_IDS_MIN = 4096;
 const PAGE = 0; // page number
 const AT = 1; // the record's (key's) offset in the page
 const KEY_LEN = 2;
@@ -50,6 +53,7 @@ export class ByteTable {
   private readonly seed: number;
   private readonly pageBytes: number;
   private readonly gcMinBytes: number;
+  private readonly deferredIdsMin: number;
 
   /** Entry e's fields at (e << 3) + PAGE, AT, KEY_LEN, VAL_LEN, VAL_CAP. */
   private meta: Int32Array;
@@ -71,14 +75,19 @@ export class ByteTable {
   private garbageBytes = 0;
 
   private order: Int32Array | null = new Int32Array(0);
+  /** Ids deleted since the order was last brought up to date (still in it; reused after). */
+  private removed: number[] = [];
+  /** 1 for the ids in `removed`, by id. */
+  private removedMark = new Uint8Array(ENTRIES_MIN);
   private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
   private added: number[] = [];
 
-  /** `pageBytes` and `compactMinBytes` are for tests (small values exercise paging and compaction). */
-  constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number } = {}) {
+  /** `pageBytes`, `compactMinBytes`, `deferredIdsMin` are for tests (small values exercise paging, compaction, dropping the order). */
+  constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number } = {}) {
     this.seed = options.seed ?? randomInt(0x7fffffff);
     this.pageBytes = options.pageBytes ?? PAGE_BYTES;
     this.gcMinBytes = options.compactMinBytes ?? GC_MIN_BYTES;
+    this.deferredIdsMin = options.deferredIdsMin ?? DEFERRED_IDS_MIN;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
     this.meta = new Int32Array(ENTRIES_MIN * META_STRIDE);
@@ -197,9 +206,16 @@ export class ByteTable {
     this.live--;
     this.liveBytes -= this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_LEN]!;
     this.release(e);
-    this.freeIds.push(e);
-    this.order = null;
-    this.added.length = 0;
+    if (this.order === null) {
+      this.freeIds.push(e);
+    } else if (this.removed.length >= this.deferredIdsMin && this.removed.length > this.live) {
+      // Mostly deletes and no sort for long: drop the order rather than hold ever more ids.
+      this.freeIds.push(e);
+      this.dropOrder();
+    } else {
+      this.removed.push(e);
+      this.removedMark[e] = 1;
+    }
     this.maybeCompact();
     return true;
   }
@@ -270,7 +286,7 @@ export class ByteTable {
 
   /** Entry ids in key order (do not modify; valid until the next change). */
   sorted(): Int32Array {
-    if (this.order !== null && this.added.length === 0) return this.order;
+    if (this.order !== null && this.added.length === 0 && this.removed.length === 0) return this.order;
     if (this.order === null) {
       const ids = new Int32Array(this.live);
       let n = 0;
@@ -282,10 +298,39 @@ export class ByteTable {
     } else {
       // Keys added since the last sort: sorted alone and merged in (the common case under load: a
       // few new keys between two snapshots of a large map).
-      this.order = this.mergeByKey(this.order, this.sortByKey(Int32Array.from(this.added)));
+      let old = this.order;
+      let add = this.added;
+      if (this.removed.length > 0) {
+        const mark = this.removedMark;
+        const kept = new Int32Array(old.length);
+        let n = 0;
+        for (let i = 0; i < old.length; i++) {
+          const e = old[i]!;
+          if (mark[e] === 0) kept[n++] = e;
+        }
+        old = kept.subarray(0, n);
+        add = add.filter((e) => mark[e] === 0);
+        for (const e of this.removed) {
+          mark[e] = 0;
+          this.freeIds.push(e);
+        }
+        this.removed.length = 0;
+      }
+      this.order = add.length > 0 ? this.mergeByKey(old, this.sortByKey(Int32Array.from(add))) : old;
     }
     this.added.length = 0;
     return this.order;
+  }
+
+  /** Forgets the key order (rebuilt by a full sort when next asked); deferred ids become free. */
+  private dropOrder(): void {
+    for (const e of this.removed) {
+      this.removedMark[e] = 0;
+      this.freeIds.push(e);
+    }
+    this.removed.length = 0;
+    this.order = null;
+    this.added.length = 0;
   }
 
   /**
@@ -373,7 +418,7 @@ export class ByteTable {
    */
   clone(): ByteTable {
     this.sorted();
-    const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes });
+    const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes, deferredIdsMin: this.deferredIdsMin });
     c.index = this.index.slice();
     c.mask = this.mask;
     c.meta = this.meta.slice();
@@ -391,6 +436,7 @@ export class ByteTable {
     c.recordBytes = this.recordBytes;
     c.garbageBytes = this.garbageBytes;
     c.order = this.order!.slice();
+    c.removedMark = new Uint8Array(c.meta.length / META_STRIDE);
     c.added = [];
     return c;
   }
@@ -413,6 +459,8 @@ export class ByteTable {
     this.garbageBytes = 0;
     this.order = new Int32Array(0);
     this.added = [];
+    this.removed = [];
+    this.removedMark = new Uint8Array(ENTRIES_MIN);
   }
 
   // ---------------------------------------------------------------- internals
@@ -603,6 +651,9 @@ export class ByteTable {
     const grown = new Int32Array(this.meta.length * 2);
     grown.set(this.meta);
     this.meta = grown;
+    const mark = new Uint8Array(grown.length / META_STRIDE);
+    mark.set(this.removedMark);
+    this.removedMark = mark;
   }
 }
 
