@@ -58,6 +58,13 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
     assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
     assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');
     assert.ok(r.storage && r.storage.leaderSyncsPerOp > 0, 'fdatasyncs counted through the probe');
+    const replicas = r.processes.filter((x) => x.name.startsWith('replica'));
+    assert.equal(replicas.length, 3);
+    for (const x of replicas) {
+      // The event loop's delay comes through the probe too: a timer of 1 ms fires at least 1 ms late.
+      assert.ok(x.loopDelayP99Ms !== undefined && x.loopDelayMaxMs !== undefined, `${x.name}: loop delay reported`);
+      assert.ok(x.loopDelayMaxMs >= x.loopDelayP99Ms && x.loopDelayP99Ms >= 1, `${x.name}: ${x.loopDelayP99Ms} / ${x.loopDelayMaxMs} ms`);
+    }
     assert.ok(existsSync(html) && readFileSync(html, 'utf8').includes('<svg'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
