@@ -34,6 +34,7 @@ export interface StartSettings {
   electionTimeoutMs?: number;
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
+  leaderSnapshotIntervalFactor?: number;
   /** HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given). */
   clientTls: boolean;
   clientAuth: 'none' | 'cert';
@@ -95,6 +96,7 @@ const ENV: Record<string, string> = {
   electionTimeoutMs: 'SYNOD_ELECTION_TIMEOUT_MS',
   snapshotIntervalSlots: 'SYNOD_SNAPSHOT_INTERVAL_SLOTS',
   snapshotIntervalBytes: 'SYNOD_SNAPSHOT_INTERVAL_BYTES',
+  leaderSnapshotIntervalFactor: 'SYNOD_LEADER_SNAPSHOT_INTERVAL_FACTOR',
   clientTls: 'SYNOD_CLIENT_TLS',
   clientAuth: 'SYNOD_CLIENT_AUTH',
   clientTokenFile: 'SYNOD_CLIENT_TOKEN_FILE',
@@ -131,6 +133,7 @@ export function startCommand(): Command {
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
     .option('--snapshot-interval-slots <n>', 'take a snapshot after this many applied slots (default 10000)')
     .option('--snapshot-interval-bytes <n>', 'or after this many bytes of applied commands (default 16777216)')
+    .option('--leader-snapshot-interval-factor <n>', 'while leading, both snapshot intervals are this many times longer: its snapshots pause the cluster (default 4; 1: as followers)')
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
@@ -219,6 +222,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const sessionExpiryMs = positiveIntFlag(get('sessionExpiryMs'), '--session-expiry-ms');
   const snapshotIntervalSlots = positiveIntFlag(get('snapshotIntervalSlots'), '--snapshot-interval-slots');
   const snapshotIntervalBytes = positiveIntFlag(get('snapshotIntervalBytes'), '--snapshot-interval-bytes');
+  const lf = get('leaderSnapshotIntervalFactor');
+  const leaderSnapshotIntervalFactor = lf === undefined ? undefined : Number(lf);
+  if (leaderSnapshotIntervalFactor !== undefined && !(Number.isFinite(leaderSnapshotIntervalFactor) && leaderSnapshotIntervalFactor >= 1)) {
+    throw new UsageError(`--leader-snapshot-interval-factor must be a number >= 1, got ${lf}`);
+  }
   const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
@@ -286,6 +294,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     electionTimeoutMs,
     snapshotIntervalSlots,
     snapshotIntervalBytes,
+    leaderSnapshotIntervalFactor,
     clientTls,
     clientAuth,
     clientTokenFile: get('clientTokenFile'),
@@ -359,6 +368,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       sessionExpiryMs: s.sessionExpiryMs,
       snapshotIntervalSlots: s.snapshotIntervalSlots,
       snapshotIntervalBytes: s.snapshotIntervalBytes,
+      leaderSnapshotIntervalFactor: s.leaderSnapshotIntervalFactor,
       followerMode: s.followerMode,
       logBackend: s.logBackend,
       core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,

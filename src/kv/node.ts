@@ -36,6 +36,7 @@ export interface KvNodeOptions {
   peerLimits?: ReplicaOptions['peerLimits'];
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
+  leaderSnapshotIntervalFactor?: number;
   proposeTimeoutMs?: number;
   /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
   sessionsMax?: number;
@@ -76,6 +77,7 @@ export class KvNode {
       peerLimits: o.peerLimits,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       snapshotIntervalBytes: o.snapshotIntervalBytes,
+      leaderSnapshotIntervalFactor: o.leaderSnapshotIntervalFactor,
       sessionsMax: o.sessionsMax,
       sessionExpiryMs: o.sessionExpiryMs,
       proposeTimeoutMs: o.proposeTimeoutMs,

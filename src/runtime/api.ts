@@ -126,6 +126,15 @@ export interface ReplicaOptions {
    * This bounds the log kept on disk (with the compaction margin). Default 16 MiB.
    */
   snapshotIntervalBytes?: number;
+  /**
+   * While this replica leads, both snapshot intervals are this many times longer. Default 4; 1
+   * makes no difference. The leader's snapshot pauses every write of the cluster for as long as
+   * the application's capture takes (a follower's pauses only that follower: the other
+   * followers make the quorum), and serializing costs the leader, already the busiest replica,
+   * CPU. In exchange the leader keeps up to this many intervals of log on disk, and replays that
+   * much more at a restart. A new leader's latest snapshot is recent: it took them as a follower.
+   */
+  leaderSnapshotIntervalFactor?: number;
   /** Keep this many slots of log on disk below a snapshot for lagging peers. Default 1,000. */
   compactionMarginSlots?: number;
   /**

@@ -37,6 +37,8 @@ import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js'
 import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyHead } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
+
+const DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR = 4;
 import { readChosenEntries } from './log-catchup.js';
 
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
@@ -106,6 +108,8 @@ export class SynodReplica {
   private snapshotPayloadBytes = 0;
   /** applySlot()'s list of a slot's commands for StateMachine.prefetch (reused, emptied after each call). */
   private readonly prefetchPayloads: Uint8Array[] = [];
+  /** While leading, the snapshot intervals are this many times longer (leaderSnapshotIntervalFactor). */
+  private readonly leaderSnapshotFactor: number;
   /** Size of the latest snapshot this replica wrote (the bytes interval is at least twice it). */
   private snapshotBytes = 0;
   private snapshotsAllowed = true;
@@ -157,6 +161,7 @@ export class SynodReplica {
   ) {
     this.id = options.id;
     this.sm = options.stateMachine;
+    this.leaderSnapshotFactor = options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR;
     this.log = options.logger ?? silent;
     // Settings start at the defaults on every replica and change only through the log
     // (proposeSessionLimitsIfChanged): a replay from the first slot decides as live did.
@@ -186,6 +191,8 @@ export class SynodReplica {
     if (!options.join && !options.members.has(id)) throw new DataDirError(`replica ${id} is not among the members ${[...options.members.keys()].join(',')} (use join to add it to a running cluster)`);
     if (options.join && options.members.has(id)) throw new DataDirError(`replica ${id} is already an initial member; start it without join`);
     if (options.join && !options.listen && !options.transport) throw new DataDirError('a joining replica needs its own listen address');
+    const factor = options.leaderSnapshotIntervalFactor;
+    if (factor !== undefined && !(Number.isFinite(factor) && factor >= 1)) throw new RangeError(`leaderSnapshotIntervalFactor must be a number >= 1, got ${factor}`);
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
     let meta = await readMetadata(dataDir);
@@ -1102,9 +1109,12 @@ export class SynodReplica {
     // snapshot after a start comes early by a share that depends on the id (0, 1/4, 1/2, 3/4 of the
     // interval), and later ones keep that spacing.
     const share = this.stats.snapshotsTaken === 0 ? 1 - ((this.id - 1) % 4) / 4 : 1;
+    // A leader's snapshot pauses the whole cluster's writes: it takes them less often (see
+    // leaderSnapshotIntervalFactor), leaving them to its followers.
+    const factor = this.core.isLeader ? this.leaderSnapshotFactor : 1;
     const due =
-      this.appliedSlot - this.snapshotSlot >= Math.ceil(interval * share) ||
-      (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes * share && this.appliedSlot > this.snapshotSlot);
+      this.appliedSlot - this.snapshotSlot >= Math.ceil(interval * share * factor) ||
+      (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes * share * factor && this.appliedSlot > this.snapshotSlot);
     if (this.snapshotsAllowed && !this.snapshotting && due) {
       void this.takeSnapshot().catch((e) => this.log('warn', 'snapshot failed; will retry', { error: String(e) }));
     }

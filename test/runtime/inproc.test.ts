@@ -28,6 +28,7 @@ async function cluster(n: number, network: MemoryNetwork, dir: string, machines:
         logBackend: 'memory',
         snapshotIntervalSlots: 20,
         compactionMarginSlots: 10,
+        leaderSnapshotIntervalFactor: 1, // these tests watch the leader's periodic snapshots
       }),
     );
   }

@@ -38,7 +38,7 @@ async function snapshotsAfter(commands: number, commandBytes: number): Promise<n
   const r = await SynodReplica.start({
     id: 1, clusterId: 'snap-interval', dataDir: join(dir, 'r1'), members, stateMachine: new BigStateMachine(),
     transport: network.createTransport({ replicaId: 1 }), logBackend: 'memory', logger: () => {},
-    snapshotIntervalBytes: 4096, snapshotIntervalSlots: 1_000_000,
+    snapshotIntervalBytes: 4096, snapshotIntervalSlots: 1_000_000, leaderSnapshotIntervalFactor: 1, // the single member leads
   });
   try {
     await readyLeader([r]);
