@@ -262,6 +262,25 @@ class Connection {
     return true;
   }
 
+  /**
+   * send() of a PUT's WRITE frame encoded straight into the tick's socket buffer (no frame buffer
+   * of its own, no copy at flush): `pending` learns where the frame lies (keepFrame), for a retry.
+   * False (nothing sent) if the connection is closed.
+   */
+  sendPut(clientId: number, seq: number, floor: number, attemptTimeoutMs: number, key: Uint8Array, value: Uint8Array, pending: PendingWrite, timeoutMs: number): boolean {
+    if (this.closed) return false;
+    const requestId = this.takeId();
+    const bytes = PUT_FRAME_COMMAND_AT + 1 + 4 + key.length + 4 + value.length;
+    const at = this.out.reserve(bytes);
+    const buffer = this.out.buffer;
+    encodePutFrame(buffer, at, requestId, clientId, seq, floor, attemptTimeoutMs, key, value);
+    pending.keepFrame(buffer, at, at + bytes);
+    pending.deadlineMs = performance.now() + timeoutMs;
+    pending.timeoutMs = timeoutMs;
+    this.pending.set(requestId, pending);
+    return true;
+  }
+
   private sweep(): void {
     if (this.pending.size === 0) return;
     const t = performance.now();
@@ -394,9 +413,7 @@ export class KvClient {
     }
     const floor = this.floor();
     const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
-    const requestId = conn.takeId();
-    const frame = putFrame(requestId, clientId, seq, floor, timeoutMs, key, value);
-    conn.send(requestId, frame, new PendingWrite(this.callbackAnswers, conn, frame, seq, deadline, clientId, done), timeoutMs + 1_000);
+    conn.sendPut(clientId, seq, floor, timeoutMs, key, value, new PendingWrite(this.callbackAnswers, conn, seq, deadline, clientId, done), timeoutMs + 1_000);
   }
 
   /**
@@ -822,18 +839,26 @@ interface CallbackAnswers {
 class PendingWrite implements Pending {
   deadlineMs = 0;
   timeoutMs = 0;
+  /** The first try's frame (encodePutFrame): bytes [frameAt, frameEnd) of `frame`; the command is its tail, for the retry loop. */
+  private frame: Uint8Array = EMPTY_BYTES;
+  private frameAt = 0;
+  private frameEnd = 0;
   constructor(
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
-    /** The first try's frame (putFrame): the command is its tail, for the retry loop. */
-    private readonly frame: Uint8Array,
     readonly seq: number,
     readonly deadline: number,
     readonly clientId: number,
     readonly done: (error: Error | null) => void,
   ) {}
+  /** Where the first try's frame lies (the bytes stay as written: WriteBatcher.reserve). */
+  keepFrame(frame: Uint8Array, at: number, end: number): void {
+    this.frame = frame;
+    this.frameAt = at;
+    this.frameEnd = end;
+  }
   command(): Uint8Array {
-    return this.frame.subarray(PUT_FRAME_COMMAND_AT);
+    return this.frame.subarray(this.frameAt + PUT_FRAME_COMMAND_AT, this.frameEnd);
   }
   resolve(r: Response): void {
     this.on.write(this, r);
@@ -867,33 +892,80 @@ class PendingRead implements Pending {
   }
 }
 
-// putWith()/getWith()'s first try: the frame written in one buffer (no command or query array,
-// no Request object), byte for byte what encodeRequest() of encodeCommand()/encodeQuery() makes
-// (test/bench/workers.test.ts compares them). Layouts: ./protocol.ts and ./codec.ts.
+// putWith()/getWith()'s first try: the frame written at once (no command or query array, no
+// Request object; a PUT's straight into the socket buffer, WriteBatcher.reserve), byte for byte
+// what encodeRequest() of encodeCommand()/encodeQuery() makes (test/bench/workers.test.ts compares
+// them; test/kv/client-callbacks.test.ts checks the retries). Layouts: ./protocol.ts and ./codec.ts.
 const PUT_FRAME_COMMAND_AT = 4 + 33;
 const GET_FRAME_QUERY_AT = 4 + 10;
 const CONSISTENCY_CODES: Record<Consistency, number> = { linearizable: 0, lease: 1, local: 2 };
 
-/** @internal A PUT's WRITE frame (exported for the test that compares it with the general encoders). */
+/** @internal A PUT's WRITE frame in a buffer of its own (see encodePutFrame; for tests). */
 export function putFrame(requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, key: Uint8Array, value: Uint8Array): Uint8Array {
-  const commandBytes = 1 + 4 + key.length + 4 + value.length;
-  const out = Buffer.allocUnsafe(PUT_FRAME_COMMAND_AT + commandBytes);
-  out.writeUInt32BE(PUT_FRAME_COMMAND_AT - 4 + commandBytes, 0);
-  out[4] = KIND_WRITE;
-  out.writeUInt32BE(requestId, 5);
-  out.writeDoubleBE(clientId, 9);
-  out.writeDoubleBE(seq, 17);
-  out.writeDoubleBE(floor, 25);
-  out.writeUInt32BE(timeoutMs, 33);
-  let o = PUT_FRAME_COMMAND_AT;
-  out[o++] = OP_PUT;
-  out.writeUInt32BE(key.length, o);
-  out.set(key, o + 4);
-  o += 4 + key.length;
-  out.writeUInt32BE(value.length, o);
-  out.set(value, o + 4);
+  const out = new Uint8Array(PUT_FRAME_COMMAND_AT + 1 + 4 + key.length + 4 + value.length);
+  encodePutFrame(out, 0, requestId, clientId, seq, floor, timeoutMs, key, value);
   return out;
 }
+
+/**
+ * @internal A PUT's WRITE frame written into `out` at `at` (the caller has made room: 37 + 9 +
+ * key and value bytes). Exported for the test that compares it with the general encoders.
+ */
+export function encodePutFrame(out: Uint8Array, at: number, requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, key: Uint8Array, value: Uint8Array): void {
+  const commandBytes = 1 + 4 + key.length + 4 + value.length;
+  putU32(out, at, PUT_FRAME_COMMAND_AT - 4 + commandBytes);
+  out[at + 4] = KIND_WRITE;
+  putU32(out, at + 5, requestId);
+  putF64(out, at + 9, clientId);
+  putF64(out, at + 17, seq);
+  putF64(out, at + 25, floor);
+  putU32(out, at + 33, timeoutMs);
+  let o = at + PUT_FRAME_COMMAND_AT;
+  out[o] = OP_PUT;
+  putU32(out, o + 1, key.length);
+  putBytes(out, o + 5, key);
+  o += 5 + key.length;
+  putU32(out, o, value.length);
+  putBytes(out, o + 4, value);
+}
+
+// Byte writers for the frame encoders, by hand: Buffer's writeUInt32BE/writeDoubleBE check their
+// arguments and bounds on every call, and a request has six numbers.
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function putU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = v >>> 16;
+  out[at + 2] = v >>> 8;
+  out[at + 3] = v;
+}
+
+/** A float64, big-endian (clientId, seq and floor are integers below 2^53, exact as doubles). */
+function putF64(out: Uint8Array, at: number, v: number): void {
+  F64[0] = v;
+  const b = F64_BYTES;
+  if (LITTLE_ENDIAN) {
+    out[at] = b[7]!;
+    out[at + 1] = b[6]!;
+    out[at + 2] = b[5]!;
+    out[at + 3] = b[4]!;
+    out[at + 4] = b[3]!;
+    out[at + 5] = b[2]!;
+    out[at + 6] = b[1]!;
+    out[at + 7] = b[0]!;
+  } else for (let i = 0; i < 8; i++) out[at + i] = b[i]!;
+}
+
+/** Short copies by a byte loop (cheaper than TypedArray.prototype.set up to ~24 bytes), longer ones by set(). */
+function putBytes(out: Uint8Array, at: number, src: Uint8Array): void {
+  const n = src.length;
+  if (n <= SHORT_COPY_BYTES_MAX) for (let i = 0; i < n; i++) out[at + i] = src[i]!;
+  else out.set(src, at);
+}
+const SHORT_COPY_BYTES_MAX = 24;
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** @internal A GET's READ frame (see putFrame). */
 export function getFrame(requestId: number, consistency: Consistency, key: Uint8Array): Uint8Array {

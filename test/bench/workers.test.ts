@@ -12,7 +12,7 @@ import { bucketIndex, LATENCY_US_MAX, LatencyCounts } from '../../src/bench/late
 import { loadWorkersOf, mergeLoad, splitLoad, TimelineMerger, type LoadPartResult } from '../../src/bench/load.js';
 import { BENCH_CI, BENCH_DEFAULTS, validateBenchParams, type BenchParams } from '../../src/bench/params.js';
 import { runBench, type BenchResult } from '../../src/bench/run.js';
-import { getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
+import { encodePutFrame, getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
 import { encodeCommand, encodeQuery } from '../../src/kv/codec.js';
 import { encodeRequest, KIND_READ, KIND_WRITE } from '../../src/kv/protocol.js';
 
@@ -170,6 +170,29 @@ test('putWith/getWith frames are byte for byte the general encoders\' (encodeReq
     for (const consistency of ['linearizable', 'lease', 'local'] as const) {
       const get = getFrame(7, consistency, key);
       assert.deepEqual(Buffer.from(get), Buffer.from(encodeRequest({ kind: KIND_READ, requestId: 7, consistency, maxWaitMs: 0, query: encodeQuery({ op: 'get', key }) })));
+    }
+  }
+});
+
+test('encodePutFrame (putWith\'s frame, written into the socket buffer) at any offset: exactly encodeRequest of encodeCommand, nothing else touched', () => {
+  // Key and value lengths on both sides of the short-copy threshold (24 bytes).
+  for (const keyBytes of [1, 16, 23, 24, 25, 300]) {
+    for (const valueBytes of [0, 1, 24, 25, 64, 5000]) {
+      const key = Uint8Array.from({ length: keyBytes }, (_, i) => (i * 7 + keyBytes) & 0xff);
+      const value = Uint8Array.from({ length: valueBytes }, (_, i) => (i * 13 + 5) & 0xff);
+      for (const [requestId, clientId, seq, floor] of [
+        [1, 1, 1, 1],
+        [0xfffffffe, 123456789, 2 ** 40 + 3, 2 ** 40],
+        [0xffffffff, 2 ** 53 - 1, 2 ** 53 - 2, 0],
+      ] as const) {
+        const expected = Buffer.from(encodeRequest({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs: 5000, command: encodeCommand({ op: 'put', key, value }) }));
+        for (const at of [0, 3, 101]) {
+          const out = new Uint8Array(at + expected.length + 7).fill(0xee);
+          encodePutFrame(out, at, requestId, clientId, seq, floor, 5000, key, value);
+          assert.deepEqual(Buffer.from(out.subarray(at, at + expected.length)), expected, `key ${keyBytes} B, value ${valueBytes} B, at ${at}`);
+          assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + expected.length).every((b) => b === 0xee), 'nothing written outside the frame');
+        }
+      }
     }
   }
 });

@@ -1,0 +1,162 @@
+// KvClient.putWith's first try is encoded straight into the connection's socket buffer and its
+// retries re-send the command from those bytes: against a scripted server, a retry after
+// NOT_LEADER, OUTCOME_UNKNOWN or a lost connection carries the same (clientId, seq) and the same
+// command bytes, even when the caller reuses its value buffer at once (as the load generator does)
+// and when a tick's requests outgrow a slab.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { KvClient } from '../../src/kv/client.js';
+import { encodeCommand, encodeResult } from '../../src/kv/codec.js';
+import { decodeRequest, encodeNotLeader, encodeResponse, encodeSessionIdBody, KIND_REGISTER, KIND_WRITE, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, type Request } from '../../src/kv/protocol.js';
+import { FrameDecoder } from '../../src/transport/frame.js';
+
+type Write = Extract<Request, { kind: typeof KIND_WRITE }>;
+/** What the server does with a WRITE: answer it (status and body) or drop the connection. */
+type Policy = (w: Write, tries: number) => { status: number; body: Uint8Array } | 'drop';
+
+const SESSION = 77;
+
+/** A binary-protocol server that registers session 77 and answers WRITEs by `policy` (tries: of this seq so far). */
+async function scriptedServer(policy: Policy) {
+  const writes: Write[] = [];
+  const tries = new Map<number, number>();
+  let connections = 0;
+  const server = net.createServer((s) => {
+    connections++;
+    const decoder = new FrameDecoder(1 << 24);
+    s.on('error', () => {});
+    s.on('data', (chunk: Buffer) => {
+      const answers: Uint8Array[] = [];
+      let drop = false;
+      decoder.push(chunk, (payload) => {
+        if (drop) return;
+        const r = decodeRequest(payload.slice());
+        if (r.kind === KIND_REGISTER) return void answers.push(encodeResponse(ST_OK, r.requestId, encodeSessionIdBody(SESSION)));
+        if (r.kind !== KIND_WRITE) throw new Error(`unexpected request kind ${r.kind}`);
+        writes.push(r);
+        const n = (tries.get(r.seq) ?? 0) + 1;
+        tries.set(r.seq, n);
+        const a = policy(r, n);
+        if (a === 'drop') drop = true;
+        else answers.push(encodeResponse(a.status, r.requestId, a.body));
+      });
+      if (answers.length > 0) s.write(Buffer.concat(answers));
+      if (drop) s.destroy();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    endpoint: `127.0.0.1:${port}`,
+    writes,
+    connections: () => connections,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+const OK = { status: ST_OK, body: encodeResult({ kind: 'ok' }) };
+const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 29 + seed) & 0xff);
+
+/** putWith of `count` writes in one tick, each value buffer overwritten right after the call; resolves with the errors. */
+async function putMany(kv: KvClient, count: number, valueBytes: number): Promise<{ errors: Array<Error | null>; commands: Uint8Array[] }> {
+  const scratch = new Uint8Array(valueBytes);
+  const commands: Uint8Array[] = [];
+  const done: Array<Promise<Error | null>> = [];
+  for (let i = 0; i < count; i++) {
+    const key = new TextEncoder().encode(`key-${i}`);
+    scratch.set(bytes(valueBytes, i));
+    commands.push(encodeCommand({ op: 'put', key, value: scratch }));
+    done.push(new Promise((resolve) => kv.putWith(key, scratch, resolve)));
+    scratch.fill(0xab); // the caller reuses its buffer: the frame must already hold the value
+  }
+  return { errors: await Promise.all(done), commands };
+}
+
+/** One session first (putWith's first try needs one), so that the writes below go out as first tries. */
+async function withSession(kv: KvClient): Promise<void> {
+  await kv.put('warm', 'up');
+  assert.equal(kv.clientId, SESSION);
+}
+
+/** Every seq was tried `triesPerSeq` times, each try with the session, its seq and the command as sent first. */
+function assertRetriesIdentical(writes: Write[], commands: Uint8Array[], firstSeq: number, triesPerSeq: number): void {
+  const bySeq = new Map<number, Write[]>();
+  for (const w of writes) if (w.seq >= firstSeq) bySeq.set(w.seq, [...(bySeq.get(w.seq) ?? []), w]);
+  assert.equal(bySeq.size, commands.length, 'every write was sent');
+  for (let i = 0; i < commands.length; i++) {
+    const tries = bySeq.get(firstSeq + i)!;
+    assert.equal(tries.length, triesPerSeq, `seq ${firstSeq + i}: tries`);
+    for (const t of tries) {
+      assert.equal(t.clientId, SESSION);
+      assert.ok(t.floor >= 1 && t.floor <= t.seq, `floor ${t.floor} <= seq ${t.seq}`);
+      assert.deepEqual(Buffer.from(t.command), Buffer.from(commands[i]!), `seq ${firstSeq + i}: the command of every try`);
+    }
+  }
+}
+
+test('putWith: NOT_LEADER on the first try, the retry carries the same (clientId, seq) and command bytes', async () => {
+  const server = await scriptedServer((_, tries) => (tries === 1 ? { status: ST_NOT_LEADER, body: encodeNotLeader(null, '') } : OK));
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 10_000 });
+  try {
+    await withSession(kv);
+    const firstSeq = 2; // after the warm-up write, seq 1
+    // 1,000 writes of 100-byte values in one tick: ~150 KB, more than one slab of the socket buffer.
+    const { errors, commands } = await putMany(kv, 1_000, 100);
+    assert.deepEqual(errors, errors.map(() => null));
+    assertRetriesIdentical(server.writes, commands, firstSeq, 2);
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
+
+test('putWith: OUTCOME_UNKNOWN, then a lost connection: retried under the same seq with the same bytes on a new connection', async () => {
+  const server = await scriptedServer((_, tries) => (tries === 1 ? { status: ST_OUTCOME_UNKNOWN, body: new TextEncoder().encode('slow') } : tries === 2 ? 'drop' : OK));
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 10_000 });
+  try {
+    await withSession(kv);
+    const firstSeq = 2; // after the warm-up write, seq 1
+    const { errors, commands } = await putMany(kv, 3, 64);
+    assert.deepEqual(errors, [null, null, null]);
+    assert.ok(server.connections() >= 2, 'reconnected after the drop');
+    // A dropped connection loses every write in flight on it: a seq may be tried more than three times.
+    const bySeq = new Map<number, Write[]>();
+    for (const w of server.writes) if (w.seq >= firstSeq) bySeq.set(w.seq, [...(bySeq.get(w.seq) ?? []), w]);
+    assert.equal(bySeq.size, 3);
+    for (let i = 0; i < 3; i++) {
+      const tries = bySeq.get(firstSeq + i)!;
+      assert.ok(tries.length >= 3, `seq ${firstSeq + i} tried ${tries.length} times`);
+      for (const t of tries) {
+        assert.equal(t.clientId, SESSION);
+        assert.deepEqual(Buffer.from(t.command), Buffer.from(commands[i]!));
+      }
+    }
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
+
+test('putWith: the first tries of one tick leave in one frame each, in order, byte for byte', async () => {
+  const server = await scriptedServer(() => OK);
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 10_000 });
+  try {
+    await withSession(kv);
+    for (const valueBytes of [0, 24, 25, 64, 70_000]) {
+      const from = server.writes.length;
+      const { errors, commands } = await putMany(kv, 20, valueBytes);
+      assert.deepEqual(errors, errors.map(() => null));
+      const sent = server.writes.slice(from);
+      assert.equal(sent.length, 20, 'one try each');
+      sent.forEach((w, i) => {
+        assert.equal(w.seq, from + 1 + i, 'in seq order (every earlier write tried once)');
+        assert.deepEqual(Buffer.from(w.command), Buffer.from(commands[i]!));
+      });
+    }
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
