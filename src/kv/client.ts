@@ -29,7 +29,7 @@ import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
-import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
+import { decodeResult, deleteExisted, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
   CONNECTION_REQUEST_ID,
   encodeAuth,
@@ -123,15 +123,35 @@ export type Bytes = Uint8Array | string;
 export type CasOutcome = { swapped: true } | { swapped: false; current: Uint8Array | null };
 
 interface Pending {
-  resolve: (r: Response) => void;
-  reject: (e: Error) => void;
+  /**
+   * The answer: its status, and its body as bytes [bodyAt, bodyEnd) of `bytes` (a view of the
+   * received chunk, as decodeResponse's body; read in place, so an answer costs no object).
+   */
+  answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void;
+  reject(e: Error): void;
   /** performance.now() after which the connection is given up (see Connection.sweep). */
   deadlineMs: number;
   timeoutMs: number;
 }
 
+/** A Pending that hands the answer on as a Response (request()'s promise, the connection's own requests). */
+class AnswerAsResponse implements Pending {
+  constructor(
+    private readonly resolve: (r: Response) => void,
+    readonly reject: (e: Error) => void,
+    public deadlineMs: number,
+    public timeoutMs: number,
+  ) {}
+  answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
+    this.resolve({ status, requestId, body: bytes.subarray(bodyAt, bodyEnd) });
+  }
+}
+
 /** How often a connection looks for requests past their deadline (one timer per connection, not per request). */
 const SWEEP_INTERVAL_MS = 100;
+
+/** An answer's header: status u8 | requestId u32 (./protocol.ts). */
+const RESPONSE_HEADER_BYTES = 5;
 
 /** Time for the server to answer an AUTH frame. */
 const AUTH_TIMEOUT_MS = 5_000;
@@ -172,43 +192,38 @@ class Connection {
         resolve();
       };
       // A connection-level refusal (too many connections from this address) has request id 0.
-      this.pending.set(CONNECTION_REQUEST_ID, {
-        resolve: (r) => {
-          this.endReason = `refused by ${endpoint}: ${new TextDecoder().decode(r.body)}`;
-          reject(new Error(this.endReason));
-        },
-        reject: fail,
-        deadlineMs: Infinity,
-        timeoutMs: Infinity,
-      });
+      const refused = (r: Response) => {
+        this.endReason = `refused by ${endpoint}: ${new TextDecoder().decode(r.body)}`;
+        reject(new Error(this.endReason));
+      };
+      this.pending.set(CONNECTION_REQUEST_ID, new AnswerAsResponse(refused, fail, Infinity, Infinity));
       this.socket.once(security.tls ? 'secureConnect' : 'connect', () => {
         if (!security.token) return open();
         const authId = this.nextId++;
-        this.pending.set(authId, {
-          resolve: (r) => {
-            if (r.status === ST_OK) return open();
-            this.endReason = `${endpoint} refused the token: ${new TextDecoder().decode(r.body)}`;
-            reject(new KvAuthError(this.endReason));
-            this.socket.destroy();
-          },
-          reject: fail,
-          deadlineMs: performance.now() + AUTH_TIMEOUT_MS,
-          timeoutMs: AUTH_TIMEOUT_MS,
-        });
+        const authAnswered = (r: Response) => {
+          if (r.status === ST_OK) return open();
+          this.endReason = `${endpoint} refused the token: ${new TextDecoder().decode(r.body)}`;
+          reject(new KvAuthError(this.endReason));
+          this.socket.destroy();
+        };
+        this.pending.set(authId, new AnswerAsResponse(authAnswered, fail, performance.now() + AUTH_TIMEOUT_MS, AUTH_TIMEOUT_MS));
         this.socket.write(encodeAuth(authId, security.token));
       });
       this.socket.once('error', fail);
       this.socket.once('close', () => fail(new Error(`connection to ${endpoint} closed during setup`)));
     });
     this.ready.catch(() => {});
+    // Answers read where they lie in the chunk (status, request id; the body as a range).
+    const onAnswer = (bytes: Uint8Array, at: number, end: number): void => {
+      if (end - at < RESPONSE_HEADER_BYTES) decodeResponse(bytes.subarray(at, end)); // throws its ProtocolError
+      const requestId = u32be(bytes, at + 1);
+      const p = this.pending.get(requestId);
+      if (p === undefined) return;
+      this.pending.delete(requestId);
+      p.answer(bytes[at]!, requestId, bytes, at + RESPONSE_HEADER_BYTES, end);
+    };
     this.socket.on('data', (chunk: Buffer) => {
-      const err = decoder.push(chunk, (payload) => {
-        const r = decodeResponse(payload);
-        const p = this.pending.get(r.requestId);
-        if (!p) return;
-        this.pending.delete(r.requestId);
-        p.resolve(r);
-      });
+      const err = decoder.pushRanges(chunk, onAnswer);
       if (err) this.socket.destroy(err);
     });
     this.socket.on('error', (e: NodeJS.ErrnoException) => {
@@ -236,7 +251,7 @@ class Connection {
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffffffff) + 1;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadlineMs: performance.now() + timeoutMs, timeoutMs });
+      this.pending.set(id, new AnswerAsResponse(resolve, reject, performance.now() + timeoutMs, timeoutMs));
       this.out.write(encodeRequest(build(id)));
     });
   }
@@ -448,6 +463,10 @@ export class KvClient {
    * else continues exactly as write()/read() do after their first try.
    */
   private readonly callbackAnswers: CallbackAnswers = {
+    writeOk: (op) => {
+      this.outstanding.delete(op.seq);
+      op.done(null);
+    },
     write: (op, r) => {
       if (r.status === ST_OK) {
         this.outstanding.delete(op.seq);
@@ -829,6 +848,8 @@ const toVoid = (): void => {};
 
 /** KvClient's handlers of the first answer of a callback-form operation (bound once per client). */
 interface CallbackAnswers {
+  /** An OK answer with an OK result: the write is done. */
+  writeOk(op: PendingWrite): void;
   write(op: PendingWrite, r: Response): void;
   writeFailed(op: PendingWrite, e: Error): void;
   read(op: PendingRead, r: Response): void;
@@ -860,8 +881,10 @@ class PendingWrite implements Pending {
   command(): Uint8Array {
     return this.frame.subarray(this.frameAt + PUT_FRAME_COMMAND_AT, this.frameEnd);
   }
-  resolve(r: Response): void {
-    this.on.write(this, r);
+  answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
+    // The common answer without objects: OK with an OK result (what okResult() accepts silently).
+    if (status === ST_OK && bodyEnd > bodyAt && bytes[bodyAt] === RES_OK) this.on.writeOk(this);
+    else this.on.write(this, { status, requestId, body: bytes.subarray(bodyAt, bodyEnd) });
   }
   reject(e: Error): void {
     this.on.writeFailed(this, e);
@@ -884,8 +907,8 @@ class PendingRead implements Pending {
   query(): Uint8Array {
     return this.frame.subarray(GET_FRAME_QUERY_AT);
   }
-  resolve(r: Response): void {
-    this.on.read(this, r);
+  answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
+    this.on.read(this, { status, requestId, body: bytes.subarray(bodyAt, bodyEnd) });
   }
   reject(e: Error): void {
     this.on.readFailed(this, e);

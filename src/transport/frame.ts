@@ -61,6 +61,33 @@ export class FrameDecoder {
   }
 
   /**
+   * push() for a caller that reads each frame where it lies: onFrame(bytes, start, end) gets the
+   * frame's payload as bytes [start, end) (valid after the call, as push()'s views), so the
+   * frames that lie wholly in the chunk cost no view object each. Frames that span chunks go
+   * through push() (their payload is a buffer of its own: start 0).
+   */
+  pushRanges(chunk: Uint8Array, onFrame: (bytes: Uint8Array, start: number, end: number) => void): TransportError | null {
+    if (this.failed !== null) return this.failed;
+    let at = 0;
+    const end = chunk.length;
+    if (this.body === null && this.expected < 0 && this.headerFilled === 0) {
+      while (end - at >= FRAME_HEADER_BYTES) {
+        const length = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+        // A frame too large, or not wholly here: push() below refuses it or keeps its start.
+        if (length > this.frameBytesMax || end - at - FRAME_HEADER_BYTES < length) break;
+        at += FRAME_HEADER_BYTES;
+        onFrame(chunk, at, at + length);
+        at += length;
+      }
+      if (at === end) return null;
+    }
+    this.onRange = onFrame;
+    return this.push(at === 0 ? chunk : chunk.subarray(at), this.rangeOfFrame);
+  }
+  private onRange: (bytes: Uint8Array, start: number, end: number) => void = () => {};
+  private readonly rangeOfFrame = (frame: Uint8Array): void => this.onRange(frame, 0, frame.length);
+
+  /**
    * Feeds one chunk; calls onFrame for each complete frame, in order. Returns null, or the error
    * that makes the stream undecodable (the decoder then refuses every later chunk with it).
    * onFrame must not throw (the caller catches its handler's exceptions).

@@ -54,6 +54,40 @@ test('frame decoder: random chunking of a stream of frames yields exactly the fr
   );
 });
 
+test('frame decoder: pushRanges (frames read in place), alone or mixed with push, yields exactly the frames; an oversized one is the same error', () => {
+  const frameBytesMax = 300;
+  fc.assert(
+    fc.property(
+      // Bytes 0 and 1 too: a chunk that starts inside a frame then often looks like a header.
+      fc.array(fc.oneof(fc.uint8Array({ maxLength: frameBytesMax }), fc.uint8Array({ max: 1, maxLength: frameBytesMax })), { maxLength: 30 }),
+      fc.array(fc.nat(), { maxLength: 40 }),
+      fc.array(fc.boolean(), { minLength: 41, maxLength: 41 }),
+      fc.boolean(),
+      (frames, cutSeeds, useRanges, oversizedLast) => {
+        const stream = concat([...frames.map(encodeFrame), ...(oversizedLast ? [encodeFrame(new Uint8Array(frameBytesMax + 1))] : [])]);
+        const cuts = [...new Set(cutSeeds.map((c) => (stream.length ? c % (stream.length + 1) : 0)))].sort((x, y) => x - y);
+        const bounds = [0, ...cuts, stream.length];
+        const decoder = new FrameDecoder(frameBytesMax);
+        const out: Uint8Array[] = [];
+        let error: TransportError | null = null;
+        for (let i = 0; i + 1 < bounds.length && error === null; i++) {
+          const chunk = stream.slice(bounds[i], bounds[i + 1]);
+          error = useRanges[i]
+            ? decoder.pushRanges(chunk, (bytes, start, end) => out.push(bytes.slice(start, end)))
+            : decoder.push(chunk, (frame) => out.push(frame.slice()));
+        }
+        assert.deepEqual(out, frames.map((f) => new Uint8Array(f)));
+        if (oversizedLast) assert.equal(error?.code, 'SYNOD_TRANSPORT_FRAME_TOO_LARGE');
+        else {
+          assert.equal(error, null);
+          assert.equal(decoder.bufferedBytes(), 0);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 test('frame decoder: a header one byte at a time, then zero-length frames', () => {
   const decoder = new FrameDecoder(16);
   const stream = concat([encodeFrame(new Uint8Array([7, 8, 9])), encodeFrame(new Uint8Array(0)), encodeFrame(new Uint8Array(0))]);
