@@ -166,6 +166,9 @@ class Connection {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private readonly out: WriteBatcher;
+  /** sendPut's clock: performance.now() at the start of WriteBatcher run number sendRun. */
+  private sendRun = -1;
+  private sendMs = 0;
   closed = false;
   /** Whether the TCP connection was ever established (a failure before is "certainly not sent"). */
   connected = false;
@@ -290,7 +293,14 @@ class Connection {
     const buffer = this.out.buffer;
     encodePutFrame(buffer, at, requestId, clientId, seq, floor, attemptTimeoutMs, key, value);
     pending.keepFrame(buffer, at, at + bytes);
-    pending.deadlineMs = performance.now() + timeoutMs;
+    // One clock read per run of requests (they all leave in its socket write, at the tick's end):
+    // a request's time is the run's start, earlier than its own by at most the tick.
+    if (this.out.runs !== this.sendRun) {
+      this.sendRun = this.out.runs;
+      this.sendMs = performance.now();
+    }
+    pending.sentMs = this.sendMs;
+    pending.deadlineMs = this.sendMs + timeoutMs;
     pending.timeoutMs = timeoutMs;
     this.pending.set(requestId, pending);
     return true;
@@ -418,17 +428,17 @@ export class KvClient {
     }
     const seq = ++this.seq;
     this.outstanding.add(seq);
-    const deadline = Date.now() + this.timeoutMs;
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
     if (conn === null) {
       const command = encodeCommand({ op: 'put', key, value });
-      this.writeLoop(command, seq, deadline, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId).then(() => done(null), done);
+      this.writeLoop(command, seq, Date.now() + this.timeoutMs, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId).then(() => done(null), done);
       return;
     }
     const floor = this.floor();
     const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
-    conn.sendPut(clientId, seq, floor, timeoutMs, key, value, new PendingWrite(this.callbackAnswers, conn, seq, deadline, clientId, done), timeoutMs + 1_000);
+    // The overall deadline is kept as a time since the send (PendingWrite.deadline()): no clock read of its own.
+    conn.sendPut(clientId, seq, floor, timeoutMs, key, value, new PendingWrite(this.callbackAnswers, conn, seq, this.timeoutMs, clientId, done), timeoutMs + 1_000);
   }
 
   /**
@@ -479,13 +489,14 @@ export class KvClient {
         op.done(error);
         return;
       }
-      this.writeLoop(op.command(), op.seq, op.deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, op.clientId, r).then(() => op.done(null), op.done);
+      this.writeLoop(op.command(), op.seq, op.deadline(), { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, op.clientId, r).then(() => op.done(null), op.done);
     },
     writeFailed: (op, e) => {
       const state = { attempt: 1, maybeApplied: op.conn.connected, lastError: e.message };
+      const deadline = op.deadline();
       this.drop(op.conn);
       this.backoff(0)
-        .then(() => this.writeLoop(op.command(), op.seq, op.deadline, state, op.clientId))
+        .then(() => this.writeLoop(op.command(), op.seq, deadline, state, op.clientId))
         .then(() => op.done(null), op.done);
     },
     read: (op, r) => {
@@ -860,6 +871,8 @@ interface CallbackAnswers {
 class PendingWrite implements Pending {
   deadlineMs = 0;
   timeoutMs = 0;
+  /** performance.now() when sent (Connection.sendPut: the time the tick's first request was encoded). */
+  sentMs = 0;
   /** The first try's frame (encodePutFrame): bytes [frameAt, frameEnd) of `frame`; the command is its tail, for the retry loop. */
   private frame: Uint8Array = EMPTY_BYTES;
   private frameAt = 0;
@@ -868,10 +881,15 @@ class PendingWrite implements Pending {
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
     readonly seq: number,
-    readonly deadline: number,
+    /** The client's overall time limit of the write (KvClientOptions.timeoutMs), from sentMs. */
+    private readonly writeTimeoutMs: number,
     readonly clientId: number,
     readonly done: (error: Error | null) => void,
   ) {}
+  /** The write's overall deadline as a Date.now() time, for the retry loop. */
+  deadline(): number {
+    return Date.now() + (this.sentMs + this.writeTimeoutMs - performance.now());
+  }
   /** Where the first try's frame lies (the bytes stay as written: WriteBatcher.reserve). */
   keepFrame(frame: Uint8Array, at: number, end: number): void {
     this.frame = frame;

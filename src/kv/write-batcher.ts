@@ -30,6 +30,8 @@ export class WriteBatcher {
   private slab: Buffer = EMPTY_SLAB;
   private slabUsed = 0;
   private runStart = -1;
+  /** How many runs of reserved frames have started (a caller's cue that a new socket write is being filled). */
+  runs = 0;
   /** Frames in this tick's run, and beyond one per run in runs already closed (for the trace's count). */
   private runFrames = 0;
   private closedRunFrames = 0;
@@ -53,6 +55,7 @@ export class WriteBatcher {
     if (this.runStart < 0) {
       if (this.slab.length - this.slabUsed < bytes) this.newSlab(0, bytes);
       this.runStart = this.slabUsed;
+      this.runs++;
       this.schedule();
     } else if (this.slab.length - this.slabUsed < bytes) this.newSlab(this.slabUsed - this.runStart, bytes);
     const at = this.slabUsed;

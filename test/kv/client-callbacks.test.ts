@@ -7,14 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { KvClient } from '../../src/kv/client.js';
+import { KvClient, KvOutcomeUnknownError } from '../../src/kv/client.js';
 import { encodeCommand, encodeResult } from '../../src/kv/codec.js';
 import { decodeRequest, encodeNotLeader, encodeResponse, encodeSessionIdBody, KIND_REGISTER, KIND_WRITE, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, type Request } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
 
 type Write = Extract<Request, { kind: typeof KIND_WRITE }>;
-/** What the server does with a WRITE: answer it (status and body) or drop the connection. */
-type Policy = (w: Write, tries: number) => { status: number; body: Uint8Array } | 'drop';
+/** What the server does with a WRITE: answer it (status and body), drop the connection, or never answer. */
+type Policy = (w: Write, tries: number) => { status: number; body: Uint8Array } | 'drop' | 'ignore';
 
 const SESSION = 77;
 
@@ -40,7 +40,7 @@ async function scriptedServer(policy: Policy) {
         tries.set(r.seq, n);
         const a = policy(r, n);
         if (a === 'drop') drop = true;
-        else answers.push(encodeResponse(a.status, r.requestId, a.body));
+        else if (a !== 'ignore') answers.push(encodeResponse(a.status, r.requestId, a.body));
       });
       if (answers.length > 0) s.write(Buffer.concat(answers));
       if (drop) s.destroy();
@@ -155,6 +155,26 @@ test('putWith: the first tries of one tick leave in one frame each, in order, by
         assert.deepEqual(Buffer.from(w.command), Buffer.from(commands[i]!));
       });
     }
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
+
+test('putWith: a first try never answered fails at the attempt timeout with KvOutcomeUnknownError once the write\'s deadline has passed', async () => {
+  let answering = true;
+  const server = await scriptedServer(() => (answering ? OK : 'ignore'));
+  // Attempt limit: 100 ms, + 1 s for the answer; the write's own limit (1 s) has passed by then.
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 1_000, attemptTimeoutMs: 100 });
+  try {
+    await withSession(kv);
+    answering = false;
+    const t0 = performance.now();
+    const error = await new Promise<Error | null>((resolve) => kv.putWith(new TextEncoder().encode('k'), new Uint8Array(8), resolve));
+    const ms = performance.now() - t0;
+    assert.ok(error instanceof KvOutcomeUnknownError, `outcome unknown, got ${error}`);
+    assert.ok(ms >= 1_050 && ms < 2_000, `failed after ${Math.round(ms)} ms (the attempt's 1.1 s, swept every 100 ms; then no retry: the 1 s deadline has passed)`);
+    assert.equal(server.writes.filter((w) => w.seq === 2).length, 1, 'not retried after the deadline');
   } finally {
     kv.close();
     await server.close();
