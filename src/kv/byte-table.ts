@@ -447,16 +447,10 @@ export class ByteTable {
     this.mask = INDEX_SLOTS_MIN - 1;
     this.entryTop = 0;
     this.freeIds = [];
-    this.pages = [];
-    this.views = [];
-    this.pageUsed = [];
-    this.pageGarbage = [];
-    this.freePages = [];
-    this.bumpPage = -1;
+    this.resetPages();
     this.live = 0;
     this.liveBytes = 0;
     this.recordBytes = 0;
-    this.garbageBytes = 0;
     this.order = new Int32Array(0);
     this.added = [];
     this.removed = [];
@@ -609,9 +603,8 @@ export class ByteTable {
     if (this.garbageBytes > this.gcMinBytes && this.garbageBytes > this.recordBytes) this.compact();
   }
 
-  /** Copies every live record into fresh pages, in entry order; ids and the index stay. */
-  compact(): void {
-    const oldPages = this.pages;
+  /** No pages (the records stay wherever the caller keeps the old ones). */
+  private resetPages(): void {
     this.pages = [];
     this.views = [];
     this.pageUsed = [];
@@ -619,6 +612,12 @@ export class ByteTable {
     this.freePages = [];
     this.bumpPage = -1;
     this.garbageBytes = 0;
+  }
+
+  /** Copies every live record into fresh pages, in entry order; ids and the index stay. */
+  compact(): void {
+    const oldPages = this.pages;
+    this.resetPages();
     for (let slot = 0; slot <= this.mask; slot++) {
       const e = this.index[2 * slot + 1]! - 1;
       if (e < 0) continue;
