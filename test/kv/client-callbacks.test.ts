@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { KvClient, KvOutcomeUnknownError } from '../../src/kv/client.js';
+import fc from 'fast-check';
+import { KvClient, KvOutcomeUnknownError, PendingTable } from '../../src/kv/client.js';
 import { encodeCommand, encodeResult } from '../../src/kv/codec.js';
 import { decodeRequest, encodeNotLeader, encodeResponse, encodeSessionIdBody, KIND_REGISTER, KIND_WRITE, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, type Request } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
@@ -59,17 +60,20 @@ async function scriptedServer(policy: Policy) {
 const OK = { status: ST_OK, body: encodeResult({ kind: 'ok' }) };
 const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 29 + seed) & 0xff);
 
-/** putWith of `count` writes in one tick, each value buffer overwritten right after the call; resolves with the errors. */
+/** putWith of `count` writes in one tick, the key and value buffers overwritten right after each call; resolves with the errors. */
 async function putMany(kv: KvClient, count: number, valueBytes: number): Promise<{ errors: Array<Error | null>; commands: Uint8Array[] }> {
   const scratch = new Uint8Array(valueBytes);
+  const key = new Uint8Array(8);
   const commands: Uint8Array[] = [];
   const done: Array<Promise<Error | null>> = [];
   for (let i = 0; i < count; i++) {
-    const key = new TextEncoder().encode(`key-${i}`);
+    key.set(new TextEncoder().encode(`key-${String(i).padStart(4, '0')}`));
     scratch.set(bytes(valueBytes, i));
     commands.push(encodeCommand({ op: 'put', key, value: scratch }));
     done.push(new Promise((resolve) => kv.putWith(key, scratch, resolve)));
-    scratch.fill(0xab); // the caller reuses its buffer: the frame must already hold the value
+    // The caller reuses its buffers (as the load generator does): the frame must already hold them.
+    key.fill(0x2d);
+    scratch.fill(0xab);
   }
   return { errors: await Promise.all(done), commands };
 }
@@ -179,4 +183,51 @@ test('putWith: a first try never answered fails at the attempt timeout with KvOu
     kv.close();
     await server.close();
   }
+});
+
+test('property: PendingTable (the requests in flight by id) agrees with a Map, across the ring\'s wrap, slot collisions and ids near 2^32', () => {
+  type Fake = { id: number; deadlineMs: number };
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('send' as const), count: fc.integer({ min: 1, max: 700 }), deadlineMs: fc.integer({ min: 0, max: 100 }) }),
+    fc.record({ kind: fc.constant('answer' as const), back: fc.integer({ min: 0, max: 3000 }) }),
+    fc.record({ kind: fc.constant('answerOldest' as const), count: fc.integer({ min: 1, max: 700 }) }),
+    fc.record({ kind: fc.constant('sweep' as const), nowMs: fc.integer({ min: 0, max: 100 }) }),
+    fc.record({ kind: fc.constant('close' as const) }),
+  );
+  fc.assert(
+    fc.property(fc.constantFrom(1, 0xffffffff - 1500), fc.array(op, { maxLength: 25 }), (firstId, ops) => {
+      const table = new PendingTable();
+      const model = new Map<number, Fake>();
+      let nextId = firstId;
+      const take = (id: number) => {
+        const got = table.take(id) as unknown as Fake | undefined;
+        assert.equal(got, model.get(id), `take(${id})`);
+        model.delete(id);
+      };
+      // A request that never ends (as the connection-level one with id 0): its slot collides every 1,024 ids.
+      const forever: Fake = { id: 0, deadlineMs: Infinity };
+      table.set(0, forever as never);
+      model.set(0, forever);
+      for (const o of ops) {
+        if (o.kind === 'send') {
+          for (let i = 0; i < o.count; i++) {
+            const p: Fake = { id: nextId, deadlineMs: o.deadlineMs };
+            table.set(nextId, p as never);
+            model.set(nextId, p);
+            nextId = (nextId % 0xffffffff) + 1;
+          }
+        } else if (o.kind === 'answer') take(nextId - 1 - o.back >= 1 ? nextId - 1 - o.back : 0xffffffff - o.back);
+        else if (o.kind === 'answerOldest') for (const id of [...model.keys()].filter((x) => x !== 0).slice(0, o.count)) take(id);
+        else {
+          const taken = (o.kind === 'sweep' ? table.takeExpired(o.nowMs, nextId) : table.takeAll(nextId)) as unknown as Fake[];
+          const expected = [...model.values()].filter((p) => o.kind === 'close' || p.deadlineMs <= o.nowMs);
+          assert.deepEqual(new Set(taken), new Set(expected), o.kind);
+          assert.equal(taken.length, expected.length, 'each once');
+          for (const p of expected) model.delete(p.id);
+        }
+        assert.equal(table.size, model.size, 'size');
+      }
+    }),
+    { numRuns: 300 },
+  );
 });
