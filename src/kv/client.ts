@@ -34,9 +34,9 @@ import {
   CONNECTION_REQUEST_ID,
   encodeAuth,
   decodeNotLeader,
-  decodeResponse,
   encodeRequest,
   FRAME_OVERHEAD_BYTES_MAX,
+  ProtocolError,
   KIND_READ,
   KIND_REGISTER,
   KIND_WRITE,
@@ -296,8 +296,18 @@ class Connection {
     });
     this.ready.catch(() => {});
     // Answers read where they lie in the chunk (status, request id; the body as a range).
+    let malformed = false;
     const onAnswer = (bytes: Uint8Array, at: number, end: number): void => {
-      if (end - at < RESPONSE_HEADER_BYTES) decodeResponse(bytes.subarray(at, end)); // throws its ProtocolError
+      if (malformed) return;
+      if (end - at < RESPONSE_HEADER_BYTES) {
+        // A server that sends this cannot be trusted with the rest of the stream: the connection
+        // goes (its requests fail over to the retry loops, as on any lost connection), the
+        // process does not (a throw here would be an uncaught exception in the socket's handler).
+        malformed = true;
+        this.endReason ||= `malformed answer from ${endpoint}: a ${end - at}-byte frame, shorter than an answer's header`;
+        this.socket.destroy(new ProtocolError(this.endReason));
+        return;
+      }
       const requestId = u32be(bytes, at + 1);
       const p = this.pending.take(requestId);
       if (p === undefined) return;

@@ -231,3 +231,31 @@ test('property: PendingTable (the requests in flight by id) agrees with a Map, a
     { numRuns: 300 },
   );
 });
+
+test('a malformed answer (a frame shorter than an answer header) closes the connection, not the process; the write goes through on the next one', { timeout: 20_000 }, async () => {
+  let connections = 0;
+  const server = net.createServer((s) => {
+    const n = ++connections;
+    const decoder = new FrameDecoder(1 << 24);
+    s.on('error', () => {});
+    s.on('data', (chunk: Buffer) => {
+      decoder.push(chunk, (payload) => {
+        const r = decodeRequest(payload.slice());
+        if (r.kind === KIND_REGISTER) return void s.write(encodeResponse(ST_OK, r.requestId, encodeSessionIdBody(SESSION)));
+        // First connection: a 3-byte frame where an answer belongs; then answers as a server should.
+        if (n === 1) return void s.write(Uint8Array.of(0, 0, 0, 3, 1, 2, 3));
+        s.write(encodeResponse(OK.status, r.requestId, OK.body));
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  const client = new KvClient({ endpoints: [`127.0.0.1:${port}`], timeoutMs: 10_000 });
+  try {
+    await client.put(new TextEncoder().encode('k'), new TextEncoder().encode('v'));
+    assert.ok(connections >= 2, `reconnected (${connections} connections)`);
+  } finally {
+    client.close();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
