@@ -117,8 +117,16 @@ describe('a 3-replica cluster of synod processes', () => {
       const add = await synod(['member', 'add', '4', `127.0.0.1:${peer4}`, ...e], undefined, 60_000);
       assert.equal(add.code, 0, add.stderr);
       assert.match(add.stdout, /members now 1,2,3,4/);
-      const four = await statusOf(`http://127.0.0.1:${http4}`);
-      assert.ok(four && four.appliedIndex > 0, 'the new member applied the log');
+      // addMember returns once the learner holds the log (its accepts reach the commit point
+      // less a margin) and the configuration is chosen; it applies what it holds as it learns
+      // the commit point (the next accept or heartbeat), so this may take a moment.
+      let four = await statusOf(`http://127.0.0.1:${http4}`);
+      const first = JSON.stringify(four);
+      for (const until = Date.now() + 10_000; !(four && four.appliedIndex > 0) && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 50));
+        four = await statusOf(`http://127.0.0.1:${http4}`);
+      }
+      assert.ok(four && four.appliedIndex > 0, `the new member applied the log (first status after the add: ${first}; last: ${JSON.stringify(four)})`);
       const removed = await synod(['member', 'remove', '4', ...e], undefined, 60_000);
       assert.equal(removed.code, 0, removed.stderr);
       assert.match(removed.stdout, /members now 1,2,3\b/);
