@@ -54,7 +54,8 @@ export interface VerifyResult {
   skipped: string | null;
 }
 
-export interface LoadResult {
+/** What a whole run and each part of it count. */
+export interface LoadCounts {
   ops: number;
   writes: number;
   reads: number;
@@ -64,6 +65,9 @@ export interface LoadResult {
   /** Open loop: operations not issued because every lane was busy. */
   overloadSkipped: number;
   elapsedS: number;
+}
+
+export interface LoadResult extends LoadCounts {
   latency: LatencyQuantiles;
   writeLatency: LatencyQuantiles;
   readLatency: LatencyQuantiles;
@@ -92,15 +96,7 @@ export interface LoadPart {
 }
 
 /** What a part returns (structured-clonable: a worker posts it). */
-export interface LoadPartResult {
-  ops: number;
-  writes: number;
-  reads: number;
-  readsFound: number;
-  errors: number;
-  errorsByCode: Record<string, number>;
-  overloadSkipped: number;
-  elapsedS: number;
+export interface LoadPartResult extends LoadCounts {
   writeLatency: LatencySnapshot;
   readLatency: LatencySnapshot;
   verify: VerifyResult;
