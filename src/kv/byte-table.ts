@@ -29,15 +29,15 @@
 // Layout (hence the seed) never shows outside: every ordered view is by key.
 
 import { randomInt } from 'node:crypto';
+import { copyBytes } from './codec.js';
 
 const PAGE_BYTES = 1 << 20;
 const GC_MIN_BYTES = 8 << 20;
 const INDEX_SLOTS_MIN = 1 << 10;
 const ENTRIES_MIN = 1 << 9;
-// An entry's fields in \`meta\`, at (e << 3) + field: 8 int32s (five used) are 32 bytes, two
+// An entry's fields in `meta`, at (e << 3) + field: 8 int32s (five used) are 32 bytes, two
 // entries to a cache line and none split across two.
 const META_STRIDE = 8;
-const COPY_LOOP_BYTES_MAX = 24;
 const DEFERRED_IDS_MIN = 4096;
 const PAGE = 0; // page number
 const AT = 1; // the record's (key's) offset in the page
@@ -310,11 +310,7 @@ export class ByteTable {
         }
         old = kept.subarray(0, n);
         add = add.filter((e) => mark[e] === 0);
-        for (const e of this.removed) {
-          mark[e] = 0;
-          this.freeIds.push(e);
-        }
-        this.removed.length = 0;
+        this.releaseDeferredIds();
       }
       this.order = add.length > 0 ? this.mergeByKey(old, this.sortByKey(Int32Array.from(add))) : old;
     }
@@ -324,13 +320,18 @@ export class ByteTable {
 
   /** Forgets the key order (rebuilt by a full sort when next asked); deferred ids become free. */
   private dropOrder(): void {
+    this.releaseDeferredIds();
+    this.order = null;
+    this.added.length = 0;
+  }
+
+  /** The ids of keys deleted since the last sort become free for reuse (the order no longer holds them). */
+  private releaseDeferredIds(): void {
     for (const e of this.removed) {
       this.removedMark[e] = 0;
       this.freeIds.push(e);
     }
     this.removed.length = 0;
-    this.order = null;
-    this.added.length = 0;
   }
 
   /**
@@ -653,19 +654,6 @@ export class ByteTable {
     const mark = new Uint8Array(grown.length / META_STRIDE);
     mark.set(this.removedMark);
     this.removedMark = mark;
-  }
-}
-
-/**
- * `len` bytes from `src[from]` to `dst[at]`: a loop for short runs (a subarray and set() cost
- * ~60 ns whatever the length), else memcpy. A byte loop costs ~1.7 ns a byte: at 64 bytes (the
- * benchmark's values) it took twice as long as set() (Node 20, this machine).
- */
-export function copyBytes(src: Uint8Array, from: number, len: number, dst: Uint8Array, at: number): void {
-  if (len <= COPY_LOOP_BYTES_MAX) {
-    for (let k = 0; k < len; k++) dst[at + k] = src[from + k]!;
-  } else {
-    dst.set(src.subarray(from, from + len), at);
   }
 }
 

@@ -29,7 +29,7 @@ import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
-import { decodeResult, deleteExisted, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
+import { copyBytes, decodeResult, deleteExisted, putU32be, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
   CONNECTION_REQUEST_ID,
   encodeAuth,
@@ -1035,34 +1035,27 @@ export function putFrame(requestId: number, clientId: number, seq: number, floor
  */
 export function encodePutFrame(out: Uint8Array, at: number, requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, key: Uint8Array, value: Uint8Array): void {
   const commandBytes = 1 + 4 + key.length + 4 + value.length;
-  putU32(out, at, PUT_FRAME_COMMAND_AT - 4 + commandBytes);
+  putU32be(out, at, PUT_FRAME_COMMAND_AT - 4 + commandBytes);
   out[at + 4] = KIND_WRITE;
-  putU32(out, at + 5, requestId);
+  putU32be(out, at + 5, requestId);
   putF64(out, at + 9, clientId);
   putF64(out, at + 17, seq);
   putF64(out, at + 25, floor);
-  putU32(out, at + 33, timeoutMs);
+  putU32be(out, at + 33, timeoutMs);
   let o = at + PUT_FRAME_COMMAND_AT;
   out[o] = OP_PUT;
-  putU32(out, o + 1, key.length);
-  putBytes(out, o + 5, key);
+  putU32be(out, o + 1, key.length);
+  copyBytes(key, 0, key.length, out, o + 5);
   o += 5 + key.length;
-  putU32(out, o, value.length);
-  putBytes(out, o + 4, value);
+  putU32be(out, o, value.length);
+  copyBytes(value, 0, value.length, out, o + 4);
 }
 
-// Byte writers for the frame encoders, by hand: Buffer's writeUInt32BE/writeDoubleBE check their
+// Numbers written by hand (putU32be, putF64): Buffer's writeUInt32BE/writeDoubleBE check their
 // arguments and bounds on every call, and a request has six numbers.
 const F64 = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-function putU32(out: Uint8Array, at: number, v: number): void {
-  out[at] = v >>> 24;
-  out[at + 1] = v >>> 16;
-  out[at + 2] = v >>> 8;
-  out[at + 3] = v;
-}
 
 /** A float64, big-endian (clientId, seq and floor are integers below 2^53, exact as doubles). */
 function putF64(out: Uint8Array, at: number, v: number): void {
@@ -1080,13 +1073,6 @@ function putF64(out: Uint8Array, at: number, v: number): void {
   } else for (let i = 0; i < 8; i++) out[at + i] = b[i]!;
 }
 
-/** Short copies by a byte loop (cheaper than TypedArray.prototype.set up to ~24 bytes), longer ones by set(). */
-function putBytes(out: Uint8Array, at: number, src: Uint8Array): void {
-  const n = src.length;
-  if (n <= SHORT_COPY_BYTES_MAX) for (let i = 0; i < n; i++) out[at + i] = src[i]!;
-  else out.set(src, at);
-}
-const SHORT_COPY_BYTES_MAX = 24;
 const EMPTY_BYTES = new Uint8Array(0);
 
 /** @internal A GET's READ frame (see putFrame). */

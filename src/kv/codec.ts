@@ -70,6 +70,29 @@ export function u32be(b: Uint8Array, at: number): number {
   return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
+/** Writes `v` as a big-endian u32 at `at` (the caller has made room). */
+export function putU32be(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = v >>> 16;
+  out[at + 2] = v >>> 8;
+  out[at + 3] = v;
+}
+
+const COPY_LOOP_BYTES_MAX = 24;
+
+/**
+ * `len` bytes from `src[from]` to `dst[at]`: a loop for short runs (a subarray and set() cost
+ * ~60 ns whatever the length), else memcpy. A byte loop costs ~1.7 ns a byte: at 64 bytes (the
+ * benchmark's values) it took twice as long as set() (Node 20, this machine).
+ */
+export function copyBytes(src: Uint8Array, from: number, len: number, dst: Uint8Array, at: number): void {
+  if (len <= COPY_LOOP_BYTES_MAX) {
+    for (let k = 0; k < len; k++) dst[at + k] = src[from + k]!;
+  } else {
+    dst.set(src.subarray(from, from + len), at);
+  }
+}
+
 // ---------------------------------------------------------------- writing
 
 const POOLED_BYTES_MAX = 1024;

@@ -30,6 +30,7 @@ import {
   RES_NOT_FOUND,
   RES_OK,
   SCAN_LIMIT_MAX,
+  putU32be,
   u32be,
   VALUE_BYTES_MAX_DEFAULT,
   type KvCommand,
@@ -147,28 +148,9 @@ export class KvMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    const t = this.table;
-    const ids = t.sorted();
-    let size = 8;
-    for (let i = 0; i < ids.length; i++) size += 8 + t.keyLength(ids[i]!) + t.valueLength(ids[i]!);
-    const out = new Uint8Array(size);
-    const view = new DataView(out.buffer);
-    view.setUint32(0, SNAPSHOT_MAGIC);
-    view.setUint32(4, ids.length);
-    let off = 8;
-    for (let i = 0; i < ids.length; i++) {
-      const e = ids[i]!;
-      const klen = t.keyLength(e);
-      view.setUint32(off, klen);
-      t.copyKey(e, out, off + 4);
-      off += 4 + klen;
-      const vlen = t.valueLength(e);
-      view.setUint32(off, vlen);
-      t.copyValue(e, out, off + 4);
-      off += 4 + vlen;
-    }
-    if (off !== size) throw new Error(`kv snapshot: wrote ${off} of ${size} bytes`);
-    return out;
+    // serialize() in one chunk of the whole size: the same encoder as snapshotStream()'s.
+    const [bytes] = serialize(this.table, Number.MAX_SAFE_INTEGER);
+    return bytes!;
   }
 
   /**
@@ -177,8 +159,7 @@ export class KvMachine implements StateMachine {
    * next, so applies go on in between instead of waiting for the whole serialisation.
    */
   snapshotStream(): Iterable<Uint8Array> {
-    const t = this.table.clone();
-    return serialize(t);
+    return serialize(this.table.clone(), SNAPSHOT_CHUNK_BYTES);
   }
 
   restore(snapshot: Uint8Array): void {
@@ -339,10 +320,10 @@ function compareRanges(buf: Uint8Array, a: number, an: number, b: number, bn: nu
 
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
-/** snapshot()'s bytes from `t`, a chunk at a time. */
-function* serialize(t: ByteTable): Generator<Uint8Array> {
+/** The snapshot's bytes from `t` (magic, count, then each key and value in key order), in chunks of `chunkBytes` (the last one shorter). */
+function* serialize(t: ByteTable, chunkBytes: number): Generator<Uint8Array> {
   const ids = t.sorted();
-  const out = new ChunkedOut(8 + 8 * ids.length + t.bytes);
+  const out = new ChunkedOut(8 + 8 * ids.length + t.bytes, chunkBytes);
   out.u32(SNAPSHOT_MAGIC);
   out.u32(ids.length);
   for (let i = 0; i < ids.length; i++) {
@@ -367,19 +348,18 @@ class ChunkedOut {
   private left: number;
   private scratch = new Uint8Array(0);
 
-  constructor(total: number) {
+  constructor(
+    total: number,
+    private readonly chunkBytes: number,
+  ) {
     this.left = total;
-    this.chunk = new Uint8Array(Math.min(SNAPSHOT_CHUNK_BYTES, total));
+    this.chunk = new Uint8Array(Math.min(chunkBytes, total));
     this.left -= this.chunk.length;
   }
 
   u32(x: number): void {
     if (this.chunk.length - this.at >= 4) {
-      const c = this.chunk;
-      c[this.at] = x >>> 24;
-      c[this.at + 1] = (x >>> 16) & 0xff;
-      c[this.at + 2] = (x >>> 8) & 0xff;
-      c[this.at + 3] = x & 0xff;
+      putU32be(this.chunk, this.at, x);
       this.at += 4;
       return;
     }
@@ -415,7 +395,7 @@ class ChunkedOut {
 
   private next(): void {
     this.ready.push(this.chunk);
-    this.chunk = new Uint8Array(Math.min(SNAPSHOT_CHUNK_BYTES, this.left));
+    this.chunk = new Uint8Array(Math.min(this.chunkBytes, this.left));
     this.left -= this.chunk.length;
     this.at = 0;
   }

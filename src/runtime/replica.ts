@@ -37,10 +37,9 @@ import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js'
 import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyHead } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
-
-const DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR = 4;
 import { readChosenEntries } from './log-catchup.js';
 
+const DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR = 4;
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
 const FRAME_SNAPSHOT_CHUNK = 0xf2;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;

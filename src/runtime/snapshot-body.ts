@@ -40,12 +40,7 @@ export interface SnapshotBody {
 }
 
 export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
-  return Buffer.concat(encodeSnapshotBodyChunks(body));
-}
-
-/** The same bytes as encodeSnapshotBody, as [magic, length and header; the app's bytes] (no copy of the app's bytes). */
-export function encodeSnapshotBodyChunks(body: SnapshotBody): Uint8Array[] {
-  return [encodeSnapshotBodyHead(body), body.app];
+  return Buffer.concat([encodeSnapshotBodyHead(body), body.app]);
 }
 
 /** Magic, length and header: the app's bytes follow (encodeSnapshotBody is the two together). */
