@@ -8,7 +8,7 @@
 
 import * as http from 'node:http';
 import { KvClient } from '../kv/client.js';
-import { decodeResult, encodeCommand, encodeQuery } from '../kv/codec.js';
+import { RES_OK, decodeResult, encodeCommand, encodeQuery } from '../kv/codec.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import type { BenchConsistency } from './params.js';
 
@@ -67,48 +67,92 @@ export function errorCode(e: unknown): string {
 const NOT_LEADER_RETRIES_MAX = 200;
 const NOT_LEADER_BACKOFF_MS = 25;
 
+/** A lane-client's session: outstanding seqs and the lowest of them (the floor), kept in O(1) amortized. */
+interface DirectSession {
+  clientId: number;
+  opening: Promise<number> | null;
+  seq: number;
+  outstanding: Set<number>;
+  /** The lowest outstanding seq, or seq + 1 when none is. */
+  floor: number;
+}
+
 export class DirectTarget implements Target {
   /** Operations retried because leadership moved during the run. */
   notLeaderRetries = 0;
   /** clientId 0 until the session is registered (openSession(), as the binary server's REGISTER does). */
-  private readonly sessions: Array<{ clientId: number; opening: Promise<number> | null; seq: number; outstanding: Set<number> }>;
+  private readonly sessions: DirectSession[];
 
   constructor(
     private readonly replica: () => SynodReplica,
     clients: number,
     private readonly lanesPerClient: number,
   ) {
-    this.sessions = Array.from({ length: clients }, () => ({ clientId: 0, opening: null, seq: 0, outstanding: new Set<number>() }));
+    this.sessions = Array.from({ length: clients }, () => ({ clientId: 0, opening: null, seq: 0, outstanding: new Set<number>(), floor: 1 }));
   }
 
+  /**
+   * Through proposeWith() (callbacks), as the binary server calls it: the engine's cost per command,
+   * not that of a promise chain per write in the generator.
+   */
   put(lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void {
     let command: Uint8Array;
     try {
-      command = encodeCommand({ op: 'put', key, value }); // before any await: `value` is reused by the caller
+      command = encodeCommand({ op: 'put', key, value }); // now: `value` is reused by the caller
     } catch (e) {
       queueMicrotask(() => done(e));
       return;
     }
-    settle(this.propose(lane, command), done);
-  }
-
-  private async propose(lane: number, command: Uint8Array): Promise<void> {
     const s = this.sessions[Math.floor(lane / this.lanesPerClient)]!;
     if (s.clientId === 0) {
       s.opening ??= this.retryingNotLeader(() => this.replica().openSession());
-      s.clientId = await s.opening;
+      s.opening.then(
+        (id) => {
+          s.clientId = id;
+          this.proposeInSession(s, command, done);
+        },
+        (e: unknown) => done(e),
+      );
+      return;
     }
+    this.proposeInSession(s, command, done);
+  }
+
+  private proposeInSession(s: DirectSession, command: Uint8Array, done: PutDone): void {
     const seq = ++s.seq;
+    if (s.outstanding.size === 0) s.floor = seq;
     s.outstanding.add(seq);
-    let floor = seq;
-    for (const o of s.outstanding) if (o < floor) floor = o; // at most `inflight` entries
-    try {
-      // A retry keeps (clientId, seq): the session table applies it at most once.
-      const r = decodeResult(await this.retryingNotLeader(() => this.replica().propose(command, { clientId: s.clientId, seq, floor })));
-      if (r.kind !== 'ok') throw new BenchOpError('SYNOD_BENCH_UNEXPECTED', `put answered ${r.kind}`);
-    } finally {
-      s.outstanding.delete(seq);
+    this.attempt(s, command, seq, 0, done);
+  }
+
+  /** One try; a NOT_LEADER is retried with the same (clientId, seq): the session table applies it at most once. */
+  private attempt(s: DirectSession, command: Uint8Array, seq: number, tries: number, done: PutDone): void {
+    let inCall = true;
+    this.replica().proposeWith(command, { clientId: s.clientId, seq, floor: s.floor }, (error, result) => {
+      if (inCall) return queueMicrotask(() => this.settled(s, command, seq, tries, done, error, result)); // a refusal: never call done from within put()
+      this.settled(s, command, seq, tries, done, error, result);
+    });
+    inCall = false;
+  }
+
+  private settled(s: DirectSession, command: Uint8Array, seq: number, tries: number, done: PutDone, error: Error | null, result: Uint8Array | null): void {
+    if (error !== null && errorCode(error) === 'SYNOD_NOT_LEADER' && tries < NOT_LEADER_RETRIES_MAX) {
+      this.notLeaderRetries++;
+      setTimeout(() => this.attempt(s, command, seq, tries + 1, done), NOT_LEADER_BACKOFF_MS); // then replica() is the new leader
+      return;
     }
+    s.outstanding.delete(seq);
+    if (seq === s.floor) while (s.floor <= s.seq && !s.outstanding.has(s.floor)) s.floor++;
+    if (error !== null) return done(error);
+    // RES_OK alone is a PUT's success; anything else is decoded for the message.
+    if (result!.length === 1 && result![0] === RES_OK) return done(null);
+    let kind: string;
+    try {
+      kind = decodeResult(result!).kind;
+    } catch (e) {
+      return done(e);
+    }
+    done(new BenchOpError('SYNOD_BENCH_UNEXPECTED', `put answered ${kind}`));
   }
 
   get(_lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void {

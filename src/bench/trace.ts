@@ -23,6 +23,7 @@
 import * as diagnostics from 'node:diagnostics_channel';
 import * as hdr from 'hdr-histogram-js';
 import type { SynodReplica } from '../runtime/replica.js';
+import type { ProposalCallback } from '../runtime/pending.js';
 
 export const TRACE_STAGES = ['clientRead', 'batchWait', 'proposeCpu', 'readyCpu', 'persist', 'sendCpu', 'quorumWait', 'apply', 'server', 'replyCpu', 'socketWrite'] as const;
 export type TraceStage = (typeof TRACE_STAGES)[number];
@@ -114,15 +115,14 @@ export class StageTracer {
       () => diagnostics.unsubscribe('synod:kv:binary:read', onRead),
       () => diagnostics.unsubscribe('synod:kv:binary:reply', onReply),
       () => diagnostics.unsubscribe('synod:kv:binary:write', onWrite),
-      wrap(replica as unknown as Wrappable, 'propose', (orig) => (command: Uint8Array, options: { clientId?: number; seq?: number } = {}) => {
+      // proposeWith: the binary server's path, and propose() calls it too.
+      wrap(replica as unknown as Wrappable, 'proposeWith', (orig) => (command: Uint8Array, options: { clientId?: number; seq?: number }, done: ProposalCallback) => {
         const t = now();
-        const promise = orig(command, options) as Promise<Uint8Array>;
         if (options.clientId !== undefined && options.seq !== undefined) this.proposedAt.set(`${options.clientId}:${options.seq}`, t);
-        promise.then(
-          () => stage('server', (now() - t) * 1000),
-          () => {},
-        );
-        return promise;
+        return orig(command, options, (error: Error | null, result: Uint8Array | null) => {
+          if (error === null) stage('server', (now() - t) * 1000);
+          done(error, result);
+        });
       }),
       wrap(core, 'propose', (orig) => (batch: Array<{ clientId: number; seq: number }>, time: number) => {
         const t = now();
