@@ -39,6 +39,11 @@ const ENTRIES_MIN = 1 << 9;
 // entries to a cache line and none split across two.
 const META_STRIDE = 8;
 const DEFERRED_IDS_MIN = 4096;
+// The key order is computed in steps of bounded work (sortedInSteps), so that a clone sorting a
+// few hundred thousand new keys for a snapshot lets the event loop run every few milliseconds:
+// at most ~SORT_STEP key compares (or keys copied) between two yields, runs of SORT_RUN keys.
+const SORT_STEP = 32_768;
+const SORT_RUN = 4096;
 const PAGE = 0; // page number
 const AT = 1; // the record's (key's) offset in the page
 const KEY_LEN = 2;
@@ -54,6 +59,8 @@ export class ByteTable {
   private readonly pageBytes: number;
   private readonly gcMinBytes: number;
   private readonly deferredIdsMin: number;
+  private readonly sortRun: number;
+  private readonly sortStep: number;
 
   /** Entry e's fields at (e << 3) + PAGE, AT, KEY_LEN, VAL_LEN, VAL_CAP. */
   private meta: Int32Array;
@@ -81,13 +88,19 @@ export class ByteTable {
   private removedMark = new Uint8Array(ENTRIES_MIN);
   private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
   private added: number[] = [];
+  /** Changes whenever order, added and removed are rebuilt or reset: a clone's order is adopted only if this has not changed since it was taken. */
+  private orderGen = 0;
+  /** Set on a clone: this table's orderGen and the lengths of its added and removed lists when the clone was taken. */
+  private cloneOf: { table: ByteTable; gen: number; added: number; removed: number } | null = null;
 
-  /** `pageBytes`, `compactMinBytes`, `deferredIdsMin` are for tests (small values exercise paging, compaction, dropping the order). */
-  constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number } = {}) {
+  /** The options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
+  constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number } = {}) {
     this.seed = options.seed ?? randomInt(0x7fffffff);
     this.pageBytes = options.pageBytes ?? PAGE_BYTES;
     this.gcMinBytes = options.compactMinBytes ?? GC_MIN_BYTES;
     this.deferredIdsMin = options.deferredIdsMin ?? DEFERRED_IDS_MIN;
+    this.sortRun = options.sortRun ?? SORT_RUN;
+    this.sortStep = options.sortStep ?? SORT_STEP;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
     this.meta = new Int32Array(ENTRIES_MIN * META_STRIDE);
@@ -286,15 +299,22 @@ export class ByteTable {
 
   /** Entry ids in key order (do not modify; valid until the next change). */
   sorted(): Int32Array {
+    const steps = this.sortedInSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * sorted() in steps: yields after every ~SORT_STEP key compares, returns the order. The table
+   * must not change until it returns (a clone's does not: it is for reading).
+   */
+  *sortedInSteps(): Generator<void, Int32Array> {
     if (this.order !== null && this.added.length === 0 && this.removed.length === 0) return this.order;
+    let order: Int32Array;
     if (this.order === null) {
-      const ids = new Int32Array(this.live);
-      let n = 0;
-      for (let slot = 0; slot <= this.mask; slot++) {
-        const e = this.index[2 * slot + 1]! - 1;
-        if (e >= 0) ids[n++] = e;
-      }
-      this.order = this.sortByKey(ids);
+      order = yield* this.sortByKey(this.liveIds());
     } else {
       // Keys added since the last sort: sorted alone and merged in (the common case under load: a
       // few new keys between two snapshots of a large map).
@@ -310,12 +330,46 @@ export class ByteTable {
         }
         old = kept.subarray(0, n);
         add = add.filter((e) => mark[e] === 0);
-        this.releaseDeferredIds();
       }
-      this.order = add.length > 0 ? this.mergeByKey(old, this.sortByKey(Int32Array.from(add))) : old;
+      order = add.length > 0 ? yield* this.mergeByKey(old, yield* this.sortByKey(Int32Array.from(add))) : old;
     }
+    if (this.removed.length > 0) this.releaseDeferredIds();
+    this.order = order;
     this.added.length = 0;
-    return this.order;
+    this.orderGen++;
+    return order;
+  }
+
+  /** The ids of every key, in index order. */
+  private liveIds(): Int32Array {
+    const ids = new Int32Array(this.live);
+    let n = 0;
+    for (let slot = 0; slot <= this.mask; slot++) {
+      const e = this.index[2 * slot + 1]! - 1;
+      if (e >= 0) ids[n++] = e;
+    }
+    return ids;
+  }
+
+  /**
+   * Takes the key order that `clone` (a clone of this table, see clone()) computed as this
+   * table's own, unless this table's order was rebuilt since the clone was taken: the keys
+   * added since then stay to be merged, the ids deleted before it are free at last. So the sort
+   * a snapshot's clone does in steps, off the apply loop, is not done again here.
+   */
+  adoptOrder(clone: ByteTable): void {
+    const from = clone.cloneOf;
+    if (from === null || from.table !== this || from.gen !== this.orderGen || clone.order === null || clone.added.length > 0 || clone.removed.length > 0) return;
+    for (let i = 0; i < from.removed; i++) {
+      const e = this.removed[i]!;
+      this.removedMark[e] = 0;
+      this.freeIds.push(e);
+    }
+    this.removed.splice(0, from.removed);
+    this.added.splice(0, from.added);
+    this.order = clone.order;
+    this.orderGen++;
+    clone.cloneOf = null;
   }
 
   /** Forgets the key order (rebuilt by a full sort when next asked); deferred ids become free. */
@@ -323,6 +377,7 @@ export class ByteTable {
     this.releaseDeferredIds();
     this.order = null;
     this.added.length = 0;
+    this.orderGen++;
   }
 
   /** The ids of keys deleted since the last sort become free for reuse (the order no longer holds them). */
@@ -337,12 +392,15 @@ export class ByteTable {
   /**
    * `ids` in key order. The keys are first copied side by side into one buffer (each record read
    * once), then sorted there: a sort compares each key ~log n times, and against records spread
-   * over the pages every compare was two cache misses.
+   * over the pages every compare was two cache misses. A merge sort in steps: runs of SORT_RUN
+   * keys sorted alone, then merged pairwise, yielding every ~SORT_STEP compares.
    */
-  private sortByKey(ids: Int32Array): Int32Array {
+  private *sortByKey(ids: Int32Array): Generator<void, Int32Array> {
     const n = ids.length;
     if (n < 2) return ids;
     const meta = this.meta;
+    const run = this.sortRun;
+    const step = this.sortStep;
     let total = 0;
     for (let i = 0; i < n; i++) total += meta[(ids[i]! << 3) + KEY_LEN]!;
     const keys = new Uint8Array(Math.max(total, 1));
@@ -354,13 +412,41 @@ export class ByteTable {
       at[i] = o;
       o += len;
       at[i + 1] = o;
+      if (i % step === step - 1) yield;
     }
     const view = new DataView(keys.buffer);
-    const perm = new Int32Array(n);
-    for (let i = 0; i < n; i++) perm[i] = i;
-    perm.sort((x, y) => compareKeys(view, at[x]!, at[x + 1]! - at[x]!, view, at[y]!, at[y + 1]! - at[y]!));
+    const before = (x: number, y: number) => compareKeys(view, at[x]!, at[x + 1]! - at[x]!, view, at[y]!, at[y + 1]! - at[y]!);
+    let a = new Int32Array(n);
+    for (let i = 0; i < n; i++) a[i] = i;
+    for (let lo = 0; lo < n; lo += run) {
+      a.subarray(lo, Math.min(lo + run, n)).sort(before);
+      if (n > run) yield;
+    }
+    let b = new Int32Array(n);
+    let work = 0;
+    for (let width = run; width < n; width *= 2) {
+      for (let lo = 0; lo < n; lo += 2 * width) {
+        const mid = Math.min(lo + width, n);
+        const hi = Math.min(lo + 2 * width, n);
+        let i = lo;
+        let j = mid;
+        let k = lo;
+        while (i < mid && j < hi) {
+          b[k++] = before(a[j]!, a[i]!) < 0 ? a[j++]! : a[i++]!;
+          if (++work === step) {
+            work = 0;
+            yield;
+          }
+        }
+        if (i < mid) b.set(a.subarray(i, mid), k);
+        else b.set(a.subarray(j, hi), k);
+      }
+      const t = a;
+      a = b;
+      b = t;
+    }
     const out = new Int32Array(n);
-    for (let i = 0; i < n; i++) out[i] = ids[perm[i]!]!;
+    for (let i = 0; i < n; i++) out[i] = ids[a[i]!]!;
     return out;
   }
 
@@ -368,13 +454,16 @@ export class ByteTable {
    * Merges `add` into `old` (both in key order, no key in both). Each added key finds its place
    * by galloping from the previous one's (steps 1, 2, 4, ... then a binary search), and the old
    * ids in between are block-copied: ~2 m log(n/m) record compares instead of n + m, since m new
-   * keys between two snapshots are usually far fewer than the n old ones.
+   * keys between two snapshots are usually far fewer than the n old ones. Yields every
+   * ~SORT_STEP compares.
    */
-  private mergeByKey(old: Int32Array, add: Int32Array): Int32Array {
+  private *mergeByKey(old: Int32Array, add: Int32Array): Generator<void, Int32Array> {
     const n = old.length;
     const out = new Int32Array(n + add.length);
     let i = 0;
     let k = 0;
+    let work = 0;
+    const step = this.sortStep;
     for (let j = 0; j < add.length; j++) {
       const a = add[j]!;
       // Invariant: old[lo - 1] < a (or lo = i); old[hi] > a (or hi = n).
@@ -383,17 +472,23 @@ export class ByteTable {
       while (i + bound - 1 < n && this.compareEntries(old[i + bound - 1]!, a) < 0) {
         lo = i + bound;
         bound *= 2;
+        work++;
       }
       let hi = Math.min(i + bound - 1, n);
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
         if (this.compareEntries(old[mid]!, a) < 0) lo = mid + 1;
         else hi = mid;
+        work++;
       }
       out.set(old.subarray(i, lo), k);
       k += lo - i;
       i = lo;
       out[k++] = a;
+      if (++work >= step) {
+        work = 0;
+        yield;
+      }
     }
     out.set(old.subarray(i), k);
     return out;
@@ -413,13 +508,20 @@ export class ByteTable {
   }
 
   /**
-   * A copy of the table as it is now (its key order computed first, and kept by both), for a
-   * snapshot serialised while this one goes on changing. Every array is copied: ~the state's
-   * size in memcpy, milliseconds where serialising in key order takes tens of them.
+   * A copy of the table as it is now, for a snapshot serialised while this one goes on changing.
+   * Every array is copied (~the state's size in memcpy); the key order is not computed here but
+   * by the clone (sortedInSteps(), between the chunks of the snapshot), and handed back with
+   * adoptOrder(). So the pause is the copy alone, however many keys were added since the last sort.
    */
   clone(): ByteTable {
-    this.sorted();
-    const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes, deferredIdsMin: this.deferredIdsMin });
+    if (this.order === null) {
+      // Start tracking again, with every key "added": the clone's sort is then the full sort, and
+      // this table can adopt its result.
+      this.added = Array.from(this.liveIds());
+      this.order = new Int32Array(0);
+      this.orderGen++;
+    }
+    const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes, deferredIdsMin: this.deferredIdsMin, sortRun: this.sortRun, sortStep: this.sortStep });
     c.index = this.index.slice();
     c.mask = this.mask;
     c.meta = this.meta.slice();
@@ -436,9 +538,11 @@ export class ByteTable {
     c.liveBytes = this.liveBytes;
     c.recordBytes = this.recordBytes;
     c.garbageBytes = this.garbageBytes;
-    c.order = this.order!.slice();
-    c.removedMark = new Uint8Array(c.meta.length / META_STRIDE);
-    c.added = [];
+    c.order = this.order; // never written in place (a new array replaces it), so shared
+    c.added = this.added.slice();
+    c.removed = this.removed.slice();
+    c.removedMark = this.removedMark.slice();
+    c.cloneOf = { table: this, gen: this.orderGen, added: this.added.length, removed: this.removed.length };
     return c;
   }
 
@@ -456,6 +560,7 @@ export class ByteTable {
     this.added = [];
     this.removed = [];
     this.removedMark = new Uint8Array(ENTRIES_MIN);
+    this.orderGen++;
   }
 
   // ---------------------------------------------------------------- internals

@@ -159,7 +159,10 @@ export class KvMachine implements StateMachine {
    * next, so applies go on in between instead of waiting for the whole serialisation.
    */
   snapshotStream(): Iterable<Uint8Array> {
-    return serialize(this.table.clone(), SNAPSHOT_CHUNK_BYTES);
+    const clone = this.table.clone();
+    // The clone sorts the keys added since the last snapshot in steps (an empty chunk between two:
+    // the runtime lets the event loop run there), then this table takes the order it found.
+    return serialize(clone, SNAPSHOT_CHUNK_BYTES, () => this.table.adoptOrder(clone));
   }
 
   restore(snapshot: Uint8Array): void {
@@ -320,9 +323,28 @@ function compareRanges(buf: Uint8Array, a: number, an: number, b: number, bn: nu
 
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
-/** The snapshot's bytes from `t` (magic, count, then each key and value in key order), in chunks of `chunkBytes` (the last one shorter). */
-function* serialize(t: ByteTable, chunkBytes: number): Generator<Uint8Array> {
-  const ids = t.sorted();
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The snapshot's bytes from `t` (magic, count, then each key and value in key order), in chunks of
+ * `chunkBytes` (the last one shorter). With `sorted`, the key order is computed in steps first, an
+ * empty chunk yielded between two (see StateMachine.snapshotStream), and `sorted` called after.
+ */
+function* serialize(t: ByteTable, chunkBytes: number, sorted?: () => void): Generator<Uint8Array> {
+  let ids: Int32Array;
+  if (sorted) {
+    const steps = t.sortedInSteps();
+    for (let r = steps.next(); ; r = steps.next()) {
+      if (r.done) {
+        ids = r.value;
+        break;
+      }
+      yield NO_BYTES;
+    }
+    sorted();
+  } else {
+    ids = t.sorted();
+  }
   const out = new ChunkedOut(8 + 8 * ids.length + t.bytes, chunkBytes);
   out.u32(SNAPSHOT_MAGIC);
   out.u32(ids.length);

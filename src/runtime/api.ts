@@ -42,7 +42,8 @@ export interface StateMachine {
    * as snapshot()) and return its bytes — exactly snapshot()'s, concatenated — as chunks produced
    * later. The runtime writes each chunk before asking for the next, and applies go on in between,
    * so the iterable must read a copy, never the live state. For a large state this turns one long
-   * pause of the apply loop into a short copy.
+   * pause of the apply loop into a short copy. An empty chunk adds no bytes: it asks the runtime
+   * to let the event loop run before the next chunk is asked for (work in steps, e.g. a sort).
    */
   snapshotStream?(): Iterable<Uint8Array>;
   /**

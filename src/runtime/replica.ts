@@ -470,9 +470,15 @@ export class SynodReplica {
       const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
       const app = this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
       let bytes = 0;
-      const counted = function* (): Generator<Uint8Array> {
+      const counted = async function* (): AsyncGenerator<Uint8Array> {
         yield head;
         for (const chunk of app) {
+          // An empty chunk: the application has work to do before its next bytes (a sort in steps);
+          // let the event loop (applies, votes) run first.
+          if (chunk.length === 0) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            continue;
+          }
           bytes += chunk.length;
           yield chunk;
         }

@@ -115,3 +115,122 @@ test('ByteTable: 100,000 keys with growth, a lower bound by prefix, and deletes 
   assert.equal(sorted.length, 50_000);
   for (let i = 1; i < sorted.length; i++) assert.ok(byteOrder(t.key(sorted[i - 1]!), t.key(sorted[i]!)) < 0);
 });
+
+// A snapshot's clone sorts in steps while the table goes on changing, then the table adopts the
+// order the clone found. Small runs and steps, so the stepwise merge sort and merge really step.
+type CloneOp = Op | { kind: 'clone' } | { kind: 'step'; n: number } | { kind: 'adopt' };
+const cloneOp: fc.Arbitrary<CloneOp> = fc.oneof(
+  { weight: 8, arbitrary: fc.record({ kind: fc.constant('set' as const), key, value }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('delete' as const), key }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'compact' as const }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'clone' as const }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('step' as const), n: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'adopt' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'sorted' as const }) },
+);
+
+test('property: a clone sorts in steps from the state it was taken in, and the table adopts its order whatever changed meanwhile (keys added, deleted, ids reused, the order dropped or rebuilt)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(cloneOp, { maxLength: 300 }),
+      fc.integer(),
+      fc.constantFrom(1, 4, 4096),
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 8 }),
+      (ops, seed, deferredIdsMin, sortRun, sortStep) => {
+        const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, sortRun, sortStep });
+        const model = new Map<string, Uint8Array>();
+        let clone: { table: ByteTable; steps: Generator<void, Int32Array>; expected: string[]; values: Map<string, string>; order: Int32Array | null } | null = null;
+        const finish = () => {
+          const c = clone!;
+          while (c.order === null) {
+            const r = c.steps.next();
+            if (r.done) c.order = r.value;
+          }
+          // The clone's order is that of the keys when it was taken, and it reads their values then.
+          assert.deepEqual([...c.order].map((e) => hex(c.table.key(e))), c.expected);
+          for (const e of c.order) assert.equal(hex(c.table.value(e)), c.values.get(hex(c.table.key(e))));
+        };
+        for (const o of ops) {
+          if (o.kind === 'set') {
+            t.set(o.key, 0, o.key.length, o.value, 0, o.value.length);
+            model.set(hex(o.key), o.value);
+          } else if (o.kind === 'delete') {
+            assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
+          } else if (o.kind === 'compact') {
+            t.compact();
+          } else if (o.kind === 'sorted') {
+            check(t, model);
+          } else if (o.kind === 'clone') {
+            const c = t.clone();
+            const expected = [...model.keys()].sort((a, b) => byteOrder(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+            clone = { table: c, steps: c.sortedInSteps(), expected, values: new Map([...model].map(([k, v]) => [k, hex(v)])), order: null };
+          } else if (o.kind === 'step') {
+            for (let i = 0; i < o.n && clone !== null && clone.order === null; i++) {
+              const r = clone.steps.next();
+              if (r.done) clone.order = r.value;
+            }
+          } else if (clone !== null) {
+            finish();
+            t.adoptOrder(clone.table);
+            clone = null;
+          }
+        }
+        if (clone !== null) {
+          finish();
+          t.adoptOrder(clone.table);
+        }
+        check(t, model);
+        // And a clone of the table after all that sorts to the same order.
+        const c = t.clone();
+        assert.deepEqual([...c.sorted()].map((e) => hex(c.key(e))), [...t.sorted()].map((e) => hex(t.key(e))));
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+test('ByteTable: a clone sorts 60,000 new keys in steps of bounded work; the table adopts the order, and its next clone has nothing left to sort', () => {
+  const t = new ByteTable({ seed: 3 });
+  const keyOf = (i: number) => new TextEncoder().encode(`k${String((i * 7919) % 100_000).padStart(7, '0')}`);
+  for (let i = 0; i < 40_000; i++) {
+    const k = keyOf(i);
+    t.set(k, 0, k.length, k, 0, k.length);
+  }
+  t.sorted();
+  for (let i = 40_000; i < 100_000; i++) {
+    const k = keyOf(i);
+    t.set(k, 0, k.length, k, 0, k.length);
+  }
+  const c = t.clone();
+  const steps = c.sortedInSteps();
+  let yields = 0;
+  let order: Int32Array;
+  for (;;) {
+    const r = steps.next();
+    if (r.done) {
+      order = r.value;
+      break;
+    }
+    yields++;
+    // Meanwhile the table changes: new keys, and deletes of keys the clone is sorting.
+    if (yields <= 100) {
+      const k = new TextEncoder().encode(`n${yields}`);
+      t.set(k, 0, k.length, k, 0, k.length);
+      const d = keyOf(yields);
+      assert.ok(t.delete(d, 0, d.length));
+    }
+  }
+  assert.ok(yields >= 20, `sorted 60,000 keys in ${yields} steps`);
+  assert.equal(order.length, 100_000);
+  for (let i = 1; i < order.length; i++) assert.ok(byteOrder(c.key(order[i - 1]!), c.key(order[i]!)) < 0);
+  t.adoptOrder(c);
+  const next = t.clone().sortedInSteps();
+  let more = 0;
+  while (!next.next().done) more++;
+  // Only the 100 keys added while the first clone sorted are left to sort (fewer than a run: no yield).
+  assert.equal(more, 0);
+  const sorted = t.sorted();
+  assert.equal(sorted.length, 100_000);
+  for (let i = 1; i < sorted.length; i++) assert.ok(byteOrder(t.key(sorted[i - 1]!), t.key(sorted[i]!)) < 0);
+});
