@@ -191,6 +191,7 @@ export class KvMachine implements StateMachine {
       off += vlen;
     }
     if (off !== snapshot.length) throw bad(`${snapshot.length - off} trailing bytes`);
+    table.orderIsInsertionOrder(); // checked above: strictly increasing keys
     this.table = table;
   }
 
