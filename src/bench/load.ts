@@ -23,6 +23,7 @@
 // per operation), latency goes into integer-indexed buckets, and a closed-loop lane's next
 // operation starts at the time its previous one was recorded as done (one clock read per operation).
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { BenchParams } from './params.js';
 import { errorCode, getAsync, type GetDone, type PutDone, type Target } from './targets.js';
 import { LATENCY_US_MAX, LatencyCounts, type LatencyQuantiles, type LatencySnapshot } from './latency.js';
@@ -77,6 +78,8 @@ export interface LoadResult extends LoadCounts {
   verify: VerifyResult;
   /** How many parts (worker threads) generated the load. */
   parts: number;
+  /** The generator's own event-loop delay over the window (the worst part's): open-loop latency counts from the intended send time, so a late generator shows in it. */
+  loopDelay: { p99Ms: number; maxMs: number };
 }
 
 /** One part of the load (one worker thread's): see splitLoad. */
@@ -100,6 +103,7 @@ export interface LoadPartResult extends LoadCounts {
   writeLatency: LatencySnapshot;
   readLatency: LatencySnapshot;
   verify: VerifyResult;
+  loopDelay: { p99Ms: number; maxMs: number };
 }
 
 /** One timeline interval of one part (its index counts intervals from the start of measuring). */
@@ -335,8 +339,12 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
       hooks.onProgress?.(ops, errors, measuring ? (now() - measureStart) / 1000 : 0);
     }, PROGRESS_INTERVAL_MS),
   );
+  // How late a 1 ms timer fires in this thread: the generator's own stalls (GC, CPU contention).
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const startMeasuring = async () => {
     await hooks.onMeasure?.('start');
+    loop.reset();
     measuring = true;
     measureStart = now();
     intervalStart = measureStart;
@@ -385,6 +393,8 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     for (const t of timers) clearTimeout(t);
   }
   measureEnd = now();
+  loop.disable();
+  const loopDelay = { p99Ms: loop.percentile(99) / 1e6, maxMs: loop.max / 1e6 };
   await hooks.onMeasure?.('end');
   hooks.onProgress?.(ops, errors, (measureEnd - measureStart) / 1000);
 
@@ -401,6 +411,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     writeLatency: writesL.snapshot(),
     readLatency: readsL.snapshot(),
     verify,
+    loopDelay,
   };
 }
 
@@ -466,6 +477,7 @@ export function mergeLoad(parts: LoadPartResult[], timeline: TimelinePoint[]): L
     timeline,
     verify: { keysChecked: vsum('keysChecked'), ok: vsum('ok'), missing: vsum('missing'), wrong: vsum('wrong'), errors: vsum('errors'), uncertain: vsum('uncertain'), skipped: v.find((x) => x.skipped !== null)?.skipped ?? null },
     parts: parts.length,
+    loopDelay: { p99Ms: Math.max(0, ...parts.map((x) => x.loopDelay.p99Ms)), maxMs: Math.max(0, ...parts.map((x) => x.loopDelay.maxMs)) },
   };
 }
 

@@ -181,7 +181,9 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
   const processes: ProcessReport[] = (b?.processes ?? []).map((end) => {
     const start = a?.processes.find((x) => x.pid === end.pid);
     const cpuS = start ? end.cpuS - start.cpuS : NaN;
-    const loop = end.loopDelay ? { loopDelayP99Ms: round(end.loopDelay.p99Ms, 1), loopDelayMaxMs: round(end.loopDelay.maxMs, 1) } : {};
+    // Replicas' delays come from their probes; the generator's (this process) from the load.
+    const delay = end.loopDelay ?? (end.pid === process.pid ? load.loopDelay : undefined);
+    const loop = delay ? { loopDelayP99Ms: round(delay.p99Ms, 1), loopDelayMaxMs: round(delay.maxMs, 1) } : {};
     return { name: end.name, pid: end.pid, cpuS: round(cpuS, 3), cpuUsPerOp: round((cpuS / ops) * 1e6, 2), cpuCores: round(cpuS / windowS, 2), rssMiB: round(end.rssBytes / 2 ** 20, 1), rssPeakMiB: round(end.rssPeakBytes / 2 ** 20, 1), ...loop };
   });
   let storage: StorageReport | null = null;

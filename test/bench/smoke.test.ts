@@ -65,6 +65,9 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
       assert.ok(x.loopDelayP99Ms !== undefined && x.loopDelayMaxMs !== undefined, `${x.name}: loop delay reported`);
       assert.ok(x.loopDelayMaxMs >= x.loopDelayP99Ms && x.loopDelayP99Ms >= 1, `${x.name}: ${x.loopDelayP99Ms} / ${x.loopDelayMaxMs} ms`);
     }
+    // And the generator's own (its worker thread's), from the load.
+    const gen = r.processes.find((x) => x.name === 'bench (load generator)')!;
+    assert.ok(gen.loopDelayMaxMs !== undefined && gen.loopDelayP99Ms !== undefined && gen.loopDelayMaxMs >= gen.loopDelayP99Ms && gen.loopDelayP99Ms >= 1, `generator: ${gen.loopDelayP99Ms} / ${gen.loopDelayMaxMs} ms`);
     assert.ok(existsSync(html) && readFileSync(html, 'utf8').includes('<svg'));
   } finally {
     rmSync(dir, { recursive: true, force: true });

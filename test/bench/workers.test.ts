@@ -77,6 +77,7 @@ test('mergeLoad and TimelineMerger: counts, errors and verification add up; inte
       writeLatency: w.snapshot(),
       readLatency: new LatencyCounts().snapshot(),
       verify: { keysChecked: verified, ok: verified, missing: 0, wrong: 0, errors: 0, uncertain: 1, skipped: null },
+      loopDelay: { p99Ms: us / 1000, maxMs: (2 * us) / 1000 },
     };
   };
   const t = new TimelineMerger(2);
@@ -96,6 +97,7 @@ test('mergeLoad and TimelineMerger: counts, errors and verification add up; inte
   assert.ok(points[0]!.p99Ms >= 8.99);
   const r = mergeLoad([part(300, 1000, 20), part(100, 5000, 7)], points);
   assert.equal(r.ops, 400);
+  assert.deepEqual(r.loopDelay, { p99Ms: 5, maxMs: 10 }); // the worst part's
   assert.equal(r.writes, 400);
   assert.equal(r.errors, 2);
   assert.deepEqual(r.errorsByCode, { SYNOD_KV_UNAVAILABLE: 2 });
