@@ -8,6 +8,7 @@ import type { ConfigEpoch, ReplicaId } from '../core/types.js';
 import type { LogBackend } from '../storage/log.js';
 import type { PeerTransport } from '../transport/types.js';
 
+/** About one command, for apply(): valid during that call only (the replica refills one object per command). */
 export interface ApplyContext {
   /** The slot whose batch holds this command. */
   slot: number;

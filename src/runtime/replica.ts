@@ -29,7 +29,7 @@ import { TcpTransport } from '../transport/tcp.js';
 import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
 import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
-import type { PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
+import type { ApplyContext, PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
@@ -107,6 +107,8 @@ export class SynodReplica {
   private snapshotPayloadBytes = 0;
   /** applySlot()'s list of a slot's commands for StateMachine.prefetch (reused, emptied after each call). */
   private readonly prefetchPayloads: Uint8Array[] = [];
+  /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
+  private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
   /** While leading, the snapshot intervals are this many times longer (leaderSnapshotIntervalFactor). */
   private readonly leaderSnapshotFactor: number;
   /** Size of the latest snapshot this replica wrote (the bytes interval is at least twice it). */
@@ -987,8 +989,13 @@ export class SynodReplica {
         const outcome = this.sessions.check(cmd);
         let result: Uint8Array | null;
         if (outcome.kind === 'execute') {
+          const context = this.applyContext; // one object, refilled: no allocation per command
+          context.slot = slot;
+          context.clientId = cmd.clientId;
+          context.seq = cmd.seq;
+          context.timeMs = timeMs;
           try {
-            result = this.sm.apply(cmd.payload, { slot, clientId: cmd.clientId, seq: cmd.seq, timeMs });
+            result = this.sm.apply(cmd.payload, context);
           } catch (e) {
             // A throwing apply leaves this replica's state unknown: it must not go on voting.
             throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);

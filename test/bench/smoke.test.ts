@@ -79,3 +79,13 @@ test('bad parameters are refused with a usage error', () => {
   assert.equal(out.status, 2);
   assert.match(out.stderr, /replicas must be 3 or 5/);
 });
+
+test('npm run bench:engine (the engine alone, a counting machine): runs, every command answered and applied by every replica', () => {
+  const engine = fileURLToPath(new URL('../../bench/engine.js', import.meta.url));
+  const out = spawnSync(process.execPath, [engine, '--seconds', '1', '--rounds', '1', '--lanes', '64', '--clients', '4'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
+  // The script itself throws (exit 1) if an answer is wrong or the replicas' counts differ.
+  const m = /median ([\d,]+) commands\/s .* every replica applied ([\d,]+)/.exec(out.stdout);
+  assert.ok(m, `summary line in: ${out.stdout}`);
+  assert.ok(Number(m[1]!.replace(/,/g, '')) > 0 && Number(m[2]!.replace(/,/g, '')) > 0);
+});
