@@ -24,6 +24,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   wheelPrev: PendingEntry | null = null;
   wheelNext: PendingEntry | null = null;
   settled = false;
+  /** performance.now() after which it ends in OutcomeUnknownError (NaN until dated). */
+  deadlineMs = NaN;
   /** Callers of the same (clientId, seq) retried here while it was pending: one answer for all. */
   private also: ProposalCallback[] | null = null;
 
@@ -31,8 +33,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
     private readonly table: PendingTable,
     readonly clientId: number,
     readonly seq: number,
-    /** performance.now() after which it ends in OutcomeUnknownError. */
-    readonly deadlineMs: number,
+    /** How long it may wait for its result; its deadline counts from when the table dates it (see PendingTable.date). */
+    readonly timeoutMs: number,
     /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
     readonly generation: number,
     /** Proposed through the replica's own session (propose() without a clientId): its seq leaves this set when settled. */
@@ -107,7 +109,20 @@ export class PendingTable {
     }
     seqs.set(entry.seq, entry);
     this.count++;
-    this.deadlines.add(entry, entry.deadlineMs);
+  }
+
+  /**
+   * Starts the timeouts of entries added in this event-loop turn, at `nowMs`: one clock reading
+   * per turn rather than per proposal (performance.now() was ~3% of the engine's CPU). The
+   * replica dates a turn's entries before the next turn (setImmediate), so a deadline counts from
+   * at most one turn after the proposal; an entry settled meanwhile is skipped.
+   */
+  date(entries: readonly PendingEntry[], nowMs: number): void {
+    for (const entry of entries) {
+      if (entry.settled) continue;
+      entry.deadlineMs = nowMs + entry.timeoutMs;
+      this.deadlines.add(entry, entry.deadlineMs);
+    }
   }
 
   delete(entry: PendingEntry): void {

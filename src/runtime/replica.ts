@@ -109,6 +109,8 @@ export class SynodReplica {
   private readonly prefetchPayloads: Uint8Array[] = [];
   /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
   private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
+  /** Proposals of this event-loop turn, whose timeouts start at the next proposal flush (PendingTable.date). */
+  private undated: PendingEntry[] = [];
   /** While leading, the snapshot intervals are this many times longer (leaderSnapshotIntervalFactor). */
   private readonly leaderSnapshotFactor: number;
   /** Size of the latest snapshot this replica wrote (the bytes interval is at least twice it). */
@@ -361,8 +363,9 @@ export class SynodReplica {
   private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback): void {
     const existing = this.pending.get(clientId, seq);
     if (existing) return existing.join(done); // the same request retried here: one answer for both
-    const entry = new PendingEntry(this.pending, clientId, seq, now() + timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done);
+    const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done);
     this.pending.add(entry);
+    this.undated.push(entry);
     this.stats.proposals++;
     this.proposalQueue.push({ clientId, seq, floor, payload: command });
     this.scheduleProposalFlush();
@@ -378,6 +381,8 @@ export class SynodReplica {
     this.proposalFlushScheduled = true;
     setImmediate(() => {
       this.proposalFlushScheduled = false;
+      this.pending.date(this.undated, now());
+      this.undated.length = 0;
       this.drain();
     });
   }

@@ -81,3 +81,39 @@ test('proposeWith: results through the callback, a pending retry answered once f
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a proposal without a quorum ends in OutcomeUnknownError after its timeoutMs, not before, and the replica goes on', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-propose-timeout-'));
+  const network = new MemoryNetwork();
+  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
+  const machines = [1, 2, 3].map(() => new CounterMachine());
+  // Long election timeouts: the leader stays leader while cut off, so only the proposal's own
+  // deadline can end it.
+  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
+  const replicas = await Promise.all(
+    [1, 2, 3].map((id) =>
+      SynodReplica.start({ id, clusterId: 'propose-timeout', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core }),
+    ),
+  );
+  try {
+    replicas[0]!.campaign();
+    const leader = await readyLeader(replicas);
+    const s = await leader.openSession();
+    assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 1, floor: 1 })), '1');
+    network.partition([[leader.id]]);
+    const t0 = performance.now();
+    const hung = new Promise<{ error: Error; result: null; calls: number }>((r) => setTimeout(() => r({ error: new Error('no answer within 5 s: the timeout never fired'), result: null, calls: 0 }), 5_000).unref());
+    const cut = await Promise.race([proposeWith(leader, 'a:1', { clientId: s, seq: 2, floor: 1, timeoutMs: 400 }), hung]);
+    const waited = performance.now() - t0 - 50; // the helper answers 50 ms after the callback
+    assert.equal((cut.error as { code?: string } | null)?.code, 'SYNOD_OUTCOME_UNKNOWN', `error: ${cut.error}`);
+    assert.match(cut.error!.message, /proposal timeout/);
+    assert.ok(waited >= 390 && waited < 3_000, `ended after ${waited.toFixed(0)} ms`);
+    // Healed: the same (clientId, seq) again is applied at most once.
+    network.heal();
+    assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 2, floor: 1, timeoutMs: 10_000 })), '2');
+    assert.equal(machines[leader.id - 1]!.total, 2);
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
