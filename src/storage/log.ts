@@ -82,7 +82,11 @@ export interface LogStore {
   readonly backend: LogBackend;
   readonly dir: string;
   readonly recovery: RecoveryInfo;
-  /** Buffers a record and returns its LSN. Synchronous, no I/O. Throws StorageError if the store failed. */
+  /**
+   * Buffers a record and returns its LSN. Synchronous, no I/O. Throws StorageError if the store
+   * failed. The store owns `record.payload` from here on: do not modify it afterwards (the file
+   * and pmem logs copy it into their buffers, the memory log keeps it; reads return copies).
+   */
   tentativelyAppend(record: LogRecord): number;
   /** Resolves with the last durable LSN once every record appended before the call is durable. */
   commit(): Promise<number>;

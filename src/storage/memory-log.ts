@@ -68,7 +68,7 @@ export class MemoryLog implements LogStore {
     const problem = validateRecord(record, this.payloadBytesMax);
     if (problem) throw misuse(problem);
     const lsn = this.nextLsn++;
-    this.tentative.push({ lsn, type: record.type, slot: record.slot, ballot: record.ballot, payload: record.payload.slice() });
+    this.tentative.push({ lsn, type: record.type, slot: record.slot, ballot: record.ballot, payload: record.payload }); // owned from here (LogStore.tentativelyAppend); reads hand out copies
     this.counters.appends++;
     return lsn;
   }

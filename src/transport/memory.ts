@@ -1,7 +1,8 @@
 // MemoryTransport: the PeerTransport interface inside one process, for tests.
 //
-// Transports join a MemoryNetwork. A frame sent is copied (the sender may reuse its buffer, as
-// over TCP) and delivered on a later event-loop turn: the network keeps one FIFO of deliveries
+// Transports join a MemoryNetwork. A frame sent is handed over, not copied (PeerTransport.send:
+// the transport owns it, as TCP does with the large frames it writes by reference), and delivered
+// on a later event-loop turn: the network keeps one FIFO of deliveries
 // and drains it from a single setImmediate, so per-pair order holds and a ping-pong between two
 // handlers cannot starve timers (it would with microtasks). Frames sent during a delivery turn go
 // to the next turn.
@@ -186,7 +187,7 @@ export class MemoryTransport implements PeerTransport {
       peer.droppedFrames++;
       return;
     }
-    if (!this.network.post(this, to, frame.slice())) {
+    if (!this.network.post(this, to, frame)) {
       peer.droppedFrames++;
       return;
     }

@@ -84,6 +84,16 @@ export function logCompliance(factory: LogFactory): void {
     await again.close();
   });
 
+  withLog('reads hand out copies: changing what a read returned does not change the log', async (dir) => {
+    const log = await factory.open(dir, small);
+    log.tentativelyAppend(makeRecord(1, 40));
+    await log.commit();
+    const [first] = await log.read(1);
+    first!.payload.fill(0xee);
+    sameRecord((await log.read(1))[0]!, makeRecord(1, 40), 1);
+    await log.close();
+  });
+
   withLog('uncommitted appends are gone after close/reopen', async (dir) => {
     const log = await factory.open(dir, small);
     log.tentativelyAppend(makeRecord(1));
