@@ -92,6 +92,14 @@ export class ByteTable {
   private orderGen = 0;
   /** Set on a clone: this table's orderGen and the lengths of its added and removed lists when the clone was taken. */
   private cloneOf: { table: ByteTable; gen: number; added: number; removed: number } | null = null;
+  /**
+   * The arrays of the last clone, given back by its releaseClone(): the next clone copies into
+   * them. Fresh memory costs a page fault and zeroing per 4 KiB: copying 130 MB into new arrays
+   * took 60–90 ms (200–400 ms in a replica under load), into these ~12 ms.
+   */
+  private clonePool: ClonePool = EMPTY_POOL;
+  /** Set on a clone: the table its arrays go back to (releaseClone). */
+  private poolOwner: ByteTable | null = null;
 
   /** The options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
   constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number } = {}) {
@@ -525,10 +533,13 @@ export class ByteTable {
   }
 
   /**
-   * A copy of the table as it is now, for a snapshot serialised while this one goes on changing.
-   * Every array is copied (~the state's size in memcpy); the key order is not computed here but
-   * by the clone (sortedInSteps(), between the chunks of the snapshot), and handed back with
-   * adoptOrder(). So the pause is the copy alone, however many keys were added since the last sort.
+   * A read-only copy of the table as it is now, for a snapshot serialised while this one goes on
+   * changing: the records and entry fields are copied (~the state's size in memcpy, into the last
+   * clone's arrays when it was released: releaseClone), the hash index is not (the clone is read
+   * in key order and by entry id; its find() finds nothing, and it must not be written). The key
+   * order is not computed here but by the clone (sortedInSteps(), between the chunks of the
+   * snapshot), and handed back with adoptOrder(). So the pause is the copy alone, however many
+   * keys were added since the last sort.
    */
   clone(): ByteTable {
     if (this.order === null) {
@@ -538,16 +549,27 @@ export class ByteTable {
       this.order = new Int32Array(0);
       this.orderGen++;
     }
+    const pool = this.clonePool;
+    this.clonePool = EMPTY_POOL; // the clone holds these arrays until it is released
     const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes, deferredIdsMin: this.deferredIdsMin, sortRun: this.sortRun, sortStep: this.sortStep });
-    c.index = this.index.slice();
-    c.mask = this.mask;
-    c.meta = this.meta.slice();
+    // No hash index: the clone is read by key order and entry id only (its find() finds nothing).
+    c.meta = copyInto(pool.meta, this.meta, this.entryTop * META_STRIDE);
     c.entryTop = this.entryTop;
     c.freeIds = this.freeIds.slice();
-    c.pages = this.pages.map((page, p) => (page.length === 0 ? page : page.slice(0, this.pageUsed[p])));
-    c.views = c.pages.map((page) => (page.length === 0 ? EMPTY_VIEW : new DataView(page.buffer)));
-    // The copies are trimmed to what is used: the clone is for reading (a write may reallocate).
-    c.pageUsed = c.pages.map((page) => page.length);
+    // Regular pages are copied into full-size arrays (the pool's, or new ones that the pool then
+    // keeps); a page of its own for a large record, trimmed to what is used. The clone is for
+    // reading: its bytes past pageUsed are stale and never read.
+    let spare = pool.pages.length;
+    c.pages = this.pages.map((page, p) => {
+      if (page.length === 0) return page;
+      const used = this.pageUsed[p]!;
+      if (page.length !== this.pageBytes) return page.slice(0, used);
+      const into = spare > 0 ? pool.pages[--spare]! : new Uint8Array(this.pageBytes);
+      into.set(used === page.length ? page : page.subarray(0, used));
+      return into;
+    });
+    c.views = c.pages.map((page) => (page.length === 0 ? EMPTY_VIEW : new DataView(page.buffer, page.byteOffset, page.byteLength)));
+    c.pageUsed = this.pageUsed.slice();
     c.pageGarbage = this.pageGarbage.slice();
     c.freePages = this.freePages.slice();
     c.bumpPage = -1;
@@ -560,11 +582,28 @@ export class ByteTable {
     c.removed = this.removed.slice();
     c.removedMark = this.removedMark.slice();
     c.cloneOf = { table: this, gen: this.orderGen, added: this.added.length, removed: this.removed.length };
+    c.poolOwner = this;
     return c;
+  }
+
+  /**
+   * A clone whose reading is over gives its arrays back to the table it was taken from, for the
+   * next clone to copy into. The clone must not be used afterwards (it is emptied).
+   */
+  releaseClone(): void {
+    const owner = this.poolOwner;
+    if (owner === null) return;
+    this.poolOwner = null;
+    owner.clonePool = { meta: this.meta, pages: this.pages.filter((page) => page.length === owner.pageBytes) };
+    this.meta = new Int32Array(0);
+    this.pages = [];
+    this.views = [];
+    this.pageUsed = [];
   }
 
   /** Removes every key. */
   clear(): void {
+    this.clonePool = EMPTY_POOL;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
     this.entryTop = 0;
@@ -793,4 +832,23 @@ function compareKeys(va: DataView, aa: number, na: number, vb: DataView, ab: num
     if (d !== 0) return d;
   }
   return na - nb;
+}
+
+interface ClonePool {
+  meta: Int32Array | null;
+  pages: Uint8Array[];
+}
+
+const EMPTY_POOL: ClonePool = { meta: null, pages: [] };
+
+/**
+ * The first `used` elements of `from` at the start of `into` if that is long enough (a clone reads
+ * entry ids below entryTop only, so what follows is never read), else in a new array with a
+ * quarter more room, so that the next clones of a growing table still fit.
+ */
+function copyInto(into: Int32Array | null, from: Int32Array, used: number): Int32Array {
+  const part = used === from.length ? from : from.subarray(0, used);
+  if (into === null || into.length < used) into = new Int32Array(Math.min(from.length, Math.ceil(used * 1.25)));
+  into.set(part);
+  return into;
 }

@@ -161,8 +161,10 @@ export class KvMachine implements StateMachine {
   snapshotStream(): Iterable<Uint8Array> {
     const clone = this.table.clone();
     // The clone sorts the keys added since the last snapshot in steps (an empty chunk between two:
-    // the runtime lets the event loop run there), then this table takes the order it found.
-    return serialize(clone, SNAPSHOT_CHUNK_BYTES, () => this.table.adoptOrder(clone));
+    // the runtime lets the event loop run there), then this table takes the order it found; when
+    // the stream ends (or is abandoned with return()), the clone's arrays go back to this table's
+    // pool for the next clone.
+    return streamClone(clone, () => this.table.adoptOrder(clone));
   }
 
   restore(snapshot: Uint8Array): void {
@@ -361,6 +363,14 @@ function* serialize(t: ByteTable, chunkBytes: number, sorted?: () => void): Gene
   }
   out.finish();
   while (out.ready.length > 0) yield out.ready.shift()!;
+}
+
+function* streamClone(clone: ByteTable, adopt: () => void): Generator<Uint8Array> {
+  try {
+    yield* serialize(clone, SNAPSHOT_CHUNK_BYTES, adopt);
+  } finally {
+    clone.releaseClone(); // the chunks are copies: nothing yielded reads the clone's arrays
+  }
 }
 
 /** Bytes into fixed-size chunks (the last one shorter); completed chunks wait in `ready`. */

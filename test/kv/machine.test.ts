@@ -216,6 +216,15 @@ test('property: snapshotStream() gives snapshot()\'s bytes, from the state when 
       const copy = new KvMachine({ valueBytesMax: 2 << 20 });
       copy.restore(Buffer.concat(chunks));
       assert.deepEqual(Buffer.from(copy.snapshot()), Buffer.from(expected));
+      // A second stream copies into the first one's arrays (the clone pool): the same holds.
+      const expected2 = m.snapshot();
+      const chunks2: Uint8Array[] = [];
+      let j = 0;
+      for (const chunk of m.snapshotStream()) {
+        chunks2.push(chunk.slice());
+        for (let k = 0; k < 3 && j < before.length; k++) m.apply(encodeCommand(before[j++]!), ctx);
+      }
+      assert.deepEqual(Buffer.concat(chunks2), Buffer.from(expected2));
     }),
     { numRuns: 60 },
   );
@@ -237,4 +246,28 @@ test('snapshotStream() after restore(): the restored keys are in order already, 
   const fresh = new KvMachine();
   for (let i = 0; i < 60_000; i++) fresh.apply(encodeCommand({ op: 'put', key: keyOf(i), value: keyOf(i) }), ctx);
   assert.ok([...fresh.snapshotStream()].filter((c) => c.length === 0).length >= 10);
+});
+
+test('snapshot streams one after another and one abandoned midway: each has the bytes of its moment (the clones share pooled arrays only one at a time)', () => {
+  const m = new KvMachine();
+  const put = (i: number, v: string) => m.apply(encodeCommand({ op: 'put', key: new TextEncoder().encode(`k${String(i).padStart(6, '0')}`), value: new TextEncoder().encode(v) }), ctx);
+  for (let i = 0; i < 30_000; i++) put(i, `first-${i}-${'x'.repeat(i % 200)}`);
+  for (let round = 0; round < 4; round++) {
+    const expected = m.snapshot();
+    const stream = m.snapshotStream()[Symbol.iterator]();
+    const chunks: Uint8Array[] = [];
+    for (let r = stream.next(), k = 0; !r.done; r = stream.next(), k++) {
+      chunks.push(r.value.slice());
+      for (let n = 0; n < 50; n++) put(((k * 50 + n) * 7919 + round * 13) % 40_000, `round-${round}-${k}-${n}`); // overwrites, moves, new keys
+      if (k === 0) {
+        // Meanwhile another stream of the changed state, abandoned after two chunks (return()): its
+        // clone must have arrays of its own, and it gives them back for the next round's clone.
+        const abandon = m.snapshotStream()[Symbol.iterator]();
+        abandon.next();
+        abandon.next();
+        abandon.return?.(undefined);
+      }
+    }
+    assert.deepEqual(Buffer.concat(chunks), Buffer.from(expected), `round ${round}`);
+  }
 });
