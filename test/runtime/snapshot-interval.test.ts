@@ -1,8 +1,8 @@
 // The bytes interval between snapshots is at least twice the latest snapshot's size: a snapshot
 // writes the whole state, so with a large state and a small fixed interval most of the work would
 // be snapshots. Here the state's snapshot is 200 KiB and the configured interval 4 KiB: 400 KiB of
-// commands make one after every few KiB at the fixed interval (as fast as they can be written: 8
-// in one run), and one or two with the rule.
+// commands make one after every few KiB at the fixed interval (as fast as they can be written:
+// 17-18 in a run with the rule taken out), and one or two with the rule.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { setContracts } from '../../src/core/contracts.js';
 import type { StateMachine } from '../../src/runtime/api.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
-import { readyLeader } from './wait.js';
+import { readyLeader, sleep, until } from './wait.js';
 
 setContracts(true);
 
@@ -43,7 +43,16 @@ async function snapshotsAfter(commands: number, commandBytes: number): Promise<n
   try {
     await readyLeader([r]);
     const command = new Uint8Array(commandBytes);
-    for (let i = 0; i < commands; i++) await r.propose(command);
+    for (let i = 0; i < commands; i++) {
+      await r.propose(command);
+      // The first snapshot (after 4 KiB) sets the interval from its size: wait for it to be
+      // written, or on a slow disk the proposals can outrun it and the rule is never exercised
+      // (and the final takeSnapshot() below would only return that first one).
+      if (i === 8) await until('the first snapshot written', () => r.counters().snapshotsTaken >= 1);
+      // Pauses, so that a snapshot that is due (as one would be every 4 KiB without the rule) has
+      // time to be written before the next is decided: proposals are faster than snapshot files.
+      if (i % 50 === 49) await sleep(250);
+    }
     await r.takeSnapshot().catch(() => undefined); // let one in flight finish
     return r.counters().snapshotsTaken;
   } finally {
