@@ -11,6 +11,7 @@
 // Prints committed commands per second and CPU µs per command (the whole process) per round, and
 // the median. Every command is answered (checked), and every replica applies every command
 // (checked at the end: the counts agree).
+import { numberArg } from './args.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,20 +20,12 @@ import type { ApplyContext, StateMachine } from '../src/runtime/api.js';
 import { MemoryNetwork } from '../src/transport/memory.js';
 import { electionCore } from '../src/cli/start.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v < 1) throw new RangeError(`--${name} needs a number >= 1`);
-  return v;
-}
-
-const replicas = arg('replicas', 3);
-const lanes = arg('lanes', 1024);
-const clients = Math.min(arg('clients', 16), lanes);
-const commandBytes = arg('bytes', 100);
-const seconds = arg('seconds', 5);
-const rounds = arg('rounds', 3);
+const replicas = numberArg('replicas', 3, 1);
+const lanes = numberArg('lanes', 1024, 1);
+const clients = Math.min(numberArg('clients', 16, 1), lanes);
+const commandBytes = numberArg('bytes', 100, 1);
+const seconds = numberArg('seconds', 5, 1);
+const rounds = numberArg('rounds', 3, 1);
 
 const OK = Uint8Array.of(0);
 

@@ -7,23 +7,16 @@
 //   npm run bench:kv-apply -- [--keys 100000] [--batch 300] [--value 64] [--evict-mib 16] [--rounds 7] [--no-prefetch]
 //
 // Run the built script of two checkouts alternately to compare them (BENCHMARKS.md).
+import { numberArg } from './args.js';
 import { KvMachine } from '../src/kv/machine.js';
 import { encodeCommand } from '../src/kv/codec.js';
 import type { StateMachine } from '../src/runtime/api.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v < 0) throw new RangeError(`--${name} needs a number >= 0`);
-  return v;
-}
-
-const keys = arg('keys', 100_000);
-const batch = Math.max(1, arg('batch', 300));
-const valueBytes = arg('value', 64);
-const evictMiB = arg('evict-mib', 16);
-const rounds = Math.max(1, arg('rounds', 7));
+const keys = numberArg('keys', 100_000);
+const batch = Math.max(1, numberArg('batch', 300));
+const valueBytes = numberArg('value', 64);
+const evictMiB = numberArg('evict-mib', 16);
+const rounds = Math.max(1, numberArg('rounds', 7));
 const commandsPerRound = 600_000;
 const usePrefetch = !process.argv.includes('--no-prefetch');
 

@@ -90,7 +90,7 @@ export class ByteTable {
   private added: number[] = [];
   /** Changes whenever order, added and removed are rebuilt or reset: a clone's order is adopted only if this has not changed since it was taken. */
   private orderGen = 0;
-  /** Set on a clone: this table's orderGen and the lengths of its added and removed lists when the clone was taken. */
+  /** Set on a clone until releaseClone(): the table it copies, that table's orderGen and the lengths of its added and removed lists when the clone was taken. */
   private cloneOf: { table: ByteTable; gen: number; added: number; removed: number } | null = null;
   /**
    * The arrays of the last clone, given back by its releaseClone(): the next clone copies into
@@ -98,8 +98,6 @@ export class ByteTable {
    * took 60–90 ms (200–400 ms in a replica under load), into these ~12 ms.
    */
   private clonePool: ClonePool = EMPTY_POOL;
-  /** Set on a clone: the table its arrays go back to (releaseClone). */
-  private poolOwner: ByteTable | null = null;
 
   /** The options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
   constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number } = {}) {
@@ -393,8 +391,7 @@ export class ByteTable {
     this.removed.splice(0, from.removed);
     this.added.splice(0, from.added);
     this.order = clone.order;
-    this.orderGen++;
-    clone.cloneOf = null;
+    this.orderGen++; // a second adoption of the same clone finds another generation: nothing
   }
 
   /** Forgets the key order (rebuilt by a full sort when next asked); deferred ids become free. */
@@ -555,7 +552,6 @@ export class ByteTable {
     // No hash index: the clone is read by key order and entry id only (its find() finds nothing).
     c.meta = copyInto(pool.meta, this.meta, this.entryTop * META_STRIDE);
     c.entryTop = this.entryTop;
-    c.freeIds = this.freeIds.slice();
     // Regular pages are copied into full-size arrays (the pool's, or new ones that the pool then
     // keeps); a page of its own for a large record, trimmed to what is used. The clone is for
     // reading: its bytes past pageUsed are stale and never read.
@@ -570,19 +566,14 @@ export class ByteTable {
     });
     c.views = c.pages.map((page) => (page.length === 0 ? EMPTY_VIEW : new DataView(page.buffer, page.byteOffset, page.byteLength)));
     c.pageUsed = this.pageUsed.slice();
-    c.pageGarbage = this.pageGarbage.slice();
-    c.freePages = this.freePages.slice();
-    c.bumpPage = -1;
+    // Nothing of the allocator (free ids and pages, garbage counts): the clone is never written.
     c.live = this.live;
     c.liveBytes = this.liveBytes;
-    c.recordBytes = this.recordBytes;
-    c.garbageBytes = this.garbageBytes;
     c.order = this.order; // never written in place (a new array replaces it), so shared
     c.added = this.added.slice();
     c.removed = this.removed.slice();
     c.removedMark = this.removedMark.slice();
     c.cloneOf = { table: this, gen: this.orderGen, added: this.added.length, removed: this.removed.length };
-    c.poolOwner = this;
     return c;
   }
 
@@ -591,9 +582,9 @@ export class ByteTable {
    * next clone to copy into. The clone must not be used afterwards (it is emptied).
    */
   releaseClone(): void {
-    const owner = this.poolOwner;
-    if (owner === null) return;
-    this.poolOwner = null;
+    if (this.cloneOf === null) return;
+    const owner = this.cloneOf.table;
+    this.cloneOf = null;
     owner.clonePool = { meta: this.meta, pages: this.pages.filter((page) => page.length === owner.pageBytes) };
     this.meta = new Int32Array(0);
     this.pages = [];

@@ -149,7 +149,7 @@ export class KvMachine implements StateMachine {
 
   snapshot(): Uint8Array {
     // serialize() in one chunk of the whole size: the same encoder as snapshotStream()'s.
-    const [bytes] = serialize(this.table, Number.MAX_SAFE_INTEGER);
+    const [bytes] = serialize(this.table, this.table.sorted(), Number.MAX_SAFE_INTEGER);
     return bytes!;
   }
 
@@ -326,28 +326,8 @@ function compareRanges(buf: Uint8Array, a: number, an: number, b: number, bn: nu
 
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
-const NO_BYTES = new Uint8Array(0);
-
-/**
- * The snapshot's bytes from `t` (magic, count, then each key and value in key order), in chunks of
- * `chunkBytes` (the last one shorter). With `sorted`, the key order is computed in steps first, an
- * empty chunk yielded between two (see StateMachine.snapshotStream), and `sorted` called after.
- */
-function* serialize(t: ByteTable, chunkBytes: number, sorted?: () => void): Generator<Uint8Array> {
-  let ids: Int32Array;
-  if (sorted) {
-    const steps = t.sortedInSteps();
-    for (let r = steps.next(); ; r = steps.next()) {
-      if (r.done) {
-        ids = r.value;
-        break;
-      }
-      yield NO_BYTES;
-    }
-    sorted();
-  } else {
-    ids = t.sorted();
-  }
+/** The snapshot's bytes from `t` (magic, count, then each key and value in the order `ids`), in chunks of `chunkBytes` (the last one shorter). */
+function* serialize(t: ByteTable, ids: Int32Array, chunkBytes: number): Generator<Uint8Array> {
   const out = new ChunkedOut(8 + 8 * ids.length + t.bytes, chunkBytes);
   out.u32(SNAPSHOT_MAGIC);
   out.u32(ids.length);
@@ -365,9 +345,20 @@ function* serialize(t: ByteTable, chunkBytes: number, sorted?: () => void): Gene
   while (out.ready.length > 0) yield out.ready.shift()!;
 }
 
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * snapshotStream()'s chunks from a clone: its key order computed in steps first, an empty chunk
+ * yielded between two (see StateMachine.snapshotStream), then `adopt`, then serialize(). The
+ * clone's arrays go back to its table at the end, or when the stream is abandoned (return()).
+ */
 function* streamClone(clone: ByteTable, adopt: () => void): Generator<Uint8Array> {
   try {
-    yield* serialize(clone, SNAPSHOT_CHUNK_BYTES, adopt);
+    const steps = clone.sortedInSteps();
+    let r = steps.next();
+    for (; !r.done; r = steps.next()) yield NO_BYTES;
+    adopt();
+    yield* serialize(clone, r.value, SNAPSHOT_CHUNK_BYTES);
   } finally {
     clone.releaseClone(); // the chunks are copies: nothing yielded reads the clone's arrays
   }
