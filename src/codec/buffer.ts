@@ -262,6 +262,16 @@ export class Reader {
     return new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
   }
 
+  /** lengthPrefixed() without the view: checks the length and moves past the bytes; returns the length. */
+  skipLengthPrefixed(lengthMax: number, what: string): number {
+    const start = this.offset;
+    const length = this.varint(what);
+    if (length > lengthMax) throw new CodecError('SYNOD_CODEC_TOO_LARGE', `${what}: ${length} bytes above the limit ${lengthMax}`, start);
+    if (length > this.end - this.offset) this.truncated(what, length);
+    this.offset += length;
+    return length;
+  }
+
   /** Asserts that the input was consumed exactly. */
   expectEnd(what: string): void {
     if (this.offset !== this.end) {

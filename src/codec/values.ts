@@ -65,6 +65,110 @@ export function readReplicaId(reader: Reader, what: string): ReplicaId {
 // ---------------------------------------------------------------- values
 
 /**
+ * A batch value as decoded from bytes (a received accept, a log record, a catch-up reply): it
+ * keeps its encoding, checked in full when decoded, instead of one Command object and one payload
+ * view per command. On a follower a slot's value lives from its accept until it is applied, and
+ * per-command objects held that long were most of what V8's young generation had to copy and
+ * promote (docs/performance.md, session 7). `commands` builds the Command objects on first use
+ * (the core merging a value, the simulator, contracts); the runtime's apply loop reads the bytes
+ * with a BatchCursor and builds nothing but each command's payload view. The encoding is what the
+ * log record and forwarded accepts copy. Immutable, like every value, and so are the bytes it
+ * views (received frames and read buffers are never reused).
+ */
+export class DecodedBatch {
+  readonly kind = 'batch' as const;
+  private decoded: Command[] | null = null;
+
+  constructor(
+    /** The value's whole encoding, kind byte first. */
+    readonly encoded: Uint8Array,
+    /** Where the first command starts in `encoded`. */
+    readonly commandsOffset: number,
+    readonly count: number,
+    /** Sum of the payload lengths (what valueBytes() reports). */
+    readonly payloadBytes: number,
+    readonly timeMs: number | undefined,
+    readonly last: true | undefined,
+  ) {}
+
+  get commands(): Command[] {
+    if (this.decoded !== null) return this.decoded;
+    const commands: Command[] = new Array(this.count);
+    const cursor = new BatchCursor();
+    cursor.start(this);
+    for (let i = 0; i < this.count; i++) {
+      cursor.next(true);
+      commands[i] = { clientId: cursor.clientId, seq: cursor.seq, floor: cursor.floor, payload: cursor.payload };
+    }
+    return (this.decoded = commands);
+  }
+
+  /** Whether `commands` was asked for (its objects exist: reading them costs nothing more). */
+  get hasCommands(): boolean {
+    return this.decoded !== null;
+  }
+}
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/**
+ * Reads a DecodedBatch's commands one after another into its own fields: one object for every
+ * batch, not one per command. It is the current command only until next(): whoever keeps a
+ * command keeps its fields (or the payload, a view of the batch's bytes), never the cursor.
+ * The bytes were checked when the batch was decoded, so reading cannot fail here.
+ */
+export class BatchCursor implements Command {
+  clientId = 0;
+  seq = 0;
+  floor = 0;
+  /** The current command's payload: a view of the batch's bytes, or what next(false)'s caller put here. */
+  payload: Uint8Array = EMPTY_PAYLOAD;
+  private bytes: Uint8Array = EMPTY_PAYLOAD;
+  private offset = 0;
+
+  start(batch: DecodedBatch): void {
+    this.bytes = batch.encoded;
+    this.offset = batch.commandsOffset;
+  }
+
+  /** Moves to the next command; with `view` false the payload is not made (the caller sets it). */
+  next(view: boolean): void {
+    this.clientId = this.varint();
+    this.seq = this.varint();
+    this.floor = this.varint();
+    const length = this.varint();
+    const offset = this.offset;
+    this.offset = offset + length;
+    if (view) {
+      const bytes = this.bytes;
+      this.payload = new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
+    }
+  }
+
+  /** Ends the batch: drops its bytes and the last payload, so that the cursor keeps neither alive. */
+  finish(): void {
+    this.bytes = EMPTY_PAYLOAD;
+    this.payload = EMPTY_PAYLOAD;
+  }
+
+  /** A canonical varint, already checked by the decode. */
+  private varint(): number {
+    const bytes = this.bytes;
+    let offset = this.offset;
+    let byte = bytes[offset++]!;
+    let value = byte & 0x7f;
+    let scale = 0x80;
+    while (byte >= 0x80) {
+      byte = bytes[offset++]!;
+      value += (byte & 0x7f) * scale;
+      scale *= 0x80;
+    }
+    this.offset = offset;
+    return value;
+  }
+}
+
+/**
  * The encoding of a batch value, once known: written by the first encode (the leader's log
  * record) or kept from the decode (a follower's received accept, a view of the frame), and
  * copied as bytes from then on: the leader's accepts to each follower and a follower's log
@@ -76,6 +180,10 @@ const encodedBatches = new WeakMap<Value, Uint8Array>();
 const CACHED_BATCH_COMMANDS_MIN = 4;
 
 export function preencodeValue(sizer: Sizer, value: Value): void {
+  if (value instanceof DecodedBatch) {
+    sizer.fixed(value.encoded.length);
+    return;
+  }
   if (value.kind === 'batch' && value.commands.length >= CACHED_BATCH_COMMANDS_MIN) {
     const cached = encodedBatches.get(value);
     if (cached !== undefined) {
@@ -117,6 +225,10 @@ export function preencodeValue(sizer: Sizer, value: Value): void {
 }
 
 export function writeValue(writer: Writer, value: Value): void {
+  if (value instanceof DecodedBatch) {
+    writer.raw(value.encoded);
+    return;
+  }
   switch (value.kind) {
     case 'noop':
       writer.u8(VALUE_KIND_NOOP);
@@ -170,27 +282,21 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
     case VALUE_KIND_STAMPED_BATCH:
     case VALUE_KIND_STAMPED_LAST_BATCH: {
       const stamped = kind >= VALUE_KIND_STAMPED_BATCH;
-      const timeMs = stamped ? reader.varint('timeMs') : 0;
+      const timeMs = stamped ? reader.varint('timeMs') : undefined;
       const count = reader.count(limits.commandsMax, COMMAND_BYTES_MIN, 'command count');
-      const commands: Command[] = new Array(count);
+      const start = reader.offset;
+      // Checked here, in full, so that reading the commands later cannot fail; nothing allocated per command.
+      const payloadBytesMax = limits.payloadBytesMax;
+      let payloadBytes = 0;
       for (let i = 0; i < count; i++) {
-        const clientId = reader.varint('clientId');
-        const seq = reader.varint('seq');
-        const floor = reader.varint('floor');
-        const payload = reader.lengthPrefixed(limits.payloadBytesMax, 'payload length');
-        commands[i] = { clientId, seq, floor, payload };
+        reader.varint('clientId');
+        reader.varint('seq');
+        reader.varint('floor');
+        payloadBytes += reader.skipLengthPrefixed(payloadBytesMax, 'payload length');
       }
       const last = kind === VALUE_KIND_LAST_BATCH || kind === VALUE_KIND_STAMPED_LAST_BATCH;
-      // The same property order as the core's values (kind, commands, timeMs, last): one shape.
-      const value: Value = stamped
-        ? last
-          ? { kind: 'batch', commands, timeMs, last: true }
-          : { kind: 'batch', commands, timeMs }
-        : last
-          ? { kind: 'batch', commands, last: true }
-          : { kind: 'batch', commands };
-      if (count >= CACHED_BATCH_COMMANDS_MIN) encodedBatches.set(value, reader.bytes.subarray(offset, reader.offset));
-      return value;
+      const bytes = reader.bytes;
+      return new DecodedBatch(bytes.subarray(offset, reader.offset), start - offset, count, payloadBytes, timeMs, last ? true : undefined);
     }
     case VALUE_KIND_CONFIG: {
       const countOffset = reader.offset;
@@ -293,6 +399,7 @@ export function valueKey(value: Value): string {
 /** Total payload bytes of a value (0 for noop and config). */
 export function valueBytes(value: Value): number {
   if (value.kind !== 'batch') return 0;
+  if (value instanceof DecodedBatch) return value.payloadBytes;
   const commands = value.commands;
   let total = 0;
   for (let i = 0; i < commands.length; i++) total += commands[i]!.payload.length;

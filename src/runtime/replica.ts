@@ -16,6 +16,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
+import { BatchCursor, DecodedBatch } from '../codec/values.js';
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { SeqMap } from '../core/seq-map.js';
@@ -105,8 +106,6 @@ export class SynodReplica {
   /** Command payload bytes applied since start, and that figure when the last snapshot was taken. */
   private appliedPayloadBytes = 0;
   private snapshotPayloadBytes = 0;
-  /** applySlot()'s list of a slot's commands for StateMachine.prefetch (reused, emptied after each call). */
-  private readonly prefetchPayloads: Uint8Array[] = [];
   /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
   private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
   /** Proposals of this event-loop turn, whose timeouts start at the next proposal flush (PendingTable.date). */
@@ -978,46 +977,35 @@ export class SynodReplica {
       // The batch's stamp moves the session clock (expiring idle sessions) before anything runs.
       const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
-      if (this.sm.prefetch !== undefined && value.commands.length > 1) {
-        const payloads = this.prefetchPayloads;
-        for (const cmd of value.commands) payloads.push(cmd.payload);
-        this.sm.prefetch(payloads);
-        payloads.length = 0;
-      }
-      for (const cmd of value.commands) {
-        this.appliedPayloadBytes += cmd.payload.length; // for snapshotIntervalBytes
-        if (cmd.clientId === INTERNAL_CLIENT) {
-          const registered = isRegisterCommand(cmd) ? encodeSessionId(this.sessions.register()) : this.applyInternal(cmd.payload);
-          this.pending.get(cmd.clientId, cmd.seq)?.resolve(registered);
-          continue;
-        }
-        const outcome = this.sessions.check(cmd);
-        let result: Uint8Array | null;
-        if (outcome.kind === 'execute') {
-          const context = this.applyContext; // one object, refilled: no allocation per command
-          context.slot = slot;
-          context.clientId = cmd.clientId;
-          context.seq = cmd.seq;
-          context.timeMs = timeMs;
-          try {
-            result = this.sm.apply(cmd.payload, context);
-          } catch (e) {
-            // A throwing apply leaves this replica's state unknown: it must not go on voting.
-            throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);
+      // A batch decoded from bytes (a follower's accept, a replayed record) is read with the cursor:
+      // no Command object per command, one payload view each (codec/values.ts, DecodedBatch).
+      // The cursor and the payload list are this call's own: an answer's callback may re-enter.
+      const commands = value instanceof DecodedBatch && !value.hasCommands ? null : value.commands;
+      const count = commands !== null ? commands.length : (value as DecodedBatch).count;
+      const cursor = commands === null ? new BatchCursor() : null;
+      let payloads: Uint8Array[] | null = null;
+      if (this.sm.prefetch !== undefined && count > 1) {
+        payloads = new Array<Uint8Array>(count);
+        if (commands !== null) for (let i = 0; i < count; i++) payloads[i] = commands[i]!.payload;
+        else {
+          cursor!.start(value as DecodedBatch);
+          for (let i = 0; i < count; i++) {
+            cursor!.next(true);
+            payloads[i] = cursor!.payload;
           }
-          this.sessions.record(cmd, result);
-          this.stats.commandsApplied++;
-        } else if (outcome.kind === 'duplicate') {
-          result = outcome.result;
-        } else {
-          result = null;
         }
-        const p = this.pending.size > 0 ? this.pending.get(cmd.clientId, cmd.seq) : undefined;
-        if (p) {
-          if (result !== null) p.resolve(result);
-          else if (outcome.kind === 'expired' && p.own) this.reproposeOwn(cmd, p);
-          else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
+        this.sm.prefetch(payloads);
+      }
+      if (cursor !== null) cursor.start(value as DecodedBatch);
+      for (let i = 0; i < count; i++) {
+        let cmd: Command;
+        if (cursor === null) cmd = commands![i]!;
+        else {
+          cursor.next(payloads === null);
+          if (payloads !== null) cursor.payload = payloads[i]!;
+          cmd = cursor;
         }
+        this.applyCommand(slot, timeMs, cmd);
       }
       this.sm.afterBatch?.(slot);
       if (value.last === true) this.stoppedAtSlot = slot; // a last request: nothing after it runs
@@ -1028,6 +1016,43 @@ export class SynodReplica {
     this.appliedSlot = slot;
     this.recentLog.applied(slot);
     this.stats.slotsApplied++;
+  }
+
+  /** Runs one command of a batch (at most once: the session table) and answers its proposer here. `cmd` may be the batch cursor: not kept. */
+  private applyCommand(slot: Slot, timeMs: number, cmd: Command): void {
+    this.appliedPayloadBytes += cmd.payload.length; // for snapshotIntervalBytes
+    if (cmd.clientId === INTERNAL_CLIENT) {
+      const registered = isRegisterCommand(cmd) ? encodeSessionId(this.sessions.register()) : this.applyInternal(cmd.payload);
+      this.pending.get(cmd.clientId, cmd.seq)?.resolve(registered);
+      return;
+    }
+    const outcome = this.sessions.check(cmd);
+    let result: Uint8Array | null;
+    if (outcome.kind === 'execute') {
+      const context = this.applyContext; // one object, refilled: no allocation per command
+      context.slot = slot;
+      context.clientId = cmd.clientId;
+      context.seq = cmd.seq;
+      context.timeMs = timeMs;
+      try {
+        result = this.sm.apply(cmd.payload, context);
+      } catch (e) {
+        // A throwing apply leaves this replica's state unknown: it must not go on voting.
+        throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);
+      }
+      this.sessions.record(cmd, result);
+      this.stats.commandsApplied++;
+    } else if (outcome.kind === 'duplicate') {
+      result = outcome.result;
+    } else {
+      result = null;
+    }
+    const p = this.pending.size > 0 ? this.pending.get(cmd.clientId, cmd.seq) : undefined;
+    if (p) {
+      if (result !== null) p.resolve(result);
+      else if (outcome.kind === 'expired' && p.own) this.reproposeOwn(cmd, p);
+      else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
+    }
   }
 
   /**

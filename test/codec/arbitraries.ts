@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { CodecError } from '../../src/codec/errors.js';
 import { crc32c } from '../../src/codec/crc32c.js';
+import { DecodedBatch } from '../../src/codec/values.js';
 import type { Command, Entry, Message, MessageType, Value } from '../../src/core/types.js';
 
 /** Varint boundaries: the last value of each byte length and the first of the next. */
@@ -64,6 +65,26 @@ export const messageByType: Record<MessageType, fc.Arbitrary<Message>> = {
 };
 
 export const message: fc.Arbitrary<Message> = fc.oneof(...Object.values(messageByType));
+
+/**
+ * A decoded message, entry or value as plain data, the way the core builds them: every
+ * DecodedBatch becomes { kind, commands, timeMs?, last? } with its commands read from its bytes.
+ * For structural comparisons, and for re-encoding without the batch's kept bytes (which would make
+ * a canonical-encoding check pass whatever the encoder does).
+ */
+export function plain<T>(x: T): T {
+  if (x instanceof DecodedBatch) {
+    const v: { kind: 'batch'; commands: Command[]; timeMs?: number; last?: true } = { kind: 'batch', commands: x.commands.map((c) => ({ ...c })) };
+    if (x.timeMs !== undefined) v.timeMs = x.timeMs;
+    if (x.last === true) v.last = true;
+    return v as T;
+  }
+  if (x instanceof Uint8Array || x === null || typeof x !== 'object') return x;
+  if (Array.isArray(x)) return x.map(plain) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(x)) out[k] = plain(v);
+  return out as T;
+}
 
 /** What decoding gives back: entries always carry `chosen` as a boolean. */
 export function normalizeEntry(e: Entry): Entry {
