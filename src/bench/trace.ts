@@ -116,12 +116,12 @@ export class StageTracer {
       () => diagnostics.unsubscribe('synod:kv:binary:reply', onReply),
       () => diagnostics.unsubscribe('synod:kv:binary:write', onWrite),
       // proposeWith: the binary server's path, and propose() calls it too.
-      wrap(replica as unknown as Wrappable, 'proposeWith', (orig) => (command: Uint8Array, options: { clientId?: number; seq?: number }, done: ProposalCallback) => {
+      wrap(replica as unknown as Wrappable, 'proposeWith', (orig) => (command: Uint8Array, options: { clientId?: number; seq?: number }, done: ProposalCallback, cookie?: unknown) => {
         const t = now();
         if (options.clientId !== undefined && options.seq !== undefined) this.proposedAt.set(`${options.clientId}:${options.seq}`, t);
         return orig(command, options, (error: Error | null, result: Uint8Array | null) => {
           if (error === null) stage('server', (now() - t) * 1000);
-          done(error, result);
+          done(error, result, cookie);
         });
       }),
       wrap(core, 'propose', (orig) => (batch: Array<{ clientId: number; seq: number }>, time: number) => {

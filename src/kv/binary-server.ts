@@ -24,6 +24,7 @@ import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
+import { u32be } from './codec.js';
 import type { KvMachine } from './machine.js';
 import {
   CONNECTION_REQUEST_ID,
@@ -253,17 +254,47 @@ export class KvBinaryServer {
     const send = (frame: Uint8Array) => {
       if (!socket.destroyed) out.write(frame);
     };
+    const answer = (status: number, requestId: number, body: Uint8Array) => {
+      const traced = replyChannel.hasSubscribers;
+      const t0 = traced ? performance.now() : 0;
+      done();
+      if (!socket.destroyed) out.writeResponse(status, requestId, body);
+      if (traced) replyChannel.publish(performance.now() - t0);
+    };
+    // Writes, the hot path, allocate no closure and no options object per request: one callback
+    // for every write of this connection, told apart by the request id (proposeWith's cookie);
+    // the options object is reused (proposeWith reads it before returning).
+    const writeOptions = { clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
+    const written = (e: Error | null, result: Uint8Array | null, requestId: number) => {
+      if (e === null) answer(ST_OK, requestId, result!);
+      else {
+        const [status, body] = this.errorReply(e, KIND_WRITE);
+        answer(status, requestId, body);
+      }
+    };
     const start = (req: Request) => {
       inflight++;
       if (inflight >= inflightMax) socket.pause();
       const requestId = req.requestId;
-      this.serve(req, (status, body) => {
-        const traced = replyChannel.hasSubscribers;
-        const t0 = traced ? performance.now() : 0;
-        done();
-        if (!socket.destroyed) out.writeResponse(status, requestId, body);
-        if (traced) replyChannel.publish(performance.now() - t0);
-      });
+      if (req.kind === KIND_WRITE) {
+        const refusal = this.refuseWrite(req.command);
+        if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
+        writeOptions.clientId = req.clientId;
+        writeOptions.seq = req.seq;
+        writeOptions.floor = req.floor;
+        writeOptions.timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
+        try {
+          // The command is a view of the socket read's chunk, which Node allocates fresh for each
+          // read (sized to what was read) and never reuses: no copy. The in-memory log keeps the
+          // view, so the chunk lives until its slot is compacted, like a copy would (the requests
+          // of one read ride in the same slot or the next).
+          this.o.replica.proposeWith(req.command, writeOptions, written, requestId);
+        } catch (e) {
+          written(e as Error, null, requestId);
+        }
+        return;
+      }
+      this.serve(req, (status, body) => answer(status, requestId, body));
     };
     const done = () => {
       inflight--;
@@ -274,6 +305,24 @@ export class KvBinaryServer {
         draining = false;
       }
       if (waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
+    };
+    /** One request frame, read where it lies in the socket's chunk (no view of the frame). */
+    const onFrame = (bytes: Uint8Array, from: number, to: number) => {
+      let req: Request;
+      try {
+        req = decodeRequest(bytes, from, to);
+      } catch (e) {
+        this.stats.badFrames++;
+        const rid = to - from >= 5 ? u32be(bytes, from + 1) : 0;
+        send(encodeResponse(ST_BAD_REQUEST, rid, new TextEncoder().encode((e as Error).message)));
+        return;
+      }
+      this.stats.requests++;
+      if (inflight >= inflightMax) {
+        waiting.push(req); // backpressure: reading is paused; this one starts when an answer goes out
+        return;
+      }
+      start(req);
     };
     socket.on('data', (chunk: Buffer) => {
       if (first) {
@@ -288,23 +337,7 @@ export class KvBinaryServer {
       const traced = readChannel.hasSubscribers;
       const t0 = traced ? performance.now() : 0;
       const requestsBefore = this.stats.requests;
-      const err = decoder.push(chunk, (payload) => {
-        let req: Request;
-        try {
-          req = decodeRequest(payload);
-        } catch (e) {
-          this.stats.badFrames++;
-          const rid = payload.length >= 5 ? new DataView(payload.buffer, payload.byteOffset).getUint32(1) : 0;
-          send(encodeResponse(ST_BAD_REQUEST, rid, new TextEncoder().encode((e as Error).message)));
-          return;
-        }
-        this.stats.requests++;
-        if (inflight >= inflightMax) {
-          waiting.push(req); // backpressure: reading is paused; this one starts when an answer goes out
-          return;
-        }
-        start(req);
-      });
+      const err = decoder.pushRanges(chunk, onFrame);
       if (traced && this.stats.requests > requestsBefore) readChannel.publish({ ms: performance.now() - t0, requests: this.stats.requests - requestsBefore });
       if (err) {
         this.stats.badFrames++;
@@ -340,24 +373,6 @@ export class KvBinaryServer {
       return;
     }
     try {
-      if (kind === KIND_WRITE) {
-        const refusal = this.o.machine.refuseEncoded(req.command);
-        if (refusal !== null) {
-          reply(ST_BAD_REQUEST, enc(refusal));
-          return;
-        }
-        if (!replica.isLeader()) {
-          reply(...this.notLeader(replica.leaderId()));
-          return;
-        }
-        const timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
-        // The command bytes are a view of the socket read's chunk, which Node allocates fresh for
-        // each read (sized to what was read) and never reuses: no copy. The in-memory log keeps
-        // the view, so the chunk lives until its slot is compacted, like a copy would (the
-        // requests of one read ride in the same slot or the next).
-        replica.proposeWith(req.command, { clientId: req.clientId, seq: req.seq, floor: req.floor, timeoutMs }, (e, result) => (e === null ? reply(ST_OK, result!) : fail(e)));
-        return;
-      }
       if (kind === KIND_READ) {
         if (req.consistency !== 'local' && !replica.isLeader()) {
           reply(...this.notLeader(replica.leaderId()));
@@ -371,6 +386,14 @@ export class KvBinaryServer {
       return;
     }
     throw new ProtocolError('unreachable');
+  }
+
+  /** Why a write is answered without being proposed (malformed or over a limit; not the leader), or null. */
+  private refuseWrite(command: Uint8Array): [number, Uint8Array] | null {
+    const refusal = this.o.machine.refuseEncoded(command);
+    if (refusal !== null) return [ST_BAD_REQUEST, enc(refusal)];
+    const replica = this.o.replica;
+    return replica.isLeader() ? null : this.notLeader(replica.leaderId());
   }
 
   private errorReply(e: unknown, kind: number): [number, Uint8Array] {

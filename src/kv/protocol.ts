@@ -99,33 +99,51 @@ function checkSessionNumber(name: string, x: number): void {
   if (!Number.isSafeInteger(x) || x < 0) throw new ProtocolError(`${name} must be a non-negative integer, got ${x}`);
 }
 
-/** Decodes a request payload (without the frame header). Throws ProtocolError; requestId is read first so the error can be answered. */
-export function decodeRequest(p: Uint8Array): Request {
-  if (p.length < 5) throw new ProtocolError(`request of ${p.length} bytes is shorter than its header`);
-  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  const kind = p[0]!;
-  const requestId = v.getUint32(1);
+/** Scratch for f64be(): the 8 bytes reversed (the host is little-endian, as Node's platforms are). */
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** The big-endian f64 at `at` (the caller has checked that 8 bytes are there), without a DataView per request. */
+function f64be(b: Uint8Array, at: number): number {
+  if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) F64_BYTES[i] = b[at + 7 - i]!;
+  else for (let i = 0; i < 8; i++) F64_BYTES[i] = b[at + i]!;
+  return F64[0]!;
+}
+
+/**
+ * Decodes a request payload (without the frame header): bytes [start, end) of `p`, so that a
+ * server reads each frame where it lies in the socket's chunk. Throws ProtocolError. The command
+ * or query is a view of `p`.
+ */
+export function decodeRequest(p: Uint8Array, start = 0, end = p.length): Request {
+  const length = end - start;
+  if (length < 5) throw new ProtocolError(`request of ${length} bytes is shorter than its header`);
+  const kind = p[start]!;
+  const requestId = u32be(p, start + 1);
   if (kind === KIND_WRITE) {
-    if (p.length < 33) throw new ProtocolError('truncated WRITE header');
-    const clientId = v.getFloat64(5);
-    const seq = v.getFloat64(13);
-    const floor = v.getFloat64(21);
+    if (length < 33) throw new ProtocolError('truncated WRITE header');
+    const clientId = f64be(p, start + 5);
+    const seq = f64be(p, start + 13);
+    const floor = f64be(p, start + 21);
     checkSessionNumber('clientId', clientId);
     checkSessionNumber('seq', seq);
     checkSessionNumber('floor', floor);
     if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
-    return { kind, requestId, clientId, seq, floor, timeoutMs: v.getUint32(29), command: p.subarray(33) };
+    // A plain view (not Buffer.subarray(): no species lookup, ~2x faster per request).
+    const command = new Uint8Array(p.buffer, p.byteOffset + start + 33, length - 33);
+    return { kind, requestId, clientId, seq, floor, timeoutMs: u32be(p, start + 29), command };
   }
   if (kind === KIND_READ) {
-    if (p.length < 10) throw new ProtocolError('truncated READ header');
-    const consistency = CONSISTENCIES[p[5]!];
-    if (!consistency) throw new ProtocolError(`unknown consistency ${p[5]}`);
-    return { kind, requestId, consistency, maxWaitMs: v.getUint32(6), query: p.subarray(10) };
+    if (length < 10) throw new ProtocolError('truncated READ header');
+    const consistency = CONSISTENCIES[p[start + 5]!];
+    if (!consistency) throw new ProtocolError(`unknown consistency ${p[start + 5]}`);
+    return { kind, requestId, consistency, maxWaitMs: u32be(p, start + 6), query: p.subarray(start + 10, end) };
   }
   if (kind === KIND_STATUS) return { kind, requestId };
   if (kind === KIND_REGISTER) {
-    if (p.length !== 9) throw new ProtocolError('a REGISTER body is timeoutMs u32 alone');
-    return { kind, requestId, timeoutMs: v.getUint32(5) };
+    if (length !== 9) throw new ProtocolError('a REGISTER body is timeoutMs u32 alone');
+    return { kind, requestId, timeoutMs: u32be(p, start + 5) };
   }
   throw new ProtocolError(`unknown request kind ${kind}`);
 }

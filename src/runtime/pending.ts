@@ -11,8 +11,12 @@
 import { SeqMap } from '../core/seq-map.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 
-/** How a proposal's outcome is delivered: exactly one of error and result is non-null. */
-export type ProposalCallback = (error: Error | null, result: Uint8Array | null) => void;
+/**
+ * How a proposal's outcome is delivered: exactly one of error and result is non-null. `cookie` is
+ * what the proposer passed with it (RSL's cookie): a server can hand every request the same
+ * callback and tell them apart by the cookie, instead of making a closure per request.
+ */
+export type ProposalCallback<C = unknown> = (error: Error | null, result: Uint8Array | null, cookie: C) => void;
 
 /**
  * One proposal waiting for its result. A class with the outcome delivered to a callback, not a
@@ -26,8 +30,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   settled = false;
   /** performance.now() after which it ends in OutcomeUnknownError (NaN until dated). */
   deadlineMs = NaN;
-  /** Callers of the same (clientId, seq) retried here while it was pending: one answer for all. */
-  private also: ProposalCallback[] | null = null;
+  /** Callers of the same (clientId, seq) retried here while it was pending (callback, cookie, ...): one answer for all. */
+  private also: unknown[] | null = null;
 
   constructor(
     private readonly table: PendingTable,
@@ -40,6 +44,7 @@ export class PendingEntry implements WheelItem<PendingEntry> {
     /** Proposed through the replica's own session (propose() without a clientId): its seq leaves this set when settled. */
     private readonly ownOutstanding: Set<number> | null,
     private readonly done: ProposalCallback,
+    private readonly cookie: unknown,
   ) {}
 
   get own(): boolean {
@@ -47,8 +52,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   }
 
   /** Another caller of the same request: answered with it. */
-  join(done: ProposalCallback): void {
-    (this.also ??= []).push(done);
+  join(done: ProposalCallback, cookie: unknown): void {
+    (this.also ??= []).push(done, cookie);
   }
 
   resolve(result: Uint8Array): void {
@@ -68,8 +73,9 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   }
 
   private deliver(error: Error | null, result: Uint8Array | null): void {
-    call(this.done, error, result);
-    if (this.also !== null) for (const done of this.also) call(done, error, result);
+    call(this.done, error, result, this.cookie);
+    const also = this.also;
+    if (also !== null) for (let i = 0; i < also.length; i += 2) call(also[i] as ProposalCallback, error, result, also[i + 1]);
   }
 }
 
@@ -78,9 +84,9 @@ export class PendingEntry implements WheelItem<PendingEntry> {
  * replica would stop): the error is rethrown on its own tick instead, as an uncaught exception of
  * the caller's code.
  */
-function call(done: ProposalCallback, error: Error | null, result: Uint8Array | null): void {
+function call(done: ProposalCallback, error: Error | null, result: Uint8Array | null, cookie: unknown): void {
   try {
-    done(error, result);
+    done(error, result, cookie);
   } catch (e) {
     process.nextTick(() => {
       throw e;

@@ -291,25 +291,28 @@ export class SynodReplica {
   }
 
   /**
-   * propose() with the outcome passed to `done` (error, result) instead of a promise: no promise
-   * and no closures per command, for servers that answer many requests per second. `done` runs
-   * exactly once, possibly before this returns (a refusal).
+   * propose() with the outcome passed to `done` (error, result, cookie) instead of a promise: no
+   * promise and no closures per command, for servers that answer many requests per second (one
+   * callback for all requests, each told apart by its `cookie`). `done` runs exactly once,
+   * possibly before this returns (a refusal). With a clientId, `options` is read before this
+   * returns: the caller may reuse the object.
    */
-  proposeWith(command: Uint8Array, options: ProposeOptions, done: ProposalCallback): void {
-    if (this.closed) return done(new ShuttingDownError(), null);
-    if (this.failed) return done(this.failed, null);
-    if (this.stoppedAtSlot > 0) return done(new StoppedError(this.stoppedAtSlot), null);
+  proposeWith<C = undefined>(command: Uint8Array, options: ProposeOptions, done: ProposalCallback<C>, cookie?: C): void {
+    const callback = done as ProposalCallback;
+    if (this.closed) return callback(new ShuttingDownError(), null, cookie);
+    if (this.failed) return callback(this.failed, null, cookie);
+    if (this.stoppedAtSlot > 0) return callback(new StoppedError(this.stoppedAtSlot), null, cookie);
     if (options.clientId !== undefined && (!Number.isSafeInteger(options.clientId) || options.clientId < 1)) {
-      return done(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`), null);
+      return callback(new SynodError('SYNOD_BAD_SESSION', `clientId must be a positive safe integer (0 is reserved), got ${options.clientId}`), null, cookie);
     }
     if (options.seq !== undefined && (!Number.isSafeInteger(options.seq) || options.seq < 1)) {
-      return done(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null);
+      return callback(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null, cookie);
     }
     const own = options.clientId === undefined;
     if (own && this.ownSession === 0) {
       this.openOwnSession().then(
-        () => this.proposeWith(command, options, done),
-        (e: unknown) => done(e as Error, null),
+        () => this.proposeWith(command, options, callback, cookie),
+        (e: unknown) => callback(e as Error, null, cookie),
       );
       return;
     }
@@ -318,7 +321,7 @@ export class SynodReplica {
     if (own) this.ownOutstanding.add(seq);
     const floor = options.floor ?? (own ? this.ownFloor() : 0);
     if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
-    this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, done);
+    this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, callback, cookie);
   }
 
   /**
@@ -359,10 +362,10 @@ export class SynodReplica {
     return this.ownFloorSeq;
   }
 
-  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback): void {
+  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback, cookie: unknown): void {
     const existing = this.pending.get(clientId, seq);
-    if (existing) return existing.join(done); // the same request retried here: one answer for both
-    const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done);
+    if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both
+    const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done, cookie);
     this.pending.add(entry);
     this.undated.push(entry);
     this.stats.proposals++;
@@ -593,7 +596,7 @@ export class SynodReplica {
   /** A command of the replicas' own (session registration, membership, settings): a random seq, no floor. */
   private submitInternal(command: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise((resolve, reject) =>
-      this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, (e, r) => (e === null ? resolve(r!) : reject(e))),
+      this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, (e, r) => (e === null ? resolve(r!) : reject(e)), undefined),
     );
   }
 

@@ -18,14 +18,24 @@ setContracts(true);
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** Proposes with a fresh cookie and checks that the callback gets that cookie back. */
+let cookies = 0;
 function proposeWith(r: SynodReplica, command: string, options: Parameters<SynodReplica['proposeWith']>[1]): Promise<{ error: Error | null; result: string | null; calls: number }> {
   return new Promise((resolve) => {
     let calls = 0;
-    r.proposeWith(enc(command), options, (error, result) => {
-      calls++;
-      // A second call would be seen by the caller's later assertion on `calls`.
-      setTimeout(() => resolve({ error, result: result === null ? null : dec(result), calls }), 50);
-    });
+    const cookie = { n: ++cookies };
+    r.proposeWith(
+      enc(command),
+      options,
+      (error, result, got) => {
+        calls++;
+        // A wrong cookie shows as an error in every assertion on the outcome.
+        const seen = got === cookie ? error : new Error(`the callback got cookie ${JSON.stringify(got)}, not ${JSON.stringify(cookie)}`);
+        // A second call would be seen by the caller's later assertion on `calls`.
+        setTimeout(() => resolve({ error: seen, result: result === null ? null : dec(result), calls }), 50);
+      },
+      cookie,
+    );
   });
 }
 
@@ -46,9 +56,9 @@ test('proposeWith: results through the callback, a pending retry answered once f
     const one = await proposeWith(leader, 'a:1', { clientId: s, seq: 1, floor: 1 });
     assert.deepEqual(one, { error: null, result: '1', calls: 1 });
 
-    // The same (clientId, seq) twice before it is applied: both callers get the one answer.
+    // The same (clientId, seq) twice before it is applied: both callers get the one answer (each with its own cookie).
     const [x, y] = await Promise.all([proposeWith(leader, 'a:5', { clientId: s, seq: 2, floor: 1 }), proposeWith(leader, 'a:5', { clientId: s, seq: 2, floor: 1 })]);
-    assert.deepEqual([x.result, y.result, x.calls, y.calls], ['6', '6', 1, 1]);
+    assert.deepEqual([x.error, y.error, x.result, y.result, x.calls, y.calls], [null, null, '6', '6', 1, 1]);
     assert.equal(dec(await leader.propose(enc('a:0'), { clientId: s, seq: 3, floor: 3 })), '6'); // applied once
 
     // Refusals arrive through the callback too.

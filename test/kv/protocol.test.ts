@@ -1,0 +1,44 @@
+// The binary protocol's request decoder reads a frame where it lies in a socket chunk
+// (decodeRequest(bytes, start, end)): the same request as from an exact buffer, whatever surrounds it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { decodeRequest, encodeRequest, KIND_READ, KIND_REGISTER, KIND_STATUS, KIND_WRITE, type Request } from '../../src/kv/protocol.js';
+
+const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
+const session = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(2 ** 31, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER));
+const bytes = fc.uint8Array({ maxLength: 80 });
+const request: fc.Arbitrary<Request> = fc.oneof(
+  fc.record({ kind: fc.constant(KIND_WRITE), requestId: u32, clientId: session, seq: session, floor: fc.oneof(fc.constant(0), session), timeoutMs: u32, command: bytes }),
+  fc.record({ kind: fc.constant(KIND_READ), requestId: u32, consistency: fc.constantFrom('linearizable', 'lease', 'local'), maxWaitMs: u32, query: bytes }),
+  fc.record({ kind: fc.constant(KIND_STATUS), requestId: u32 }),
+  fc.record({ kind: fc.constant(KIND_REGISTER), requestId: u32, timeoutMs: u32 }),
+) as fc.Arbitrary<Request>;
+
+/** The request with its byte fields as plain arrays, for comparison whatever their views. */
+function fields(r: Request): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...r };
+  for (const k of ['command', 'query']) if (k in out) out[k] = [...(out[k] as Uint8Array)];
+  return out;
+}
+
+test('decodeRequest(bytes, start, end) reads a frame inside a larger chunk as the request that was encoded', () => {
+  fc.assert(
+    fc.property(request, bytes, bytes, (r, before, after) => {
+      const payload = encodeRequest(r).subarray(4); // without the frame's length
+      const chunk = new Uint8Array([...before, ...payload, ...after]);
+      const decoded = decodeRequest(chunk, before.length, before.length + payload.length);
+      assert.deepStrictEqual(fields(decoded), fields(r));
+      assert.deepStrictEqual(fields(decodeRequest(payload)), fields(r));
+      if (decoded.kind === KIND_WRITE) assert.equal(decoded.command.buffer, chunk.buffer, 'the command is a view of the chunk');
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('decodeRequest refuses a range shorter than its header, not the bytes after it', () => {
+  const payload = encodeRequest({ kind: KIND_WRITE, requestId: 7, clientId: 1, seq: 1, floor: 0, timeoutMs: 10, command: new Uint8Array(0) }).subarray(4);
+  const chunk = new Uint8Array([...payload, 0, 0, 0, 0, 0, 0]);
+  assert.throws(() => decodeRequest(chunk, 0, payload.length - 1), /truncated WRITE header/);
+  assert.throws(() => decodeRequest(chunk, 3, 7), /shorter than its header/);
+});
