@@ -3,10 +3,10 @@
 // external etcd. One interface for what the report needs: endpoints, a leader, per-process CPU
 // and memory, per-replica log counters, stage timings.
 
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProcCluster } from '../cli/cluster-procs.js';
 import { electionCore } from '../cli/start.js';
@@ -211,12 +211,19 @@ interface ProbeFile {
 
 export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () => Promise<void>) => void): Promise<BenchCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-'));
-  const cluster = await ProcCluster.create({ size: p.replicas, dataDir: dir, binary: true, electionTimeoutMs: p.electionTimeoutMs, logLevel: 'warn', clusterId: 'synod-bench', extraArgs: ['--log-backend', p.storage] });
+  // SYNOD_BENCH_KEEP_LOGS=<dir>: the replicas log at info (role changes too) and their logs are
+  // copied there when the bench ends, to explain a stall in a long run.
+  const keepLogs = process.env.SYNOD_BENCH_KEEP_LOGS;
+  const cluster = await ProcCluster.create({ size: p.replicas, dataDir: dir, binary: true, electionTimeoutMs: p.electionTimeoutMs, logLevel: keepLogs ? 'info' : 'warn', clusterId: 'synod-bench', extraArgs: ['--log-backend', p.storage] });
   // Probe files go to memory (/dev/shm) when there is one: a rename on the data disk's file system
   // can wait behind the log's fdatasync journal commits and stall the replica's event loop.
   const probeDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/synod-bench-probe-') : dir;
   const closeAll = async () => {
     await cluster.stopAll(3_000);
+    if (keepLogs) {
+      mkdirSync(keepLogs, { recursive: true });
+      for (const r of cluster.replicas) if (existsSync(r.logFile)) copyFileSync(r.logFile, join(keepLogs, basename(r.logFile)));
+    }
     rmSync(dir, { recursive: true, force: true });
     rmSync(probeDir, { recursive: true, force: true });
   };
