@@ -92,6 +92,9 @@ interface Edge {
   counters: ReplicaCounters[];
 }
 
+/** Longer than the probe's write interval (src/bench/probe.ts, 250 ms), with room for a busy loop. */
+const PROBE_SETTLE_MS = 350;
+
 export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchResult> {
   ui.onPhase?.(p.mode === 'etcd' ? 'etcd' : `starting ${p.replicas} replicas (${p.mode === 'inproc' ? 'in process' : 'child processes'}, ${p.storage} log)`);
   const cluster: BenchCluster = p.mode === 'inproc' ? await startInproc(p) : p.mode === 'procs' ? await startProcs(p, (c) => ui.onCleanup?.(c)) : externalEtcd(p);
@@ -112,10 +115,15 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
     } else {
       load = await runWorkers(p, cluster.endpoints, sampleEdge, ui);
     }
-    // The probe files of child replicas lag by up to 100 ms: wait for one more before the end edge is final.
+    // A child replica's probe file is rewritten every 250 ms: wait for one written after the end
+    // edge before its counters and loop delay are final. A short window (--ci: a few hundred
+    // operations, a few ms) could otherwise end before any write since the window's start, and
+    // report a loop delay of no samples at all.
     if (p.mode === 'procs') {
-      await new Promise((r) => setTimeout(r, 250));
-      edges[1] = { ...edges[1]!, counters: cluster.counters() };
+      await new Promise((r) => setTimeout(r, PROBE_SETTLE_MS));
+      const fresh = new Map(cluster.processes().map((s) => [s.pid, s.loopDelay]));
+      const end = edges[1]!;
+      edges[1] = { ...end, counters: cluster.counters(), processes: end.processes.map((s) => (fresh.get(s.pid) !== undefined ? { ...s, loopDelay: fresh.get(s.pid) } : s)) };
     }
     const trace = cluster.traceReport();
     return { ...summarize(p, load, edges, trace, cluster.traceError), notLeaderRetries };
