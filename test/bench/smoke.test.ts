@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,4 +88,21 @@ test('npm run bench:engine (the engine alone, a counting machine): runs, every c
   const m = /median ([\d,]+) commands\/s .* every replica applied ([\d,]+)/.exec(out.stdout);
   assert.ok(m, `summary line in: ${out.stdout}`);
   assert.ok(Number(m[1]!.replace(/,/g, '')) > 0 && Number(m[2]!.replace(/,/g, '')) > 0);
+});
+
+test('npm run bench:fsync (the disk alone): quantiles of write + fdatasync, in order, and its probe file removed', () => {
+  const script = fileURLToPath(new URL('../../bench/fsync-latency.js', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'synod-fsync-test-'));
+  try {
+    const out = spawnSync(process.execPath, [script, '--seconds', '0.3', '--bytes', '4096', '--dir', dir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
+    const m = /([\d,]+) times in .*p50 ([\d.]+) \/ p90 ([\d.]+) \/ p99 ([\d.]+) \/ p99\.9 ([\d.]+) \/ max ([\d.]+) ms/.exec(out.stdout);
+    assert.ok(m, `summary line in: ${out.stdout}`);
+    assert.ok(Number(m[1]!.replace(/,/g, '')) > 0);
+    const qs = m.slice(2).map(Number);
+    assert.deepEqual(qs, [...qs].sort((a, b) => a - b), 'quantiles in order');
+    assert.deepEqual(readdirSync(dir), [], 'nothing left behind');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
