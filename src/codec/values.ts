@@ -169,12 +169,11 @@ export class BatchCursor implements Command {
 }
 
 /**
- * The encoding of a batch value, once known: written by the first encode (the leader's log
- * record) or kept from the decode (a follower's received accept, a view of the frame), and
- * copied as bytes from then on: the leader's accepts to each follower and a follower's log
- * record reuse it instead of re-encoding every command. Values are immutable, and so are the
- * buffers these views point into (fresh encoder outputs and received frames, never reused).
- * Small batches are not cached: the WeakMap costs more than their encoding.
+ * The encoding of a batch value built in memory (the leader's), once known: written by its first
+ * encode (the leader's log record) and copied as bytes from then on, so that the accepts to each
+ * follower reuse it instead of re-encoding every command. (A decoded batch keeps its own bytes:
+ * DecodedBatch.) Values are immutable, and so are the fresh encoder outputs these views point
+ * into. Small batches are not cached: the WeakMap costs more than their encoding.
  */
 const encodedBatches = new WeakMap<Value, Uint8Array>();
 const CACHED_BATCH_COMMANDS_MIN = 4;
