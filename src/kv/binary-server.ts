@@ -277,7 +277,12 @@ export class KvBinaryServer {
       if (inflight >= inflightMax) socket.pause();
       const requestId = req.requestId;
       if (req.kind === KIND_WRITE) {
-        const refusal = this.refuseWrite(req.command);
+        let refusal: [number, Uint8Array] | null;
+        try {
+          refusal = this.refuseWrite(req.command);
+        } catch (e) {
+          refusal = this.errorReply(e, KIND_WRITE);
+        }
         if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
         writeOptions.clientId = req.clientId;
         writeOptions.seq = req.seq;
@@ -349,11 +354,11 @@ export class KvBinaryServer {
   }
 
   /**
-   * Answers one request through `reply` (exactly once). Written with callbacks rather than as an
-   * async function: this runs once per client request, and the leader's CPU per write is what
-   * bounds throughput (docs/performance.md).
+   * Answers one request other than a write (start() proposes writes itself, with one callback per
+   * connection) through `reply`, exactly once. Callbacks rather than an async function, like the
+   * write path.
    */
-  private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
+    private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
     const { replica } = this.o;
     if (req.kind === KIND_STATUS) {
       const st = replica.status();
