@@ -358,7 +358,7 @@ export class KvBinaryServer {
    * connection) through `reply`, exactly once. Callbacks rather than an async function, like the
    * write path.
    */
-    private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
+  private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
     const { replica } = this.o;
     if (req.kind === KIND_STATUS) {
       const st = replica.status();
