@@ -3,7 +3,7 @@
 // ceiling of the same disk measured in the same run (a bare write + fdatasync loop of the same bytes per
 // sync as the log's groups, overwriting a preallocated file). Median of RUNS runs.
 // /dev/shm (tmpfs) figures measure the persist path only: msync/fdatasync on tmpfs makes nothing durable.
-import { mkdtempSync, rmSync, openSync, writeSync, fdatasyncSync, closeSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { openLog, type LogBackend } from '../src/storage/log.js';
 import type { FileLogOptions } from '../src/storage/file-log.js';
 import { tryLoadNative } from '../src/storage/native.js';
+import { rawSyncLoop } from './raw-sync.js';
 
 const CI = process.argv.includes('--ci');
 const RECOVERY = process.argv.includes('--recovery') || (!CI && !process.argv.includes('--no-recovery') && !process.argv.includes('--only'));
@@ -90,28 +91,8 @@ async function runLog(base: string, backend: LogBackend, size: number, extra: Fi
 }
 
 function rawCeiling(base: string, bytesPerSync: number): number {
-  const path = join(mkdtempSync(join(base, 'synod-raw-')), 'raw');
-  const fileBytes = 256 * 1024 * 1024;
-  const chunk = Buffer.alloc(Math.max(4096, Math.round(bytesPerSync / 4096) * 4096), 0x5a);
-  const fd = openSync(path, 'w+');
-  try {
-    const zeros = Buffer.alloc(4 * 1024 * 1024);
-    for (let at = 0; at < fileBytes; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
-    fdatasyncSync(fd);
-    let position = 0;
-    let bytes = 0;
-    const started = performance.now();
-    while (performance.now() - started < SECONDS * 1000) {
-      writeSync(fd, chunk, 0, chunk.length, position);
-      fdatasyncSync(fd);
-      bytes += chunk.length;
-      position = (position + chunk.length) % (fileBytes - chunk.length);
-    }
-    return bytes / ((performance.now() - started) / 1000) / 1e6;
-  } finally {
-    closeSync(fd);
-    rmSync(join(path, '..'), { recursive: true, force: true });
-  }
+  const run = rawSyncLoop(base, Math.max(4096, Math.round(bytesPerSync / 4096) * 4096), SECONDS, 256 * 1024 * 1024);
+  return run.bytes / (run.elapsedMs / 1000) / 1e6;
 }
 
 /**

@@ -123,7 +123,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
       await new Promise((r) => setTimeout(r, PROBE_SETTLE_MS));
       const fresh = new Map(cluster.processes().map((s) => [s.pid, s.loopDelay]));
       const end = edges[1]!;
-      edges[1] = { ...end, counters: cluster.counters(), processes: end.processes.map((s) => (fresh.get(s.pid) !== undefined ? { ...s, loopDelay: fresh.get(s.pid) } : s)) };
+      edges[1] = { ...end, counters: cluster.counters(), processes: end.processes.map((s) => ({ ...s, loopDelay: fresh.get(s.pid) ?? s.loopDelay })) };
     }
     const trace = cluster.traceReport();
     return { ...summarize(p, load, edges, trace, cluster.traceError), notLeaderRetries };

@@ -94,18 +94,12 @@ export class DecodedBatch {
   get commands(): Command[] {
     if (this.decoded !== null) return this.decoded;
     const commands: Command[] = new Array(this.count);
-    const cursor = new BatchCursor();
-    cursor.start(this);
+    const cursor = new BatchCursor(this);
     for (let i = 0; i < this.count; i++) {
       cursor.next(true);
       commands[i] = { clientId: cursor.clientId, seq: cursor.seq, floor: cursor.floor, payload: cursor.payload };
     }
     return (this.decoded = commands);
-  }
-
-  /** Whether `commands` was asked for (its objects exist: reading them costs nothing more). */
-  get hasCommands(): boolean {
-    return this.decoded !== null;
   }
 }
 
@@ -123,12 +117,17 @@ export class BatchCursor implements Command {
   floor = 0;
   /** The current command's payload: a view of the batch's bytes, or what next(false)'s caller put here. */
   payload: Uint8Array = EMPTY_PAYLOAD;
-  private bytes: Uint8Array = EMPTY_PAYLOAD;
-  private offset = 0;
+  private readonly bytes: Uint8Array;
+  private offset: number;
 
-  start(batch: DecodedBatch): void {
+  constructor(readonly batch: DecodedBatch) {
     this.bytes = batch.encoded;
     this.offset = batch.commandsOffset;
+  }
+
+  /** Back to the first command. */
+  rewind(): void {
+    this.offset = this.batch.commandsOffset;
   }
 
   /** Moves to the next command; with `view` false the payload is not made (the caller sets it). */
@@ -143,12 +142,6 @@ export class BatchCursor implements Command {
       const bytes = this.bytes;
       this.payload = new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
     }
-  }
-
-  /** Ends the batch: drops its bytes and the last payload, so that the cursor keeps neither alive. */
-  finish(): void {
-    this.bytes = EMPTY_PAYLOAD;
-    this.payload = EMPTY_PAYLOAD;
   }
 
   /** A canonical varint, already checked by the decode. */

@@ -277,18 +277,13 @@ export class KvBinaryServer {
       if (inflight >= inflightMax) socket.pause();
       const requestId = req.requestId;
       if (req.kind === KIND_WRITE) {
-        let refusal: [number, Uint8Array] | null;
         try {
-          refusal = this.refuseWrite(req.command);
-        } catch (e) {
-          refusal = this.errorReply(e, KIND_WRITE);
-        }
-        if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
-        writeOptions.clientId = req.clientId;
-        writeOptions.seq = req.seq;
-        writeOptions.floor = req.floor;
-        writeOptions.timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
-        try {
+          const refusal = this.refuseWrite(req.command);
+          if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
+          writeOptions.clientId = req.clientId;
+          writeOptions.seq = req.seq;
+          writeOptions.floor = req.floor;
+          writeOptions.timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
           // The command is a view of the socket read's chunk, which Node allocates fresh for each
           // read (sized to what was read) and never reuses: no copy. The in-memory log keeps the
           // view, so the chunk lives until its slot is compacted, like a copy would (the requests

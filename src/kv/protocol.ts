@@ -31,6 +31,7 @@
 // for longer than the cluster's sessionExpiryMs (or evicted beyond sessionsMax), or one that was
 // never registered, is gone: its writes get SESSION_EXPIRED and are not executed; register anew.
 
+import { Buffer } from 'node:buffer';
 import type { Consistency } from '../runtime/api.js';
 import { u32be } from './codec.js';
 
@@ -99,17 +100,12 @@ function checkSessionNumber(name: string, x: number): void {
   if (!Number.isSafeInteger(x) || x < 0) throw new ProtocolError(`${name} must be a non-negative integer, got ${x}`);
 }
 
-/** Scratch for f64be(): the 8 bytes reversed (the host is little-endian, as Node's platforms are). */
-const F64 = new Float64Array(1);
-const F64_BYTES = new Uint8Array(F64.buffer);
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** The big-endian f64 at `at` (the caller has checked that 8 bytes are there), without a DataView per request. */
-function f64be(b: Uint8Array, at: number): number {
-  if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) F64_BYTES[i] = b[at + 7 - i]!;
-  else for (let i = 0; i < 8; i++) F64_BYTES[i] = b[at + i]!;
-  return F64[0]!;
-}
+/**
+ * The big-endian f64 at `at` (the caller has checked that 8 bytes are there): Node's own reader,
+ * which works on any Uint8Array (it only indexes `this`), without a Buffer or DataView per request.
+ */
+const readDoubleBE = Buffer.prototype.readDoubleBE;
+const f64be = (b: Uint8Array, at: number): number => readDoubleBE.call(b as Buffer, at);
 
 /**
  * Decodes a request payload (without the frame header): bytes [start, end) of `p`, so that a

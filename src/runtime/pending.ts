@@ -30,8 +30,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   settled = false;
   /** performance.now() after which it ends in OutcomeUnknownError (NaN until dated). */
   deadlineMs = NaN;
-  /** Callers of the same (clientId, seq) retried here while it was pending (callback, cookie, ...): one answer for all. */
-  private also: unknown[] | null = null;
+  /** Callers of the same (clientId, seq) retried here while it was pending, with their cookies: one answer for all. */
+  private also: Array<[ProposalCallback, unknown]> | null = null;
 
   constructor(
     private readonly table: PendingTable,
@@ -53,7 +53,7 @@ export class PendingEntry implements WheelItem<PendingEntry> {
 
   /** Another caller of the same request: answered with it. */
   join(done: ProposalCallback, cookie: unknown): void {
-    (this.also ??= []).push(done, cookie);
+    (this.also ??= []).push([done, cookie]);
   }
 
   resolve(result: Uint8Array): void {
@@ -74,8 +74,7 @@ export class PendingEntry implements WheelItem<PendingEntry> {
 
   private deliver(error: Error | null, result: Uint8Array | null): void {
     call(this.done, error, result, this.cookie);
-    const also = this.also;
-    if (also !== null) for (let i = 0; i < also.length; i += 2) call(also[i] as ProposalCallback, error, result, also[i + 1]);
+    if (this.also !== null) for (const [done, cookie] of this.also) call(done, error, result, cookie);
   }
 }
 

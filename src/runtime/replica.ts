@@ -980,26 +980,25 @@ export class SynodReplica {
       // The batch's stamp moves the session clock (expiring idle sessions) before anything runs.
       const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
-      // A batch decoded from bytes (a follower's accept, a replayed record) is read with the cursor:
+      // A batch decoded from bytes (a follower's accept, a replayed record) is read with a cursor:
       // no Command object per command, one payload view each (codec/values.ts, DecodedBatch).
       // The cursor and the payload list are this call's own: an answer's callback may re-enter.
-      const commands = value instanceof DecodedBatch && !value.hasCommands ? null : value.commands;
-      const count = commands !== null ? commands.length : (value as DecodedBatch).count;
-      const cursor = commands === null ? new BatchCursor() : null;
+      const cursor = value instanceof DecodedBatch ? new BatchCursor(value) : null;
+      const commands = cursor === null ? value.commands : null;
+      const count = cursor !== null ? cursor.batch.count : commands!.length;
       let payloads: Uint8Array[] | null = null;
       if (this.sm.prefetch !== undefined && count > 1) {
         payloads = new Array<Uint8Array>(count);
-        if (commands !== null) for (let i = 0; i < count; i++) payloads[i] = commands[i]!.payload;
-        else {
-          cursor!.start(value as DecodedBatch);
-          for (let i = 0; i < count; i++) {
-            cursor!.next(true);
-            payloads[i] = cursor!.payload;
+        for (let i = 0; i < count; i++) {
+          if (cursor === null) payloads[i] = commands![i]!.payload;
+          else {
+            cursor.next(true);
+            payloads[i] = cursor.payload;
           }
         }
+        cursor?.rewind();
         this.sm.prefetch(payloads);
       }
-      if (cursor !== null) cursor.start(value as DecodedBatch);
       for (let i = 0; i < count; i++) {
         let cmd: Command;
         if (cursor === null) cmd = commands![i]!;
