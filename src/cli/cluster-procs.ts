@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PeerAddress } from '../runtime/api.js';
 import { formatIdMap } from './config.js';
+import { replicaNodeArgs } from './node-flags.js';
 
 export const MAIN_JS = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -128,7 +129,7 @@ export class ProcCluster {
     if (r.child) throw new Error(`replica ${id} is already running`);
     const fd = openSync(r.logFile, 'a');
     // SYNOD_CHILD_NODE_ARGS: extra node flags for the replicas only (e.g. --cpu-prof for profiling).
-    const nodeArgs = (process.env.SYNOD_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0);
+    const nodeArgs = replicaNodeArgs((process.env.SYNOD_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0));
     const child = spawn(process.execPath, [...nodeArgs, ...this.argsOf(r)], { stdio: ['ignore', fd, fd], env: { ...process.env } });
     closeSync(fd);
     trackChild(child);

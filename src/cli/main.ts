@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // The `synod` command: start a replica, talk to a cluster, run the demo.
 
 import { Command, CommanderError } from 'commander';
