@@ -233,3 +233,37 @@ test('format version 1 fixture (checked in) still loads', async () => {
     cleanup();
   }
 });
+
+test('a new segment is zero-filled a MiB at a time, each flushed before the next: a roll never queues a whole segment of dirty bytes ahead of the log fdatasync', async () => {
+  const { dir, cleanup } = tempDir();
+  const unsynced = new Map<number, number>(); // fd -> bytes written since its last fdatasync
+  let worst = 0;
+  const count = (fd: number, n: number) => {
+    const now = (unsynced.get(fd) ?? 0) + n;
+    unsynced.set(fd, now);
+    worst = Math.max(worst, now);
+  };
+  const io: StorageIo = {
+    ...nodeIo,
+    async writev(fd, buffers, position) {
+      for (const b of buffers) count(fd, b.length);
+      return nodeIo.writev(fd, buffers, position);
+    },
+    async write(fd, buffer, position) {
+      count(fd, buffer.length);
+      return nodeIo.write(fd, buffer, position);
+    },
+    async fdatasync(fd) {
+      await nodeIo.fdatasync(fd);
+      unsynced.set(fd, 0);
+    },
+  };
+  const segmentBytes = 4 * 1024 * 1024;
+  const log = await FileLog.open(dir, { segmentBytes, spareSegmentsMax: 1, io });
+  for (let i = 1; i <= 4; i++) log.tentativelyAppend(makeRecord(i, 100));
+  await log.commit();
+  await log.close();
+  cleanup();
+  assert.ok(unsynced.size >= 2, 'the log wrote at least one segment file');
+  assert.ok(worst <= 1024 * 1024 + 64 * 1024, `at most ~1 MiB unflushed on any file at once, saw ${worst} bytes`);
+});
