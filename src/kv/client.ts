@@ -380,6 +380,25 @@ class Connection {
     const buffer = this.out.buffer;
     encodePutFrame(buffer, at, requestId, clientId, seq, floor, attemptTimeoutMs, key, value);
     pending.keepFrame(buffer, at, at + bytes);
+    this.track(requestId, pending, timeoutMs);
+    return true;
+  }
+
+  /** sendPut() for a GET's READ frame. */
+  sendGet(consistency: Consistency, key: Uint8Array, pending: PendingRead, timeoutMs: number): boolean {
+    if (this.closed) return false;
+    const requestId = this.takeId();
+    const bytes = GET_FRAME_QUERY_AT + 1 + 4 + key.length;
+    const at = this.out.reserve(bytes);
+    const buffer = this.out.buffer;
+    encodeGetFrame(buffer, at, requestId, consistency, key);
+    pending.keepFrame(buffer, at, at + bytes);
+    this.track(requestId, pending, timeoutMs);
+    return true;
+  }
+
+  /** Awaits the answer to a frame reserved this tick. */
+  private track(requestId: number, pending: PendingWrite | PendingRead, timeoutMs: number): void {
     // One clock read per run of requests (they all leave in its socket write, at the tick's end):
     // a request's time is the run's start, earlier than its own by at most the tick.
     if (this.out.runs !== this.sendRun) {
@@ -390,7 +409,6 @@ class Connection {
     pending.deadlineMs = this.sendMs + timeoutMs;
     pending.timeoutMs = timeoutMs;
     this.pending.set(requestId, pending);
-    return true;
   }
 
   private sweep(): void {
@@ -535,18 +553,17 @@ export class KvClient {
       queueMicrotask(() => done(e as Error, null));
       return;
     }
-    const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) {
-      this.readLoop(encodeQuery({ op: 'get', key }), consistency, deadline, 0, 'no attempt').then(
+      this.readLoop(encodeQuery({ op: 'get', key }), consistency, Date.now() + this.timeoutMs, 0, 'no attempt').then(
         (r) => deliverGet(done, r),
         (e: Error) => done(e, null),
       );
       return;
     }
-    const requestId = conn.takeId();
-    const frame = getFrame(requestId, consistency, key);
-    conn.send(requestId, frame, new PendingRead(this.callbackAnswers, conn, frame, consistency, deadline, done), this.attemptTimeoutMs + 1_000);
+    // As putWith: the frame goes straight into the socket buffer, and the overall deadline is a time
+    // since the send (PendingRead.deadline()), so the first try reads no clock of its own.
+    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.attemptTimeoutMs + 1_000);
   }
 
   /**
@@ -596,15 +613,16 @@ export class KvClient {
         deliverGet(op.done, result);
         return;
       }
-      this.readLoop(op.query(), op.consistency, op.deadline, 1, 'no attempt', r).then(
+      this.readLoop(op.query(), op.consistency, op.deadline(), 1, 'no attempt', r).then(
         (x) => deliverGet(op.done, x),
         (e: Error) => op.done(e, null),
       );
     },
     readFailed: (op, e) => {
+      const deadline = op.deadline();
       this.drop(op.conn);
       this.backoff(0)
-        .then(() => this.readLoop(op.query(), op.consistency, op.deadline, 1, e.message))
+        .then(() => this.readLoop(op.query(), op.consistency, deadline, 1, e.message))
         .then(
           (x) => deliverGet(op.done, x),
           (err: Error) => op.done(err, null),
@@ -994,17 +1012,32 @@ class PendingWrite implements Pending {
 class PendingRead implements Pending {
   deadlineMs = 0;
   timeoutMs = 0;
+  /** performance.now() when sent (Connection.sendGet: the time the tick's first request was encoded). */
+  sentMs = 0;
+  /** The first try's frame (encodeGetFrame): bytes [frameAt, frameEnd) of `frame`; the query is its tail, for the retry loop. */
+  private frame: Uint8Array = EMPTY_BYTES;
+  private frameAt = 0;
+  private frameEnd = 0;
   constructor(
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
-    /** The first try's frame (getFrame): the query is its tail, for the retry loop. */
-    private readonly frame: Uint8Array,
     readonly consistency: Consistency,
-    readonly deadline: number,
+    /** The client's overall time limit of the read (KvClientOptions.timeoutMs), from sentMs. */
+    private readonly readTimeoutMs: number,
     readonly done: (error: Error | null, value: Uint8Array | null) => void,
   ) {}
+  /** The read's overall deadline as a Date.now() time, for the retry loop. */
+  deadline(): number {
+    return Date.now() + (this.sentMs + this.readTimeoutMs - performance.now());
+  }
+  /** Where the first try's frame lies (the bytes stay as written: WriteBatcher.reserve). */
+  keepFrame(frame: Uint8Array, at: number, end: number): void {
+    this.frame = frame;
+    this.frameAt = at;
+    this.frameEnd = end;
+  }
   query(): Uint8Array {
-    return this.frame.subarray(GET_FRAME_QUERY_AT);
+    return this.frame.subarray(this.frameAt + GET_FRAME_QUERY_AT, this.frameEnd);
   }
   answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
     this.on.read(this, { status, requestId, body: bytes.subarray(bodyAt, bodyEnd) });
@@ -1075,19 +1108,24 @@ function putF64(out: Uint8Array, at: number, v: number): void {
 
 const EMPTY_BYTES = new Uint8Array(0);
 
-/** @internal A GET's READ frame (see putFrame). */
+/** @internal A GET's READ frame in a buffer of its own (see encodeGetFrame; for tests). */
 export function getFrame(requestId: number, consistency: Consistency, key: Uint8Array): Uint8Array {
-  const queryBytes = 1 + 4 + key.length;
-  const out = Buffer.allocUnsafe(GET_FRAME_QUERY_AT + queryBytes);
-  out.writeUInt32BE(GET_FRAME_QUERY_AT - 4 + queryBytes, 0);
-  out[4] = KIND_READ;
-  out.writeUInt32BE(requestId, 5);
-  out[9] = CONSISTENCY_CODES[consistency];
-  out.writeUInt32BE(0, 10); // maxWaitMs
-  out[GET_FRAME_QUERY_AT] = OP_GET;
-  out.writeUInt32BE(key.length, GET_FRAME_QUERY_AT + 1);
-  out.set(key, GET_FRAME_QUERY_AT + 5);
+  const out = new Uint8Array(GET_FRAME_QUERY_AT + 1 + 4 + key.length);
+  encodeGetFrame(out, 0, requestId, consistency, key);
   return out;
+}
+
+/** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with maxWaitMs 0. */
+export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array): void {
+  putU32be(out, at, GET_FRAME_QUERY_AT - 4 + 1 + 4 + key.length);
+  out[at + 4] = KIND_READ;
+  putU32be(out, at + 5, requestId);
+  out[at + 9] = CONSISTENCY_CODES[consistency];
+  putU32be(out, at + 10, 0); // maxWaitMs
+  const o = at + GET_FRAME_QUERY_AT;
+  out[o] = OP_GET;
+  putU32be(out, o + 1, key.length);
+  copyBytes(key, 0, key.length, out, o + 5);
 }
 
 /** A GET's result to a getWith() callback: the value as a view (valueOfGet copies), or null. */

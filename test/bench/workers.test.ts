@@ -12,7 +12,7 @@ import { bucketIndex, LATENCY_US_MAX, LatencyCounts } from '../../src/bench/late
 import { loadWorkersOf, mergeLoad, splitLoad, TimelineMerger, type LoadPartResult } from '../../src/bench/load.js';
 import { BENCH_CI, BENCH_DEFAULTS, validateBenchParams, type BenchParams } from '../../src/bench/params.js';
 import { runBench, type BenchResult } from '../../src/bench/run.js';
-import { encodePutFrame, getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
+import { encodeGetFrame, encodePutFrame, getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
 import { encodeCommand, encodeQuery } from '../../src/kv/codec.js';
 import { encodeRequest, KIND_READ, KIND_WRITE } from '../../src/kv/protocol.js';
 
@@ -192,6 +192,23 @@ test('encodePutFrame (putWith\'s frame, written into the socket buffer) at any o
           const out = new Uint8Array(at + expected.length + 7).fill(0xee);
           encodePutFrame(out, at, requestId, clientId, seq, floor, 5000, key, value);
           assert.deepEqual(Buffer.from(out.subarray(at, at + expected.length)), expected, `key ${keyBytes} B, value ${valueBytes} B, at ${at}`);
+          assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + expected.length).every((b) => b === 0xee), 'nothing written outside the frame');
+        }
+      }
+    }
+  }
+});
+
+test('encodeGetFrame (getWith\'s frame, written into the socket buffer) at any offset: exactly encodeRequest of encodeQuery, nothing else touched', () => {
+  for (const keyBytes of [1, 16, 23, 24, 25, 300]) {
+    const key = Uint8Array.from({ length: keyBytes }, (_, i) => (i * 7 + keyBytes) & 0xff);
+    for (const requestId of [1, 0xfffffffe, 0xffffffff]) {
+      for (const consistency of ['linearizable', 'lease', 'local'] as const) {
+        const expected = Buffer.from(encodeRequest({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query: encodeQuery({ op: 'get', key }) }));
+        for (const at of [0, 3, 101]) {
+          const out = new Uint8Array(at + expected.length + 7).fill(0xee);
+          encodeGetFrame(out, at, requestId, consistency, key);
+          assert.deepEqual(Buffer.from(out.subarray(at, at + expected.length)), expected, `key ${keyBytes} B, ${consistency}, at ${at}`);
           assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + expected.length).every((b) => b === 0xee), 'nothing written outside the frame');
         }
       }
