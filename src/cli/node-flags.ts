@@ -6,7 +6,7 @@
 // and V8 then sets the old generation's limit so close to it that the slack is no larger than the
 // young generation: a full mark-compact started every ~300 ms under load (45-50 in 13 s per replica,
 // 3-14 ms pauses plus incremental steps, in every process on the write path). Starting the old
-// generation at 64 MiB lets it fill before the first one: 6-7 in the same run, for ~20 MiB more
+// generation at 64 MiB lets it fill before the first one: 6-7 in the same run, for ~30 MiB more
 // peak RSS (docs/performance.md, "Session 8"). A larger live heap (a big state machine) sizes itself
 // as before: the flag only sets where the limit starts.
 export const REPLICA_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];

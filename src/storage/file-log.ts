@@ -427,8 +427,8 @@ export class FileLog implements LogStore {
       for (let at = 0; at < capacity; at += ZERO_FILL_BYTES) {
         await writevAll(io, fd, [at + ZERO_FILL_BYTES <= capacity ? zeros : zeros.subarray(0, capacity - at)], at);
         // Flushed as it goes, like a snapshot: 64 MiB of dirty zeros flushed at once would queue ahead of
-        // every log fdatasync on the disk (all replicas roll at about the same time), a ~130 ms stall
-        // of the whole cluster in a bench; 1 MiB at a time keeps each wait short.
+        // this log's own fdatasyncs (and, replicas sharing a disk, ahead of theirs: they roll at about
+        // the same time), a ~130 ms stall in a bench; 1 MiB at a time keeps each wait short.
         await io.fdatasync(fd);
       }
     }
