@@ -398,7 +398,7 @@ class Connection {
   }
 
   /** Awaits the answer to a frame reserved this tick. */
-  private track(requestId: number, pending: PendingWrite | PendingRead, timeoutMs: number): void {
+  private track(requestId: number, pending: FirstTry & Pending, timeoutMs: number): void {
     // One clock read per run of requests (they all leave in its socket write, at the tick's end):
     // a request's time is the run's start, earlier than its own by at most the tick.
     if (this.out.runs !== this.sendRun) {
@@ -966,37 +966,53 @@ interface CallbackAnswers {
   readFailed(op: PendingRead, e: Error): void;
 }
 
-/** A putWith() in flight: its own Pending (the connection calls resolve/reject), no promise or closure. */
-class PendingWrite implements Pending {
+/**
+ * The first try of a putWith()/getWith() in flight: its own Pending (the connection calls
+ * answer/reject), no promise or closure. Its frame was encoded straight into the socket buffer
+ * (Connection.sendPut/sendGet, WriteBatcher.reserve), where the bytes stay as written.
+ */
+abstract class FirstTry {
   deadlineMs = 0;
   timeoutMs = 0;
-  /** performance.now() when sent (Connection.sendPut: the time the tick's first request was encoded). */
+  /** performance.now() when sent (Connection.track: the time the tick's first request was encoded). */
   sentMs = 0;
-  /** The first try's frame (encodePutFrame): bytes [frameAt, frameEnd) of `frame`; the command is its tail, for the retry loop. */
+  /** The frame: bytes [frameAt, frameEnd) of `frame`; the command or query is its tail, for the retry loop. */
   private frame: Uint8Array = EMPTY_BYTES;
   private frameAt = 0;
   private frameEnd = 0;
   constructor(
-    private readonly on: CallbackAnswers,
-    readonly conn: Connection,
-    readonly seq: number,
-    /** The client's overall time limit of the write (KvClientOptions.timeoutMs), from sentMs. */
-    private readonly writeTimeoutMs: number,
-    readonly clientId: number,
-    readonly done: (error: Error | null) => void,
+    /** The client's overall time limit of the operation (KvClientOptions.timeoutMs), from sentMs. */
+    private readonly overallTimeoutMs: number,
   ) {}
-  /** The write's overall deadline as a Date.now() time, for the retry loop. */
+  /** The operation's overall deadline as a Date.now() time, for the retry loop. */
   deadline(): number {
-    return Date.now() + (this.sentMs + this.writeTimeoutMs - performance.now());
+    return Date.now() + (this.sentMs + this.overallTimeoutMs - performance.now());
   }
-  /** Where the first try's frame lies (the bytes stay as written: WriteBatcher.reserve). */
   keepFrame(frame: Uint8Array, at: number, end: number): void {
     this.frame = frame;
     this.frameAt = at;
     this.frameEnd = end;
   }
+  /** The frame's bytes from `offset` on. */
+  protected tail(offset: number): Uint8Array {
+    return this.frame.subarray(this.frameAt + offset, this.frameEnd);
+  }
+}
+
+/** A putWith() in flight. */
+class PendingWrite extends FirstTry implements Pending {
+  constructor(
+    private readonly on: CallbackAnswers,
+    readonly conn: Connection,
+    readonly seq: number,
+    writeTimeoutMs: number,
+    readonly clientId: number,
+    readonly done: (error: Error | null) => void,
+  ) {
+    super(writeTimeoutMs);
+  }
   command(): Uint8Array {
-    return this.frame.subarray(this.frameAt + PUT_FRAME_COMMAND_AT, this.frameEnd);
+    return this.tail(PUT_FRAME_COMMAND_AT);
   }
   answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
     // The common answer without objects: OK with an OK result (what okResult() accepts silently).
@@ -1008,36 +1024,19 @@ class PendingWrite implements Pending {
   }
 }
 
-/** A getWith() in flight (see PendingWrite). */
-class PendingRead implements Pending {
-  deadlineMs = 0;
-  timeoutMs = 0;
-  /** performance.now() when sent (Connection.sendGet: the time the tick's first request was encoded). */
-  sentMs = 0;
-  /** The first try's frame (encodeGetFrame): bytes [frameAt, frameEnd) of `frame`; the query is its tail, for the retry loop. */
-  private frame: Uint8Array = EMPTY_BYTES;
-  private frameAt = 0;
-  private frameEnd = 0;
+/** A getWith() in flight. */
+class PendingRead extends FirstTry implements Pending {
   constructor(
     private readonly on: CallbackAnswers,
     readonly conn: Connection,
     readonly consistency: Consistency,
-    /** The client's overall time limit of the read (KvClientOptions.timeoutMs), from sentMs. */
-    private readonly readTimeoutMs: number,
+    readTimeoutMs: number,
     readonly done: (error: Error | null, value: Uint8Array | null) => void,
-  ) {}
-  /** The read's overall deadline as a Date.now() time, for the retry loop. */
-  deadline(): number {
-    return Date.now() + (this.sentMs + this.readTimeoutMs - performance.now());
-  }
-  /** Where the first try's frame lies (the bytes stay as written: WriteBatcher.reserve). */
-  keepFrame(frame: Uint8Array, at: number, end: number): void {
-    this.frame = frame;
-    this.frameAt = at;
-    this.frameEnd = end;
+  ) {
+    super(readTimeoutMs);
   }
   query(): Uint8Array {
-    return this.frame.subarray(this.frameAt + GET_FRAME_QUERY_AT, this.frameEnd);
+    return this.tail(GET_FRAME_QUERY_AT);
   }
   answer(status: number, requestId: number, bytes: Uint8Array, bodyAt: number, bodyEnd: number): void {
     this.on.read(this, { status, requestId, body: bytes.subarray(bodyAt, bodyEnd) });
