@@ -34,8 +34,8 @@ const slidingOps = fc.array(
 ).map((steps) => {
   let top = 1_000;
   return steps.map(([kind, delta, jump, value]): Op => {
-    if (jump === 0) top += 5_000; // far ahead: beyond the largest ring
-    if (jump === 1) top = Math.max(0, top - 5_000);
+    if (jump === 0) top += 70_000; // far ahead: beyond the largest ring (65,536 keys)
+    if (jump === 1) top = Math.max(0, top - 70_000);
     const key = Math.max(0, top + delta);
     if (kind === 'set') top++;
     return kind === 'set' ? { kind, key, value } : { kind: kind as 'delete' | 'deleteBelow' | 'get', key };
@@ -49,9 +49,9 @@ test('SeqMap answers as a Map (sliding keys with jumps)', () => {
 test('SeqMap answers as a Map (any keys)', () => {
   const anyOps = fc.array(
     fc.oneof(
-      fc.record({ kind: fc.constant('set' as const), key: fc.nat(20_000), value: fc.nat() }),
-      fc.record({ kind: fc.constant('delete' as const), key: fc.nat(20_000) }),
-      fc.record({ kind: fc.constant('deleteBelow' as const), key: fc.nat(20_000) }),
+      fc.record({ kind: fc.constant('set' as const), key: fc.nat(200_000), value: fc.nat() }),
+      fc.record({ kind: fc.constant('delete' as const), key: fc.nat(200_000) }),
+      fc.record({ kind: fc.constant('deleteBelow' as const), key: fc.nat(200_000) }),
     ),
     { maxLength: 300 },
   );
@@ -73,4 +73,30 @@ test('SeqMap: a ring left sparse after a burst shrinks', () => {
   assert.equal(m.size, 1);
   assert.ok((m as unknown as { ring: unknown[] }).ring.length <= 16, 'the ring was cut back');
   assert.equal(m.get(1000), 1000);
+});
+
+test('SeqMap: a client window wider than the largest ring (far keys are swept and moved into the ring)', () => {
+  // The kept keys are exactly [max(floor, 1), seq]: the reference is arithmetic.
+  for (const window of [4_097, 65_535, 65_537, 90_000]) {
+    const m = new SeqMap<number>();
+    let floor = 0;
+    for (let seq = 1; seq <= 250_000; seq++) {
+      m.set(seq, seq * 2);
+      // The client's floor lags its newest request by about the window, and sometimes stalls.
+      const next = seq - window - (seq % 7 === 0 ? 50 : 0);
+      if (next > floor) {
+        floor = next;
+        m.deleteBelow(floor);
+      }
+      if (seq % 9_973 === 0) {
+        const lowest = Math.max(floor, 1);
+        assert.equal(m.size, seq - lowest + 1, `window ${window}, seq ${seq}`);
+        assert.equal(m.get(lowest), lowest * 2);
+        assert.equal(m.get(seq), seq * 2);
+        assert.equal(m.get(lowest - 1), undefined);
+      }
+    }
+    const lowest = Math.max(floor, 1);
+    assert.deepEqual(m.entries(), Array.from({ length: 250_000 - lowest + 1 }, (_, i) => [lowest + i, (lowest + i) * 2]));
+  }
 });
