@@ -125,7 +125,7 @@ export interface ReplicaOptions {
    * Also take one after this many command payload bytes applied since the last (whichever comes
    * first), and never fewer than twice the latest snapshot's size: a snapshot writes the whole
    * state, so this keeps its cost at most half a byte per byte written, whatever the state's size.
-   * This bounds the log kept on disk (with the compaction margin). Default 16 MiB.
+   * This bounds the log kept on disk (with the compaction margin). Default 64 MiB.
    */
   snapshotIntervalBytes?: number;
   /**
