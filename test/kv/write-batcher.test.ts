@@ -86,3 +86,20 @@ test('reserve: refuses an empty or non-integer size', () => {
   assert.throws(() => out.reserve(0), RangeError);
   assert.throws(() => out.reserve(1.5), RangeError);
 });
+
+test('reserve: a tick of many small frames moves to a new slab O(log n) times, not once per frame', async () => {
+  const { socket, written } = fakeSocket();
+  const out = new WriteBatcher(socket);
+  const slabs = new Set<Uint8Array>();
+  const frames = 20_000; // ~2 MB in one tick, as a client with thousands of requests in flight
+  for (let i = 0; i < frames; i++) {
+    const at = out.reserve(100);
+    out.buffer.fill(i & 0xff, at, at + 100);
+    slabs.add(out.buffer);
+  }
+  await new Promise((r) => process.nextTick(r));
+  assert.ok(slabs.size <= 8, `${slabs.size} slabs for one tick of ${frames} frames (each move copies the run so far)`);
+  assert.equal(written.length, 1);
+  assert.equal(written[0]!.length, frames * 100);
+  for (const i of [0, 1, 655, 19_999]) assert.equal(written[0]![i * 100 + 99], i & 0xff);
+});
