@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { KvNode } from '../kv/node.js';
 import { DataDirError } from '../runtime/errors.js';
+import { DEFAULT_SNAPSHOT_INTERVAL_BYTES } from '../runtime/replica.js';
 import type { PeerAddress, PeerLimits } from '../runtime/api.js';
 import { CLIENT_LIMITS_DEFAULT, readTokenFile, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { readTlsFiles } from '../transport/tls.js';
@@ -132,7 +133,7 @@ export function startCommand(): Command {
     .option('--initial-http <list>', 'every replica by HTTP address: ID=HOST:PORT,... (lets followers forward to the leader)')
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
     .option('--snapshot-interval-slots <n>', 'take a snapshot after this many applied slots (default 10000)')
-    .option('--snapshot-interval-bytes <n>', 'or after this many bytes of applied commands (default 67108864)')
+    .option('--snapshot-interval-bytes <n>', `or after this many bytes of applied commands (default ${DEFAULT_SNAPSHOT_INTERVAL_BYTES})`)
     .option('--leader-snapshot-interval-factor <n>', 'while leading, both snapshot intervals are this many times longer: its snapshots pause the cluster (default 4; 1: as followers)')
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')

@@ -85,7 +85,6 @@ export class SeqMap<V> {
       if (floor - this.base > this.mask) {
         this.ring.fill(undefined);
         this.inRing = 0;
-        this.base = floor;
       } else {
         for (let key = this.base; key < floor; key++) {
           const i = key & this.mask;

@@ -338,67 +338,47 @@ class Connection {
    */
   request(build: (requestId: number) => Request, timeoutMs: number): Promise<Response> {
     if (this.closed) return Promise.reject(new Error(`connection to ${this.endpoint} closed`));
-    const id = this.nextId;
-    this.nextId = (this.nextId % 0xffffffff) + 1;
+    const id = this.takeId();
     return new Promise((resolve, reject) => {
       this.pending.set(id, new AnswerAsResponse(resolve, reject, performance.now() + timeoutMs, timeoutMs));
       this.out.write(encodeRequest(build(id)));
     });
   }
 
-  /** A request id for send() (request() takes its own). */
-  takeId(): number {
+  /** The next request id. */
+  private takeId(): number {
     const id = this.nextId;
     this.nextId = (this.nextId % 0xffffffff) + 1;
     return id;
   }
 
   /**
-   * request() without a promise: `pending` (its deadline set here) gets the answer or the failure,
-   * as request()'s promise would, but synchronously from the socket's handlers. False (nothing
-   * sent, `pending` never called) if the connection is closed.
-   */
-  send(requestId: number, frame: Uint8Array, pending: Pending, timeoutMs: number): boolean {
-    if (this.closed) return false;
-    pending.deadlineMs = performance.now() + timeoutMs;
-    pending.timeoutMs = timeoutMs;
-    this.pending.set(requestId, pending);
-    this.out.write(frame);
-    return true;
-  }
-
-  /**
-   * send() of a PUT's WRITE frame encoded straight into the tick's socket buffer (no frame buffer
-   * of its own, no copy at flush): `pending` learns where the frame lies (keepFrame), for a retry.
-   * False (nothing sent) if the connection is closed.
+   * request() without a promise, for putWith(): `pending` (its deadline set here) gets the answer
+   * or the failure, synchronously from the socket's handlers. The WRITE frame is encoded straight
+   * into the tick's socket buffer (no frame buffer of its own, no copy at flush), and `pending`
+   * learns where it lies (keepFrame), for a retry. False (nothing sent) if the connection is closed.
    */
   sendPut(clientId: number, seq: number, floor: number, attemptTimeoutMs: number, key: Uint8Array, value: Uint8Array, pending: PendingWrite, timeoutMs: number): boolean {
     if (this.closed) return false;
     const requestId = this.takeId();
-    const bytes = PUT_FRAME_COMMAND_AT + 1 + 4 + key.length + 4 + value.length;
-    const at = this.out.reserve(bytes);
-    const buffer = this.out.buffer;
-    encodePutFrame(buffer, at, requestId, clientId, seq, floor, attemptTimeoutMs, key, value);
-    pending.keepFrame(buffer, at, at + bytes);
-    this.track(requestId, pending, timeoutMs);
+    const at = this.reserveFrame(requestId, PUT_FRAME_COMMAND_AT + 1 + 4 + key.length + 4 + value.length, pending, timeoutMs);
+    encodePutFrame(this.out.buffer, at, requestId, clientId, seq, floor, attemptTimeoutMs, key, value);
     return true;
   }
 
-  /** sendPut() for a GET's READ frame. */
+  /** sendPut() for getWith()'s READ frame. */
   sendGet(consistency: Consistency, key: Uint8Array, pending: PendingRead, timeoutMs: number): boolean {
     if (this.closed) return false;
     const requestId = this.takeId();
-    const bytes = GET_FRAME_QUERY_AT + 1 + 4 + key.length;
-    const at = this.out.reserve(bytes);
-    const buffer = this.out.buffer;
-    encodeGetFrame(buffer, at, requestId, consistency, key);
-    pending.keepFrame(buffer, at, at + bytes);
-    this.track(requestId, pending, timeoutMs);
+    const at = this.reserveFrame(requestId, GET_FRAME_QUERY_AT + 1 + 4 + key.length, pending, timeoutMs);
+    encodeGetFrame(this.out.buffer, at, requestId, consistency, key);
     return true;
   }
 
-  /** Awaits the answer to a frame reserved this tick. */
-  private track(requestId: number, pending: FirstTry & Pending, timeoutMs: number): void {
+  /** Room for a frame of `bytes` in this tick's socket write (its offset in `out.buffer`), answered to `pending`. */
+  private reserveFrame(requestId: number, bytes: number, pending: FirstTry & Pending, timeoutMs: number): number {
+    const at = this.out.reserve(bytes);
+    pending.keepFrame(this.out.buffer, at, at + bytes);
     // One clock read per run of requests (they all leave in its socket write, at the tick's end):
     // a request's time is the run's start, earlier than its own by at most the tick.
     if (this.out.runs !== this.sendRun) {
@@ -409,6 +389,7 @@ class Connection {
     pending.deadlineMs = this.sendMs + timeoutMs;
     pending.timeoutMs = timeoutMs;
     this.pending.set(requestId, pending);
+    return at;
   }
 
   private sweep(): void {
@@ -974,7 +955,7 @@ interface CallbackAnswers {
 abstract class FirstTry {
   deadlineMs = 0;
   timeoutMs = 0;
-  /** performance.now() when sent (Connection.track: the time the tick's first request was encoded). */
+  /** performance.now() when sent (Connection.reserveFrame: the time the tick's first request was encoded). */
   sentMs = 0;
   /** The frame: bytes [frameAt, frameEnd) of `frame`; the command or query is its tail, for the retry loop. */
   private frame: Uint8Array = EMPTY_BYTES;
@@ -1047,19 +1028,12 @@ class PendingRead extends FirstTry implements Pending {
 }
 
 // putWith()/getWith()'s first try: the frame written at once (no command or query array, no
-// Request object; a PUT's straight into the socket buffer, WriteBatcher.reserve), byte for byte
+// Request object: straight into the socket buffer, WriteBatcher.reserve), byte for byte
 // what encodeRequest() of encodeCommand()/encodeQuery() makes (test/bench/workers.test.ts compares
 // them; test/kv/client-callbacks.test.ts checks the retries). Layouts: ./protocol.ts and ./codec.ts.
 const PUT_FRAME_COMMAND_AT = 4 + 33;
 const GET_FRAME_QUERY_AT = 4 + 10;
 const CONSISTENCY_CODES: Record<Consistency, number> = { linearizable: 0, lease: 1, local: 2 };
-
-/** @internal A PUT's WRITE frame in a buffer of its own (see encodePutFrame; for tests). */
-export function putFrame(requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, key: Uint8Array, value: Uint8Array): Uint8Array {
-  const out = new Uint8Array(PUT_FRAME_COMMAND_AT + 1 + 4 + key.length + 4 + value.length);
-  encodePutFrame(out, 0, requestId, clientId, seq, floor, timeoutMs, key, value);
-  return out;
-}
 
 /**
  * @internal A PUT's WRITE frame written into `out` at `at` (the caller has made room: 37 + 9 +
@@ -1106,13 +1080,6 @@ function putF64(out: Uint8Array, at: number, v: number): void {
 }
 
 const EMPTY_BYTES = new Uint8Array(0);
-
-/** @internal A GET's READ frame in a buffer of its own (see encodeGetFrame; for tests). */
-export function getFrame(requestId: number, consistency: Consistency, key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(GET_FRAME_QUERY_AT + 1 + 4 + key.length);
-  encodeGetFrame(out, 0, requestId, consistency, key);
-  return out;
-}
 
 /** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with maxWaitMs 0. */
 export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array): void {

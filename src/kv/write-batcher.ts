@@ -71,12 +71,12 @@ export class WriteBatcher {
 
   /**
    * A slab for a run of `runBytes` so far (copied over: a run is one contiguous write) and `bytes`
-   * more. A run that outgrows its slab gets one twice its size: a slab of just enough made every
+   * more. A run that outgrows its slab gets one of at least twice its size: a slab of just enough made every
    * later frame of the tick copy the whole run again (a client with thousands of requests in one
    * tick: quadratic, 18k puts/s at 4,096 in flight against 149k at 512).
    */
   private newSlab(runBytes: number, bytes: number): void {
-    const slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, runBytes > 0 ? 2 * (runBytes + bytes) : bytes));
+    const slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * runBytes + bytes));
     if (runBytes > 0) this.slab.copy(slab, 0, this.runStart, this.slabUsed);
     this.slab = slab;
     this.slabUsed = runBytes;

@@ -12,7 +12,7 @@ import { bucketIndex, LATENCY_US_MAX, LatencyCounts } from '../../src/bench/late
 import { loadWorkersOf, mergeLoad, splitLoad, TimelineMerger, type LoadPartResult } from '../../src/bench/load.js';
 import { BENCH_CI, BENCH_DEFAULTS, validateBenchParams, type BenchParams } from '../../src/bench/params.js';
 import { runBench, type BenchResult } from '../../src/bench/run.js';
-import { encodeGetFrame, encodePutFrame, getFrame, KvBadRequestError, KvClient, putFrame } from '../../src/kv/client.js';
+import { encodeGetFrame, encodePutFrame, KvBadRequestError, KvClient } from '../../src/kv/client.js';
 import { encodeCommand, encodeQuery } from '../../src/kv/codec.js';
 import { encodeRequest, KIND_READ, KIND_WRITE } from '../../src/kv/protocol.js';
 
@@ -155,24 +155,6 @@ test('KvClient.putWith/getWith report bad input to the callback, asynchronously'
     assert.ok((await get) instanceof KvBadRequestError);
   } finally {
     kv.close();
-  }
-});
-
-test('putWith/getWith frames are byte for byte the general encoders\' (encodeRequest of encodeCommand/encodeQuery)', () => {
-  for (const [keyBytes, valueBytes] of [
-    [1, 0],
-    [16, 64],
-    [300, 5000],
-  ] as const) {
-    const key = Uint8Array.from({ length: keyBytes }, (_, i) => (i * 7 + 1) & 0xff);
-    const value = Uint8Array.from({ length: valueBytes }, (_, i) => (i * 13 + 5) & 0xff);
-    const put = putFrame(0xfffffffe, 123456789, 2 ** 40 + 3, 2 ** 40, 5000, key, value);
-    const command = encodeCommand({ op: 'put', key, value });
-    assert.deepEqual(Buffer.from(put), Buffer.from(encodeRequest({ kind: KIND_WRITE, requestId: 0xfffffffe, clientId: 123456789, seq: 2 ** 40 + 3, floor: 2 ** 40, timeoutMs: 5000, command })));
-    for (const consistency of ['linearizable', 'lease', 'local'] as const) {
-      const get = getFrame(7, consistency, key);
-      assert.deepEqual(Buffer.from(get), Buffer.from(encodeRequest({ kind: KIND_READ, requestId: 7, consistency, maxWaitMs: 0, query: encodeQuery({ op: 'get', key }) })));
-    }
   }
 });
 
