@@ -28,6 +28,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
+import { SeqMap } from '../core/seq-map.js';
 import { WriteBatcher } from './write-batcher.js';
 import { copyBytes, decodeResult, deleteExisted, putU32be, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
@@ -416,7 +417,8 @@ export class KvClient {
   private current = 0;
   private conn: Connection | null = null;
   private seq = 0;
-  private readonly outstanding = new Set<number>();
+  /** Sequence numbers sent and not yet answered (their lowest is the floor): a ring, not a Set (three hash operations per write). */
+  private readonly outstanding = new SeqMap<true>();
   /** Every seq below this has settled (amortized: see floor()). */
   private floorSeq = 1;
   private readonly timeoutMs: number;
@@ -507,7 +509,7 @@ export class KvClient {
       return;
     }
     const seq = ++this.seq;
-    this.outstanding.add(seq);
+    this.outstanding.set(seq, true);
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
     if (conn === null) {
@@ -633,7 +635,7 @@ export class KvClient {
       return Promise.reject(e); // bad input rejects, as from an async function
     }
     const seq = ++this.seq;
-    this.outstanding.add(seq);
+    this.outstanding.set(seq, true);
     const deadline = Date.now() + this.timeoutMs;
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
@@ -855,7 +857,7 @@ export class KvClient {
 
   /** The lowest seq not yet settled: every seq below it is answered (the server may drop their results). */
   private floor(): number {
-    while (this.floorSeq < this.seq && !this.outstanding.has(this.floorSeq)) this.floorSeq++;
+    while (this.floorSeq < this.seq && this.outstanding.get(this.floorSeq) === undefined) this.floorSeq++;
     return this.floorSeq;
   }
 
