@@ -28,7 +28,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
-import { SeqMap } from '../core/seq-map.js';
+import { SeqWindow } from '../core/seq-window.js';
 import { WriteBatcher } from './write-batcher.js';
 import { copyBytes, decodeResult, deleteExisted, putU32be, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
@@ -416,11 +416,8 @@ export class KvClient {
   private readonly endpoints: string[];
   private current = 0;
   private conn: Connection | null = null;
-  private seq = 0;
-  /** Sequence numbers sent and not yet answered (their lowest is the floor): a ring, not a Set (three hash operations per write). */
-  private readonly outstanding = new SeqMap<true>();
-  /** Every seq below this has settled (amortized: see floor()). */
-  private floorSeq = 1;
+  /** This session's write sequence numbers: the next one, those not yet answered, the floor. */
+  private readonly seqs = new SeqWindow();
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly frameBytesMax: number;
@@ -508,8 +505,8 @@ export class KvClient {
       queueMicrotask(() => done(e as Error)); // bad input, reported as put() would (asynchronously)
       return;
     }
-    const seq = ++this.seq;
-    this.outstanding.set(seq, true);
+    const seq = this.seqs.next();
+    this.seqs.add(seq);
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
     if (conn === null) {
@@ -517,7 +514,7 @@ export class KvClient {
       this.writeLoop(command, seq, Date.now() + this.timeoutMs, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId).then(() => done(null), done);
       return;
     }
-    const floor = this.floor();
+    const floor = this.seqs.floor();
     const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
     // The overall deadline is kept as a time since the send (PendingWrite.deadline()): no clock read of its own.
     conn.sendPut(clientId, seq, floor, timeoutMs, key, value, new PendingWrite(this.callbackAnswers, conn, seq, this.timeoutMs, clientId, done), timeoutMs + 1_000);
@@ -555,12 +552,12 @@ export class KvClient {
    */
   private readonly callbackAnswers: CallbackAnswers = {
     writeOk: (op) => {
-      this.outstanding.delete(op.seq);
+      this.seqs.delete(op.seq);
       op.done(null);
     },
     write: (op, r) => {
       if (r.status === ST_OK) {
-        this.outstanding.delete(op.seq);
+        this.seqs.delete(op.seq);
         let error: Error | null = null;
         try {
           okResult(r.body);
@@ -634,18 +631,18 @@ export class KvClient {
     } catch (e) {
       return Promise.reject(e); // bad input rejects, as from an async function
     }
-    const seq = ++this.seq;
-    this.outstanding.set(seq, true);
+    const seq = this.seqs.next();
+    this.seqs.add(seq);
     const deadline = Date.now() + this.timeoutMs;
     const clientId = this.session;
     const conn = clientId !== 0 && !this.closed ? this.openConnection() : null;
     if (conn === null) return this.writeLoop(command, seq, deadline, { attempt: 0, maybeApplied: false, lastError: 'no attempt' }, clientId);
-    const floor = this.floor();
+    const floor = this.seqs.floor();
     const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
     return conn.request((requestId) => ({ kind: KIND_WRITE, requestId, clientId, seq, floor, timeoutMs, command }), timeoutMs + 1_000).then(
       (r) => {
         if (r.status === ST_OK) {
-          this.outstanding.delete(seq);
+          this.seqs.delete(seq);
           return okResult(r.body);
         }
         return this.writeLoop(command, seq, deadline, { attempt: 1, maybeApplied: false, lastError: 'no attempt' }, clientId, r);
@@ -673,7 +670,7 @@ export class KvClient {
       const clientId = sessionId !== 0 ? sessionId : this.session !== 0 ? this.session : await this.register(deadline);
       for (let attempt = state.attempt; ; attempt++) {
         if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
-        const floor = this.floor();
+        const floor = this.seqs.floor();
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
@@ -698,7 +695,7 @@ export class KvClient {
         if (done !== null) return done;
       }
     } finally {
-      this.outstanding.delete(seq);
+      this.seqs.delete(seq);
     }
     const { maybeApplied, lastError } = state;
     if (maybeApplied) throw new KvOutcomeUnknownError(`no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${lastError})`);
@@ -854,12 +851,6 @@ export class KvClient {
 
 
   // ---------------------------------------------------------------- connection management
-
-  /** The lowest seq not yet settled: every seq below it is answered (the server may drop their results). */
-  private floor(): number {
-    while (this.floorSeq < this.seq && this.outstanding.get(this.floorSeq) === undefined) this.floorSeq++;
-    return this.floorSeq;
-  }
 
   /** The current connection if it is established and open (requests may go at once), else null. */
   private openConnection(): Connection | null {

@@ -88,12 +88,10 @@ const COPY_LOOP_BYTES_MAX = 24;
  * at 64 bytes).
  */
 export function copyBytes(src: Uint8Array, from: number, len: number, dst: Uint8Array, at: number): void {
-  if (len > COPY_LOOP_BYTES_MAX && from === 0 && len === src.length) {
-    dst.set(src, at);
-  } else if (len <= COPY_LOOP_BYTES_MAX) {
+  if (len <= COPY_LOOP_BYTES_MAX) {
     for (let k = 0; k < len; k++) dst[at + k] = src[from + k]!;
   } else {
-    dst.set(src.subarray(from, from + len), at);
+    dst.set(from === 0 && len === src.length ? src : src.subarray(from, from + len), at);
   }
 }
 

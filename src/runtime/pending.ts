@@ -9,6 +9,7 @@
 // promoted what it held to V8's old generation (src/core/seq-map.ts).
 
 import { SeqMap } from '../core/seq-map.js';
+import type { SeqWindow } from '../core/seq-window.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 
 /**
@@ -41,14 +42,14 @@ export class PendingEntry implements WheelItem<PendingEntry> {
     readonly timeoutMs: number,
     /** The drain generation this proposal rides in: handed to the core once the replica's generation passes it. */
     readonly generation: number,
-    /** Proposed through the replica's own session (propose() without a clientId): its seq leaves this set when settled. */
-    private readonly ownOutstanding: Set<number> | null,
+    /** Proposed through the replica's own session (propose() without a clientId): its seq is settled there when this is. */
+    private readonly ownSeqs: SeqWindow | null,
     private readonly done: ProposalCallback,
     private readonly cookie: unknown,
   ) {}
 
   get own(): boolean {
-    return this.ownOutstanding !== null;
+    return this.ownSeqs !== null;
   }
 
   /** Another caller of the same request: answered with it. */
@@ -68,7 +69,7 @@ export class PendingEntry implements WheelItem<PendingEntry> {
     if (this.settled) return false;
     this.settled = true;
     this.table.delete(this);
-    this.ownOutstanding?.delete(this.seq);
+    this.ownSeqs?.delete(this.seq);
     return true;
   }
 

@@ -20,6 +20,7 @@ import { BatchCursor, DecodedBatch } from '../codec/values.js';
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { SeqMap } from '../core/seq-map.js';
+import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { openLog, type LogStore } from '../storage/log.js';
@@ -99,9 +100,8 @@ export class SynodReplica {
   /** The replica's own session (propose() without clientId; the HTTP API): 0 until opened, again after it expired. */
   private ownSession = 0;
   private ownSessionOpening: Promise<number> | null = null;
-  private ownSeq = 0;
-  private readonly ownOutstanding = new Set<number>();
-  private ownFloorSeq = 1;
+  /** The own session's sequence numbers: the next one, those not yet answered, the floor. */
+  private readonly ownSeqs = new SeqWindow();
   private appliedSlot: Slot = 0;
   private snapshotSlot: Slot = 0;
   /** The log on disk holds every record of the slots above this one (a snapshot covers the rest). */
@@ -325,9 +325,9 @@ export class SynodReplica {
       return;
     }
     const clientId = options.clientId ?? this.ownSession;
-    const seq = options.seq ?? ++this.ownSeq;
-    if (own) this.ownOutstanding.add(seq);
-    const floor = options.floor ?? (own ? this.ownFloor() : 0);
+    const seq = options.seq ?? this.ownSeqs.next();
+    if (own) this.ownSeqs.add(seq);
+    const floor = options.floor ?? (own ? this.ownSeqs.floor() : 0);
     if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
     this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, callback, cookie);
   }
@@ -364,16 +364,10 @@ export class SynodReplica {
     return opening;
   }
 
-  /** Every own seq below this was answered: the lowest outstanding one (amortized O(1)). */
-  private ownFloor(): number {
-    while (this.ownFloorSeq < this.ownSeq && !this.ownOutstanding.has(this.ownFloorSeq)) this.ownFloorSeq++;
-    return this.ownFloorSeq;
-  }
-
   private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback, cookie: unknown): void {
     const existing = this.pending.get(clientId, seq);
     if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both
-    const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownOutstanding : null, done, cookie);
+    const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownSeqs : null, done, cookie);
     this.pending.add(entry);
     this.undated.push(entry);
     this.stats.proposals++;
