@@ -30,6 +30,8 @@
 
 import { randomInt } from 'node:crypto';
 import { copyBytes } from './codec.js';
+import { Prefaulter } from './prefault.js';
+import { CONTRACTS, invariant } from '../core/contracts.js';
 
 const PAGE_BYTES = 1 << 20;
 const GC_MIN_BYTES = 8 << 20;
@@ -49,6 +51,12 @@ const AT = 1; // the record's (key's) offset in the page
 const KEY_LEN = 2;
 const VAL_LEN = 3;
 const VAL_CAP = 4; // the value bytes the record has room for
+// Arrays needed later are made early and faulted in a few pages per record allocation (see
+// prefault.ts): the next hash index once the table is 3/8 full (it doubles at 1/2), the next entry
+// fields once 3/4 of the ids are used, and with `warmClones` a spare page per page and a spare
+// copy of the entry fields for the next clone. Smaller tables grow in well under a millisecond.
+const PREPARE_ENTRIES_MIN = 1 << 15; // the hash index from 2x this many slots
+const PREFAULT_PAGES_PER_ALLOC = 2;
 const EMPTY_PAGE = new Uint8Array(0);
 const EMPTY_VIEW = new DataView(EMPTY_PAGE.buffer);
 
@@ -61,6 +69,8 @@ export class ByteTable {
   private readonly deferredIdsMin: number;
   private readonly sortRun: number;
   private readonly sortStep: number;
+  private readonly prepareEntriesMin: number;
+  private readonly prefaultPages: number;
 
   /** Entry e's fields at (e << 3) + PAGE, AT, KEY_LEN, VAL_LEN, VAL_CAP. */
   private meta: Int32Array;
@@ -98,15 +108,41 @@ export class ByteTable {
    * took 60–90 ms (200–400 ms in a replica under load), into these ~12 ms.
    */
   private clonePool: ClonePool = EMPTY_POOL;
+  /** Regular pages held by the clone now out (they come back as clonePool when it is released). */
+  private clonedPagesOut = 0;
+  /** Pages of length pageBytes in `pages`. */
+  private regularPages = 0;
 
-  /** The options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
-  constructor(options: { seed?: number; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number } = {}) {
+  /** Touches the arrays below ahead of need. */
+  private readonly prefault = new Prefaulter();
+  /** Made ahead: the next hash index and the next entry fields (all zeros until taken). */
+  private nextIndex: Int32Array | null = null;
+  private nextMeta: Int32Array | null = null;
+  /**
+   * With `warmClones`: pages and entry fields for the next clone to copy into, beyond what
+   * clonePool holds (made as the table grows, so that no clone copies into fresh memory).
+   */
+  private readonly warmClones: boolean;
+  private sparePages: Uint8Array[] = [];
+  private spareMeta: Int32Array | null = null;
+
+  /**
+   * `warmClones`: the table will be cloned again and again (a state machine's snapshots), so keep
+   * as much memory as a clone needs ready as the table grows (twice the table's memory, which the
+   * clone pool holds anyway after the first clone), instead of faulting it in during the clone.
+   * The other options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
+  constructor(
+    options: { seed?: number; warmClones?: boolean; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number; prepareEntriesMin?: number; prefaultPages?: number } = {},
+  ) {
     this.seed = options.seed ?? randomInt(0x7fffffff);
+    this.warmClones = options.warmClones ?? false;
     this.pageBytes = options.pageBytes ?? PAGE_BYTES;
     this.gcMinBytes = options.compactMinBytes ?? GC_MIN_BYTES;
     this.deferredIdsMin = options.deferredIdsMin ?? DEFERRED_IDS_MIN;
     this.sortRun = options.sortRun ?? SORT_RUN;
     this.sortStep = options.sortStep ?? SORT_STEP;
+    this.prepareEntriesMin = options.prepareEntriesMin ?? PREPARE_ENTRIES_MIN;
+    this.prefaultPages = options.prefaultPages ?? PREFAULT_PAGES_PER_ALLOC;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
     this.meta = new Int32Array(ENTRIES_MIN * META_STRIDE);
@@ -196,6 +232,10 @@ export class ByteTable {
     this.liveBytes += len + vLen;
     if (this.order !== null) this.added.push(e);
     if (this.live * 2 > this.mask + 1) this.grow();
+    else if (this.nextIndex === null && this.live * 8 > 3 * (this.mask + 1) && this.mask + 1 >= 2 * this.prepareEntriesMin) {
+      this.nextIndex = new Int32Array(4 * (this.mask + 1));
+      this.prefault.add(this.nextIndex);
+    }
     return -1;
   }
 
@@ -550,20 +590,38 @@ export class ByteTable {
     this.clonePool = EMPTY_POOL; // the clone holds these arrays until it is released
     const c = new ByteTable({ seed: this.seed, pageBytes: this.pageBytes, compactMinBytes: this.gcMinBytes, deferredIdsMin: this.deferredIdsMin, sortRun: this.sortRun, sortStep: this.sortStep });
     // No hash index: the clone is read by key order and entry id only (its find() finds nothing).
-    c.meta = copyInto(pool.meta, this.meta, this.entryTop * META_STRIDE);
+    const metaUsed = this.entryTop * META_STRIDE;
+    let metaInto = pool.meta;
+    if ((metaInto === null || metaInto.length < metaUsed) && this.spareMeta !== null && this.spareMeta.length >= metaUsed) {
+      this.prefault.remove(this.spareMeta);
+      metaInto = this.spareMeta;
+      this.spareMeta = null;
+    }
+    c.meta = copyInto(metaInto, this.meta, metaUsed);
     c.entryTop = this.entryTop;
-    // Regular pages are copied into full-size arrays (the pool's, or new ones that the pool then
-    // keeps); a page of its own for a large record, trimmed to what is used. The clone is for
-    // reading: its bytes past pageUsed are stale and never read.
+    // Regular pages are copied into full-size arrays (the pool's, then the spares made ahead, then
+    // new ones; the pool then keeps them all); a page of its own for a large record, trimmed to
+    // what is used. The clone is for reading: its bytes past pageUsed are stale and never read.
     let spare = pool.pages.length;
+    let spareTaken = 0;
+    let regular = 0;
     c.pages = this.pages.map((page, p) => {
       if (page.length === 0) return page;
       const used = this.pageUsed[p]!;
       if (page.length !== this.pageBytes) return page.slice(0, used);
-      const into = spare > 0 ? pool.pages[--spare]! : new Uint8Array(this.pageBytes);
+      let into: Uint8Array;
+      if (spare > 0) into = pool.pages[--spare]!;
+      else if (spareTaken < this.sparePages.length) {
+        into = this.sparePages[spareTaken++]!;
+        this.prefault.remove(into);
+      } else into = new Uint8Array(this.pageBytes);
+      regular++;
       into.set(used === page.length ? page : page.subarray(0, used));
       return into;
     });
+    if (spareTaken > 0) this.sparePages = this.sparePages.slice(spareTaken);
+    this.clonedPagesOut = regular;
+    if (CONTRACTS) invariant(!this.prefault.has(c.meta) && c.pages.every((page) => page.length === 0 || !this.prefault.has(page)), 'a clone array is still being faulted in (prefault step() would write it)');
     c.views = c.pages.map((page) => (page.length === 0 ? EMPTY_VIEW : new DataView(page.buffer, page.byteOffset, page.byteLength)));
     c.pageUsed = this.pageUsed.slice();
     // Nothing of the allocator (free ids and pages, garbage counts): the clone is never written.
@@ -586,6 +644,7 @@ export class ByteTable {
     const owner = this.cloneOf.table;
     this.cloneOf = null;
     owner.clonePool = { meta: this.meta, pages: this.pages.filter((page) => page.length === owner.pageBytes) };
+    owner.clonedPagesOut = 0;
     this.meta = new Int32Array(0);
     this.pages = [];
     this.views = [];
@@ -595,6 +654,11 @@ export class ByteTable {
   /** Removes every key. */
   clear(): void {
     this.clonePool = EMPTY_POOL;
+    this.prefault.clear();
+    this.nextIndex = null;
+    this.nextMeta = null;
+    this.sparePages = [];
+    this.spareMeta = null;
     this.index = new Int32Array(2 * INDEX_SLOTS_MIN);
     this.mask = INDEX_SLOTS_MIN - 1;
     this.entryTop = 0;
@@ -691,6 +755,10 @@ export class ByteTable {
     else {
       e = this.entryTop++;
       if (e * META_STRIDE >= this.meta.length) this.growEntries();
+      else if (this.nextMeta === null && e * META_STRIDE * 4 >= this.meta.length * 3 && this.meta.length >= this.prepareEntriesMin * META_STRIDE) {
+        this.nextMeta = new Int32Array(this.meta.length * 2);
+        this.prefault.add(this.nextMeta);
+      }
     }
     const [p, at] = this.allocate(len + vLen);
     copyBytes(key, from, len, this.pages[p]!, at);
@@ -715,6 +783,7 @@ export class ByteTable {
     this.pageGarbage[page]! += bytes;
     if (this.pageGarbage[page] === this.pageUsed[page] && page !== this.bumpPage) {
       // Nothing live in it: drop it now (a large value's own page, typically).
+      if (this.pages[page]!.length === this.pageBytes) this.regularPages--;
       this.garbageBytes -= this.pageGarbage[page]!;
       this.pages[page] = EMPTY_PAGE;
       this.views[page] = EMPTY_VIEW;
@@ -726,6 +795,7 @@ export class ByteTable {
 
   /** Room for `bytes` bytes: [page, offset]. */
   private allocate(bytes: number): [number, number] {
+    if (this.prefault.pending) this.prefault.step(this.prefaultPages);
     if (bytes > this.pageBytes >> 3) {
       const p = this.newPage(bytes);
       this.pageUsed[p] = bytes;
@@ -749,6 +819,16 @@ export class ByteTable {
     this.views[p] = new DataView(page.buffer);
     this.pageUsed[p] = 0;
     this.pageGarbage[p] = 0;
+    if (bytes === this.pageBytes) {
+      this.regularPages++;
+      // One spare for the next clone per page, unless the pool, the spares and the clone now out
+      // already cover every page (after a compaction, or pages dropped).
+      if (this.warmClones && this.clonePool.pages.length + this.sparePages.length + this.clonedPagesOut < this.regularPages) {
+        const spare = new Uint8Array(this.pageBytes);
+        this.sparePages.push(spare);
+        this.prefault.add(spare);
+      }
+    }
     return p;
   }
 
@@ -765,6 +845,7 @@ export class ByteTable {
     this.freePages = [];
     this.bumpPage = -1;
     this.garbageBytes = 0;
+    this.regularPages = 0;
   }
 
   /** Copies every live record into fresh pages, in entry order; ids and the index stay. */
@@ -784,7 +865,10 @@ export class ByteTable {
 
   private grow(): void {
     const slots = (this.mask + 1) * 2;
-    const index = new Int32Array(2 * slots);
+    let index = this.nextIndex;
+    this.nextIndex = null;
+    if (index !== null && index.length === 2 * slots) this.prefault.remove(index);
+    else index = new Int32Array(2 * slots);
     const mask = slots - 1;
     const old = this.index;
     for (let s = 0; s < old.length; s += 2) {
@@ -797,12 +881,23 @@ export class ByteTable {
     }
     this.index = index;
     this.mask = mask;
+    if (CONTRACTS) invariant(!this.prefault.has(index), 'the grown index is still being faulted in (prefault step() would write it)');
   }
 
   private growEntries(): void {
-    const grown = new Int32Array(this.meta.length * 2);
+    let grown = this.nextMeta;
+    this.nextMeta = null;
+    if (grown !== null && grown.length === this.meta.length * 2) this.prefault.remove(grown);
+    else grown = new Int32Array(this.meta.length * 2);
     grown.set(this.meta);
+    if (this.warmClones && grown.length >= this.prepareEntriesMin * META_STRIDE && (this.clonePool.meta?.length ?? 0) < grown.length) {
+      // The next clone copies the fields into this (the pool's is too small now).
+      if (this.spareMeta !== null) this.prefault.remove(this.spareMeta);
+      this.spareMeta = new Int32Array(grown.length);
+      this.prefault.add(this.spareMeta);
+    }
     this.meta = grown;
+    if (CONTRACTS) invariant(!this.prefault.has(grown), 'the grown entry fields are still being faulted in (prefault step() would write them)');
     const mark = new Uint8Array(grown.length / META_STRIDE);
     mark.set(this.removedMark);
     this.removedMark = mark;

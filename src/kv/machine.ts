@@ -64,7 +64,7 @@ export interface KvStats {
 
 export class KvMachine implements StateMachine {
   readonly valueBytesMax: number;
-  private table = new ByteTable();
+  private table = new ByteTable({ warmClones: true });
   private prefetchBufs: Uint8Array[] = [];
   private prefetchFrom = new Int32Array(0);
   private prefetchLen = new Int32Array(0);
@@ -172,7 +172,7 @@ export class KvMachine implements StateMachine {
     const bad = (why: string) => new KvCodecError(`kv snapshot: ${why}`);
     if (snapshot.length < 8 || view.getUint32(0) !== SNAPSHOT_MAGIC) throw bad('bad magic (not a key-value snapshot)');
     const count = view.getUint32(4);
-    const table = new ByteTable();
+    const table = new ByteTable({ warmClones: true });
     let prevAt = -1;
     let prevLen = 0;
     let off = 8;

@@ -2,6 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ByteTable } from '../../src/kv/byte-table.js';
+import { setContracts } from '../../src/core/contracts.js';
+
+setContracts(true);
 
 const hex = (u: Uint8Array) => Buffer.from(u).toString('hex');
 const byteOrder = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -137,8 +140,10 @@ test('property: a clone sorts in steps from the state it was taken in, and the t
       fc.constantFrom(1, 4, 4096),
       fc.integer({ min: 1, max: 5 }),
       fc.integer({ min: 1, max: 8 }),
-      (ops, seed, deferredIdsMin, sortRun, sortStep) => {
-        const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, sortRun, sortStep });
+      fc.boolean(),
+      (ops, seed, deferredIdsMin, sortRun, sortStep, warmClones) => {
+        // warmClones: the clones copy into spare pages made ahead (pageBytes 2048: a spare per page).
+        const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, sortRun, sortStep, warmClones, prefaultPages: 1 });
         const model = new Map<string, Uint8Array>();
         let clone: { table: ByteTable; steps: Generator<void, Int32Array>; expected: string[]; values: Map<string, string>; order: Int32Array | null } | null = null;
         const finish = () => {
@@ -173,12 +178,14 @@ test('property: a clone sorts in steps from the state it was taken in, and the t
           } else if (clone !== null) {
             finish();
             t.adoptOrder(clone.table);
+            clone.table.releaseClone(); // its arrays go to the pool: the next clone copies into them
             clone = null;
           }
         }
         if (clone !== null) {
           finish();
           t.adoptOrder(clone.table);
+          clone.table.releaseClone();
         }
         check(t, model);
         // And a clone of the table after all that sorts to the same order.
@@ -233,4 +240,99 @@ test('ByteTable: a clone sorts 60,000 new keys in steps of bounded work; the tab
   const sorted = t.sorted();
   assert.equal(sorted.length, 100_000);
   for (let i = 1; i < sorted.length; i++) assert.ok(byteOrder(t.key(sorted[i - 1]!), t.key(sorted[i]!)) < 0);
+});
+
+const u32Key = (i: number) => {
+  const k = new Uint8Array(8);
+  new DataView(k.buffer).setUint32(0, Math.imul(i, 0x9e3779b1) >>> 0);
+  new DataView(k.buffer).setUint32(4, i);
+  return k;
+};
+const valueOf = (i: number, round: number) => new Uint8Array(12).fill((i + round) & 0xff);
+
+test('ByteTable: 200,000 keys through index and entry growth into arrays made ahead (warm clones, clones taken and released on the way, deletes and overwrites): every key reads back, every clone reads its moment', () => {
+  const t = new ByteTable({ seed: 11, warmClones: true });
+  const model = new Map<number, number>(); // key number -> round of its value
+  let clone: { table: ByteTable; at: Map<number, number> } | null = null;
+  const checkClone = () => {
+    const c = clone!;
+    const order = c.table.sorted();
+    assert.equal(order.length, c.at.size);
+    for (const e of order) {
+      const i = new DataView(c.table.key(e).buffer).getUint32(4);
+      assert.deepEqual(c.table.value(e), valueOf(i, c.at.get(i)!), `clone: key ${i}`);
+    }
+    c.table.releaseClone();
+    clone = null;
+  };
+  for (let i = 0; i < 200_000; i++) {
+    const k = u32Key(i);
+    t.set(k, 0, 8, valueOf(i, 0), 0, 12);
+    model.set(i, 0);
+    if (i % 7 === 3) {
+      const d = u32Key(i - 3);
+      assert.equal(t.delete(d, 0, 8), true);
+      model.delete(i - 3);
+    }
+    if (i % 5 === 1) {
+      const o = u32Key(i - 1);
+      if (model.has(i - 1)) {
+        t.set(o, 0, 8, valueOf(i - 1, 1), 0, 12);
+        model.set(i - 1, 1);
+      }
+    }
+    if (i % 45_000 === 44_999) {
+      if (clone !== null) checkClone();
+      clone = { table: t.clone(), at: new Map(model) };
+    }
+  }
+  if (clone !== null) checkClone();
+  assert.equal(t.size, model.size);
+  for (const [i, round] of model) {
+    const k = u32Key(i);
+    const e = t.find(k, 0, 8);
+    assert.ok(e >= 0, `key ${i} missing`);
+    assert.deepEqual(t.value(e), valueOf(i, round), `key ${i}`);
+  }
+});
+
+test('ByteTable: a clone taken right after the entry fields double copies them into the spare made for it while it is still being faulted in; later inserts do not touch the clone', () => {
+  // Small thresholds and one page touched per record, so that the spare copy of the entry fields
+  // (made when they double at 2,048 ids) is still queued when the clone takes it.
+  // Pages of 4 KiB: the ids' page fields differ, so zeros written into a copy of them would show.
+  const t = new ByteTable({ seed: 5, warmClones: true, prepareEntriesMin: 1024, prefaultPages: 1, pageBytes: 4096 });
+  let n = 0;
+  const add = () => {
+    const k = u32Key(n);
+    t.set(k, 0, 8, valueOf(n, 0), 0, 12);
+    n++;
+  };
+  while (n < 2049) add(); // the 2,049th id doubles the fields (512 -> ... -> 2,048 -> 4,096 ids)
+  const c = t.clone();
+  for (let i = 0; i < 20_000; i++) add(); // more records: the prefaulter goes on touching what is queued
+  const order = c.sorted();
+  assert.equal(order.length, 2049);
+  for (const e of order) {
+    const i = new DataView(c.key(e).buffer).getUint32(4);
+    assert.ok(i < 2049);
+    assert.deepEqual(c.value(e), valueOf(i, 0), `clone: key ${i}`);
+  }
+  c.releaseClone();
+  for (let i = 0; i < n; i++) {
+    const e = t.find(u32Key(i), 0, 8);
+    assert.ok(e >= 0, `key ${i} missing`);
+    assert.deepEqual(t.value(e), valueOf(i, 0));
+  }
+});
+
+test('ByteTable: with a spare page queued every 131 records (8 KB values) and one page touched per record, the next index and entry fields are taken while still queued; they leave the queue (contracts) and every key reads back', () => {
+  const t = new ByteTable({ seed: 9, warmClones: true, prepareEntriesMin: 1024, prefaultPages: 1 });
+  const value = (i: number) => new Uint8Array(8000).fill(i & 0xff);
+  const n = 4200; // past 2,048 and 4,096 ids (entry fields) and 2,049 keys (index to 8,192 slots)
+  for (let i = 0; i < n; i++) t.set(u32Key(i), 0, 8, value(i), 0, 8000);
+  for (let i = 0; i < n; i++) {
+    const e = t.find(u32Key(i), 0, 8);
+    assert.ok(e >= 0, `key ${i} missing`);
+    assert.ok(t.valueEquals(e, value(i)), `value of key ${i}`);
+  }
 });
