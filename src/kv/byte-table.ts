@@ -428,8 +428,10 @@ export class ByteTable {
       this.removedMark[e] = 0;
       this.freeIds.push(e);
     }
-    this.removed.splice(0, from.removed);
-    this.added.splice(0, from.added);
+    // slice, not splice(0, n): splice builds an array of the n removed ids (hundreds of thousands
+    // when many keys were added between two snapshots) only to drop it.
+    this.removed = this.removed.slice(from.removed);
+    this.added = this.added.slice(from.added);
     this.order = clone.order;
     this.orderGen++; // a second adoption of the same clone finds another generation: nothing
   }
@@ -867,8 +869,8 @@ export class ByteTable {
     const slots = (this.mask + 1) * 2;
     let index = this.nextIndex;
     this.nextIndex = null;
-    if (index !== null && index.length === 2 * slots) this.prefault.remove(index);
-    else index = new Int32Array(2 * slots);
+    if (index !== null) this.prefault.remove(index);
+    if (index === null || index.length !== 2 * slots) index = new Int32Array(2 * slots);
     const mask = slots - 1;
     const old = this.index;
     for (let s = 0; s < old.length; s += 2) {
@@ -887,8 +889,8 @@ export class ByteTable {
   private growEntries(): void {
     let grown = this.nextMeta;
     this.nextMeta = null;
-    if (grown !== null && grown.length === this.meta.length * 2) this.prefault.remove(grown);
-    else grown = new Int32Array(this.meta.length * 2);
+    if (grown !== null) this.prefault.remove(grown);
+    if (grown === null || grown.length !== this.meta.length * 2) grown = new Int32Array(this.meta.length * 2);
     grown.set(this.meta);
     if (this.warmClones && grown.length >= this.prepareEntriesMin * META_STRIDE && (this.clonePool.meta?.length ?? 0) < grown.length) {
       // The next clone copies the fields into this (the pool's is too small now).
