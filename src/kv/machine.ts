@@ -301,15 +301,8 @@ export class KvMachine implements StateMachine {
     }
     if (q.limit < 1 || q.limit > SCAN_LIMIT_MAX) return { kind: 'error', code: ERR_BAD_LIMIT, message: `limit must be 1..${SCAN_LIMIT_MAX}` };
     if (q.prefix.length > KEY_BYTES_MAX) return { kind: 'error', code: ERR_KEY_TOO_LARGE, message: `prefix exceeds ${KEY_BYTES_MAX} bytes` };
-    const ids = t.sorted();
-    const entries: Array<[Uint8Array, Uint8Array]> = [];
-    let i = t.lowerBound(q.prefix);
-    for (; i < ids.length && entries.length < q.limit; i++) {
-      const e = ids[i]!;
-      if (!t.keyHasPrefix(e, q.prefix)) break;
-      entries.push([t.key(e), t.value(e)]);
-    }
-    const more = i < ids.length && t.keyHasPrefix(ids[i]!, q.prefix);
+    const { ids, more } = t.prefixScan(q.prefix, q.limit);
+    const entries = ids.map((e): [Uint8Array, Uint8Array] => [t.key(e), t.value(e)]);
     return { kind: 'scan', entries, more };
   }
 }

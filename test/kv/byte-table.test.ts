@@ -336,3 +336,53 @@ test('ByteTable: with a spare page queued every 131 records (8 KB values) and on
     assert.ok(t.valueEquals(e, value(i)), `value of key ${i}`);
   }
 });
+
+test('property: prefixScan gives the first keys with a prefix in key order and whether more follow, with the added keys sorted or picked without sorting (scanSortAddedMax 0, 3 or the default), across deletes, compaction and a dropped order', () => {
+  const scanOp = fc.record({ kind: fc.constant('scan' as const), prefix: fc.uint8Array({ maxLength: 2 }).map((k) => k.map((x) => x % 4)), limit: fc.integer({ min: 1, max: 6 }) });
+  const ops = fc.array(fc.oneof({ weight: 8, arbitrary: op }, { weight: 3, arbitrary: scanOp }), { maxLength: 250 });
+  fc.assert(
+    fc.property(ops, fc.integer(), fc.constantFrom(0, 3, 4096), fc.constantFrom(1, 4096), (list, seed, scanSortAddedMax, deferredIdsMin) => {
+      const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, scanSortAddedMax });
+      const model = new Map<string, Uint8Array>();
+      for (const o of list) {
+        if (o.kind === 'set') {
+          t.set(o.key, 0, o.key.length, o.value, 0, o.value.length);
+          model.set(hex(o.key), o.value);
+        } else if (o.kind === 'delete') {
+          assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
+        } else if (o.kind === 'sorted') {
+          t.sorted();
+        } else if (o.kind === 'compact') {
+          t.compact();
+        } else if (o.kind === 'scan') {
+          const p = hex(o.prefix);
+          const all = [...model.keys()].filter((k) => k.startsWith(p)).sort((a, b) => byteOrder(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+          const r = t.prefixScan(o.prefix, o.limit);
+          assert.deepEqual(r.ids.map((e) => hex(t.key(e))), all.slice(0, o.limit), `scan ${p} limit ${o.limit}`);
+          assert.equal(r.more, all.length > o.limit);
+          for (const e of r.ids) assert.equal(hex(t.value(e)), hex(model.get(hex(t.key(e)))!));
+        }
+      }
+    }),
+    { numRuns: 400 },
+  );
+});
+
+test('ByteTable.prefixScan with 50,000 keys added since the last sort picks its matches without sorting them, and leaves them unsorted (a clone still has them to sort)', () => {
+  const t = new ByteTable({ seed: 4 });
+  const keyOf = (i: number) => new TextEncoder().encode(`k${String((i * 7919) % 100_000).padStart(6, '0')}`);
+  for (let i = 0; i < 50_000; i++) t.set(keyOf(i), 0, 7, keyOf(i), 0, 7);
+  t.sorted();
+  for (let i = 50_000; i < 100_000; i++) t.set(keyOf(i), 0, 7, keyOf(i), 0, 7);
+  const prefix = new TextEncoder().encode('k0123');
+  const r = t.prefixScan(prefix, 7);
+  assert.deepEqual(r.ids.map((e) => new TextDecoder().decode(t.key(e))), ['k012300', 'k012301', 'k012302', 'k012303', 'k012304', 'k012305', 'k012306']);
+  assert.equal(r.more, true);
+  const all = t.prefixScan(new Uint8Array(0), 3);
+  assert.deepEqual(all.ids.map((e) => new TextDecoder().decode(t.key(e))), ['k000000', 'k000001', 'k000002']);
+  // The 50,000 added keys are still unsorted: a clone sorts them in steps.
+  const c = t.clone();
+  let steps = 0;
+  for (const it = c.sortedInSteps(); !it.next().done; ) steps++;
+  assert.ok(steps > 0, 'the scan sorted the added keys');
+});
