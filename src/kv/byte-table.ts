@@ -373,13 +373,7 @@ export class ByteTable {
       let add = this.added;
       if (this.removed.length > 0) {
         const mark = this.removedMark;
-        const kept = new Int32Array(old.length);
-        let n = 0;
-        for (let i = 0; i < old.length; i++) {
-          const e = old[i]!;
-          if (mark[e] === 0) kept[n++] = e;
-        }
-        old = kept.subarray(0, n);
+        old = this.withoutRemoved(old);
         add = add.filter((e) => mark[e] === 0);
       }
       order = add.length > 0 ? yield* this.mergeByKey(old, yield* this.sortByKey(Int32Array.from(add))) : old;
@@ -570,24 +564,24 @@ export class ByteTable {
 
   /**
    * The entry ids of the first `limit` keys that start with `prefix`, in key order, and whether
-   * another one follows. With more than scanSortAddedMax keys added since the last sort (and none
-   * deleted since), it does not sort them: the matches in the key order are found by a binary
-   * search, those among the added keys by one pass keeping the limit + 1 smallest in a heap, and
-   * the two are merged; the order is left for the next snapshot's clone to bring up to date. (A
-   * scan of a 1,000,000-key table sorted the ~300,000 keys added since its last snapshot inside
-   * the request's turn.)
+   * another one follows. With more than scanSortAddedMax keys added since the last sort, it does
+   * not sort them: the matches in the key order are found by a binary search (in a copy without
+   * the ids deleted since, if any: their records may be gone), those among the added keys by one
+   * pass keeping the limit + 1 smallest in a heap, and the two are merged; the order is left for
+   * the next snapshot's clone to bring up to date. (A scan of a 1,000,000-key table sorted the
+   * ~300,000 keys added since its last snapshot inside the request's turn.)
    */
   prefixScan(prefix: Uint8Array, limit: number): { ids: number[]; more: boolean } {
     const k = limit + 1;
     const matches: number[] = [];
-    if (this.order === null || this.removed.length > 0 || this.added.length <= this.scanSortAddedMax) {
+    if (this.order === null || this.added.length <= this.scanSortAddedMax) {
       const ids = this.sorted();
       for (let i = this.lowerBoundIn(ids, prefix); i < ids.length && matches.length < k; i++) {
         if (!this.keyHasPrefix(ids[i]!, prefix)) break;
         matches.push(ids[i]!);
       }
     } else {
-      const order = this.order;
+      const order = this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order;
       const fromOrder: number[] = [];
       for (let i = this.lowerBoundIn(order, prefix); i < order.length && fromOrder.length < k; i++) {
         if (!this.keyHasPrefix(order[i]!, prefix)) break;
@@ -615,7 +609,9 @@ export class ByteTable {
       heap[i] = heap[j]!;
       heap[j] = t;
     };
+    const removed = this.removed.length > 0 ? this.removedMark : null;
     for (const e of ids) {
+      if (removed !== null && removed[e] !== 0) continue; // deleted since it was added
       if (!this.keyHasPrefix(e, prefix)) continue;
       if (heap.length < k) {
         heap.push(e);
@@ -635,6 +631,18 @@ export class ByteTable {
       }
     }
     return heap.sort((x, y) => this.compareEntries(x, y));
+  }
+
+  /** `ids` without the ids deleted since the last sort (marked in removedMark). */
+  private withoutRemoved(ids: Int32Array): Int32Array {
+    const mark = this.removedMark;
+    const kept = new Int32Array(ids.length);
+    let n = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const e = ids[i]!;
+      if (mark[e] === 0) kept[n++] = e;
+    }
+    return kept.subarray(0, n);
   }
 
   /** Position in `ids` (entry ids in key order) of the first key >= `key`. */

@@ -387,3 +387,21 @@ test('ByteTable.prefixScan with 50,000 keys added since the last sort picks its 
   for (const it = c.sortedInSteps(); !it.next().done; ) steps++;
   assert.ok(steps > 0, 'the scan sorted the added keys');
 });
+
+test('ByteTable.prefixScan without sorting, after deletes since the last sort: no deleted key is returned (from the key order or from the added keys), a deleted and re-added key once', () => {
+  const t = new ByteTable({ seed: 2, scanSortAddedMax: 0 });
+  const k = (s: string) => new TextEncoder().encode(s);
+  for (const s of ['a', 'b', 'd']) t.set(k(s), 0, 1, k(s), 0, 1);
+  t.sorted();
+  assert.equal(t.delete(k('a'), 0, 1), true); // in the key order
+  t.set(k('c'), 0, 1, k('c'), 0, 1);
+  t.set(k('e'), 0, 1, k('e'), 0, 1);
+  assert.equal(t.delete(k('e'), 0, 1), true); // among the added keys
+  t.set(k('d'), 0, 1, k('D'), 0, 1); // overwritten in place
+  assert.equal(t.delete(k('b'), 0, 1), true);
+  t.set(k('b'), 0, 1, k('B'), 0, 1); // deleted, then added again (a new id)
+  const r = t.prefixScan(new Uint8Array(0), 10);
+  const td = new TextDecoder();
+  assert.deepEqual(r.ids.map((e) => `${td.decode(t.key(e))}=${td.decode(t.value(e))}`), ['b=B', 'c=c', 'd=D']);
+  assert.equal(r.more, false);
+});
