@@ -114,8 +114,6 @@ export class ByteTable {
   private clonePool: ClonePool = EMPTY_POOL;
   /** Regular pages held by the clone now out (they come back as clonePool when it is released). */
   private clonedPagesOut = 0;
-  /** Pages of length pageBytes in `pages`. */
-  private regularPages = 0;
 
   /** Touches the arrays below ahead of need. */
   private readonly prefault = new Prefaulter();
@@ -238,8 +236,7 @@ export class ByteTable {
     if (this.order !== null) this.added.push(e);
     if (this.live * 2 > this.mask + 1) this.grow();
     else if (this.nextIndex === null && this.live * 8 > 3 * (this.mask + 1) && this.mask + 1 >= 2 * this.prepareEntriesMin) {
-      this.nextIndex = new Int32Array(4 * (this.mask + 1));
-      this.prefault.add(this.nextIndex);
+      this.nextIndex = this.prefault.add(new Int32Array(4 * (this.mask + 1)));
     }
     return -1;
   }
@@ -573,21 +570,13 @@ export class ByteTable {
    */
   prefixScan(prefix: Uint8Array, limit: number): { ids: number[]; more: boolean } {
     const k = limit + 1;
-    const matches: number[] = [];
+    let matches: number[];
     if (this.order === null || this.added.length <= this.scanSortAddedMax) {
-      const ids = this.sorted();
-      for (let i = this.lowerBoundIn(ids, prefix); i < ids.length && matches.length < k; i++) {
-        if (!this.keyHasPrefix(ids[i]!, prefix)) break;
-        matches.push(ids[i]!);
-      }
+      matches = this.firstMatches(this.sorted(), prefix, k);
     } else {
-      const order = this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order;
-      const fromOrder: number[] = [];
-      for (let i = this.lowerBoundIn(order, prefix); i < order.length && fromOrder.length < k; i++) {
-        if (!this.keyHasPrefix(order[i]!, prefix)) break;
-        fromOrder.push(order[i]!);
-      }
+      const fromOrder = this.firstMatches(this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order, prefix, k);
       const fromAdded = this.smallestMatches(this.added, prefix, k);
+      matches = [];
       let a = 0;
       let b = 0;
       while (matches.length < k && (a < fromOrder.length || b < fromAdded.length)) {
@@ -598,6 +587,16 @@ export class ByteTable {
     const more = matches.length > limit;
     if (more) matches.length = limit;
     return { ids: matches, more };
+  }
+
+  /** The first (at most) `k` of `ids` (entry ids in key order) whose keys start with `prefix`. */
+  private firstMatches(ids: Int32Array, prefix: Uint8Array, k: number): number[] {
+    const out: number[] = [];
+    for (let i = this.lowerBoundIn(ids, prefix); i < ids.length && out.length < k; i++) {
+      if (!this.keyHasPrefix(ids[i]!, prefix)) break;
+      out.push(ids[i]!);
+    }
+    return out;
   }
 
   /** Among `ids`, the (at most) `k` smallest keys that start with `prefix`, in key order: a max-heap of k. */
@@ -681,8 +680,7 @@ export class ByteTable {
     const metaUsed = this.entryTop * META_STRIDE;
     let metaInto = pool.meta;
     if ((metaInto === null || metaInto.length < metaUsed) && this.spareMeta !== null && this.spareMeta.length >= metaUsed) {
-      this.prefault.remove(this.spareMeta);
-      metaInto = this.spareMeta;
+      metaInto = this.prefault.take(this.spareMeta);
       this.spareMeta = null;
     }
     c.meta = copyInto(metaInto, this.meta, metaUsed);
@@ -699,10 +697,8 @@ export class ByteTable {
       if (page.length !== this.pageBytes) return page.slice(0, used);
       let into: Uint8Array;
       if (spare > 0) into = pool.pages[--spare]!;
-      else if (spareTaken < this.sparePages.length) {
-        into = this.sparePages[spareTaken++]!;
-        this.prefault.remove(into);
-      } else into = new Uint8Array(this.pageBytes);
+      else if (spareTaken < this.sparePages.length) into = this.prefault.take(this.sparePages[spareTaken++]!);
+      else into = new Uint8Array(this.pageBytes);
       regular++;
       into.set(used === page.length ? page : page.subarray(0, used));
       return into;
@@ -844,8 +840,7 @@ export class ByteTable {
       e = this.entryTop++;
       if (e * META_STRIDE >= this.meta.length) this.growEntries();
       else if (this.nextMeta === null && e * META_STRIDE * 4 >= this.meta.length * 3 && this.meta.length >= this.prepareEntriesMin * META_STRIDE) {
-        this.nextMeta = new Int32Array(this.meta.length * 2);
-        this.prefault.add(this.nextMeta);
+        this.nextMeta = this.prefault.add(new Int32Array(this.meta.length * 2));
       }
     }
     const [p, at] = this.allocate(len + vLen);
@@ -871,7 +866,6 @@ export class ByteTable {
     this.pageGarbage[page]! += bytes;
     if (this.pageGarbage[page] === this.pageUsed[page] && page !== this.bumpPage) {
       // Nothing live in it: drop it now (a large value's own page, typically).
-      if (this.pages[page]!.length === this.pageBytes) this.regularPages--;
       this.garbageBytes -= this.pageGarbage[page]!;
       this.pages[page] = EMPTY_PAGE;
       this.views[page] = EMPTY_VIEW;
@@ -883,7 +877,7 @@ export class ByteTable {
 
   /** Room for `bytes` bytes: [page, offset]. */
   private allocate(bytes: number): [number, number] {
-    if (this.prefault.pending) this.prefault.step(this.prefaultPages);
+    this.prefault.step(this.prefaultPages);
     if (bytes > this.pageBytes >> 3) {
       const p = this.newPage(bytes);
       this.pageUsed[p] = bytes;
@@ -907,15 +901,13 @@ export class ByteTable {
     this.views[p] = new DataView(page.buffer);
     this.pageUsed[p] = 0;
     this.pageGarbage[p] = 0;
-    if (bytes === this.pageBytes) {
-      this.regularPages++;
-      // One spare for the next clone per page, unless the pool, the spares and the clone now out
-      // already cover every page (after a compaction, or pages dropped).
-      if (this.warmClones && this.clonePool.pages.length + this.sparePages.length + this.clonedPagesOut < this.regularPages) {
-        const spare = new Uint8Array(this.pageBytes);
-        this.sparePages.push(spare);
-        this.prefault.add(spare);
-      }
+    // One spare for the next clone per regular page, unless the pool, the spares and the clone now
+    // out already cover every one (after a compaction, or pages dropped). Counted here, once per
+    // MiB of records, rather than kept up to date at every page's birth and death.
+    if (this.warmClones && bytes === this.pageBytes) {
+      let regular = 0;
+      for (const page of this.pages) if (page.length === this.pageBytes) regular++;
+      if (this.clonePool.pages.length + this.sparePages.length + this.clonedPagesOut < regular) this.sparePages.push(this.prefault.add(new Uint8Array(this.pageBytes)));
     }
     return p;
   }
@@ -933,7 +925,6 @@ export class ByteTable {
     this.freePages = [];
     this.bumpPage = -1;
     this.garbageBytes = 0;
-    this.regularPages = 0;
   }
 
   /** Copies every live record into fresh pages, in entry order; ids and the index stay. */
@@ -951,12 +942,17 @@ export class ByteTable {
     }
   }
 
+  /** The array made ahead (out of the prefault queue), or a new one if there is none of that length. */
+  private takePrepared(prepared: Int32Array | null, length: number): Int32Array {
+    if (prepared === null) return new Int32Array(length);
+    this.prefault.remove(prepared);
+    return prepared.length === length ? prepared : new Int32Array(length);
+  }
+
   private grow(): void {
     const slots = (this.mask + 1) * 2;
-    let index = this.nextIndex;
+    const index = this.takePrepared(this.nextIndex, 2 * slots);
     this.nextIndex = null;
-    if (index !== null) this.prefault.remove(index);
-    if (index === null || index.length !== 2 * slots) index = new Int32Array(2 * slots);
     const mask = slots - 1;
     const old = this.index;
     for (let s = 0; s < old.length; s += 2) {
@@ -973,16 +969,13 @@ export class ByteTable {
   }
 
   private growEntries(): void {
-    let grown = this.nextMeta;
+    const grown = this.takePrepared(this.nextMeta, this.meta.length * 2);
     this.nextMeta = null;
-    if (grown !== null) this.prefault.remove(grown);
-    if (grown === null || grown.length !== this.meta.length * 2) grown = new Int32Array(this.meta.length * 2);
     grown.set(this.meta);
     if (this.warmClones && grown.length >= this.prepareEntriesMin * META_STRIDE && (this.clonePool.meta?.length ?? 0) < grown.length) {
       // The next clone copies the fields into this (the pool's is too small now).
       if (this.spareMeta !== null) this.prefault.remove(this.spareMeta);
-      this.spareMeta = new Int32Array(grown.length);
-      this.prefault.add(this.spareMeta);
+      this.spareMeta = this.prefault.add(new Int32Array(grown.length));
     }
     this.meta = grown;
     if (CONTRACTS) invariant(!this.prefault.has(grown), 'the grown entry fields are still being faulted in (prefault step() would write them)');

@@ -22,22 +22,33 @@ export class Prefaulter {
     return this.queue.length > 0;
   }
 
-  /** Queues a fresh (all-zero) array to be touched. */
-  add(array: ArrayBufferView): void {
+  /** Queues a fresh (all-zero) array to be touched; returns it. */
+  add<T extends ArrayBufferView>(array: T): T {
     this.queue.push(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
+    return array;
   }
 
   /** Stops touching `array` (call before its owner writes it). No-op if it is not queued. */
   remove(array: ArrayBufferView): void {
-    const i = this.queue.findIndex((q) => q.buffer === array.buffer && q.byteOffset === array.byteOffset);
+    const i = this.indexOf(array);
     if (i < 0) return;
     this.queue.splice(i, 1);
     if (i === 0) this.at = 0;
   }
 
+  /** remove(), then the array: for handing it to its user. */
+  take<T extends ArrayBufferView>(array: T): T {
+    this.remove(array);
+    return array;
+  }
+
   /** Is `array` queued (contracts: an array in use must not be)? */
   has(array: ArrayBufferView): boolean {
-    return this.queue.some((q) => q.buffer === array.buffer);
+    return this.indexOf(array) >= 0;
+  }
+
+  private indexOf(array: ArrayBufferView): number {
+    return this.queue.findIndex((q) => q.buffer === array.buffer && q.byteOffset === array.byteOffset);
   }
 
   /** Touches up to `pages` pages of the queued arrays, oldest first. */
