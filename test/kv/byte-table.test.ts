@@ -58,12 +58,15 @@ function applyChange(t: ByteTable, model: Map<string, Uint8Array>, o: { kind: st
   return true;
 }
 
-test('property: ByteTable behaves as a Map of byte strings, in key order, across moves, deletes (the order kept or dropped) and compaction', () => {
+test('property: ByteTable behaves as a Map of byte strings, in key order, across moves, deletes (the order kept or dropped), compaction and index doublings (at once or incremental)', () => {
   fc.assert(
     // deferredIdsMin 1 or 4: the key order is dropped (ids of deleted keys freed) after a few
     // deletes without a sort; 4096: deleted ids wait for the next sort, which filters them out.
-    fc.property(fc.array(op, { maxLength: 300 }), fc.integer(), fc.constantFrom(1, 4, 4096), (ops, seed, deferredIdsMin) => {
-      const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin });
+    // indexSlotsMin 4: the index doubles again and again; rehashIncrementalMin 4 or 64: from
+    // the first doubling or the fifth, incrementally (keys in two indexes, whole runs moved),
+    // one old slot per change or sixteen (the default).
+    fc.property(fc.array(op, { maxLength: 300, size: 'medium' }), fc.integer(), fc.constantFrom(1, 4, 4096), fc.constantFrom(4, 64), fc.constantFrom(1, 16), (ops, seed, deferredIdsMin, rehashIncrementalMin, rehashStepSlots) => {
+      const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, indexSlotsMin: 4, rehashIncrementalMin, rehashStepSlots });
       const model = new Map<string, Uint8Array>();
       for (const o of ops) {
         if (o.kind === 'set') {
@@ -404,4 +407,52 @@ test('ByteTable.prefixScan without sorting, after deletes since the last sort: n
   const td = new TextDecoder();
   assert.deepEqual(r.ids.map((e) => `${td.decode(t.key(e))}=${td.decode(t.value(e))}`), ['b=B', 'c=c', 'd=D']);
   assert.equal(r.more, false);
+});
+
+test('ByteTable: an index of 2,048 slots doubles incrementally from 1/2 full (1,025 keys) and is done within 1/16 of its slots in inserts and deletes; every key is found after every change, with overwrites and deletes in both indexes meanwhile', () => {
+  for (const seed of [1, 2, 3, 4]) {
+    const t = new ByteTable({ seed, indexSlotsMin: 2048, rehashIncrementalMin: 2048 });
+    const model = new Map<number, number>();
+    const put = (i: number, v: number) => {
+      t.set(u32Key(i), 0, 8, valueOf(i, v), 0, 12);
+      model.set(i, v);
+    };
+    let n = 0;
+    while (n < 1024) put(n++, 0);
+    assert.deepEqual(t.indexState(), { slots: 2048, moving: 0 });
+    put(n++, 0); // 1,025 > 1/2 of 2,048
+    const started = t.indexState();
+    assert.equal(started.slots, 4096);
+    assert.ok(started.moving > 1000, `${started.moving} keys left to move`);
+    // Inserts and deletes each move 16 old slots or more (and so do overwrites of keys not yet moved).
+    let moving = 1;
+    let changes = 1;
+    for (let round = 0; t.indexState().moving > 0; round++) {
+      // A new key, an overwrite of an early key (likely still in the old index), a delete.
+      const kind = round % 3;
+      if (kind === 0) {
+        put(n++, 0);
+        moving++;
+      } else if (kind === 1) put((round * 7) % n, round);
+      else {
+        const k = (round * 13) % n;
+        const present = model.delete(k);
+        assert.equal(t.delete(u32Key(k), 0, 8), present);
+        if (present) moving++;
+      }
+      changes++;
+      for (const [k, v] of model) {
+        const e = t.find(u32Key(k), 0, 8);
+        assert.ok(e >= 0, `seed ${seed}: key ${k} lost after ${changes} changes`);
+        assert.deepEqual(t.value(e), valueOf(k, v));
+      }
+      assert.equal(t.find(u32Key(100_000), 0, 8), -1);
+    }
+    assert.ok(moving <= 2048 / 16 + 1, `${moving} inserts and deletes to move 2,048 slots`);
+    assert.equal(t.size, model.size);
+    assert.deepEqual(
+      [...t.sorted()].map((e) => new DataView(t.key(e).buffer).getUint32(4)).sort((a, b) => a - b),
+      [...model.keys()].sort((a, b) => a - b),
+    );
+  }
 });
