@@ -32,6 +32,7 @@
 
 import { randomInt } from 'node:crypto';
 import { copyBytes } from './codec.js';
+import { IdList } from './id-list.js';
 import { Prefaulter } from './prefault.js';
 import { CONTRACTS, invariant } from '../core/contracts.js';
 
@@ -123,7 +124,7 @@ export class ByteTable {
   /** 1 for the ids in `removed`, by id. */
   private removedMark = new Uint8Array(ENTRIES_MIN);
   private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
-  private added: number[] = [];
+  private added = new IdList();
   /** Changes whenever order, added and removed are rebuilt or reset: a clone's order is adopted only if this has not changed since it was taken. */
   private orderGen = 0;
   /** Set on a clone until releaseClone(): the table it copies, that table's orderGen and the lengths of its added and removed lists when the clone was taken. */
@@ -431,17 +432,17 @@ export class ByteTable {
       // Keys added since the last sort: sorted alone and merged in (the common case under load: a
       // few new keys between two snapshots of a large map).
       let old = this.order;
-      let add = this.added;
+      let add = this.added.view();
       if (this.removed.length > 0) {
         const mark = this.removedMark;
         old = this.withoutRemoved(old);
         add = add.filter((e) => mark[e] === 0);
-      }
-      order = add.length > 0 ? yield* this.mergeByKey(old, yield* this.sortByKey(Int32Array.from(add))) : old;
+      } else add = add.slice(); // sortByKey's own (the view would change with the list)
+      order = add.length > 0 ? yield* this.mergeByKey(old, yield* this.sortByKey(add)) : old;
     }
     if (this.removed.length > 0) this.releaseDeferredIds();
     this.order = order;
-    this.added.length = 0;
+    this.added.clear();
     this.orderGen++;
     return order;
   }
@@ -455,11 +456,12 @@ export class ByteTable {
     if (this.order === null || this.order.length !== 0 || this.removed.length !== 0 || this.added.length !== this.live) {
       throw new Error('ByteTable.orderIsInsertionOrder: the table was not filled from empty with sets only');
     }
-    for (let i = 1; i < this.added.length; i++) {
-      if (this.compareEntries(this.added[i - 1]!, this.added[i]!) >= 0) throw new Error('ByteTable.orderIsInsertionOrder: keys were not set in increasing order');
+    const added = this.added.view();
+    for (let i = 1; i < added.length; i++) {
+      if (this.compareEntries(added[i - 1]!, added[i]!) >= 0) throw new Error('ByteTable.orderIsInsertionOrder: keys were not set in increasing order');
     }
-    this.order = Int32Array.from(this.added);
-    this.added.length = 0;
+    this.order = added.slice();
+    this.added.clear();
     this.orderGen++;
   }
 
@@ -491,7 +493,7 @@ export class ByteTable {
     // slice, not splice(0, n): splice builds an array of the n removed ids (hundreds of thousands
     // when many keys were added between two snapshots) only to drop it.
     this.removed = this.removed.slice(from.removed);
-    this.added = this.added.slice(from.added);
+    this.added.dropFirst(from.added);
     this.order = clone.order;
     this.orderGen++; // a second adoption of the same clone finds another generation: nothing
   }
@@ -500,7 +502,7 @@ export class ByteTable {
   private dropOrder(): void {
     this.releaseDeferredIds();
     this.order = null;
-    this.added.length = 0;
+    this.added.clear();
     this.orderGen++;
   }
 
@@ -639,7 +641,7 @@ export class ByteTable {
       matches = this.firstMatches(this.sorted(), prefix, k);
     } else {
       const fromOrder = this.firstMatches(this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order, prefix, k);
-      const fromAdded = this.smallestMatches(this.added, prefix, k);
+      const fromAdded = this.smallestMatches(this.added.view(), prefix, k);
       matches = [];
       let a = 0;
       let b = 0;
@@ -664,7 +666,7 @@ export class ByteTable {
   }
 
   /** Among `ids`, the (at most) `k` smallest keys that start with `prefix`, in key order: a max-heap of k. */
-  private smallestMatches(ids: readonly number[], prefix: Uint8Array, k: number): number[] {
+  private smallestMatches(ids: Int32Array, prefix: Uint8Array, k: number): number[] {
     const heap: number[] = [];
     const above = (i: number, j: number) => this.compareEntries(heap[i]!, heap[j]!) > 0;
     const swap = (i: number, j: number) => {
@@ -733,7 +735,7 @@ export class ByteTable {
     if (this.order === null) {
       // Start tracking again, with every key "added": the clone's sort is then the full sort, and
       // this table can adopt its result.
-      this.added = Array.from(this.liveIds());
+      this.added = IdList.of(this.liveIds());
       this.order = new Int32Array(0);
       this.orderGen++;
     }
@@ -776,7 +778,7 @@ export class ByteTable {
     c.live = this.live;
     c.liveBytes = this.liveBytes;
     c.order = this.order; // never written in place (a new array replaces it), so shared
-    c.added = this.added.slice();
+    c.added = this.added.copy();
     c.removed = this.removed.slice();
     c.removedMark = this.removedMark.slice();
     c.cloneOf = { table: this, gen: this.orderGen, added: this.added.length, removed: this.removed.length };
@@ -817,7 +819,7 @@ export class ByteTable {
     this.liveBytes = 0;
     this.recordBytes = 0;
     this.order = new Int32Array(0);
-    this.added = [];
+    this.added = new IdList();
     this.removed = [];
     this.removedMark = new Uint8Array(ENTRIES_MIN);
     this.orderGen++;
