@@ -54,11 +54,15 @@ const AT = 1; // the record's (key's) offset in the page
 const KEY_LEN = 2;
 const VAL_LEN = 3;
 const VAL_CAP = 4; // the value bytes the record has room for
-// Arrays needed later are made early and faulted in a few pages per record allocation (see
-// prefault.ts): the next entry fields once 3/4 of the ids are used, and with `warmClones` a spare
-// page per page and a spare copy of the entry fields for the next clone. Smaller tables grow in
-// well under a millisecond.
+// From PREPARE_ENTRIES_MIN entries, the next entry fields are made once 3/4 of the ids are used
+// and filled ahead, META_COPY_STEP_IDS entries' fields per new entry (writes to the entries
+// already copied go to both arrays), so their doubling copies little or nothing: at once, it took
+// 3-17 ms at 524,288 entries, in every replica at the same slot. With `warmClones`, a spare page
+// per page and a spare copy of the entry fields for the next clone are made early and faulted in
+// a few pages per record allocation (see prefault.ts). Smaller tables grow in well under a
+// millisecond.
 const PREPARE_ENTRIES_MIN = 1 << 15;
+const META_COPY_STEP_IDS = 16;
 // An index of at least this many slots doubles incrementally (rehashStep) once 1/2 full, moving
 // at least REHASH_STEP_SLOTS old slots per set or delete: done within 1/16 of its slots in
 // changes, while the new index is under 9/32 full. A smaller one is rehashed at once (a
@@ -140,8 +144,13 @@ export class ByteTable {
 
   /** Touches the arrays below ahead of need. */
   private readonly prefault = new Prefaulter();
-  /** Made ahead: the next entry fields (all zeros until taken). */
+  /**
+   * The next entry fields, filled ahead: the fields of ids below `copiedIds` are copied into it,
+   * and every write to them goes to both arrays (see copyEntriesAhead).
+   */
   private nextMeta: Int32Array | null = null;
+  private copiedIds = 0;
+  private readonly entriesMin: number;
   /**
    * With `warmClones`: pages and entry fields for the next clone to copy into, beyond what
    * clonePool holds (made as the table grows, so that no clone copies into fresh memory).
@@ -156,7 +165,7 @@ export class ByteTable {
    * clone pool holds anyway after the first clone), instead of faulting it in during the clone.
    * The other options but `seed` are for tests (small values exercise paging, compaction, dropping the order, sorting in steps). */
   constructor(
-    options: { seed?: number; warmClones?: boolean; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number; prepareEntriesMin?: number; prefaultPages?: number; scanSortAddedMax?: number; indexSlotsMin?: number; rehashIncrementalMin?: number; rehashStepSlots?: number } = {},
+    options: { seed?: number; warmClones?: boolean; pageBytes?: number; compactMinBytes?: number; deferredIdsMin?: number; sortRun?: number; sortStep?: number; prepareEntriesMin?: number; prefaultPages?: number; scanSortAddedMax?: number; indexSlotsMin?: number; rehashIncrementalMin?: number; rehashStepSlots?: number; entriesMin?: number } = {},
   ) {
     this.seed = options.seed ?? randomInt(0x7fffffff);
     this.warmClones = options.warmClones ?? false;
@@ -171,9 +180,11 @@ export class ByteTable {
     this.indexSlotsMin = options.indexSlotsMin ?? INDEX_SLOTS_MIN;
     this.rehashIncrementalMin = options.rehashIncrementalMin ?? REHASH_INCREMENTAL_MIN;
     this.rehashStepSlots = options.rehashStepSlots ?? REHASH_STEP_SLOTS;
+    this.entriesMin = options.entriesMin ?? ENTRIES_MIN;
+    this.removedMark = new Uint8Array(this.entriesMin);
     this.index = new Int32Array(2 * this.indexSlotsMin);
     this.mask = this.indexSlotsMin - 1;
-    this.meta = new Int32Array(ENTRIES_MIN * META_STRIDE);
+    this.meta = new Int32Array(this.entriesMin * META_STRIDE);
   }
 
   /** Number of keys. */
@@ -806,12 +817,14 @@ export class ByteTable {
     this.clonePool = EMPTY_POOL;
     this.prefault.clear();
     this.nextMeta = null;
+    this.copiedIds = 0;
     this.sparePages = [];
     this.spareMeta = null;
     this.index = new Int32Array(2 * this.indexSlotsMin);
     this.mask = this.indexSlotsMin - 1;
     this.oldIndex = null;
     this.oldLeft = 0;
+    this.meta = new Int32Array(this.entriesMin * META_STRIDE); // removedMark is as long, in ids
     this.entryTop = 0;
     this.freeIds = [];
     this.resetPages();
@@ -821,7 +834,7 @@ export class ByteTable {
     this.order = new Int32Array(0);
     this.added = new IdList();
     this.removed = [];
-    this.removedMark = new Uint8Array(ENTRIES_MIN);
+    this.removedMark = new Uint8Array(this.entriesMin);
     this.orderGen++;
   }
 
@@ -886,6 +899,12 @@ export class ByteTable {
       this.meta[(e << 3) + PAGE] = p;
       this.meta[(e << 3) + AT] = at;
       this.meta[(e << 3) + VAL_CAP] = vLen;
+      if (e < this.copiedIds) {
+        const next = this.nextMeta!;
+        next[(e << 3) + PAGE] = p;
+        next[(e << 3) + AT] = at;
+        next[(e << 3) + VAL_CAP] = vLen;
+      }
       this.recordBytes += keyLen + vLen;
       this.free(oldPage, oldBytes);
     }
@@ -898,6 +917,7 @@ export class ByteTable {
   private writeValue(e: number, value: Uint8Array, vFrom: number, vLen: number): void {
     copyBytes(value, vFrom, vLen, this.pages[this.meta[(e << 3) + PAGE]!]!, this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!);
     this.meta[(e << 3) + VAL_LEN] = vLen;
+    if (e < this.copiedIds) this.nextMeta![(e << 3) + VAL_LEN] = vLen;
   }
 
   private newEntry(key: Uint8Array, from: number, len: number, vLen: number): number {
@@ -907,18 +927,40 @@ export class ByteTable {
       e = this.entryTop++;
       if (e * META_STRIDE >= this.meta.length) this.growEntries();
       else if (this.nextMeta === null && e * META_STRIDE * 4 >= this.meta.length * 3 && this.meta.length >= this.prepareEntriesMin * META_STRIDE) {
-        this.nextMeta = this.prefault.add(new Int32Array(this.meta.length * 2));
+        this.nextMeta = new Int32Array(this.meta.length * 2);
+        this.copiedIds = 0;
       }
     }
     const [p, at] = this.allocate(len + vLen);
     copyBytes(key, from, len, this.pages[p]!, at);
-    this.meta[(e << 3) + PAGE] = p;
-    this.meta[(e << 3) + AT] = at;
-    this.meta[(e << 3) + KEY_LEN] = len;
-    this.meta[(e << 3) + VAL_CAP] = vLen;
-    this.meta[(e << 3) + VAL_LEN] = 0;
+    const meta = this.meta;
+    meta[(e << 3) + PAGE] = p;
+    meta[(e << 3) + AT] = at;
+    meta[(e << 3) + KEY_LEN] = len;
+    meta[(e << 3) + VAL_CAP] = vLen;
+    meta[(e << 3) + VAL_LEN] = 0;
     this.recordBytes += len + vLen;
+    if (this.nextMeta !== null) {
+      if (e < this.copiedIds) {
+        const next = this.nextMeta;
+        for (let f = 0; f < META_STRIDE; f++) next[(e << 3) + f] = meta[(e << 3) + f]!;
+      }
+      this.copyEntriesAhead();
+    }
     return e;
+  }
+
+  /**
+   * Copies the fields of the next META_COPY_STEP_IDS ids into nextMeta. From 3/4 of the ids used
+   * to all of them there are 1/4 as many new entries: the copy is done at 13/16 and the doubling
+   * finds nothing left to copy (and its pages, faulted in 512 bytes at a time, warm).
+   */
+  private copyEntriesAhead(): void {
+    const next = this.nextMeta!;
+    const meta = this.meta;
+    const to = Math.min(this.copiedIds + META_COPY_STEP_IDS, this.entryTop) * META_STRIDE;
+    for (let i = this.copiedIds * META_STRIDE; i < to; i++) next[i] = meta[i]!;
+    this.copiedIds = to / META_STRIDE;
   }
 
   /** Releases entry `e`'s record (its id is the caller's to recycle). */
@@ -1005,13 +1047,7 @@ export class ByteTable {
       this.meta[(e << 3) + PAGE] = p;
       this.meta[(e << 3) + AT] = at;
     }
-  }
-
-  /** The array made ahead (out of the prefault queue), or a new one if there is none of that length. */
-  private takePrepared(prepared: Int32Array | null, length: number): Int32Array {
-    if (prepared === null) return new Int32Array(length);
-    this.prefault.remove(prepared);
-    return prepared.length === length ? prepared : new Int32Array(length);
+    this.copiedIds = 0; // every record moved: the copy ahead starts again
   }
 
   /** Doubles a small index at once. */
@@ -1076,16 +1112,23 @@ export class ByteTable {
   }
 
   private growEntries(): void {
-    const grown = this.takePrepared(this.nextMeta, this.meta.length * 2);
+    let grown = this.nextMeta;
+    if (grown === null) {
+      grown = new Int32Array(this.meta.length * 2);
+      this.copiedIds = 0;
+    } else if (CONTRACTS) {
+      const n = this.copiedIds * META_STRIDE;
+      for (let i = 0; i < n; i++) invariant(grown[i] === this.meta[i], `entry fields copied ahead differ at ${i} (a write that missed nextMeta)`);
+    }
+    grown.set(this.meta.subarray(this.copiedIds * META_STRIDE), this.copiedIds * META_STRIDE);
     this.nextMeta = null;
-    grown.set(this.meta);
+    this.copiedIds = 0;
     if (this.warmClones && grown.length >= this.prepareEntriesMin * META_STRIDE && (this.clonePool.meta?.length ?? 0) < grown.length) {
       // The next clone copies the fields into this (the pool's is too small now).
       if (this.spareMeta !== null) this.prefault.remove(this.spareMeta);
       this.spareMeta = this.prefault.add(new Int32Array(grown.length));
     }
     this.meta = grown;
-    if (CONTRACTS) invariant(!this.prefault.has(grown), 'the grown entry fields are still being faulted in (prefault step() would write them)');
     const mark = new Uint8Array(grown.length / META_STRIDE);
     mark.set(this.removedMark);
     this.removedMark = mark;

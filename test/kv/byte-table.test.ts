@@ -64,48 +64,59 @@ test('property: ByteTable behaves as a Map of byte strings, in key order, across
     // deletes without a sort; 4096: deleted ids wait for the next sort, which filters them out.
     // indexSlotsMin 4: the index doubles again and again; rehashIncrementalMin 4 or 64: from
     // the first doubling or the fifth, incrementally (keys in two indexes, whole runs moved),
-    // one old slot per change or sixteen (the default).
-    fc.property(fc.array(op, { maxLength: 300, size: 'medium' }), fc.integer(), fc.constantFrom(1, 4, 4096), fc.constantFrom(4, 64), fc.constantFrom(1, 16), (ops, seed, deferredIdsMin, rehashIncrementalMin, rehashStepSlots) => {
-      const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, indexSlotsMin: 4, rehashIncrementalMin, rehashStepSlots });
-      const model = new Map<string, Uint8Array>();
-      for (const o of ops) {
-        if (o.kind === 'set') {
-          // The key and value as views inside larger buffers, as commands are.
-          const buf = new Uint8Array(3 + o.key.length + o.value.length + 2);
-          buf.set(o.key, 3);
-          buf.set(o.value, 3 + o.key.length);
-          const previous = t.set(buf, 3, o.key.length, buf, 3 + o.key.length, o.value.length);
-          const before = model.get(hex(o.key));
-          assert.equal(previous, before === undefined ? -1 : before.length);
-          buf.fill(0xee); // the table copied what it keeps
-          model.set(hex(o.key), o.value);
-        } else if (o.kind === 'delete') {
-          assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
-        } else if (o.kind === 'sorted') {
-          check(t, model);
-        } else if (o.kind === 'prefetch') {
-          // Keys present and absent, as views at odd offsets of one buffer; nothing may change.
-          const buf = new Uint8Array(1 + o.keys.reduce((n, k) => n + k.length, 0));
-          const from = new Int32Array(o.keys.length);
-          const len = new Int32Array(o.keys.length);
-          let at = 1;
-          o.keys.forEach((k, i) => {
-            buf.set(k, at);
-            from[i] = at;
-            len[i] = k.length;
-            at += k.length;
-          });
-          t.prefetch(o.keys.map(() => buf), from, len, o.keys.length);
-          check(t, model);
-        } else t.compact();
-      }
-      check(t, model);
-      for (const k of ['00', '0001', '03030303']) {
-        const kb = Buffer.from(k, 'hex');
-        if (!model.has(k)) assert.equal(t.find(kb, 0, kb.length), -1);
-      }
-    }),
-    { numRuns: 300 },
+    // one old slot per change or sixteen (the default). entriesMin 4: the entry fields double
+    // again and again, copied ahead from 3/4 of the ids (prepareEntriesMin 4; contracts check
+    // the copy at each doubling) or at once.
+    fc.property(
+      fc.array(op, { maxLength: 300, size: 'medium' }),
+      fc.integer(),
+      fc.constantFrom(1, 4, 4096),
+      fc.constantFrom(4, 64),
+      fc.constantFrom(1, 16),
+      fc.constantFrom(4, 1 << 30),
+      (ops, seed, deferredIdsMin, rehashIncrementalMin, rehashStepSlots, prepareEntriesMin) => {
+        const t = new ByteTable({ seed, pageBytes: 2048, compactMinBytes: 512, deferredIdsMin, indexSlotsMin: 4, rehashIncrementalMin, rehashStepSlots, entriesMin: 4, prepareEntriesMin });
+        const model = new Map<string, Uint8Array>();
+        for (const o of ops) {
+          if (o.kind === 'set') {
+            // The key and value as views inside larger buffers, as commands are.
+            const buf = new Uint8Array(3 + o.key.length + o.value.length + 2);
+            buf.set(o.key, 3);
+            buf.set(o.value, 3 + o.key.length);
+            const previous = t.set(buf, 3, o.key.length, buf, 3 + o.key.length, o.value.length);
+            const before = model.get(hex(o.key));
+            assert.equal(previous, before === undefined ? -1 : before.length);
+            buf.fill(0xee); // the table copied what it keeps
+            model.set(hex(o.key), o.value);
+          } else if (o.kind === 'delete') {
+            assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
+          } else if (o.kind === 'sorted') {
+            check(t, model);
+          } else if (o.kind === 'prefetch') {
+            // Keys present and absent, as views at odd offsets of one buffer; nothing may change.
+            const buf = new Uint8Array(1 + o.keys.reduce((n, k) => n + k.length, 0));
+            const from = new Int32Array(o.keys.length);
+            const len = new Int32Array(o.keys.length);
+            let at = 1;
+            o.keys.forEach((k, i) => {
+              buf.set(k, at);
+              from[i] = at;
+              len[i] = k.length;
+              at += k.length;
+            });
+            t.prefetch(o.keys.map(() => buf), from, len, o.keys.length);
+            check(t, model);
+          } else t.compact();
+        }
+        check(t, model);
+        for (const k of ['00', '0001', '03030303']) {
+          const kb = Buffer.from(k, 'hex');
+          if (!model.has(k)) assert.equal(t.find(kb, 0, kb.length), -1);
+        }
+      },
+    ),
+    // A failure deep in a long sequence shrinks for minutes: report what shrinking has after 30 s.
+    { numRuns: 300, interruptAfterTimeLimit: 30_000, markInterruptAsFailure: true },
   );
 });
 
@@ -335,7 +346,7 @@ test('ByteTable: a clone taken right after the entry fields double copies them i
   }
 });
 
-test('ByteTable: with a spare page queued every 131 records (8 KB values) and one page touched per record, the next index and entry fields are taken while still queued; they leave the queue (contracts) and every key reads back', () => {
+test('ByteTable: 8 KB values (a spare page queued every 131 records, one page touched per record) through doublings of the index and of the entry fields (copied ahead): every key reads back', () => {
   const t = new ByteTable({ seed: 9, warmClones: true, prepareEntriesMin: 1024, prefaultPages: 1 });
   const value = (i: number) => new Uint8Array(8000).fill(i & 0xff);
   const n = 4200; // past 2,048 and 4,096 ids (entry fields) and 2,049 keys (index to 8,192 slots)
@@ -455,4 +466,18 @@ test('ByteTable: an index of 2,048 slots doubles incrementally from 1/2 full (1,
       [...model.keys()].sort((a, b) => a - b),
     );
   }
+});
+
+test('ByteTable.clear() on a table grown past its first entry fields: keys set and deleted afterwards sort correctly (ids past the first 512 are marked when deleted)', () => {
+  const t = new ByteTable({ seed: 3 });
+  for (let i = 0; i < 5000; i++) t.set(u32Key(i), 0, 8, valueOf(i, 0), 0, 12);
+  t.clear();
+  assert.equal(t.size, 0);
+  for (let i = 0; i < 3000; i++) t.set(u32Key(i), 0, 8, valueOf(i, 1), 0, 12);
+  t.sorted();
+  for (let i = 0; i < 3000; i += 2) assert.ok(t.delete(u32Key(i), 0, 8));
+  for (let i = 3000; i < 3100; i++) t.set(u32Key(i), 0, 8, valueOf(i, 1), 0, 12);
+  const order = [...t.sorted()].map((e) => new DataView(t.key(e).buffer).getUint32(4)).sort((a, b) => a - b);
+  const expected = [...Array.from({ length: 1500 }, (_, j) => 2 * j + 1), ...Array.from({ length: 100 }, (_, j) => 3000 + j)];
+  assert.deepEqual(order, expected);
 });
