@@ -54,15 +54,17 @@ const AT = 1; // the record's (key's) offset in the page
 const KEY_LEN = 2;
 const VAL_LEN = 3;
 const VAL_CAP = 4; // the value bytes the record has room for
-// From PREPARE_ENTRIES_MIN entries, the next entry fields are made once 3/4 of the ids are used
+// From PREPARE_ENTRIES_MIN entries, the next entry fields are made once 7/8 of the ids are used
 // and filled ahead, META_COPY_STEP_IDS entries' fields per new entry (writes to the entries
 // already copied go to both arrays), so their doubling copies little or nothing: at once, it took
-// 3-17 ms at 524,288 entries, in every replica at the same slot. With `warmClones`, a spare page
+// 3-17 ms at 524,288 entries, in every replica at the same slot. Not earlier: the second write
+// costs every value written meanwhile a store to another array (~10-40 ns in the one-thread
+// check), for as long as the table stays in that last eighth. With `warmClones`, a spare page
 // per page and a spare copy of the entry fields for the next clone are made early and faulted in
 // a few pages per record allocation (see prefault.ts). Smaller tables grow in well under a
 // millisecond.
 const PREPARE_ENTRIES_MIN = 1 << 15;
-const META_COPY_STEP_IDS = 16;
+const META_COPY_STEP_IDS = 32;
 // An index of at least this many slots doubles incrementally (rehashStep) once 1/2 full, moving
 // at least REHASH_STEP_SLOTS old slots per set or delete: done within 1/16 of its slots in
 // changes, while the new index is under 9/32 full. A smaller one is rehashed at once (a
@@ -926,7 +928,7 @@ export class ByteTable {
     else {
       e = this.entryTop++;
       if (e * META_STRIDE >= this.meta.length) this.growEntries();
-      else if (this.nextMeta === null && e * META_STRIDE * 4 >= this.meta.length * 3 && this.meta.length >= this.prepareEntriesMin * META_STRIDE) {
+      else if (this.nextMeta === null && e * META_STRIDE * 8 >= this.meta.length * 7 && this.meta.length >= this.prepareEntriesMin * META_STRIDE) {
         this.nextMeta = new Int32Array(this.meta.length * 2);
         this.copiedIds = 0;
       }
@@ -951,9 +953,9 @@ export class ByteTable {
   }
 
   /**
-   * Copies the fields of the next META_COPY_STEP_IDS ids into nextMeta. From 3/4 of the ids used
-   * to all of them there are 1/4 as many new entries: the copy is done at 13/16 and the doubling
-   * finds nothing left to copy (and its pages, faulted in 512 bytes at a time, warm).
+   * Copies the fields of the next META_COPY_STEP_IDS ids into nextMeta. From 7/8 of the ids used
+   * to all of them there are 1/8 as many new entries: the copy is done at 29/32 and the doubling
+   * finds nothing left to copy (and its pages, faulted in 1 KiB at a time, warm).
    */
   private copyEntriesAhead(): void {
     const next = this.nextMeta!;

@@ -65,7 +65,7 @@ test('property: ByteTable behaves as a Map of byte strings, in key order, across
     // indexSlotsMin 4: the index doubles again and again; rehashIncrementalMin 4 or 64: from
     // the first doubling or the fifth, incrementally (keys in two indexes, whole runs moved),
     // one old slot per change or sixteen (the default). entriesMin 4: the entry fields double
-    // again and again, copied ahead from 3/4 of the ids (prepareEntriesMin 4; contracts check
+    // again and again, copied ahead from 7/8 of the ids (prepareEntriesMin 4; contracts check
     // the copy at each doubling) or at once.
     fc.property(
       fc.array(op, { maxLength: 300, size: 'medium' }),
