@@ -266,7 +266,7 @@ export class ByteTable {
     return j >= 0 ? this.oldIndex![2 * j + 1]! - 1 : -1;
   }
 
-  /** The slot of `index` holding the key (hash `h`), or ~(the empty slot that ends its probe run). Off the hot paths, which keep their loops inline (measured ~10% faster). */
+  /** The slot of `index` holding the key (hash `h`), or ~(the empty slot that ends its probe run). For the old index; find, set and delete keep their own loops over the current one. */
   private slotOf(index: Int32Array, mask: number, h: number, buf: Uint8Array, from: number, len: number): number {
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const e = index[2 * i + 1]! - 1;
