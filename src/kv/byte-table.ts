@@ -127,7 +127,10 @@ export class ByteTable {
   private order: Int32Array | null = new Int32Array(0);
   /** Ids deleted since the order was last brought up to date (still in it; reused after). */
   private removed: number[] = [];
-  /** 1 for the ids in `removed`, by id. */
+  /**
+   * 1 for the ids in `removed`, by id. Grown by delete() to cover the id it marks, so it may be
+   * shorter than the ids in use: read it as `=== 1` (an id past its end is not deleted).
+   */
   private removedMark = new Uint8Array(ENTRIES_MIN);
   private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
   private added = new IdList();
@@ -353,6 +356,11 @@ export class ByteTable {
       this.dropOrder();
     } else {
       this.removed.push(e);
+      if (e >= this.removedMark.length) {
+        const grown = new Uint8Array(Math.max(2 * this.removedMark.length, e + 1));
+        grown.set(this.removedMark);
+        this.removedMark = grown;
+      }
       this.removedMark[e] = 1;
     }
     this.maybeCompact();
@@ -449,7 +457,7 @@ export class ByteTable {
       if (this.removed.length > 0) {
         const mark = this.removedMark;
         old = this.withoutRemoved(old);
-        add = add.filter((e) => mark[e] === 0);
+        add = add.filter((e) => mark[e] !== 1);
       } else add = add.slice(); // sortByKey's own (the view would change with the list)
       order = add.length > 0 ? yield* this.mergeByKey(old, yield* this.sortByKey(add)) : old;
     }
@@ -689,7 +697,7 @@ export class ByteTable {
     };
     const removed = this.removed.length > 0 ? this.removedMark : null;
     for (const e of ids) {
-      if (removed !== null && removed[e] !== 0) continue; // deleted since it was added
+      if (removed !== null && removed[e] === 1) continue; // deleted since it was added
       if (!this.keyHasPrefix(e, prefix)) continue;
       if (heap.length < k) {
         heap.push(e);
@@ -718,7 +726,7 @@ export class ByteTable {
     let n = 0;
     for (let i = 0; i < ids.length; i++) {
       const e = ids[i]!;
-      if (mark[e] === 0) kept[n++] = e;
+      if (mark[e] !== 1) kept[n++] = e;
     }
     return kept.subarray(0, n);
   }
@@ -826,7 +834,7 @@ export class ByteTable {
     this.mask = this.indexSlotsMin - 1;
     this.oldIndex = null;
     this.oldLeft = 0;
-    this.meta = new Int32Array(this.entriesMin * META_STRIDE); // removedMark is as long, in ids
+    this.meta = new Int32Array(this.entriesMin * META_STRIDE);
     this.entryTop = 0;
     this.freeIds = [];
     this.resetPages();
@@ -1131,9 +1139,6 @@ export class ByteTable {
       this.spareMeta = this.prefault.add(new Int32Array(grown.length));
     }
     this.meta = grown;
-    const mark = new Uint8Array(grown.length / META_STRIDE);
-    mark.set(this.removedMark);
-    this.removedMark = mark;
   }
 }
 

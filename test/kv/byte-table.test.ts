@@ -481,3 +481,14 @@ test('ByteTable.clear() on a table grown past its first entry fields: keys set a
   const expected = [...Array.from({ length: 1500 }, (_, j) => 2 * j + 1), ...Array.from({ length: 100 }, (_, j) => 3000 + j)];
   assert.deepEqual(order, expected);
 });
+
+test('ByteTable.prefixScan without sorting, after a delete, with ids past the delete marks (they cover only the ids deleted): keys with high ids are not taken for deleted', () => {
+  const t = new ByteTable({ seed: 4, scanSortAddedMax: 0 });
+  t.sorted();
+  for (let i = 0; i < 2000; i++) t.set(u32Key(i), 0, 8, valueOf(i, 0), 0, 12); // ids 0..1999, all added since the sort
+  assert.ok(t.delete(u32Key(3), 0, 8)); // a low id: the marks stay short
+  const r = t.prefixScan(new Uint8Array(0), 5000);
+  const got = r.ids.map((e) => new DataView(t.key(e).buffer).getUint32(4)).sort((a, b) => a - b);
+  assert.deepEqual(got, Array.from({ length: 2000 }, (_, i) => i).filter((i) => i !== 3));
+  assert.equal(r.more, false);
+});
