@@ -44,12 +44,16 @@ test('proposeWith: results through the callback, a pending retry answered once f
   const network = new MemoryNetwork();
   const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
   const machines = [1, 2, 3].map(() => new CounterMachine());
+  // Long election timeouts and a campaign to start: with the default 300 ms, a follower starved by
+  // the other test files running beside this one on 2 cores took over mid-test (NOT_LEADER).
+  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
   const replicas = await Promise.all(
     [1, 2, 3].map((id) =>
-      SynodReplica.start({ id, clusterId: 'propose-with', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {} }),
+      SynodReplica.start({ id, clusterId: 'propose-with', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core }),
     ),
   );
   try {
+    replicas[0]!.campaign();
     const leader = await readyLeader(replicas);
     const s = await leader.openSession();
 
