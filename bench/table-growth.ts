@@ -5,13 +5,12 @@
 // fields, its lists of ids). Run the built script of two checkouts alternately to compare them.
 //
 //   npm run bench:table-growth -- [--inserts 2000000] [--slow-ms 2]
-import { readFileSync } from 'node:fs';
 import { numberArg } from './args.js';
 import { ByteTable } from '../src/kv/byte-table.js';
 
 const inserts = numberArg('inserts', 2_000_000);
 const slowMs = numberArg('slow-ms', 2);
-const minorFaults = () => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[7]);
+const minorFaults = () => process.resourceUsage().minorPageFault;
 
 const table = new ByteTable({ warmClones: true });
 const key = new Uint8Array(16);

@@ -67,9 +67,9 @@ const PREPARE_ENTRIES_MIN = 1 << 15;
 const META_COPY_STEP_IDS = 32;
 // An index of at least this many slots doubles incrementally (rehashStep) once 1/2 full, moving
 // at least REHASH_STEP_SLOTS old slots per set or delete: done within 1/16 of its slots in
-// changes, while the new index is under 9/32 full. A smaller one is rehashed at once (a
-// 32,768-slot index in ~0.2 ms): at once, the doubling at 524,288 keys took 7-34 ms in a loaded
-// replica.
+// changes, while the new index is under 9/32 full. A smaller one is moved in the same change (a
+// 32,768-slot index in ~0.2 ms): all at once, the doubling at 524,288 keys took 7-34 ms in a
+// loaded replica.
 const REHASH_INCREMENTAL_MIN = 1 << 16;
 const REHASH_STEP_SLOTS = 16;
 const PREFAULT_PAGES_PER_ALLOC = 2;
@@ -132,7 +132,7 @@ export class ByteTable {
    * shorter than the ids in use: read it as `=== 1` (an id past its end is not deleted).
    */
   private removedMark = new Uint8Array(ENTRIES_MIN);
-  private scratch = new Int32Array(0); // prefetch()'s per-key slots and entries
+  private scratch = new Int32Array(0); // prefetch()'s per-key hashes, then entries
   private added = new IdList();
   /** Changes whenever order, added and removed are rebuilt or reset: a clone's order is adopted only if this has not changed since it was taken. */
   private orderGen = 0;
@@ -315,8 +315,9 @@ export class ByteTable {
       // Not reached with REHASH_STEP_SLOTS (the move ends first; see there), only with smaller steps (tests).
       if (this.oldIndex !== null && this.live * 2 > this.mask + 1) this.rehashStep(Infinity);
     } else if (this.live * 2 > this.mask + 1) {
-      if (this.mask + 1 >= this.rehashIncrementalMin) this.startRehash();
-      else this.grow();
+      const small = this.mask + 1 < this.rehashIncrementalMin;
+      this.startRehash();
+      if (small) this.rehashStep(Infinity); // at once
     }
     return -1;
   }
@@ -337,11 +338,12 @@ export class ByteTable {
       removeSlot(index, mask, i);
     } else {
       const old = this.oldIndex;
-      const j = old === null ? -1 : this.slotOf(old, this.oldMask, h, buf, from, len);
+      if (old === null) return false;
+      const j = this.slotOf(old, this.oldMask, h, buf, from, len);
       if (j < 0) return false;
-      e = old![2 * j + 1]! - 1;
+      e = old[2 * j + 1]! - 1;
       // Within its probe run, which is all still here (rehashStep moves whole runs).
-      removeSlot(old!, this.oldMask, j);
+      removeSlot(old, this.oldMask, j);
       this.oldLeft--;
     }
     this.live--;
@@ -1058,17 +1060,6 @@ export class ByteTable {
       this.meta[(e << 3) + AT] = at;
     }
     this.copiedIds = 0; // every record moved: the copy ahead starts again
-  }
-
-  /** Doubles a small index at once. */
-  private grow(): void {
-    const slots = (this.mask + 1) * 2;
-    const index = new Int32Array(2 * slots);
-    const mask = slots - 1;
-    const old = this.index;
-    for (let s = 0; s < old.length; s += 2) if (old[s + 1] !== 0) place(index, mask, old[s]!, old[s + 1]!);
-    this.index = index;
-    this.mask = mask;
   }
 
   /**

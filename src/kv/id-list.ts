@@ -34,10 +34,6 @@ export class IdList {
     this.ids[this.n++] = e;
   }
 
-  get(i: number): number {
-    return this.ids[i]!;
-  }
-
   /** The ids in order, as a view that is valid until the list next changes. */
   view(): Int32Array {
     return this.ids.subarray(0, this.n);

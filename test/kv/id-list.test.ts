@@ -32,7 +32,6 @@ test('property: IdList behaves as an array of ids through growth, drops of a pre
         assert.equal(list.length, model.length);
       }
       assert.deepEqual([...list.view()], model);
-      model.forEach((e, i) => assert.equal(list.get(i), e));
       for (const [c, m] of copies) assert.deepEqual([...c.view()], m);
       assert.deepEqual([...IdList.of(new Int32Array(model)).view()], model);
     }),
