@@ -106,3 +106,22 @@ test('npm run bench:fsync (the disk alone): quantiles of write + fdatasync, in o
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('npm run bench:floor (the topology alone): every request sent in the window answered, with and without the disk, nothing left behind', () => {
+  const script = fileURLToPath(new URL('../../bench/pipeline-floor.js', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'synod-floor-test-'));
+  try {
+    for (const disk of [[], ['--disk', '--dir', dir]]) {
+      const out = spawnSync(process.execPath, [script, '--rate', '2000', '--duration', '1', '--warmup', '0.2', '--connections', '2', '--work-us', '1', '--json', ...disk], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
+      const r = JSON.parse(out.stdout.trim()) as { sent: number; answered: number; slotsPerSec: number; p50Ms: number; p99Ms: number; disk: boolean };
+      assert.equal(r.disk, disk.length > 0);
+      assert.ok(r.sent >= 1900 && r.sent <= 2000, `~2,000 requests sent in 1 s (${r.sent})`);
+      assert.equal(r.answered, r.sent, 'every one answered');
+      assert.ok(r.slotsPerSec > 0 && r.p50Ms > 0 && r.p50Ms <= r.p99Ms);
+    }
+    assert.deepEqual(readdirSync(dir), [], 'the log files removed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
