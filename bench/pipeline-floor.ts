@@ -17,6 +17,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { constants, mkdtempSync, openSync, rmSync, readFileSync, write as fsWrite } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LatencyCounts } from '../src/bench/latency.js';
@@ -108,7 +109,21 @@ class SlotFile {
   }
 }
 
+/** How late a 1 ms timer fires in this process (as `synod bench` reports for its processes), over the window. */
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+const loopDelayP99Ms = () => loopDelay.percentile(99) / 1e6;
+
+/** A replica's answer to the driver: 'start' resets its loop delay, 'end' reports it (and the leader its slots). */
+function answerDriver(slots: () => number): void {
+  process.on('message', (m) => {
+    if (m === 'start') loopDelay.reset();
+    process.send!({ slots: slots(), loopDelayP99Ms: loopDelayP99Ms() });
+  });
+}
+
 async function follower(dir: string | null): Promise<void> {
+  answerDriver(() => 0);
   const file = dir === null ? null : new SlotFile(dir, `follower-${process.pid}`);
   const port = await listen((s) => {
     const ack = (slot: number) => {
@@ -197,7 +212,7 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
       });
     }
   };
-  process.on('message', () => process.send!({ slots: nextSlot }));
+  answerDriver(() => nextSlot);
   const port = await listen((s) => {
     onFrames(s, (bytes, start, end) => {
       const id = ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>> 0;
@@ -264,22 +279,28 @@ async function driver(): Promise<void> {
   }
   let cpuAtStart: number[] = [];
   let cpuAtEnd: number[] = [];
-  const slotsAt: Promise<number>[] = [];
-  const leaderSlots = () => new Promise<number>((resolve) => {
-    l.child.once('message', (m) => resolve((m as { slots: number }).slots));
-    l.child.send('stats');
-  });
+  type Stats = { slots: number; loopDelayP99Ms: number };
+  const ask = (child: ChildProcess, what: 'start' | 'end') =>
+    new Promise<Stats>((resolve) => {
+      child.once('message', (m) => resolve(m as Stats));
+      child.send(what);
+    });
+  const asked: Promise<Stats[]>[] = [];
+  const askAll = (what: 'start' | 'end') => {
+    if (what === 'start') loopDelay.reset();
+    asked.push(Promise.all(children.map((c) => ask(c, what))));
+  };
   const pids = () => [process.pid, ...children.map((c) => c.pid!)];
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const now = performance.now();
       if (cpuAtStart.length === 0 && now >= measureFromMs) {
         cpuAtStart = pids().map(cpuSecondsOf);
-        slotsAt.push(leaderSlots());
+        askAll('start');
       }
       if (now >= measureToMs) {
         cpuAtEnd = pids().map(cpuSecondsOf);
-        slotsAt.push(leaderSlots());
+        askAll('end');
         clearInterval(tick);
         setTimeout(resolve, 500); // the last answers
         return;
@@ -303,7 +324,10 @@ async function driver(): Promise<void> {
   });
   const q = latency.quantiles();
   const cpu = cpuAtEnd.map((e, i) => e - cpuAtStart[i]!);
-  const [slotsFrom, slotsTo] = await Promise.all(slotsAt);
+  const generatorLoopDelayP99Ms = loopDelayP99Ms();
+  const [atStart, atEnd] = await Promise.all(asked);
+  const slotsFrom = atStart![0]!.slots;
+  const slotsTo = atEnd![0]!.slots;
   const result = {
     rateRequested: rate,
     sent: sentInWindow,
@@ -318,6 +342,8 @@ async function driver(): Promise<void> {
     connections,
     cpuUsPerOp: { generator: (cpu[0]! * 1e6) / measuredOps, leader: (cpu[1]! * 1e6) / measuredOps, followers: [(cpu[2]! * 1e6) / measuredOps, (cpu[3]! * 1e6) / measuredOps] },
     cores: cpu.reduce((a, b) => a + b, 0) / durationS,
+    /** p99 of how late a 1 ms timer fired: generator, leader, followers. */
+    loopDelayP99Ms: [generatorLoopDelayP99Ms, ...atEnd!.map((x) => x.loopDelayP99Ms)],
   };
   for (const c of conns) c.destroy();
   for (const c of children) c.kill();
@@ -329,6 +355,7 @@ async function driver(): Promise<void> {
     console.log(`  ${result.slotsPerSec.toLocaleString()} slots/s (${(measuredOps / (slotsTo! - slotsFrom!)).toFixed(1)} requests each)`);
     console.log(`  latency p50 ${q.p50Ms.toFixed(2)} ms, p99 ${q.p99Ms.toFixed(2)} ms, p99.9 ${q.p999Ms.toFixed(2)} ms, max ${q.maxMs.toFixed(1)} ms`);
     console.log(`  CPU per op: generator ${us.generator.toFixed(2)} µs, leader ${us.leader.toFixed(2)}, followers ${us.followers.map((x) => x.toFixed(2)).join(' / ')}; ${result.cores.toFixed(2)} cores busy`);
+    console.log(`  event loops late (p99 of a 1 ms timer): generator ${result.loopDelayP99Ms[0]!.toFixed(1)} ms, leader ${result.loopDelayP99Ms[1]!.toFixed(1)}, followers ${result.loopDelayP99Ms.slice(2).map((x) => x.toFixed(1)).join(' / ')}`);
   }
 }
 

@@ -9,6 +9,7 @@ import { nodeIo, type StorageIo } from '../../src/storage/io.js';
 import { segmentFileName } from '../../src/storage/format.js';
 import type { LogRecord } from '../../src/storage/log.js';
 import { makeRecord, tempDir } from './compliance.js';
+import { BULK_STEP_BYTES, type PacerClock } from '../../src/storage/pacer.js';
 
 const SMALL = { segmentBytes: 64 * 1024, spareSegmentsMax: 1 };
 
@@ -234,7 +235,7 @@ test('format version 1 fixture (checked in) still loads', async () => {
   }
 });
 
-test('a new segment is zero-filled a MiB at a time, each flushed before the next: a roll never queues a whole segment of dirty bytes ahead of the log fdatasync', async () => {
+test('a new segment is zero-filled a step (256 KiB) at a time, each flushed before the next: a roll never queues a whole segment of dirty bytes ahead of the log fdatasync', async () => {
   const { dir, cleanup } = tempDir();
   const unsynced = new Map<number, number>(); // fd -> bytes written since its last fdatasync
   let worst = 0;
@@ -265,5 +266,61 @@ test('a new segment is zero-filled a MiB at a time, each flushed before the next
   await log.close();
   cleanup();
   assert.ok(unsynced.size >= 2, 'the log wrote at least one segment file');
-  assert.ok(worst <= 1024 * 1024 + 64 * 1024, `at most ~1 MiB unflushed on any file at once, saw ${worst} bytes`);
+  assert.ok(worst <= BULK_STEP_BYTES + 64 * 1024, `at most ~256 KiB unflushed on any file at once, saw ${worst} bytes`);
+});
+
+/** A pacer clock that counts rests and makes each one last `restMs` of real time (whatever was asked). */
+function countingClock(restMs: number) {
+  const rests: number[] = [];
+  const clock: PacerClock = {
+    now: () => performance.now(),
+    sleep: (ms) => {
+      rests.push(ms);
+      return new Promise((resolve) => setTimeout(resolve, restMs));
+    },
+  };
+  return { clock, rests };
+}
+
+test('a segment prepared ahead is zero-filled in paced steps (a rest after each), the one open() waits for is not', async () => {
+  const { dir, cleanup } = tempDir();
+  const { clock, rests } = countingClock(1);
+  const segmentBytes = 4 * 1024 * 1024; // 16 steps
+  const log = await FileLog.open(dir, { segmentBytes, spareSegmentsMax: 1, pacerClock: clock });
+  try {
+    assert.equal(rests.length, 0, 'segment 1 (open() waits for it) did not rest');
+    for (let i = 0; i < 200 && rests.length < segmentBytes / BULK_STEP_BYTES; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(rests.length, segmentBytes / BULK_STEP_BYTES, 'segment 2, prepared ahead, rested after each of its steps');
+    assert.ok(rests.every((ms) => ms > 0 && ms <= 20), `each rest as long as its step, at most 20 ms: ${rests.join(', ')}`);
+  } finally {
+    await log.close();
+    cleanup();
+  }
+});
+
+test('a roll that needs the segment being prepared, or a close, stops its rests: nothing waits for a paced fill', async () => {
+  for (const how of ['roll', 'close'] as const) {
+    const { dir, cleanup } = tempDir();
+    // Rests of 300 ms: a 4 MiB fill would take ~5 s with all of them; urgent, it takes one at most.
+    const { clock, rests } = countingClock(300);
+    const log = await FileLog.open(dir, { segmentBytes: 4 * 1024 * 1024, spareSegmentsMax: 1, pacerClock: clock });
+    try {
+      const started = performance.now();
+      if (how === 'roll') {
+        // ~4.4 MiB of records right away: the log rolls into segment 2 while it is still being filled.
+        for (let i = 1; i <= 70; i++) log.tentativelyAppend(makeRecord(i, 64 * 1024));
+        await log.commit();
+        const segments = (log as unknown as { segments: unknown[] }).segments;
+        assert.ok(segments.length >= 2, 'the log rolled');
+      } else {
+        await log.close();
+      }
+      const ms = performance.now() - started;
+      assert.ok(rests.length <= 2, `${how}: at most the rest under way when it started (and one racing it), saw ${rests.length}`);
+      assert.ok(ms < 2_500, `${how}: done in ${ms.toFixed(0)} ms, not after the fill's rests`);
+    } finally {
+      await log.close();
+      cleanup();
+    }
+  }
 });

@@ -5,6 +5,8 @@ import { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { readMetadata, writeMetadata } from '../../src/storage/metadata.js';
 import { isStorageError } from '../../src/storage/errors.js';
 import { tempDir } from './compliance.js';
+import { nodeIo, type StorageIo } from '../../src/storage/io.js';
+import { BULK_STEP_BYTES, type PacerClock } from '../../src/storage/pacer.js';
 
 function body(slot: number, bytes: number): Uint8Array[] {
   const chunks: Uint8Array[] = [];
@@ -100,6 +102,54 @@ test('metadata is written atomically and read back; corruption is a clear error'
     writeSync(fd, Buffer.from([0xff]), 0, 1, 20);
     closeSync(fd);
     await assert.rejects(readMetadata(dir), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_CORRUPT') && (e as Error).message.includes(`${dir}/meta`));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a snapshot is written and flushed a step (256 KiB) at a time with a rest after each, none before its commit', async () => {
+  const { dir, cleanup } = tempDir();
+  const unsynced = new Map<number, number>();
+  let worst = 0;
+  const events: string[] = [];
+  const io: StorageIo = {
+    ...nodeIo,
+    async writev(fd, buffers, position) {
+      const n = buffers.reduce((a, b) => a + b.length, 0);
+      unsynced.set(fd, (unsynced.get(fd) ?? 0) + n);
+      worst = Math.max(worst, unsynced.get(fd)!);
+      events.push('write');
+      return nodeIo.writev(fd, buffers, position);
+    },
+    async fdatasync(fd) {
+      await nodeIo.fdatasync(fd);
+      unsynced.set(fd, 0);
+      events.push('sync');
+    },
+    async fsync(fd) {
+      await nodeIo.fsync(fd);
+      unsynced.set(fd, 0);
+      events.push('fsync');
+    },
+  };
+  const rests: number[] = [];
+  const pacerClock: PacerClock = { now: () => performance.now(), sleep: async (ms) => void (rests.push(ms), events.push('rest')) };
+  try {
+    const store = await SnapshotStore.open(dir, { io, pacerClock });
+    const w = await store.create(7);
+    const bytes = 3_000_000;
+    for (const chunk of body(7, bytes)) await w.write(chunk);
+    await w.commit();
+    // A step is written once the buffer reaches BULK_STEP_BYTES: at most a step plus the chunk that filled it.
+    assert.ok(worst <= BULK_STEP_BYTES + 100_000 + 64, `at most a step (and one chunk) unflushed, saw ${worst}`);
+    const steps = Math.floor(bytes / BULK_STEP_BYTES);
+    assert.ok(rests.length >= steps - 1 && rests.length <= steps + 1, `a rest per step (${steps}), saw ${rests.length}`);
+    const lastWrite = events.lastIndexOf('write');
+    assert.ok(events.lastIndexOf('rest') < lastWrite && events.slice(lastWrite).includes('fsync'), `the last step goes straight to the fsync: ${events.slice(-4).join(' ')}`);
+    for (let i = 0; i < events.length; i++) if (events[i] === 'rest') assert.equal(events[i - 1], 'sync', 'a rest comes after a flushed step');
+    const chunks: Uint8Array[] = [];
+    for await (const c of store.read(7, 1 << 20).body) chunks.push(c);
+    assert.deepEqual(concat(chunks), concat(body(7, bytes)), 'and the snapshot reads back whole');
   } finally {
     cleanup();
   }
