@@ -1,6 +1,8 @@
 // The load generator: closed loop (clients × inflight lanes, each awaiting its previous answer)
 // or open loop (a fixed rate, latency measured from the intended send time so that a stall is not
-// hidden: no coordinated omission). Runs in the bench process (--inproc --via direct) or in
+// hidden: no coordinated omission). An open-loop operation that falls due while every lane is busy
+// waits for the next free lane, in order, and that wait counts in its latency (it was dropped
+// before session 12, which left the slowest moments out of the quantiles). Runs in the bench process (--inproc --via direct) or in
 // worker threads (./load-worker.ts, --load-workers) for every other mode.
 //
 // Keys: lane L writes only keys whose index ≡ L (mod lanes), so writes to one key are sequential
@@ -63,8 +65,8 @@ export interface LoadCounts {
   readsFound: number;
   errors: number;
   errorsByCode: Record<string, number>;
-  /** Open loop: operations not issued because every lane was busy. */
-  overloadSkipped: number;
+  /** Open loop: operations that fell due while every lane was busy and waited for one (the wait is in their latency). */
+  laneWaits: number;
   elapsedS: number;
 }
 
@@ -228,7 +230,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
   let reads = 0;
   let readsFound = 0;
   let errors = 0;
-  let overloadSkipped = 0;
+  let laneWaits = 0;
   let intervalOps = 0;
   let intervalIndex = 0;
   let measuring = false;
@@ -262,15 +264,32 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
   };
 
   // Closed loop: a lane's next operation starts when its previous one is recorded; open loop: the
-  // lane goes back to the free list.
+  // lane takes the oldest operation waiting for one (sent now, timed from when it was due), or
+  // goes back to the free list.
   const closedLoop = part.rateOpsPerS === 0;
   const free: Lane[] = [];
+  /** Open loop: the intended send times of operations due while every lane was busy, oldest first from waitingHead. */
+  let waiting: number[] = [];
+  let waitingHead = 0;
   let running = 0;
   let allDone: () => void = () => {};
   const done = (lane: Lane, t: number) => {
     running--;
     if (closedLoop && !stopping) return issue(lane, t);
-    if (!closedLoop) free.push(lane);
+    if (!closedLoop) {
+      if (waitingHead < waiting.length && !stopping) {
+        const intended = waiting[waitingHead++]!;
+        if (waitingHead === waiting.length) {
+          waiting = [];
+          waitingHead = 0;
+        } else if (waitingHead >= 4096 && 2 * waitingHead >= waiting.length) {
+          waiting = waiting.slice(waitingHead);
+          waitingHead = 0;
+        }
+        return issue(lane, intended);
+      }
+      free.push(lane);
+    }
     if (running === 0 && stopping) allDone();
   };
 
@@ -379,7 +398,8 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
           issued++;
           const lane = free.pop();
           if (lane === undefined) {
-            if (measuring) overloadSkipped++;
+            waiting.push(intended); // sent by the next lane to finish, timed from now
+            if (measuring) laneWaits++;
             continue;
           }
           issue(lane, intended);
@@ -406,7 +426,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     readsFound,
     errors,
     errorsByCode,
-    overloadSkipped,
+    laneWaits,
     elapsedS: (measureEnd - measureStart) / 1000,
     writeLatency: writesL.snapshot(),
     readLatency: readsL.snapshot(),
@@ -452,7 +472,7 @@ export class TimelineMerger {
 
 /** The parts' results as one: counts added, latency counts added (exact quantiles), verification added. */
 export function mergeLoad(parts: LoadPartResult[], timeline: TimelinePoint[]): LoadResult {
-  const sum = (k: 'ops' | 'writes' | 'reads' | 'readsFound' | 'errors' | 'overloadSkipped') => parts.reduce((s, x) => s + x[k], 0);
+  const sum = (k: 'ops' | 'writes' | 'reads' | 'readsFound' | 'errors' | 'laneWaits') => parts.reduce((s, x) => s + x[k], 0);
   const errorsByCode: Record<string, number> = {};
   for (const x of parts) for (const [code, n] of Object.entries(x.errorsByCode)) errorsByCode[code] = (errorsByCode[code] ?? 0) + n;
   const writesL = LatencyCounts.sum(parts.map((x) => x.writeLatency));
@@ -467,7 +487,7 @@ export function mergeLoad(parts: LoadPartResult[], timeline: TimelinePoint[]): L
     readsFound: sum('readsFound'),
     errors: sum('errors'),
     errorsByCode,
-    overloadSkipped: sum('overloadSkipped'),
+    laneWaits: sum('laneWaits'),
     // The parts measure the same window (to a message's latency): the longest is the window.
     elapsedS: Math.max(0, ...parts.map((x) => x.elapsedS)),
     latency: all.quantiles(),

@@ -19,7 +19,7 @@ export function summaryText(r: BenchResult): string {
     (Number(p.loadWorkers) > 1 ? `, load from ${p.loadWorkers} worker threads` : '');
   const rows: Array<[string, string]> = [
     ['throughput', `${n(r.opsPerSec)} ops/s  (${n(r.writesPerSec)} writes/s, ${n(r.readsPerSec)} reads/s)`],
-    ['operations', `${n(r.ops)} in ${r.elapsedS.toFixed(2)} s; ${n(r.errors)} errors${r.errors ? ` ${JSON.stringify(r.errorsByCode)}` : ''}${r.overloadSkipped ? `; ${n(r.overloadSkipped)} not issued (every lane busy)` : ''}`],
+    ['operations', `${n(r.ops)} in ${r.elapsedS.toFixed(2)} s; ${n(r.errors)} errors${r.errors ? ` ${JSON.stringify(r.errorsByCode)}` : ''}${r.laneWaits ? `; ${n(r.laneWaits)} waited for a free lane (the wait is in their latency)` : ''}`],
     ['latency p50 / p90', `${msText(r.p50Ms)} / ${msText(r.p90Ms)}`],
     ['latency p99 / p99.9 / max', `${msText(r.p99Ms)} / ${msText(r.p999Ms)} / ${msText(r.maxMs)}`],
   ];

@@ -60,7 +60,8 @@ export interface BenchResult {
   writes: number;
   reads: number;
   readsFound: number;
-  overloadSkipped: number;
+  /** Open loop: operations that waited for a free lane (their wait is in their latency). */
+  laneWaits: number;
   elapsedS: number;
   params: Record<string, unknown>;
   machine: { cpus: number; cpuModel: string; node: string; loadAvg1m: number; note: string };
@@ -234,7 +235,7 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
     writes: load.writes,
     reads: load.reads,
     readsFound: load.readsFound,
-    overloadSkipped: load.overloadSkipped,
+    laneWaits: load.laneWaits,
     elapsedS: round(load.elapsedS, 3),
     params: paramsForReport(p, load.parts),
     machine: {

@@ -72,7 +72,7 @@ test('mergeLoad and TimelineMerger: counts, errors and verification add up; inte
       readsFound: 0,
       errors: 1,
       errorsByCode: { SYNOD_KV_UNAVAILABLE: 1 },
-      overloadSkipped: 0,
+      laneWaits: 0,
       elapsedS: 1 + us / 1e6,
       writeLatency: w.snapshot(),
       readLatency: new LatencyCounts().snapshot(),
