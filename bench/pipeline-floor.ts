@@ -6,21 +6,23 @@
 // The leader batches what each event-loop turn read into one "slot", sends it to both followers
 // and answers the slot's requests at the first follower's ack (a majority of three with itself).
 // No consensus state, no log, no state machine, no snapshots: the difference between this and
-// `synod bench --storage memory` at the same rate is what Synod's own work costs, and this one's
-// p99 is what no implementation of the same topology in Node can beat here.
+// `synod bench` at the same rate is what Synod's own work costs. It is a plain implementation (a
+// buffer per reply, one slot at a time in the leader's log), a reference rather than a lower bound.
 //
 // `--disk`: each follower writes the slot durably (O_DSYNC) before acking, and the leader writes
 // its own copy (one slot in its log at a time, as Synod's leader), through libuv's thread pool.
 //
 // npm run bench:floor -- --rate 150000 [--duration 10] [--warmup 2] [--connections 16] [--disk] [--json]
 import { fork, type ChildProcess } from 'node:child_process';
-import { constants, mkdtempSync, openSync, rmSync, readFileSync, write as fsWrite } from 'node:fs';
+import { constants, mkdtempSync, openSync, rmSync, write as fsWrite } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LatencyCounts } from '../src/bench/latency.js';
+import { sampleProcess } from '../src/bench/cluster.js';
+import { LATENCY_US_MAX, LatencyCounts } from '../src/bench/latency.js';
+import { putU32be, u32be } from '../src/kv/codec.js';
 import { FrameDecoder } from '../src/transport/frame.js';
 import { numberArg } from './args.js';
 
@@ -34,7 +36,7 @@ const REQUEST_BYTES = 4 + 1 + 16 + 64; // request id, op, 16-byte key, 64-byte v
 const FRAME_BYTES_MAX = 64 << 20;
 const TICK_MS = 1;
 /** --work-us N: each replica spins N µs per request it handles (a stand-in for a state machine's CPU). */
-const WORK_US = Number(process.argv[process.argv.indexOf('--work-us') + 1] ?? 0) || 0;
+const WORK_US = numberArg('work-us', 0);
 // A calibrated loop, not a clock: spinning until a time would burn less CPU when the process is
 // preempted mid-spin, and the point is to add CPU.
 let sink = 0;
@@ -57,9 +59,17 @@ const spin = (requests: number) => {
   if (WORK_US !== 0) loop(Math.round(requests * WORK_US * LOOPS_PER_US));
 };
 
+/** A frame whose payload is one u32 (a follower's ack of a slot, the leader's answer to a request id). */
+function u32Frame(v: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  putU32be(b, 0, 4);
+  putU32be(b, 4, v);
+  return b;
+}
+
 /** Frames a payload: u32 big-endian length, then the bytes. */
 function frameInto(out: Buffer, at: number, payload: Uint8Array, from: number, to: number): number {
-  out.writeUInt32BE(to - from, at);
+  putU32be(out, at, to - from);
   out.set(payload.subarray(from, to), at + 4);
   return at + 4 + (to - from);
 }
@@ -126,14 +136,9 @@ async function follower(dir: string | null): Promise<void> {
   answerDriver(() => 0);
   const file = dir === null ? null : new SlotFile(dir, `follower-${process.pid}`);
   const port = await listen((s) => {
-    const ack = (slot: number) => {
-      const b = Buffer.allocUnsafe(8);
-      b.writeUInt32BE(4, 0);
-      b.writeUInt32BE(slot, 4);
-      s.write(b);
-    };
+    const ack = (slot: number) => s.write(u32Frame(slot));
     onFrames(s, (bytes, start, end) => {
-      const slot = ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>> 0;
+      const slot = u32be(bytes, start);
       spin((end - start - 4) / REQUEST_BYTES);
       if (file === null) ack(slot);
       else file.append(bytes.slice(start, end), () => ack(slot));
@@ -167,12 +172,9 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
       slots.delete(committed++);
       spin(s.ids.length);
       for (let i = 0; i < s.ids.length; i++) {
-        const b = Buffer.allocUnsafe(8);
-        b.writeUInt32BE(4, 0);
-        b.writeUInt32BE(s.ids[i]!, 4);
         let list = replies.get(s.conns[i]!);
         if (list === undefined) replies.set(s.conns[i]!, (list = []));
-        list.push(b);
+        list.push(u32Frame(s.ids[i]!));
       }
     }
     for (const [conn, list] of replies) conn.write(Buffer.concat(list));
@@ -180,7 +182,7 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
   };
   for (const f of followers) {
     onFrames(f, (bytes, start) => {
-      const slot = ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>> 0;
+      const slot = u32be(bytes, start);
       const s = slots.get(slot);
       if (s === undefined || s.acked) return;
       s.acked = true;
@@ -192,7 +194,7 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
     if (open.ids.length === 0 || logBusy) return;
     const slot = nextSlot++;
     const body = Buffer.concat([Buffer.alloc(4), ...open.bytes]);
-    body.writeUInt32BE(slot, 0);
+    putU32be(body, 0, slot);
     const s: Slot = { conns: open.conns, ids: open.ids, durable: file === null, acked: false };
     slots.set(slot, s);
     open = { conns: [], ids: [], bytes: [] };
@@ -215,7 +217,7 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
   answerDriver(() => nextSlot);
   const port = await listen((s) => {
     onFrames(s, (bytes, start, end) => {
-      const id = ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>> 0;
+      const id = u32be(bytes, start);
       open.conns.push(s);
       open.ids.push(id);
       open.bytes.push(Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start));
@@ -228,10 +230,7 @@ async function leader(followerPorts: number[], dir: string | null): Promise<void
   process.send!({ port });
 }
 
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
+const cpuSecondsOf = (pid: number) => sampleProcess('', pid).cpuS;
 
 const spawnRole = (args: string[]) =>
   new Promise<{ child: ChildProcess; port: number }>((resolve, reject) => {
@@ -269,10 +268,9 @@ async function driver(): Promise<void> {
   const payload = Buffer.alloc(REQUEST_BYTES, 0x61);
   for (const c of conns) {
     onFrames(c, (bytes, start) => {
-      const id = ((bytes[start]! << 24) | (bytes[start + 1]! << 16) | (bytes[start + 2]! << 8) | bytes[start + 3]!) >>> 0;
-      const intended = intendedMs[id % RING]!;
+      const intended = intendedMs[u32be(bytes, start) % RING]!;
       if (intended >= measureFromMs && intended < measureToMs) {
-        latency.record(Math.max(1, Math.round((performance.now() - intended) * 1000)));
+        latency.record(Math.min(LATENCY_US_MAX, Math.max(1, Math.round((performance.now() - intended) * 1000))));
         measuredOps++;
       }
     });
@@ -309,7 +307,7 @@ async function driver(): Promise<void> {
       for (; sent < due; sent++) {
         const c = sent % connections;
         if (outAt[c]! + 4 + REQUEST_BYTES > out[c]!.length) break; // the next tick sends the rest
-        payload.writeUInt32BE(sent >>> 0, 0);
+        putU32be(payload, 0, sent);
         const intended = startMs + (sent * 1000) / rate;
         intendedMs[sent % RING] = intended;
         if (intended >= measureFromMs && intended < measureToMs) sentInWindow++;
@@ -333,7 +331,7 @@ async function driver(): Promise<void> {
     sent: sentInWindow,
     answered: measuredOps,
     opsPerSec: Math.round(measuredOps / durationS),
-    slotsPerSec: Math.round((slotsTo! - slotsFrom!) / durationS),
+    slotsPerSec: Math.round((slotsTo - slotsFrom) / durationS),
     p50Ms: q.p50Ms,
     p99Ms: q.p99Ms,
     p999Ms: q.p999Ms,
@@ -352,7 +350,7 @@ async function driver(): Promise<void> {
   else {
     const us = result.cpuUsPerOp;
     console.log(`pipeline floor (${disk ? 'each replica writes every slot durably' : 'no disk'}, ${connections} connections): ${rate.toLocaleString()} ops/s requested, ${result.opsPerSec.toLocaleString()} answered (${measuredOps} of ${sentInWindow} sent in the window)`);
-    console.log(`  ${result.slotsPerSec.toLocaleString()} slots/s (${(measuredOps / (slotsTo! - slotsFrom!)).toFixed(1)} requests each)`);
+    console.log(`  ${result.slotsPerSec.toLocaleString()} slots/s (${(measuredOps / (slotsTo - slotsFrom)).toFixed(1)} requests each)`);
     console.log(`  latency p50 ${q.p50Ms.toFixed(2)} ms, p99 ${q.p99Ms.toFixed(2)} ms, p99.9 ${q.p999Ms.toFixed(2)} ms, max ${q.maxMs.toFixed(1)} ms`);
     console.log(`  CPU per op: generator ${us.generator.toFixed(2)} µs, leader ${us.leader.toFixed(2)}, followers ${us.followers.map((x) => x.toFixed(2)).join(' / ')}; ${result.cores.toFixed(2)} cores busy`);
     console.log(`  event loops late (p99 of a 1 ms timer): generator ${result.loopDelayP99Ms[0]!.toFixed(1)} ms, leader ${result.loopDelayP99Ms[1]!.toFixed(1)}, followers ${result.loopDelayP99Ms.slice(2).map((x) => x.toFixed(1)).join(' / ')}`);

@@ -1,9 +1,9 @@
 // The load generator: closed loop (clients × inflight lanes, each awaiting its previous answer)
 // or open loop (a fixed rate, latency measured from the intended send time so that a stall is not
-// hidden: no coordinated omission). An open-loop operation that falls due while every lane is busy
-// waits for the next free lane, in order, and that wait counts in its latency (it was dropped
-// before session 12, which left the slowest moments out of the quantiles). Runs in the bench process (--inproc --via direct) or in
-// worker threads (./load-worker.ts, --load-workers) for every other mode.
+// hidden: no coordinated omission). An open-loop operation that falls due while every lane is
+// busy waits for the next free lane, in order, and that wait counts in its latency (dropping it
+// would leave the slowest moments out of the quantiles). Runs in the bench process (--inproc
+// --via direct) or in worker threads (./load-worker.ts, --load-workers) for every other mode.
 //
 // Keys: lane L writes only keys whose index ≡ L (mod lanes), so writes to one key are sequential
 // and "the last acknowledged value" of a key is well defined; reads pick any key. Each value

@@ -31,9 +31,6 @@ export const realPacerClock: PacerClock = {
  * waits for the whole write (a log roll that needs the segment now, a close).
  */
 export class BulkPacer {
-  /** Total time spent resting (for tests and diagnostics). */
-  restedMs = 0;
-
   constructor(
     private readonly urgent: () => boolean = () => false,
     private readonly clock: PacerClock = realPacerClock,
@@ -44,10 +41,7 @@ export class BulkPacer {
     const result = await work();
     if (!this.urgent()) {
       const rest = Math.min(REST_MS_MAX, this.clock.now() - started);
-      if (rest > 0) {
-        this.restedMs += rest;
-        await this.clock.sleep(rest);
-      }
+      if (rest > 0) await this.clock.sleep(rest);
     }
     return result;
   }

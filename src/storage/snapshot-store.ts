@@ -20,7 +20,6 @@ const HEADER_BYTES = 32;
 const TRAILER_BYTES = 24;
 // Written and flushed a step at a time, paced (pacer.ts): the log's group commits share the disk.
 const WRITE_BUFFER_BYTES = BULK_STEP_BYTES;
-const SYNC_EVERY_BYTES = BULK_STEP_BYTES;
 export const DEFAULT_SNAPSHOTS_KEPT = 2;
 export const DEFAULT_SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
@@ -56,7 +55,6 @@ export class SnapshotWriter {
   private position: number;
   private buffered: Uint8Array[] = [];
   private bufferedBytes = 0;
-  private unsyncedBytes = 0;
   private done = false;
   private readonly pacer: BulkPacer;
 
@@ -87,22 +85,35 @@ export class SnapshotWriter {
         const part = chunk.subarray(at, Math.min(chunk.length, at + WRITE_BUFFER_BYTES));
         this.buffered.push(part);
         this.bufferedBytes += part.length;
-        if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
+        if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.step();
       }
       return;
     }
     // A small chunk is copied: it may be reused once this resolves, before the buffer is written.
     this.buffered.push(chunk.slice());
     this.bufferedBytes += chunk.length;
-    if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.drain();
+    if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.step();
   }
 
-  private async drain(): Promise<void> {
-    if (this.bufferedBytes === 0) return;
-    await this.pacer.step(() => this.writeAndFlush());
+  /**
+   * One paced step (pacer.ts): the buffered bytes written and flushed, then a rest. Flushed as it
+   * goes: a log's fdatasync on the same file system can wait for a journal commit that must first
+   * write back every dirty block of this file (ext4 data=ordered). Many megabytes of a snapshot
+   * left dirty until commit() stalled the log's group commits behind them; now at most a step is.
+   */
+  private async step(): Promise<void> {
+    await this.pacer.step(async () => {
+      await this.writeBuffered();
+      try {
+        await this.io.fdatasync(this.fd);
+      } catch (error) {
+        await this.abort();
+        throw ioError(error, 'snapshot fdatasync', this.tempPath);
+      }
+    });
   }
 
-  private async writeAndFlush(): Promise<void> {
+  private async writeBuffered(): Promise<void> {
     try {
       await writevAll(this.io, this.fd, this.buffered, this.position);
     } catch (error) {
@@ -110,22 +121,8 @@ export class SnapshotWriter {
       throw ioError(error, 'snapshot write', this.tempPath);
     }
     this.position += this.bufferedBytes;
-    this.unsyncedBytes += this.bufferedBytes;
     this.buffered = [];
     this.bufferedBytes = 0;
-    if (this.unsyncedBytes >= SYNC_EVERY_BYTES) {
-      // Flushed as it goes: a log's fdatasync on the same file system can wait for a journal
-      // commit that must first write back every dirty block of this file (ext4 data=ordered).
-      // Many megabytes of a snapshot left dirty until commit() stalled the log's group commits
-      // behind them; now at most SYNC_EVERY_BYTES are pending.
-      this.unsyncedBytes = 0;
-      try {
-        await this.io.fdatasync(this.fd);
-      } catch (error) {
-        await this.abort();
-        throw ioError(error, 'snapshot fdatasync', this.tempPath);
-      }
-    }
   }
 
   /** Makes the snapshot durable under its final name, then prunes old ones. */
@@ -138,7 +135,7 @@ export class SnapshotWriter {
     for (let i = 0; i < 8; i++) trailer[16 + i] = END_MAGIC.charCodeAt(i);
     this.buffered.push(trailer);
     this.bufferedBytes += TRAILER_BYTES;
-    await this.writeAndFlush(); // the last step: no rest before the fsync
+    await this.writeBuffered(); // the last bytes: the fsync below flushes them, no rest before it
     this.done = true;
     const finalPath = `${this.store.dir}/${fileName(this.slot)}`;
     try {
