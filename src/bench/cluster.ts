@@ -214,7 +214,7 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
   // SYNOD_BENCH_KEEP_LOGS=<dir>: the replicas log at info (role changes too) and their logs are
   // copied there when the bench ends, to explain a stall in a long run.
   const keepLogs = process.env.SYNOD_BENCH_KEEP_LOGS;
-  const cluster = await ProcCluster.create({ size: p.replicas, dataDir: dir, binary: true, electionTimeoutMs: p.electionTimeoutMs, logLevel: keepLogs ? 'info' : 'warn', clusterId: 'synod-bench', extraArgs: ['--log-backend', p.storage] });
+  const cluster = await ProcCluster.create({ size: p.replicas, dataDir: dir, binary: true, electionTimeoutMs: p.electionTimeoutMs, logLevel: keepLogs ? 'info' : 'warn', clusterId: 'synod-bench', extraArgs: ['--log-backend', p.storage, ...p.replicaArgs] });
   // Probe files go to memory (/dev/shm) when there is one: a rename on the data disk's file system
   // can wait behind the log's fdatasync journal commits and stall the replica's event loop.
   const probeDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/synod-bench-probe-') : dir;
@@ -312,7 +312,7 @@ function getStatus(addr: PeerAddress): Promise<{ role: string; leader: number | 
 async function waitProcLeader(cluster: ProcCluster): Promise<number> {
   const deadline = Date.now() + LEADER_WAIT_MS;
   while (Date.now() < deadline) {
-    for (const r of cluster.replicas) if (!cluster.running(r.id)) throw new Error(`replica ${r.id} exited at start: see ${r.logFile}`);
+    for (const r of cluster.replicas) if (!cluster.running(r.id)) throw cluster.exitedAtStart(r.id);
     const sts = await Promise.all(cluster.replicas.map((r) => getStatus(r.http)));
     const l = sts.find((s) => s?.role === 'leader');
     if (l && sts.every((s) => s?.leader === l.id)) return l.id;

@@ -45,7 +45,16 @@ export interface BenchParams {
    * lanes (0: the default of loadWorkersOf() in ./load.ts: 2 for local reads, else 1).
    */
   loadWorkers: number;
+  /**
+   * Extra flags for every `synod start` of the multi-process mode (a setting's effect measured
+   * with the same load, e.g. ['--snapshot-interval-bytes', '134217728']). The flags the bench sets
+   * itself (RESERVED_REPLICA_FLAGS) are refused: a cluster wired otherwise would not be the one measured.
+   */
+  replicaArgs: string[];
 }
+
+/** Flags of `synod start` that the bench sets for each replica (src/cli/cluster-procs.ts, src/bench/cluster.ts). */
+export const RESERVED_REPLICA_FLAGS = ['--id', '--cluster-id', '--data', '--peer', '--http', '--binary', '--initial-cluster', '--initial-http', '--initial-binary', '--log-level', '--election-timeout-ms', '--log-backend'];
 
 export const BENCH_DEFAULTS: BenchParams = {
   mode: 'procs',
@@ -70,6 +79,7 @@ export const BENCH_DEFAULTS: BenchParams = {
   etcdEndpoints: [],
   electionTimeoutMs: 300,
   loadWorkers: 0,
+  replicaArgs: [],
 };
 
 /** The CI setting: a few hundred operations, seconds of wall time. */
@@ -110,6 +120,14 @@ export function validateBenchParams(p: BenchParams): BenchParams {
   int('electionTimeoutMs', 50, 60_000);
   int('loadWorkers', 0, LOAD_WORKERS_MAX);
   if (p.loadWorkers > 1 && p.mode === 'inproc' && p.via === 'direct') throw new BenchParamError('loadWorkers > 1 needs a load over the network: --inproc --via direct calls the leader in this thread');
+  if (p.replicaArgs.length > 0) {
+    if (p.mode !== 'procs') throw new BenchParamError(`replicaArgs are flags of \`synod start\`: they need the multi-process mode, not ${p.mode}`);
+    if (!p.replicaArgs[0]!.startsWith('--')) throw new BenchParamError(`replicaArgs must start with a flag (--name), got ${JSON.stringify(p.replicaArgs[0])}`);
+    for (const a of p.replicaArgs) {
+      const flag = a.split('=')[0]!;
+      if (RESERVED_REPLICA_FLAGS.includes(flag)) throw new BenchParamError(`replicaArgs cannot set ${flag}: the bench sets it for each replica${flag === '--log-backend' ? ' (use --storage)' : flag === '--election-timeout-ms' ? ' (use the bench\'s --election-timeout-ms)' : ''}`);
+    }
+  }
   if (p.mode === 'etcd' && p.etcdEndpoints.length === 0) throw new BenchParamError('mode etcd needs --etcd-endpoints host:port,...');
   if (p.mode === 'etcd' && p.consistency === 'lease') throw new BenchParamError('etcd has no lease reads: use linearizable (etcd "l") or local (etcd "s", serializable)');
   return p;

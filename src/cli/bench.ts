@@ -39,6 +39,7 @@ interface BenchFlags {
   etcdEndpoints?: string;
   electionTimeoutMs: string;
   loadWorkers?: string;
+  replicaArgs?: string;
 }
 
 const D = BENCH_DEFAULTS;
@@ -70,6 +71,7 @@ export function benchCommand(): Command {
     .option('--ci', 'small parameters (a few hundred operations) unless given explicitly')
     .option('--etcd-endpoints <list>', 'run the load against etcd at host:port,... (its gRPC gateway) instead')
     .option('--election-timeout-ms <ms>', 'replicas\' election timeout', String(D.electionTimeoutMs))
+    .option('--replica-args <flags>', 'extra flags for every `synod start` (multi-process mode), in one quoted string, e.g. "--snapshot-interval-bytes 134217728"')
     .option('--load-workers <n>', 'worker threads generating the load, each with its share of the lanes and connections (default: 2 for --consistency local reads, else 1)')
     .action(async (flags: BenchFlags, cmd: Command) => {
       const params = benchParamsFromFlags(flags, (name) => cmd.getOptionValueSource(name) === 'cli');
@@ -109,6 +111,7 @@ export function benchParamsFromFlags(f: BenchFlags, explicit: (name: string) => 
     etcdEndpoints: etcd,
     electionTimeoutMs: num(f.electionTimeoutMs, '--election-timeout-ms'),
     loadWorkers: f.loadWorkers !== undefined ? num(f.loadWorkers, '--load-workers') : D.loadWorkers,
+    replicaArgs: (f.replicaArgs ?? '').split(/\s+/).filter((a) => a.length > 0),
   };
   if (f.ci) {
     const flagOf: Record<string, string> = { clients: 'clients', inflight: 'inflight', connections: 'connections', keySpace: 'keySpace', totalOps: 'total', durationS: 'duration', warmupS: 'warmup' };

@@ -4,7 +4,7 @@
 // stopAll()).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,5 +173,20 @@ export class ProcCluster {
 
   running(id: number): boolean {
     return this.replicas[id - 1]!.child !== null;
+  }
+
+  /**
+   * Why replica `id` stopped at start: the last lines of its log (usually the usage error), so
+   * that the message says it even when the log's directory is removed right after (the bench's).
+   */
+  exitedAtStart(id: number, tailLines = 5): Error {
+    const r = this.replicas[id - 1]!;
+    let tail = '';
+    try {
+      tail = readFileSync(r.logFile, 'utf8').trimEnd().split('\n').slice(-tailLines).join('\n');
+    } catch {
+      // no log: the message names the file anyway
+    }
+    return new Error(`replica ${id} exited at start (see ${r.logFile})${tail ? `:\n${tail}` : ''}`);
   }
 }

@@ -148,7 +148,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     const electDeadline = now() + 20_000;
     while (leader === null) {
       if (now() > electDeadline) throw new Error(`no leader after 20 s: see the replica logs in ${dataDir}/replica-*.log`);
-      for (const r of cluster.replicas) if (!cluster.running(r.id)) throw new Error(`replica ${r.id} exited at start: see ${r.logFile}`);
+      for (const r of cluster.replicas) if (!cluster.running(r.id)) throw cluster.exitedAtStart(r.id);
       const sts = await Promise.all(cluster.endpoints.map((e) => fetchStatus(e)));
       const l = sts.find((s) => s?.role === 'leader');
       if (l) {

@@ -52,10 +52,11 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-test-'));
   const html = join(dir, 'report.html');
   try {
-    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html], { encoding: 'utf8', timeout: 45_000 });
+    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000 });
     assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
     const r = JSON.parse(out.stdout.trim()) as BenchResult;
     assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
+    assert.deepEqual(r.params.replicaArgs, ['--snapshot-interval-slots', '5000'], 'the replicas\' extra flags are in the parameters reported');
     assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');
     assert.ok(r.storage && r.storage.leaderSyncsPerOp > 0, 'fdatasyncs counted through the probe');
     const replicas = r.processes.filter((x) => x.name.startsWith('replica'));
@@ -72,6 +73,24 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('--replica-args reach every `synod start`: a value a replica refuses stops the bench with that replica\'s own message; the flags the bench sets are refused up front', () => {
+  const bad = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--replica-args', '--leader-snapshot-interval-factor 0.5'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /replica \d exited at start[^]*--leader-snapshot-interval-factor must be a number >= 1, got 0\.5/);
+  for (const [args, why] of [
+    ['--data /tmp/elsewhere', /cannot set --data: the bench sets it/],
+    ['--log-backend=pmem', /cannot set --log-backend[^]*use --storage/],
+    ['5000', /must start with a flag/],
+  ] as const) {
+    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--replica-args', args], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(out.status, 2, args);
+    assert.match(out.stderr, why);
+  }
+  const inproc = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--inproc', '--replica-args', '--snapshot-interval-slots 5'], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(inproc.status, 2);
+  assert.match(inproc.stderr, /need the multi-process mode/);
 });
 
 test('bad parameters are refused with a usage error', () => {
