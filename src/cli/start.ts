@@ -36,6 +36,8 @@ export interface StartSettings {
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
   leaderSnapshotIntervalFactor?: number;
+  /** adopt: a leader keeps a follower's snapshot as its own (ReplicaOptions.leaderAdoptsSnapshots); own: it makes its own. */
+  leaderSnapshots: 'adopt' | 'own';
   /** HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given). */
   clientTls: boolean;
   clientAuth: 'none' | 'cert';
@@ -98,6 +100,7 @@ const ENV: Record<string, string> = {
   snapshotIntervalSlots: 'SYNOD_SNAPSHOT_INTERVAL_SLOTS',
   snapshotIntervalBytes: 'SYNOD_SNAPSHOT_INTERVAL_BYTES',
   leaderSnapshotIntervalFactor: 'SYNOD_LEADER_SNAPSHOT_INTERVAL_FACTOR',
+  leaderSnapshots: 'SYNOD_LEADER_SNAPSHOTS',
   clientTls: 'SYNOD_CLIENT_TLS',
   clientAuth: 'SYNOD_CLIENT_AUTH',
   clientTokenFile: 'SYNOD_CLIENT_TOKEN_FILE',
@@ -135,6 +138,7 @@ export function startCommand(): Command {
     .option('--snapshot-interval-slots <n>', 'take a snapshot after this many applied slots (default 10000)')
     .option('--snapshot-interval-bytes <n>', `or after this many bytes of applied commands (default ${DEFAULT_SNAPSHOT_INTERVAL_BYTES})`)
     .option('--leader-snapshot-interval-factor <n>', 'while leading, both snapshot intervals are this many times longer: its snapshots pause the cluster (default 4; 1: as followers)')
+    .option('--leader-snapshots <adopt|own>', "while leading, adopt: keep a follower's snapshot as its own (RSL's primary copies a secondary's checkpoint), making one only if none comes in 3 s; own: make its own (default adopt)")
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
@@ -228,6 +232,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (leaderSnapshotIntervalFactor !== undefined && !(Number.isFinite(leaderSnapshotIntervalFactor) && leaderSnapshotIntervalFactor >= 1)) {
     throw new UsageError(`--leader-snapshot-interval-factor must be a number >= 1, got ${lf}`);
   }
+  const leaderSnapshots = (get('leaderSnapshots') ?? 'adopt') as StartSettings['leaderSnapshots'];
+  if (leaderSnapshots !== 'adopt' && leaderSnapshots !== 'own') throw new UsageError(`--leader-snapshots must be adopt or own, got ${leaderSnapshots}`);
   const followerMode = (get('followerMode') ?? 'forward') as StartSettings['followerMode'];
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
@@ -296,6 +302,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     snapshotIntervalSlots,
     snapshotIntervalBytes,
     leaderSnapshotIntervalFactor,
+    leaderSnapshots,
     clientTls,
     clientAuth,
     clientTokenFile: get('clientTokenFile'),
@@ -370,6 +377,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       snapshotIntervalSlots: s.snapshotIntervalSlots,
       snapshotIntervalBytes: s.snapshotIntervalBytes,
       leaderSnapshotIntervalFactor: s.leaderSnapshotIntervalFactor,
+      leaderAdoptsSnapshots: s.leaderSnapshots === 'adopt',
       followerMode: s.followerMode,
       logBackend: s.logBackend,
       core: s.electionTimeoutMs || hooks.plantedBug ? { ...(s.electionTimeoutMs ? electionCore(s.electionTimeoutMs) : {}), ...(hooks.plantedBug ? { plantedBug: hooks.plantedBug } : {}) } : undefined,

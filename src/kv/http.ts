@@ -669,6 +669,7 @@ export class KvHttpServer {
     metric('synod_log_bytes_written_total', 'counter', 'Bytes written to the log.', [['', c.log.bytesWritten]]);
     metric('synod_snapshots_taken_total', 'counter', 'Snapshots taken.', [['', c.snapshotsTaken]]);
     metric('synod_snapshots_installed_total', 'counter', 'Snapshots installed from a peer.', [['', c.snapshotsInstalled]]);
+    metric('synod_snapshots_adopted_total', 'counter', "Followers' snapshots kept as this leader's own.", [['', c.snapshotsAdopted]]);
     metric('synod_peer_connected', 'gauge', 'Whether the outbound connection to a peer is open.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.connected ? 1 : 0]));
     metric('synod_peer_dropped_frames_total', 'counter', 'Frames dropped towards a peer.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.droppedFrames]));
     metric('synod_kv_keys', 'gauge', 'Keys in the map.', [['', kv.keys]]);

@@ -37,6 +37,7 @@ export interface KvNodeOptions {
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
   leaderSnapshotIntervalFactor?: number;
+  leaderAdoptsSnapshots?: boolean;
   proposeTimeoutMs?: number;
   /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
   sessionsMax?: number;
@@ -78,6 +79,7 @@ export class KvNode {
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       snapshotIntervalBytes: o.snapshotIntervalBytes,
       leaderSnapshotIntervalFactor: o.leaderSnapshotIntervalFactor,
+      leaderAdoptsSnapshots: o.leaderAdoptsSnapshots,
       sessionsMax: o.sessionsMax,
       sessionExpiryMs: o.sessionExpiryMs,
       proposeTimeoutMs: o.proposeTimeoutMs,
