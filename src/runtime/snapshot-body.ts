@@ -70,6 +70,26 @@ function sessionHeader(data: SessionTableData<Uint8Array>): Pick<Header, 'sessio
   };
 }
 
+/**
+ * The leading bytes of a body received in `chunks` that hold its whole head (magic, u32 head
+ * length, head): the first chunk if they are all there, else as many chunks as it takes, joined
+ * (decodeSnapshotBody of it reads the head; its `app` is then only the part that came along).
+ * Lets a body be checked without joining megabytes of chunks into one buffer.
+ */
+export function snapshotBodyHeadOf(chunks: readonly Uint8Array[]): Uint8Array {
+  const first = chunks[0] ?? new Uint8Array(0);
+  const headBytes = first.length >= 8 ? 8 + new DataView(first.buffer, first.byteOffset, 8).getUint32(4, true) : Infinity;
+  if (first.length >= headBytes) return first;
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (const c of chunks) {
+    if (n >= headBytes) break;
+    parts.push(c);
+    n += c.length;
+  }
+  return Buffer.concat(parts);
+}
+
 export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
   if (bytes.length < 8) throw new Error('snapshot body truncated');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
