@@ -138,13 +138,15 @@ export interface ReplicaOptions {
    */
   leaderSnapshotIntervalFactor?: number;
   /**
-   * Default true: when a snapshot is due while this replica leads, it asks a follower (in turn)
-   * for that follower's latest snapshot and keeps it as its own (RSL's primary copies a
-   * secondary's checkpoint), instead of pausing to capture and serialize its state. The leader's
-   * state machine is not touched: every replica applies the same chosen commands, so the
-   * follower's snapshot of slot s is the leader's state at s. If none comes within 3 s (or none
-   * newer than the leader's own), the leader makes its own instead. False: the
-   * leader always makes its own. Counted in `counters().snapshotsAdopted`.
+   * When a snapshot is due while this replica leads, ask a follower (in turn) for that follower's
+   * latest snapshot and keep it as its own (RSL's primary copies a secondary's checkpoint) instead
+   * of capturing and serializing its state. The leader's state machine is not touched: every
+   * replica applies the same chosen commands, so the follower's snapshot of slot s is the leader's
+   * state at s. If none comes within 3 s (or none newer than the leader's own), the leader makes
+   * its own instead. Default false: measured with three replicas sharing one 2-core machine, the
+   * follower's shipping and the transfer cost more than the leader's own snapshot (worse p99 while
+   * it ran, docs/performance.md); meant for replicas on machines of their own, where the follower
+   * pays with its own CPU and disk. Counted in `counters().snapshotsAdopted`.
    */
   leaderAdoptsSnapshots?: boolean;
   /** Keep this many slots of log on disk below a snapshot for lagging peers. Default 1,000. */

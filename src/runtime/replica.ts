@@ -183,7 +183,7 @@ export class SynodReplica {
     this.id = options.id;
     this.sm = options.stateMachine;
     this.leaderSnapshotFactor = options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR;
-    this.leaderAdoptsSnapshots = options.leaderAdoptsSnapshots ?? true;
+    this.leaderAdoptsSnapshots = options.leaderAdoptsSnapshots ?? false;
     this.log = options.logger ?? silent;
     // Settings start at the defaults on every replica and change only through the log
     // (proposeSessionLimitsIfChanged): a replay from the first slot decides as live did.
@@ -1200,9 +1200,10 @@ export class SynodReplica {
 
   /**
    * A follower's snapshot (fetched by maybeSnapshot while leading) taken as this replica's own,
-   * as RSL's primary copies a secondary's checkpoint instead of making one: the leader's capture
-   * and serialization paused every write of the cluster (p99 of the bench's 250 ms windows ~35-55
-   * ms while it ran, ~12 ms otherwise), and a follower's snapshot is the same bytes, since every
+   * as RSL's primary copies a secondary's checkpoint instead of making one (leaderAdoptsSnapshots,
+   * off by default: with the three replicas on one 2-core machine the follower's shipping and the
+   * transfer cost the cluster more than the leader's own capture, docs/performance.md, session 13).
+   * A follower's snapshot is the same bytes as the leader's own would be, since every
    * replica applies the same chosen commands to a deterministic machine (a lagging replica's
    * installSnapshot relies on that too). Nothing is restored: this replica's state is already at
    * or past `slot`. The snapshot is made durable here, then the metadata names it, then the log

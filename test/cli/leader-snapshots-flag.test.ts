@@ -7,10 +7,10 @@ import { UsageError } from '../../src/cli/config.js';
 
 const base = { id: '1', initialCluster: '1=127.0.0.1:7001', http: '127.0.0.1:8001', data: '/tmp/unused' };
 
-test('--leader-snapshots: adopt by default, own by flag or environment, anything else refused', () => {
-  assert.equal(resolveStartSettings(base, {}).leaderSnapshots, 'adopt');
-  assert.equal(resolveStartSettings({ ...base, leaderSnapshots: 'own' }, {}).leaderSnapshots, 'own');
-  assert.equal(resolveStartSettings(base, { SYNOD_LEADER_SNAPSHOTS: 'own' }).leaderSnapshots, 'own');
+test('--leader-snapshots: own by default, adopt by flag or environment, anything else refused', () => {
+  assert.equal(resolveStartSettings(base, {}).leaderSnapshots, 'own');
+  assert.equal(resolveStartSettings({ ...base, leaderSnapshots: 'adopt' }, {}).leaderSnapshots, 'adopt');
+  assert.equal(resolveStartSettings(base, { SYNOD_LEADER_SNAPSHOTS: 'adopt' }).leaderSnapshots, 'adopt');
   for (const bad of ['yes', 'Own', '']) {
     assert.throws(() => resolveStartSettings({ ...base, leaderSnapshots: bad }, {}), (e: unknown) => e instanceof UsageError && /--leader-snapshots must be adopt or own/.test(e.message));
   }

@@ -1,6 +1,6 @@
 // A leader takes snapshots leaderSnapshotIntervalFactor times less often than its followers: its
 // capture pauses every write of the cluster, a follower's only that follower. And by default it
-// makes none at all: it adopts a follower's (leaderAdoptsSnapshots), making its own only when none comes.
+// can make none at all: with leaderAdoptsSnapshots it adopts a follower's, making its own only when none comes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -35,7 +35,7 @@ function assertRestored(c: Counts): void {
   assert.ok(c.restartedApplied >= 100 && c.restartedApplied <= c.proposed, `restored ${c.restartedApplied} of ${c.proposed} commands (snapshot slot ${c.leaderSnapshotSlot})`);
 }
 
-async function snapshotCounts(leaderSnapshotIntervalFactor: number | undefined, leaderAdoptsSnapshots = false, dropRequests = false): Promise<Counts> {
+async function snapshotCounts(leaderSnapshotIntervalFactor: number | undefined, leaderAdoptsSnapshots?: boolean, dropRequests = false): Promise<Counts> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-leader-snap-'));
   const network = new MemoryNetwork();
   const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
@@ -47,7 +47,8 @@ async function snapshotCounts(leaderSnapshotIntervalFactor: number | undefined, 
         await SynodReplica.start({
           id, clusterId: 'leader-snap', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!,
           transport: network.createTransport({ replicaId: id }), logBackend: 'memory',
-          snapshotIntervalSlots: 10, compactionMarginSlots: 5, leaderAdoptsSnapshots,
+          snapshotIntervalSlots: 10, compactionMarginSlots: 5,
+          ...(leaderAdoptsSnapshots === undefined ? {} : { leaderAdoptsSnapshots }),
           ...(leaderSnapshotIntervalFactor === undefined ? {} : { leaderSnapshotIntervalFactor }),
         }),
       );
@@ -90,7 +91,7 @@ async function snapshotCounts(leaderSnapshotIntervalFactor: number | undefined, 
   }
 }
 
-test('with leaderAdoptsSnapshots false, the leader snapshots leaderSnapshotIntervalFactor (default 4) times less often than its followers', { timeout: 30_000 }, async () => {
+test('by default the leader snapshots leaderSnapshotIntervalFactor (default 4) times less often than its followers', { timeout: 30_000 }, async () => {
   // 240 slots, a snapshot due every 10 slots on a follower (~24) but every 40 on the leader: at
   // most 240 / 40 + 1 (the first comes early by the replica id's share).
   const byDefault = await snapshotCounts(undefined);
@@ -102,7 +103,7 @@ test('with leaderAdoptsSnapshots false, the leader snapshots leaderSnapshotInter
   for (const c of [byDefault, even]) assertRestored(c);
 });
 
-test('by default the leader adopts its followers\' snapshots instead of making its own, and restarts from them', { timeout: 30_000 }, async () => {
+test('with leaderAdoptsSnapshots the leader adopts its followers\' snapshots instead of making its own, and restarts from them', { timeout: 30_000 }, async () => {
   const c = await snapshotCounts(undefined, true);
   assert.equal(c.leader, 0, `the leader made ${c.leader} snapshots of its own`);
   // Due every 40 slots from the last snapshot's slot; an adopted one is a follower's latest, up to
