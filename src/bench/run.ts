@@ -73,6 +73,8 @@ export interface BenchResult {
   trace: TraceReport | null;
   traceError: string | null;
   timeline: TimelinePoint[];
+  /** Wall-clock time (Date.now()) of the measured window's start: `timeline`'s tS counts from it (events logged by the replicas line up with it, scripts/bench-events.mjs). */
+  measuredFromEpochMs: number;
   histogram: Array<[number, number]>;
   /** --inproc direct: operations retried because leadership moved (an election under load); null otherwise. */
   notLeaderRetries: number | null;
@@ -89,6 +91,7 @@ export interface RunUi {
 
 interface Edge {
   tMs: number;
+  epochMs: number;
   processes: ProcessSample[];
   counters: ReplicaCounters[];
 }
@@ -104,7 +107,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
     const edges: Edge[] = [];
     const sampleEdge = (edge: 'start' | 'end') => {
       if (edge === 'start') cluster.traceReset();
-      edges.push({ tMs: performance.now(), processes: cluster.processes(), counters: cluster.counters() });
+      edges.push({ tMs: performance.now(), epochMs: Date.now(), processes: cluster.processes(), counters: cluster.counters() });
     };
     ui.onPhase?.('load');
     let load: LoadResult;
@@ -253,6 +256,7 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
     trace,
     traceError: trace ? null : traceError,
     timeline: load.timeline,
+    measuredFromEpochMs: edges[0]?.epochMs ?? NaN,
     histogram: load.histogram,
   };
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { htmlReport } from '../../src/bench/report.js';
 import { runBench, type BenchResult } from '../../src/bench/run.js';
 
 const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const EVENTS_JS = fileURLToPath(new URL('../../../scripts/bench-events.mjs', import.meta.url));
 
 function assertShape(r: BenchResult, p: Partial<BenchParams>): void {
   for (const k of ['opsPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'errors'] as const) assert.equal(typeof r[k], 'number', `${k} is a number`);
@@ -52,9 +53,23 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-test-'));
   const html = join(dir, 'report.html');
   try {
-    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000 });
+    // With scripts/bench-events.mjs preloaded into the replicas (it logs what they do, by wall clock).
+    const events = join(dir, 'events');
+    mkdirSync(events);
+    const env = { ...process.env, SYNOD_BENCH_EVENTS_DIR: events, SYNOD_CHILD_NODE_ARGS: `--import=${EVENTS_JS}` };
+    const started = Date.now();
+    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000, env });
     assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
     const r = JSON.parse(out.stdout.trim()) as BenchResult;
+    assert.ok(r.measuredFromEpochMs >= started && r.measuredFromEpochMs <= Date.now(), `the window's start on the wall clock: ${r.measuredFromEpochMs}`);
+    const logs = readdirSync(events).filter((f) => /^ev-\d+\.log$/.test(f));
+    assert.equal(logs.length, 3, `one event log per replica: ${logs}`);
+    for (const f of logs) assert.match(readFileSync(join(events, f), 'utf8'), /^\d{13} (GC|LATE|FILL|SNAP)/m, `${f}: events logged (the probe found the methods it wraps)`);
+    const json = join(dir, 'run.json');
+    writeFileSync(json, out.stdout);
+    const classified = spawnSync(process.execPath, [EVENTS_JS, json, events], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(classified.status, 0, classified.stderr);
+    assert.match(classified.stdout, /^p99 [\d.]+ ms over the run; 250 ms windows by what overlapped them/);
     assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
     assert.deepEqual(r.params.replicaArgs, ['--snapshot-interval-slots', '5000'], 'the replicas\' extra flags are in the parameters reported');
     assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');

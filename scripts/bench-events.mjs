@@ -1,0 +1,113 @@
+// What the replicas were doing in each 250 ms window of a `synod bench` run: a diagnostic.
+//
+// On this VM the same build's p99 moves 2x between consecutive runs, so comparing two runs says
+// little; comparing the windows of one run does: those during a snapshot against those without.
+//
+// 1. Preloaded into the replicas, it logs events to $SYNOD_BENCH_EVENTS_DIR/ev-<pid>.log (wall
+//    clock, ms): a snapshot of their own (SNAP begin/end), a follower's adopted (ADOPT begin from
+//    the request, end once durable), a log segment zero-filled (FILL begin/end: prepared with no
+//    spare to recycle), GC pauses over 1.5 ms, event-loop lateness over 3 ms. It wraps private
+//    methods of SynodReplica and FileLog (a diagnostic, not an API: rename them and it says so).
+// 2. Run with the bench's --json output and that directory, it sorts the timeline's windows by
+//    what overlapped them and prints each group's window p99s (the bench's measuredFromEpochMs
+//    places the windows on the same clock).
+//
+//   export SYNOD_BENCH_EVENTS_DIR=$(mktemp -d)
+//   SYNOD_CHILD_NODE_ARGS=--import=$PWD/scripts/bench-events.mjs \
+//     node dist/src/cli/main.js bench --rate 150000 --inflight 256 --warmup 20 --duration 20 --json > run.json
+//   node scripts/bench-events.mjs run.json $SYNOD_BENCH_EVENTS_DIR
+
+import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+
+const WINDOW_MS = 250;
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) classify(process.argv[2], process.argv[3]);
+else await record(process.env.SYNOD_BENCH_EVENTS_DIR);
+
+async function record(dir) {
+  if (!dir) throw new Error('bench-events: set SYNOD_BENCH_EVENTS_DIR');
+  const file = `${dir}/ev-${process.pid}.log`;
+  const lines = [];
+  const log = (s) => lines.push(`${Date.now()} ${s}`);
+  const flush = () => lines.length > 0 && appendFileSync(file, lines.splice(0).join('\n') + '\n');
+  setInterval(flush, 1000).unref();
+  process.on('exit', flush);
+  const dist = new URL('../dist/src/', import.meta.url);
+  const { SynodReplica } = await import(new URL('runtime/replica.js', dist).href);
+  const { FileLog } = await import(new URL('storage/file-log.js', dist).href);
+  const wrap = (proto, name, around) => {
+    const f = proto[name];
+    if (typeof f !== 'function') throw new Error(`bench-events: ${name} is gone: update the probe`);
+    proto[name] = around(f);
+  };
+  wrap(SynodReplica.prototype, 'writeSnapshot', (f) => async function (...a) {
+    log('SNAP begin');
+    try {
+      return await f.apply(this, a);
+    } finally {
+      log('SNAP end');
+    }
+  });
+  wrap(SynodReplica.prototype, 'requestSnapshot', (f) => function (from, slot, adopt) {
+    if (adopt && !this.fetch) log('ADOPT begin');
+    return f.call(this, from, slot, adopt);
+  });
+  wrap(SynodReplica.prototype, 'adoptSnapshot', (f) => function (...a) {
+    f.apply(this, a);
+    const p = this.snapshotInFlight;
+    if (p) p.then(() => log('ADOPT end'), () => log('ADOPT end'));
+  });
+  wrap(FileLog.prototype, 'prepareSegment', (f) => async function (...a) {
+    const fill = this.spares.length === 0;
+    if (fill) log('FILL begin');
+    try {
+      return await f.apply(this, a);
+    } finally {
+      if (fill) log('FILL end');
+    }
+  });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.duration > 1.5) log(`GC ${e.duration.toFixed(1)}`);
+  }).observe({ entryTypes: ['gc'] });
+  let last = performance.now();
+  setInterval(() => {
+    const t = performance.now();
+    if (t - last - 1 > 3) log(`LATE ${(t - last - 1).toFixed(1)}`);
+    last = t;
+  }, 1).unref();
+}
+
+function classify(runJson, dir) {
+  if (!runJson || !dir) throw new Error('usage: node scripts/bench-events.mjs <bench --json output> <SYNOD_BENCH_EVENTS_DIR>');
+  const run = JSON.parse(readFileSync(runJson, 'utf8'));
+  const leader = String(run.processes.find((p) => p.name.includes('leader'))?.pid);
+  const spans = []; // { kind, leader, from, to }
+  for (const name of readdirSync(dir).filter((f) => /^ev-\d+\.log$/.test(f))) {
+    const pid = name.slice(3, -4);
+    const open = new Map();
+    for (const line of readFileSync(`${dir}/${name}`, 'utf8').split('\n')) {
+      const [t, kind, edge] = line.split(' ');
+      if (edge === 'begin') open.set(kind, +t);
+      else if (edge === 'end' && open.has(kind)) {
+        spans.push({ kind, leader: pid === leader, from: open.get(kind), to: +t });
+        open.delete(kind);
+      }
+    }
+  }
+  const order = ['leader SNAP', 'leader ADOPT', 'follower SNAP', 'leader FILL', 'follower FILL'];
+  const groups = new Map([...order, 'none'].map((g) => [g, []]));
+  for (const w of run.timeline) {
+    const to = run.measuredFromEpochMs + w.tS * 1000;
+    const from = to - WINDOW_MS;
+    const over = new Set(spans.filter((s) => s.from < to && s.to > from).map((s) => `${s.leader ? 'leader' : 'follower'} ${s.kind}`));
+    groups.get(order.find((g) => over.has(g)) ?? 'none').push(w.p99Ms);
+  }
+  console.log(`p99 ${run.p99Ms} ms over the run; 250 ms windows by what overlapped them (first match in this order):`);
+  for (const [g, v] of groups) {
+    if (v.length === 0) continue;
+    v.sort((a, b) => a - b);
+    console.log(`  ${g.padEnd(14)} ${String(v.length).padStart(4)} windows  p99 median ${v[v.length >> 1].toFixed(1)} ms, max ${v.at(-1).toFixed(1)} ms`);
+  }
+}
