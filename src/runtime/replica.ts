@@ -1219,6 +1219,8 @@ export class SynodReplica {
         // (joining ~10 MB into one buffer stopped the event loop for up to 6 ms: fresh pages).
         const body = decodeSnapshotBody(snapshotBodyHeadOf(chunks));
         if (body.slot !== slot) throw new Error(`snapshot body says slot ${body.slot}, frames said ${slot}`);
+        // The bytes interval counts from now, not from `slot` (the payload applied up to a past slot
+        // is not kept): an adopted snapshot up to a follower's interval old delays the next by that much.
         const payloadBytes = this.appliedPayloadBytes;
         await this.snapshots.save(slot, new Uint8Array(0), chunks);
         this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
