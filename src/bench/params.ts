@@ -55,6 +55,8 @@ export interface BenchParams {
 
 /** Flags of `synod start` that the bench sets for each replica (src/cli/cluster-procs.ts, src/bench/cluster.ts). */
 export const RESERVED_REPLICA_FLAGS = ['--id', '--cluster-id', '--data', '--peer', '--http', '--binary', '--initial-cluster', '--initial-http', '--initial-binary', '--log-level', '--election-timeout-ms', '--log-backend'];
+/** The bench's own flag for a reserved one, where it has one. */
+const BENCH_FLAG_FOR: Record<string, string> = { '--log-backend': '--storage', '--election-timeout-ms': "the bench's --election-timeout-ms" };
 
 export const BENCH_DEFAULTS: BenchParams = {
   mode: 'procs',
@@ -125,7 +127,9 @@ export function validateBenchParams(p: BenchParams): BenchParams {
     if (!p.replicaArgs[0]!.startsWith('--')) throw new BenchParamError(`replicaArgs must start with a flag (--name), got ${JSON.stringify(p.replicaArgs[0])}`);
     for (const a of p.replicaArgs) {
       const flag = a.split('=')[0]!;
-      if (RESERVED_REPLICA_FLAGS.includes(flag)) throw new BenchParamError(`replicaArgs cannot set ${flag}: the bench sets it for each replica${flag === '--log-backend' ? ' (use --storage)' : flag === '--election-timeout-ms' ? ' (use the bench\'s --election-timeout-ms)' : ''}`);
+      if (!RESERVED_REPLICA_FLAGS.includes(flag)) continue;
+      const instead = BENCH_FLAG_FOR[flag];
+      throw new BenchParamError(`replicaArgs cannot set ${flag}: the bench sets it for each replica${instead ? ` (use ${instead})` : ''}`);
     }
   }
   if (p.mode === 'etcd' && p.etcdEndpoints.length === 0) throw new BenchParamError('mode etcd needs --etcd-endpoints host:port,...');

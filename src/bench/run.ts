@@ -91,7 +91,6 @@ export interface RunUi {
 
 interface Edge {
   tMs: number;
-  epochMs: number;
   processes: ProcessSample[];
   counters: ReplicaCounters[];
 }
@@ -107,7 +106,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
     const edges: Edge[] = [];
     const sampleEdge = (edge: 'start' | 'end') => {
       if (edge === 'start') cluster.traceReset();
-      edges.push({ tMs: performance.now(), epochMs: Date.now(), processes: cluster.processes(), counters: cluster.counters() });
+      edges.push({ tMs: performance.now(), processes: cluster.processes(), counters: cluster.counters() });
     };
     ui.onPhase?.('load');
     let load: LoadResult;
@@ -256,7 +255,7 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
     trace,
     traceError: trace ? null : traceError,
     timeline: load.timeline,
-    measuredFromEpochMs: edges[0]?.epochMs ?? NaN,
+    measuredFromEpochMs: edges[0] ? performance.timeOrigin + edges[0].tMs : NaN,
     histogram: load.histogram,
   };
 }

@@ -509,17 +509,25 @@ export class SynodReplica {
       // With snapshotStream() the application's chunks are made as they are written: each chunk's
       // write lets the event loop (applies, votes) run before the next is asked for.
       await this.snapshots.save(slot, new Uint8Array(0), counted());
-      this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
-      await writeMetadata(this.options.dataDir, this.meta);
-      this.snapshotSlot = slot;
-      this.snapshotPayloadBytes = payloadBytes;
-      this.snapshotBytes = head.length + bytes;
+      await this.snapshotSaved(slot, payloadBytes, head.length + bytes);
       this.stats.snapshotsTaken++;
-      this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
       return slot;
     } finally {
       this.snapshotting = false;
     }
+  }
+
+  /**
+   * A snapshot of `slot` is durable in the store (this replica's own or an adopted one): the
+   * metadata names it, the intervals count from it, and the log below it (less the margin) goes.
+   */
+  private async snapshotSaved(slot: Slot, payloadBytes: number, bytes: number): Promise<void> {
+    this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
+    await writeMetadata(this.options.dataDir, this.meta);
+    this.snapshotSlot = slot;
+    this.snapshotPayloadBytes = payloadBytes;
+    this.snapshotBytes = bytes;
+    this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
   }
 
   // ================================================================ membership
@@ -1223,13 +1231,8 @@ export class SynodReplica {
         // is not kept): an adopted snapshot up to a follower's interval old delays the next by that much.
         const payloadBytes = this.appliedPayloadBytes;
         await this.snapshots.save(slot, new Uint8Array(0), chunks);
-        this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
-        await writeMetadata(this.options.dataDir, this.meta);
-        this.snapshotSlot = slot;
-        this.snapshotPayloadBytes = payloadBytes;
-        this.snapshotBytes = bytes;
+        await this.snapshotSaved(slot, payloadBytes, bytes);
         this.stats.snapshotsAdopted++;
-        this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
         return slot;
       } finally {
         this.snapshotting = false;

@@ -77,17 +77,19 @@ function sessionHeader(data: SessionTableData<Uint8Array>): Pick<Header, 'sessio
  * Lets a body be checked without joining megabytes of chunks into one buffer.
  */
 export function snapshotBodyHeadOf(chunks: readonly Uint8Array[]): Uint8Array {
-  const first = chunks[0] ?? new Uint8Array(0);
-  const headBytes = first.length >= 8 ? 8 + new DataView(first.buffer, first.byteOffset, 8).getUint32(4, true) : Infinity;
-  if (first.length >= headBytes) return first;
   const parts: Uint8Array[] = [];
   let n = 0;
+  let need = 8; // the magic and the head's length first, then the whole head
   for (const c of chunks) {
-    if (n >= headBytes) break;
+    if (n >= need) break;
     parts.push(c);
     n += c.length;
+    if (need === 8 && n >= 8) {
+      const lead = parts.length === 1 ? c : Buffer.concat(parts, 8);
+      need = 8 + new DataView(lead.buffer, lead.byteOffset, 8).getUint32(4, true);
+    }
   }
-  return Buffer.concat(parts);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
 export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {

@@ -1,6 +1,7 @@
 // A leader takes snapshots leaderSnapshotIntervalFactor times less often than its followers: its
-// capture pauses every write of the cluster, a follower's only that follower. And by default it
-// can make none at all: with leaderAdoptsSnapshots it adopts a follower's, making its own only when none comes.
+// capture pauses every write of the cluster, a follower's only that follower. With
+// leaderAdoptsSnapshots (off by default) it makes none at all: it adopts a follower's, making its
+// own only when none comes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,7 +20,7 @@ interface Counts {
   leader: number;
   adopted: number;
   followers: number[];
-  /** The leader's snapshot slot and log start at the end. */
+  /** The leader's snapshot slot at the end. */
   leaderSnapshotSlot: number;
   /** The leader restarted from its data directory alone: the snapshot it found, and what a fresh machine then holds. */
   restartedSnapshotSlot: number;

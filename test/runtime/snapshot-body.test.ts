@@ -42,6 +42,17 @@ test('the head read from the leading chunks is the head of the whole body, howev
   );
 });
 
+test('a first chunk shorter than the head\'s length field: joined only as far as the head, not the whole body', () => {
+  const whole = encodeSnapshotBody({ slot: 7, configs: [], addresses: [], incarnations: [], sessions: SessionTable.fromJSON<Uint8Array>([]), app: new Uint8Array(4096).fill(9) });
+  const headBytes = 8 + new DataView(whole.buffer, whole.byteOffset).getUint32(4, true);
+  const cuts = [3, headBytes + 10];
+  for (let at = headBytes + 100; at < whole.length; at += 100) cuts.push(at);
+  const chunks = split(whole, cuts);
+  const head = snapshotBodyHeadOf(chunks);
+  assert.equal(head.length, headBytes + 10, 'the first two chunks: up to the cut just past the head');
+  assert.equal(decodeSnapshotBody(head).slot, 7);
+});
+
 test('a head length beyond what came makes decodeSnapshotBody refuse it, not read past the chunks', () => {
   const body = new Uint8Array(64);
   const view = new DataView(body.buffer);
