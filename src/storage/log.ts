@@ -21,7 +21,11 @@ export type LogBackend = 'file' | 'pmem' | 'memory';
 export interface LogOptions {
   /** Bytes per segment file (preallocated). Default 64 MiB. A record must fit in one segment. */
   segmentBytes?: number;
-  /** Freed segments kept for reuse instead of deleted (recycling beats allocating). Default 2. */
+  /**
+   * Freed segments kept for reuse instead of deleted (recycling beats allocating). Default 8: a
+   * leader's snapshot frees its four-interval log at once (leaderSnapshotIntervalFactor), and every
+   * segment not kept then is zero-filled again before the next one.
+   */
   spareSegmentsMax?: number;
   /** Largest single write group (a commit bigger than this is written as several groups). Default 8 MiB. */
   groupBytesMax?: number;
@@ -103,7 +107,11 @@ export interface LogStore {
 }
 
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_SPARE_SEGMENTS_MAX = 2;
+// Spares never raise a log directory's peak: a segment becomes one only when a compaction frees it,
+// and the log held it just before. With 2, a leader (snapshotting every 256 MiB of log, so freeing
+// four or five 64 MiB segments at a time) deleted all but two and zero-filled most of its rolls:
+// a fill running a quarter of the time at ~0.3 of a core (docs/performance.md, session 14).
+export const DEFAULT_SPARE_SEGMENTS_MAX = 8;
 export const DEFAULT_GROUP_BYTES_MAX = 8 * 1024 * 1024;
 export const DEFAULT_READ_RECORDS_MAX = 1024;
 export const DEFAULT_READ_BYTES_MAX = 16 * 1024 * 1024;
