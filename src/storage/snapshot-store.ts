@@ -1,9 +1,13 @@
 // Snapshot files. The application's snapshot is streamed into a temp file with a running CRC32C, then
 // fsynced, renamed to its final name and the directory fsynced; the newest `keep` are kept (pinned ones,
 // being shipped to a peer, are never deleted). A snapshot reads back as a stream of chunks; a corrupt or
-// partial one is detected (checksums, lengths) and skipped in favour of the previous one.
+// partial one is detected (checksums, lengths) and skipped in favour of the previous one. A pruned
+// snapshot's file is kept as the spare (one at most) and the next snapshot is written over it, as
+// the log recycles its segments: overwriting allocated blocks needs no allocation, and a flush of
+// them no journal commit, where a new file needs both at every step.
 //
 //   snap-<slot, 16 digits>.snap
+//   snap-spare.free                 a pruned snapshot's file, to be written over by the next one
 //   header  "SYNODSNP" | version u32 | metaBytes u32 | slot u64 | crc32c(header[0,24) ++ meta) u32 | 0 u32
 //   meta    metaBytes bytes (caller's: e.g. configurations, session table digest)
 //   body    the application's bytes
@@ -18,6 +22,7 @@ const MAGIC = 'SYNODSNP';
 const END_MAGIC = 'SNAPEND\0';
 const HEADER_BYTES = 32;
 const TRAILER_BYTES = 24;
+const SPARE_NAME = 'snap-spare.free';
 // Written and flushed a step at a time, paced (pacer.ts): the log's group commits share the disk.
 const WRITE_BUFFER_BYTES = BULK_STEP_BYTES;
 export const DEFAULT_SNAPSHOTS_KEPT = 2;
@@ -37,6 +42,8 @@ export interface SnapshotStoreOptions {
   io?: StorageIo;
   /** Tests: the clock a snapshot's paced writes time their steps and rest by (pacer.ts). */
   pacerClock?: PacerClock;
+  /** Keep a pruned snapshot's file to write the next snapshot over (see above). Default true. */
+  recycle?: boolean;
 }
 
 function fileName(slot: number): string {
@@ -66,6 +73,8 @@ export class SnapshotWriter {
     readonly slot: number,
     headerAndMeta: Uint8Array,
     pacerClock: PacerClock,
+    /** Written over a spare: it may run past this snapshot's end until commit() cuts it. */
+    private readonly recycled: boolean,
   ) {
     this.pacer = new BulkPacer(() => false, pacerClock);
     this.buffered.push(headerAndMeta);
@@ -87,6 +96,9 @@ export class SnapshotWriter {
         this.bufferedBytes += part.length;
         if (this.bufferedBytes >= WRITE_BUFFER_BYTES) await this.step();
       }
+      // A step was written in the loop, so what is still buffered is this chunk's tail (less than a
+      // step): copied, since the caller may reuse the chunk once this resolves.
+      for (let i = 0; i < this.buffered.length; i++) this.buffered[i] = this.buffered[i]!.slice();
       return;
     }
     // A small chunk is copied: it may be reused once this resolves, before the buffer is written.
@@ -139,6 +151,7 @@ export class SnapshotWriter {
     this.done = true;
     const finalPath = `${this.store.dir}/${fileName(this.slot)}`;
     try {
+      if (this.recycled) await this.io.ftruncate(this.fd, this.position);
       await this.io.fsync(this.fd);
       await this.io.close(this.fd);
       await this.io.rename(this.tempPath, finalPath);
@@ -165,6 +178,9 @@ export class SnapshotStore {
   private readonly keep: number;
   private readonly pacerClock: PacerClock;
   private readonly pins = new Map<number, number>();
+  private readonly recycle: boolean;
+  /** The spare file: none, being made by prune(), or ready for create() to take. */
+  private spare: 'none' | 'pending' | 'ready' = 'none';
 
   private constructor(
     readonly dir: string,
@@ -173,6 +189,7 @@ export class SnapshotStore {
     this.io = options.io ?? nodeIo;
     this.keep = options.keep ?? DEFAULT_SNAPSHOTS_KEPT;
     this.pacerClock = options.pacerClock ?? realPacerClock;
+    this.recycle = options.recycle ?? true;
     if (!Number.isInteger(this.keep) || this.keep < 1) throw misuse(`keep must be an integer >= 1, got ${this.keep}`);
   }
 
@@ -180,7 +197,13 @@ export class SnapshotStore {
     const store = new SnapshotStore(dir, options);
     try {
       await store.io.mkdir(dir);
-      for (const name of await store.io.readdir(dir)) if (name.endsWith('.tmp')) await store.io.unlink(`${dir}/${name}`);
+      for (const name of await store.io.readdir(dir)) {
+        if (name.endsWith('.tmp')) await store.io.unlink(`${dir}/${name}`);
+        else if (name === SPARE_NAME) {
+          if (store.recycle) store.spare = 'ready';
+          else await store.io.unlink(`${dir}/${name}`);
+        }
+      }
     } catch (error) {
       throw ioError(error, 'open snapshot store', dir);
     }
@@ -199,13 +222,31 @@ export class SnapshotStore {
     header.set(meta, HEADER_BYTES);
     view.setUint32(24, crc32c(meta, crc32c(header, 0, 0, 24)), true);
     const tempPath = `${this.dir}/${fileName(slot)}.${process.pid}.${Date.now()}.tmp`;
+    const recycled = await this.takeSpare(tempPath);
     let fd: number;
     try {
-      fd = await this.io.open(tempPath, 'w');
+      fd = recycled ?? (await this.io.open(tempPath, 'w'));
     } catch (error) {
       throw ioError(error, 'snapshot create', tempPath);
     }
-    return new SnapshotWriter(this, this.io, fd, tempPath, slot, header, this.pacerClock);
+    return new SnapshotWriter(this, this.io, fd, tempPath, slot, header, this.pacerClock, recycled !== null);
+  }
+
+  /** The spare renamed to `tempPath` and opened for writing over, or null (none, or it failed: a new file then). */
+  private async takeSpare(tempPath: string): Promise<number | null> {
+    if (this.spare !== 'ready') return null;
+    this.spare = 'none';
+    try {
+      await this.io.rename(`${this.dir}/${SPARE_NAME}`, tempPath);
+    } catch {
+      return null;
+    }
+    try {
+      return await this.io.open(tempPath, 'r+');
+    } catch {
+      await this.io.unlink(tempPath).catch(() => {});
+      return null;
+    }
   }
 
   /** Writes a whole snapshot from a stream of chunks. */
@@ -346,9 +387,18 @@ export class SnapshotStore {
     for (const slot of slots) {
       if (keepSet.has(slot) || this.pins.has(slot)) continue;
       if (good && slot > good.slot) continue; // newer than the last good one: leave it for inspection
+      const path = `${this.dir}/${fileName(slot)}`;
       try {
-        await this.io.unlink(`${this.dir}/${fileName(slot)}`);
+        // Not synced: after a crash the file has either name, and either is valid.
+        if (this.recycle && this.spare === 'none') {
+          this.spare = 'pending';
+          await this.io.rename(path, `${this.dir}/${SPARE_NAME}`);
+          this.spare = 'ready';
+        } else {
+          await this.io.unlink(path);
+        }
       } catch (error) {
+        if (this.spare === 'pending') this.spare = 'none';
         throw ioError(error, 'snapshot prune', this.dir);
       }
     }

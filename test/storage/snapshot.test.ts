@@ -154,3 +154,59 @@ test('a snapshot is written and flushed a step (256 KiB) at a time with a rest a
     cleanup();
   }
 });
+
+test('a pruned snapshot\'s file is kept as the spare and the next snapshot is written over it, cut to its own size', async () => {
+  const { dir, cleanup } = tempDir();
+  const inode = (slot: number) => statSync(`${dir}/${readdirSync(dir).find((n) => n.includes(`${slot}`.padStart(16, '0')))!}`).ino;
+  try {
+    const store = await SnapshotStore.open(dir, { keep: 1 });
+    await store.save(10, new Uint8Array(), body(10, 1_000_000));
+    const first = inode(10);
+    await store.save(20, new Uint8Array(), body(20, 300_000));
+    assert.deepEqual(readdirSync(dir).sort(), ['snap-0000000000000020.snap', 'snap-spare.free'], 'the pruned file is the spare');
+    assert.equal(statSync(`${dir}/snap-spare.free`).ino, first);
+    // Smaller than the spare: written over it, then cut, so the file is exactly this snapshot.
+    await store.save(30, new Uint8Array(), body(30, 200_000));
+    assert.equal(inode(30), first, 'written over the spare, not into a new file');
+    const chunks: Uint8Array[] = [];
+    for await (const c of store.read(30).body) chunks.push(c);
+    assert.deepEqual(concat(chunks), concat(body(30, 200_000)));
+    // A reopened store finds the spare (now snapshot 20's file) and writes over it; larger than it this time.
+    const second = statSync(`${dir}/snap-spare.free`).ino;
+    const reopened = await SnapshotStore.open(dir, { keep: 1 });
+    await reopened.save(40, new Uint8Array(), body(40, 700_000));
+    assert.equal(inode(40), second);
+    assert.equal((await reopened.latest())!.bodyBytes, 700_000);
+    // Recycling off: a new file each time, and no spare left behind.
+    const plain = await SnapshotStore.open(dir, { keep: 1, recycle: false });
+    assert.ok(!readdirSync(dir).includes('snap-spare.free'), 'a spare is removed when recycling is off');
+    await plain.save(50, new Uint8Array(), body(50, 100_000));
+    assert.deepEqual(readdirSync(dir), ['snap-0000000000000050.snap']);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a chunk given to write() may be reused once it resolves, a large one too', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = await SnapshotStore.open(dir);
+    const w = await store.create(3);
+    const expected: Uint8Array[] = [];
+    // One buffer reused for every chunk, each larger than a step and not a multiple of it, so that
+    // a chunk's tail is still buffered (unwritten) when write() resolves.
+    const chunk = new Uint8Array(BULK_STEP_BYTES + 12_345);
+    for (let k = 0; k < 5; k++) {
+      chunk.fill(k + 1);
+      expected.push(chunk.slice());
+      await w.write(chunk);
+    }
+    chunk.fill(0xee);
+    await w.commit();
+    const got: Uint8Array[] = [];
+    for await (const c of store.read(3).body) got.push(c);
+    assert.deepEqual(concat(got), concat(expected));
+  } finally {
+    cleanup();
+  }
+});
