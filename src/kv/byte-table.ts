@@ -44,6 +44,8 @@ const ENTRIES_MIN = 1 << 9;
 // entries to a cache line and none split across two.
 const META_STRIDE = 8;
 const DEFERRED_IDS_MIN = 4096;
+// Above this, recordInto copies with one set() (its subarray's allocation is then the smaller cost).
+const COPY_WORDS_BYTES_MAX = 256;
 // The key order is computed in steps of bounded work (sortedInSteps), so that a clone sorting a
 // few hundred thousand new keys for a snapshot lets the event loop run every few milliseconds:
 // at most ~SORT_STEP key compares (or keys copied) between two yields, runs of SORT_RUN keys.
@@ -371,6 +373,32 @@ export class ByteTable {
 
   valueLength(e: number): number {
     return this.meta[(e << 3) + VAL_LEN]!;
+  }
+
+  /** Bytes of entry `e` as a snapshot record (snapshotRecordInto). */
+  snapshotRecordBytes(e: number): number {
+    return 8 + this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_LEN]!;
+  }
+
+  /**
+   * Writes entry `e` at `out[at]` as a snapshot record: key length (u32, big endian), key, value
+   * length, value; the caller checked that snapshotRecordBytes(e) fit. Copied four bytes at a time through
+   * the page's DataView and `outView` (over `out`): a snapshot copies every entry, and a byte loop
+   * for the key plus a `set()` of a `subarray` for the value (an allocation) cost ~3x as much for
+   * 16-byte keys and 64-byte values.
+   */
+  snapshotRecordInto(e: number, out: Uint8Array, outView: DataView, at: number): void {
+    const m = e << 3;
+    const p = this.meta[m + PAGE]!;
+    const from = this.meta[m + AT]!;
+    const klen = this.meta[m + KEY_LEN]!;
+    const vlen = this.meta[m + VAL_LEN]!;
+    const page = this.pages[p]!;
+    const view = this.views[p]!;
+    outView.setUint32(at, klen);
+    copyWords(page, view, from, klen, out, outView, at + 4);
+    outView.setUint32(at + 4 + klen, vlen);
+    copyWords(page, view, from + klen, vlen, out, outView, at + 8 + klen);
   }
 
   /** Copies entry `e`'s value into `out` at `at`. */
@@ -1183,6 +1211,17 @@ const EMPTY_POOL: ClonePool = { meta: null, pages: [] };
  * entry ids below entryTop only, so what follows is never read), else in a new array with a
  * quarter more room, so that the next clones of a growing table still fit.
  */
+/** `len` bytes from `src[from]` to `dst[at]`, four at a time through the views (large runs: `set()`). */
+function copyWords(src: Uint8Array, srcView: DataView, from: number, len: number, dst: Uint8Array, dstView: DataView, at: number): void {
+  if (len > COPY_WORDS_BYTES_MAX) {
+    dst.set(src.subarray(from, from + len), at);
+    return;
+  }
+  let k = 0;
+  for (; k + 4 <= len; k += 4) dstView.setUint32(at + k, srcView.getUint32(from + k));
+  for (; k < len; k++) dst[at + k] = src[from + k]!;
+}
+
 function copyInto(into: Int32Array | null, from: Int32Array, used: number): Int32Array {
   const part = used === from.length ? from : from.subarray(0, used);
   if (into === null || into.length < used) into = new Int32Array(Math.min(from.length, Math.ceil(used * 1.25)));

@@ -326,12 +326,15 @@ function* serialize(t: ByteTable, ids: Int32Array, chunkBytes: number): Generato
   out.u32(ids.length);
   for (let i = 0; i < ids.length; i++) {
     const e = ids[i]!;
-    const klen = t.keyLength(e);
-    out.u32(klen);
-    out.from(t, e, klen, true);
-    const vlen = t.valueLength(e);
-    out.u32(vlen);
-    out.from(t, e, vlen, false);
+    // The usual case: the whole record fits in the current chunk. Else a field at a time.
+    if (!out.record(t, e)) {
+      const klen = t.keyLength(e);
+      out.u32(klen);
+      out.from(t, e, klen, true);
+      const vlen = t.valueLength(e);
+      out.u32(vlen);
+      out.from(t, e, vlen, false);
+    }
     while (out.ready.length > 0) yield out.ready.shift()!;
   }
   out.finish();
@@ -361,6 +364,7 @@ function* streamClone(clone: ByteTable, adopt: () => void): Generator<Uint8Array
 class ChunkedOut {
   readonly ready: Uint8Array[] = [];
   private chunk: Uint8Array;
+  private view: DataView;
   private at = 0;
   private left: number;
   private scratch = new Uint8Array(0);
@@ -371,6 +375,7 @@ class ChunkedOut {
   ) {
     this.left = total;
     this.chunk = new Uint8Array(Math.min(chunkBytes, total));
+    this.view = new DataView(this.chunk.buffer);
     this.left -= this.chunk.length;
   }
 
@@ -382,6 +387,16 @@ class ChunkedOut {
     }
     const b = Uint8Array.of(x >>> 24, (x >>> 16) & 0xff, (x >>> 8) & 0xff, x & 0xff);
     this.bytes(b, 0, 4);
+  }
+
+  /** Entry `e`'s whole record, if it fits in the current chunk (else false, and nothing written). */
+  record(t: ByteTable, e: number): boolean {
+    const n = t.snapshotRecordBytes(e);
+    if (this.chunk.length - this.at < n) return false;
+    t.snapshotRecordInto(e, this.chunk, this.view, this.at);
+    this.at += n;
+    if (this.at === this.chunk.length) this.next();
+    return true;
   }
 
   /** Entry `e`'s key (or value), `len` bytes. */
@@ -413,6 +428,7 @@ class ChunkedOut {
   private next(): void {
     this.ready.push(this.chunk);
     this.chunk = new Uint8Array(Math.min(this.chunkBytes, this.left));
+    this.view = new DataView(this.chunk.buffer);
     this.left -= this.chunk.length;
     this.at = 0;
   }
