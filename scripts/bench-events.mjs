@@ -6,11 +6,13 @@
 // 1. Preloaded into the replicas, it logs events to $SYNOD_BENCH_EVENTS_DIR/ev-<pid>.log (wall
 //    clock, ms): a snapshot of their own (SNAP begin/end), a follower's adopted (ADOPT begin from
 //    the request, end once durable), a log segment zero-filled (FILL begin/end: prepared with no
-//    spare to recycle), GC pauses over 1.5 ms, event-loop lateness over 3 ms. It wraps private
-//    methods of SynodReplica and FileLog (a diagnostic, not an API: rename them and it says so).
+//    spare to recycle), GC pauses over 1.5 ms, event-loop lateness over 3 ms, the process's CPU
+//    (every 250 ms, and over each snapshot). It wraps private methods of SynodReplica and FileLog
+//    (a diagnostic, not an API: rename them and it says so).
 // 2. Run with the bench's --json output and that directory, it sorts the timeline's windows by
 //    what overlapped them and prints each group's window p99s (the bench's measuredFromEpochMs
-//    places the windows on the same clock).
+//    places the windows on the same clock), then each role's snapshots: how long, the process's
+//    CPU over them, and how much of it is above the replica's rate in the second before.
 //
 //   export SYNOD_BENCH_EVENTS_DIR=$(mktemp -d)
 //   SYNOD_CHILD_NODE_ARGS=--import=$PWD/scripts/bench-events.mjs \
@@ -42,12 +44,17 @@ async function record(dir) {
     if (typeof f !== 'function') throw new Error(`bench-events: ${name} is gone: update the probe`);
     proto[name] = around(f);
   };
+  const cpuMs = () => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1000;
+  };
   wrap(SynodReplica.prototype, 'writeSnapshot', (f) => async function (...a) {
     log('SNAP begin');
+    const cpu = cpuMs();
     try {
       return await f.apply(this, a);
     } finally {
-      log('SNAP end');
+      log(`SNAP end ${(cpuMs() - cpu).toFixed(1)}`); // the process's CPU over the snapshot, ms
     }
   });
   wrap(SynodReplica.prototype, 'requestSnapshot', (f) => function (from, slot, adopt) {
@@ -71,6 +78,7 @@ async function record(dir) {
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) if (e.duration > 1.5) log(`GC ${e.duration.toFixed(1)}`);
   }).observe({ entryTypes: ['gc'] });
+  setInterval(() => log(`CPU ${cpuMs().toFixed(1)}`), 250).unref(); // for the snapshots' usual rate
   let last = performance.now();
   setInterval(() => {
     const t = performance.now();
@@ -83,15 +91,24 @@ function classify(runJson, dir) {
   if (!runJson || !dir) throw new Error('usage: node scripts/bench-events.mjs <bench --json output> <SYNOD_BENCH_EVENTS_DIR>');
   const run = JSON.parse(readFileSync(runJson, 'utf8'));
   const leader = String(run.processes.find((p) => p.name.includes('leader'))?.pid);
-  const spans = []; // { kind, leader, from, to }
+  const spans = []; // { kind, leader, from, to, cpu?, usual? }
   for (const name of readdirSync(dir).filter((f) => /^ev-\d+\.log$/.test(f))) {
     const pid = name.slice(3, -4);
     const open = new Map();
+    const cpu = []; // [t, cumulative process CPU ms]
     for (const line of readFileSync(`${dir}/${name}`, 'utf8').split('\n')) {
-      const [t, kind, edge] = line.split(' ');
+      const [t, kind, edge, extra] = line.split(' ');
+      if (kind === 'CPU') cpu.push([+t, +edge]);
       if (edge === 'begin') open.set(kind, +t);
       else if (edge === 'end' && open.has(kind)) {
-        spans.push({ kind, leader: pid === leader, from: open.get(kind), to: +t });
+        const span = { kind, leader: pid === leader, from: open.get(kind), to: +t };
+        if (extra !== undefined) {
+          span.cpu = +extra;
+          // The process's usual CPU rate: over the second before the span began.
+          const before = cpu.filter(([at]) => at <= span.from && at >= span.from - 1000);
+          if (before.length >= 2) span.usual = (before.at(-1)[1] - before[0][1]) / (before.at(-1)[0] - before[0][0]);
+        }
+        spans.push(span);
         open.delete(kind);
       }
     }
@@ -109,5 +126,13 @@ function classify(runJson, dir) {
     if (v.length === 0) continue;
     v.sort((a, b) => a - b);
     console.log(`  ${g.padEnd(14)} ${String(v.length).padStart(4)} windows  p99 median ${v[v.length >> 1].toFixed(1)} ms, max ${v.at(-1).toFixed(1)} ms`);
+  }
+  // A snapshot's cost to its replica: the process's CPU over it, less what it uses in the same time usually.
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  for (const role of ['leader', 'follower']) {
+    const snaps = spans.filter((s) => s.kind === 'SNAP' && s.leader === (role === 'leader') && s.usual !== undefined);
+    if (snaps.length === 0) continue;
+    const extra = snaps.map((s) => s.cpu - s.usual * (s.to - s.from));
+    console.log(`  ${role} snapshots: ${snaps.length}, median ${median(snaps.map((s) => s.to - s.from)).toFixed(0)} ms long, CPU ${median(snaps.map((s) => s.cpu)).toFixed(0)} ms (${median(extra).toFixed(0)} ms above the replica's usual rate)`);
   }
 }
