@@ -159,9 +159,11 @@ export class SnapshotWriter {
     } catch (error) {
       throw ioError(error, 'snapshot commit', this.tempPath);
     }
-    await this.store.prune();
+    // Read back once: verified, it is the good one prune() keeps (which otherwise reads the newest
+    // snapshot back to find it: a second full read and checksum of every snapshot).
     const info = await this.store.inspect(this.slot);
     if (!info) throw corruptError(finalPath, 0, 'snapshot failed verification right after it was written');
+    await this.store.prune(this.slot);
     return info;
   }
 
@@ -381,16 +383,17 @@ export class SnapshotStore {
 
   /**
    * Deletes all but the newest `keep` snapshot files, always keeping the newest one that verifies (so a
-   * corrupt newest file never costs the last good one) and every pinned one.
+   * corrupt newest file never costs the last good one) and every pinned one. `verified`: a slot
+   * whose snapshot the caller has just verified, taken as the good one instead of searching.
    */
-  async prune(): Promise<void> {
+  async prune(verified?: number): Promise<void> {
     const slots = await this.slots();
     const keepSet = new Set(slots.slice(0, this.keep));
-    const good = await this.latest();
-    if (good) keepSet.add(good.slot);
+    const good = verified ?? (await this.latest())?.slot;
+    if (good !== undefined) keepSet.add(good);
     for (const slot of slots) {
       if (keepSet.has(slot) || this.pins.has(slot)) continue;
-      if (good && slot > good.slot) continue; // newer than the last good one: leave it for inspection
+      if (good !== undefined && slot > good) continue; // newer than the last good one: leave it for inspection
       const path = `${this.dir}/${fileName(slot)}`;
       try {
         // Not synced: after a crash the file has either name, and either is valid.

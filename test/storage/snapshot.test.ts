@@ -210,3 +210,39 @@ test('a chunk given to write() may be reused once it resolves, a large one too',
     cleanup();
   }
 });
+
+test('a commit reads its snapshot back once, and prunes nothing when that read-back fails', async () => {
+  const { dir, cleanup } = tempDir();
+  const opened = new Map<number, string>();
+  const readOpens: string[] = [];
+  let corruptReads = false;
+  const io: StorageIo = {
+    ...nodeIo,
+    async open(path, flags, mode) {
+      const fd = await nodeIo.open(path, flags, mode);
+      opened.set(fd, path);
+      if (flags === 'r' && path.endsWith('.snap')) readOpens.push(path.slice(path.lastIndexOf('/') + 1));
+      return fd;
+    },
+    async read(fd, buffer, offset, length, position) {
+      const n = await nodeIo.read(fd, buffer, offset, length, position);
+      if (corruptReads && n > 100) buffer[offset + 50] ^= 0xff; // a bad disk: what comes back differs
+      return n;
+    },
+  };
+  try {
+    const store = await SnapshotStore.open(dir, { keep: 1, io });
+    await store.save(1, new Uint8Array(), body(1, 500_000));
+    await store.save(2, new Uint8Array(), body(2, 500_000));
+    readOpens.length = 0;
+    await store.save(3, new Uint8Array(), body(3, 500_000));
+    assert.deepEqual(readOpens, ['snap-0000000000000003.snap'], 'one read-back, of the new snapshot');
+    corruptReads = true;
+    await assert.rejects(store.save(4, new Uint8Array(), body(4, 500_000)), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_CORRUPT'));
+    corruptReads = false;
+    assert.ok(readdirSync(dir).includes('snap-0000000000000003.snap'), 'the last good snapshot is still there');
+    assert.equal((await store.latest())!.slot, 4, 'the new one reads fine once the disk does');
+  } finally {
+    cleanup();
+  }
+});
