@@ -44,7 +44,7 @@ const ENTRIES_MIN = 1 << 9;
 // entries to a cache line and none split across two.
 const META_STRIDE = 8;
 const DEFERRED_IDS_MIN = 4096;
-// Above this, recordInto copies with one set() (its subarray's allocation is then the smaller cost).
+// Above this, snapshotRecordInto copies with one set() (its subarray's allocation is then the smaller cost).
 const COPY_WORDS_BYTES_MAX = 256;
 // The key order is computed in steps of bounded work (sortedInSteps), so that a clone sorting a
 // few hundred thousand new keys for a snapshot lets the event loop run every few milliseconds:
@@ -1206,11 +1206,6 @@ interface ClonePool {
 
 const EMPTY_POOL: ClonePool = { meta: null, pages: [] };
 
-/**
- * The first `used` elements of `from` at the start of `into` if that is long enough (a clone reads
- * entry ids below entryTop only, so what follows is never read), else in a new array with a
- * quarter more room, so that the next clones of a growing table still fit.
- */
 /** `len` bytes from `src[from]` to `dst[at]`, four at a time through the views (large runs: `set()`). */
 function copyWords(src: Uint8Array, srcView: DataView, from: number, len: number, dst: Uint8Array, dstView: DataView, at: number): void {
   if (len > COPY_WORDS_BYTES_MAX) {
@@ -1222,6 +1217,11 @@ function copyWords(src: Uint8Array, srcView: DataView, from: number, len: number
   for (; k < len; k++) dst[at + k] = src[from + k]!;
 }
 
+/**
+ * The first `used` elements of `from` at the start of `into` if that is long enough (a clone reads
+ * entry ids below entryTop only, so what follows is never read), else in a new array with a
+ * quarter more room, so that the next clones of a growing table still fit.
+ */
 function copyInto(into: Int32Array | null, from: Int32Array, used: number): Int32Array {
   const part = used === from.length ? from : from.subarray(0, used);
   if (into === null || into.length < used) into = new Int32Array(Math.min(from.length, Math.ceil(used * 1.25)));
