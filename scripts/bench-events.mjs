@@ -7,7 +7,9 @@
 //    clock, ms): a snapshot of their own (SNAP begin/end), a follower's adopted (ADOPT begin from
 //    the request, end once durable), a log segment zero-filled (FILL begin/end: prepared with no
 //    spare to recycle), GC pauses over 1.5 ms, event-loop lateness over 3 ms, the process's CPU
-//    (every 250 ms, and over each snapshot). It wraps private methods of SynodReplica and FileLog
+//    (every 250 ms, and over each snapshot), and a snapshot's parts: the time the state machine took
+//    to make its chunks (and the longest one: how long it held the event loop) and the store's paced
+//    steps. It wraps private methods of SynodReplica, SnapshotWriter and FileLog
 //    (a diagnostic, not an API: rename them and it says so).
 // 2. Run with the bench's --json output and that directory, it sorts the timeline's windows by
 //    what overlapped them and prints each group's window p99s (the bench's measuredFromEpochMs
@@ -39,6 +41,7 @@ async function record(dir) {
   const dist = new URL('../dist/src/', import.meta.url);
   const { SynodReplica } = await import(new URL('runtime/replica.js', dist).href);
   const { FileLog } = await import(new URL('storage/file-log.js', dist).href);
+  const { SnapshotWriter } = await import(new URL('storage/snapshot-store.js', dist).href);
   const wrap = (proto, name, around) => {
     const f = proto[name];
     if (typeof f !== 'function') throw new Error(`bench-events: ${name} is gone: update the probe`);
@@ -48,13 +51,57 @@ async function record(dir) {
     const c = process.cpuUsage();
     return (c.user + c.system) / 1000;
   };
+  // The snapshot in progress: its chunks' making (the machine's synchronous next() calls: total,
+  // count, longest) and the store's paced steps (write, flush, rest).
+  let parts = null;
   wrap(SynodReplica.prototype, 'writeSnapshot', (f) => async function (...a) {
     log('SNAP begin');
     const cpu = cpuMs();
+    const mine = (parts = { make: 0, chunks: 0, longest: 0, steps: 0, stepMs: 0 });
+    const sm = this.sm;
+    const stream = sm.snapshotStream;
+    if (typeof stream === 'function') {
+      sm.snapshotStream = function () {
+        const it = stream.call(this)[Symbol.iterator]();
+        return {
+          [Symbol.iterator]() {
+            return {
+              next() {
+                const t = performance.now();
+                const r = it.next();
+                const d = performance.now() - t;
+                mine.make += d;
+                mine.chunks++;
+                mine.longest = Math.max(mine.longest, d);
+                return r;
+              },
+              return(v) {
+                return it.return ? it.return(v) : { done: true, value: v };
+              },
+            };
+          },
+        };
+      };
+    }
     try {
       return await f.apply(this, a);
     } finally {
-      log(`SNAP end ${(cpuMs() - cpu).toFixed(1)}`); // the process's CPU over the snapshot, ms
+      if (typeof stream === 'function') sm.snapshotStream = stream;
+      if (parts === mine) parts = null;
+      // The process's CPU over the snapshot, then its parts (ms).
+      log(`SNAP end ${(cpuMs() - cpu).toFixed(1)} make=${mine.make.toFixed(1)}/${mine.chunks}/${mine.longest.toFixed(1)} steps=${mine.stepMs.toFixed(1)}/${mine.steps}`);
+    }
+  });
+  wrap(SnapshotWriter.prototype, 'step', (f) => async function (...a) {
+    const mine = parts;
+    const t = performance.now();
+    try {
+      return await f.apply(this, a);
+    } finally {
+      if (mine) {
+        mine.stepMs += performance.now() - t;
+        mine.steps++;
+      }
     }
   });
   wrap(SynodReplica.prototype, 'requestSnapshot', (f) => function (from, slot, adopt) {
@@ -98,10 +145,12 @@ function classify(runJson, dir) {
     const cpu = []; // [t, cumulative process CPU ms]
     for (const line of readFileSync(`${dir}/${name}`, 'utf8').split('\n')) {
       const [t, kind, edge, extra] = line.split(' ');
+      const split = / make=([\d.]+)\/(\d+)\/([\d.]+) steps=([\d.]+)\/(\d+)/.exec(line);
       if (kind === 'CPU') cpu.push([+t, +edge]);
       if (edge === 'begin') open.set(kind, +t);
       else if (edge === 'end' && open.has(kind)) {
         const span = { kind, leader: pid === leader, from: open.get(kind), to: +t };
+        if (split) Object.assign(span, { make: +split[1], longest: +split[3], stepMs: +split[4] });
         if (extra !== undefined) {
           span.cpu = +extra;
           // The process's usual CPU rate: over the second before the span began.
@@ -134,5 +183,9 @@ function classify(runJson, dir) {
     if (snaps.length === 0) continue;
     const extra = snaps.map((s) => s.cpu - s.usual * (s.to - s.from));
     console.log(`  ${role} snapshots: ${snaps.length}, median ${median(snaps.map((s) => s.to - s.from)).toFixed(0)} ms long, CPU ${median(snaps.map((s) => s.cpu)).toFixed(0)} ms (${median(extra).toFixed(0)} ms above the replica's usual rate)`);
+    const split = snaps.filter((s) => s.make !== undefined);
+    if (split.length > 0) {
+      console.log(`    of which making the chunks ${median(split.map((s) => s.make)).toFixed(0)} ms (the longest one ${median(split.map((s) => s.longest)).toFixed(1)} ms), the paced steps ${median(split.map((s) => s.stepMs)).toFixed(0)} ms (medians)`);
+    }
   }
 }
