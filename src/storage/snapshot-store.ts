@@ -293,10 +293,10 @@ export class SnapshotStore {
    * Streams the body of the snapshot at `slot` in chunks (for applying, or shipping to a lagging peer).
    * The last chunk is yielded only after the checksum verified; on a mismatch the iterator throws
    * SYNOD_STORAGE_CORRUPT, so a consumer must treat what it received as void until the end.
-   * With `scratch`, every chunk is read into one buffer, valid only until the next is asked for (a
-   * caller that only checks the file: inspect() after each snapshot, 9 MB less garbage per 100,000 keys).
+   * With `checkOnly`, the body is read into one reused buffer and checked, and nothing is yielded
+   * (inspect() after each snapshot: 9 MB less garbage per 100,000 keys).
    */
-  read(slot: number, chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES, scratch = false): { body: AsyncIterable<Uint8Array>; info(): SnapshotInfo; finish(): Promise<SnapshotInfo> } {
+  read(slot: number, chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES, checkOnly = false): { body: AsyncIterable<Uint8Array>; info(): SnapshotInfo; finish(): Promise<SnapshotInfo> } {
     const path = `${this.dir}/${fileName(slot)}`;
     const io = this.io;
     let info: SnapshotInfo | null = null;
@@ -333,8 +333,7 @@ export class SnapshotStore {
         if (bodyStart + bodyBytes + TRAILER_BYTES !== size) throw corruptError(path, size - TRAILER_BYTES, `snapshot body length ${bodyBytes} does not match the file size`);
         let crc = 0;
         let held: Uint8Array | null = null;
-        // Only checking (inspect()): every chunk read into one buffer, as nothing keeps them.
-        const reused = scratch ? new Uint8Array(Math.min(chunkBytes, bodyBytes)) : null;
+        const reused = checkOnly ? new Uint8Array(Math.min(chunkBytes, bodyBytes)) : null;
         for (let at = 0; at < bodyBytes; ) {
           const n = Math.min(chunkBytes, bodyBytes - at);
           const chunk = reused ? reused.subarray(0, n) : new Uint8Array(n);
@@ -342,7 +341,7 @@ export class SnapshotStore {
           crc = crc32c(chunk, crc);
           at += n;
           if (held) yield held;
-          held = chunk;
+          if (!reused) held = chunk;
         }
         if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
         info = { slot, path, meta, bodyBytes };

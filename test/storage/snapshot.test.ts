@@ -246,3 +246,24 @@ test('a commit reads its snapshot back once, and prunes nothing when that read-b
     cleanup();
   }
 });
+
+test('read(..., checkOnly) checks the whole body and yields nothing (what inspect() uses)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const store = await SnapshotStore.open(dir);
+    await store.save(9, new Uint8Array(), body(9, 700_000));
+    const check = store.read(9, 64 * 1024, true);
+    let yielded = 0;
+    for await (const _ of check.body) yielded++;
+    assert.equal(yielded, 0);
+    assert.equal(check.info().bodyBytes, 700_000);
+    const path = `${dir}/${readdirSync(dir).find((n) => n.includes('0009'))!}`;
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.from([0x5a]), 0, 1, 600_000); // inside the body, past the first chunks
+    closeSync(fd);
+    await assert.rejects(store.read(9, 64 * 1024, true).finish(), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_CORRUPT'));
+    assert.equal(await store.inspect(9), null);
+  } finally {
+    cleanup();
+  }
+});
