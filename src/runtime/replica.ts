@@ -23,7 +23,7 @@ import { SeqMap } from '../core/seq-map.js';
 import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
-import { openLog, type LogStore } from '../storage/log.js';
+import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogStore } from '../storage/log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { tryNativeCrc } from '../storage/native.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
@@ -84,6 +84,20 @@ const silent: NonNullable<ReplicaOptions['logger']> = (level, msg, fields) => {
  * (600,000 commands: ~1 s in all) and ~64 MiB more log kept on disk.
  */
 export const DEFAULT_SNAPSHOT_INTERVAL_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The file log's spare segments for these settings: as many as a leader's snapshot frees at once
+ * (its byte interval, at least twice the latest snapshot, times leaderSnapshotIntervalFactor), plus
+ * the segments around it (the one in use, the one prepared, the compaction margin's), and never fewer
+ * than the log's default. Fewer, and every segment a snapshot frees beyond them is deleted and
+ * zero-filled again at a later roll (docs/performance.md, session 14). Spares are segments the log
+ * held just before, so they never take more room than its peak.
+ */
+export function logSpareSegmentsFor(options: Pick<ReplicaOptions, 'snapshotIntervalBytes' | 'leaderSnapshotIntervalFactor'>, snapshotBytes: number, segmentBytes = DEFAULT_SEGMENT_BYTES): number {
+  const interval = Math.max(options.snapshotIntervalBytes ?? DEFAULT_SNAPSHOT_INTERVAL_BYTES, 2 * snapshotBytes);
+  const leaderInterval = interval * (options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR);
+  return Math.max(DEFAULT_SPARE_SEGMENTS_MAX, Math.ceil(leaderInterval / segmentBytes) + 3);
+}
 
 export class SynodReplica {
   readonly id: ReplicaId;
@@ -246,7 +260,8 @@ export class SynodReplica {
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
-    const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord });
+    const spareSegmentsMax = logSpareSegmentsFor(options, latest?.bodyBytes ?? 0);
+    const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord, spareSegmentsMax });
     const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
     const core = new Replica(
       coreOptions({ ...(options.core ?? {}), id, members: [...options.members.keys()].sort((a, b) => a - b) }),
