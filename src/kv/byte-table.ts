@@ -375,30 +375,28 @@ export class ByteTable {
     return this.meta[(e << 3) + VAL_LEN]!;
   }
 
-  /** Bytes of entry `e` as a snapshot record (snapshotRecordInto). */
-  snapshotRecordBytes(e: number): number {
-    return 8 + this.meta[(e << 3) + KEY_LEN]! + this.meta[(e << 3) + VAL_LEN]!;
-  }
-
   /**
-   * Writes entry `e` at `out[at]` as a snapshot record: key length (u32, big endian), key, value
-   * length, value; the caller checked that snapshotRecordBytes(e) fit. Copied four bytes at a time through
-   * the page's DataView and `outView` (over `out`): a snapshot copies every entry, and a byte loop
-   * for the key plus a `set()` of a `subarray` for the value (an allocation) cost ~3x as much for
-   * 16-byte keys and 64-byte values.
+   * Writes entry `e` at `out[at]` as a snapshot record (key length, u32 big endian; key; value
+   * length; value) if it fits before the end of `out`, and returns its length; else writes nothing
+   * and returns -1. Copied four bytes at a time through the page's DataView and `outView` (over
+   * `out`): a snapshot copies every entry, and a byte loop for the key plus a `set()` of a
+   * `subarray` for the value (an allocation) cost ~3x as much for 16-byte keys and 64-byte values.
    */
-  snapshotRecordInto(e: number, out: Uint8Array, outView: DataView, at: number): void {
+  snapshotRecordInto(e: number, out: Uint8Array, outView: DataView, at: number): number {
     const m = e << 3;
-    const p = this.meta[m + PAGE]!;
-    const from = this.meta[m + AT]!;
     const klen = this.meta[m + KEY_LEN]!;
     const vlen = this.meta[m + VAL_LEN]!;
+    const n = 8 + klen + vlen;
+    if (out.length - at < n) return -1;
+    const p = this.meta[m + PAGE]!;
+    const from = this.meta[m + AT]!;
     const page = this.pages[p]!;
     const view = this.views[p]!;
     outView.setUint32(at, klen);
     copyWords(page, view, from, klen, out, outView, at + 4);
     outView.setUint32(at + 4 + klen, vlen);
     copyWords(page, view, from + klen, vlen, out, outView, at + 8 + klen);
+    return n;
   }
 
   /** Copies entry `e`'s value into `out` at `at`. */

@@ -395,9 +395,8 @@ class ChunkedOut {
 
   /** Entry `e`'s whole record, if it fits in the current chunk (else false, and nothing written). */
   record(t: ByteTable, e: number): boolean {
-    const n = t.snapshotRecordBytes(e);
-    if (this.chunk.length - this.at < n) return false;
-    t.snapshotRecordInto(e, this.chunk, this.view, this.at);
+    const n = t.snapshotRecordInto(e, this.chunk, this.view, this.at);
+    if (n < 0) return false;
     this.at += n;
     if (this.at === this.chunk.length) this.next();
     return true;

@@ -86,16 +86,25 @@ const silent: NonNullable<ReplicaOptions['logger']> = (level, msg, fields) => {
 export const DEFAULT_SNAPSHOT_INTERVAL_BYTES = 64 * 1024 * 1024;
 
 /**
+ * The bytes of applied commands between two snapshots: the setting, but at least twice the latest
+ * snapshot's size. Each snapshot writes the whole state, so with a large state and a fixed interval
+ * most of the disk and CPU would go to snapshots; this way a written byte costs at most half a byte
+ * of snapshot, whatever the state's size.
+ */
+function snapshotIntervalBytesFor(options: Pick<ReplicaOptions, 'snapshotIntervalBytes'>, snapshotBytes: number): number {
+  return Math.max(options.snapshotIntervalBytes ?? DEFAULT_SNAPSHOT_INTERVAL_BYTES, 2 * snapshotBytes);
+}
+
+/**
  * The file log's spare segments for these settings: as many as a leader's snapshot frees at once
- * (its byte interval, at least twice the latest snapshot, times leaderSnapshotIntervalFactor), plus
+ * (its byte interval, snapshotIntervalBytesFor, times leaderSnapshotIntervalFactor), plus
  * the segments around it (the one in use, the one prepared, the compaction margin's), and never fewer
  * than the log's default. Fewer, and every segment a snapshot frees beyond them is deleted and
  * zero-filled again at a later roll (docs/performance.md, session 14). Spares are segments the log
  * held just before, so they never take more room than its peak.
  */
 export function logSpareSegmentsFor(options: Pick<ReplicaOptions, 'snapshotIntervalBytes' | 'leaderSnapshotIntervalFactor'>, snapshotBytes: number, segmentBytes = DEFAULT_SEGMENT_BYTES): number {
-  const interval = Math.max(options.snapshotIntervalBytes ?? DEFAULT_SNAPSHOT_INTERVAL_BYTES, 2 * snapshotBytes);
-  const leaderInterval = interval * (options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR);
+  const leaderInterval = snapshotIntervalBytesFor(options, snapshotBytes) * (options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR);
   return Math.max(DEFAULT_SPARE_SEGMENTS_MAX, Math.ceil(leaderInterval / segmentBytes) + 3);
 }
 
@@ -1181,10 +1190,7 @@ export class SynodReplica {
 
   private maybeSnapshot(): void {
     const interval = this.options.snapshotIntervalSlots ?? 10_000;
-    // At least twice the latest snapshot's size: each snapshot writes the whole state, so with a
-    // large state and a fixed interval most of the disk and CPU would go to snapshots; this way a
-    // written byte costs at most half a byte of snapshot, whatever the state's size.
-    const intervalBytes = Math.max(this.options.snapshotIntervalBytes ?? DEFAULT_SNAPSHOT_INTERVAL_BYTES, 2 * this.snapshotBytes);
+    const intervalBytes = snapshotIntervalBytesFor(this.options, this.snapshotBytes);
     // Replicas apply the same stream, so equal thresholds would make every one of them serialise
     // its state at the same slot: the leader and its whole quorum paused at once. The first
     // snapshot after a start comes early by a share that depends on the id (0, 1/4, 1/2, 3/4 of the

@@ -310,3 +310,25 @@ test('property: a snapshot is the documented format, byte for byte (keys and val
     { numRuns: 80 },
   );
 });
+
+test('a snapshot record that ends at, just before or just past a stream chunk\'s end is written whole', () => {
+  // The stream's chunks are 256 KiB. A first record of size s0, then records of 100 bytes (10-byte
+  // key, 82-byte value): the room left in the first chunk before record k + 1 is set to 100 + d.
+  const CHUNK = 256 * 1024;
+  const n = 100;
+  for (let d = -5; d <= 5; d++) {
+    const k = 2000;
+    const s0 = CHUNK - 8 - (n + d) - k * n;
+    const m = new KvMachine({ valueBytesMax: 1 << 20 });
+    const ref = new Map<string, Uint8Array>();
+    const put = (key: string, value: Uint8Array) => {
+      m.apply(encodeCommand({ op: 'put', key: b(key), value }), ctx);
+      ref.set(key, value);
+    };
+    put('a000000000', new Uint8Array(s0 - 8 - 10).fill(1));
+    for (let i = 0; i < k + 3; i++) put(`b${String(i).padStart(9, '0')}`, new Uint8Array(n - 8 - 10).fill(i & 0xff));
+    const chunks = [...m.snapshotStream()];
+    assert.equal(chunks[0]!.length, CHUNK, 'the stream\'s chunk size this test is built on');
+    assert.ok(Buffer.concat(chunks).equals(referenceSnapshot(ref)), `room ${n + d} for a ${n}-byte record`);
+  }
+});
