@@ -24,6 +24,7 @@
 import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { isMainThread, threadId } from 'node:worker_threads';
 
 const WINDOW_MS = 250;
 
@@ -32,12 +33,22 @@ else await record(process.env.SYNOD_BENCH_EVENTS_DIR);
 
 async function record(dir) {
   if (!dir) throw new Error('bench-events: set SYNOD_BENCH_EVENTS_DIR');
-  const file = `${dir}/ev-${process.pid}.log`;
+  // Preloaded into the bench process too (node --import=... main.js bench), it logs the load
+  // generator's thread: GC pauses and event-loop lateness only (its workers inherit the preload).
+  // (A worker's process.argv lacks the command: the main thread marks the process in its env.)
+  if (isMainThread && process.argv[2] === 'bench') process.env.SYNOD_BENCH_EVENTS_GENERATOR = String(process.pid);
+  const generator = process.env.SYNOD_BENCH_EVENTS_GENERATOR === String(process.pid);
+  if (generator && isMainThread) return;
+  const file = generator ? `${dir}/gen-${process.pid}-${threadId}.log` : `${dir}/ev-${process.pid}.log`;
   const lines = [];
   const log = (s) => lines.push(`${Date.now()} ${s}`);
   const flush = () => lines.length > 0 && appendFileSync(file, lines.splice(0).join('\n') + '\n');
   setInterval(flush, 1000).unref();
   process.on('exit', flush);
+  if (generator) {
+    observeLoop(log);
+    return;
+  }
   const dist = new URL('../dist/src/', import.meta.url);
   const { SynodReplica } = await import(new URL('runtime/replica.js', dist).href);
   const { FileLog } = await import(new URL('storage/file-log.js', dist).href);
@@ -122,10 +133,32 @@ async function record(dir) {
       if (fill) log('FILL end');
     }
   });
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (e.duration > 1.5) log(`GC ${e.duration.toFixed(1)}`);
-  }).observe({ entryTypes: ['gc'] });
+  // A log write (write + fdatasync, the native path) that took over 8 ms from submit to completion.
+  wrap(FileLog.prototype, 'submitLoop', (f) => function (...a) {
+    if (!this.probed && typeof this.writeAndSync === 'function') {
+      const write = this.writeAndSync;
+      this.writeAndSync = (...w) => {
+        const t = performance.now();
+        const p = write(...w);
+        p.then(() => {
+          const d = performance.now() - t;
+          if (d > 8) log(`SYNC ${d.toFixed(1)}`);
+        }, () => {});
+        return p;
+      };
+      this.probed = true;
+    }
+    return f.apply(this, a);
+  });
   setInterval(() => log(`CPU ${cpuMs().toFixed(1)}`), 250).unref(); // for the snapshots' usual rate
+  observeLoop(log);
+}
+
+/** GC pauses over 1.5 ms and event-loop lateness over 3 ms (a 1 ms timer). */
+function observeLoop(log) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.duration > 1.5) log(`GC ${e.duration.toFixed(1)} ${gcKind(e)}`);
+  }).observe({ entryTypes: ['gc'] });
   let last = performance.now();
   setInterval(() => {
     const t = performance.now();
@@ -188,4 +221,10 @@ function classify(runJson, dir) {
       console.log(`    of which making the chunks ${median(split.map((s) => s.make)).toFixed(0)} ms (the longest one ${median(split.map((s) => s.longest)).toFixed(1)} ms), the paced steps ${median(split.map((s) => s.stepMs)).toFixed(0)} ms (medians)`);
     }
   }
+}
+
+/** minor (scavenge), major (mark-compact), incremental (marking step) or weak (callbacks). */
+function gcKind(entry) {
+  const kind = entry.detail?.kind ?? entry.kind;
+  return { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak' }[kind] ?? `kind${kind}`;
 }

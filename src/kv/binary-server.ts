@@ -30,6 +30,7 @@ import {
   CONNECTION_REQUEST_ID,
   decodeAuth,
   decodeRequest,
+  decodeWriteInto,
   encodeNotLeader,
   encodeResponse,
   FRAME_OVERHEAD_BYTES_MAX,
@@ -47,6 +48,7 @@ import {
   ST_UNAUTHORIZED,
   ST_UNAVAILABLE,
   type Request,
+  type WriteHeader,
   encodeSessionIdBody,
 } from './protocol.js';
 
@@ -272,28 +274,30 @@ export class KvBinaryServer {
         answer(status, requestId, body);
       }
     };
+    const startWrite = (requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, command: Uint8Array) => {
+      inflight++;
+      if (inflight >= inflightMax) socket.pause();
+      try {
+        const refusal = this.refuseWrite(command);
+        if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
+        writeOptions.clientId = clientId;
+        writeOptions.seq = seq;
+        writeOptions.floor = floor;
+        writeOptions.timeoutMs = Math.min(timeoutMs || 5_000, TIMEOUT_MS_MAX);
+        // The command is a view of the socket read's chunk, which Node allocates fresh for each
+        // read (sized to what was read) and never reuses: no copy. The in-memory log keeps the
+        // view, so the chunk lives until its slot is compacted, like a copy would (the requests
+        // of one read ride in the same slot or the next).
+        this.o.replica.proposeWith(command, writeOptions, written, requestId);
+      } catch (e) {
+        written(e as Error, null, requestId);
+      }
+    };
     const start = (req: Request) => {
+      if (req.kind === KIND_WRITE) return startWrite(req.requestId, req.clientId, req.seq, req.floor, req.timeoutMs, req.command);
       inflight++;
       if (inflight >= inflightMax) socket.pause();
       const requestId = req.requestId;
-      if (req.kind === KIND_WRITE) {
-        try {
-          const refusal = this.refuseWrite(req.command);
-          if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
-          writeOptions.clientId = req.clientId;
-          writeOptions.seq = req.seq;
-          writeOptions.floor = req.floor;
-          writeOptions.timeoutMs = Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX);
-          // The command is a view of the socket read's chunk, which Node allocates fresh for each
-          // read (sized to what was read) and never reuses: no copy. The in-memory log keeps the
-          // view, so the chunk lives until its slot is compacted, like a copy would (the requests
-          // of one read ride in the same slot or the next).
-          this.o.replica.proposeWith(req.command, writeOptions, written, requestId);
-        } catch (e) {
-          written(e as Error, null, requestId);
-        }
-        return;
-      }
       this.serve(req, (status, body) => answer(status, requestId, body));
     };
     const done = () => {
@@ -306,16 +310,30 @@ export class KvBinaryServer {
       }
       if (waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
     };
+    const badFrame = (bytes: Uint8Array, from: number, to: number, e: unknown) => {
+      this.stats.badFrames++;
+      const rid = to - from >= 5 ? u32be(bytes, from + 1) : 0;
+      send(encodeResponse(ST_BAD_REQUEST, rid, new TextEncoder().encode((e as Error).message)));
+    };
+    /** A write's fields, decoded in place for the hot path (no request object per write). */
+    const header: WriteHeader = { requestId: 0, clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
     /** One request frame, read where it lies in the socket's chunk (no view of the frame). */
     const onFrame = (bytes: Uint8Array, from: number, to: number) => {
+      if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax) {
+        let command: Uint8Array;
+        try {
+          command = decodeWriteInto(bytes, from, to, header);
+        } catch (e) {
+          return badFrame(bytes, from, to, e);
+        }
+        this.stats.requests++;
+        return startWrite(header.requestId, header.clientId, header.seq, header.floor, header.timeoutMs, command);
+      }
       let req: Request;
       try {
         req = decodeRequest(bytes, from, to);
       } catch (e) {
-        this.stats.badFrames++;
-        const rid = to - from >= 5 ? u32be(bytes, from + 1) : 0;
-        send(encodeResponse(ST_BAD_REQUEST, rid, new TextEncoder().encode((e as Error).message)));
-        return;
+        return badFrame(bytes, from, to, e);
       }
       this.stats.requests++;
       if (inflight >= inflightMax) {

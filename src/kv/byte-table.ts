@@ -31,7 +31,7 @@
 // Layout (hence the seed) never shows outside: every ordered view is by key.
 
 import { randomInt } from 'node:crypto';
-import { copyBytes } from './codec.js';
+import { COPY_LOOP_BYTES_MAX, copyBytes } from './codec.js';
 import { IdList } from './id-list.js';
 import { Prefaulter } from './prefault.js';
 import { CONTRACTS, invariant } from '../core/contracts.js';
@@ -953,7 +953,8 @@ export class ByteTable {
   }
 
   private writeValue(e: number, value: Uint8Array, vFrom: number, vLen: number): void {
-    copyBytes(value, vFrom, vLen, this.pages[this.meta[(e << 3) + PAGE]!]!, this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!);
+    const p = this.meta[(e << 3) + PAGE]!;
+    copyToPage(value, vFrom, vLen, this.pages[p]!, this.views[p]!, this.meta[(e << 3) + AT]! + this.meta[(e << 3) + KEY_LEN]!);
     this.meta[(e << 3) + VAL_LEN] = vLen;
     if (e < this.copiedIds) this.nextMeta![(e << 3) + VAL_LEN] = vLen;
   }
@@ -1212,6 +1213,22 @@ function copyWords(src: Uint8Array, srcView: DataView, from: number, len: number
   }
   let k = 0;
   for (; k + 4 <= len; k += 4) dstView.setUint32(at + k, srcView.getUint32(from + k));
+  for (; k < len; k++) dst[at + k] = src[from + k]!;
+}
+
+/**
+ * `len` bytes from `src[from]` (a command, any Uint8Array) to a page: up to COPY_WORDS_BYTES_MAX
+ * four at a time, each word put together from the source's bytes and stored through the page's
+ * view. The same time as `set()` of a `subarray` at 64 bytes (~49 against ~46 ns alone), without
+ * the subarray: a 94-byte view per PUT was an eighth of what the leader allocated per write.
+ */
+function copyToPage(src: Uint8Array, from: number, len: number, dst: Uint8Array, dstView: DataView, at: number): void {
+  if (len <= COPY_LOOP_BYTES_MAX || len > COPY_WORDS_BYTES_MAX) return copyBytes(src, from, len, dst, at);
+  let k = 0;
+  for (; k + 4 <= len; k += 4) {
+    const s = from + k;
+    dstView.setUint32(at + k, ((src[s]! << 24) | (src[s + 1]! << 16) | (src[s + 2]! << 8) | src[s + 3]!) >>> 0);
+  }
   for (; k < len; k++) dst[at + k] = src[from + k]!;
 }
 

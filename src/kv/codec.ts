@@ -78,7 +78,7 @@ export function putU32be(out: Uint8Array, at: number, v: number): void {
   out[at + 3] = v;
 }
 
-const COPY_LOOP_BYTES_MAX = 24;
+export const COPY_LOOP_BYTES_MAX = 24;
 
 /**
  * `len` bytes from `src[from]` to `dst[at]`: a loop for short runs (a subarray and set() cost

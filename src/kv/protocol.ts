@@ -108,6 +108,50 @@ const readDoubleBE = Buffer.prototype.readDoubleBE;
 const f64be = (b: Uint8Array, at: number): number => readDoubleBE.call(b as Buffer, at);
 
 /**
+ * A session number read as an f64, as a small integer when it is one. V8 keeps a number read from
+ * an f64 as a boxed double even when it is integral, and every field it is stored in (the write's
+ * pending entry, its queued command) then boxes it again: 16 bytes each, ~80 per write on the
+ * leader. `x | 0` gives the same value as a small integer; larger ones are left as they are.
+ */
+const small = (x: number): number => {
+  const i = x | 0;
+  return i === x ? i : x;
+};
+
+/** A WRITE request's fields besides its command: decodeWriteInto() fills one the caller keeps. */
+export interface WriteHeader {
+  requestId: number;
+  clientId: number;
+  seq: number;
+  floor: number;
+  timeoutMs: number;
+}
+
+/**
+ * Decodes a WRITE request (bytes [start, end) of `p`, kind byte included) into `into`, and returns
+ * its command, a view of `p`. The server's hot path: no request object per write, only the view.
+ * Throws ProtocolError as decodeRequest does.
+ */
+export function decodeWriteInto(p: Uint8Array, start: number, end: number, into: WriteHeader): Uint8Array {
+  const length = end - start;
+  if (length < 33) throw new ProtocolError('truncated WRITE header');
+  const clientId = f64be(p, start + 5);
+  const seq = f64be(p, start + 13);
+  const floor = f64be(p, start + 21);
+  checkSessionNumber('clientId', clientId);
+  checkSessionNumber('seq', seq);
+  checkSessionNumber('floor', floor);
+  if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
+  into.requestId = u32be(p, start + 1);
+  into.clientId = small(clientId);
+  into.seq = small(seq);
+  into.floor = small(floor);
+  into.timeoutMs = u32be(p, start + 29);
+  // A plain view (not Buffer.subarray(): no species lookup, ~2x faster per request).
+  return new Uint8Array(p.buffer, p.byteOffset + start + 33, length - 33);
+}
+
+/**
  * Decodes a request payload (without the frame header): bytes [start, end) of `p`, so that a
  * server reads each frame where it lies in the socket's chunk. Throws ProtocolError. The command
  * or query is a view of `p`.
@@ -118,17 +162,9 @@ export function decodeRequest(p: Uint8Array, start = 0, end = p.length): Request
   const kind = p[start]!;
   const requestId = u32be(p, start + 1);
   if (kind === KIND_WRITE) {
-    if (length < 33) throw new ProtocolError('truncated WRITE header');
-    const clientId = f64be(p, start + 5);
-    const seq = f64be(p, start + 13);
-    const floor = f64be(p, start + 21);
-    checkSessionNumber('clientId', clientId);
-    checkSessionNumber('seq', seq);
-    checkSessionNumber('floor', floor);
-    if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
-    // A plain view (not Buffer.subarray(): no species lookup, ~2x faster per request).
-    const command = new Uint8Array(p.buffer, p.byteOffset + start + 33, length - 33);
-    return { kind, requestId, clientId, seq, floor, timeoutMs: u32be(p, start + 29), command };
+    const h: WriteHeader = { requestId: 0, clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
+    const command = decodeWriteInto(p, start, end, h);
+    return { kind, requestId, clientId: h.clientId, seq: h.seq, floor: h.floor, timeoutMs: h.timeoutMs, command };
   }
   if (kind === KIND_READ) {
     if (length < 10) throw new ProtocolError('truncated READ header');

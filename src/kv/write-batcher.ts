@@ -93,10 +93,27 @@ export class WriteBatcher {
     this.push(-1, 0, run, run.length);
   }
 
-  /** A binary-protocol answer: u32 length | status u8 | request id u32 | body (protocol.ts, encodeResponse). */
+  /**
+   * A binary-protocol answer: u32 length | status u8 | request id u32 | body (protocol.ts,
+   * encodeResponse). A small one is encoded at once into the tick's run of the slab, as reserve()
+   * frames are: nothing kept per answer (three list entries each were ~80 bytes of garbage per
+   * write on the leader). A large one is kept and copied at flush, so that one large answer does
+   * not leave a slab its size behind.
+   */
   writeResponse(status: number, requestId: number, body: Uint8Array): void {
-    this.closeRun();
-    this.push(status, requestId, body, RESPONSE_HEADER_BYTES + body.length);
+    const bytes = RESPONSE_HEADER_BYTES + body.length;
+    if (bytes > SLAB_RESPONSE_BYTES_MAX) {
+      this.closeRun();
+      this.push(status, requestId, body, bytes);
+      return;
+    }
+    const at = this.reserve(bytes);
+    const out = this.slab;
+    out.writeUInt32BE(bytes - 4, at);
+    out[at + 4] = status;
+    out.writeUInt32BE(requestId, at + 5);
+    if (body.length <= 16) for (let k = 0; k < body.length; k++) out[at + RESPONSE_HEADER_BYTES + k] = body[k]!;
+    else out.set(body, at + RESPONSE_HEADER_BYTES);
   }
 
   private push(status: number, id: number, body: Uint8Array, bytes: number): void {
@@ -164,4 +181,6 @@ export class WriteBatcher {
 const RESPONSE_HEADER_BYTES = 9;
 /** reserve()'s slab: a tick's requests of one connection (~130 bytes each, tens per tick) several times over. */
 const SLAB_BYTES = 64 * 1024;
+/** Answers up to this size go into the slab (writeResponse). */
+const SLAB_RESPONSE_BYTES_MAX = 4 * 1024;
 const EMPTY_SLAB = Buffer.alloc(0);

@@ -120,6 +120,15 @@ describe('binary protocol client on an in-process cluster', () => {
       const bad = await s.next();
       assert.equal(bad.status, ST_BAD_REQUEST);
       assert.equal(bad.requestId, 7);
+      // A malformed write (the server's fast path decodes writes in place): BAD_REQUEST with its id.
+      s.send(Uint8Array.of(0, 0, 0, 10, KIND_WRITE, 0, 0, 0, 8, 1, 2, 3, 4, 5));
+      const truncated = await s.next();
+      assert.deepEqual([truncated.status, truncated.requestId, new TextDecoder().decode(truncated.body)], [ST_BAD_REQUEST, 8, 'truncated WRITE header']);
+      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 11, clientId: 0, seq: 1, floor: 0, timeoutMs: 5000, command: cas }));
+      const noSession = await s.next();
+      assert.deepEqual([noSession.status, noSession.requestId], [ST_BAD_REQUEST, 11]);
+      s.send(encodeRequest({ kind: KIND_WRITE, requestId: 12, clientId: session, seq: 3, floor: 3, timeoutMs: 5000, command: cas }));
+      assert.equal((await s.next()).requestId, 12, 'and the connection goes on');
     } finally {
       s.close();
     }

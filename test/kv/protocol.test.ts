@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeRequest, encodeRequest, KIND_READ, KIND_REGISTER, KIND_STATUS, KIND_WRITE, type Request } from '../../src/kv/protocol.js';
+import { decodeRequest, decodeWriteInto, encodeRequest, KIND_READ, KIND_REGISTER, KIND_STATUS, KIND_WRITE, type Request, type WriteHeader } from '../../src/kv/protocol.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const session = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(2 ** 31, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER));
@@ -41,4 +41,23 @@ test('decodeRequest refuses a range shorter than its header, not the bytes after
   const chunk = new Uint8Array([...payload, 0, 0, 0, 0, 0, 0]);
   assert.throws(() => decodeRequest(chunk, 0, payload.length - 1), /truncated WRITE header/);
   assert.throws(() => decodeRequest(chunk, 3, 7), /shorter than its header/);
+});
+
+test('decodeWriteInto (the server\'s hot path) fills a reused header with every field of the write, and returns a view of the chunk', () => {
+  const header: WriteHeader = { requestId: -1, clientId: -1, seq: -1, floor: -1, timeoutMs: -1 };
+  const write = request.filter((r) => r.kind === KIND_WRITE) as fc.Arbitrary<Extract<Request, { kind: typeof KIND_WRITE }>>;
+  fc.assert(
+    fc.property(write, bytes, bytes, (r, before, after) => {
+      const payload = encodeRequest(r).subarray(4);
+      const chunk = new Uint8Array([...before, ...payload, ...after]);
+      const command = decodeWriteInto(chunk, before.length, before.length + payload.length, header);
+      assert.deepStrictEqual({ ...header }, { requestId: r.requestId, clientId: r.clientId, seq: r.seq, floor: r.floor, timeoutMs: r.timeoutMs });
+      assert.deepStrictEqual([...command], [...r.command]);
+      assert.equal(command.buffer, chunk.buffer, 'the command is a view of the chunk');
+    }),
+    { numRuns: 300 },
+  );
+  const bad = encodeRequest({ kind: KIND_WRITE, requestId: 7, clientId: 0, seq: 1, floor: 0, timeoutMs: 10, command: new Uint8Array(0) }).subarray(4);
+  assert.throws(() => decodeWriteInto(bad, 0, bad.length, header), /clientId and seq start at 1/);
+  assert.throws(() => decodeWriteInto(bad, 0, 32, header), /truncated WRITE header/);
 });

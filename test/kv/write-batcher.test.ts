@@ -45,7 +45,8 @@ test('property: reserved frames go out in order with ready frames and answers, o
     // Sizes only (the bytes follow from the size and a seed, so a counterexample stays short); large
     // ones too: a run that outgrows the slab moves to a new one (copied), a frame larger than a slab gets its own.
     fc.record({ kind: fc.constant('reserve' as const), bytes: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 20_000, max: 70_000 })), seed: fc.integer({ min: 0, max: 255 }) }),
-    fc.record({ kind: fc.constant('response' as const), status: fc.integer({ min: 0, max: 255 }), id: fc.integer({ min: 0, max: 0xffffffff }), body: fc.uint8Array({ maxLength: 40 }) }),
+    // Answers small (encoded into the slab's run) and large (over 4 KiB with the header: kept, copied at flush).
+    fc.record({ kind: fc.constant('response' as const), status: fc.integer({ min: 0, max: 255 }), id: fc.integer({ min: 0, max: 0xffffffff }), body: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ minLength: 4080, maxLength: 4100 })) }),
     fc.record({ kind: fc.constant('frame' as const), body: fc.uint8Array({ minLength: 1, maxLength: 40 }) }),
   );
   await fc.assert(
