@@ -884,7 +884,7 @@ export class SynodReplica {
     if (this.closed || this.failed) return;
     const t = now();
     this.core.tick(t, Date.now());
-    if (this.pending.size > 0) {
+    if (this.pending.size > 0 || this.pending.clients > 0) {
       for (const p of this.pending.expired(t)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
     }
     if (this.pendingReads.size > 0) {
