@@ -117,7 +117,11 @@ export class BatchCursor implements Command {
   floor = 0;
   /** The current command's payload: a view of the batch's bytes, or what next(false)'s caller put here. */
   payload: Uint8Array = EMPTY_PAYLOAD;
-  private readonly bytes: Uint8Array;
+  /** Where the current command's payload lies in `bytes` (without a view: StateMachine.applyAt). */
+  payloadOffset = 0;
+  payloadLength = 0;
+  /** The batch's encoding, which the payloads lie in. */
+  readonly bytes: Uint8Array;
   private offset: number;
 
   constructor(readonly batch: DecodedBatch) {
@@ -138,10 +142,15 @@ export class BatchCursor implements Command {
     const length = this.varint();
     const offset = this.offset;
     this.offset = offset + length;
-    if (view) {
-      const bytes = this.bytes;
-      this.payload = new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length);
-    }
+    this.payloadOffset = offset;
+    this.payloadLength = length;
+    if (view) this.view();
+  }
+
+  /** Makes `payload` the current command's view (after next(false)). */
+  view(): void {
+    const bytes = this.bytes;
+    this.payload = new Uint8Array(bytes.buffer, bytes.byteOffset + this.payloadOffset, this.payloadLength);
   }
 
   /** A canonical varint, already checked by the decode. */

@@ -285,7 +285,10 @@ export class Replica {
     this.finishStep();
   }
 
-  /** Client commands. Rejected at once (never proposed) unless this replica leads. */
+  /**
+   * Client commands. Rejected at once (never proposed) unless this replica leads. The array
+   * becomes the core's (its queue, a slot's batch, a rejection): the caller must not change it.
+   */
   propose(commands: Command[], nowMs: number, wallMs?: number): void {
     this.setNow(nowMs);
     if (wallMs !== undefined && wallMs > this.wallMs) this.wallMs = Math.floor(wallMs); // whole ms: stamps are varints
@@ -297,10 +300,17 @@ export class Replica {
       this.out.rejected.push({ commands, reason: 'SHUTTING_DOWN', leaderHint: null });
       if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(commands);
     } else {
-      if (leader.queue.length === 0) leader.queueSinceMs = nowMs;
-      for (const c of commands) {
-        leader.queue.push(c);
-        leader.queueBytes += c.payload.length;
+      if (leader.queue.length === 0) {
+        leader.queueSinceMs = nowMs;
+        // Taken as the queue, not copied into it: a turn's proposals then usually become one
+        // slot's batch without a copy (below), and no queue array grows by push per command.
+        leader.queue = commands;
+        for (const c of commands) leader.queueBytes += c.payload.length;
+      } else {
+        for (const c of commands) {
+          leader.queue.push(c);
+          leader.queueBytes += c.payload.length;
+        }
       }
     }
     this.finishStep();
@@ -1128,7 +1138,11 @@ export class Replica {
           break;
         }
       }
-      const commands = leader.queue.splice(0, n);
+      let commands: Command[];
+      if (n === leader.queue.length) {
+        commands = leader.queue; // all of it: the queue array becomes the batch's
+        leader.queue = [];
+      } else commands = leader.queue.splice(0, n);
       leader.queueBytes -= bytes;
       leader.queueSinceMs = this.nowMs;
       if (alone === undefined) {

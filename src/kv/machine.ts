@@ -106,6 +106,36 @@ export class KvMachine implements StateMachine {
     this.prefetchBufs.fill(EMPTY, 0, k); // the commands are borrowed: not kept past this call
   }
 
+  /**
+   * The same as prefetch() for commands where they lie in a batch's bytes (StateMachine.prefetchAt).
+   */
+  prefetchAt(bytes: Uint8Array, offsets: Int32Array, lengths: Int32Array, n: number): void {
+    if (this.prefetchFrom.length < n) {
+      this.prefetchBufs = new Array<Uint8Array>(n);
+      this.prefetchFrom = new Int32Array(n);
+      this.prefetchLen = new Int32Array(n);
+    }
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const from = offsets[i]!;
+      const valueAt = this.validPutValueAt(bytes, from, lengths[i]!);
+      if (valueAt < 0) continue;
+      this.prefetchBufs[k] = bytes;
+      this.prefetchFrom[k] = from + 5;
+      this.prefetchLen[k++] = valueAt - 9;
+    }
+    this.prefetchSink = this.table.prefetch(this.prefetchBufs, this.prefetchFrom, this.prefetchLen, k);
+    this.prefetchBufs.fill(EMPTY, 0, k);
+  }
+
+  /**
+   * apply() of `bytes[offset, offset + length)` without a view of it (StateMachine.applyAt): a PUT
+   * is applied where it lies; anything else goes through apply() with a view (rare on the hot path).
+   */
+  applyAt(bytes: Uint8Array, offset: number, length: number, context?: ApplyContext): Uint8Array {
+    return this.applyValidPut(bytes, offset, length) ?? this.apply(bytes.subarray(offset, offset + length), context);
+  }
+
   apply(command: Uint8Array, _context?: ApplyContext): Uint8Array {
     const fast = this.applyValidPut(command);
     if (fast !== null) return fast;
@@ -236,20 +266,23 @@ export class KvMachine implements StateMachine {
     return refusal && refusal.kind === 'error' ? refusal.message : null;
   }
 
-  /** Where the value starts if `c` is a PUT within the limits, else -1. */
-  private validPutValueAt(c: Uint8Array): number {
-    if (c.length < 9 || c[0] !== OP_PUT) return -1;
-    const keyBytes = u32be(c, 1);
-    if (keyBytes === 0 || keyBytes > KEY_BYTES_MAX || 9 + keyBytes > c.length) return -1;
+  /**
+   * If the command `c[from, from + len)` is a PUT within the limits, where its value starts
+   * (counted from `from`), else -1.
+   */
+  private validPutValueAt(c: Uint8Array, from = 0, len = c.length): number {
+    if (len < 9 || c[from] !== OP_PUT) return -1;
+    const keyBytes = u32be(c, from + 1);
+    if (keyBytes === 0 || keyBytes > KEY_BYTES_MAX || 9 + keyBytes > len) return -1;
     const at = 5 + keyBytes;
-    const valueBytes = u32be(c, at);
-    return valueBytes > this.valueBytesMax || at + 4 + valueBytes !== c.length ? -1 : at + 4;
+    const valueBytes = u32be(c, from + at);
+    return valueBytes > this.valueBytesMax || at + 4 + valueBytes !== len ? -1 : at + 4;
   }
 
-  private applyValidPut(c: Uint8Array): Uint8Array | null {
-    const valueAt = this.validPutValueAt(c);
+  private applyValidPut(c: Uint8Array, from = 0, len = c.length): Uint8Array | null {
+    const valueAt = this.validPutValueAt(c, from, len);
     if (valueAt < 0) return null;
-    this.table.set(c, 5, valueAt - 9, c, valueAt, c.length - valueAt);
+    this.table.set(c, from + 5, valueAt - 9, c, from + valueAt, len - valueAt);
     this.counts.puts++;
     return OK_RESULT;
   }

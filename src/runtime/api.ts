@@ -55,6 +55,19 @@ export interface StateMachine {
    * once, so the misses overlap instead of coming one per apply().
    */
   prefetch?(commands: readonly Uint8Array[]): void;
+  /**
+   * Optional zero-copy form of apply(), used when present for commands read from an encoded batch
+   * (a follower's accepts, a replayed or caught-up log): the command is `bytes[offset, offset +
+   * length)`, borrowed for this call only. It must do exactly what apply() does with those bytes
+   * (`apply(bytes.subarray(offset, offset + length), context)`); the runtime then makes no view
+   * per command (on a follower at full load, most of what it allocated per write).
+   */
+  applyAt?(bytes: Uint8Array, offset: number, length: number, context: ApplyContext): Uint8Array;
+  /**
+   * Optional, prefetch() for applyAt(): the slot's commands are `bytes[offsets[i], offsets[i] +
+   * lengths[i])` for i < count (the arrays are the runtime's, reused: read them during the call only).
+   */
+  prefetchAt?(bytes: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): void;
   /** Replace the state with a snapshot's. */
   restore(snapshot: Uint8Array): void;
   /** Before and after the commands of one slot (RSL's batch brackets). */

@@ -130,10 +130,12 @@ export class PendingTable {
    * Starts the timeouts of entries added in this event-loop turn, at `nowMs`: one clock reading
    * per turn rather than per proposal (performance.now() was ~3% of the engine's CPU). The
    * replica dates a turn's entries before the next turn (setImmediate), so a deadline counts from
-   * at most one turn after the proposal; an entry settled meanwhile is skipped.
+   * at most one turn after the proposal; an entry settled meanwhile is skipped. The first `count`
+   * of `entries` are dated (the replica reuses the array).
    */
-  date(entries: readonly PendingEntry[], nowMs: number): void {
-    for (const entry of entries) {
+  date(entries: ReadonlyArray<PendingEntry | null>, count: number, nowMs: number): void {
+    for (let i = 0; i < count; i++) {
+      const entry = entries[i]!;
       if (entry.settled) continue;
       entry.deadlineMs = nowMs + entry.timeoutMs;
       this.deadlines.add(entry, entry.deadlineMs);

@@ -48,6 +48,8 @@ const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 /** Most record bytes in one catch-up answer the runtime makes (from the recent log in memory or from disk). */
 const LOG_CATCHUP_BYTES_MAX = 4 * 1024 * 1024;
+/** Above this length the per-turn proposal arrays are dropped after use rather than kept (a burst). */
+const REUSED_QUEUE_MAX = 16384;
 
 
 interface PendingRead extends WheelItem<PendingRead> {
@@ -120,7 +122,13 @@ export class SynodReplica {
   private readonly pendingReads = new SeqMap<PendingRead>();
   private readonly readDeadlines = new DeadlineWheel<PendingRead>();
   private waitingReads: number[] = [];
-  private proposalQueue: Command[] = [];
+  /**
+   * Proposals waiting for the next drain: the first `proposalCount`. Kept at its length between
+   * drains, each drain hands the core an exact copy (8 bytes a command) rather than the array
+   * grown by push (~34 bytes a command, and its slack kept with the batch in the log).
+   */
+  private proposalQueue: Array<Command | null> = [];
+  private proposalCount = 0;
   private nextReadId = 1;
   /** The replica's own session (propose() without clientId; the HTTP API): 0 until opened, again after it expired. */
   private ownSession = 0;
@@ -142,7 +150,16 @@ export class SynodReplica {
   /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
   private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
   /** Proposals of this event-loop turn, whose timeouts start at the next proposal flush (PendingTable.date). */
-  private undated: PendingEntry[] = [];
+  /**
+   * This turn's proposals, dated at its end (PendingTable.date): the first `undatedCount`. The
+   * array keeps its length between turns (`length = 0` gave its backing store up, and it grew
+   * again by push every turn: ~34 bytes per write).
+   */
+  private undated: Array<PendingEntry | null> = [];
+  private undatedCount = 0;
+  /** applyEncodedBatch()'s lists for prefetchAt, reused from slot to slot. */
+  private prefetchOffsets = new Int32Array(0);
+  private prefetchLengths = new Int32Array(0);
   /** While leading, the snapshot intervals are this many times longer (leaderSnapshotIntervalFactor). */
   private readonly leaderSnapshotFactor: number;
   private readonly leaderAdoptsSnapshots: boolean;
@@ -405,9 +422,9 @@ export class SynodReplica {
     if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both
     const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownSeqs : null, done, cookie);
     this.pending.add(entry);
-    this.undated.push(entry);
+    this.undated[this.undatedCount++] = entry;
     this.stats.proposals++;
-    this.proposalQueue.push({ clientId, seq, floor, payload: command });
+    this.proposalQueue[this.proposalCount++] = { clientId, seq, floor, payload: command };
     this.scheduleProposalFlush();
   }
 
@@ -421,8 +438,10 @@ export class SynodReplica {
     this.proposalFlushScheduled = true;
     setImmediate(() => {
       this.proposalFlushScheduled = false;
-      this.pending.date(this.undated, now());
-      this.undated.length = 0;
+      this.pending.date(this.undated, this.undatedCount, now());
+      this.undated.fill(null, 0, this.undatedCount); // settled entries are not kept alive here
+      this.undatedCount = 0;
+      if (this.undated.length > REUSED_QUEUE_MAX) this.undated = [];
       this.drain();
     });
   }
@@ -868,6 +887,7 @@ export class SynodReplica {
     this.closed = true;
     clearInterval(this.tickTimer);
     this.proposalQueue = [];
+    this.proposalCount = 0;
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
     for (const r of this.pendingReads.values()) {
       this.endRead(r);
@@ -947,9 +967,12 @@ export class SynodReplica {
       // slots, which cost fewer fdatasyncs and messages per command. A full batch goes anyway, so
       // a slow local disk does not stop followers from forming a quorum on new slots.
       const batchMax = this.core.options.batchCommandsMax;
-      if (this.proposalQueue.length > 0 && (this.committing === 0 || this.proposalQueue.length >= batchMax)) {
-        const batch = this.proposalQueue;
-        this.proposalQueue = [];
+      const queued = this.proposalCount;
+      if (queued > 0 && (this.committing === 0 || queued >= batchMax)) {
+        const batch = this.proposalQueue.slice(0, queued) as Command[];
+        this.proposalQueue.fill(null, 0, queued);
+        this.proposalCount = 0;
+        if (this.proposalQueue.length > REUSED_QUEUE_MAX) this.proposalQueue = []; // after a burst: not kept that large
         this.proposalGeneration++; // every queued proposal is now submitted
         this.core.propose(batch, now(), Date.now());
       }
@@ -1027,34 +1050,14 @@ export class SynodReplica {
       const timeMs = this.sessions.advance(value.timeMs);
       this.sm.beforeBatch?.(slot);
       // A batch decoded from bytes (a follower's accept, a replayed record) is read with a cursor:
-      // no Command object per command, one payload view each (codec/values.ts, DecodedBatch).
+      // no Command object per command, and no payload view either when the machine has applyAt
+      // (else one view each: codec/values.ts, DecodedBatch).
       // The cursor and the payload list are this call's own: an answer's callback may re-enter.
       const cursor = value instanceof DecodedBatch ? new BatchCursor(value) : null;
       const commands = cursor === null ? value.commands : null;
       const count = cursor !== null ? cursor.batch.count : commands!.length;
-      let payloads: Uint8Array[] | null = null;
-      if (this.sm.prefetch !== undefined && count > 1) {
-        payloads = new Array<Uint8Array>(count);
-        for (let i = 0; i < count; i++) {
-          if (cursor === null) payloads[i] = commands![i]!.payload;
-          else {
-            cursor.next(true);
-            payloads[i] = cursor.payload;
-          }
-        }
-        cursor?.rewind();
-        this.sm.prefetch(payloads);
-      }
-      for (let i = 0; i < count; i++) {
-        let cmd: Command;
-        if (cursor === null) cmd = commands![i]!;
-        else {
-          cursor.next(payloads === null);
-          if (payloads !== null) cursor.payload = payloads[i]!;
-          cmd = cursor;
-        }
-        this.applyCommand(slot, timeMs, cmd);
-      }
+      if (cursor !== null && this.sm.applyAt !== undefined) this.applyEncodedBatch(slot, timeMs, cursor, count);
+      else this.applyCommands(slot, timeMs, cursor, commands, count);
       this.sm.afterBatch?.(slot);
       if (value.last === true) this.stoppedAtSlot = slot; // a last request: nothing after it runs
     } else if (value.kind === 'config') {
@@ -1066,10 +1069,67 @@ export class SynodReplica {
     this.stats.slotsApplied++;
   }
 
-  /** Runs one command of a batch (at most once: the session table) and answers its proposer here. `cmd` may be the batch cursor: not kept. */
-  private applyCommand(slot: Slot, timeMs: number, cmd: Command): void {
-    this.appliedPayloadBytes += cmd.payload.length; // for snapshotIntervalBytes
+  /** A batch's commands through StateMachine.apply (and prefetch): objects, or a cursor making a view per command. */
+  private applyCommands(slot: Slot, timeMs: number, cursor: BatchCursor | null, commands: readonly Command[] | null, count: number): void {
+    let payloads: Uint8Array[] | null = null;
+    if (this.sm.prefetch !== undefined && count > 1) {
+      payloads = new Array<Uint8Array>(count);
+      for (let i = 0; i < count; i++) {
+        if (cursor === null) payloads[i] = commands![i]!.payload;
+        else {
+          cursor.next(true);
+          payloads[i] = cursor.payload;
+        }
+      }
+      cursor?.rewind();
+      this.sm.prefetch(payloads);
+    }
+    for (let i = 0; i < count; i++) {
+      let cmd: Command;
+      if (cursor === null) cmd = commands![i]!;
+      else {
+        cursor.next(payloads === null);
+        if (payloads !== null) cursor.payload = payloads[i]!;
+        cmd = cursor;
+      }
+      this.applyCommand(slot, timeMs, cmd, null);
+    }
+  }
+
+  /**
+   * An encoded batch's commands through StateMachine.applyAt (and prefetchAt): read where they lie
+   * in the batch's bytes, with no view per command (a follower's accepts, a replayed log).
+   */
+  private applyEncodedBatch(slot: Slot, timeMs: number, cursor: BatchCursor, count: number): void {
+    if (this.sm.prefetchAt !== undefined && count > 1) {
+      if (this.prefetchOffsets.length < count) {
+        this.prefetchOffsets = new Int32Array(count);
+        this.prefetchLengths = new Int32Array(count);
+      }
+      for (let i = 0; i < count; i++) {
+        cursor.next(false);
+        this.prefetchOffsets[i] = cursor.payloadOffset;
+        this.prefetchLengths[i] = cursor.payloadLength;
+      }
+      cursor.rewind();
+      this.sm.prefetchAt(cursor.bytes, this.prefetchOffsets, this.prefetchLengths, count);
+    }
+    for (let i = 0; i < count; i++) {
+      cursor.next(false);
+      cursor.payload = NO_VIEW; // made only where a payload is needed as an array (applyCommand)
+      this.applyCommand(slot, timeMs, cursor, cursor);
+    }
+  }
+
+  /**
+   * Runs one command of a batch (at most once: the session table) and answers its proposer here.
+   * `cmd` may be the batch cursor: not kept. With `at` (the cursor itself, for applyAt) the
+   * command's payload is where the cursor says, and its view is made only where one is needed.
+   */
+  private applyCommand(slot: Slot, timeMs: number, cmd: Command, at: BatchCursor | null): void {
+    this.appliedPayloadBytes += at !== null ? at.payloadLength : cmd.payload.length; // for snapshotIntervalBytes
     if (cmd.clientId === INTERNAL_CLIENT) {
+      at?.view();
       const registered = isRegisterCommand(cmd) ? encodeSessionId(this.sessions.register()) : this.applyInternal(cmd.payload);
       this.pending.get(cmd.clientId, cmd.seq)?.resolve(registered);
       return;
@@ -1083,7 +1143,7 @@ export class SynodReplica {
       context.seq = cmd.seq;
       context.timeMs = timeMs;
       try {
-        result = this.sm.apply(cmd.payload, context);
+        result = at !== null ? this.sm.applyAt!(at.bytes, at.payloadOffset, at.payloadLength, context) : this.sm.apply(cmd.payload, context);
       } catch (e) {
         // A throwing apply leaves this replica's state unknown: it must not go on voting.
         throw new SynodError('SYNOD_STATE_MACHINE_FAILED', `apply() threw at slot ${slot}: ${(e as Error).message}`);
@@ -1098,7 +1158,10 @@ export class SynodReplica {
     const p = this.pending.size > 0 ? this.pending.get(cmd.clientId, cmd.seq) : undefined;
     if (p) {
       if (result !== null) p.resolve(result);
-      else if (outcome.kind === 'expired' && p.own) this.reproposeOwn(cmd, p);
+      else if (outcome.kind === 'expired' && p.own) {
+        at?.view();
+        this.reproposeOwn(cmd, p);
+      }
       else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
     }
   }
@@ -1438,6 +1501,8 @@ function isLoopback(host: string): boolean {
 /** Commands of this client id are the runtime's own (the address book, session registration), never the application's. */
 const INTERNAL_CLIENT = 0;
 const EMPTY = new Uint8Array(0);
+/** A cursor's payload while applyAt reads the command in place (never read as the payload). */
+const NO_VIEW = new Uint8Array(0);
 
 function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
   return {

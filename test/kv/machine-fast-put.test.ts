@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { KvMachine } from '../../src/kv/machine.js';
-import { decodeCommand, decodeQuery, decodeResult, KEY_BYTES_MAX, OP_GET, OP_PUT } from '../../src/kv/codec.js';
+import { decodeCommand, decodeQuery, decodeResult, encodeCommand, KEY_BYTES_MAX, OP_GET, OP_PUT } from '../../src/kv/codec.js';
 
 const ctx = { slot: 1, clientId: 1, seq: 1, timeMs: 0 };
 
@@ -100,5 +100,43 @@ test('the fast GET path agrees with the general decoder on GET-shaped input (pre
       }
     }),
     { numRuns: 3000 },
+  );
+});
+
+test('property: applyAt (commands where they lie in a batch, no view) does what apply() of the same bytes does, and prefetchAt changes nothing', () => {
+  const key = fc.uint8Array({ minLength: 1, maxLength: 3 }).map((k) => k.map((x) => x % 3));
+  const command = fc.oneof(
+    { weight: 4, arbitrary: putLike },
+    { weight: 3, arbitrary: fc.record({ key, value: fc.uint8Array({ maxLength: 300 }) }).map(({ key: k, value }) => encodeCommand({ op: 'put', key: k, value })) },
+    { weight: 1, arbitrary: key.map((k) => encodeCommand({ op: 'delete', key: k })) },
+    { weight: 1, arbitrary: fc.record({ key, value: fc.uint8Array({ maxLength: 8 }) }).map(({ key: k, value }) => encodeCommand({ op: 'cas', key: k, expected: null, value })) },
+  );
+  fc.assert(
+    fc.property(fc.array(fc.tuple(command, fc.nat({ max: 5 })), { minLength: 1, maxLength: 30 }), (cmds) => {
+      const byApply = new KvMachine({ valueBytesMax: 100 });
+      const byApplyAt = new KvMachine({ valueBytesMax: 100 });
+      // All the commands in one buffer, with gaps of junk between them, as a batch's bytes.
+      const offsets = new Int32Array(cmds.length);
+      const lengths = new Int32Array(cmds.length);
+      const parts: number[] = [0xee];
+      for (const [i, [c, gap]] of cmds.entries()) {
+        for (let g = 0; g < gap; g++) parts.push(OP_PUT);
+        offsets[i] = parts.length;
+        lengths[i] = c.length;
+        parts.push(...c);
+      }
+      const batch = Uint8Array.from(parts);
+      const before = byApplyAt.snapshot();
+      byApplyAt.prefetchAt(batch, offsets, lengths, cmds.length);
+      assert.deepEqual(byApplyAt.snapshot(), before, 'prefetchAt changes nothing');
+      for (const [i, [c]] of cmds.entries()) {
+        const want = byApply.apply(Uint8Array.from(c), ctx);
+        assert.deepEqual(byApplyAt.applyAt(batch, offsets[i]!, lengths[i]!, ctx), want, `command ${i}'s result`);
+      }
+      batch.fill(0x55); // what the table kept is its own copy
+      assert.deepEqual(byApplyAt.snapshot(), byApply.snapshot());
+      assert.deepEqual(byApplyAt.stats(), byApply.stats());
+    }),
+    { numRuns: 500 },
   );
 });

@@ -25,7 +25,7 @@ test('property: PendingTable agrees with a Map of (clientId, seq) across adds, s
           if (table.get(o.client, o.seq) !== undefined) continue; // the runtime joins a retry instead
           const e = new PendingEntry(table, o.client, o.seq, 100_000, 0, null, noop, null);
           table.add(e);
-          table.date([e], nowMs);
+          table.date([e], 1, nowMs);
           model.set(`${o.client}:${o.seq}`, e);
           clientsWithMap.add(o.client);
         } else if (o.kind === 'settle') {
@@ -60,7 +60,7 @@ test('an entry past its deadline is expired once; a client emptied by settles is
   const b = new PendingEntry(table, 7, 2, 5_000, 0, null, noop, null);
   table.add(a);
   table.add(b);
-  table.date([a, b], 0);
+  table.date([a, b], 2, 0);
   assert.equal(table.clients, 1);
   assert.deepEqual(table.expired(10), []);
   assert.deepEqual(table.expired(60), [a]);
