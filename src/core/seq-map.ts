@@ -16,6 +16,8 @@
 // entries() lists keys in ascending order, so the order never depends on the order of inserts.
 
 const CAPACITY_MIN = 8;
+/** A ring is not cut back below this many slots (512 bytes): see shrinkIfSparse. */
+const CAPACITY_KEPT = 64;
 /** Largest ring: keys spread wider than this (from the lowest kept one) go to the Map. */
 const CAPACITY_MAX = 65536;
 
@@ -180,10 +182,15 @@ export class SeqMap<V> {
     return key;
   }
 
-  /** A ring much larger than its keys' span (after a burst) is cut back, so idle entries stay small. */
+  /**
+   * A ring much larger than its keys' span (after a burst) is cut back, so idle entries stay small;
+   * but never below CAPACITY_KEPT: a client whose requests in flight go from a few dozen to none
+   * and back with every slot cut its ring back and grew it again each time (most of a follower's
+   * allocation per write once the per-command views were gone).
+   */
   private shrinkIfSparse(): void {
     const capacity = this.mask + 1;
-    if (capacity <= CAPACITY_MIN || this.inRing * 16 > capacity) return;
+    if (capacity <= CAPACITY_KEPT || this.inRing * 16 > capacity) return;
     if (this.inRing === 0) {
       this.ring = [];
       this.mask = -1;
@@ -191,7 +198,7 @@ export class SeqMap<V> {
     }
     while (this.ring[this.base & this.mask] === undefined) this.base++;
     const span = this.highestKey() - this.base + 1;
-    if (span * 4 <= capacity) this.resize(this.base, capacityFor(span * 2));
+    if (span * 4 <= capacity) this.resize(this.base, Math.max(CAPACITY_KEPT, capacityFor(span * 2)));
   }
 
   private resize(newBase: number, capacity: number): void {

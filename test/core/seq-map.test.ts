@@ -71,8 +71,23 @@ test('SeqMap: a ring left sparse after a burst shrinks', () => {
   for (let k = 1; k <= 1000; k++) m.set(k, k);
   m.deleteBelow(1000);
   assert.equal(m.size, 1);
-  assert.ok((m as unknown as { ring: unknown[] }).ring.length <= 16, 'the ring was cut back');
+  assert.ok((m as unknown as { ring: unknown[] }).ring.length <= 64, 'the ring was cut back');
   assert.equal(m.get(1000), 1000);
+});
+
+test('SeqMap: a ring of up to 64 slots is kept when a window empties and refills (no cut back and regrowth per burst)', () => {
+  const m = new SeqMap<number>();
+  const ringOf = () => (m as unknown as { ring: unknown[] }).ring;
+  let top = 0;
+  for (let k = 0; k < 40; k++) m.set(++top, top);
+  const ring = ringOf();
+  assert.equal(ring.length, 64);
+  for (let burst = 0; burst < 20; burst++) {
+    m.deleteBelow(top); // all answered but the last
+    for (let k = 0; k < 40; k++) m.set(++top, top);
+    assert.equal(ringOf(), ring, `burst ${burst}: the same ring`);
+  }
+  assert.equal(m.size, 41);
 });
 
 test('SeqMap: a client window wider than the largest ring (far keys are swept and moved into the ring)', () => {
