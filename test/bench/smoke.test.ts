@@ -15,6 +15,7 @@ import { runBench, type BenchResult } from '../../src/bench/run.js';
 
 const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const EVENTS_JS = fileURLToPath(new URL('../../../scripts/bench-events.mjs', import.meta.url));
+const ALLOC_JS = fileURLToPath(new URL('../../../scripts/bench-alloc.mjs', import.meta.url));
 
 function assertShape(r: BenchResult, p: Partial<BenchParams>): void {
   for (const k of ['opsPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'errors'] as const) assert.equal(typeof r[k], 'number', `${k} is a number`);
@@ -53,12 +54,15 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
   const dir = mkdtempSync(join(tmpdir(), 'synod-bench-test-'));
   const html = join(dir, 'report.html');
   try {
-    // With scripts/bench-events.mjs preloaded into the replicas (it logs what they do, by wall clock).
+    // With scripts/bench-events.mjs preloaded into the replicas (it logs what they do, by wall clock),
+    // and scripts/bench-alloc.mjs into them and the bench process (bytes allocated, sampled briefly here).
     const events = join(dir, 'events');
+    const alloc = join(dir, 'alloc');
     mkdirSync(events);
-    const env = { ...process.env, SYNOD_BENCH_EVENTS_DIR: events, SYNOD_CHILD_NODE_ARGS: `--import=${EVENTS_JS}` };
+    mkdirSync(alloc);
+    const env = { ...process.env, SYNOD_BENCH_EVENTS_DIR: events, SYNOD_CHILD_NODE_ARGS: `--import=${EVENTS_JS} --import=${ALLOC_JS}`, SYNOD_BENCH_ALLOC_DIR: alloc, SYNOD_BENCH_ALLOC_AFTER_MS: '0', SYNOD_BENCH_ALLOC_MS: '300' };
     const started = Date.now();
-    const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000, env });
+    const out = spawnSync(process.execPath, [`--import=${ALLOC_JS}`, MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000, env });
     assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
     const r = JSON.parse(out.stdout.trim()) as BenchResult;
     assert.ok(r.measuredFromEpochMs >= started && r.measuredFromEpochMs <= Date.now(), `the window's start on the wall clock: ${r.measuredFromEpochMs}`);
@@ -70,6 +74,10 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
     const classified = spawnSync(process.execPath, [EVENTS_JS, json, events], { encoding: 'utf8', timeout: 10_000 });
     assert.equal(classified.status, 0, classified.stderr);
     assert.match(classified.stdout, /^p99 [\d.]+ ms over the run; 250 ms windows by what overlapped them/);
+    const allocated = spawnSync(process.execPath, [ALLOC_JS, json, alloc], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(allocated.status, 0, allocated.stderr);
+    assert.equal(allocated.stdout.match(/^replica \d.* \d+ bytes\/write {2}scavenges/gm)?.length, 3, `one line per replica: ${allocated.stdout}`);
+    assert.match(allocated.stdout, /^bench \(load generator\) +\d+ bytes\/write/m, 'and the load worker');
     assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
     assert.deepEqual(r.params.replicaArgs, ['--snapshot-interval-slots', '5000'], 'the replicas\' extra flags are in the parameters reported');
     assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');
