@@ -22,7 +22,7 @@
 import { Buffer } from 'node:buffer';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 import type { Command, Entry, ReplicaId, Value } from '../core/types.js';
-import { Reader, Sizer, Writer } from './buffer.js';
+import { Reader, Sizer, varintSize, Writer } from './buffer.js';
 import { CodecError } from './errors.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
 
@@ -179,6 +179,24 @@ export class BatchCursor implements Command {
  */
 const encodedBatches = new WeakMap<Value, Uint8Array>();
 const CACHED_BATCH_COMMANDS_MIN = 4;
+
+/**
+ * The batch `value` as a DecodedBatch over the encoding its first encode cached (the leader's log
+ * record), or null when there is none (small batches are not cached; other kinds). No decode: the
+ * bytes are this process's own encoding of `value`. The leader then holds its slot by its bytes,
+ * as a follower does, and the Command objects and payload views of its proposals die young
+ * instead of living through the round trip (what a scavenge copies is what is alive).
+ */
+export function encodedBatchOf(value: Value): DecodedBatch | null {
+  if (value.kind !== 'batch' || value instanceof DecodedBatch) return null;
+  const encoded = encodedBatches.get(value);
+  if (encoded === undefined) return null;
+  const commands = value.commands;
+  let payloadBytes = 0;
+  for (let i = 0; i < commands.length; i++) payloadBytes += commands[i]!.payload.length;
+  const commandsOffset = 1 + (value.timeMs === undefined ? 0 : varintSize(value.timeMs, 'timeMs', 0)) + varintSize(commands.length, 'command count', 0);
+  return new DecodedBatch(encoded, commandsOffset, commands.length, payloadBytes, value.timeMs, value.last === true ? true : undefined);
+}
 
 export function preencodeValue(sizer: Sizer, value: Value): void {
   if (value instanceof DecodedBatch) {

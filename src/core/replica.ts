@@ -1024,6 +1024,22 @@ export class Replica {
     }
   }
 
+  /**
+   * The runtime hands back a slot this leader proposed at `ballot` as the same value in another
+   * representation (its encoding, once the log record is made: codec/values.ts, encodedBatchOf), so
+   * that the proposals' objects need not live until the slot is chosen. Ignored unless the slot is
+   * still in flight at that ballot.
+   */
+  adoptEncoding(slot: Slot, ballot: Ballot, value: Value): void {
+    const leader = this.leader;
+    const inflight = leader?.inflight.get(slot);
+    const cell = this.cells.get(slot);
+    if (!leader || leader.ballot !== ballot || !inflight || !cell || cell.entry.ballot !== ballot) return;
+    if (CONTRACTS) requires(sameValue(cell.entry.value, value), `slot ${slot}: adoptEncoding of a different value`);
+    inflight.value = value;
+    cell.entry = { ...cell.entry, value };
+  }
+
   private onAccepted(msg: AcceptedMsg): void {
     const leader = this.leader;
     if (!leader || msg.ballot !== leader.ballot) return;

@@ -16,7 +16,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
-import { BatchCursor, DecodedBatch } from '../codec/values.js';
+import { BatchCursor, DecodedBatch, encodedBatchOf } from '../codec/values.js';
 import { coreOptions } from '../core/options.js';
 import { Replica } from '../core/replica.js';
 import { SeqMap } from '../core/seq-map.js';
@@ -991,6 +991,15 @@ export class SynodReplica {
             if (record.type === 1) {
               this.entryLsns.push([lsn, record.slot]);
               this.recentLog.appended(record.slot, record.payload);
+            }
+          }
+          // The leader's own batches, now encoded (their records above): held by their bytes from
+          // here, so their commands' objects die young (and a machine with applyAt applies them
+          // where they lie). Accepts already made reuse the same encoding.
+          if (this.core.isLeader) {
+            for (const e of op.entries) {
+              const encoded = encodedBatchOf(e.value);
+              if (encoded !== null) this.core.adoptEncoding(e.slot, e.ballot, encoded);
             }
           }
           lastSeq = op.seq;

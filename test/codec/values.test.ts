@@ -10,6 +10,7 @@ import {
   BatchCursor,
   DecodedBatch,
   decodeValue,
+  encodedBatchOf,
   encodeEntry,
   encodeValue,
   valueBytes,
@@ -260,4 +261,26 @@ test('the cached encoding of a large batch keeps its kind byte and stamp', () =>
   const decoded = decodeValue(first);
   assert.deepEqual(encodeValue(decoded), first); // a follower's kept view of the received bytes
   assert.deepEqual(plain(decoded), v);
+});
+
+test('property: encodedBatchOf (the leader\'s batch held by its own encoding) is the DecodedBatch that decoding the encoding gives', () => {
+  fc.assert(
+    fc.property(value, (v) => {
+      const original = plain(v); // a value built in memory, as the leader's are
+      assert.equal(encodedBatchOf(original), null, 'nothing before its first encode');
+      const bytes = encodeValue(original);
+      const adopted = encodedBatchOf(original);
+      if (original.kind !== 'batch' || original.commands.length < 4) {
+        assert.equal(adopted, null, 'only batches whose encoding is cached (four commands or more)');
+        return;
+      }
+      const decoded = decodeValue(bytes) as DecodedBatch;
+      assert.ok(adopted instanceof DecodedBatch);
+      assert.ok(sameBytes(adopted.encoded, bytes));
+      for (const k of ['commandsOffset', 'count', 'payloadBytes', 'timeMs', 'last'] as const) assert.equal(adopted[k], decoded[k], k);
+      assert.deepEqual(plain(adopted), plain(decoded));
+      assert.equal(encodedBatchOf(adopted), null, 'already by its bytes');
+    }),
+    { numRuns: 500 },
+  );
 });
