@@ -149,9 +149,9 @@ export class SynodReplica {
   private snapshotPayloadBytes = 0;
   /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
   private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
-  /** Proposals of this event-loop turn, whose timeouts start at the next proposal flush (PendingTable.date). */
   /**
-   * This turn's proposals, dated at its end (PendingTable.date): the first `undatedCount`. The
+   * Proposals of this event-loop turn, whose timeouts start at the next proposal flush
+   * (PendingTable.date): the first `undatedCount`. The
    * array keeps its length between turns (`length = 0` gave its backing store up, and it grew
    * again by push every turn: ~34 bytes per write).
    */
@@ -1114,7 +1114,8 @@ export class SynodReplica {
 
   /**
    * An encoded batch's commands through StateMachine.applyAt (and prefetchAt): read where they lie
-   * in the batch's bytes, with no view per command (a follower's accepts, a replayed log).
+   * in the batch's bytes, with no view per command (a follower's accepts, a replayed log, the
+   * leader's own batches once encoded).
    */
   private applyEncodedBatch(slot: Slot, timeMs: number, cursor: BatchCursor, count: number): void {
     if (this.sm.prefetchAt !== undefined && count > 1) {
@@ -1177,8 +1178,7 @@ export class SynodReplica {
       else if (outcome.kind === 'expired' && p.own) {
         at?.view();
         this.reproposeOwn(cmd, p);
-      }
-      else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
+      } else p.reject(new SessionExpiredError(cmd.clientId, cmd.seq));
     }
   }
 

@@ -16,6 +16,7 @@ import { runBench, type BenchResult } from '../../src/bench/run.js';
 const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const EVENTS_JS = fileURLToPath(new URL('../../../scripts/bench-events.mjs', import.meta.url));
 const ALLOC_JS = fileURLToPath(new URL('../../../scripts/bench-alloc.mjs', import.meta.url));
+const GC_JS = fileURLToPath(new URL('../../../scripts/bench-gc.mjs', import.meta.url));
 
 function assertShape(r: BenchResult, p: Partial<BenchParams>): void {
   for (const k of ['opsPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'errors'] as const) assert.equal(typeof r[k], 'number', `${k} is a number`);
@@ -55,12 +56,22 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
   const html = join(dir, 'report.html');
   try {
     // With scripts/bench-events.mjs preloaded into the replicas (it logs what they do, by wall clock),
-    // and scripts/bench-alloc.mjs into them and the bench process (bytes allocated, sampled briefly here).
+    // and scripts/bench-alloc.mjs into them and the bench process (bytes allocated, sampled briefly
+    // here), and V8's GC trace in the replicas' kept logs for scripts/bench-gc.mjs.
     const events = join(dir, 'events');
     const alloc = join(dir, 'alloc');
+    const kept = join(dir, 'logs');
     mkdirSync(events);
     mkdirSync(alloc);
-    const env = { ...process.env, SYNOD_BENCH_EVENTS_DIR: events, SYNOD_CHILD_NODE_ARGS: `--import=${EVENTS_JS} --import=${ALLOC_JS}`, SYNOD_BENCH_ALLOC_DIR: alloc, SYNOD_BENCH_ALLOC_AFTER_MS: '0', SYNOD_BENCH_ALLOC_MS: '300' };
+    const env = {
+      ...process.env,
+      SYNOD_BENCH_EVENTS_DIR: events,
+      SYNOD_CHILD_NODE_ARGS: `--import=${EVENTS_JS} --import=${ALLOC_JS} --trace-gc-nvp`,
+      SYNOD_BENCH_ALLOC_DIR: alloc,
+      SYNOD_BENCH_ALLOC_AFTER_MS: '0',
+      SYNOD_BENCH_ALLOC_MS: '300',
+      SYNOD_BENCH_KEEP_LOGS: kept,
+    };
     const started = Date.now();
     const out = spawnSync(process.execPath, [`--import=${ALLOC_JS}`, MAIN_JS, 'bench', '--ci', '--json', '--html', html, '--replica-args', '--snapshot-interval-slots 5000'], { encoding: 'utf8', timeout: 45_000, env });
     assert.equal(out.status, 0, `exit 0; stderr: ${out.stderr}`);
@@ -78,6 +89,9 @@ test('synod bench --ci --json (3 child processes, file log with fdatasync): the 
     assert.equal(allocated.status, 0, allocated.stderr);
     assert.equal(allocated.stdout.match(/^replica \d.* \d+ bytes\/write {2}scavenges/gm)?.length, 3, `one line per replica: ${allocated.stdout}`);
     assert.match(allocated.stdout, /^bench \(load generator\) +\d+ bytes\/write/m, 'and the load worker');
+    const collected = spawnSync(process.execPath, [GC_JS, json, kept], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(collected.status, 0, collected.stderr);
+    assert.equal(collected.stdout.match(/^replica \d.* scavenges \d+, [\d.]+ ms \(median/gm)?.length, 3, `one line per replica: ${collected.stdout}`);
     assertShape(r, { mode: 'procs', storage: 'file', replicas: 3, totalOps: 400 });
     assert.deepEqual(r.params.replicaArgs, ['--snapshot-interval-slots', '5000'], 'the replicas\' extra flags are in the parameters reported');
     assert.equal(r.processes.length, 4, 'the load generator and 3 replicas');
