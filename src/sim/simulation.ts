@@ -12,6 +12,7 @@ import { EventHeap } from './heap.js';
 import { commandKey, describeMessage, describeValue, valueKey } from './keys.js';
 import type { SimOptions } from './options.js';
 import { Prng } from './prng.js';
+import { leaderEncoding } from './wire.js';
 
 interface SimEvent {
   atMs: number;
@@ -360,6 +361,15 @@ export class Simulation {
 
   private handleReady(node: SimNode, ready: Ready): void {
     for (const op of ready.persist) this.diskWrite(node, op);
+    // With the codec on, a leader holds its own batches by their encoding from here, as the runtime does.
+    if (this.wire && node.core.isLeader) {
+      for (const op of ready.persist) {
+        for (const e of op.entries) {
+          const encoded = leaderEncoding(e.value);
+          if (encoded !== null) node.core.adoptEncoding(e.slot, e.ballot, encoded);
+        }
+      }
+    }
     for (const msg of ready.send) this.netSend(msg);
     for (const c of ready.committed) this.apply(node, c.slot, c.value);
     for (const rc of ready.roleChanges) {
