@@ -87,45 +87,45 @@ export class KvMachine implements StateMachine {
    * apply(). Changes nothing.
    */
   prefetch(commands: readonly Uint8Array[]): void {
-    const n = commands.length;
-    if (this.prefetchFrom.length < n) {
-      this.prefetchBufs = new Array<Uint8Array>(n);
-      this.prefetchFrom = new Int32Array(n);
-      this.prefetchLen = new Int32Array(n);
-    }
+    this.prefetchRoom(commands.length);
     let k = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < commands.length; i++) {
       const c = commands[i]!;
-      const valueAt = this.validPutValueAt(c);
-      if (valueAt < 0) continue;
-      this.prefetchBufs[k] = c;
-      this.prefetchFrom[k] = 5;
-      this.prefetchLen[k++] = valueAt - 9;
+      k = this.queuePrefetch(k, c, 0, c.length);
     }
-    this.prefetchSink = this.table.prefetch(this.prefetchBufs, this.prefetchFrom, this.prefetchLen, k);
-    this.prefetchBufs.fill(EMPTY, 0, k); // the commands are borrowed: not kept past this call
+    this.runPrefetch(k);
   }
 
   /**
    * The same as prefetch() for commands where they lie in a batch's bytes (StateMachine.prefetchAt).
    */
   prefetchAt(bytes: Uint8Array, offsets: Int32Array, lengths: Int32Array, n: number): void {
-    if (this.prefetchFrom.length < n) {
-      this.prefetchBufs = new Array<Uint8Array>(n);
-      this.prefetchFrom = new Int32Array(n);
-      this.prefetchLen = new Int32Array(n);
-    }
+    this.prefetchRoom(n);
     let k = 0;
-    for (let i = 0; i < n; i++) {
-      const from = offsets[i]!;
-      const valueAt = this.validPutValueAt(bytes, from, lengths[i]!);
-      if (valueAt < 0) continue;
-      this.prefetchBufs[k] = bytes;
-      this.prefetchFrom[k] = from + 5;
-      this.prefetchLen[k++] = valueAt - 9;
-    }
+    for (let i = 0; i < n; i++) k = this.queuePrefetch(k, bytes, offsets[i]!, lengths[i]!);
+    this.runPrefetch(k);
+  }
+
+  private prefetchRoom(n: number): void {
+    if (this.prefetchFrom.length >= n) return;
+    this.prefetchBufs = new Array<Uint8Array>(n);
+    this.prefetchFrom = new Int32Array(n);
+    this.prefetchLen = new Int32Array(n);
+  }
+
+  /** The key of the command `c[from, from + len)` as the k-th to look up, if it is a valid PUT; the next k. */
+  private queuePrefetch(k: number, c: Uint8Array, from: number, len: number): number {
+    const valueAt = this.validPutValueAt(c, from, len);
+    if (valueAt < 0) return k;
+    this.prefetchBufs[k] = c;
+    this.prefetchFrom[k] = from + 5;
+    this.prefetchLen[k] = valueAt - 9;
+    return k + 1;
+  }
+
+  private runPrefetch(k: number): void {
     this.prefetchSink = this.table.prefetch(this.prefetchBufs, this.prefetchFrom, this.prefetchLen, k);
-    this.prefetchBufs.fill(EMPTY, 0, k);
+    this.prefetchBufs.fill(EMPTY, 0, k); // the commands are borrowed: not kept past this call
   }
 
   /**
