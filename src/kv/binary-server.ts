@@ -53,6 +53,8 @@ import {
 } from './protocol.js';
 
 const CONNECTIONS_MAX = 1024;
+/** The write batcher's slab per connection: ~700 OK answers of a write. */
+const ANSWER_SLAB_BYTES = 8 * 1024;
 /** How long a refused connection may linger for its refusal frame to leave. */
 const REFUSAL_LINGER_MS = 1_000;
 const TIMEOUT_MS_MAX = 60_000;
@@ -252,7 +254,9 @@ export class KvBinaryServer {
     const waiting: Request[] = [];
     let draining = false;
     let first = true;
-    const out = new WriteBatcher(socket);
+    // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
+    // (1,024 connections: 8 MiB, against 64 MiB with a client's default).
+    const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES);
     const send = (frame: Uint8Array) => {
       if (!socket.destroyed) out.write(frame);
     };

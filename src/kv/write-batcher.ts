@@ -36,7 +36,14 @@ export class WriteBatcher {
   private runFrames = 0;
   private closedRunFrames = 0;
 
-  constructor(private readonly socket: Socket) {}
+  /**
+   * `slabBytes`: the size of a fresh slab (a run that outgrows one gets a larger one). Every batcher
+   * keeps its current slab while idle, so a server with many connections passes a small one.
+   */
+  constructor(
+    private readonly socket: Socket,
+    private readonly slabBytes = SLAB_BYTES,
+  ) {}
 
   /** A ready frame. */
   write(frame: Uint8Array): void {
@@ -76,7 +83,7 @@ export class WriteBatcher {
    * tick: quadratic, 18k puts/s at 4,096 in flight against 149k at 512).
    */
   private newSlab(runBytes: number, bytes: number): void {
-    const slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 2 * runBytes + bytes));
+    const slab = Buffer.allocUnsafe(Math.max(this.slabBytes, 2 * runBytes + bytes));
     if (runBytes > 0) this.slab.copy(slab, 0, this.runStart, this.slabUsed);
     this.slab = slab;
     this.slabUsed = runBytes;
