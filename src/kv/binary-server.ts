@@ -289,9 +289,9 @@ export class KvBinaryServer {
         writeOptions.floor = floor;
         writeOptions.timeoutMs = Math.min(timeoutMs || 5_000, TIMEOUT_MS_MAX);
         // The command is a view of the socket read's chunk, which Node allocates fresh for each
-        // read (sized to what was read) and never reuses: no copy. The in-memory log keeps the
-        // view, so the chunk lives until its slot is compacted, like a copy would (the requests
-        // of one read ride in the same slot or the next).
+        // read (sized to what was read) and never reuses: no copy. The view lives until its slot's
+        // log record is encoded (the replica then holds the slot by that encoding), like a copy
+        // would (the requests of one read ride in the same slot or the next).
         this.o.replica.proposeWith(command, writeOptions, written, requestId);
       } catch (e) {
         written(e as Error, null, requestId);
