@@ -290,8 +290,8 @@ export class KvBinaryServer {
         writeOptions.timeoutMs = Math.min(timeoutMs || 5_000, TIMEOUT_MS_MAX);
         // The command is a view of the socket read's chunk, which Node allocates fresh for each
         // read (sized to what was read) and never reuses: no copy. The view lives until its slot's
-        // log record is encoded (the replica then holds the slot by that encoding), like a copy
-        // would (the requests of one read ride in the same slot or the next).
+        // log record is encoded (in a batch of four or more the replica then holds the slot by that
+        // encoding) or else until the slot is applied, like a copy would.
         this.o.replica.proposeWith(command, writeOptions, written, requestId);
       } catch (e) {
         written(e as Error, null, requestId);
