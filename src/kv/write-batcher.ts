@@ -13,6 +13,7 @@
 
 import * as diagnostics from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
+import { copyBytes } from './codec.js';
 
 /** synod:kv:binary:write { ms, frames }: one coalesced socket.write (for `synod bench --trace`). */
 export const writeChannel = diagnostics.channel('synod:kv:binary:write');
@@ -119,8 +120,7 @@ export class WriteBatcher {
     out.writeUInt32BE(bytes - 4, at);
     out[at + 4] = status;
     out.writeUInt32BE(requestId, at + 5);
-    if (body.length <= 16) for (let k = 0; k < body.length; k++) out[at + RESPONSE_HEADER_BYTES + k] = body[k]!;
-    else out.set(body, at + RESPONSE_HEADER_BYTES);
+    copyBytes(body, 0, body.length, out, at + RESPONSE_HEADER_BYTES);
   }
 
   private push(status: number, id: number, body: Uint8Array, bytes: number): void {
@@ -175,8 +175,7 @@ export class WriteBatcher {
           out.writeUInt32BE(ids[i]!, at + 5);
           at += RESPONSE_HEADER_BYTES;
         }
-        if (body.length <= 16) for (let k = 0; k < body.length; k++) out[at + k] = body[k]!;
-        else out.set(body, at);
+        copyBytes(body, 0, body.length, out, at);
         at += body.length;
       }
       this.socket.write(out);

@@ -107,7 +107,7 @@ export class PendingTable {
     return this.count;
   }
 
-  /** Clients with a SeqMap, some perhaps with nothing pending until the next sweep (tests). */
+  /** Clients with a SeqMap, some perhaps with nothing pending until the next sweep (the tick sweeps while any). */
   get clients(): number {
     return this.byClient.size;
   }

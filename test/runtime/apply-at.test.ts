@@ -28,11 +28,10 @@ class CounterAtMachine extends CounterMachine {
     this.applies++;
     return super.apply(command);
   }
-  applyAt(bytes: Uint8Array, offset: number, length: number, context: ApplyContext): Uint8Array {
+  applyAt(bytes: Uint8Array, offset: number, length: number, _context: ApplyContext): Uint8Array {
     assert.ok(offset >= 0 && length >= 0 && offset + length <= bytes.length, 'the command lies inside the bytes');
     this.appliesAt++;
     // Through super.apply: the command's bytes, as apply() would have had them.
-    void context;
     return super.apply(bytes.subarray(offset, offset + length));
   }
   prefetchAt(bytes: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): void {
