@@ -19,6 +19,7 @@
 import { ballotReplica, formatBallot, nextBallot } from './ballot.js';
 import { CONTRACTS, ensures, invariant, requires } from './contracts.js';
 import { Membership } from './membership.js';
+import { SeqMap } from './seq-map.js';
 import type { CoreOptions } from './options.js';
 import { validateCoreOptions } from './options.js';
 import type {
@@ -92,7 +93,8 @@ interface LeaderState {
   ballot: Ballot;
   nextSlot: Slot;
   /** Proposed, not yet known chosen. */
-  inflight: Map<Slot, InflightSlot>;
+  /** A SeqMap, as `cells`: one insert and one delete per slot. */
+  inflight: SeqMap<InflightSlot>;
   /** The last slot proposed on election: once the prefix reaches it, the leader may serve reads. */
   readyAtSlot: Slot;
   ready: boolean;
@@ -129,7 +131,11 @@ export class Replica {
 
   // --- acceptor state (volatile mirror; durable once its persist op completes)
   private promised: Ballot = 0;
-  private readonly cells = new Map<Slot, Cell>();
+  // Slot -> cell. A SeqMap, not a Map: a Map with one insert and one delete per slot rehashes
+  // every few dozen slots, and each table it leaves behind in the old generation keeps the cells
+  // it held, their values and the socket reads those values view, alive until the next full
+  // collection (docs/performance.md, "Session 16").
+  private readonly cells = new SeqMap<Cell>();
   private logStart: Slot = 1;
   private maxSlotSeen: Slot = 0;
 
@@ -469,7 +475,7 @@ export class Replica {
   /** The application saved a snapshot covering slots <= slot: the log below may be released. */
   compact(slot: Slot): void {
     if (CONTRACTS) requires(slot <= this.appliedPrefix, `compact(${slot}) beyond applied ${this.appliedPrefix}`);
-    for (let s = this.logStart; s <= slot; s++) this.cells.delete(s);
+    this.cells.deleteBelow(slot + 1);
     if (slot + 1 > this.logStart) this.logStart = slot + 1;
     this.membership.pruneBelow(this.logStart);
     if (CONTRACTS) this.checkInvariants();
@@ -479,7 +485,7 @@ export class Replica {
   installSnapshot(slot: Slot, configs: DurableState['snapshotConfigs'], nowMs: number): void {
     this.setNow(nowMs);
     if (slot > this.appliedPrefix) {
-      for (const s of [...this.cells.keys()]) if (s <= slot) this.cells.delete(s);
+      this.cells.deleteBelow(slot + 1);
       this.logStart = slot + 1;
       this.appliedPrefix = slot;
       const before = this.chosenPrefix;
@@ -938,7 +944,7 @@ export class Replica {
     const leader: LeaderState = {
       ballot: c.ballot,
       nextSlot: this.chosenPrefix + 1,
-      inflight: new Map(),
+      inflight: new SeqMap(),
       readyAtSlot: Number.MAX_SAFE_INTEGER,
       ready: false,
       queue: [],
@@ -1010,7 +1016,7 @@ export class Replica {
     if (CONTRACTS) {
       requires(slot > this.chosenPrefix, `proposing at chosen slot ${slot}`);
       requires(slot <= this.chosenPrefix + this.options.pipelineWindowSlots, `slot ${slot} beyond the pipeline window`);
-      requires(!leader.inflight.has(slot), `slot ${slot} proposed twice at one ballot`);
+      requires(leader.inflight.get(slot) === undefined, `slot ${slot} proposed twice at one ballot`);
     }
     this.writeCell({ slot, ballot: leader.ballot, value });
     leader.inflight.set(slot, { value, votes: new Set(), sentAtMs: this.nowMs });
@@ -1071,7 +1077,7 @@ export class Replica {
   /** The chosen prefix moved while we lead (by our votes, or a late catch-up reply). */
   private leaderPrefixAdvanced(): void {
     const leader = this.leader!;
-    for (const slot of leader.inflight.keys()) if (slot <= this.chosenPrefix) leader.inflight.delete(slot);
+    leader.inflight.deleteBelow(this.chosenPrefix + 1);
     for (const slot of leader.recovered.keys()) if (slot <= this.chosenPrefix) leader.recovered.delete(slot);
     if (leader.nextSlot <= this.chosenPrefix) leader.nextSlot = this.chosenPrefix + 1;
     if (!leader.ready && this.chosenPrefix >= leader.readyAtSlot) {
@@ -1184,7 +1190,7 @@ export class Replica {
       return;
     }
     if (this.nowMs >= leader.heartbeatDueMs) this.broadcastHeartbeat();
-    for (const [slot, f] of leader.inflight) {
+    for (const [slot, f] of leader.inflight.entries()) {
       if (this.nowMs - f.sentAtMs < this.options.retransmitMs) continue;
       f.sentAtMs = this.nowMs;
       for (const peer of this.membership.peersFrom(slot)) {
@@ -1425,7 +1431,7 @@ export class Replica {
       invariant(this.role === 'leader', 'leader state without the leader role');
       invariant(leader.ballot === this.promised, `leader at ${formatBallot(leader.ballot)} has promised ${formatBallot(this.promised)}`);
       invariant(leader.nextSlot - 1 <= this.chosenPrefix + this.options.pipelineWindowSlots, 'leader proposed beyond the pipeline window');
-      for (const slot of leader.inflight.keys()) {
+      for (const [slot] of leader.inflight.entries()) {
         invariant(slot > this.chosenPrefix, `inflight slot ${slot} is already in the chosen prefix`);
         invariant(slot < leader.nextSlot, `inflight slot ${slot} at or beyond nextSlot`);
       }

@@ -10,6 +10,10 @@
 // record's payload, one buffer per slot, already encoded), then from the log on disk
 // (log-catchup.ts), then, below the disk log's start, with a snapshot.
 //
+// The records are copies in a RecordArena (record-arena.ts): each encoded record is its own
+// ArrayBuffer, and held here for the window they were promoted to V8's old generation and made it
+// collect the whole heap every few seconds.
+//
 // Why the last record of a slot is its chosen value: see log-catchup.ts. Records of slots not yet
 // applied are kept too (at most the pipeline window); only applied slots count toward the bound
 // and leave, oldest first.
@@ -20,6 +24,7 @@
 import { decodeEntry } from '../codec/values.js';
 import { SeqMap } from '../core/seq-map.js';
 import type { Entry, Slot } from '../core/types.js';
+import { RecordArena } from './record-arena.js';
 
 /** Memory of one kept slot beyond its record's bytes (the array object, ring and window entries). */
 export const SLOT_OVERHEAD_BYTES = 128;
@@ -28,20 +33,35 @@ export const DEFAULT_LOG_MEMORY_BYTES_MAX = 4 * 1024 * 1024;
 
 export class RecentLog {
   private readonly records = new SeqMap<Uint8Array>();
+  private readonly arena: RecordArena;
+  /** No slot below this has a record here. */
+  private lowSlot = Infinity;
   private slots: Slot[] = [];
   private ends: number[] = [];
   private head = 0;
   private total = 0;
   private releasedTotal = 0;
 
+  constructor(arenaChunkBytes?: number) {
+    this.arena = new RecordArena(arenaChunkBytes);
+  }
+
   /** Bytes of the applied slots' records still held. */
   get heldBytes(): number {
     return this.total - this.releasedTotal;
   }
 
-  /** An entry record for `slot` was appended to the log: it replaces any earlier one. */
+  /** Bytes of the arena's chunks (in use or spare): what holding the records costs in memory. */
+  get arenaBytes(): number {
+    return this.arena.chunkBytesHeld;
+  }
+
+  /** An entry record for `slot` was appended to the log: it replaces any earlier one. (Copied: the caller may reuse it.) */
   appended(slot: Slot, record: Uint8Array): void {
-    this.records.set(slot, record);
+    const earlier = this.records.get(slot);
+    if (earlier !== undefined) this.arena.release(earlier);
+    this.records.set(slot, this.arena.copy(record));
+    if (slot < this.lowSlot) this.lowSlot = slot;
   }
 
   /** `slot` was applied (slots arrive in order; a repeat is ignored): its record now counts toward the bound. */
@@ -67,7 +87,7 @@ export class RecentLog {
 
   /** Forgets every slot up to `slot` (the log on disk released them: memory keeps no more than the log). */
   releaseThrough(slot: Slot): void {
-    this.records.deleteBelow(slot + 1);
+    this.forgetRecordsThrough(slot);
     let i = this.head;
     while (i < this.slots.length && this.slots[i]! <= slot) i++;
     if (i === this.head) return;
@@ -82,16 +102,32 @@ export class RecentLog {
 
   /** A snapshot of `slot` was installed: nothing at or below it is needed, nothing applied is held. */
   reset(slot: Slot): void {
-    this.records.deleteBelow(slot + 1);
+    this.forgetRecordsThrough(slot);
     this.slots = [];
     this.ends = [];
     this.head = 0;
     this.releasedTotal = this.total;
   }
 
+  private forgetRecordsThrough(slot: Slot): void {
+    if (slot < this.lowSlot) return;
+    if (slot - this.lowSlot <= 4 * this.records.size) {
+      for (let s = this.lowSlot; s <= slot; s++) {
+        const record = this.records.get(s);
+        if (record !== undefined) this.arena.release(record);
+      }
+    } else {
+      // Far ahead of the lowest record (a snapshot installed): visit the records, not the slots.
+      for (const [s, record] of this.records.entries()) if (s <= slot) this.arena.release(record);
+    }
+    this.records.deleteBelow(slot + 1);
+    this.lowSlot = slot + 1;
+  }
+
   /**
    * Chosen entries of slots fromSlot, fromSlot + 1, ... up to `lastSlot` (all applied), as far as
    * they are held here in a row: at most `entriesMax`, and past `bytesMax` of records only the first.
+   * Their payloads alias memory this log reuses: encode them (or copy) before it changes again.
    */
   entries(fromSlot: Slot, lastSlot: Slot, entriesMax: number, bytesMax: number): Entry[] {
     const out: Entry[] = [];

@@ -75,3 +75,20 @@ test('RecentLog: last record per slot, bounded by bytes over applied slots, forg
   assert.equal(recent.heldBytes, 0);
   assert.deepEqual(recent.entries(10, 10, 100, 1 << 20).map(tagOf), ['v10'], 'slots above the snapshot stay');
 });
+
+test('RecentLog keeps copies in reused chunks: the caller may reuse a record; replaced and released records free their room', () => {
+  const recent = new RecentLog(4096);
+  const record = (slot: number, tag: string) => encodeEntry({ slot, ballot: 3, value: batch(tag), chosen: false });
+  for (let slot = 1; slot <= 20_000; slot++) {
+    const bytes = record(slot, `v${slot}`);
+    recent.appended(slot, bytes);
+    bytes.fill(0); // the runtime's record is the log's to reuse once appended
+    if (slot % 3 === 0) recent.appended(slot, record(slot, `w${slot}`)); // a later ballot's record replaces it
+    recent.applied(slot);
+    recent.release(2048);
+  }
+  assert.deepEqual(recent.entries(19_998, 20_000, 100, 1 << 20).map(tagOf), ['w19998', 'v19999', 'v20000']);
+  assert.ok(recent.arenaBytes <= 4 * 4096, `${recent.arenaBytes} bytes of chunks for ~2 KiB of records`);
+  recent.reset(20_000);
+  assert.ok(recent.arenaBytes <= 3 * 4096, 'after a snapshot: the current chunk and spares only');
+});
