@@ -213,6 +213,10 @@ export class SeqMap<V> {
       const v = old[key & oldMask];
       if (v !== undefined) this.ring[key & this.mask] = v;
     }
+    // The old ring is garbage now, but if it is in the old generation a scavenge still reads it
+    // (V8 remembers its pointers to young objects) until a full collection: emptied, it keeps
+    // nothing alive (its values, and what they hold, would be promoted).
+    old.fill(undefined);
   }
 }
 

@@ -545,6 +545,9 @@ export class TcpTransport implements PeerTransport {
     }
     socket.uncork();
     peer.sentFrames += frames.length;
+    // The list is garbage now; emptied, it keeps no frame alive if V8 had moved it to the old
+    // generation (a scavenge would still follow its pointers, and promote the frames).
+    frames.length = 0;
     if (socket.writableNeedDrain) peer.waitingDrain = true;
   }
 
