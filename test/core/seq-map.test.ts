@@ -75,6 +75,21 @@ test('SeqMap: a ring left sparse after a burst shrinks', () => {
   assert.equal(m.get(1000), 1000);
 });
 
+test('SeqMap: a ring it leaves (grown or cut back) keeps no value (old garbage a scavenge still reads would promote them)', () => {
+  const m = new SeqMap<object>();
+  const ringOf = () => (m as unknown as { ring: unknown[] }).ring;
+  for (let k = 1; k <= 8; k++) m.set(k, { k });
+  const small = ringOf();
+  for (let k = 9; k <= 1000; k++) m.set(k, { k }); // grows
+  assert.notEqual(ringOf(), small);
+  assert.ok(small.every((v) => v === undefined), 'the ring left behind by growth is empty');
+  const large = ringOf();
+  m.deleteBelow(1000); // cut back
+  assert.notEqual(ringOf(), large);
+  assert.ok(large.every((v) => v === undefined), 'the ring left behind by a cut back is empty');
+  assert.deepEqual(m.get(1000), { k: 1000 });
+});
+
 test('SeqMap: a ring of up to 64 slots is kept when a window empties and refills (no cut back and regrowth per burst)', () => {
   const m = new SeqMap<number>();
   const ringOf = () => (m as unknown as { ring: unknown[] }).ring;

@@ -451,3 +451,18 @@ t('the inbound connection limits are validated', async () => {
   await assert.rejects(replica(1, { inboundHandshakingMax: 0 }), /inboundHandshakingMax must be an integer/);
   await assert.rejects(replica(1, { inboundPerAddressMax: 1.5 }), /inboundPerAddressMax must be an integer/);
 });
+
+t('a flushed frame list is emptied (old garbage a scavenge still reads would promote its frames)', async () => {
+  const a = await replica(1);
+  const b = await replica(2);
+  link(a, b);
+  a.transport.send(2, numberedFrame(1, 0));
+  await waitFor(() => b.frames.length === 1, 'the first frame');
+  const peer = (a.transport as unknown as { peers: Map<ReplicaId, { queue: Uint8Array[] }> }).peers.get(2)!;
+  for (let seq = 2; seq <= 5; seq++) a.transport.send(2, numberedFrame(seq, 0));
+  const flushed = peer.queue; // the list these four sit in until the flush takes it
+  assert.equal(flushed.length, 4);
+  await waitFor(() => b.frames.length === 5, 'the other four');
+  assert.notEqual(peer.queue, flushed);
+  assert.equal(flushed.length, 0, 'the list the flush took keeps no frame');
+});
