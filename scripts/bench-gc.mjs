@@ -8,9 +8,11 @@
 //   node scripts/bench-gc.mjs run.json /tmp/logs
 //
 // Per replica (the whole process's life, warm-up included): scavenges, their pauses (total,
-// median, p90, max), bytes promoted to the old generation, and the other collections. What a
-// scavenge costs is what it copies, what is alive at that moment; what it promotes is what lived
-// through two of them.
+// median, p90, max), bytes promoted to the old generation, and the other collections, with the
+// times of the mark-compacts (seconds since the replica started). What a scavenge costs is what it
+// copies, what is alive at that moment; what it promotes is what lived through two of them. What a
+// mark-compact collects is mostly garbage of the old generation: promoted objects that died, and
+// the external memory (buffers) they held (docs/performance.md, "Session 16").
 
 import { readFileSync } from 'node:fs';
 
@@ -35,6 +37,8 @@ for (const p of run.processes) {
   let promoted = 0;
   let others = 0;
   let othersMs = 0;
+  const markCompacts = []; // seconds since the process started
+  const secondsOf = (line) => Number(/^\[[^\]]*\]\s+([\d.]+) ms:/.exec(line)?.[1] ?? NaN) / 1000;
   for (const l of lines) {
     const pause = field(l, 'pause');
     if (/\bgc=s\b/.test(l)) {
@@ -43,12 +47,13 @@ for (const p of run.processes) {
     } else {
       others++;
       othersMs += pause;
+      if (/\bgc=mc\b/.test(l)) markCompacts.push(secondsOf(l));
     }
   }
   scavenges.sort((a, b) => a - b);
   const total = scavenges.reduce((a, b) => a + b, 0);
   const at = (q) => scavenges[Math.min(scavenges.length - 1, Math.floor(q * scavenges.length))] ?? 0;
   console.log(
-    `${p.name.padEnd(20)} scavenges ${scavenges.length}, ${total.toFixed(0)} ms (median ${at(0.5)}, p90 ${at(0.9)}, max ${at(1)} ms), promoted ${(promoted / 1e6).toFixed(1)} MB; other collections ${others}, ${othersMs.toFixed(0)} ms`,
+    `${p.name.padEnd(20)} scavenges ${scavenges.length}, ${total.toFixed(0)} ms (median ${at(0.5)}, p90 ${at(0.9)}, max ${at(1)} ms), promoted ${(promoted / 1e6).toFixed(1)} MB; other collections ${others}, ${othersMs.toFixed(0)} ms; mark-compacts ${markCompacts.length}${markCompacts.length > 0 ? ` (at ${markCompacts.map((t) => t.toFixed(1)).join(' ')} s)` : ''}`,
   );
 }
