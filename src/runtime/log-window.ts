@@ -10,9 +10,9 @@
 // record's payload, one buffer per slot, already encoded), then from the log on disk
 // (log-catchup.ts), then, below the disk log's start, with a snapshot.
 //
-// The records are copies in a RecordArena (record-arena.ts): each encoded record is its own
-// ArrayBuffer, and held here for the window they were promoted to V8's old generation and made it
-// collect the whole heap every few seconds.
+// The records are copies in a RecordArena (record-arena.ts): an encoded record is its own
+// ArrayBuffer, and held here for the whole window, the records reached V8's old generation and
+// made it collect the whole heap every few seconds.
 //
 // Why the last record of a slot is its chosen value: see log-catchup.ts. Records of slots not yet
 // applied are kept too (at most the pipeline window); only applied slots count toward the bound
