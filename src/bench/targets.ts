@@ -25,7 +25,7 @@ export interface Target {
    * within put() itself.
    */
   put(lane: number, key: Uint8Array, value: Uint8Array, done: PutDone): void;
-  /** Calls `done(null, value)` (null if absent) or `done(error, null)`. */
+  /** Calls `done(null, value)` (null if absent) or `done(error, null)`. `key` as for put(): valid only during the call. */
   get(lane: number, key: Uint8Array, consistency: BenchConsistency, done: GetDone): void;
   close(): void;
 }
