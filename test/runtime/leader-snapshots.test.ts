@@ -72,7 +72,9 @@ async function snapshotCounts(leaderSnapshotIntervalFactor: number | undefined, 
       await new Promise((r) => setTimeout(r, 50));
     }
     await until('every replica applied every command', () => machines.every((m) => m.applied.length === proposed));
-    await new Promise((r) => setTimeout(r, 100)); // snapshots in flight land
+    // A snapshot still being written lands (else the restart below could find one newer than the
+    // status read here; waiting a fixed 100 ms was not enough on a loaded machine).
+    for (const r of replicas) await (r as unknown as { snapshotInFlight: Promise<unknown> | null }).snapshotInFlight?.catch(() => {});
     const c = leader.counters();
     const counts = { leader: c.snapshotsTaken, adopted: c.snapshotsAdopted, followers: replicas.filter((r) => r !== leader).map((r) => r.counters().snapshotsTaken), leaderSnapshotSlot: leader.status().snapshotSlot };
     // The leader's data directory alone (the log is in memory here: only its snapshot survives)
