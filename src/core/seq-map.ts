@@ -81,24 +81,30 @@ export class SeqMap<V> {
     return true;
   }
 
-  /** Deletes every key below `floor`: O(keys passed), not O(size) (amortised, for the far keys). */
-  deleteBelow(floor: number): void {
+  /**
+   * Deletes every key below `floor`: O(keys passed), not O(size) (amortised, for the far keys).
+   * `deleted`, if given, is called with each value deleted (in no particular order).
+   */
+  deleteBelow(floor: number, deleted?: (value: V) => void): void {
     if (this.inRing > 0 && floor > this.base) {
       if (floor - this.base > this.mask) {
+        if (deleted !== undefined) for (const v of this.ring) if (v !== undefined) deleted(v);
         this.ring.fill(undefined);
         this.inRing = 0;
       } else {
         for (let key = this.base; key < floor; key++) {
           const i = key & this.mask;
-          if (this.ring[i] !== undefined) {
+          const v = this.ring[i];
+          if (v !== undefined) {
             this.ring[i] = undefined;
             this.inRing--;
+            deleted?.(v);
           }
         }
         this.base = floor;
       }
     }
-    if (this.far !== null && (floor > this.farLow || this.inRing === 0)) this.sweepFar(floor);
+    if (this.far !== null && (floor > this.farLow || this.inRing === 0)) this.sweepFar(floor, deleted);
     this.shrinkIfSparse();
   }
 
@@ -110,13 +116,15 @@ export class SeqMap<V> {
    * when the floor passes the lowest far key or the ring is empty, and it leaves in `far` only
    * keys beyond the ring's window, so the next one waits until the floor has moved that far.
    */
-  private sweepFar(floor: number): void {
+  private sweepFar(floor: number, deleted?: (value: V) => void): void {
     const far = this.far!;
     let low = Infinity;
     let high = -Infinity;
-    for (const key of far.keys()) {
-      if (key < floor) far.delete(key);
-      else {
+    for (const [key, value] of far) {
+      if (key < floor) {
+        far.delete(key);
+        deleted?.(value);
+      } else {
         if (key < low) low = key;
         if (key > high) high = key;
       }

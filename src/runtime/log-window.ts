@@ -34,8 +34,8 @@ export const DEFAULT_LOG_MEMORY_BYTES_MAX = 4 * 1024 * 1024;
 export class RecentLog {
   private readonly records = new SeqMap<Uint8Array>();
   private readonly arena: RecordArena;
-  /** No slot below this has a record here. */
-  private lowSlot = Infinity;
+  /** Gives a forgotten record's room back (SeqMap.deleteBelow's callback, made once). */
+  private readonly releaseRecord = (record: Uint8Array): void => this.arena.release(record);
   private slots: Slot[] = [];
   private ends: number[] = [];
   private head = 0;
@@ -61,7 +61,6 @@ export class RecentLog {
     const earlier = this.records.get(slot);
     if (earlier !== undefined) this.arena.release(earlier);
     this.records.set(slot, this.arena.copy(record));
-    if (slot < this.lowSlot) this.lowSlot = slot;
   }
 
   /** `slot` was applied (slots arrive in order; a repeat is ignored): its record now counts toward the bound. */
@@ -87,7 +86,7 @@ export class RecentLog {
 
   /** Forgets every slot up to `slot` (the log on disk released them: memory keeps no more than the log). */
   releaseThrough(slot: Slot): void {
-    this.forgetRecordsThrough(slot);
+    this.records.deleteBelow(slot + 1, this.releaseRecord);
     let i = this.head;
     while (i < this.slots.length && this.slots[i]! <= slot) i++;
     if (i === this.head) return;
@@ -102,26 +101,11 @@ export class RecentLog {
 
   /** A snapshot of `slot` was installed: nothing at or below it is needed, nothing applied is held. */
   reset(slot: Slot): void {
-    this.forgetRecordsThrough(slot);
+    this.records.deleteBelow(slot + 1, this.releaseRecord);
     this.slots = [];
     this.ends = [];
     this.head = 0;
     this.releasedTotal = this.total;
-  }
-
-  private forgetRecordsThrough(slot: Slot): void {
-    if (slot < this.lowSlot) return;
-    if (slot - this.lowSlot <= 4 * this.records.size) {
-      for (let s = this.lowSlot; s <= slot; s++) {
-        const record = this.records.get(s);
-        if (record !== undefined) this.arena.release(record);
-      }
-    } else {
-      // Far ahead of the lowest record (a snapshot installed): visit the records, not the slots.
-      for (const [s, record] of this.records.entries()) if (s <= slot) this.arena.release(record);
-    }
-    this.records.deleteBelow(slot + 1);
-    this.lowSlot = slot + 1;
   }
 
   /**

@@ -33,6 +33,7 @@ import type { PeerTransport } from '../transport/types.js';
 import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
 import type { ApplyContext, PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
+import { TurnList } from './turn-list.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
@@ -48,8 +49,6 @@ const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 /** Most record bytes in one catch-up answer the runtime makes (from the recent log in memory or from disk). */
 const LOG_CATCHUP_BYTES_MAX = 4 * 1024 * 1024;
-/** Above this length the per-turn proposal arrays are dropped after use rather than kept (a burst). */
-const REUSED_QUEUE_MAX = 16384;
 
 
 interface PendingRead extends WheelItem<PendingRead> {
@@ -123,12 +122,11 @@ export class SynodReplica {
   private readonly readDeadlines = new DeadlineWheel<PendingRead>();
   private waitingReads: number[] = [];
   /**
-   * Proposals waiting for the next drain: the first `proposalCount`. Kept at its length between
-   * drains, each drain hands the core an exact copy (8 bytes a command) rather than the array
-   * grown by push (~34 bytes a command, and its slack kept with the batch in the log).
+   * Proposals waiting for the next drain. Each drain hands the core an exact copy (8 bytes a
+   * command) rather than an array grown by push (~34 bytes a command, and its slack kept with the
+   * batch in the log).
    */
-  private proposalQueue: Array<Command | null> = [];
-  private proposalCount = 0;
+  private readonly proposalQueue = new TurnList<Command>();
   private nextReadId = 1;
   /** The replica's own session (propose() without clientId; the HTTP API): 0 until opened, again after it expired. */
   private ownSession = 0;
@@ -149,14 +147,8 @@ export class SynodReplica {
   private snapshotPayloadBytes = 0;
   /** What apply() is told about each command: refilled per command (ApplyContext is borrowed for the call). */
   private readonly applyContext: ApplyContext = { slot: 0, clientId: 0, seq: 0, timeMs: 0 };
-  /**
-   * Proposals of this event-loop turn, whose timeouts start at the next proposal flush
-   * (PendingTable.date): the first `undatedCount`. The
-   * array keeps its length between turns (`length = 0` gave its backing store up, and it grew
-   * again by push every turn: ~34 bytes per write).
-   */
-  private undated: Array<PendingEntry | null> = [];
-  private undatedCount = 0;
+  /** Proposals of this event-loop turn, whose timeouts start at the next proposal flush (PendingTable.date). */
+  private readonly undated = new TurnList<PendingEntry>();
   /** applyEncodedBatch()'s lists for prefetchAt, reused from slot to slot. */
   private prefetchOffsets = new Int32Array(0);
   private prefetchLengths = new Int32Array(0);
@@ -427,9 +419,9 @@ export class SynodReplica {
     if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both
     const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownSeqs : null, done, cookie);
     this.pending.add(entry);
-    this.undated[this.undatedCount++] = entry;
+    this.undated.push(entry);
     this.stats.proposals++;
-    this.proposalQueue[this.proposalCount++] = { clientId, seq, floor, payload: command };
+    this.proposalQueue.push({ clientId, seq, floor, payload: command });
     this.scheduleProposalFlush();
   }
 
@@ -450,10 +442,8 @@ export class SynodReplica {
    */
   private readonly flushProposals = (): void => {
     this.proposalFlushScheduled = false;
-    this.pending.date(this.undated, this.undatedCount, now());
-    this.undated.fill(null, 0, this.undatedCount); // settled entries are not kept alive here
-    this.undatedCount = 0;
-    if (this.undated.length > REUSED_QUEUE_MAX) this.undated = [];
+    this.pending.date(this.undated.items, this.undated.count, now());
+    this.undated.clear();
     this.drain();
   };
 
@@ -897,8 +887,7 @@ export class SynodReplica {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.tickTimer);
-    this.proposalQueue = [];
-    this.proposalCount = 0;
+    this.proposalQueue.clear();
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
     for (const r of this.pendingReads.values()) {
       this.endRead(r);
@@ -978,12 +967,10 @@ export class SynodReplica {
       // slots, which cost fewer fdatasyncs and messages per command. A full batch goes anyway, so
       // a slow local disk does not stop followers from forming a quorum on new slots.
       const batchMax = this.core.options.batchCommandsMax;
-      const queued = this.proposalCount;
+      const queued = this.proposalQueue.count;
       if (queued > 0 && (this.committing === 0 || queued >= batchMax)) {
-        const batch = this.proposalQueue.slice(0, queued) as Command[];
-        this.proposalQueue.fill(null, 0, queued);
-        this.proposalCount = 0;
-        if (this.proposalQueue.length > REUSED_QUEUE_MAX) this.proposalQueue = []; // after a burst: not kept that large
+        const batch = this.proposalQueue.copy();
+        this.proposalQueue.clear();
         this.proposalGeneration++; // every queued proposal is now submitted
         this.core.propose(batch, now(), Date.now());
       }
@@ -1137,7 +1124,7 @@ export class SynodReplica {
     }
     for (let i = 0; i < count; i++) {
       cursor.next(false);
-      cursor.payload = NO_VIEW; // made only where a payload is needed as an array (applyCommand)
+      cursor.payload = EMPTY; // while applyAt reads the command in place: a view is made only where one is needed (applyCommand)
       this.applyCommand(slot, timeMs, cursor, cursor);
     }
   }
@@ -1521,8 +1508,6 @@ function isLoopback(host: string): boolean {
 /** Commands of this client id are the runtime's own (the address book, session registration), never the application's. */
 const INTERNAL_CLIENT = 0;
 const EMPTY = new Uint8Array(0);
-/** A cursor's payload while applyAt reads the command in place (never read as the payload). */
-const NO_VIEW = new Uint8Array(0);
 
 function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
   return {

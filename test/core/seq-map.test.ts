@@ -17,8 +17,15 @@ function check(ops: Op[]): void {
     } else if (op.kind === 'delete') {
       assert.equal(m.delete(op.key), ref.delete(op.key));
     } else if (op.kind === 'deleteBelow') {
-      m.deleteBelow(op.key);
-      for (const k of [...ref.keys()]) if (k < op.key) ref.delete(k);
+      const got: number[] = [];
+      m.deleteBelow(op.key, (v) => got.push(v));
+      const expected: number[] = [];
+      for (const [k, v] of [...ref]) {
+        if (k >= op.key) continue;
+        ref.delete(k);
+        expected.push(v);
+      }
+      assert.deepEqual(got.sort((a, b) => a - b), expected.sort((a, b) => a - b), 'deleteBelow hands over exactly the values it deletes');
     }
     assert.equal(m.get(op.key), ref.get(op.key));
     assert.equal(m.size, ref.size);
