@@ -146,7 +146,10 @@ export function writeKey(index: number, out: Uint8Array): Uint8Array {
     n = Math.floor(n / 10);
   }
   if (j >= 1) out.fill(0x30, 1, j + 1); // zero padding
-  if (out.length > 0) out[0] = n === 0 ? 0x6b : 0x30 + (n % 10); // 'k', or the next digit of a wider index
+  // 'k' when the digits fit; else the next digit of a wider index (for a 1-byte key, index 0's
+  // own digit: keyOf's '0', which the loop above never writes).
+  if (out.length > 1) out[0] = n === 0 ? 0x6b : 0x30 + (n % 10);
+  else if (out.length === 1) out[0] = 0x30 + (n % 10);
   return out;
 }
 

@@ -12,5 +12,6 @@ test('property: writeKey(i, out) is keyOf(i, out.length), whatever the buffer he
     }),
   );
   assert.equal(new TextDecoder().decode(writeKey(42, new Uint8Array(8))), 'k0000042');
+  assert.equal(new TextDecoder().decode(writeKey(0, new Uint8Array(1))), '0', 'a 1-byte key of index 0 is its digit, as keyOf (found by the property in CI)');
   assert.equal(new TextDecoder().decode(writeKey(123456789, new Uint8Array(4))), '6789', 'a wider index keeps its low digits, as keyOf');
 });
