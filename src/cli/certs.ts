@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { generateDevCerts } from '../security/certs.js';
 import { UsageError } from './config.js';
+import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export function certsCommand(): Command {
   return new Command('certs')
@@ -13,8 +14,8 @@ export function certsCommand(): Command {
     .option('--clients <names>', 'client certificates to make', 'client')
     .action(async (o: { dir: string; replicas: string; clusterId: string; hosts: string; clients: string }) => {
       const ids = o.replicas.split(',').map((x) => Number(x.trim()));
-      if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 1 || id > 1023)) {
-        throw new UsageError(`--replicas must list replica ids 1..1023, got ${JSON.stringify(o.replicas)}`);
+      if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID)) {
+        throw new UsageError(`--replicas must list replica ids 1..${MAX_REPLICA_ID}, got ${JSON.stringify(o.replicas)}`);
       }
       const split = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
       const result = await generateDevCerts({ dir: o.dir, replicaIds: ids, clusterId: o.clusterId, hosts: split(o.hosts), clientNames: split(o.clients) });

@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { PeerAddress } from '../runtime/api.js';
+import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export class UsageError extends Error {
   readonly code = 'SYNOD_USAGE';
@@ -29,7 +30,7 @@ export function parseIdMap(text: string, what: string): Map<number, PeerAddress>
     const eq = part.indexOf('=');
     if (eq < 0) throw new UsageError(`${what} entries must be ID=HOST:PORT, got ${JSON.stringify(part)}`);
     const id = Number(part.slice(0, eq));
-    if (!Number.isInteger(id) || id < 1 || id > 255) throw new UsageError(`${what}: replica id must be an integer 1..255, got ${JSON.stringify(part.slice(0, eq))}`);
+    if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new UsageError(`${what}: replica id must be an integer 1..${MAX_REPLICA_ID}, got ${JSON.stringify(part.slice(0, eq))}`);
     if (out.has(id)) throw new UsageError(`${what}: replica ${id} is listed twice`);
     out.set(id, parseHostPort(part.slice(eq + 1), `${what} entry for replica ${id}`));
   }

@@ -12,6 +12,7 @@ import { readTlsFiles } from '../transport/tls.js';
 import { DEFAULT_TRANSPORT_OPTIONS, transportOptions } from '../transport/options.js';
 import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
 import { installTestHooks } from './test-hooks.js';
+import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export interface StartSettings {
   id: number;
@@ -36,6 +37,8 @@ export interface StartSettings {
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
   leaderSnapshotIntervalFactor?: number;
+  /** ReplicaOptions.stateDigestIntervalSlots (0: off). */
+  stateDigestIntervalSlots?: number;
   /** adopt: a leader keeps a follower's snapshot as its own (ReplicaOptions.leaderAdoptsSnapshots); own: it makes its own. */
   leaderSnapshots: 'adopt' | 'own';
   /** HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given). */
@@ -99,6 +102,7 @@ const ENV: Record<string, string> = {
   electionTimeoutMs: 'SYNOD_ELECTION_TIMEOUT_MS',
   snapshotIntervalSlots: 'SYNOD_SNAPSHOT_INTERVAL_SLOTS',
   snapshotIntervalBytes: 'SYNOD_SNAPSHOT_INTERVAL_BYTES',
+  stateDigestIntervalSlots: 'SYNOD_STATE_DIGEST_INTERVAL_SLOTS',
   leaderSnapshotIntervalFactor: 'SYNOD_LEADER_SNAPSHOT_INTERVAL_FACTOR',
   leaderSnapshots: 'SYNOD_LEADER_SNAPSHOTS',
   clientTls: 'SYNOD_CLIENT_TLS',
@@ -122,7 +126,7 @@ export function startCommand(): Command {
   const cmd = new Command('start')
     .description('start one replica of the key-value server (SIGTERM stops it cleanly)')
     .option('--config <file>', 'JSON file of settings (keys: the long flag names); flags and SYNOD_* variables override it')
-    .option('--id <id>', 'this replica id (1..255)')
+    .option('--id <id>', `this replica id (1..${MAX_REPLICA_ID})`)
     .option('--cluster-id <name>', 'cluster name: peers and data dirs of another cluster are refused (default "synod")')
     .option('--data <dir>', 'data directory')
     .option('--peer <host:port>', 'listen address for peers (must match this id in --initial-cluster)')
@@ -137,6 +141,7 @@ export function startCommand(): Command {
     .option('--initial-binary <list>', 'every replica by binary address: ID=HOST:PORT,... (lets followers point binary clients at the leader)')
     .option('--snapshot-interval-slots <n>', 'take a snapshot after this many applied slots (default 10000)')
     .option('--snapshot-interval-bytes <n>', `or after this many bytes of applied commands (default ${DEFAULT_SNAPSHOT_INTERVAL_BYTES})`)
+    .option('--state-digest-interval-slots <n>', 'hash the replicated state after every slot that is a multiple of this and compare it with the peers\' (an error log line and synod_state_digest_mismatches_total when they differ; same on every replica; default 100000, 0: off)')
     .option('--leader-snapshot-interval-factor <n>', 'while leading, both snapshot intervals are this many times longer: its snapshots pause the cluster (default 4; 1: as followers)')
     .option('--leader-snapshots <adopt|own>', "while leading, own: make its own snapshots; adopt: keep a follower's as its own (RSL's primary copies a secondary's checkpoint), making one only if none comes in 3 s (default own: adopt measured worse with the replicas sharing one machine)")
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
@@ -193,7 +198,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     return v;
   };
   const id = Number(need('id', 'id'));
-  if (!Number.isInteger(id) || id < 1 || id > 255) throw new UsageError(`--id must be an integer 1..255, got ${get('id')}`);
+  if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new UsageError(`--id must be an integer 1..${MAX_REPLICA_ID}, got ${get('id')}`);
   const initialCluster = parseIdMap(need('initialCluster', 'initial-cluster'), '--initial-cluster');
   const peerText = get('peer');
   const joinText = get('join');
@@ -227,6 +232,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const sessionExpiryMs = positiveIntFlag(get('sessionExpiryMs'), '--session-expiry-ms');
   const snapshotIntervalSlots = positiveIntFlag(get('snapshotIntervalSlots'), '--snapshot-interval-slots');
   const snapshotIntervalBytes = positiveIntFlag(get('snapshotIntervalBytes'), '--snapshot-interval-bytes');
+  const sd = get('stateDigestIntervalSlots');
+  const stateDigestIntervalSlots = sd === undefined ? undefined : Number(sd);
+  if (stateDigestIntervalSlots !== undefined && !(Number.isSafeInteger(stateDigestIntervalSlots) && stateDigestIntervalSlots >= 0)) {
+    throw new UsageError(`--state-digest-interval-slots must be an integer >= 0 (0: off), got ${sd}`);
+  }
   const lf = get('leaderSnapshotIntervalFactor');
   const leaderSnapshotIntervalFactor = lf === undefined ? undefined : Number(lf);
   if (leaderSnapshotIntervalFactor !== undefined && !(Number.isFinite(leaderSnapshotIntervalFactor) && leaderSnapshotIntervalFactor >= 1)) {
@@ -301,6 +311,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     electionTimeoutMs,
     snapshotIntervalSlots,
     snapshotIntervalBytes,
+    stateDigestIntervalSlots,
     leaderSnapshotIntervalFactor,
     leaderSnapshots,
     clientTls,
@@ -376,6 +387,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       sessionExpiryMs: s.sessionExpiryMs,
       snapshotIntervalSlots: s.snapshotIntervalSlots,
       snapshotIntervalBytes: s.snapshotIntervalBytes,
+      stateDigestIntervalSlots: s.stateDigestIntervalSlots,
       leaderSnapshotIntervalFactor: s.leaderSnapshotIntervalFactor,
       leaderAdoptsSnapshots: s.leaderSnapshots === 'adopt',
       followerMode: s.followerMode,

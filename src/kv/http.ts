@@ -51,6 +51,7 @@ import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX,
 import { answerForError, type ErrorAnswer } from './errors.js';
 import { FLOOR_HEADER, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
 import type { KvMachine } from './machine.js';
+import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export const FORWARDED_HEADER = 'x-synod-forwarded';
 /** Exactly-once write headers (defined beside the client that sends them): session, seq, acknowledged floor. */
@@ -418,7 +419,7 @@ export class KvHttpServer {
     } else {
       id = Number(route.query.get('id'));
     }
-    if (!Number.isInteger(id) || id < 1 || id > 1023) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'the replica id must be an integer in 1..1023');
+    if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `the replica id must be an integer in 1..${MAX_REPLICA_ID}`);
     if (!this.isLeader()) return this.toLeader(req, res, body, true);
     try {
       if (peer) await this.opts.replica.addMember(id, peer);
@@ -640,6 +641,7 @@ export class KvHttpServer {
         })),
       kv: this.opts.machine.stats(),
       log: st.log,
+      stateDigest: st.stateDigest,
     };
   }
 
@@ -670,6 +672,10 @@ export class KvHttpServer {
     metric('synod_snapshots_taken_total', 'counter', 'Snapshots taken.', [['', c.snapshotsTaken]]);
     metric('synod_snapshots_installed_total', 'counter', 'Snapshots installed from a peer.', [['', c.snapshotsInstalled]]);
     metric('synod_snapshots_adopted_total', 'counter', "Followers' snapshots kept as this leader's own.", [['', c.snapshotsAdopted]]);
+    metric('synod_state_digests_total', 'counter', 'Digests of the replicated state made here (one per digest slot applied).', [['', c.stateDigests]]);
+    metric('synod_state_digests_skipped_total', 'counter', 'Digest slots skipped (a snapshot or the previous digest held the state machine\'s copy).', [['', c.stateDigestsSkipped]]);
+    metric('synod_state_digest_mismatches_total', 'counter', "A peer's digest of a slot differed from this replica's: the states diverged. Alert on any increase.", [['', c.stateDigestMismatches]]);
+    metric('synod_state_digest_slot', 'gauge', 'The slot of the newest digest made here (0: none yet).', [['', st.stateDigest?.slot ?? 0]]);
     metric('synod_peer_connected', 'gauge', 'Whether the outbound connection to a peer is open.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.connected ? 1 : 0]));
     metric('synod_peer_dropped_frames_total', 'counter', 'Frames dropped towards a peer.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.droppedFrames]));
     metric('synod_kv_keys', 'gauge', 'Keys in the map.', [['', kv.keys]]);

@@ -36,6 +36,7 @@ export interface KvNodeOptions {
   peerLimits?: ReplicaOptions['peerLimits'];
   snapshotIntervalSlots?: number;
   snapshotIntervalBytes?: number;
+  stateDigestIntervalSlots?: number;
   leaderSnapshotIntervalFactor?: number;
   leaderAdoptsSnapshots?: boolean;
   proposeTimeoutMs?: number;
@@ -78,6 +79,7 @@ export class KvNode {
       peerLimits: o.peerLimits,
       snapshotIntervalSlots: o.snapshotIntervalSlots,
       snapshotIntervalBytes: o.snapshotIntervalBytes,
+      stateDigestIntervalSlots: o.stateDigestIntervalSlots,
       leaderSnapshotIntervalFactor: o.leaderSnapshotIntervalFactor,
       leaderAdoptsSnapshots: o.leaderAdoptsSnapshots,
       sessionsMax: o.sessionsMax,

@@ -3,6 +3,7 @@
 // apply, ExecuteFastReadRequest -> query, SaveState/LoadState -> snapshot/restore,
 // NotifyStatus -> onRoleChange, NotifyConfigurationChanged -> onConfigChange.
 
+import type { StateDigestStatus } from './state-digests.js';
 import type { CoreOptions } from '../core/options.js';
 import type { ConfigEpoch, ReplicaId } from '../core/types.js';
 import type { LogBackend } from '../storage/log.js';
@@ -162,6 +163,17 @@ export interface ReplicaOptions {
    * pays with its own CPU and disk. Counted in `counters().snapshotsAdopted`.
    */
   leaderAdoptsSnapshots?: boolean;
+  /**
+   * After applying each slot that is a multiple of this, the replica hashes its replicated state
+   * (the application's snapshot bytes, the session table and the incarnation book: CRC32C) and
+   * sends the digest to its peers; each replica compares every peer's digest of a slot with its
+   * own and raises an alarm when they differ (SAFETY.md: divergence caught early). Set it equal on
+   * every replica (digests are only compared at equal slots). Costs one capture and serialization
+   * of the state, without disk writes, per interval. Requires a deterministic snapshot: the same
+   * state must give the same bytes on every replica. Default 100,000 (about every 100–200 s at
+   * full load); 0 turns it off.
+   */
+  stateDigestIntervalSlots?: number;
   /** Keep this many slots of log on disk below a snapshot for lagging peers. Default 1,000. */
   compactionMarginSlots?: number;
   /**
@@ -258,6 +270,13 @@ export interface ReplicaStatus {
   incarnation: string;
   /** The replicated incarnation book: replica id -> the incarnation bound to it (SAFETY.md). */
   incarnations: Record<string, string>;
+  /**
+   * The newest state digest of this replica (`stateDigestIntervalSlots`): its slot, the digest,
+   * and the peers whose digest of that slot is the same (`agree`) or not (`differ`: the states
+   * diverged; also logged at error level and counted in `counters().stateDigestMismatches`).
+   * Null before the first digest slot.
+   */
+  stateDigest: StateDigestStatus | null;
 }
 
 /** The peer transport's limits that an operator may set (TransportOptions of the same names). */

@@ -27,6 +27,7 @@ import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogSto
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { tryNativeCrc } from '../storage/native.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
+import { crc32c } from '../storage/format.js';
 import { TcpTransport } from '../transport/tcp.js';
 import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
@@ -41,10 +42,15 @@ import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.
 import { decodeSnapshotBody, encodeSnapshotBodyHead, snapshotBodyHeadOf } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
 import { readChosenEntries } from './log-catchup.js';
+import { hex, StateDigests, type DigestMismatch } from './state-digests.js';
 
 const DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR = 4;
 const FRAME_SNAPSHOT_REQUEST = 0xf1;
 const FRAME_SNAPSHOT_CHUNK = 0xf2;
+/** A replica's state digest: kind | slot f64 | digest u32 (state-digests.ts). */
+const FRAME_STATE_DIGEST = 0xf3;
+const STATE_DIGEST_FRAME_BYTES = 13;
+const DEFAULT_STATE_DIGEST_INTERVAL_SLOTS = 100_000;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 /** Most record bytes in one catch-up answer the runtime makes (from the recent log in memory or from disk). */
@@ -201,7 +207,24 @@ export class SynodReplica {
   private readonly admission = (peer: ReplicaId, incarnation: string | null): string | null => this.admitPeer(peer, incarnation);
   private readonly bindingsProposed = new Set<string>();
   private refusedIncarnationLogMs = 0;
-  private readonly stats = { proposals: 0, slotsApplied: 0, commandsApplied: 0, commits: 0, snapshotsTaken: 0, snapshotsInstalled: 0, snapshotsAdopted: 0, catchupsFromDisk: 0 };
+  private readonly stats = {
+    proposals: 0,
+    slotsApplied: 0,
+    commandsApplied: 0,
+    commits: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    snapshotsAdopted: 0,
+    catchupsFromDisk: 0,
+    stateDigests: 0,
+    stateDigestsSkipped: 0,
+    stateDigestMismatches: 0,
+  };
+  /** Own and peers' state digests, compared slot by slot (stateDigestIntervalSlots). */
+  private readonly digests = new StateDigests();
+  private readonly digestInterval: number;
+  /** A digest's capture is being hashed (one at a time; it holds the application's copy). */
+  private digesting = false;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -216,6 +239,7 @@ export class SynodReplica {
     this.sm = options.stateMachine;
     this.leaderSnapshotFactor = options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR;
     this.leaderAdoptsSnapshots = options.leaderAdoptsSnapshots ?? false;
+    this.digestInterval = options.stateDigestIntervalSlots ?? DEFAULT_STATE_DIGEST_INTERVAL_SLOTS;
     this.log = options.logger ?? silent;
     // Settings start at the defaults on every replica and change only through the log
     // (proposeSessionLimitsIfChanged): a replay from the first slot decides as live did.
@@ -247,6 +271,8 @@ export class SynodReplica {
     if (options.join && !options.listen && !options.transport) throw new DataDirError('a joining replica needs its own listen address');
     const factor = options.leaderSnapshotIntervalFactor;
     if (factor !== undefined && !(Number.isFinite(factor) && factor >= 1)) throw new RangeError(`leaderSnapshotIntervalFactor must be a number >= 1, got ${factor}`);
+    const digestEvery = options.stateDigestIntervalSlots;
+    if (digestEvery !== undefined && !(Number.isSafeInteger(digestEvery) && digestEvery >= 0)) throw new RangeError(`stateDigestIntervalSlots must be an integer >= 0 (0: off), got ${digestEvery}`);
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
     let meta = await readMetadata(dataDir);
@@ -574,6 +600,86 @@ export class SynodReplica {
     this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
   }
 
+  // ================================================================ state digests
+
+  /**
+   * Slot `slot` was just applied and is a digest slot: capture the replicated state as it is now
+   * (between two applies, so exactly the state after `slot`), hash it in the background, then
+   * compare and send the digest. What is hashed is replicated state only, in a fixed order: the
+   * snapshot body's head without the configurations and addresses (the core's configurations may
+   * run ahead of the applied slot within a drain, and each replica's initial addresses are its
+   * own view of the network), with the incarnation book sorted, followed by the application's
+   * snapshot bytes. Skipped (and counted) while a snapshot or the previous digest holds the
+   * application's copy.
+   */
+  private digestState(slot: Slot): void {
+    if (this.snapshotting || this.digesting || this.closed) {
+      this.stats.stateDigestsSkipped++;
+      return;
+    }
+    const incarnations = [...this.incarnations].sort((a, b) => a[0] - b[0]);
+    const head = encodeSnapshotBodyHead({ slot, configs: [], addresses: [], incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
+    const app = this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
+    this.digesting = true;
+    void this.hashState(head, app)
+      .then((digest) => {
+        if (digest !== null) this.onOwnDigest(slot, digest);
+      })
+      .catch((e) => this.log('warn', `could not digest the state at slot ${slot}`, { error: String(e) }))
+      .finally(() => {
+        this.digesting = false;
+      });
+  }
+
+  /** CRC32C of the head and the application's chunks, a chunk per event-loop turn; null if the replica closed meanwhile. */
+  private async hashState(head: Uint8Array, app: Iterable<Uint8Array>): Promise<number | null> {
+    let crc = crc32c(head);
+    // Breaking out of for...of (closed) ends the application's iterator, so its copy goes back.
+    for (const chunk of app) {
+      if (this.closed) return null;
+      crc = crc32c(chunk, crc);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return this.closed ? null : crc;
+  }
+
+  private onOwnDigest(slot: Slot, digest: number): void {
+    this.stats.stateDigests++;
+    for (const m of this.digests.recordOwn(slot, digest)) this.reportDivergence(m);
+    const frame = new Uint8Array(STATE_DIGEST_FRAME_BYTES);
+    const view = new DataView(frame.buffer);
+    frame[0] = FRAME_STATE_DIGEST;
+    view.setFloat64(1, slot, true);
+    view.setUint32(9, digest, true);
+    for (const peer of this.peerAddresses.keys()) this.transport.send(peer, frame);
+  }
+
+  private onPeerDigest(from: ReplicaId, frame: Uint8Array): void {
+    if (frame.length !== STATE_DIGEST_FRAME_BYTES) {
+      this.log('warn', `dropped a state digest of ${frame.length} bytes from replica ${from} (expected ${STATE_DIGEST_FRAME_BYTES})`);
+      return;
+    }
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const slot = view.getFloat64(1, true);
+    if (!Number.isSafeInteger(slot) || slot < 1) {
+      this.log('warn', `dropped a state digest of slot ${slot} from replica ${from}`);
+      return;
+    }
+    const mismatch = this.digests.recordPeer(from, slot, view.getUint32(9, true));
+    if (mismatch !== null) this.reportDivergence(mismatch);
+  }
+
+  /** The alarm: two replicas hold different states after the same slot. */
+  private reportDivergence(m: DigestMismatch): void {
+    this.stats.stateDigestMismatches++;
+    this.log(
+      'error',
+      `state divergence: after slot ${m.slot} this replica's state digest is ${hex(m.mine)} and replica ${m.peer}'s is ${hex(m.theirs)}. ` +
+        'Replicas applied different commands or a state machine is not deterministic (apply, or snapshot bytes): compare the replicas before trusting either',
+      { slot: m.slot, peer: m.peer, mine: hex(m.mine), theirs: hex(m.theirs) },
+    );
+  }
+
   // ================================================================ membership
 
   /**
@@ -767,6 +873,7 @@ export class SynodReplica {
     for (const epoch of this.core.configs) for (const m of epoch.members) ids.add(m);
     for (const m of this.options.members.keys()) if (this.options.join) ids.add(m);
     ids.delete(this.id);
+    this.digests.retain(ids);
     const peers = new Map<ReplicaId, PeerAddress>();
     for (const id of ids) {
       const a = this.addresses.get(id);
@@ -825,6 +932,7 @@ export class SynodReplica {
       peers,
       incarnation: this.incarnation,
       incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),
+      stateDigest: this.digests.status(),
     };
   }
 
@@ -942,6 +1050,8 @@ export class SynodReplica {
       void this.shipSnapshot(from, frame).catch((e) => this.log('warn', `snapshot shipping to ${from} failed`, { error: String(e) }));
     } else if (kind === FRAME_SNAPSHOT_CHUNK) {
       this.onSnapshotChunk(from, frame);
+    } else if (kind === FRAME_STATE_DIGEST) {
+      this.onPeerDigest(from, frame);
     } else {
       this.log('warn', `dropped a frame of unknown kind ${kind} from replica ${from}`);
     }
@@ -1074,6 +1184,7 @@ export class SynodReplica {
     this.appliedSlot = slot;
     this.recentLog.applied(slot);
     this.stats.slotsApplied++;
+    if (this.digestInterval > 0 && slot % this.digestInterval === 0) this.digestState(slot);
   }
 
   /** A batch's commands through StateMachine.apply (and prefetch): objects, or a cursor making a view per command. */
@@ -1272,7 +1383,8 @@ export class SynodReplica {
     const due =
       this.appliedSlot - this.snapshotSlot >= Math.ceil(interval * share * factor) ||
       (this.appliedPayloadBytes - this.snapshotPayloadBytes >= intervalBytes * share * factor && this.appliedSlot > this.snapshotSlot);
-    if (!this.snapshotsAllowed || this.snapshotting || !due) return;
+    // Not while a digest holds the application's copy: a second capture would copy into fresh memory.
+    if (!this.snapshotsAllowed || this.snapshotting || this.digesting || !due) return;
     if (this.core.isLeader && this.leaderAdoptsSnapshots) {
       if (this.fetch?.adopt) return; // on its way (the tick drops it after SNAPSHOT_FETCH_TIMEOUT_MS)
       if (this.adoptionAskedAt !== this.snapshotSlot) {

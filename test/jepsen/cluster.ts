@@ -25,6 +25,9 @@ import { join } from 'node:path';
 import { freePorts, MAIN_JS, trackChild } from '../../src/cli/cluster-procs.js';
 import { LinkProxy, Network } from './proxy.js';
 
+/** Often, so that a short run compares a few dozen digests (its state is small: each costs little). */
+export const STATE_DIGEST_INTERVAL_SLOTS = 50;
+
 const HOST = '127.0.0.1';
 export interface ReplicaStatusView {
   id: number;
@@ -36,6 +39,8 @@ export interface ReplicaStatusView {
   snapshotIndex: number;
   kv: Record<string, number>;
   members: Array<{ id: number; member: boolean }>;
+  /** The newest state digest and the peers that agree or differ at its slot (null before the first). */
+  stateDigest: { slot: number; digest: string; agree: number[]; differ: number[] } | null;
 }
 
 export interface Replica {
@@ -191,6 +196,8 @@ export class Cluster {
     if (httpMap) args.push('--initial-http', httpMap);
     if (r.joiner) args.push('--join', '--peer', `${HOST}:${r.peerPort}`);
     if (this.o.electionTimeoutMs) args.push('--election-timeout-ms', String(this.o.electionTimeoutMs));
+    // State digests every STATE_DIGEST_INTERVAL_SLOTS slots: the run fails on any divergence they find (run.ts).
+    args.push('--state-digest-interval-slots', String(STATE_DIGEST_INTERVAL_SLOTS));
     return args;
   }
 

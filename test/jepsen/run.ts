@@ -109,6 +109,8 @@ export interface RunReport {
   faultCounts: Record<string, number>;
   availability: { overall: Availability; byKind: Record<string, Availability>; quiet: Availability };
   snapshotInstalls: number;
+  /** State digests (SAFETY.md): divergence alarms in the replicas' logs, and at the end each replica's newest digest slot and the peers that agreed there. */
+  stateDigests: { divergences: number; newest: Array<{ id: number; slot: number; agree: number[] }> };
   wallMs: number;
 }
 
@@ -189,12 +191,17 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     const finalIds = cluster.ids;
     const states = await Promise.all(finalIds.map((id) => scanAll(cluster.endpoint(id), prefixes, o.requestTimeoutMs)));
     const reference = states[0];
+    const newestDigests: RunReport['stateDigests']['newest'] = [];
     for (let i = 0; i < finalIds.length; i++) {
       const id = finalIds[i]!;
       const st = await cluster.status(id, 2_000);
       const scanned = states[i];
       if (st && scanned && st.kv.keys !== scanned.size) failures.push(`replica ${id} holds ${st.kv.keys} keys but the scans found ${scanned.size}: keys no client wrote`);
+      if (st?.stateDigest) newestDigests.push({ id, slot: st.stateDigest.slot, agree: st.stateDigest.agree });
     }
+    // The replicas compared their state digests all along (every STATE_DIGEST_INTERVAL_SLOTS slots).
+    const divergences = cluster.replicas.map((r) => countInLog(r.logFile, 'state divergence')).reduce((a, b) => a + b, 0);
+    if (divergences > 0) failures.push(`the replicas logged ${divergences} state divergence alarms (their state digests of a slot differed): see the replica logs`);
     for (let i = 0; i < states.length; i++) {
       const s = states[i];
       if (s === null) failures.push(`could not scan replica ${finalIds[i]}'s state`);
@@ -235,6 +242,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       faultCounts,
       availability: availability(workloadOps, windows),
       snapshotInstalls,
+      stateDigests: { divergences, newest: newestDigests },
       wallMs: Date.now() - wallStart,
     };
     writeOutputs(dir, history, report, check);
@@ -258,6 +266,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       faultCounts: {},
       availability: availability(history, nemesis?.windows ?? []),
       snapshotInstalls: 0,
+      stateDigests: { divergences: 0, newest: [] },
       wallMs: Date.now() - wallStart,
     };
     writeOutputs(dir, history, report, null);
@@ -288,6 +297,7 @@ export function summarize(r: RunReport): string {
     `  ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.fail} fail, ${r.ops.info} info); checked ${r.ops.checked} over ${r.ops.keys} keys: ${r.linearizability.verdict} in ${r.linearizability.ms} ms`,
     `  ledger: ${r.ledger.acked} acknowledged writes, all present: ${r.failures.some((f) => f.startsWith('ledger')) ? 'NO' : 'yes'}; converged: ${r.converged}`,
     `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)`,
+    `  state digests: ${r.stateDigests.divergences} divergences; newest per replica: ${r.stateDigests.newest.map((d) => `${d.id}@${d.slot} agreed by [${d.agree.join(',')}]`).join(', ') || 'none'}`,
     `  availability: overall ${pct(r.availability.overall.okShare)} ok, longest no-write ${(r.availability.overall.longestNoWriteMs / 1000).toFixed(1)} s; quiet ${pct(r.availability.quiet.okShare)}`,
   ];
   for (const [k, a] of Object.entries(r.availability.byKind)) {
