@@ -49,6 +49,10 @@ export interface ReplicaCounters {
   bytesWritten: number;
   slotsApplied: number;
   commandsApplied: number;
+  /** State digests made and peers' digests found different, since the replica started (not per window). */
+  stateDigests: number;
+  stateDigestsSkipped: number;
+  stateDigestMismatches: number;
 }
 
 export interface BenchCluster {
@@ -91,7 +95,7 @@ function selfSample(name: string): ProcessSample {
 
 function countersOf(replica: SynodReplica): ReplicaCounters {
   const c = replica.counters();
-  return { id: replica.id, role: replica.status().role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied };
+  return { id: replica.id, role: replica.status().role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests ?? 0, stateDigestsSkipped: c.stateDigestsSkipped ?? 0, stateDigestMismatches: c.stateDigestMismatches ?? 0 };
 }
 
 // ---------------------------------------------------------------- in process
@@ -203,7 +207,7 @@ interface ProbeFile {
   id: number;
   role: string;
   tMs: number;
-  counters: { slotsApplied: number; commandsApplied: number; log: { appends: number; commits: number; syncs: number; bytesWritten: number } };
+  counters: { slotsApplied: number; commandsApplied: number; stateDigests?: number; stateDigestsSkipped?: number; stateDigestMismatches?: number; log: { appends: number; commits: number; syncs: number; bytesWritten: number } };
   trace: TraceReport | null;
   traceError: string | null;
   loopDelay?: LoopDelay;
@@ -271,7 +275,7 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
         const f = probe(r.id);
         if (!f) return [];
         const c = f.counters;
-        return [{ id: r.id, role: f.role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied }];
+        return [{ id: r.id, role: f.role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests ?? 0, stateDigestsSkipped: c.stateDigestsSkipped ?? 0, stateDigestMismatches: c.stateDigestMismatches ?? 0 }];
       }),
     traceReset: () => {
       for (const r of cluster.replicas) r.child?.kill('SIGUSR2');

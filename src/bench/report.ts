@@ -31,6 +31,12 @@ export function summaryText(r: BenchResult): string {
     );
   }
   if (r.batches) rows.push(['batches (leader)', `${n(r.batches.commandsPerSlot, 1)} commands/slot, ${n(r.batches.recordsPerSync, 1)} records/fdatasync, ${n(r.batches.slotsPerS)} slots/s`]);
+  const digests = r.storage?.replicas ?? [];
+  if (digests.some((x) => x.stateDigests > 0)) {
+    const made = digests.map((x) => `${x.id}: ${n(x.stateDigests)}${x.stateDigestsSkipped ? ` (+${n(x.stateDigestsSkipped)} skipped)` : ''}`).join(', ');
+    const differ = digests.reduce((t, x) => t + x.stateDigestMismatches, 0);
+    rows.push(['state digests (SAFETY.md)', `made per replica ${made}; ${differ === 0 ? 'none differed' : `${n(differ)} DIFFERED: the replicas' states diverged (their logs say where)`}`]);
+  }
   if (r.notLeaderRetries) rows.push(['leadership moved', `${n(r.notLeaderRetries)} operations retried on NOT_LEADER (an election during the run: the event loop starved heartbeats)`]);
   const v = r.verify;
   rows.push(['verification', v.skipped ? `skipped (${v.skipped})` : `${v.ok}/${v.keysChecked} acknowledged writes read back${v.missing + v.wrong + v.errors ? ` (${v.missing} missing, ${v.wrong} wrong, ${v.errors} errors)` : ''}${v.uncertain ? `; ${v.uncertain} keys with an unknown last outcome not checked` : ''}`]);
