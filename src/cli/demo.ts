@@ -25,6 +25,9 @@ interface DemoOptions {
   keep?: boolean;
 }
 
+/** Digests every this many slots: a 15 s demo applies a few thousand. */
+const DEMO_DIGEST_INTERVAL_SLOTS = 500;
+
 export interface DemoSummary {
   ok: boolean;
   durationS: number;
@@ -44,6 +47,8 @@ export interface DemoSummary {
   bytesOnDisk: Record<string, number>;
   verify: { checked: number; ok: number; missing: number; wrong: number; errors: number };
   replicasAgree: boolean;
+  /** Each replica's newest state digest (every DEMO_DIGEST_INTERVAL_SLOTS slots) and the peers that agreed or differed there. */
+  stateDigests: Array<{ id: number; slot: number; agree: number[]; differ: number[] }>;
   dataDir: string;
 }
 
@@ -71,6 +76,7 @@ interface StatusJson {
   commitIndex: number;
   appliedIndex: number;
   kv: { keys: number };
+  stateDigest: { slot: number; digest: string; agree: number[]; differ: number[] } | null;
 }
 
 function fetchStatus(endpoint: string, timeoutMs = 500): Promise<StatusJson | null> {
@@ -121,7 +127,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   };
   const dataDir = o.data ?? mkdtempSync(join(tmpdir(), 'synod-demo-'));
   const removeData = !o.data && !o.keep;
-  const cluster = await ProcCluster.create({ size: 3, dataDir, electionTimeoutMs: 300 });
+  // State digests often enough for a short run to compare several (SAFETY.md; docs/api.md).
+  const cluster = await ProcCluster.create({ size: 3, dataDir, electionTimeoutMs: 300, extraArgs: ['--state-digest-interval-slots', String(DEMO_DIGEST_INTERVAL_SLOTS)] });
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) return;
@@ -314,17 +321,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     );
     // Every replica, the restarted one included, converges to the same number of keys.
     let replicasAgree = false;
+    let stateDigests: DemoSummary['stateDigests'] = [];
     const agreeDeadline = now() + 10_000;
     while (!replicasAgree && now() < agreeDeadline) {
       const sts = await Promise.all(cluster.endpoints.map((e) => fetchStatus(e)));
       replicasAgree = sts.every((s) => s !== null && s.kv.keys === sts[0]!.kv.keys && s.appliedIndex === sts[0]!.appliedIndex);
+      stateDigests = sts.flatMap((s) => (s?.stateDigest ? [{ id: s.id, slot: s.stateDigest.slot, agree: s.stateDigest.agree, differ: s.stateDigest.differ }] : []));
       if (!replicasAgree) await sleep(50);
     }
+    const digestsDiffer = stateDigests.some((d) => d.differ.length > 0);
     const bytesOnDisk: Record<string, number> = {};
     for (const r of cluster.replicas) bytesOnDisk[`replica ${r.id}`] = diskUsage(r.dataDir);
     const q = (p: number) => hist.getValueAtPercentile(p) / 1000;
     const summary: DemoSummary = {
-      ok: verify.ok === acked.size && verify.checked === acked.size && stats.readMismatches === 0 && newLeader !== null && replicasAgree,
+      ok: verify.ok === acked.size && verify.checked === acked.size && stats.readMismatches === 0 && newLeader !== null && replicasAgree && !digestsDiffer,
       durationS: loadMs / 1000,
       ops: stats.ops,
       opsPerS: Math.round((stats.ops * 1000) / loadMs),
@@ -342,6 +352,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       bytesOnDisk,
       verify,
       replicasAgree,
+      stateDigests,
       dataDir,
     };
     hist.destroy();
@@ -362,6 +373,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
             ['restarted replica caught up', caughtUpMs === null ? 'no' : `${summary.catchUp.slots} slots in ${ms(caughtUpMs)}`],
             ['unknown outcomes (504/dropped)', String(summary.unknownOutcomes)],
             ['certain failures (503/refused)', String(summary.failedCertain)],
+            [
+              'state digests',
+              stateDigests.length === 0
+                ? 'none made yet'
+                : stateDigests.map((d) => `replica ${d.id} at slot ${d.slot}: ${d.differ.length > 0 ? `DIFFERS from ${d.differ.join(',')}` : `same as ${d.agree.join(',') || '(no peer digest yet)'}`}`).join('; '),
+            ],
             ...Object.entries(bytesOnDisk).map(([k, v]): [string, string] => [`bytes on disk, ${k}`, bytes(v)]),
           ],
         ),
@@ -371,7 +388,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       say(
         `verification: ${verdict}: ${verify.ok}/${acked.size} acknowledged writes read back` +
           (verify.missing + verify.wrong + verify.errors > 0 ? ` (${verify.missing} missing, ${verify.wrong} wrong, ${verify.errors} errors)` : '') +
-          `; ${stats.readMismatches} stale reads during the run; replicas ${replicasAgree ? 'agree' : 'DISAGREE'} on the applied state`,
+          `; ${stats.readMismatches} stale reads during the run; replicas ${replicasAgree ? 'agree' : 'DISAGREE'} on the applied state` +
+          (digestsDiffer ? '; their state digests DIFFER' : ''),
       );
     }
     return summary;
