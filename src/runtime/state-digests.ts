@@ -48,7 +48,7 @@ export class StateDigests {
     const out: DigestMismatch[] = [];
     for (const [peer, theirs] of this.peers) {
       const d = theirs.get(slot);
-      if (d !== undefined && this.compare(slot, digest, d)) out.push({ slot, peer, mine: digest, theirs: d });
+      if (d !== undefined && this.compare(digest, d)) out.push({ slot, peer, mine: digest, theirs: d });
     }
     return out;
   }
@@ -61,7 +61,7 @@ export class StateDigests {
     remember(theirs, slot, digest, this.kept);
     const mine = this.own.get(slot);
     if (mine === undefined) return null;
-    return this.compare(slot, mine, digest) ? { slot, peer, mine, theirs: digest } : null;
+    return this.compare(mine, digest) ? { slot, peer, mine, theirs: digest } : null;
   }
 
   /** Keeps only these peers' digests (a replica that left the configuration is forgotten). */
@@ -88,7 +88,7 @@ export class StateDigests {
   }
 
   /** Counts one comparison; true if the digests differ. */
-  private compare(_slot: Slot, a: number, b: number): boolean {
+  private compare(a: number, b: number): boolean {
     this.compared++;
     if (a === b) return false;
     this.mismatches++;
