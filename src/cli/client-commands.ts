@@ -190,11 +190,17 @@ export function clientCommands(): Command[] {
     await run(o, async (c) => {
       const rows = await clusterStatus(c);
       const text = table(
-        ['ID', 'ROLE', 'HTTP', 'PEER', 'BALLOT', 'COMMIT', 'APPLIED', 'KEYS'],
-        rows.map((r) => (r.status ? [r.id, r.status.role, r.http ?? '-', r.peer ?? '-', r.status.ballot, r.status.commitIndex, r.status.appliedIndex, r.status.kv.keys] : [r.id, 'DOWN', r.http ?? '-', r.peer ?? '-', '-', '-', '-', `(${r.error})`])),
+        ['ID', 'ROLE', 'HTTP', 'PEER', 'BALLOT', 'COMMIT', 'APPLIED', 'KEYS', 'STATE DIGEST'],
+        rows.map((r) =>
+          r.status
+            ? [r.id, r.status.role, r.http ?? '-', r.peer ?? '-', r.status.ballot, r.status.commitIndex, r.status.appliedIndex, r.status.kv.keys, digestText(r.status.stateDigest)]
+            : [r.id, 'DOWN', r.http ?? '-', r.peer ?? '-', '-', '-', '-', `(${r.error})`, '-'],
+        ),
       );
       const leader = rows.find((r) => r.status?.role === 'leader');
-      out(o, rows, `${text}\n${leader ? `leader: replica ${leader.id}` : 'no leader'}`);
+      const diverged = rows.filter((r) => (r.status?.stateDigest?.differ.length ?? 0) > 0).map((r) => r.id);
+      const warning = diverged.length > 0 ? `\nSTATE DIVERGENCE reported by replica ${diverged.join(', ')}: see docs/operations.md, "State divergence"` : '';
+      out(o, rows, `${text}\n${leader ? `leader: replica ${leader.id}` : 'no leader'}${warning}`);
     });
   });
 
@@ -248,11 +254,19 @@ export interface StatusRow {
   id: number;
   http: string | null;
   peer: string | null;
-  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number } };
+  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: { slot: number; digest: string; agree: number[]; differ: number[] } | null };
   error?: string;
 }
 
 /** Asks every replica it can learn of (the endpoints, then the members they list). */
+/** A replica's newest state digest for the status table: its slot and who agreed or differed there. */
+function digestText(d: { slot: number; digest: string; agree: number[]; differ: number[] } | null | undefined): string {
+  if (!d) return '-';
+  const agree = d.agree.length > 0 ? ` same as ${d.agree.join(',')}` : '';
+  const differ = d.differ.length > 0 ? ` DIFFERS from ${d.differ.join(',')}` : '';
+  return `${d.digest}@${d.slot}${agree}${differ}` + (agree || differ ? '' : ' (no peer digest yet)');
+}
+
 export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
   const first = await c.call('GET', '/v1/status');
   const s0 = JSON.parse(first.body.toString('utf8')) as { members: Array<{ id: number; http: string | null; peer: string | null }> };

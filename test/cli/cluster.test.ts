@@ -218,6 +218,10 @@ describe('a 3-replica cluster of synod processes', () => {
       for (const s of sts) assert.deepEqual(s!.stateDigest?.differ, [], `replica ${s!.id}'s digests: ${JSON.stringify(s!.stateDigest)}`);
       assert.ok(sts.some((s) => s!.stateDigest!.agree.length > 0), `digests compared: ${JSON.stringify(sts.map((s) => s!.stateDigest))}`);
       for (const r of cluster.replicas) assert.doesNotMatch(readFileSync(r.logFile, 'utf8'), /state divergence/, `replica ${r.id}'s log`);
+      const table = await synod(['status', '--endpoints', endpoints]);
+      assert.match(table.stdout, /STATE DIGEST/);
+      assert.match(table.stdout, /[0-9a-f]{8}@\d+ same as \d/, table.stdout);
+      assert.doesNotMatch(table.stdout, /DIFFERS|DIVERGENCE/, table.stdout);
       const local = new HttpKvClient({ endpoints: [cluster.endpoints[leader - 1]!], timeoutMs: 5_000 });
       const sample = entries[entries.length - 1]!;
       const a = await local.call('GET', `/v1/kv/${encodeURIComponent(sample[0])}?consistency=local`);
