@@ -173,6 +173,8 @@ export class SynodReplica {
   private snapshotBytes = 0;
   private snapshotsAllowed = true;
   private snapshotInFlight: Promise<Slot> | null = null;
+  /** A fetched snapshot being written and installed: close() waits for it (it writes the snapshot store and the metadata). */
+  private installing: Promise<void> | null = null;
   private readonly statsRecorder = new StatisticsRecorder(now());
   /** Each peer's dial count when it was last seen connected (health's consecutiveFailures). */
   private readonly reconnectsWhenUp = new Map<ReplicaId, number>();
@@ -1002,6 +1004,8 @@ export class SynodReplica {
       r.reject(new ShuttingDownError());
     }
     await this.snapshotInFlight?.catch(() => {});
+    // Nothing of this replica writes to its directory after close() resolves (it may be reopened at once).
+    await this.installing;
     await this.transport.close();
     await this.logStore.close();
   }
@@ -1585,11 +1589,19 @@ export class SynodReplica {
     this.fetch = null;
     if (f.received !== f.total) return;
     if (f.adopt) return this.adoptSnapshot(f.slot, f.chunks, f.received);
-    void this.installSnapshot(f.slot, Buffer.concat(f.chunks)).catch((e) => this.log('warn', 'installing a snapshot failed', { error: String(e) }));
+    // One install at a time (a later fetch's waits for it, then skips itself if it is not newer).
+    const bytes = Buffer.concat(f.chunks);
+    const installing = (this.installing ?? Promise.resolve())
+      .then(() => this.installSnapshot(f.slot, bytes))
+      .catch((e) => this.log('warn', 'installing a snapshot failed', { error: String(e) }))
+      .finally(() => {
+        if (this.installing === installing) this.installing = null;
+      });
+    this.installing = installing;
   }
 
   private async installSnapshot(slot: Slot, bytes: Uint8Array): Promise<void> {
-    if (slot <= this.appliedSlot) return;
+    if (slot <= this.appliedSlot || this.closed) return;
     const body = decodeSnapshotBody(bytes);
     if (body.slot !== slot) throw new Error(`snapshot body says slot ${body.slot}, frames said ${slot}`);
     await this.snapshots.save(slot, new Uint8Array(0), [bytes]); // durable before we rely on it
