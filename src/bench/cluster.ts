@@ -95,7 +95,7 @@ function selfSample(name: string): ProcessSample {
 
 function countersOf(replica: SynodReplica): ReplicaCounters {
   const c = replica.counters();
-  return { id: replica.id, role: replica.status().role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests ?? 0, stateDigestsSkipped: c.stateDigestsSkipped ?? 0, stateDigestMismatches: c.stateDigestMismatches ?? 0 };
+  return { id: replica.id, role: replica.status().role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests, stateDigestsSkipped: c.stateDigestsSkipped, stateDigestMismatches: c.stateDigestMismatches };
 }
 
 // ---------------------------------------------------------------- in process
@@ -207,7 +207,7 @@ interface ProbeFile {
   id: number;
   role: string;
   tMs: number;
-  counters: { slotsApplied: number; commandsApplied: number; stateDigests?: number; stateDigestsSkipped?: number; stateDigestMismatches?: number; log: { appends: number; commits: number; syncs: number; bytesWritten: number } };
+  counters: { slotsApplied: number; commandsApplied: number; stateDigests: number; stateDigestsSkipped: number; stateDigestMismatches: number; log: { appends: number; commits: number; syncs: number; bytesWritten: number } };
   trace: TraceReport | null;
   traceError: string | null;
   loopDelay?: LoopDelay;
@@ -275,7 +275,7 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
         const f = probe(r.id);
         if (!f) return [];
         const c = f.counters;
-        return [{ id: r.id, role: f.role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests ?? 0, stateDigestsSkipped: c.stateDigestsSkipped ?? 0, stateDigestMismatches: c.stateDigestMismatches ?? 0 }];
+        return [{ id: r.id, role: f.role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests, stateDigestsSkipped: c.stateDigestsSkipped, stateDigestMismatches: c.stateDigestMismatches }];
       }),
     traceReset: () => {
       for (const r of cluster.replicas) r.child?.kill('SIGUSR2');

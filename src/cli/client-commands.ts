@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
 import { UsageError } from './config.js';
 import { table } from './format.js';
+import type { StateDigestStatus } from '../runtime/state-digests.js';
 
 export const EXIT_NOT_FOUND = 1;
 export const EXIT_USAGE = 2;
@@ -254,19 +255,19 @@ export interface StatusRow {
   id: number;
   http: string | null;
   peer: string | null;
-  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: { slot: number; digest: string; agree: number[]; differ: number[] } | null };
+  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: StateDigestStatus | null };
   error?: string;
 }
 
-/** Asks every replica it can learn of (the endpoints, then the members they list). */
 /** A replica's newest state digest for the status table: its slot and who agreed or differed there. */
-function digestText(d: { slot: number; digest: string; agree: number[]; differ: number[] } | null | undefined): string {
+function digestText(d: StateDigestStatus | null | undefined): string {
   if (!d) return '-';
   const agree = d.agree.length > 0 ? ` same as ${d.agree.join(',')}` : '';
   const differ = d.differ.length > 0 ? ` DIFFERS from ${d.differ.join(',')}` : '';
   return `${d.digest}@${d.slot}${agree}${differ}` + (agree || differ ? '' : ' (no peer digest yet)');
 }
 
+/** Asks every replica it can learn of (the endpoints, then the members they list). */
 export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
   const first = await c.call('GET', '/v1/status');
   const s0 = JSON.parse(first.body.toString('utf8')) as { members: Array<{ id: number; http: string | null; peer: string | null }> };

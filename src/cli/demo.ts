@@ -16,6 +16,7 @@ import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
 import { ProcCluster } from './cluster-procs.js';
 import { bytes, ms, table } from './format.js';
 import { UsageError } from './config.js';
+import type { StateDigestStatus } from '../runtime/state-digests.js';
 
 interface DemoOptions {
   data?: string;
@@ -76,7 +77,7 @@ interface StatusJson {
   commitIndex: number;
   appliedIndex: number;
   kv: { keys: number };
-  stateDigest: { slot: number; digest: string; agree: number[]; differ: number[] } | null;
+  stateDigest: StateDigestStatus | null;
 }
 
 function fetchStatus(endpoint: string, timeoutMs = 500): Promise<StatusJson | null> {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MAIN_JS, ProcCluster, freePorts } from '../../src/cli/cluster-procs.js';
 import { KvClient } from '../../src/kv/client.js';
 import { HttpKvClient } from '../../src/kv/http-client.js';
+import type { StateDigestStatus } from '../../src/runtime/state-digests.js';
 
 interface Run {
   code: number;
@@ -28,7 +29,7 @@ function synod(args: string[], input?: string, timeoutMs = 20_000): Promise<Run>
   });
 }
 
-async function statusOf(endpoint: string): Promise<{ id: number; role: string; leader: number | null; appliedIndex: number; commitIndex: number; kv: { keys: number }; stateDigest: { slot: number; digest: string; agree: number[]; differ: number[] } | null } | null> {
+async function statusOf(endpoint: string): Promise<{ id: number; role: string; leader: number | null; appliedIndex: number; commitIndex: number; kv: { keys: number }; stateDigest: StateDigestStatus | null } | null> {
   const c = new HttpKvClient({ endpoints: [endpoint], timeoutMs: 1, requestTimeoutMs: 1_000 });
   try {
     const a = await c.call('GET', '/v1/status');

@@ -24,6 +24,7 @@ import * as http from 'node:http';
 import { join } from 'node:path';
 import { freePorts, MAIN_JS, trackChild } from '../../src/cli/cluster-procs.js';
 import { LinkProxy, Network } from './proxy.js';
+import type { StateDigestStatus } from '../../src/runtime/state-digests.js';
 
 /** Often, so that a short run compares a few dozen digests (its state is small: each costs little). */
 export const STATE_DIGEST_INTERVAL_SLOTS = 50;
@@ -40,7 +41,7 @@ export interface ReplicaStatusView {
   kv: Record<string, number>;
   members: Array<{ id: number; member: boolean }>;
   /** The newest state digest and the peers that agree or differ at its slot (null before the first). */
-  stateDigest: { slot: number; digest: string; agree: number[]; differ: number[] } | null;
+  stateDigest: StateDigestStatus | null;
 }
 
 export interface Replica {
