@@ -7,6 +7,7 @@ import { certsCommand } from './certs.js';
 import { clientCommands, ExitError, EXIT_USAGE } from './client-commands.js';
 import { UsageError } from './config.js';
 import { demoCommand } from './demo.js';
+import { restoreCommand } from './restore.js';
 import { startCommand } from './start.js';
 
 const program = new Command('synod')
@@ -19,6 +20,7 @@ for (const c of clientCommands()) program.addCommand(c);
 program.addCommand(demoCommand());
 program.addCommand(benchCommand());
 program.addCommand(certsCommand());
+program.addCommand(restoreCommand());
 for (const c of program.commands) c.exitOverride();
 
 try {

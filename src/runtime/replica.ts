@@ -1640,7 +1640,7 @@ function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
   };
 }
 
-function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
+export function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));
 }
 

@@ -1,0 +1,127 @@
+// Restoring a backup: a new cluster whose replicas all start from one snapshot file.
+//
+// A snapshot file (snapshots/snap-*.snap, docs/operations.md "Backups") holds the replicated state
+// at its slot: the application's bytes, the session table, the configurations, the address and
+// incarnation books. It carries no promises or votes, so it must never be dropped into a live
+// replica's directory (SAFETY.md: such a replica could vote against what it voted before). What is
+// safe is a NEW cluster: fresh directories (fresh incarnations, nothing promised), a cluster id of
+// its own (so that the old cluster's replicas, which still run or may run again, are refused by the
+// transport), and the state of the backup as every replica's first snapshot. The configuration,
+// the address book and the incarnation book are the new cluster's, not the backup's: the first
+// configuration is the new members, the addresses are theirs, and incarnations are bound afresh by
+// the first primary. Everything else (the application's state, the sessions, a stop) is as backed
+// up. The cluster goes on from the backup's slot + 1.
+
+import { copyFile, mkdir, mkdtemp, open, readdir, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { ReplicaId } from '../core/types.js';
+import { nodeIo, syncDir } from '../storage/io.js';
+import { writeMetadata } from '../storage/metadata.js';
+import { SnapshotStore } from '../storage/snapshot-store.js';
+import type { PeerAddress } from './api.js';
+import { DataDirError } from './errors.js';
+import { metaConfig } from './replica.js';
+import { decodeSnapshotBody, encodeSnapshotBody } from './snapshot-body.js';
+
+export interface RestoreOptions {
+  /** A snapshot file copied from a replica's `snapshots/` (any name). */
+  snapshotFile: string;
+  /** The new replica's data directory: absent or empty. */
+  dataDir: string;
+  /** The new replica's id: one of `members`. */
+  id: ReplicaId;
+  /** The new cluster's id. Use one the backed-up cluster never had. */
+  clusterId: string;
+  /** The new cluster's initial members and their peer addresses (the same on every replica). */
+  members: ReadonlyMap<ReplicaId, PeerAddress>;
+}
+
+export interface RestoreResult {
+  /** The backup's slot: the new cluster's first snapshot. */
+  slot: number;
+  /** Bytes of the snapshot body written. */
+  bytes: number;
+}
+
+/** Byte offset of the slot (u64 little-endian) in a snapshot file's header (snapshot-store.ts). */
+const HEADER_SLOT_OFFSET = 16;
+
+/** Makes `dataDir` a replica of a new cluster whose state is the backup's. Throws, changing nothing, if the file does not verify or the directory is in use. */
+export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> {
+  if (!o.members.has(o.id)) throw new DataDirError(`replica ${o.id} is not among the new cluster's members ${[...o.members.keys()].join(',')}`);
+  const existing = await readdir(o.dataDir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  if (existing.length > 0) throw new DataDirError(`data dir ${o.dataDir} is not empty: a backup is restored into a new, empty directory only (a replica's promises and votes must never be overwritten)`);
+
+  // Verify the whole file (header, checksums, trailer) with the snapshot store's own reader: it
+  // reads from a directory of its own, under the file's canonical name.
+  const slot = await slotOfFile(o.snapshotFile);
+  const scratch = await mkdtemp(join(tmpdir(), 'synod-restore-'));
+  let body: Uint8Array;
+  try {
+    await copyFile(o.snapshotFile, join(scratch, `snap-${slot.toString().padStart(16, '0')}.snap`));
+    const store = await SnapshotStore.open(scratch);
+    const chunks: Uint8Array[] = [];
+    const reader = store.read(slot);
+    for await (const chunk of reader.body) chunks.push(chunk);
+    body = Buffer.concat(chunks);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  const backed = decodeSnapshotBody(body);
+  if (backed.slot !== slot) throw new DataDirError(`${o.snapshotFile}: the body says slot ${backed.slot}, the header ${slot}`);
+
+  const members = [...o.members.keys()].sort((a, b) => a - b);
+  const restored = encodeSnapshotBody({
+    slot,
+    configs: [{ fromSlot: 1, members }],
+    addresses: members.map((m) => [m, o.members.get(m)!.host, o.members.get(m)!.port] as [number, string, number]),
+    incarnations: [],
+    sessions: backed.sessions,
+    app: backed.app,
+    ...(backed.stoppedAt ? { stoppedAt: backed.stoppedAt } : {}),
+  });
+
+  // Made whole beside the target, then renamed into place: a crash leaves the target absent or
+  // empty (and a *.restoring-* directory to delete), never a directory start() would half-trust.
+  const target = resolve(o.dataDir);
+  await mkdir(dirname(target), { recursive: true });
+  const staging = `${target}.restoring-${randomBytes(4).toString('hex')}`;
+  try {
+    await mkdir(staging);
+    const snapshots = await SnapshotStore.open(join(staging, 'snapshots'));
+    await snapshots.save(slot, new Uint8Array(0), [restored]);
+    await writeMetadata(staging, { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(o.clusterId, o.id), snapshotSlot: slot });
+    await syncDir(nodeIo, staging);
+    await rename(staging, target); // replaces an empty directory, or creates it
+    await syncDir(nodeIo, dirname(target));
+  } catch (e) {
+    await rm(staging, { recursive: true, force: true });
+    throw e;
+  }
+  return { slot, bytes: restored.length };
+}
+
+/** The slot in a snapshot file's header (the store verifies it against everything else). */
+async function slotOfFile(path: string): Promise<number> {
+  const fd = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw new DataDirError(`cannot read the snapshot file ${path}: ${e.code ?? e.message}`);
+  });
+  try {
+    const head = new Uint8Array(HEADER_SLOT_OFFSET + 8);
+    const { bytesRead } = await fd.read(head, 0, head.length, 0);
+    if (bytesRead < head.length || new TextDecoder().decode(head.subarray(0, 8)) !== 'SYNODSNP') {
+      throw new DataDirError(`${path} is not a Synod snapshot file (copy one from a replica's snapshots/ directory)`);
+    }
+    const view = new DataView(head.buffer);
+    const slot = view.getUint32(HEADER_SLOT_OFFSET, true) + view.getUint32(HEADER_SLOT_OFFSET + 4, true) * 2 ** 32;
+    if (!Number.isSafeInteger(slot) || slot < 1) throw new DataDirError(`${path}: snapshot slot ${slot} is not valid`);
+    return slot;
+  } finally {
+    await fd.close();
+  }
+}
