@@ -53,7 +53,7 @@ export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> 
   if (!o.members.has(o.id)) throw new DataDirError(`replica ${o.id} is not among the new cluster's members ${[...o.members.keys()].join(',')}`);
   const existing = await readdir(o.dataDir).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [] as string[];
-    throw e;
+    throw new DataDirError(`cannot use ${o.dataDir} as a data directory: ${e.code ?? e.message}`);
   });
   if (existing.length > 0) throw new DataDirError(`data dir ${o.dataDir} is not empty: a backup is restored into a new, empty directory only (a replica's promises and votes must never be overwritten)`);
 
@@ -72,7 +72,12 @@ export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> 
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
-  const backed = decodeSnapshotBody(body);
+  let backed: ReturnType<typeof decodeSnapshotBody>;
+  try {
+    backed = decodeSnapshotBody(body);
+  } catch (e) {
+    throw new DataDirError(`${o.snapshotFile}: ${(e as Error).message}`);
+  }
   if (backed.slot !== slot) throw new DataDirError(`${o.snapshotFile}: the body says slot ${backed.slot}, the header ${slot}`);
 
   const members = [...o.members.keys()].sort((a, b) => a - b);
