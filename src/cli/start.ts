@@ -71,6 +71,7 @@ const PEER_LIMIT_FLAGS: Array<[string, keyof PeerLimits, string]> = [
 /** Limit flags: camelCase flag name -> ClientLimits field -> flag. */
 const LIMIT_FLAGS: Array<[string, keyof ClientLimits, string]> = [
   ['connectionsPerAddressMax', 'connectionsPerAddressMax', 'connections-per-address-max'],
+  ['connectionsMax', 'connectionsMax', 'connections-max'],
   ['inflightPerConnectionMax', 'inflightPerConnectionMax', 'inflight-per-connection-max'],
   ['httpHeadersTimeoutMs', 'httpHeadersTimeoutMs', 'http-headers-timeout-ms'],
   ['httpBodyTimeoutMs', 'httpBodyTimeoutMs', 'http-body-timeout-ms'],
@@ -109,6 +110,7 @@ const ENV: Record<string, string> = {
   clientAuth: 'SYNOD_CLIENT_AUTH',
   clientTokenFile: 'SYNOD_CLIENT_TOKEN_FILE',
   connectionsPerAddressMax: 'SYNOD_CONNECTIONS_PER_ADDRESS_MAX',
+  connectionsMax: 'SYNOD_CONNECTIONS_MAX',
   inflightPerConnectionMax: 'SYNOD_INFLIGHT_PER_CONNECTION_MAX',
   httpHeadersTimeoutMs: 'SYNOD_HTTP_HEADERS_TIMEOUT_MS',
   httpBodyTimeoutMs: 'SYNOD_HTTP_BODY_TIMEOUT_MS',
@@ -155,6 +157,7 @@ export function startCommand(): Command {
     .addOption(new Option('--client-auth <mode>', 'cert: client ports require a client certificate from the --tls-ca CA').choices(['none', 'cert']))
     .option('--client-token-file <file>', 'bearer tokens, one per line: HTTP requests need Authorization: Bearer, binary connections an AUTH frame')
     .option('--connections-per-address-max <n>', `open connections per client address, per client port (default ${CLIENT_LIMITS_DEFAULT.connectionsPerAddressMax})`)
+    .option('--connections-max <n>', `open connections on one client port in all; over it a new one is refused like one over the per-address limit (default ${CLIENT_LIMITS_DEFAULT.connectionsMax})`)
     .option('--inflight-per-connection-max <n>', `binary requests served at once per connection; past it reading pauses (default ${CLIENT_LIMITS_DEFAULT.inflightPerConnectionMax})`)
     .option('--http-headers-timeout-ms <ms>', `time to receive HTTP request headers (default ${CLIENT_LIMITS_DEFAULT.httpHeadersTimeoutMs})`)
     .option('--http-body-timeout-ms <ms>', `time to receive an HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyTimeoutMs})`)

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
-import { AddressCounter, BearerTokens, clientServerTlsOptions, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
+import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
 import { u32be } from './codec.js';
@@ -52,7 +52,6 @@ import {
   encodeSessionIdBody,
 } from './protocol.js';
 
-const CONNECTIONS_MAX = 1024;
 /** The write batcher's slab per connection: ~700 OK answers of a write. */
 const ANSWER_SLAB_BYTES = 8 * 1024;
 /** How long a refused connection may linger for its refusal frame to leave. */
@@ -106,7 +105,8 @@ export class KvBinaryServer {
     } else {
       this.server = net.createServer((s) => this.onConnection(s));
     }
-    this.server.maxConnections = CONNECTIONS_MAX;
+    // Connections over connectionsMax are refused with a message; past this many more, Node drops them unanswered.
+    this.server.maxConnections = this.limits.connectionsMax + REFUSING_CONNECTIONS_MAX;
   }
 
   async start(): Promise<void> {
@@ -164,6 +164,13 @@ export class KvBinaryServer {
   private onConnection(socket: net.Socket): void {
     const address = socket.remoteAddress ?? 'unknown';
     socket.on('error', () => {});
+    if (this.sockets.size >= this.limits.connectionsMax) {
+      this.stats.refusedConnections++;
+      const max = this.limits.connectionsMax;
+      this.o.logger?.warn({ remote: address, code: 'SYNOD_TOO_MANY_CONNECTIONS', limit: max }, 'binary client connection refused: too many open on this port');
+      this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `too many connections open on this port: at most ${max} (connectionsMax); retry later`);
+      return;
+    }
     if (!this.perAddress.tryAcquire(address)) {
       this.stats.refusedConnections++;
       const max = this.limits.connectionsPerAddressMax;

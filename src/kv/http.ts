@@ -45,7 +45,7 @@ import type { Logger } from 'pino';
 import type { Consistency, PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, SessionExpiredError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
-import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
+import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
@@ -107,8 +107,8 @@ class HttpError extends Error {
   }
 }
 
-/** Connections (the sockets HTTP parses from) over the per-address limit: answered 429, then closed. */
-const overLimit = new WeakSet<object>();
+/** Connections (the sockets HTTP parses from) over a connection limit, and which: answered 429, then closed. */
+const overLimit = new WeakMap<object, 'address' | 'total'>();
 
 export class KvHttpServer {
   private readonly server: http.Server;
@@ -132,6 +132,8 @@ export class KvHttpServer {
   private readonly limits: ClientLimits;
   private readonly tokens: BearerTokens | null;
   private readonly perAddress: AddressCounter;
+  /** Connections counted (not refused) and still open: connectionsMax's count. */
+  private openConnections = 0;
   private readonly scheme: 'http' | 'https';
 
   constructor(options: KvHttpOptions) {
@@ -172,6 +174,8 @@ export class KvHttpServer {
       this.server.on('connection', (s: import('node:net').Socket) => this.countConnection(s));
       this.forwardAgent = new http.Agent({ keepAlive: true, timeout: 4_000, maxSockets: forwardSockets });
     }
+    // Connections over connectionsMax get a 429; past this many more, Node drops them unanswered.
+    this.server.maxConnections = this.limits.connectionsMax + REFUSING_CONNECTIONS_MAX;
     // A client may half-close after its request (shutdown(SHUT_WR), `socket.end(body)`): that is
     // not an abort. Node's default answers it by aborting the request in flight and closing, so a
     // PUT being replicated got no answer at all (its outcome left unknown to the client). With
@@ -219,13 +223,22 @@ export class KvHttpServer {
   /** Counts a connection against its address; one over the limit is marked and refused at its first request. */
   private countConnection(socket: import('node:net').Socket): void {
     const address = socket.remoteAddress ?? 'unknown';
-    if (!this.perAddress.tryAcquire(address)) {
+    // A client that never sends a request on a refused connection is cut off by the headers timeout.
+    if (this.openConnections >= this.limits.connectionsMax) {
       this.refusedConnections++;
-      overLimit.add(socket);
-      // A client that never sends a request is cut off by the headers timeout.
+      overLimit.set(socket, 'total');
       return;
     }
-    socket.once('close', () => this.perAddress.release(address));
+    if (!this.perAddress.tryAcquire(address)) {
+      this.refusedConnections++;
+      overLimit.set(socket, 'address');
+      return;
+    }
+    this.openConnections++;
+    socket.once('close', () => {
+      this.perAddress.release(address);
+      this.openConnections--;
+    });
   }
 
   /** Refuse new connections; requests in flight still get their answers. */
@@ -253,12 +266,17 @@ export class KvHttpServer {
       const label = `${req.method ?? '?'} ${res.statusCode}`;
       this.requests.set(label, (this.requests.get(label) ?? 0) + 1);
     });
-    if (overLimit.has(req.socket)) {
-      const max = this.limits.connectionsPerAddressMax;
-      this.opts.logger?.warn({ remote: req.socket.remoteAddress, code: 'SYNOD_TOO_MANY_CONNECTIONS', limit: max }, 'HTTP connection refused: too many from one address');
+    const over = overLimit.get(req.socket);
+    if (over !== undefined) {
+      const total = over === 'total';
+      const max = total ? this.limits.connectionsMax : this.limits.connectionsPerAddressMax;
+      this.opts.logger?.warn({ remote: req.socket.remoteAddress, code: 'SYNOD_TOO_MANY_CONNECTIONS', limit: max }, total ? 'HTTP connection refused: too many open on this port' : 'HTTP connection refused: too many from one address');
       res.setHeader('connection', 'close');
       res.setHeader('retry-after', String(RETRY_AFTER_S));
-      return this.sendError(res, { status: 429, code: 'SYNOD_TOO_MANY_CONNECTIONS', message: `too many connections from ${req.socket.remoteAddress}: at most ${max} (connectionsPerAddressMax); reuse connections (keep-alive) or close some` });
+      const message = total
+        ? `too many connections open on this port: at most ${max} (connectionsMax); retry later`
+        : `too many connections from ${req.socket.remoteAddress}: at most ${max} (connectionsPerAddressMax); reuse connections (keep-alive) or close some`;
+      return this.sendError(res, { status: 429, code: 'SYNOD_TOO_MANY_CONNECTIONS', message });
     }
     if (this.tokens && !this.tokens.matches(bearerOf(req.headers.authorization))) {
       this.unauthorized++;
@@ -698,7 +716,8 @@ export class KvHttpServer {
     );
     metric('synod_http_forwarded_total', 'counter', 'Requests forwarded to the leader.', [['', this.forwarded]]);
     metric('synod_http_client_errors_total', 'counter', 'Malformed HTTP requests refused.', [['', this.clientErrors]]);
-    metric('synod_http_refused_connections_total', 'counter', 'Connections refused (429): over connectionsPerAddressMax.', [['', this.refusedConnections]]);
+    metric('synod_http_refused_connections_total', 'counter', 'Connections refused (429): over connectionsPerAddressMax or connectionsMax.', [['', this.refusedConnections]]);
+    metric('synod_http_connections_open', 'gauge', 'Client connections open on the HTTP port (connectionsMax counts these).', [['', this.openConnections]]);
     metric('synod_http_unauthorized_total', 'counter', 'Requests refused (401): no or wrong bearer token.', [['', this.unauthorized]]);
     metric('synod_http_tls_failures_total', 'counter', 'Failed TLS handshakes (no or untrusted client certificate, protocol errors).', [['', this.tlsFailures]]);
     return lines.join('\n') + '\n' + (this.opts.extraMetrics?.() ?? '');

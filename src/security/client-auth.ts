@@ -29,6 +29,8 @@ export const TOKEN_BYTES_MIN = 16;
 export interface ClientLimits {
   /** Open connections from one remote address, per client port (HTTP and binary counted apart). */
   connectionsPerAddressMax: number;
+  /** Open connections on one client port in all, whatever their address (HTTP and binary counted apart). */
+  connectionsMax: number;
   /** Requests being served on one binary connection; past it the server stops reading (backpressure). */
   inflightPerConnectionMax: number;
   /** Time for a client to send the request line and headers (slowloris). */
@@ -41,8 +43,15 @@ export interface ClientLimits {
   binaryAuthTimeoutMs: number;
 }
 
+/**
+ * Connections over a client port's connectionsMax that are still taken in to be refused with a
+ * message; past this many more, the server drops new ones unanswered (a flood costs a socket each).
+ */
+export const REFUSING_CONNECTIONS_MAX = 256;
+
 export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
   connectionsPerAddressMax: 512,
+  connectionsMax: 4096,
   inflightPerConnectionMax: 4096,
   httpHeadersTimeoutMs: 10_000,
   httpBodyTimeoutMs: 30_000,
@@ -52,6 +61,7 @@ export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
 
 const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
   connectionsPerAddressMax: [1, 1_000_000],
+  connectionsMax: [1, 1_000_000],
   inflightPerConnectionMax: [1, 1_000_000],
   httpHeadersTimeoutMs: [100, 3_600_000],
   httpBodyTimeoutMs: [100, 3_600_000],

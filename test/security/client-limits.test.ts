@@ -346,3 +346,74 @@ test('bearer tokens: constant-time matching accepts only listed tokens; header p
   assert.equal(bearerOf(`Bearer a b`), null);
   assert.equal(bearerOf(undefined), null);
 });
+
+describe('connectionsMax: open connections on one client port in all', () => {
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    // Every test connection comes from 127.0.0.1: the per-address limit is set out of the way.
+    n = await oneNode({ connectionsMax: 2, connectionsPerAddressMax: 100, httpHeadersTimeoutMs: 2_000 });
+  });
+  after(async () => n?.close());
+
+  /** Retries on a fresh connection while the server has not yet seen an earlier close. */
+  async function servedAgain(open: () => Promise<boolean>): Promise<void> {
+    for (let i = 0; i < 50; i++) {
+      if (await open()) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.fail('a connection was still refused after one of the held ones closed');
+  }
+
+  test('HTTP: the connection over the total gets 429 naming connectionsMax; the held ones are served; a close frees room', async () => {
+    const held = [await rawConnection(n.http), await rawConnection(n.http)];
+    for (const c of held) assert.equal((await c.http('GET', '/v1/status')).status, 200);
+    assert.match(n.node.http.metricsText(), /synod_http_connections_open 2\n/);
+    const extra = await rawConnection(n.http);
+    const refused = await extra.http('GET', '/v1/status');
+    assert.equal(refused.status, 429);
+    assert.equal(JSON.parse(refused.body).error.code, 'SYNOD_TOO_MANY_CONNECTIONS');
+    assert.match(JSON.parse(refused.body).error.message, /too many connections open on this port: at most 2 \(connectionsMax\)/);
+    await extra.closed;
+    assert.equal((await held[0]!.http('GET', '/v1/status')).status, 200);
+    held[1]!.close();
+    await held[1]!.closed;
+    await servedAgain(async () => {
+      const c = await rawConnection(n.http);
+      const ok = (await c.http('GET', '/v1/status')).status === 200;
+      c.close();
+      await c.closed;
+      return ok;
+    });
+    held[0]!.close();
+  });
+
+  test('binary: the connection over the total gets one UNAVAILABLE frame naming connectionsMax; the held ones are served', async () => {
+    const a = await rawConnection(n.binary);
+    const b = await rawConnection(n.binary);
+    a.write(statusFrame(1));
+    b.write(statusFrame(1));
+    await a.until('status', () => a.frames.length === 1);
+    await b.until('status', () => b.frames.length === 1);
+    const c = await rawConnection(n.binary);
+    await c.until('the refusal', () => c.frames.length === 1);
+    assert.equal(c.frames[0]!.status, ST_UNAVAILABLE);
+    assert.equal(c.frames[0]!.requestId, CONNECTION_REQUEST_ID);
+    assert.match(new TextDecoder().decode(c.frames[0]!.body), /too many connections open on this port: at most 2 \(connectionsMax\)/);
+    await c.closed;
+    a.write(statusFrame(2));
+    await a.until('status', () => a.frames.length === 2);
+    assert.equal(a.frames[1]!.status, ST_OK);
+    a.close();
+    await a.closed;
+    await servedAgain(async () => {
+      const d = await rawConnection(n.binary);
+      d.write(statusFrame(3));
+      await d.until('an answer', () => d.frames.length === 1);
+      const ok = d.frames[0]!.status === ST_OK;
+      d.close();
+      await d.closed;
+      return ok;
+    });
+    b.close();
+  });
+});
