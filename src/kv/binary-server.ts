@@ -232,7 +232,9 @@ export class KvBinaryServer {
       }
       if (4 + length > frameBytesMax) return deny(requestId, `the AUTH frame is ${length} bytes; a token is at most ${TOKEN_BYTES_MAX} bytes`);
       if (buffered.length < 4 + length) return;
-      const auth = decodeAuth(buffered.subarray(4, 4 + length))!;
+      const auth = decodeAuth(buffered.subarray(4, 4 + length));
+      // A frame shorter than kind + request id: a TypeError here took the whole replica down.
+      if (auth === null) return deny(requestId, `malformed AUTH frame of ${length} bytes: it is kind 4, a request id (u32) and the token`);
       if (tokens && !tokens.matches(auth.token)) return deny(requestId, 'wrong token');
       socket.write(encodeResponse(ST_OK, auth.requestId, new Uint8Array(0)));
       pass(buffered.subarray(4 + length));

@@ -235,6 +235,15 @@ describe('binary port limits and tokens on a one-replica node', () => {
     }
   });
 
+  test('an AUTH frame shorter than its header is refused with UNAUTHORIZED (it used to crash the replica: a TypeError in the socket handler)', async () => {
+    const c = await rawConnection(n.binary);
+    c.write(Uint8Array.of(0, 0, 0, 1, 4, 0, 0, 0, 0)); // length 1, kind AUTH, nothing else
+    await c.until('the refusal', () => c.frames.length === 1);
+    assert.equal(c.frames[0]!.status, ST_UNAUTHORIZED);
+    assert.match(new TextDecoder().decode(c.frames[0]!.body), /malformed AUTH frame of 1 bytes/);
+    await c.closed;
+  });
+
   test('tokens: no AUTH frame, a wrong token, or silence are refused with UNAUTHORIZED; the right token is served', async () => {
     const none = await rawConnection(n.binary);
     none.write(statusFrame(7));

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { decoderTargets, snapshotUnclearErrors } from './fuzz-properties.js';
 import { httpFuzzTarget, type HttpFuzz } from './fuzz-http.js';
+import { binaryFuzzTarget, type BinaryFuzz } from './fuzz-binary.js';
 
 // A fixed seed per run of the suite would hide nothing new; a random one finds more over time.
 // fast-check prints the seed and the shrunk counterexample of any failure, so it can be replayed.
@@ -33,3 +34,19 @@ describe('HTTP API fuzzing (short pass)', () => {
     await http.stillServing();
   });
 });
+
+for (const tokens of [true, false]) {
+  describe(`binary port fuzzing, first bytes of a connection, ${tokens ? 'with' : 'without'} tokens (short pass)`, () => {
+    let bin: BinaryFuzz;
+    before(async () => {
+      bin = await binaryFuzzTarget(tokens);
+    });
+    after(async () => {
+      await bin?.close();
+    });
+    test('random and protocol-shaped first bytes, split at random: well-formed answers or silence, never a crash; the port keeps serving', { timeout: 25_000 }, async () => {
+      await fc.assert(bin.property(), { numRuns: 60 });
+      await bin.stillServing();
+    });
+  });
+}
