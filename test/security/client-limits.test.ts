@@ -8,57 +8,22 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setContracts } from '../../src/core/contracts.js';
 import { KvBinaryServer } from '../../src/kv/binary-server.js';
 import { KvAuthError, KvClient } from '../../src/kv/client.js';
 import { encodeQuery, encodeResult } from '../../src/kv/codec.js';
 import { KvMachine } from '../../src/kv/machine.js';
-import { KvNode } from '../../src/kv/node.js';
 import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import type { SynodReplica } from '../../src/runtime/replica.js';
-import { BearerTokens, bearerOf, type ClientLimits, type ClientSecurity } from '../../src/security/client-auth.js';
+import { BearerTokens, bearerOf } from '../../src/security/client-auth.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
+import { oneNode } from './one-node.js';
 
 setContracts(true);
 
 const TOKEN = 'test-token-0123456789abcdef';
 
-/** A one-replica KvNode on loopback with the given limits and security. */
-async function oneNode(limits: Partial<ClientLimits>, security?: ClientSecurity): Promise<{ node: KvNode; http: PeerAddress; binary: PeerAddress; close: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-limits-'));
-  const network = new MemoryNetwork();
-  const node = await KvNode.start({
-    id: 1,
-    clusterId: 'limits',
-    dataDir: join(dir, 'r1'),
-    members: new Map([[1, { host: '127.0.0.1', port: 1 }]]),
-    httpAddresses: new Map([[1, { host: '127.0.0.1', port: 0 }]]),
-    binary: { host: '127.0.0.1', port: 0 },
-    transport: network.createTransport({ replicaId: 1 }),
-    logBackend: 'memory',
-    clientLimits: limits,
-    clientSecurity: security,
-  });
-  const deadline = Date.now() + 10_000;
-  while (node.replica.status().role !== 'leader') {
-    if (Date.now() > deadline) throw new Error('no leader');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return {
-    node,
-    http: node.http.address(),
-    binary: node.binary!.address(),
-    async close() {
-      await node.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** A raw TCP connection that collects bytes and tells when the server closed it. */
 async function rawConnection(addr: PeerAddress) {

@@ -7,16 +7,12 @@
 // replica: an AUTH frame shorter than its header.)
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { KvClient } from '../../src/kv/client.js';
-import { KvNode } from '../../src/kv/node.js';
 import { decodeResponse, encodeAuth, KIND_AUTH, ST_BAD_REQUEST, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, ST_SESSION_EXPIRED, ST_UNAUTHORIZED, ST_UNAVAILABLE } from '../../src/kv/protocol.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
+import { oneNode } from './one-node.js';
 
 const TOKEN = 'fuzz-token-0123456789abcdef';
 /** A connection that neither answers nor closes by then is left (silence is allowed: a partial frame waits). */
@@ -102,24 +98,7 @@ function exchange(address: PeerAddress, chunks: Uint8Array[]): Promise<Buffer> {
 
 /** A 1-replica node; with `tokens`, connections must authenticate first. */
 export async function binaryFuzzTarget(tokens: boolean): Promise<BinaryFuzz> {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fuzz-binary-'));
-  const node = await KvNode.start({
-    id: 1,
-    clusterId: 'fuzz-binary',
-    dataDir: join(dir, 'r1'),
-    members: new Map([[1, { host: '127.0.0.1', port: 1 }]]),
-    httpAddresses: new Map([[1, { host: '127.0.0.1', port: 0 }]]),
-    binary: { host: '127.0.0.1', port: 0 },
-    transport: new MemoryNetwork().createTransport({ replicaId: 1 }),
-    logBackend: 'memory',
-    clientLimits: { binaryAuthTimeoutMs: 100 },
-    clientSecurity: tokens ? { tokens: [TOKEN] } : undefined,
-  });
-  for (const deadline = Date.now() + 10_000; node.replica.status().role !== 'leader'; ) {
-    if (Date.now() > deadline) throw new Error('no leader');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  const address = node.binary!.address();
+  const { binary: address, close } = await oneNode({ binaryAuthTimeoutMs: 100 }, tokens ? { tokens: [TOKEN] } : undefined);
   return {
     property: () =>
       fc.asyncProperty(chunked(), async (chunks) => {
@@ -145,9 +124,6 @@ export async function binaryFuzzTarget(tokens: boolean): Promise<BinaryFuzz> {
         kv.close();
       }
     },
-    async close() {
-      await node.close();
-      await rm(dir, { recursive: true, force: true });
-    },
+    close,
   };
 }
