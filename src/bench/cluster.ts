@@ -94,8 +94,13 @@ function selfSample(name: string): ProcessSample {
 }
 
 function countersOf(replica: SynodReplica): ReplicaCounters {
-  const c = replica.counters();
-  return { id: replica.id, role: replica.status().role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests, stateDigestsSkipped: c.stateDigestsSkipped, stateDigestMismatches: c.stateDigestMismatches };
+  return countersRow(replica.id, replica.status().role, replica.counters());
+}
+
+/** The bench's row of a replica's counters (SynodReplica.counters(), here or read from a probe file). */
+function countersRow(id: number, role: string, c: ProbeFile['counters']): ReplicaCounters {
+  const { log } = c;
+  return { id, role, appends: log.appends, commits: log.commits, syncs: log.syncs, bytesWritten: log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests, stateDigestsSkipped: c.stateDigestsSkipped, stateDigestMismatches: c.stateDigestMismatches };
 }
 
 // ---------------------------------------------------------------- in process
@@ -274,8 +279,7 @@ export async function startProcs(p: BenchParams, onSignalCleanup: (cleanup: () =
       cluster.replicas.flatMap((r) => {
         const f = probe(r.id);
         if (!f) return [];
-        const c = f.counters;
-        return [{ id: r.id, role: f.role, appends: c.log.appends, commits: c.log.commits, syncs: c.log.syncs, bytesWritten: c.log.bytesWritten, slotsApplied: c.slotsApplied, commandsApplied: c.commandsApplied, stateDigests: c.stateDigests, stateDigestsSkipped: c.stateDigestsSkipped, stateDigestMismatches: c.stateDigestMismatches }];
+        return [countersRow(r.id, f.role, f.counters)];
       }),
     traceReset: () => {
       for (const r of cluster.replicas) r.child?.kill('SIGUSR2');

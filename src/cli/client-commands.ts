@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
 import { UsageError } from './config.js';
-import { table } from './format.js';
+import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
 
 export const EXIT_NOT_FOUND = 1;
@@ -257,14 +257,6 @@ export interface StatusRow {
   peer: string | null;
   status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: StateDigestStatus | null };
   error?: string;
-}
-
-/** A replica's newest state digest for the status table: its slot and who agreed or differed there. */
-function digestText(d: StateDigestStatus | null | undefined): string {
-  if (!d) return '-';
-  const agree = d.agree.length > 0 ? ` same as ${d.agree.join(',')}` : '';
-  const differ = d.differ.length > 0 ? ` DIFFERS from ${d.differ.join(',')}` : '';
-  return `${d.digest}@${d.slot}${agree}${differ}` + (agree || differ ? '' : ' (no peer digest yet)');
 }
 
 /** Asks every replica it can learn of (the endpoints, then the members they list). */

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
 import { ProcCluster } from './cluster-procs.js';
-import { bytes, ms, table } from './format.js';
+import { bytes, digestText, ms, table } from './format.js';
 import { UsageError } from './config.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
 
@@ -49,7 +49,7 @@ export interface DemoSummary {
   verify: { checked: number; ok: number; missing: number; wrong: number; errors: number };
   replicasAgree: boolean;
   /** Each replica's newest state digest (every DEMO_DIGEST_INTERVAL_SLOTS slots) and the peers that agreed or differed there. */
-  stateDigests: Array<{ id: number; slot: number; agree: number[]; differ: number[] }>;
+  stateDigests: Array<{ id: number } & StateDigestStatus>;
   dataDir: string;
 }
 
@@ -327,7 +327,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     while (!replicasAgree && now() < agreeDeadline) {
       const sts = await Promise.all(cluster.endpoints.map((e) => fetchStatus(e)));
       replicasAgree = sts.every((s) => s !== null && s.kv.keys === sts[0]!.kv.keys && s.appliedIndex === sts[0]!.appliedIndex);
-      stateDigests = sts.flatMap((s) => (s?.stateDigest ? [{ id: s.id, slot: s.stateDigest.slot, agree: s.stateDigest.agree, differ: s.stateDigest.differ }] : []));
+      stateDigests = sts.flatMap((s) => (s?.stateDigest ? [{ id: s.id, ...s.stateDigest }] : []));
       if (!replicasAgree) await sleep(50);
     }
     const digestsDiffer = stateDigests.some((d) => d.differ.length > 0);
@@ -374,12 +374,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
             ['restarted replica caught up', caughtUpMs === null ? 'no' : `${summary.catchUp.slots} slots in ${ms(caughtUpMs)}`],
             ['unknown outcomes (504/dropped)', String(summary.unknownOutcomes)],
             ['certain failures (503/refused)', String(summary.failedCertain)],
-            [
-              'state digests',
-              stateDigests.length === 0
-                ? 'none made yet'
-                : stateDigests.map((d) => `replica ${d.id} at slot ${d.slot}: ${d.differ.length > 0 ? `DIFFERS from ${d.differ.join(',')}` : `same as ${d.agree.join(',') || '(no peer digest yet)'}`}`).join('; '),
-            ],
+            ['state digests', stateDigests.length === 0 ? 'none made yet' : stateDigests.map((d) => `replica ${d.id}: ${digestText(d)}`).join('; ')],
             ...Object.entries(bytesOnDisk).map(([k, v]): [string, string] => [`bytes on disk, ${k}`, bytes(v)]),
           ],
         ),

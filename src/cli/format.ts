@@ -1,4 +1,5 @@
 // Output for people: aligned tables, durations and sizes.
+import type { StateDigestStatus } from '../runtime/state-digests.js';
 
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = rows.map((r) => r.map((c) => String(c)));
@@ -28,4 +29,12 @@ export function ms(n: number): string {
   if (n < 10) return `${n.toFixed(2)} ms`;
   if (n < 1000) return `${n.toFixed(0)} ms`;
   return `${(n / 1000).toFixed(2)} s`;
+}
+
+/** A replica's newest state digest as text (the status table, the demo): its slot and who agreed or differed there. */
+export function digestText(d: StateDigestStatus | null | undefined): string {
+  if (!d) return '-';
+  const agree = d.agree.length > 0 ? ` same as ${d.agree.join(',')}` : '';
+  const differ = d.differ.length > 0 ? ` DIFFERS from ${d.differ.join(',')}` : '';
+  return `${d.digest}@${d.slot}${agree}${differ}` + (agree || differ ? '' : ' (no peer digest yet)');
 }

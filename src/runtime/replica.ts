@@ -297,7 +297,7 @@ export class SynodReplica {
     let incarnations: Array<[number, string]> = [];
     let stoppedAt = 0;
     if (latest) {
-      const body = decodeSnapshotBody(await readWhole(snapshots, latest.slot));
+      const body = decodeSnapshotBody(await snapshots.readWhole(latest.slot));
       options.stateMachine.restore(body.app);
       sessions = body.sessions;
       addresses = body.addresses;
@@ -553,6 +553,11 @@ export class SynodReplica {
     return this.snapshotInFlight;
   }
 
+  /** The application's state now, as the chunks of its snapshot (the capture is the pause; snapshotStream's chunks are made later, from its copy). */
+  private captureApp(): Iterable<Uint8Array> {
+    return this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
+  }
+
   private async writeSnapshot(): Promise<Slot> {
     this.snapshotting = true;
     try {
@@ -563,7 +568,7 @@ export class SynodReplica {
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
       const incarnations = [...this.incarnations];
       const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
-      const app = this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
+      const app = this.captureApp();
       let bytes = 0;
       const counted = async function* (): AsyncGenerator<Uint8Array> {
         yield head;
@@ -621,7 +626,7 @@ export class SynodReplica {
     }
     const incarnations = [...this.incarnations].sort((a, b) => a[0] - b[0]);
     const head = encodeSnapshotBodyHead({ slot, configs: [], addresses: [], incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
-    const app = this.sm.snapshotStream ? this.sm.snapshotStream() : [this.sm.snapshot()];
+    const app = this.captureApp();
     this.digesting = true;
     void this.hashState(head, app)
       .then((digest) => {
@@ -1652,12 +1657,4 @@ function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: num
     // fall through
   }
   throw new DataDirError('the data directory metadata names no cluster (not a Synod data dir?)');
-}
-
-async function readWhole(store: SnapshotStore, slot: Slot): Promise<Uint8Array> {
-  const reader = store.read(slot);
-  const chunks: Uint8Array[] = [];
-  for await (const c of reader.body) chunks.push(c);
-  await reader.finish();
-  return Buffer.concat(chunks);
 }

@@ -12,11 +12,11 @@
 // the first primary. Everything else (the application's state, the sessions, a stop) is as backed
 // up. The cluster goes on from the backup's slot + 1.
 
-import { copyFile, mkdir, mkdtemp, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { ReplicaId } from '../core/types.js';
+import { StorageError } from '../storage/errors.js';
 import { nodeIo, syncDir } from '../storage/io.js';
 import { writeMetadata } from '../storage/metadata.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
@@ -45,9 +45,6 @@ export interface RestoreResult {
   bytes: number;
 }
 
-/** Byte offset of the slot (u64 little-endian) in a snapshot file's header (snapshot-store.ts). */
-const HEADER_SLOT_OFFSET = 16;
-
 /** Makes `dataDir` a replica of a new cluster whose state is the backup's. Throws, changing nothing, if the file does not verify or the directory is in use. */
 export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> {
   if (!o.members.has(o.id)) throw new DataDirError(`replica ${o.id} is not among the new cluster's members ${[...o.members.keys()].join(',')}`);
@@ -57,21 +54,11 @@ export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> 
   });
   if (existing.length > 0) throw new DataDirError(`data dir ${o.dataDir} is not empty: a backup is restored into a new, empty directory only (a replica's promises and votes must never be overwritten)`);
 
-  // Verify the whole file (header, checksums, trailer) with the snapshot store's own reader: it
-  // reads from a directory of its own, under the file's canonical name.
-  const slot = await slotOfFile(o.snapshotFile);
-  const scratch = await mkdtemp(join(tmpdir(), 'synod-restore-'));
-  let body: Uint8Array;
-  try {
-    await copyFile(o.snapshotFile, join(scratch, `snap-${slot.toString().padStart(16, '0')}.snap`));
-    const store = await SnapshotStore.open(scratch);
-    const chunks: Uint8Array[] = [];
-    const reader = store.read(slot);
-    for await (const chunk of reader.body) chunks.push(chunk);
-    body = Buffer.concat(chunks);
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+  // The whole file verified (header, checksums, trailer) by the snapshot store's own reader.
+  const { slot, body } = await SnapshotStore.readFile(o.snapshotFile).catch((e: NodeJS.ErrnoException) => {
+    if (e instanceof StorageError && e.reason !== null) throw new DataDirError(`${o.snapshotFile} is not a whole Synod snapshot file (copy one from a replica's snapshots/ directory): ${e.reason}`);
+    throw e instanceof StorageError ? e : new DataDirError(`cannot read the snapshot file ${o.snapshotFile}: ${e.code ?? e.message}`);
+  });
   let backed: ReturnType<typeof decodeSnapshotBody>;
   try {
     backed = decodeSnapshotBody(body);
@@ -109,24 +96,4 @@ export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> 
     throw e;
   }
   return { slot, bytes: restored.length };
-}
-
-/** The slot in a snapshot file's header (the store verifies it against everything else). */
-async function slotOfFile(path: string): Promise<number> {
-  const fd = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw new DataDirError(`cannot read the snapshot file ${path}: ${e.code ?? e.message}`);
-  });
-  try {
-    const head = new Uint8Array(HEADER_SLOT_OFFSET + 8);
-    const { bytesRead } = await fd.read(head, 0, head.length, 0);
-    if (bytesRead < head.length || new TextDecoder().decode(head.subarray(0, 8)) !== 'SYNODSNP') {
-      throw new DataDirError(`${path} is not a Synod snapshot file (copy one from a replica's snapshots/ directory)`);
-    }
-    const view = new DataView(head.buffer);
-    const slot = view.getUint32(HEADER_SLOT_OFFSET, true) + view.getUint32(HEADER_SLOT_OFFSET + 4, true) * 2 ** 32;
-    if (!Number.isSafeInteger(slot) || slot < 1) throw new DataDirError(`${path}: snapshot slot ${slot} is not valid`);
-    return slot;
-  } finally {
-    await fd.close();
-  }
 }

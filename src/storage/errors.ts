@@ -34,6 +34,9 @@ export class StorageError extends Error {
     super(message, options);
     this.name = 'StorageError';
   }
+
+  /** For SYNOD_STORAGE_CORRUPT: what was found, without the advice for a replica's own files. */
+  reason: string | null = null;
 }
 
 export function isStorageError(error: unknown, code?: StorageErrorCode): error is StorageError {
@@ -41,7 +44,7 @@ export function isStorageError(error: unknown, code?: StorageErrorCode): error i
 }
 
 export function corruptError(file: string, offset: number, reason: string): StorageError {
-  return new StorageError(
+  const error = new StorageError(
     'SYNOD_STORAGE_CORRUPT',
     `corrupt log data in ${file} at byte ${offset}: ${reason}. This is not a torn tail (valid data follows it), ` +
       `so the replica will not guess: stop it, move the data directory aside and let it recover from its peers ` +
@@ -49,6 +52,8 @@ export function corruptError(file: string, offset: number, reason: string): Stor
     file,
     offset,
   );
+  error.reason = reason;
+  return error;
 }
 
 /** Wraps an fs error into a StorageError with a stable code and an actionable message. */

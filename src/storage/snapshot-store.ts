@@ -296,75 +296,23 @@ export class SnapshotStore {
    * With `checkOnly`, the body is read into one reused buffer and checked, and nothing is yielded
    * (inspect() after each snapshot: 9 MB less garbage per 100,000 keys).
    */
-  read(slot: number, chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES, checkOnly = false): { body: AsyncIterable<Uint8Array>; info(): SnapshotInfo; finish(): Promise<SnapshotInfo> } {
-    const path = `${this.dir}/${fileName(slot)}`;
-    const io = this.io;
-    let info: SnapshotInfo | null = null;
-    const release = this.pin(slot);
-    async function* body(): AsyncGenerator<Uint8Array> {
-      let fd: number;
-      try {
-        fd = await io.open(path, 'r');
-      } catch (error) {
-        release();
-        throw error;
-      }
-      try {
-        const size = await io.fstatSize(fd);
-        if (size < HEADER_BYTES + TRAILER_BYTES) throw corruptError(path, 0, `snapshot file of ${size} bytes is too short (partial)`);
-        const header = new Uint8Array(HEADER_BYTES);
-        await readFully(io, fd, header, HEADER_BYTES, 0);
-        const view = viewOf(header);
-        for (let i = 0; i < 8; i++) if (header[i] !== MAGIC.charCodeAt(i)) throw corruptError(path, 0, 'bad snapshot magic');
-        const version = view.getUint32(8, true);
-        if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
-        const metaBytes = view.getUint32(12, true);
-        if (HEADER_BYTES + metaBytes + TRAILER_BYTES > size) throw corruptError(path, 12, 'snapshot meta runs past the end of the file');
-        const meta = new Uint8Array(metaBytes);
-        await readFully(io, fd, meta, metaBytes, HEADER_BYTES);
-        if (crc32c(meta, crc32c(header, 0, 0, 24)) !== view.getUint32(24, true)) throw corruptError(path, 24, 'snapshot header checksum mismatch');
-        if (readU64(view, 16) !== slot) throw corruptError(path, 16, `snapshot says slot ${readU64(view, 16)}, file name says ${slot}`);
-        const trailer = new Uint8Array(TRAILER_BYTES);
-        await readFully(io, fd, trailer, TRAILER_BYTES, size - TRAILER_BYTES);
-        for (let i = 0; i < 8; i++) if (trailer[16 + i] !== END_MAGIC.charCodeAt(i)) throw corruptError(path, size - 8, 'snapshot trailer missing (partial write)');
-        const tview = viewOf(trailer);
-        const bodyBytes = readU64(tview, 0);
-        const bodyStart = HEADER_BYTES + metaBytes;
-        if (bodyStart + bodyBytes + TRAILER_BYTES !== size) throw corruptError(path, size - TRAILER_BYTES, `snapshot body length ${bodyBytes} does not match the file size`);
-        let crc = 0;
-        let held: Uint8Array | null = null;
-        const reused = checkOnly ? new Uint8Array(Math.min(chunkBytes, bodyBytes)) : null;
-        for (let at = 0; at < bodyBytes; ) {
-          const n = Math.min(chunkBytes, bodyBytes - at);
-          const chunk = reused ? reused.subarray(0, n) : new Uint8Array(n);
-          await readFully(io, fd, chunk, n, bodyStart + at);
-          crc = crc32c(chunk, crc);
-          at += n;
-          if (held) yield held;
-          if (!reused) held = chunk;
-        }
-        if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
-        info = { slot, path, meta, bodyBytes };
-        if (held) yield held;
-      } finally {
-        await io.close(fd).catch(() => {});
-        release();
-      }
-    }
-    const iterable = body();
-    return {
-      body: iterable,
-      info: () => {
-        if (!info) throw misuse('snapshot info is known only once the body has been read to the end');
-        return info;
-      },
-      finish: async () => {
-        for await (const _ of iterable) {
-          /* drain */
-        }
-        return info!;
-      },
-    };
+  read(slot: number, chunkBytes = DEFAULT_SNAPSHOT_CHUNK_BYTES, checkOnly = false): SnapshotReader {
+    return readSnapshotFile(this.io, `${this.dir}/${fileName(slot)}`, slot, chunkBytes, checkOnly, this.pin(slot));
+  }
+
+  /** The whole verified body of the snapshot at `slot`. */
+  async readWhole(slot: number): Promise<Uint8Array> {
+    return wholeBody(this.read(slot));
+  }
+
+  /**
+   * A snapshot file anywhere (a backup copied out of a store, under any name), verified as read()
+   * does; its slot is the header's. Touches nothing beside it.
+   */
+  static async readFile(path: string, io: StorageIo = nodeIo): Promise<{ slot: number; body: Uint8Array }> {
+    const reader = readSnapshotFile(io, path, null, DEFAULT_SNAPSHOT_CHUNK_BYTES, false, () => {});
+    const body = await wholeBody(reader);
+    return { slot: reader.info().slot, body };
   }
 
   /** Keeps the snapshot at `slot` from being pruned until the returned function is called. */
@@ -409,4 +357,87 @@ export class SnapshotStore {
       }
     }
   }
+}
+
+export interface SnapshotReader {
+  body: AsyncIterable<Uint8Array>;
+  /** Known once the body has been read to the end. */
+  info(): SnapshotInfo;
+  finish(): Promise<SnapshotInfo>;
+}
+
+/** SnapshotStore.read() of the file at `path`; `slot` null takes the header's (a file outside a store). `release` runs when reading ends. */
+function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chunkBytes: number, checkOnly: boolean, release: () => void): SnapshotReader {
+  let info: SnapshotInfo | null = null;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    let fd: number;
+    try {
+      fd = await io.open(path, 'r');
+    } catch (error) {
+      release();
+      throw error;
+    }
+    try {
+      const size = await io.fstatSize(fd);
+      if (size < HEADER_BYTES + TRAILER_BYTES) throw corruptError(path, 0, `snapshot file of ${size} bytes is too short (partial)`);
+      const header = new Uint8Array(HEADER_BYTES);
+      await readFully(io, fd, header, HEADER_BYTES, 0);
+      const view = viewOf(header);
+      for (let i = 0; i < 8; i++) if (header[i] !== MAGIC.charCodeAt(i)) throw corruptError(path, 0, 'bad snapshot magic');
+      const version = view.getUint32(8, true);
+      if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
+      const metaBytes = view.getUint32(12, true);
+      if (HEADER_BYTES + metaBytes + TRAILER_BYTES > size) throw corruptError(path, 12, 'snapshot meta runs past the end of the file');
+      const meta = new Uint8Array(metaBytes);
+      await readFully(io, fd, meta, metaBytes, HEADER_BYTES);
+      if (crc32c(meta, crc32c(header, 0, 0, 24)) !== view.getUint32(24, true)) throw corruptError(path, 24, 'snapshot header checksum mismatch');
+      const headerSlot = readU64(view, 16);
+      if (slot !== null && headerSlot !== slot) throw corruptError(path, 16, `snapshot says slot ${headerSlot}, file name says ${slot}`);
+      const trailer = new Uint8Array(TRAILER_BYTES);
+      await readFully(io, fd, trailer, TRAILER_BYTES, size - TRAILER_BYTES);
+      for (let i = 0; i < 8; i++) if (trailer[16 + i] !== END_MAGIC.charCodeAt(i)) throw corruptError(path, size - 8, 'snapshot trailer missing (partial write)');
+      const tview = viewOf(trailer);
+      const bodyBytes = readU64(tview, 0);
+      const bodyStart = HEADER_BYTES + metaBytes;
+      if (bodyStart + bodyBytes + TRAILER_BYTES !== size) throw corruptError(path, size - TRAILER_BYTES, `snapshot body length ${bodyBytes} does not match the file size`);
+      let crc = 0;
+      let held: Uint8Array | null = null;
+      const reused = checkOnly ? new Uint8Array(Math.min(chunkBytes, bodyBytes)) : null;
+      for (let at = 0; at < bodyBytes; ) {
+        const n = Math.min(chunkBytes, bodyBytes - at);
+        const chunk = reused ? reused.subarray(0, n) : new Uint8Array(n);
+        await readFully(io, fd, chunk, n, bodyStart + at);
+        crc = crc32c(chunk, crc);
+        at += n;
+        if (held) yield held;
+        if (!reused) held = chunk;
+      }
+      if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
+      info = { slot: headerSlot, path, meta, bodyBytes };
+      if (held) yield held;
+    } finally {
+      await io.close(fd).catch(() => {});
+      release();
+    }
+  }
+  const iterable = body();
+  return {
+    body: iterable,
+    info: () => {
+      if (!info) throw misuse('snapshot info is known only once the body has been read to the end');
+      return info;
+    },
+    finish: async () => {
+      for await (const _ of iterable) {
+        /* drain */
+      }
+      return info!;
+    },
+  };
+}
+
+async function wholeBody(reader: SnapshotReader): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of reader.body) chunks.push(c);
+  return Buffer.concat(chunks);
 }

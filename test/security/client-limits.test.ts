@@ -77,6 +77,26 @@ async function rawConnection(addr: PeerAddress) {
 
 const statusFrame = (requestId: number) => encodeRequest({ kind: KIND_STATUS, requestId });
 
+/** A new HTTP connection over a connection limit: its first request gets 429 with `message`, then it is closed. */
+async function expectHttpRefused(addr: PeerAddress, message: RegExp): Promise<void> {
+  const extra = await rawConnection(addr);
+  const refused = await extra.http('GET', '/v1/status');
+  assert.equal(refused.status, 429);
+  assert.equal(JSON.parse(refused.body).error.code, 'SYNOD_TOO_MANY_CONNECTIONS');
+  assert.match(JSON.parse(refused.body).error.message, message);
+  await extra.closed;
+}
+
+/** A new binary connection over a connection limit: one UNAVAILABLE frame (request id 0) with `message`, then it is closed. */
+async function expectBinaryRefused(addr: PeerAddress, message: RegExp): Promise<void> {
+  const c = await rawConnection(addr);
+  await c.until('the refusal', () => c.frames.length === 1);
+  assert.equal(c.frames[0]!.status, ST_UNAVAILABLE);
+  assert.equal(c.frames[0]!.requestId, CONNECTION_REQUEST_ID);
+  assert.match(new TextDecoder().decode(c.frames[0]!.body), message);
+  await c.closed;
+}
+
 describe('HTTP limits on a one-replica node', () => {
   let n: Awaited<ReturnType<typeof oneNode>>;
   before(async () => {
@@ -87,12 +107,7 @@ describe('HTTP limits on a one-replica node', () => {
   test('connectionsPerAddressMax: the connection over the limit gets 429 and is closed; the others keep being served', async () => {
     const held = [await rawConnection(n.http), await rawConnection(n.http), await rawConnection(n.http)];
     for (const c of held) assert.equal((await c.http('GET', '/v1/status')).status, 200);
-    const extra = await rawConnection(n.http);
-    const refused = await extra.http('GET', '/v1/status');
-    assert.equal(refused.status, 429);
-    assert.equal(JSON.parse(refused.body).error.code, 'SYNOD_TOO_MANY_CONNECTIONS');
-    assert.match(JSON.parse(refused.body).error.message, /at most 3 \(connectionsPerAddressMax\)/);
-    await extra.closed;
+    await expectHttpRefused(n.http, /at most 3 \(connectionsPerAddressMax\)/);
     assert.equal((await held[0]!.http('GET', '/v1/status')).status, 200, 'connections under the limit are still served');
     held[2]!.close();
     await held[2]!.closed;
@@ -177,12 +192,7 @@ describe('binary port limits and tokens on a one-replica node', () => {
     b.write(encodeAuth(1, new TextEncoder().encode(TOKEN)));
     await a.until('auth', () => a.frames.length === 1);
     await b.until('auth', () => b.frames.length === 1);
-    const c = await rawConnection(n.binary);
-    await c.until('the refusal', () => c.frames.length === 1);
-    assert.equal(c.frames[0]!.status, ST_UNAVAILABLE);
-    assert.equal(c.frames[0]!.requestId, CONNECTION_REQUEST_ID);
-    assert.match(new TextDecoder().decode(c.frames[0]!.body), /too many connections from .*at most 2 \(connectionsPerAddressMax\)/);
-    await c.closed;
+    await expectBinaryRefused(n.binary, /too many connections from .*at most 2 \(connectionsPerAddressMax\)/);
     a.write(statusFrame(2));
     await a.until('status', () => a.frames.length === 2);
     assert.equal(a.frames[1]!.status, ST_OK);
@@ -342,12 +352,7 @@ describe('connectionsMax: open connections on one client port in all', () => {
     const held = [await rawConnection(n.http), await rawConnection(n.http)];
     for (const c of held) assert.equal((await c.http('GET', '/v1/status')).status, 200);
     assert.match(n.node.http.metricsText(), /synod_http_connections_open 2\n/);
-    const extra = await rawConnection(n.http);
-    const refused = await extra.http('GET', '/v1/status');
-    assert.equal(refused.status, 429);
-    assert.equal(JSON.parse(refused.body).error.code, 'SYNOD_TOO_MANY_CONNECTIONS');
-    assert.match(JSON.parse(refused.body).error.message, /too many connections open on this port: at most 2 \(connectionsMax\)/);
-    await extra.closed;
+    await expectHttpRefused(n.http, /too many connections open on this port: at most 2 \(connectionsMax\)/);
     assert.equal((await held[0]!.http('GET', '/v1/status')).status, 200);
     held[1]!.close();
     await held[1]!.closed;
@@ -368,12 +373,7 @@ describe('connectionsMax: open connections on one client port in all', () => {
     b.write(statusFrame(1));
     await a.until('status', () => a.frames.length === 1);
     await b.until('status', () => b.frames.length === 1);
-    const c = await rawConnection(n.binary);
-    await c.until('the refusal', () => c.frames.length === 1);
-    assert.equal(c.frames[0]!.status, ST_UNAVAILABLE);
-    assert.equal(c.frames[0]!.requestId, CONNECTION_REQUEST_ID);
-    assert.match(new TextDecoder().decode(c.frames[0]!.body), /too many connections open on this port: at most 2 \(connectionsMax\)/);
-    await c.closed;
+    await expectBinaryRefused(n.binary, /too many connections open on this port: at most 2 \(connectionsMax\)/);
     a.write(statusFrame(2));
     await a.until('status', () => a.frames.length === 2);
     assert.equal(a.frames[1]!.status, ST_OK);
