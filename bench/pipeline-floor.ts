@@ -14,7 +14,7 @@
 //
 // npm run bench:floor -- --rate 150000 [--duration 10] [--warmup 2] [--connections 16] [--disk] [--json]
 import { fork, type ChildProcess } from 'node:child_process';
-import { constants, mkdtempSync, openSync, rmSync, write as fsWrite } from 'node:fs';
+import { constants, mkdtempSync, openSync, rmSync, write as fsWrite, writeSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -35,6 +35,8 @@ const stringArg = (name: string) => {
 const REQUEST_BYTES = 4 + 1 + 16 + 64; // request id, op, 16-byte key, 64-byte value: a PUT's size
 const FRAME_BYTES_MAX = 64 << 20;
 const TICK_MS = 1;
+/** --sync-writes: a replica writes on its own thread (blocking its loop) instead of through the thread pool. */
+const SYNC_WRITES = hasFlag('--sync-writes');
 /** --work-us N: each replica spins N µs per request it handles (a stand-in for a state machine's CPU). */
 const WORK_US = numberArg('work-us', 0);
 // A calibrated loop, not a clock: spinning until a time would burn less CPU when the process is
@@ -112,6 +114,11 @@ class SlotFile {
   append(bytes: Uint8Array, done: () => void): void {
     const at = this.at;
     this.at = (this.at + bytes.length) % (64 << 20); // a ring: no file growth beyond 64 MiB
+    if (SYNC_WRITES) {
+      writeSync(this.fd, bytes, 0, bytes.length, at);
+      done();
+      return;
+    }
     fsWrite(this.fd, bytes, 0, bytes.length, at, (e) => {
       if (e) throw e;
       done();
@@ -247,7 +254,7 @@ async function driver(): Promise<void> {
   const disk = hasFlag('--disk');
   const dir = disk ? mkdtempSync(join(stringArg('--dir') ?? tmpdir(), 'synod-floor-')) : null;
   const dirArgs = dir === null ? [] : ['--dir', dir];
-  const workArgs = ['--work-us', String(numberArg('work-us', 0))];
+  const workArgs = ['--work-us', String(numberArg('work-us', 0)), ...(SYNC_WRITES ? ['--sync-writes'] : [])];
   const f1 = await spawnRole(['--role', 'follower', ...dirArgs, ...workArgs]);
   const f2 = await spawnRole(['--role', 'follower', ...dirArgs, ...workArgs]);
   const l = await spawnRole(['--role', 'leader', '--followers', `${f1.port},${f2.port}`, ...dirArgs, ...workArgs]);

@@ -1574,6 +1574,11 @@ export class SynodReplica {
     const total = view.getFloat64(17, true);
     const last = frame[25] === 1;
     if (offset === 0) {
+      if (!Number.isSafeInteger(slot) || slot < 1 || !Number.isSafeInteger(total) || total < 0) {
+        this.log('warn', `dropped a snapshot chunk from ${from} naming slot ${slot} and ${total} bytes`);
+        this.fetch = null;
+        return;
+      }
       if (total > (this.options.snapshotBytesMax ?? 1 << 30)) {
         this.log('warn', `refused a snapshot of ${total} bytes from ${from} (snapshotBytesMax)`);
         this.fetch = null;
@@ -1586,6 +1591,13 @@ export class SynodReplica {
     }
     if (slot !== f.slot || offset !== f.received) {
       this.fetch = null; // a gap (dropped under backpressure): start over on the next hint
+      return;
+    }
+    if (f.received + frame.length - 26 > f.total) {
+      // More bytes than the first chunk announced: a confused or hostile sender. Holding them would
+      // let it grow this replica's memory past snapshotBytesMax.
+      this.log('warn', `dropped a snapshot from ${from} that ran past the ${f.total} bytes it announced`);
+      this.fetch = null;
       return;
     }
     f.chunks.push(frame.slice(26));
