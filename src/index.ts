@@ -13,7 +13,8 @@ export type {
   ReplicaStatus,
   StateMachine,
 } from './runtime/api.js';
-export type { LatencySummary, ReplicaStatistics } from './runtime/statistics.js';
+export type { LatencyHistogram, LatencySummary, ReplicaStatistics } from './runtime/statistics.js';
+export { LATENCY_BUCKET_BOUNDS_MS } from './runtime/statistics.js';
 export {
   DataDirError,
   NotLeaderError,

@@ -45,6 +45,7 @@ import type { Logger } from 'pino';
 import type { Consistency, PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, SessionExpiredError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
+import type { LatencyHistogram } from '../runtime/statistics.js';
 import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
@@ -694,6 +695,18 @@ export class KvHttpServer {
     metric('synod_state_digests_skipped_total', 'counter', 'Digest slots skipped (a snapshot or the previous digest held the state machine\'s copy).', [['', c.stateDigestsSkipped]]);
     metric('synod_state_digest_mismatches_total', 'counter', "A peer's digest of a slot differed from this replica's: the states diverged. Alert on any increase.", [['', c.stateDigestMismatches]]);
     metric('synod_state_digest_slot', 'gauge', 'The slot of the newest digest made here (0: none yet).', [['', st.stateDigest?.slot ?? 0]]);
+    const histogram = (name: string, help: string, h: LatencyHistogram) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+      let cumulative = 0;
+      for (let i = 0; i < h.boundsMs.length; i++) {
+        cumulative += h.counts[i]!;
+        lines.push(`${name}_bucket{le="${h.boundsMs[i]! / 1000}"} ${cumulative}`);
+      }
+      lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sumMs / 1000}`, `${name}_count ${h.count}`);
+    };
+    const latency = this.opts.replica.latencyHistograms();
+    histogram('synod_log_commit_duration_seconds', 'One group commit of the log, from commit() to durable (write + fdatasync, or persist for pmem).', latency.logCommit);
+    histogram('synod_voting_duration_seconds', 'Leading: from a slot\'s proposal to it being known chosen.', latency.voting);
     metric('synod_peer_connected', 'gauge', 'Whether the outbound connection to a peer is open.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.connected ? 1 : 0]));
     metric('synod_peer_dropped_frames_total', 'counter', 'Frames dropped towards a peer.', Object.entries(st.peers).map(([p, s]) => [`{peer="${p}"}`, s.droppedFrames]));
     metric('synod_kv_keys', 'gauge', 'Keys in the map.', [['', kv.keys]]);

@@ -31,7 +31,7 @@ import { crc32c } from '../storage/format.js';
 import { TcpTransport } from '../transport/tcp.js';
 import { readTlsFiles, tlsSocketFactory } from '../transport/tls.js';
 import type { PeerTransport } from '../transport/types.js';
-import { StatisticsRecorder, type ReplicaStatistics } from './statistics.js';
+import { StatisticsRecorder, type LatencyHistogram, type ReplicaStatistics } from './statistics.js';
 import type { ApplyContext, PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { TurnList } from './turn-list.js';
@@ -968,6 +968,15 @@ export class SynodReplica {
    */
   statistics(): ReplicaStatistics {
     return this.statsRecorder.take(now(), this.stats, this.logStore.stats());
+  }
+
+  /**
+   * Group-commit latency and (while leading) voting time since start, as cumulative histograms
+   * with fixed buckets (LATENCY_BUCKET_BOUNDS_MS): what a metrics scraper wants, where statistics()
+   * gives one caller's intervals. The KV server exports them in /metrics.
+   */
+  latencyHistograms(): { logCommit: LatencyHistogram; voting: LatencyHistogram } {
+    return this.statsRecorder.histograms();
   }
 
   /**

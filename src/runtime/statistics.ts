@@ -63,9 +63,44 @@ class Samples {
   }
 }
 
+/** Upper bounds of the cumulative latency histograms' buckets: 0.1 ms doubling to ~6.5 s (17 buckets, then +Inf). */
+export const LATENCY_BUCKET_BOUNDS_MS: readonly number[] = Array.from({ length: 17 }, (_, k) => Math.round(0.1 * 2 ** k * 1000) / 1000);
+
+/**
+ * A latency histogram since start, for scraping (Prometheus's histogram): `counts[i]` is the
+ * observations in (boundsMs[i-1], boundsMs[i]]; the last count is those above the last bound.
+ */
+export interface LatencyHistogram {
+  boundsMs: readonly number[];
+  counts: number[];
+  count: number;
+  sumMs: number;
+}
+
+/** Cumulative since start, unlike Samples: a scraper computes rates and quantiles over its own windows. */
+class Histogram {
+  private readonly counts = new Float64Array(LATENCY_BUCKET_BOUNDS_MS.length + 1);
+  private count = 0;
+  private sumMs = 0;
+
+  observe(ms: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKET_BOUNDS_MS.length && ms > LATENCY_BUCKET_BOUNDS_MS[i]!) i++;
+    this.counts[i]!++;
+    this.count++;
+    this.sumMs += ms;
+  }
+
+  snapshot(): LatencyHistogram {
+    return { boundsMs: LATENCY_BUCKET_BOUNDS_MS, counts: Array.from(this.counts), count: this.count, sumMs: this.sumMs };
+  }
+}
+
 export class StatisticsRecorder {
   private readonly commitLatency = new Samples();
   private readonly votingTime = new Samples();
+  private readonly commitHistogram = new Histogram();
+  private readonly votingHistogram = new Histogram();
   /** Slot -> when this replica, leading, proposed it. */
   private readonly proposedAt = new Map<Slot, number>();
   private intervalStartMs: number;
@@ -79,6 +114,12 @@ export class StatisticsRecorder {
   /** One group commit of the log took this long (from commit() to durable). */
   logCommitted(ms: number): void {
     this.commitLatency.add(ms);
+    this.commitHistogram.observe(ms);
+  }
+
+  /** Group-commit latency and (leading) voting time since start, as cumulative histograms. */
+  histograms(): { logCommit: LatencyHistogram; voting: LatencyHistogram } {
+    return { logCommit: this.commitHistogram.snapshot(), voting: this.votingHistogram.snapshot() };
   }
 
   /** Every Ready batch: a leader's new proposals start a voting time, chosen slots end it. */
@@ -99,6 +140,7 @@ export class StatisticsRecorder {
       if (t === undefined) continue;
       this.proposedAt.delete(c.slot);
       this.votingTime.add(nowMs - t);
+      this.votingHistogram.observe(nowMs - t);
     }
     if (!leading) this.proposedAt.clear(); // deposed: those slots end elsewhere
   }

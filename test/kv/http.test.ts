@@ -99,6 +99,19 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.match(m.body, /^synod_log_syncs_total [1-9]\d*$/m);
     assert.match(m.body, /^synod_log_bytes_written_total [1-9]\d*$/m);
     assert.match(m.body, /^synod_http_requests_total\{method="PUT",code="200"\} \d+$/m);
+    // Latency histograms: cumulative buckets ending at +Inf = count, observed on the leader.
+    for (const name of ['synod_log_commit_duration_seconds', 'synod_voting_duration_seconds']) {
+      assert.match(m.body, new RegExp(`^# TYPE ${name} histogram$`, 'm'));
+      const buckets = [...m.body.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, 'gm'))];
+      assert.equal(buckets.length, 18, `${name}: 17 bounds and +Inf`);
+      const counts = buckets.map((b) => Number(b[2]));
+      for (let i = 1; i < counts.length; i++) assert.ok(counts[i]! >= counts[i - 1]!, `${name}: buckets are cumulative`);
+      assert.equal(buckets.at(-1)![1], '+Inf');
+      const count = Number(m.body.match(new RegExp(`^${name}_count (\\d+)$`, 'm'))![1]);
+      assert.ok(count >= 1, `${name}: observed (${count})`);
+      assert.equal(counts.at(-1), count);
+      assert.ok(Number(m.body.match(new RegExp(`^${name}_sum (\\S+)$`, 'm'))![1]) > 0);
+    }
   });
 
   test('bad input gets a clear answer and the replica keeps serving', async () => {
