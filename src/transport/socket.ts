@@ -1,7 +1,7 @@
 // How the TCP transport makes its sockets. The transport only needs a byte stream that is a
 // net.Socket (tls.TLSSocket is one) and a listener that is a net.Server (tls.Server is one), so a
 // TLS variant is a second factory: tls.connect(...) calling onReady on 'secureConnect', and
-// tls.createServer(...) calling onSocket on 'secureConnection'. Not implemented yet (a later issue).
+// tls.createServer(...) calling onSocket on 'secureConnection' (tls.ts).
 
 import * as net from 'node:net';
 import type { PeerAddress } from './types.js';
@@ -14,6 +14,11 @@ export interface SocketFactory {
   connect(address: PeerAddress, onReady: () => void): net.Socket;
   /** Makes a (not yet listening) server that calls `onSocket` for each accepted, ready stream. */
   createServer(onSocket: (socket: net.Socket) => void): net.Server;
+  /**
+   * True when the server's 'connection' event sees raw TCP sockets that `onSocket` gets only after
+   * a handshake of the factory's own (TLS): the transport then applies its accept limits there too.
+   */
+  readonly wrapsConnections?: boolean;
 }
 
 export const plainTcpSocketFactory: SocketFactory = {

@@ -122,6 +122,12 @@ export class TcpTransport implements PeerTransport {
   /** Inbound connections closed at accept by inboundHandshakingMax / inboundPerAddressMax. */
   private refusedConnections = 0;
   private refusalLoggedAtMs = 0;
+  /**
+   * A factory that wraps connections (TLS): raw TCP connections whose TLS handshake and hello are
+   * still running, before acceptInbound sees them, by "address:port" -> address. They count in
+   * the accept limits, so a client that connects and stays silent cannot hold connections beyond them.
+   */
+  private readonly unwrapped = new Map<string, string>();
   private readonly inboundByPeer = new Map<ReplicaId, InboundConn>();
   private readonly receivedFrames = new Map<ReplicaId, number>();
   /** Every socket not yet closed, so that close() can wait for all of them. */
@@ -150,6 +156,9 @@ export class TcpTransport implements PeerTransport {
 
   private async listen(): Promise<void> {
     const server = this.factory.createServer((socket) => this.acceptInbound(socket));
+    // Before the factory's own listener (TLS wraps the raw socket there): a refused connection
+    // is closed before any TLS work is spent on it.
+    if (this.factory.wrapsConnections === true) server.prependListener('connection', (raw: net.Socket) => this.acceptRaw(raw));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.options.listenPort, this.options.listenHost, () => {
@@ -568,34 +577,60 @@ export class TcpTransport implements PeerTransport {
 
   // ------------------------------------------------------------------ inbound
 
+  /**
+   * Limits before anything is known about the caller (docs/security.md): why a new connection from
+   * `address` is over them, or null. Connections still in a wrapping factory's handshake count too.
+   */
+  private overAcceptLimits(address: string): string | null {
+    let handshaking = this.unwrapped.size;
+    let fromAddress = 0;
+    for (const a of this.unwrapped.values()) if (a === address) fromAddress++;
+    for (const c of this.inbound) {
+      if (c.state === 'handshake') handshaking++;
+      if (c.address === address) fromAddress++;
+    }
+    return handshaking >= this.options.inboundHandshakingMax
+      ? `${handshaking} inbound connections are already handshaking (inboundHandshakingMax)`
+      : fromAddress >= this.options.inboundPerAddressMax
+        ? `${fromAddress} inbound connections from ${address} already (inboundPerAddressMax)`
+        : null;
+  }
+
+  /** Refuses by closing at once; logs at most once a second (a flood must not become a log flood), counts every refusal. */
+  private refuseAtAccept(socket: net.Socket, address: string, over: string): void {
+    this.refusedConnections++;
+    const t = Date.now();
+    if (t - this.refusalLoggedAtMs >= 1_000) {
+      this.refusalLoggedAtMs = t;
+      this.log('warn', 'refused an inbound connection at once', { remote: `${address}:${socket.remotePort}`, reason: over, refusedSoFar: this.refusedConnections });
+    }
+    socket.destroy(); // never tracked: close() waits only for sockets that will say 'close'
+  }
+
+  /** A wrapping factory's raw connection, before its handshake: admitted within the limits, or closed. */
+  private acceptRaw(raw: net.Socket): void {
+    const address = raw.remoteAddress ?? '?';
+    const over = this.closing ? 'the transport is closing' : this.overAcceptLimits(address);
+    if (over !== null) {
+      if (this.closing) raw.destroy();
+      else this.refuseAtAccept(raw, address, over);
+      return;
+    }
+    const key = `${address}:${raw.remotePort}`;
+    this.unwrapped.set(key, address);
+    raw.once('close', () => this.unwrapped.delete(key));
+  }
+
   private acceptInbound(socket: net.Socket): void {
     if (this.closing) {
       socket.destroy();
       return;
     }
-    // Limits before anything is known about the caller (docs/security.md): refuse by closing at
-    // once, log at most once a second (a flood must not become a log flood), count every refusal.
     const address = socket.remoteAddress ?? '?';
-    let handshaking = 0;
-    let fromAddress = 0;
-    for (const c of this.inbound) {
-      if (c.state === 'handshake') handshaking++;
-      if (c.address === address) fromAddress++;
-    }
-    const over =
-      handshaking >= this.options.inboundHandshakingMax
-        ? `${handshaking} inbound connections are already handshaking (inboundHandshakingMax)`
-        : fromAddress >= this.options.inboundPerAddressMax
-          ? `${fromAddress} inbound connections from ${address} already (inboundPerAddressMax)`
-          : null;
+    if (this.factory.wrapsConnections === true) this.unwrapped.delete(`${address}:${socket.remotePort}`); // handed over: counted as inbound from here
+    const over = this.overAcceptLimits(address);
     if (over !== null) {
-      this.refusedConnections++;
-      const t = Date.now();
-      if (t - this.refusalLoggedAtMs >= 1_000) {
-        this.refusalLoggedAtMs = t;
-        this.log('warn', 'refused an inbound connection at once', { remote: `${address}:${socket.remotePort}`, reason: over, refusedSoFar: this.refusedConnections });
-      }
-      socket.destroy(); // never tracked: close() waits only for sockets that will say 'close'
+      this.refuseAtAccept(socket, address, over);
       return;
     }
     this.track(socket);

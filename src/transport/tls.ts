@@ -174,6 +174,7 @@ export function tlsSocketFactory(options: TlsSocketFactoryOptions): SocketFactor
   };
 
   return {
+    wrapsConnections: true,
     connect(address: PeerAddress, onReady: () => void): net.Socket {
       const where = `peer at ${address.host}:${address.port}`;
       const socket = tls.connect({
@@ -215,6 +216,9 @@ export function tlsSocketFactory(options: TlsSocketFactoryOptions): SocketFactor
         handshakeTimeout: timeoutMs,
       });
       server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        // Node leaves the socket open here, even on handshakeTimeout (ERR_TLS_HANDSHAKE_TIMEOUT): a
+        // client that connects and sends nothing would hold it until it hangs up, maybe never.
+        socket.destroy();
         safeLog('refused TLS connection', { remote: `${socket.remoteAddress}:${socket.remotePort}`, code: 'SYNOD_TLS_HANDSHAKE', reason: `${err.message}${err.code ? ` (${err.code})` : ''}` });
       });
       server.on('secureConnection', (socket: tls.TLSSocket) => {

@@ -245,6 +245,55 @@ describe('tls refusals', { skip }, () => {
   });
 });
 
+describe('TLS accept limits', () => {
+  test('silent TCP connections to a TLS port are held within inboundPerAddressMax and cut at handshakeTimeoutMs; a peer connects afterwards', { skip }, async () => {
+    const sets = await certs();
+    const made: TcpTransport[] = [];
+    const start = async (id: ReplicaId) => {
+      const log = collectingLogger();
+      const t = new TcpTransport({
+        replicaId: id, clusterId: CLUSTER, reconnectDelayMinMs: 20, reconnectDelayMaxMs: 50, handshakeTimeoutMs: 600, inboundPerAddressMax: 8,
+        random: seededRandom(id), logger: log.logger,
+        socketFactory: tlsSocketFactory({ ...material(sets.good, id), clusterId: CLUSTER, logger: log.logger, handshakeTimeoutMs: 600 }),
+      });
+      made.push(t);
+      await t.start();
+      return { t, log };
+    };
+    const a = await start(1);
+    try {
+      const address = a.t.address();
+      // A port scanner or a slowloris: TCP connects, nothing is ever sent. Before the fix Node's TLS
+      // server kept all of them open (handshakeTimeout only reports) and no accept limit applied.
+      let closedByServer = 0;
+      const silent = Array.from({ length: 40 }, () => {
+        const s = net.connect(address);
+        s.on('error', () => {});
+        s.on('close', () => closedByServer++);
+        return s;
+      });
+      await waitFor(() => closedByServer >= 32, 'all but inboundPerAddressMax refused at once');
+      await sleep(100);
+      assert.equal(closedByServer, 32, 'the 8 within the limit are held until their handshake times out');
+      assert.equal(a.t.refusedInboundConnections, 32);
+      await waitFor(() => closedByServer === 40, 'the rest cut at handshakeTimeoutMs');
+      for (const s of silent) s.destroy();
+      const b = await start(2);
+      const peers = new Map([[1, address], [2, b.t.address()]]);
+      a.t.setPeers(peers);
+      b.t.setPeers(peers);
+      const got: number[] = [];
+      a.t.onFrame((from) => got.push(from));
+      await waitFor(() => {
+        b.t.send(1, numberedFrame(2, 0));
+        return got.length > 0;
+      }, 'a legitimate peer after the silent connections');
+    } finally {
+      await Promise.all(made.map((t) => t.close()));
+    }
+  });
+});
+
 describe('certificate identity parsing', () => {
   test('replicaIdOfCertificate takes exactly one well-formed synod://replica/<id> URI', () => {
     const id = (san: string | undefined) => replicaIdOfCertificate({ subjectaltname: san as string });
