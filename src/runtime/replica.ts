@@ -53,6 +53,8 @@ const STATE_DIGEST_FRAME_BYTES = 13;
 const DEFAULT_STATE_DIGEST_INTERVAL_SLOTS = 100_000;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
+/** A snapshot shipment whose peer reads nothing for this long is abandoned (its fetch timed out long before). */
+const SNAPSHOT_SHIP_STALL_MS = 10_000;
 /** Most record bytes in one catch-up answer the runtime makes (from the recent log in memory or from disk). */
 const LOG_CATCHUP_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -76,7 +78,8 @@ interface SnapshotFetch {
   chunks: Uint8Array[];
   received: number;
   total: number;
-  startedMs: number;
+  /** When the request went out or the last chunk in order arrived: a fetch is dropped after SNAPSHOT_FETCH_TIMEOUT_MS without progress. */
+  progressMs: number;
 }
 
 const now = () => performance.now();
@@ -186,6 +189,8 @@ export class SynodReplica {
   private closed = false;
   private failed: Error | null = null;
   private fetch: SnapshotFetch | null = null;
+  /** Peers a snapshot is being shipped to (one shipment each). */
+  private readonly shipping = new Set<ReplicaId>();
   private readonly tickTimer: NodeJS.Timeout;
   /** Leading with the recovery round chosen (what the application was told). */
   private primary = false;
@@ -1039,7 +1044,7 @@ export class SynodReplica {
         r.reject(r.timeout());
       }
     }
-    if (this.fetch && now() - this.fetch.startedMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
+    if (this.fetch && now() - this.fetch.progressMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
     this.scheduleDrain();
   }
 
@@ -1527,7 +1532,7 @@ export class SynodReplica {
 
   private requestSnapshot(from: ReplicaId, slot: Slot, adopt = false): void {
     if (this.fetch) return;
-    this.fetch = { from, slot, adopt, chunks: [], received: 0, total: -1, startedMs: now() };
+    this.fetch = { from, slot, adopt, chunks: [], received: 0, total: -1, progressMs: now() };
     const frame = new Uint8Array(9);
     frame[0] = FRAME_SNAPSHOT_REQUEST;
     new DataView(frame.buffer).setFloat64(1, slot, true);
@@ -1538,13 +1543,32 @@ export class SynodReplica {
   private async shipSnapshot(to: ReplicaId, frame: Uint8Array): Promise<void> {
     if (frame.length !== 9) return;
     const wanted = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getFloat64(1, true);
+    if (!Number.isSafeInteger(wanted) || wanted < 0) {
+      this.log('warn', `dropped a snapshot request from replica ${to} for slot ${wanted}`);
+      return;
+    }
+    // One shipment per peer: each holds a file, a pin and chunk buffers until the peer has read it
+    // all, so repeated requests (a peer that retried, or one that asks and never reads) must not
+    // pile them up. A request while one runs is dropped; the peer asks again when its fetch ends.
+    if (this.shipping.has(to)) return;
+    this.shipping.add(to);
+    try {
+      await this.shipSnapshotNow(to, wanted);
+    } finally {
+      this.shipping.delete(to);
+    }
+  }
+
+  private async shipSnapshotNow(to: ReplicaId, wanted: Slot): Promise<void> {
     let latest = await this.snapshots.latest();
     if (!latest || latest.slot < wanted) {
-      // Nothing recent enough on disk (the log was compacted by a snapshot since removed, or
-      // the peer asks past it): take one now and ship that, rather than leave the peer waiting.
+      // A snapshot taken now covers only what is applied: asked past it, there is nothing to send.
+      if (wanted > this.appliedSlot) return; // the peer asks again on its next catch-up attempt
+      // Nothing recent enough on disk (the log was compacted by a snapshot since removed): take
+      // one now and ship that, rather than leave the peer waiting.
       await this.takeSnapshot();
       latest = await this.snapshots.latest();
-      if (!latest || latest.slot < wanted) return; // the peer asks again on its next catch-up attempt
+      if (!latest || latest.slot < wanted) return;
     }
     const release = this.snapshots.pin(latest.slot);
     try {
@@ -1563,9 +1587,19 @@ export class SynodReplica {
         out.set(chunk, 26);
         this.transport.send(to, out);
         offset += chunk.length;
-        // Flow control: let the socket drain before queuing more than a few chunks.
-        while ((this.transport.stats().get(to)?.queuedBytes ?? 0) > 4 * SNAPSHOT_CHUNK_BYTES && !this.closed) {
+        // Flow control: let the socket drain before queuing more than a few chunks. A peer that
+        // reads nothing for SNAPSHOT_SHIP_STALL_MS is given up on (it asks again if it still needs it).
+        let queued = this.transport.stats().get(to)?.queuedBytes ?? 0;
+        let movedMs = now();
+        while (queued > 4 * SNAPSHOT_CHUNK_BYTES && !this.closed) {
           await new Promise((r) => setTimeout(r, 5));
+          const q = this.transport.stats().get(to)?.queuedBytes ?? 0;
+          if (q < queued) movedMs = now();
+          else if (now() - movedMs > SNAPSHOT_SHIP_STALL_MS) {
+            this.log('warn', `stopped shipping the snapshot of slot ${latest.slot} to replica ${to}: it read nothing for ${SNAPSHOT_SHIP_STALL_MS} ms`);
+            return;
+          }
+          queued = q;
         }
       }
       await reader.finish();
@@ -1611,6 +1645,7 @@ export class SynodReplica {
     }
     f.chunks.push(frame.slice(26));
     f.received += frame.length - 26;
+    f.progressMs = now(); // a large snapshot over a slow link may take longer than the timeout, as long as it moves
     if (!last) return;
     this.fetch = null;
     if (f.received !== f.total) return;
