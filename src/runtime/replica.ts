@@ -247,7 +247,14 @@ export class SynodReplica {
     this.leaderSnapshotFactor = options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR;
     this.leaderAdoptsSnapshots = options.leaderAdoptsSnapshots ?? false;
     this.digestInterval = options.stateDigestIntervalSlots ?? DEFAULT_STATE_DIGEST_INTERVAL_SLOTS;
-    this.log = options.logger ?? silent;
+    const logger = options.logger ?? silent;
+    this.log = (level, msg, fields) => {
+      try {
+        logger(level, msg, fields);
+      } catch {
+        // A broken logger must not stop the replica: it is called from socket and timer callbacks.
+      }
+    };
     // Settings start at the defaults on every replica and change only through the log
     // (proposeSessionLimitsIfChanged): a replay from the first slot decides as live did.
     this.sessions = new SessionTable();
