@@ -32,6 +32,8 @@ export function answerForError(e: unknown, write: boolean): ErrorAnswer {
   // OutcomeUnknownError instead (see SynodReplica.fail).
   if (e instanceof StorageFailedError) return { status: 503, code: e.code, message: e.message, retryAfterS: 5 };
   if (e instanceof SynodError) {
+    // Refused before it was proposed: nothing ran, and the request itself is wrong.
+    if (e.code === 'SYNOD_BAD_SESSION') return { status: 400, code: e.code, message: e.message };
     if (e.code === 'SYNOD_READ_TIMEOUT') return { status: 504, code: e.code, message: e.message };
     return write ? { status: 504, code: e.code, message: e.message } : { status: 503, code: e.code, message: e.message, retryAfterS: 1 };
   }

@@ -8,6 +8,13 @@
 //   { op: 'sessionLimits', sessionsMax, sessionExpiryMs } the session table's settings from this
 //                                                         slot on (proposed by a new primary whose
 //                                                         own settings differ from the table's)
+//   { op: 'ownSession', id }                             session `id` is a replica's own (the one its
+//                                                         session-less proposals use): no client may
+//                                                         name it, or it could mark the replica's
+//                                                         next seqs as done (answered, never applied).
+//                                                         Enforced where proposals are submitted, so
+//                                                         a replica that predates the op (it ignores
+//                                                         it) applies the same commands as the rest
 //
 // Why session settings go through the log: a replica that replays entries after a restart must
 // decide expiry and eviction as they were decided live; settings taken from its command line would
@@ -19,6 +26,7 @@ export type InternalCommand =
   | { op: 'address'; id: number; host: string; port: number }
   | { op: 'incarnation'; id: number; incarnation: string }
   | { op: 'sessionLimits'; limits: SessionLimits }
+  | { op: 'ownSession'; id: number }
   | { op: 'unknown' };
 
 export function encodeInternal(body: Record<string, unknown>): Uint8Array {
@@ -27,6 +35,10 @@ export function encodeInternal(body: Record<string, unknown>): Uint8Array {
 
 export function encodeSessionLimitsCommand(limits: SessionLimits): Uint8Array {
   return encodeInternal({ op: 'sessionLimits', sessionsMax: limits.sessionsMax, sessionExpiryMs: limits.sessionExpiryMs });
+}
+
+export function encodeOwnSessionCommand(id: number): Uint8Array {
+  return encodeInternal({ op: 'ownSession', id });
 }
 
 /** Decodes an internal command; anything malformed or unknown is { op: 'unknown' } (ignored alike everywhere). */
@@ -44,6 +56,7 @@ export function decodeInternal(payload: Uint8Array): InternalCommand {
   if (body.op === 'incarnation' && Number.isInteger(body.id) && isIncarnation(body.incarnation)) {
     return { op: 'incarnation', id: body.id as number, incarnation: body.incarnation };
   }
+  if (body.op === 'ownSession' && Number.isSafeInteger(body.id) && (body.id as number) >= 1) return { op: 'ownSession', id: body.id as number };
   if (body.op === 'sessionLimits' && typeof body.sessionsMax === 'number' && typeof body.sessionExpiryMs === 'number') {
     try {
       return { op: 'sessionLimits', limits: validateSessionLimits({ sessionsMax: body.sessionsMax, sessionExpiryMs: body.sessionExpiryMs }) };

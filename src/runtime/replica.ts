@@ -38,7 +38,7 @@ import { TurnList } from './turn-list.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
-import { decodeInternal, encodeSessionLimitsCommand } from './internal-commands.js';
+import { decodeInternal, encodeOwnSessionCommand, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyHead, snapshotBodyHeadOf } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
 import { readChosenEntries } from './log-catchup.js';
@@ -206,6 +206,8 @@ export class SynodReplica {
    * the log by a primary the first time it hears from a replica; never rebound.
    */
   private readonly incarnations = new Map<ReplicaId, string>();
+  /** Every replica's own session ids (replicated: `ownSession` commands, snapshots): clients may not name them. */
+  private ownSessions = new Set<number>();
   /** The incarnation each peer named on its latest inbound connection (not replicated). */
   private readonly heardIncarnations = new Map<ReplicaId, string>();
   /** This data directory's incarnation id as hex (fixed for its life). */
@@ -308,6 +310,7 @@ export class SynodReplica {
     let addresses: Array<[number, string, number]> = [];
     let incarnations: Array<[number, string]> = [];
     let stoppedAt = 0;
+    let ownSessions: number[] = [];
     if (latest) {
       const body = decodeSnapshotBody(await snapshots.readWhole(latest.slot));
       options.stateMachine.restore(body.app);
@@ -315,6 +318,7 @@ export class SynodReplica {
       addresses = body.addresses;
       incarnations = body.incarnations;
       stoppedAt = body.stoppedAt ?? 0;
+      ownSessions = body.ownSessions ?? [];
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
@@ -341,6 +345,7 @@ export class SynodReplica {
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     if (sessions) replica.adoptSessions(sessions);
     replica.stoppedAtSlot = stoppedAt;
+    replica.ownSessions = new Set(ownSessions);
     for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
     for (const [peer, incarnation] of incarnations) replica.bindIncarnation(peer, incarnation);
     replica.refreshPeers();
@@ -402,6 +407,9 @@ export class SynodReplica {
       return callback(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null, cookie);
     }
     const own = options.clientId === undefined;
+    if (!own && this.ownSessions.has(options.clientId!)) {
+      return callback(new SynodError('SYNOD_BAD_SESSION', `session ${options.clientId} is a replica's own: open a session of your own`), null, cookie);
+    }
     if (own && this.ownSession === 0) return this.proposeOnceOpen(command, options, callback, cookie);
     const clientId = options.clientId ?? this.ownSession;
     const seq = options.seq ?? this.ownSeqs.next();
@@ -439,7 +447,9 @@ export class SynodReplica {
   /** The replica's own session, opened once by whoever needs it first (and again after it expired). */
   private openOwnSession(): Promise<number> {
     if (this.ownSessionOpening) return this.ownSessionOpening;
-    const opening = this.openSession().then(
+    // Reserved through the log before its first use, so that every replica refuses clients naming it.
+    const timeoutMs = this.options.proposeTimeoutMs ?? 5000;
+    const opening = this.openSession().then((id) => this.submitInternal(encodeOwnSessionCommand(id), timeoutMs).then(() => id)).then(
       (id) => {
         this.ownSessionOpening = null;
         this.ownSession = id;
@@ -579,7 +589,10 @@ export class SynodReplica {
       // The only pause of the apply loop: the application's serialization, at a consistent point.
       const addresses = [...this.addresses].map(([peer, a]) => [peer, a.host, a.port] as [number, string, number]);
       const incarnations = [...this.incarnations];
-      const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot });
+      // Own sessions that expired are dropped here (a client naming one is told it expired anyway).
+      for (const id of this.ownSessions) if (!this.sessions.has(id)) this.ownSessions.delete(id);
+      const ownSessions = [...this.ownSessions];
+      const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot, ownSessions });
       const app = this.captureApp();
       let bytes = 0;
       const counted = async function* (): AsyncGenerator<Uint8Array> {
@@ -800,6 +813,8 @@ export class SynodReplica {
       this.bindIncarnation(cmd.id, cmd.incarnation);
     } else if (cmd.op === 'sessionLimits') {
       this.sessions.setLimits(cmd.limits);
+    } else if (cmd.op === 'ownSession') {
+      this.ownSessions.add(cmd.id);
     } else {
       this.log('warn', 'ignored a malformed or unknown internal command');
     }
@@ -1679,6 +1694,7 @@ export class SynodReplica {
     if (body.stoppedAt) this.stoppedAtSlot = body.stoppedAt;
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
     for (const [peer, incarnation] of body.incarnations) this.bindIncarnation(peer, incarnation);
+    this.ownSessions = new Set(body.ownSessions ?? []);
     this.appliedSlot = slot;
     this.recentLog.reset(slot);
     this.snapshotSlot = slot;

@@ -76,6 +76,7 @@ export async function restoreDataDir(o: RestoreOptions): Promise<RestoreResult> 
     sessions: backed.sessions,
     app: backed.app,
     ...(backed.stoppedAt ? { stoppedAt: backed.stoppedAt } : {}),
+    ownSessions: backed.ownSessions ?? [],
   });
 
   // Made whole beside the target, then renamed into place: a crash leaves the target absent or

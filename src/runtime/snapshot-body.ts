@@ -22,6 +22,8 @@ interface Header {
   sessionClock?: { timeMs: number; nextId: number; sessionsMax: number; sessionExpiryMs: number };
   /** The slot of a chosen last request at or below `slot` (absent: none). */
   stoppedAt?: number;
+  /** Sessions the replicas opened for their own proposals, which clients may not name (absent in older snapshots). */
+  ownSessions?: number[];
 }
 
 export type SnapshotBodyParts = Omit<SnapshotBody, 'app'>;
@@ -37,6 +39,8 @@ export interface SnapshotBody {
   app: Uint8Array;
   /** The slot of a chosen last request at or below `slot` (0: none; the replica set stopped there). */
   stoppedAt?: number;
+  /** Session ids the replicas opened for their own proposals (internal-commands.ts, `ownSession`). */
+  ownSessions?: number[];
 }
 
 export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
@@ -51,6 +55,7 @@ export function encodeSnapshotBodyHead(body: SnapshotBodyParts): Uint8Array {
     addresses: body.addresses,
     incarnations: body.incarnations,
     ...(body.stoppedAt ? { stoppedAt: body.stoppedAt } : {}),
+    ...(body.ownSessions !== undefined && body.ownSessions.length > 0 ? { ownSessions: body.ownSessions } : {}),
     ...sessionHeader(body.sessions.toJSON()),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -109,7 +114,7 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
     ([id, floor, results, activeMs]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))]), activeMs] as [number, number, Array<[number, Uint8Array]>, number?],
   );
   const sessions = SessionTable.fromJSON<Uint8Array>(header.sessionClock ? { ...header.sessionClock, sessions: tuples } : tuples);
-  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], incarnations: header.incarnations ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0 };
+  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], incarnations: header.incarnations ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0, ownSessions: header.ownSessions ?? [] };
 }
 
 const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1023;
@@ -118,7 +123,8 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
 function validHeader(h: unknown): h is Header {
   if (typeof h !== 'object' || h === null) return false;
-  const { slot, configs, addresses, incarnations, sessions, stoppedAt, sessionClock } = h as Partial<Header>;
+  const { slot, configs, addresses, incarnations, sessions, stoppedAt, sessionClock, ownSessions } = h as Partial<Header>;
+  if (ownSessions !== undefined && (!Array.isArray(ownSessions) || !ownSessions.every((id) => isCount(id) && id >= 1))) return false;
   if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
   if (sessionClock !== undefined) {
     if (typeof sessionClock !== 'object' || sessionClock === null) return false;
