@@ -364,14 +364,7 @@ export class KvHttpServer {
     const key = keyBytes(route.key!);
     const max = this.opts.machine.valueBytesMax;
     const body = await this.readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch (e) {
-      throw new HttpError(400, 'SYNOD_BAD_JSON', `the CAS body is not valid JSON (${(e as Error).message}): send {"expected": string|null, "value": string}`);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body must be a JSON object {"expected": string|null, "value": string}');
-    const o = parsed as Record<string, unknown>;
+    const o = jsonObject(body, 'the CAS body', '{"expected": string|null, "value": string}');
     if (!('expected' in o) || !(o.expected === null || typeof o.expected === 'string')) {
       throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "expected": a string, or null for "the key is absent"');
     }
@@ -425,13 +418,9 @@ export class KvHttpServer {
     let id: number;
     let peer: PeerAddress | null = null;
     if (method === 'POST') {
-      let parsed: { id?: unknown; peer?: unknown };
-      try {
-        parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
-      } catch {
-        throw new HttpError(400, 'SYNOD_BAD_JSON', 'the body must be JSON: {"id": N, "peer": "HOST:PORT"}');
-      }
-      id = Number(parsed.id);
+      const parsed = jsonObject(body, 'the body', '{"id": N, "peer": "HOST:PORT"}');
+      // A number only: Number() would take "4", [4] or true for an id.
+      id = typeof parsed.id === 'number' ? parsed.id : NaN;
       const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(parsed.peer) : null;
       if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
       peer = { host: m[1]!, port: Number(m[2]) };
@@ -789,6 +778,22 @@ function parseRoute(url: string): Route {
     '/v1/sessions': 'sessions',
   };
   return { name: fixed[path] ?? 'none', query };
+}
+
+/**
+ * A request body that must be a JSON object (`shape` is its form, for the message): 400
+ * SYNOD_BAD_JSON when it is not JSON, or is JSON null, an array, a string or a number (a check of
+ * `parsed.field` on null threw, and was answered 500).
+ */
+function jsonObject(body: Buffer, what: string, shape: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} is not valid JSON (${(e as Error).message}): send ${shape}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} must be a JSON object ${shape}`);
+  return parsed as Record<string, unknown>;
 }
 
 function keyBytes(key: string): Buffer {

@@ -134,6 +134,15 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
       ['GET', '/v1/scan?limit=abc', undefined, 400, /limit/],
       ['POST', '/v1/members', '{}', 400, /peer address/],
       ['POST', '/v1/members', 'not json', 400, /JSON/],
+      // JSON that is not an object: null used to be a 500 (parsed.id on null threw).
+      ['POST', '/v1/members', 'null', 400, /must be a JSON object/],
+      ['POST', '/v1/members', '[]', 400, /must be a JSON object/],
+      ['POST', '/v1/members', '"x"', 400, /must be a JSON object/],
+      ['POST', '/v1/cas/k', 'null', 400, /must be a JSON object/],
+      // An id that is not a JSON number (Number() took "4", [4] and true).
+      ['POST', '/v1/members', '{"id":"4","peer":"127.0.0.1:7004"}', 400, /replica id/],
+      ['POST', '/v1/members', '{"id":[4],"peer":"127.0.0.1:7004"}', 400, /replica id/],
+      ['POST', '/v1/members', '{"id":true,"peer":"127.0.0.1:7004"}', 400, /replica id/],
       ['DELETE', '/v1/members?id=abc', undefined, 400, /replica id/],
     ];
     for (const [method, path, body, status, pattern] of cases) {
