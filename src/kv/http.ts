@@ -96,6 +96,8 @@ interface Route {
   name: string;
   key?: string;
   query: URLSearchParams;
+  /** The query string as sent: parameters that become bytes are decoded from it strictly (queryBytes). */
+  rawQuery: string;
 }
 
 class HttpError extends Error {
@@ -369,8 +371,8 @@ export class KvHttpServer {
       throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "expected": a string, or null for "the key is absent"');
     }
     if (typeof o.value !== 'string') throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "value": a string');
-    const value = Buffer.from(o.value, 'utf8');
-    const expected = o.expected === null ? null : Buffer.from(o.expected as string, 'utf8');
+    const value = Buffer.from(jsonText(o.value, 'value'), 'utf8');
+    const expected = o.expected === null ? null : Buffer.from(jsonText(o.expected as string, 'expected'), 'utf8');
     if (value.length > max || (expected && expected.length > max)) throw new HttpError(413, 'SYNOD_TOO_LARGE', `a CAS value exceeds ${max} bytes`);
     await this.write(req, res, body, { op: 'cas', key, expected, value }, (r) => {
       if (r.kind === 'cas-failed') this.sendJson(res, 409, { current: r.current === null ? null : Buffer.from(r.current).toString('utf8') });
@@ -394,7 +396,7 @@ export class KvHttpServer {
 
   private async scan(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     await this.readBody(req, DRAIN_BYTES_MAX, 'body');
-    const prefix = Buffer.from(route.query.get('prefix') ?? '', 'utf8');
+    const prefix = queryBytes(route, 'prefix') ?? Buffer.alloc(0);
     if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
     const limitText = route.query.get('limit');
     const limit = limitText === null ? SCAN_LIMIT_DEFAULT : Number(limitText);
@@ -421,7 +423,7 @@ export class KvHttpServer {
       const parsed = jsonObject(body, 'the body', '{"id": N, "peer": "HOST:PORT"}');
       // A number only: Number() would take "4", [4] or true for an id.
       id = typeof parsed.id === 'number' ? parsed.id : NaN;
-      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(parsed.peer) : null;
+      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed.peer, 'peer')) : null;
       if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
       peer = { host: m[1]!, port: Number(m[2]) };
     } else {
@@ -751,7 +753,8 @@ export class KvHttpServer {
 function parseRoute(url: string): Route {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  const rawQuery = q < 0 ? '' : url.slice(q + 1);
+  const query = new URLSearchParams(rawQuery);
   for (const [prefix, name] of [
     ['/v1/kv/', 'kv'],
     ['/v1/cas/', 'cas'],
@@ -766,7 +769,7 @@ function parseRoute(url: string): Route {
       } catch {
         throw new HttpError(400, 'SYNOD_BAD_KEY', `bad percent-encoding in the key ${JSON.stringify(raw.slice(0, 64))}: use %XX escapes of UTF-8 bytes`);
       }
-      return { name, key, query };
+      return { name, key, query, rawQuery };
     }
   }
   const fixed: Record<string, string> = {
@@ -777,7 +780,7 @@ function parseRoute(url: string): Route {
     '/v1/leader/transfer': 'transfer',
     '/v1/sessions': 'sessions',
   };
-  return { name: fixed[path] ?? 'none', query };
+  return { name: fixed[path] ?? 'none', query, rawQuery };
 }
 
 /**
@@ -786,14 +789,59 @@ function parseRoute(url: string): Route {
  * `parsed.field` on null threw, and was answered 500).
  */
 function jsonObject(body: Buffer, what: string, shape: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = STRICT_UTF8.decode(body);
+  } catch {
+    throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} is not valid UTF-8: send ${shape} as UTF-8 text`);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch (e) {
     throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} is not valid JSON (${(e as Error).message}): send ${shape}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} must be a JSON object ${shape}`);
   return parsed as Record<string, unknown>;
+}
+
+/** Decodes UTF-8 or throws: Buffer.toString() and URLSearchParams put U+FFFD for bad bytes instead. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+/** A UTF-16 surrogate not part of a pair (JSON "\ud800"): with the u flag a pair is one code point and does not match. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** A JSON string field, refused (400 naming the field) when it holds a lone surrogate: UTF-8 would carry it as U+FFFD. */
+function jsonText(text: string, field: string): string {
+  if (LONE_SURROGATE.test(text)) throw new HttpError(400, 'SYNOD_BAD_JSON', `"${field}" holds a lone UTF-16 surrogate (such as "\\ud800"), which is not text UTF-8 can carry`);
+  return text;
+}
+
+/**
+ * The first query parameter `name` as UTF-8 bytes, or null when absent, decoded as strictly as the
+ * key in the path: bad percent-encoding or bytes that are not UTF-8 get 400 naming the parameter
+ * (URLSearchParams would turn them into U+FFFD and scan for another prefix). "+" is a space, as in
+ * URLSearchParams.
+ */
+function queryBytes(route: Route, name: string): Buffer | null {
+  if (route.rawQuery === '') return null;
+  for (const part of route.rawQuery.split('&')) {
+    const eq = part.indexOf('=');
+    const rawName = (eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' ');
+    let decodedName: string;
+    try {
+      decodedName = decodeURIComponent(rawName);
+    } catch {
+      continue; // not this parameter's name, whatever it is
+    }
+    if (decodedName !== name) continue;
+    const raw = eq < 0 ? '' : part.slice(eq + 1);
+    try {
+      return Buffer.from(decodeURIComponent(raw.replace(/\+/g, ' ')), 'utf8');
+    } catch {
+      throw new HttpError(400, 'SYNOD_BAD_REQUEST', `bad percent-encoding in ${name} ${JSON.stringify(raw.slice(0, 64))}: use %XX escapes of UTF-8 bytes`);
+    }
+  }
+  return null;
 }
 
 function keyBytes(key: string): Buffer {

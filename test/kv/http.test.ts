@@ -59,6 +59,11 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.equal((await request(addr(leader), 'GET', `/v1/kv/${key}`)).body, 'unicode');
     const scan = await request(addr(leader), 'GET', `/v1/scan?prefix=${encodeURIComponent('dir/')}`);
     assert.deepEqual(scan.json().entries, [{ key: 'dir/ключ ✓', value: 'unicode' }]);
+    // The prefix is decoded strictly, with "+" a space as before.
+    assert.equal((await request(addr(leader), 'PUT', `/v1/kv/${encodeURIComponent('dir/a b')}`, 'space')).status, 200);
+    const plus = await request(addr(leader), 'GET', `/v1/scan?prefix=dir%2F%D0%BA&limit=1`);
+    assert.deepEqual(plus.json(), { entries: [{ key: 'dir/ключ ✓', value: 'unicode' }], more: false });
+    assert.deepEqual((await request(addr(leader), 'GET', '/v1/scan?prefix=dir%2Fa+b')).json().entries, [{ key: 'dir/a b', value: 'space' }]);
   });
 
   test('compare-and-set: 200 when swapped, 409 with the current value otherwise', async () => {
@@ -143,6 +148,12 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
       ['POST', '/v1/members', '{"id":"4","peer":"127.0.0.1:7004"}', 400, /replica id/],
       ['POST', '/v1/members', '{"id":[4],"peer":"127.0.0.1:7004"}', 400, /replica id/],
       ['POST', '/v1/members', '{"id":true,"peer":"127.0.0.1:7004"}', 400, /replica id/],
+      // Text that is not UTF-8 is refused as in the key, not turned into U+FFFD.
+      ['GET', '/v1/scan?prefix=%FF', undefined, 400, /percent-encoding in prefix "%FF"/],
+      ['GET', '/v1/scan?limit=5&prefix=a%ED%A0%80', undefined, 400, /percent-encoding in prefix/],
+      ['POST', '/v1/cas/k', '{"expected":null,"value":"\\ud800"}', 400, /"value" holds a lone UTF-16 surrogate/],
+      ['POST', '/v1/cas/k', '{"expected":"x\\udc00","value":"v"}', 400, /"expected" holds a lone UTF-16 surrogate/],
+      ['POST', '/v1/cas/k', Buffer.from('{"expected":null,"value":"\xff"}', 'latin1'), 400, /CAS body is not valid UTF-8/],
       ['DELETE', '/v1/members?id=abc', undefined, 400, /replica id/],
     ];
     for (const [method, path, body, status, pattern] of cases) {
