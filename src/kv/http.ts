@@ -398,10 +398,13 @@ export class KvHttpServer {
     await this.readBody(req, DRAIN_BYTES_MAX, 'body');
     const prefix = queryBytes(route, 'prefix') ?? Buffer.alloc(0);
     if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
+    // The next page: keys after the last one answered (an answer stops early past its byte limit).
+    const after = queryBytes(route, 'after');
+    if (after !== null && after.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `after exceeds ${KEY_BYTES_MAX} bytes`);
     const limitText = route.query.get('limit');
     const limit = limitText === null ? SCAN_LIMIT_DEFAULT : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > SCAN_LIMIT_MAX) throw new HttpError(400, 'SYNOD_BAD_LIMIT', `limit must be an integer in 1..${SCAN_LIMIT_MAX}, got ${JSON.stringify(limitText)}`);
-    await this.readQuery(req, res, { op: 'scan', prefix, limit }, consistencyOf(route.query), (r) => {
+    await this.readQuery(req, res, { op: 'scan', prefix, limit, after }, consistencyOf(route.query), (r) => {
       if (r.kind !== 'scan') throw new Error(`scan answered ${r.kind}`);
       this.sendJson(res, 200, {
         entries: r.entries.map(([k, v]) => ({ key: Buffer.from(k).toString('utf8'), value: Buffer.from(v).toString('utf8') })),

@@ -86,6 +86,25 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.deepEqual(page.json(), { entries: [{ key: 's/1', value: 's/1' }, { key: 's/2', value: 's/2' }], more: true });
   });
 
+  test('scan answers are bounded in bytes: a page stops early with more, and ?after= continues from its last key', async () => {
+    // valueBytesMax 64 KiB: a page holds two entries of the largest size (133,136 bytes), so two
+    // of these 60,013-byte entries and not three.
+    const value = (i: number) => String(i).repeat(60_000);
+    for (let i = 0; i < 5; i++) assert.equal((await request(addr(leader), 'PUT', `/v1/kv/big%2F${i}`, value(i))).status, 200);
+    const page = async (after: string | null) => {
+      const r = await request(addr(followers[0]!), 'GET', `/v1/scan?prefix=big%2F&limit=100${after === null ? '' : `&after=${encodeURIComponent(after)}`}`);
+      assert.equal(r.status, 200, r.body.slice(0, 200));
+      const j = r.json() as { entries: Array<{ key: string; value: string }>; more: boolean };
+      for (const e of j.entries) assert.equal(e.value, value(Number(e.key.slice(4))));
+      return [j.entries.map((e) => e.key), j.more];
+    };
+    assert.deepEqual(await page(null), [['big/0', 'big/1'], true]);
+    assert.deepEqual(await page('big/1'), [['big/2', 'big/3'], true]);
+    assert.deepEqual(await page('big/3'), [['big/4'], false]);
+    assert.equal((await request(addr(leader), 'GET', '/v1/scan?after=%FF')).status, 400, 'after is decoded strictly, like the prefix');
+    for (let i = 0; i < 5; i++) assert.equal((await request(addr(leader), 'DELETE', `/v1/kv/big%2F${i}`)).status, 200);
+  });
+
   test('status and metrics', async () => {
     const st = (await request(addr(followers[0]!), 'GET', '/v1/status')).json();
     assert.equal(st.id, followers[0]!.replica.id);
