@@ -34,7 +34,10 @@
 // (401 otherwise; a follower forwards the header, and the leader checks it again). Limits:
 // connections per remote address (429 on the first request of a connection over it, then close),
 // headers within httpHeadersTimeoutMs and a body within httpBodyTimeoutMs (408), a body of at
-// most httpBodyBytesMax (413). Forwarding to the leader goes over HTTPS when this port serves it,
+// most httpBodyBytesMax (413); pipelined requests of one connection served at most
+// httpPipelineMax at a time and while its unsent answers are within httpUnsentBytesMax, and a
+// connection whose answers make no progress for httpWriteStallTimeoutMs closed (./http-pipeline.ts).
+// Forwarding to the leader goes over HTTPS when this port serves it,
 // presenting this replica's certificate and checking that the leader's names the leader's id.
 
 import * as http from 'node:http';
@@ -51,6 +54,7 @@ import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
 import { FLOOR_HEADER, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
+import { PipelineGate } from './http-pipeline.js';
 import type { KvMachine } from './machine.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 
@@ -112,6 +116,8 @@ class HttpError extends Error {
 
 /** Connections (the sockets HTTP parses from) over a connection limit, and which: answered 429, then closed. */
 const overLimit = new WeakMap<object, 'address' | 'total'>();
+/** Each connection's pipelined requests (made at its first request). */
+const gates = new WeakMap<object, PipelineGate>();
 
 export class KvHttpServer {
   private readonly server: http.Server;
@@ -127,6 +133,10 @@ export class KvHttpServer {
    */
   private readonly forwardsWaiting = new Set<{ leader: number; abort: (why: string) => void }>();
   private forwardWatch: NodeJS.Timeout | null = null;
+  /** Connections with requests open: checked for answers that make no progress (httpWriteStallTimeoutMs). */
+  private readonly gatesOpen = new Set<PipelineGate>();
+  private stallWatch: NodeJS.Timeout | null = null;
+  private stalledConnections = 0;
   private clientErrors = 0;
   private refusedConnections = 0;
   private unauthorized = 0;
@@ -156,10 +166,12 @@ export class KvHttpServer {
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(this.limits.httpHeadersTimeoutMs / 4))),
     };
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      this.handle(req, res).catch((e) => {
-        this.opts.logger?.error({ err: e }, 'http handler failed');
-        if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
-        else res.destroy();
+      this.gateOf(req.socket).admit(res, () => {
+        this.handle(req, res).catch((e) => {
+          this.opts.logger?.error({ err: e }, 'http handler failed');
+          if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
+          else res.destroy();
+        });
       });
     };
     // Forwarded requests keep to the per-address limit of the leader (followers share its count).
@@ -251,6 +263,7 @@ export class KvHttpServer {
 
   async close(): Promise<void> {
     if (this.forwardWatch) clearInterval(this.forwardWatch);
+    if (this.stallWatch) clearInterval(this.stallWatch);
     this.forwardAgent.destroy();
     if (!this.server.listening) {
       this.server.closeAllConnections();
@@ -260,6 +273,44 @@ export class KvHttpServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  // ---------------------------------------------------------------- pipelining
+
+  private gateOf(socket: import('node:net').Socket): PipelineGate {
+    let gate = gates.get(socket);
+    if (gate === undefined) {
+      gate = new PipelineGate(socket, this.limits, (g, open) => this.watchGate(g, open));
+      gates.set(socket, gate);
+    }
+    return gate;
+  }
+
+  /** Tracks connections with requests open; one timer checks them all for stalled answers while any is. */
+  private watchGate(gate: PipelineGate, open: boolean): void {
+    if (!open) {
+      this.gatesOpen.delete(gate);
+      return;
+    }
+    this.gatesOpen.add(gate);
+    if (this.stallWatch) return;
+    const stallMs = this.limits.httpWriteStallTimeoutMs;
+    this.stallWatch = setInterval(() => {
+      if (this.gatesOpen.size === 0) {
+        clearInterval(this.stallWatch!);
+        this.stallWatch = null;
+        return;
+      }
+      const now = Date.now();
+      for (const g of this.gatesOpen) {
+        if (!g.stalled(now)) continue;
+        this.gatesOpen.delete(g);
+        this.stalledConnections++;
+        this.opts.logger?.warn({ remote: g.socket.remoteAddress, code: 'SYNOD_WRITE_STALLED', unsentBytes: g.unsentBytes(), limit: stallMs }, 'HTTP connection closed: its answers were not read (httpWriteStallTimeoutMs)');
+        g.socket.destroy();
+      }
+    }, Math.max(25, Math.min(1_000, Math.floor(stallMs / 4))));
+    this.stallWatch.unref();
   }
 
   // ---------------------------------------------------------------- dispatch
@@ -727,6 +778,15 @@ export class KvHttpServer {
     metric('synod_http_connections_open', 'gauge', 'Client connections open on the HTTP port (connectionsMax counts these).', [['', this.openConnections]]);
     metric('synod_http_unauthorized_total', 'counter', 'Requests refused (401): no or wrong bearer token.', [['', this.unauthorized]]);
     metric('synod_http_tls_failures_total', 'counter', 'Failed TLS handshakes (no or untrusted client certificate, protocol errors).', [['', this.tlsFailures]]);
+    let unsent = 0;
+    let waiting = 0;
+    for (const g of this.gatesOpen) {
+      unsent += g.unsentBytes();
+      waiting += g.waitingCount;
+    }
+    metric('synod_http_stalled_connections_total', 'counter', 'Connections closed because their answers waited without progress for httpWriteStallTimeoutMs (a client that does not read).', [['', this.stalledConnections]]);
+    metric('synod_http_unsent_bytes', 'gauge', 'Answer bytes held for HTTP clients that have not taken them yet (socket buffers and queued answers).', [['', unsent]]);
+    metric('synod_http_requests_waiting', 'gauge', 'Pipelined HTTP requests parsed and waiting to be served (httpPipelineMax, httpUnsentBytesMax).', [['', waiting]]);
     return lines.join('\n') + '\n' + (this.opts.extraMetrics?.() ?? '');
   }
 
