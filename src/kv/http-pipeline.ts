@@ -40,6 +40,8 @@ export class PipelineGate {
   /** Requests parsed but not started, in order. */
   private readonly waiting: Array<{ res: http.ServerResponse; start: () => void }> = [];
   private pausedHere = false;
+  private closing = false;
+  private ended = false;
   /** Responses finished or closed so far: progress for the stall check. */
   private finished = 0;
   private lastFinished = 0;
@@ -66,7 +68,7 @@ export class PipelineGate {
 
   /** Starts the request now, or once the connection has room (in arrival order). */
   admit(res: http.ServerResponse, start: () => void): void {
-    if (this.waiting.length === 0 && this.hasRoom()) return this.begin(res, start);
+    if (this.waiting.length === 0 && !this.closing && this.hasRoom()) return this.begin(res, start);
     this.waiting.push({ res, start });
     if (!this.pausedHere) {
       this.pausedHere = true;
@@ -77,6 +79,29 @@ export class PipelineGate {
   /** Requests parsed and waiting to start. */
   get waitingCount(): number {
     return this.waiting.length;
+  }
+
+  /** Whether a request has started and its answer has not been handed to the kernel, or waits to start. */
+  get pending(): boolean {
+    return this.open.size > 0 || this.waiting.length > 0;
+  }
+
+  /** closeAfterPending() was called: nothing more is read from this connection. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /**
+   * After malformed bytes behind whole requests: answer those, then close, instead of an error
+   * answer that the client would take for the answer to one of them. Nothing more is read.
+   */
+  closeAfterPending(): void {
+    this.closing = true;
+    if (!this.pausedHere) {
+      this.pausedHere = true;
+      this.socket.pause();
+    }
+    this.pump();
   }
 
   /** Answer bytes of this connection still in this process: the socket's buffer and the answers queued behind the one it sends. */
@@ -127,6 +152,14 @@ export class PipelineGate {
     }
     if (this.waiting.length > 0) return;
     if (this.open.size === 0) this.watch(this, false);
+    if (this.closing) {
+      // Every answer is with the kernel: a FIN after them, then let go of the socket.
+      if (this.open.size === 0 && !this.ended) {
+        this.ended = true;
+        this.socket.end(() => this.socket.destroy());
+      }
+      return;
+    }
     if (this.pausedHere) {
       this.pausedHere = false;
       this.socket.resume();

@@ -198,9 +198,18 @@ export class KvHttpServer {
     (this.server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     // Malformed HTTP (bad request line, oversized headers...): answer 400 and close; keep serving.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const gate = gates.get(socket);
+      if (gate?.isClosing) return; // the parser fails again on later bytes: counted and handled once
       this.clientErrors++;
       if (err.code === 'ECONNRESET' || !socket.writable) {
         socket.destroy();
+        return;
+      }
+      // Whole requests came before the bad bytes and are not all answered: an error written now
+      // would be read as the answer to one of them (a PUT applied but answered 400). Answer them,
+      // then close; the bad request gets no answer.
+      if (gate?.pending) {
+        gate.closeAfterPending();
         return;
       }
       // Headers (or a body nobody read) not received in time: a slow or stalled client.

@@ -135,4 +135,29 @@ describe('HTTP pipelining on a one-replica node', () => {
     assert.equal(scan.json().entries.length, 20);
     assert.equal(await metric(n.http, 'synod_http_stalled_connections_total'), 1, 'a reading client is not taken for stalled');
   });
+
+  test('malformed bytes behind pipelined requests: those are answered (no 400 taken for their answer), then the connection is closed', async () => {
+    const s = await connect(n.http);
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    // A PUT still being replicated, a GET waiting behind it, then bytes that are not HTTP.
+    const put = 'PUT /v1/kv/piped HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello';
+    s.write(put + 'GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n' + 'BROKEN\x01 / HTTP/1.1\r\n\r\n');
+    await closed;
+    const text = Buffer.concat(chunks).toString('latin1');
+    const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    assert.deepEqual(statuses, [200, 200], text.slice(0, 400));
+    assert.match(text, /\{"ok":true\}/);
+    assert.equal((await request(n.http, 'GET', '/v1/kv/piped')).body, 'hello');
+    // With nothing pending, malformed bytes still get their 400.
+    const alone = await connect(n.http);
+    const answer = new Promise<string>((resolve) => {
+      let t = '';
+      alone.on('data', (c: Buffer) => (t += c.toString('latin1')));
+      alone.once('close', () => resolve(t));
+    });
+    alone.write('BROKEN\x01 / HTTP/1.1\r\n\r\n');
+    assert.match(await answer, /^HTTP\/1\.1 400 [\s\S]*SYNOD_BAD_HTTP/);
+  });
 });
