@@ -177,12 +177,13 @@ export function clientCommands(): Command[] {
   });
 
   const scan = withCommon(
-    new Command('scan').description('list keys with a prefix').argument('[prefix]', 'key prefix', '').option('--limit <n>', 'most entries', '100').option('--consistency <c>', 'linearizable | lease | local', 'linearizable'),
-  ).action(async (prefix: string, o: Common & { limit: string; consistency: string }) => {
+    new Command('scan').description('list keys with a prefix').argument('[prefix]', 'key prefix', '').option('--limit <n>', 'most entries', '100').option('--after <key>', 'only keys after this one (the next page)').option('--consistency <c>', 'linearizable | lease | local', 'linearizable'),
+  ).action(async (prefix: string, o: Common & { limit: string; after?: string; consistency: string }) => {
     await run(o, async (c) => {
-      const a = await c.call('GET', `/v1/scan?prefix=${encodeURIComponent(prefix)}&limit=${encodeURIComponent(o.limit)}&consistency=${encodeURIComponent(o.consistency)}`);
+      const after = o.after === undefined ? '' : `&after=${encodeURIComponent(o.after)}`;
+      const a = await c.call('GET', `/v1/scan?prefix=${encodeURIComponent(prefix)}&limit=${encodeURIComponent(o.limit)}${after}&consistency=${encodeURIComponent(o.consistency)}`);
       const j = JSON.parse(a.body.toString('utf8')) as { entries: Array<{ key: string; value: string }>; more: boolean };
-      const text = j.entries.length === 0 ? '(no keys)' : table(['KEY', 'VALUE'], j.entries.map((e) => [e.key, e.value.length > 60 ? e.value.slice(0, 57) + '...' : e.value])) + (j.more ? '\n(more: raise --limit)' : '');
+      const text = j.entries.length === 0 ? '(no keys)' : table(['KEY', 'VALUE'], j.entries.map((e) => [e.key, e.value.length > 60 ? e.value.slice(0, 57) + '...' : e.value])) + (j.more ? `\n(more: continue with --after ${JSON.stringify(j.entries.at(-1)!.key)})` : '');
       out(o, j, text);
     });
   });

@@ -76,6 +76,9 @@ const LIMIT_FLAGS: Array<[string, keyof ClientLimits, string]> = [
   ['httpHeadersTimeoutMs', 'httpHeadersTimeoutMs', 'http-headers-timeout-ms'],
   ['httpBodyTimeoutMs', 'httpBodyTimeoutMs', 'http-body-timeout-ms'],
   ['httpBodyMaxBytes', 'httpBodyBytesMax', 'http-body-max-bytes'],
+  ['httpPipelineMax', 'httpPipelineMax', 'http-pipeline-max'],
+  ['httpUnsentMaxBytes', 'httpUnsentBytesMax', 'http-unsent-max-bytes'],
+  ['httpWriteStallTimeoutMs', 'httpWriteStallTimeoutMs', 'http-write-stall-timeout-ms'],
   ['binaryAuthTimeoutMs', 'binaryAuthTimeoutMs', 'binary-auth-timeout-ms'],
 ];
 
@@ -115,6 +118,9 @@ const ENV: Record<string, string> = {
   httpHeadersTimeoutMs: 'SYNOD_HTTP_HEADERS_TIMEOUT_MS',
   httpBodyTimeoutMs: 'SYNOD_HTTP_BODY_TIMEOUT_MS',
   httpBodyMaxBytes: 'SYNOD_HTTP_BODY_MAX_BYTES',
+  httpPipelineMax: 'SYNOD_HTTP_PIPELINE_MAX',
+  httpUnsentMaxBytes: 'SYNOD_HTTP_UNSENT_MAX_BYTES',
+  httpWriteStallTimeoutMs: 'SYNOD_HTTP_WRITE_STALL_TIMEOUT_MS',
   binaryAuthTimeoutMs: 'SYNOD_BINARY_AUTH_TIMEOUT_MS',
   peerFrameMaxBytes: 'SYNOD_PEER_FRAME_MAX_BYTES',
   peerQueueMaxBytes: 'SYNOD_PEER_QUEUE_MAX_BYTES',
@@ -162,6 +168,9 @@ export function startCommand(): Command {
     .option('--http-headers-timeout-ms <ms>', `time to receive HTTP request headers (default ${CLIENT_LIMITS_DEFAULT.httpHeadersTimeoutMs})`)
     .option('--http-body-timeout-ms <ms>', `time to receive an HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyTimeoutMs})`)
     .option('--http-body-max-bytes <n>', `largest HTTP request body (default ${CLIENT_LIMITS_DEFAULT.httpBodyBytesMax})`)
+    .option('--http-pipeline-max <n>', `requests of one HTTP connection served at once or with answers unsent; later pipelined ones wait (default ${CLIENT_LIMITS_DEFAULT.httpPipelineMax})`)
+    .option('--http-unsent-max-bytes <n>', `answer bytes of one HTTP connection the client has not taken, past which its next requests wait (default ${CLIENT_LIMITS_DEFAULT.httpUnsentBytesMax})`)
+    .option('--http-write-stall-timeout-ms <ms>', `close an HTTP connection whose answers wait without progress this long (default ${CLIENT_LIMITS_DEFAULT.httpWriteStallTimeoutMs})`)
     .option('--peer-frame-max-bytes <n>', `largest frame accepted from or sent to a peer (default ${DEFAULT_TRANSPORT_OPTIONS.frameBytesMax})`)
     .option('--peer-queue-max-bytes <n>', `bytes held for one slow peer; past it sends to it are dropped, consensus resends (default ${DEFAULT_TRANSPORT_OPTIONS.peerQueueBytesMax})`)
     .option('--peer-handshake-timeout-ms <ms>', `time for an inbound peer connection to introduce itself (default ${DEFAULT_TRANSPORT_OPTIONS.handshakeTimeoutMs})`)

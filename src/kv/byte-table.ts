@@ -675,22 +675,22 @@ export class ByteTable {
   }
 
   /**
-   * The entry ids of the first `limit` keys that start with `prefix`, in key order, and whether
-   * another one follows. With more than scanSortAddedMax keys added since the last sort, it does
+   * The entry ids of the first `limit` keys that start with `prefix` (and, with `after`, sort
+   * after it: the next page of a scan), in key order, and whether another one follows. With more than scanSortAddedMax keys added since the last sort, it does
    * not sort them: the matches in the key order are found by a binary search (in a copy without
    * the ids deleted since, if any: their records may be gone), those among the added keys by one
    * pass keeping the limit + 1 smallest in a heap, and the two are merged; the order is left for
    * the next snapshot's clone to bring up to date. (A scan of a 1,000,000-key table sorted the
    * ~300,000 keys added since its last snapshot inside the request's turn.)
    */
-  prefixScan(prefix: Uint8Array, limit: number): { ids: number[]; more: boolean } {
+  prefixScan(prefix: Uint8Array, limit: number, after: Uint8Array | null = null): { ids: number[]; more: boolean } {
     const k = limit + 1;
     let matches: number[];
     if (this.order === null || this.added.length <= this.scanSortAddedMax) {
-      matches = this.firstMatches(this.sorted(), prefix, k);
+      matches = this.firstMatches(this.sorted(), prefix, k, after);
     } else {
-      const fromOrder = this.firstMatches(this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order, prefix, k);
-      const fromAdded = this.smallestMatches(this.added.view(), prefix, k);
+      const fromOrder = this.firstMatches(this.removed.length > 0 ? this.withoutRemoved(this.order) : this.order, prefix, k, after);
+      const fromAdded = this.smallestMatches(this.added.view(), prefix, k, after);
       matches = [];
       let a = 0;
       let b = 0;
@@ -704,18 +704,20 @@ export class ByteTable {
     return { ids: matches, more };
   }
 
-  /** The first (at most) `k` of `ids` (entry ids in key order) whose keys start with `prefix`. */
-  private firstMatches(ids: Int32Array, prefix: Uint8Array, k: number): number[] {
+  /** The first (at most) `k` of `ids` (entry ids in key order) whose keys start with `prefix` and sort after `after`. */
+  private firstMatches(ids: Int32Array, prefix: Uint8Array, k: number, after: Uint8Array | null): number[] {
     const out: number[] = [];
-    for (let i = this.lowerBoundIn(ids, prefix); i < ids.length && out.length < k; i++) {
+    let from = this.lowerBoundIn(ids, prefix);
+    if (after !== null) from = Math.max(from, this.upperBoundIn(ids, after));
+    for (let i = from; i < ids.length && out.length < k; i++) {
       if (!this.keyHasPrefix(ids[i]!, prefix)) break;
       out.push(ids[i]!);
     }
     return out;
   }
 
-  /** Among `ids`, the (at most) `k` smallest keys that start with `prefix`, in key order: a max-heap of k. */
-  private smallestMatches(ids: Int32Array, prefix: Uint8Array, k: number): number[] {
+  /** Among `ids`, the (at most) `k` smallest keys that start with `prefix` and sort after `after`, in key order: a max-heap of k. */
+  private smallestMatches(ids: Int32Array, prefix: Uint8Array, k: number, after: Uint8Array | null): number[] {
     const heap: number[] = [];
     const above = (i: number, j: number) => this.compareEntries(heap[i]!, heap[j]!) > 0;
     const swap = (i: number, j: number) => {
@@ -727,6 +729,7 @@ export class ByteTable {
     for (const e of ids) {
       if (removed !== null && removed[e] === 1) continue; // deleted since it was added
       if (!this.keyHasPrefix(e, prefix)) continue;
+      if (after !== null && this.compareKey(e, after, 0, after.length) <= 0) continue;
       if (heap.length < k) {
         heap.push(e);
         for (let i = heap.length - 1; i > 0 && above(i, (i - 1) >> 1); i = (i - 1) >> 1) swap(i, (i - 1) >> 1);
@@ -757,6 +760,18 @@ export class ByteTable {
       if (mark[e] !== 1) kept[n++] = e;
     }
     return kept.subarray(0, n);
+  }
+
+  /** Position in `ids` (entry ids in key order) of the first key > `key`. */
+  private upperBoundIn(ids: Int32Array, key: Uint8Array): number {
+    let lo = 0;
+    let hi = ids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.compareKey(ids[mid]!, key, 0, key.length) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /** Position in `ids` (entry ids in key order) of the first key >= `key`. */

@@ -472,8 +472,10 @@ export class KvClient {
     return this.read(query, options.consistency ?? 'linearizable').then(valueOfGet);
   }
 
-  async scan(prefix: Bytes, limit = 100, options: { consistency?: Consistency } = {}): Promise<{ entries: Array<[Uint8Array, Uint8Array]>; more: boolean }> {
-    const r = await this.read(encodeQuery({ op: 'scan', prefix: bytesOf(prefix), limit }), options.consistency ?? 'linearizable');
+  /** Keys with `prefix` in byte order (after `options.after`: the next page), at most `limit` and the server's scan byte limit; `more` when others follow. */
+  async scan(prefix: Bytes, limit = 100, options: { consistency?: Consistency; after?: Bytes } = {}): Promise<{ entries: Array<[Uint8Array, Uint8Array]>; more: boolean }> {
+    const after = options.after === undefined ? null : bytesOf(options.after);
+    const r = await this.read(encodeQuery({ op: 'scan', prefix: bytesOf(prefix), limit, after }), options.consistency ?? 'linearizable');
     if (r.kind !== 'scan') throw unexpected(r);
     return { entries: r.entries.map(([k, v]) => [new Uint8Array(k), new Uint8Array(v)]), more: r.more };
   }

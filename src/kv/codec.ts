@@ -9,7 +9,7 @@
 //            DELETE  02 | klen u32 | key
 //            CAS     03 | klen u32 | key | hasExpected u8 | [elen u32 | expected] | vlen u32 | value
 //   query    GET     10 | klen u32 | key
-//            SCAN    11 | plen u32 | prefix | limit u32
+//            SCAN    11 | plen u32 | prefix | limit u32 | [alen u32 | after]   (after: keys > it only)
 //   result   OK      00 | [payload]             PUT: none; DELETE: existed u8; GET: value
 //            NOTFOUND 01                        GET of an absent key
 //            CASFAIL 02 | hasCurrent u8 | [clen u32 | current]
@@ -24,6 +24,13 @@ export const KEY_BYTES_MAX = 1024;
 export const VALUE_BYTES_MAX_DEFAULT = 1 << 20;
 /** Most entries one scan returns. */
 export const SCAN_LIMIT_MAX = 10_000;
+/**
+ * Most bytes of entries (8 + key + value each, as encoded) one scan returns, beyond its first
+ * entry: past it the scan stops early with `more` (the next page starts after its last key).
+ * KvMachine lowers it to two entries of the largest size (2 x (8 + KEY_BYTES_MAX + valueBytesMax))
+ * when that is less, so that an answer fits a binary client's frame (2 x valueBytesMax + 64 KiB).
+ */
+export const SCAN_BYTES_MAX = 4 * 1024 * 1024;
 
 export const OP_PUT = 0x01;
 export const OP_DELETE = 0x02;
@@ -48,7 +55,7 @@ export type KvCommand =
   | { op: 'delete'; key: Uint8Array }
   | { op: 'cas'; key: Uint8Array; expected: Uint8Array | null; value: Uint8Array };
 
-export type KvQuery = { op: 'get'; key: Uint8Array } | { op: 'scan'; prefix: Uint8Array; limit: number };
+export type KvQuery = { op: 'get'; key: Uint8Array } | { op: 'scan'; prefix: Uint8Array; limit: number; after?: Uint8Array | null };
 
 export type KvResult =
   | { kind: 'ok'; value?: Uint8Array; existed?: boolean }
@@ -170,10 +177,12 @@ export function encodeQuery(q: KvQuery): Uint8Array {
     o.blob(q.key);
     return o.finish();
   }
-  const o = new Out(1 + 4 + q.prefix.length + 4);
+  const after = q.after ?? null;
+  const o = new Out(1 + 4 + q.prefix.length + 4 + (after === null ? 0 : 4 + after.length));
   o.u8(OP_SCAN);
   o.blob(q.prefix);
   o.u32(q.limit);
+  if (after !== null) o.blob(after); // optional: a scan without it encodes as before
   return o.finish();
 }
 
@@ -285,7 +294,8 @@ export function decodeQuery(bytes: Uint8Array): KvQuery {
   if (op === OP_GET) q = { op: 'get', key: r.blob('key', 0xffffffff) };
   else if (op === OP_SCAN) {
     const prefix = r.blob('prefix', 0xffffffff);
-    q = { op: 'scan', prefix, limit: r.u32('limit') };
+    const limit = r.u32('limit');
+    q = r.offset < bytes.length ? { op: 'scan', prefix, limit, after: r.blob('after', 0xffffffff) } : { op: 'scan', prefix, limit };
   } else throw new KvCodecError(`unknown query opcode 0x${op.toString(16)}`);
   r.end();
   return q;

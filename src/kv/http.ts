@@ -34,7 +34,10 @@
 // (401 otherwise; a follower forwards the header, and the leader checks it again). Limits:
 // connections per remote address (429 on the first request of a connection over it, then close),
 // headers within httpHeadersTimeoutMs and a body within httpBodyTimeoutMs (408), a body of at
-// most httpBodyBytesMax (413). Forwarding to the leader goes over HTTPS when this port serves it,
+// most httpBodyBytesMax (413); pipelined requests of one connection served at most
+// httpPipelineMax at a time and while its unsent answers are within httpUnsentBytesMax, and a
+// connection whose answers make no progress for httpWriteStallTimeoutMs closed (./http-pipeline.ts).
+// Forwarding to the leader goes over HTTPS when this port serves it,
 // presenting this replica's certificate and checking that the leader's names the leader's id.
 
 import * as http from 'node:http';
@@ -51,6 +54,7 @@ import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
 import { FLOOR_HEADER, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
+import { PipelineGate } from './http-pipeline.js';
 import type { KvMachine } from './machine.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 
@@ -96,6 +100,8 @@ interface Route {
   name: string;
   key?: string;
   query: URLSearchParams;
+  /** The query string as sent: parameters that become bytes are decoded from it strictly (queryBytes). */
+  rawQuery: string;
 }
 
 class HttpError extends Error {
@@ -110,6 +116,8 @@ class HttpError extends Error {
 
 /** Connections (the sockets HTTP parses from) over a connection limit, and which: answered 429, then closed. */
 const overLimit = new WeakMap<object, 'address' | 'total'>();
+/** Each connection's pipelined requests (made at its first request). */
+const gates = new WeakMap<object, PipelineGate>();
 
 export class KvHttpServer {
   private readonly server: http.Server;
@@ -125,6 +133,10 @@ export class KvHttpServer {
    */
   private readonly forwardsWaiting = new Set<{ leader: number; abort: (why: string) => void }>();
   private forwardWatch: NodeJS.Timeout | null = null;
+  /** Connections with requests open: checked for answers that make no progress (httpWriteStallTimeoutMs). */
+  private readonly gatesOpen = new Set<PipelineGate>();
+  private stallWatch: NodeJS.Timeout | null = null;
+  private stalledConnections = 0;
   private clientErrors = 0;
   private refusedConnections = 0;
   private unauthorized = 0;
@@ -154,10 +166,12 @@ export class KvHttpServer {
       connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(this.limits.httpHeadersTimeoutMs / 4))),
     };
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      this.handle(req, res).catch((e) => {
-        this.opts.logger?.error({ err: e }, 'http handler failed');
-        if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
-        else res.destroy();
+      this.gateOf(req.socket).admit(res, () => {
+        this.handle(req, res).catch((e) => {
+          this.opts.logger?.error({ err: e }, 'http handler failed');
+          if (!res.headersSent) this.sendError(res, { status: 500, code: 'SYNOD_INTERNAL', message: String(e) });
+          else res.destroy();
+        });
       });
     };
     // Forwarded requests keep to the per-address limit of the leader (followers share its count).
@@ -184,9 +198,18 @@ export class KvHttpServer {
     (this.server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     // Malformed HTTP (bad request line, oversized headers...): answer 400 and close; keep serving.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const gate = gates.get(socket);
+      if (gate?.isClosing) return; // the parser fails again on later bytes: counted and handled once
       this.clientErrors++;
       if (err.code === 'ECONNRESET' || !socket.writable) {
         socket.destroy();
+        return;
+      }
+      // Whole requests came before the bad bytes and are not all answered: an error written now
+      // would be read as the answer to one of them (a PUT applied but answered 400). Answer them,
+      // then close; the bad request gets no answer.
+      if (gate?.pending) {
+        gate.closeAfterPending();
         return;
       }
       // Headers (or a body nobody read) not received in time: a slow or stalled client.
@@ -249,6 +272,7 @@ export class KvHttpServer {
 
   async close(): Promise<void> {
     if (this.forwardWatch) clearInterval(this.forwardWatch);
+    if (this.stallWatch) clearInterval(this.stallWatch);
     this.forwardAgent.destroy();
     if (!this.server.listening) {
       this.server.closeAllConnections();
@@ -258,6 +282,44 @@ export class KvHttpServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  // ---------------------------------------------------------------- pipelining
+
+  private gateOf(socket: import('node:net').Socket): PipelineGate {
+    let gate = gates.get(socket);
+    if (gate === undefined) {
+      gate = new PipelineGate(socket, this.limits, (g, open) => this.watchGate(g, open));
+      gates.set(socket, gate);
+    }
+    return gate;
+  }
+
+  /** Tracks connections with requests open; one timer checks them all for stalled answers while any is. */
+  private watchGate(gate: PipelineGate, open: boolean): void {
+    if (!open) {
+      this.gatesOpen.delete(gate);
+      return;
+    }
+    this.gatesOpen.add(gate);
+    if (this.stallWatch) return;
+    const stallMs = this.limits.httpWriteStallTimeoutMs;
+    this.stallWatch = setInterval(() => {
+      if (this.gatesOpen.size === 0) {
+        clearInterval(this.stallWatch!);
+        this.stallWatch = null;
+        return;
+      }
+      const now = Date.now();
+      for (const g of this.gatesOpen) {
+        if (!g.stalled(now)) continue;
+        this.gatesOpen.delete(g);
+        this.stalledConnections++;
+        this.opts.logger?.warn({ remote: g.socket.remoteAddress, code: 'SYNOD_WRITE_STALLED', unsentBytes: g.unsentBytes(), limit: stallMs }, 'HTTP connection closed: its answers were not read (httpWriteStallTimeoutMs)');
+        g.socket.destroy();
+      }
+    }, Math.max(25, Math.min(1_000, Math.floor(stallMs / 4))));
+    this.stallWatch.unref();
   }
 
   // ---------------------------------------------------------------- dispatch
@@ -364,20 +426,13 @@ export class KvHttpServer {
     const key = keyBytes(route.key!);
     const max = this.opts.machine.valueBytesMax;
     const body = await this.readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch (e) {
-      throw new HttpError(400, 'SYNOD_BAD_JSON', `the CAS body is not valid JSON (${(e as Error).message}): send {"expected": string|null, "value": string}`);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body must be a JSON object {"expected": string|null, "value": string}');
-    const o = parsed as Record<string, unknown>;
+    const o = jsonObject(body, 'the CAS body', '{"expected": string|null, "value": string}');
     if (!('expected' in o) || !(o.expected === null || typeof o.expected === 'string')) {
       throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "expected": a string, or null for "the key is absent"');
     }
     if (typeof o.value !== 'string') throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "value": a string');
-    const value = Buffer.from(o.value, 'utf8');
-    const expected = o.expected === null ? null : Buffer.from(o.expected as string, 'utf8');
+    const value = Buffer.from(jsonText(o.value, 'value'), 'utf8');
+    const expected = o.expected === null ? null : Buffer.from(jsonText(o.expected as string, 'expected'), 'utf8');
     if (value.length > max || (expected && expected.length > max)) throw new HttpError(413, 'SYNOD_TOO_LARGE', `a CAS value exceeds ${max} bytes`);
     await this.write(req, res, body, { op: 'cas', key, expected, value }, (r) => {
       if (r.kind === 'cas-failed') this.sendJson(res, 409, { current: r.current === null ? null : Buffer.from(r.current).toString('utf8') });
@@ -401,12 +456,15 @@ export class KvHttpServer {
 
   private async scan(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     await this.readBody(req, DRAIN_BYTES_MAX, 'body');
-    const prefix = Buffer.from(route.query.get('prefix') ?? '', 'utf8');
+    const prefix = queryBytes(route, 'prefix') ?? Buffer.alloc(0);
     if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
+    // The next page: keys after the last one answered (an answer stops early past its byte limit).
+    const after = queryBytes(route, 'after');
+    if (after !== null && after.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `after exceeds ${KEY_BYTES_MAX} bytes`);
     const limitText = route.query.get('limit');
     const limit = limitText === null ? SCAN_LIMIT_DEFAULT : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > SCAN_LIMIT_MAX) throw new HttpError(400, 'SYNOD_BAD_LIMIT', `limit must be an integer in 1..${SCAN_LIMIT_MAX}, got ${JSON.stringify(limitText)}`);
-    await this.readQuery(req, res, { op: 'scan', prefix, limit }, consistencyOf(route.query), (r) => {
+    await this.readQuery(req, res, { op: 'scan', prefix, limit, after }, consistencyOf(route.query), (r) => {
       if (r.kind !== 'scan') throw new Error(`scan answered ${r.kind}`);
       this.sendJson(res, 200, {
         entries: r.entries.map(([k, v]) => ({ key: Buffer.from(k).toString('utf8'), value: Buffer.from(v).toString('utf8') })),
@@ -425,14 +483,10 @@ export class KvHttpServer {
     let id: number;
     let peer: PeerAddress | null = null;
     if (method === 'POST') {
-      let parsed: { id?: unknown; peer?: unknown };
-      try {
-        parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
-      } catch {
-        throw new HttpError(400, 'SYNOD_BAD_JSON', 'the body must be JSON: {"id": N, "peer": "HOST:PORT"}');
-      }
-      id = Number(parsed.id);
-      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(parsed.peer) : null;
+      const parsed = jsonObject(body, 'the body', '{"id": N, "peer": "HOST:PORT"}');
+      // A number only: Number() would take "4", [4] or true for an id.
+      id = typeof parsed.id === 'number' ? parsed.id : NaN;
+      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed.peer, 'peer')) : null;
       if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
       peer = { host: m[1]!, port: Number(m[2]) };
     } else {
@@ -733,6 +787,15 @@ export class KvHttpServer {
     metric('synod_http_connections_open', 'gauge', 'Client connections open on the HTTP port (connectionsMax counts these).', [['', this.openConnections]]);
     metric('synod_http_unauthorized_total', 'counter', 'Requests refused (401): no or wrong bearer token.', [['', this.unauthorized]]);
     metric('synod_http_tls_failures_total', 'counter', 'Failed TLS handshakes (no or untrusted client certificate, protocol errors).', [['', this.tlsFailures]]);
+    let unsent = 0;
+    let waiting = 0;
+    for (const g of this.gatesOpen) {
+      unsent += g.unsentBytes();
+      waiting += g.waitingCount;
+    }
+    metric('synod_http_stalled_connections_total', 'counter', 'Connections closed because their answers waited without progress for httpWriteStallTimeoutMs (a client that does not read).', [['', this.stalledConnections]]);
+    metric('synod_http_unsent_bytes', 'gauge', 'Answer bytes held for HTTP clients that have not taken them yet (socket buffers and queued answers).', [['', unsent]]);
+    metric('synod_http_requests_waiting', 'gauge', 'Pipelined HTTP requests parsed and waiting to be served (httpPipelineMax, httpUnsentBytesMax).', [['', waiting]]);
     return lines.join('\n') + '\n' + (this.opts.extraMetrics?.() ?? '');
   }
 
@@ -762,7 +825,8 @@ export class KvHttpServer {
 function parseRoute(url: string): Route {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  const rawQuery = q < 0 ? '' : url.slice(q + 1);
+  const query = new URLSearchParams(rawQuery);
   for (const [prefix, name] of [
     ['/v1/kv/', 'kv'],
     ['/v1/cas/', 'cas'],
@@ -777,7 +841,7 @@ function parseRoute(url: string): Route {
       } catch {
         throw new HttpError(400, 'SYNOD_BAD_KEY', `bad percent-encoding in the key ${JSON.stringify(raw.slice(0, 64))}: use %XX escapes of UTF-8 bytes`);
       }
-      return { name, key, query };
+      return { name, key, query, rawQuery };
     }
   }
   const fixed: Record<string, string> = {
@@ -788,7 +852,68 @@ function parseRoute(url: string): Route {
     '/v1/leader/transfer': 'transfer',
     '/v1/sessions': 'sessions',
   };
-  return { name: fixed[path] ?? 'none', query };
+  return { name: fixed[path] ?? 'none', query, rawQuery };
+}
+
+/**
+ * A request body that must be a JSON object (`shape` is its form, for the message): 400
+ * SYNOD_BAD_JSON when it is not JSON, or is JSON null, an array, a string or a number (a check of
+ * `parsed.field` on null threw, and was answered 500).
+ */
+function jsonObject(body: Buffer, what: string, shape: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = STRICT_UTF8.decode(body);
+  } catch {
+    throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} is not valid UTF-8: send ${shape} as UTF-8 text`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} is not valid JSON (${(e as Error).message}): send ${shape}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'SYNOD_BAD_JSON', `${what} must be a JSON object ${shape}`);
+  return parsed as Record<string, unknown>;
+}
+
+/** Decodes UTF-8 or throws: Buffer.toString() and URLSearchParams put U+FFFD for bad bytes instead. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+/** A UTF-16 surrogate not part of a pair (JSON "\ud800"): with the u flag a pair is one code point and does not match. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** A JSON string field, refused (400 naming the field) when it holds a lone surrogate: UTF-8 would carry it as U+FFFD. */
+function jsonText(text: string, field: string): string {
+  if (LONE_SURROGATE.test(text)) throw new HttpError(400, 'SYNOD_BAD_JSON', `"${field}" holds a lone UTF-16 surrogate (such as "\\ud800"), which is not text UTF-8 can carry`);
+  return text;
+}
+
+/**
+ * The first query parameter `name` as UTF-8 bytes, or null when absent, decoded as strictly as the
+ * key in the path: bad percent-encoding or bytes that are not UTF-8 get 400 naming the parameter
+ * (URLSearchParams would turn them into U+FFFD and scan for another prefix). "+" is a space, as in
+ * URLSearchParams.
+ */
+function queryBytes(route: Route, name: string): Buffer | null {
+  if (route.rawQuery === '') return null;
+  for (const part of route.rawQuery.split('&')) {
+    const eq = part.indexOf('=');
+    const rawName = (eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' ');
+    let decodedName: string;
+    try {
+      decodedName = decodeURIComponent(rawName);
+    } catch {
+      continue; // not this parameter's name, whatever it is
+    }
+    if (decodedName !== name) continue;
+    const raw = eq < 0 ? '' : part.slice(eq + 1);
+    try {
+      return Buffer.from(decodeURIComponent(raw.replace(/\+/g, ' ')), 'utf8');
+    } catch {
+      throw new HttpError(400, 'SYNOD_BAD_REQUEST', `bad percent-encoding in ${name} ${JSON.stringify(raw.slice(0, 64))}: use %XX escapes of UTF-8 bytes`);
+    }
+  }
+  return null;
 }
 
 function keyBytes(key: string): Buffer {

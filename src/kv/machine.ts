@@ -29,6 +29,7 @@ import {
   OP_PUT,
   RES_NOT_FOUND,
   RES_OK,
+  SCAN_BYTES_MAX,
   SCAN_LIMIT_MAX,
   putU32be,
   u32be,
@@ -49,6 +50,13 @@ const EMPTY = new Uint8Array(0);
 export interface KvMachineOptions {
   /** Largest value accepted. Default 1 MiB. Must be equal on every replica of a cluster. */
   valueBytesMax?: number;
+  /**
+   * Most bytes of entries one scan answers (8 + key + value each) beyond its first entry; past it
+   * the scan stops early with `more`. Default SCAN_BYTES_MAX (4 MiB), or two entries of the largest
+   * size if less: a binary client takes answers of up to 2 x valueBytesMax + 64 KiB. Need not be
+   * the same on every replica (scans are not in the log).
+   */
+  scanBytesMax?: number;
 }
 
 export interface KvStats {
@@ -64,6 +72,7 @@ export interface KvStats {
 
 export class KvMachine implements StateMachine {
   readonly valueBytesMax: number;
+  readonly scanBytesMax: number;
   private table = new ByteTable({ warmClones: true });
   private prefetchBufs: Uint8Array[] = [];
   private prefetchFrom = new Int32Array(0);
@@ -77,6 +86,8 @@ export class KvMachine implements StateMachine {
     if (!Number.isInteger(this.valueBytesMax) || this.valueBytesMax < 1 || this.valueBytesMax > 0x7fffffff) {
       throw new RangeError(`valueBytesMax must be an integer in 1..2^31-1, got ${this.valueBytesMax}`);
     }
+    this.scanBytesMax = options.scanBytesMax ?? Math.min(SCAN_BYTES_MAX, 2 * (8 + KEY_BYTES_MAX + this.valueBytesMax));
+    if (!Number.isInteger(this.scanBytesMax) || this.scanBytesMax < 0) throw new RangeError(`scanBytesMax must be a non-negative integer, got ${this.scanBytesMax}`);
   }
 
   // ---------------------------------------------------------------- StateMachine
@@ -334,8 +345,19 @@ export class KvMachine implements StateMachine {
     }
     if (q.limit < 1 || q.limit > SCAN_LIMIT_MAX) return { kind: 'error', code: ERR_BAD_LIMIT, message: `limit must be 1..${SCAN_LIMIT_MAX}` };
     if (q.prefix.length > KEY_BYTES_MAX) return { kind: 'error', code: ERR_KEY_TOO_LARGE, message: `prefix exceeds ${KEY_BYTES_MAX} bytes` };
-    const { ids, more } = t.prefixScan(q.prefix, q.limit);
-    const entries = ids.map((e): [Uint8Array, Uint8Array] => [t.key(e), t.value(e)]);
+    const after = q.after ?? null;
+    if (after !== null && after.length > KEY_BYTES_MAX) return { kind: 'error', code: ERR_KEY_TOO_LARGE, message: `after exceeds ${KEY_BYTES_MAX} bytes` };
+    const { ids, more } = t.prefixScan(q.prefix, q.limit, after);
+    // Bounded in bytes as well as in count (10,000 values of 1 MiB were one answer, copied ~3x on
+    // the way out): stop before the entry that would pass scanBytesMax, with `more`, but always
+    // answer the first one so that paging goes on.
+    const entries: Array<[Uint8Array, Uint8Array]> = [];
+    let bytes = 0;
+    for (const e of ids) {
+      bytes += 8 + t.keyLength(e) + t.valueLength(e);
+      if (entries.length > 0 && bytes > this.scanBytesMax) return { kind: 'scan', entries, more: true };
+      entries.push([t.key(e), t.value(e)]);
+    }
     return { kind: 'scan', entries, more };
   }
 }

@@ -39,6 +39,12 @@ export interface ClientLimits {
   httpBodyTimeoutMs: number;
   /** Largest HTTP request body (each route also has its own bound from the value limit). */
   httpBodyBytesMax: number;
+  /** Requests of one HTTP connection served at once or with answers not yet sent; later pipelined ones wait and the socket is not read. */
+  httpPipelineMax: number;
+  /** Answer bytes of one HTTP connection not yet taken by the client past which its next requests wait. */
+  httpUnsentBytesMax: number;
+  /** An HTTP connection whose answers wait and make no progress this long is closed (a client that does not read). */
+  httpWriteStallTimeoutMs: number;
   /** Time for a binary client to send its AUTH frame when tokens are required. */
   binaryAuthTimeoutMs: number;
 }
@@ -56,6 +62,9 @@ export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
   httpHeadersTimeoutMs: 10_000,
   httpBodyTimeoutMs: 30_000,
   httpBodyBytesMax: 16 * 1024 * 1024,
+  httpPipelineMax: 16,
+  httpUnsentBytesMax: 1024 * 1024,
+  httpWriteStallTimeoutMs: 30_000,
   binaryAuthTimeoutMs: 10_000,
 });
 
@@ -66,6 +75,9 @@ const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
   httpHeadersTimeoutMs: [100, 3_600_000],
   httpBodyTimeoutMs: [100, 3_600_000],
   httpBodyBytesMax: [0, 1024 * 1024 * 1024],
+  httpPipelineMax: [1, 65_536],
+  httpUnsentBytesMax: [0, 1024 * 1024 * 1024],
+  httpWriteStallTimeoutMs: [100, 3_600_000],
   binaryAuthTimeoutMs: [100, 3_600_000],
 };
 

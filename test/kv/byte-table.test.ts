@@ -359,7 +359,12 @@ test('ByteTable: 8 KB values (a spare page queued every 131 records, one page to
 });
 
 test('property: prefixScan gives the first keys with a prefix in key order and whether more follow, with the added keys sorted or picked without sorting (scanSortAddedMax 0, 3 or the default), across deletes, compaction and a dropped order', () => {
-  const scanOp = fc.record({ kind: fc.constant('scan' as const), prefix: fc.uint8Array({ maxLength: 2 }).map((k) => k.map((x) => x % 4)), limit: fc.integer({ min: 1, max: 6 }) });
+  const scanOp = fc.record({
+    kind: fc.constant('scan' as const),
+    prefix: fc.uint8Array({ maxLength: 2 }).map((k) => k.map((x) => x % 4)),
+    limit: fc.integer({ min: 1, max: 6 }),
+    after: fc.option(fc.uint8Array({ maxLength: 3 }).map((k) => k.map((x) => x % 4)), { nil: null }),
+  });
   const ops = fc.array(fc.oneof({ weight: 8, arbitrary: op }, { weight: 3, arbitrary: scanOp }), { maxLength: 250 });
   fc.assert(
     fc.property(ops, fc.integer(), fc.constantFrom(0, 3, 4096), fc.constantFrom(1, 4096), (list, seed, scanSortAddedMax, deferredIdsMin) => {
@@ -371,9 +376,12 @@ test('property: prefixScan gives the first keys with a prefix in key order and w
           t.sorted();
         } else if (o.kind === 'scan') {
           const p = hex(o.prefix);
-          const all = [...model.keys()].filter((k) => k.startsWith(p)).sort((a, b) => byteOrder(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
-          const r = t.prefixScan(o.prefix, o.limit);
-          assert.deepEqual(r.ids.map((e) => hex(t.key(e))), all.slice(0, o.limit), `scan ${p} limit ${o.limit}`);
+          const after = o.after === null ? null : Buffer.from(o.after);
+          const all = [...model.keys()]
+            .filter((k) => k.startsWith(p) && (after === null || byteOrder(Buffer.from(k, 'hex'), after) > 0))
+            .sort((a, b) => byteOrder(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+          const r = t.prefixScan(o.prefix, o.limit, o.after);
+          assert.deepEqual(r.ids.map((e) => hex(t.key(e))), all.slice(0, o.limit), `scan ${p} limit ${o.limit} after ${after?.toString('hex')}`);
           assert.equal(r.more, all.length > o.limit);
           for (const e of r.ids) assert.equal(hex(t.value(e)), hex(model.get(hex(t.key(e)))!));
         }

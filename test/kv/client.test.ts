@@ -74,6 +74,24 @@ describe('binary protocol client on an in-process cluster', () => {
     }
   });
 
+  test('scan: a page stops early past the scan byte limit, within the client\'s frame limit, and `after` continues from its last key', async () => {
+    // Three values of 1 MiB: one answer of all three (3 MiB) was over the client's frame limit
+    // (2 x valueBytesMax + 64 KiB), and the scan failed with SYNOD_TRANSPORT_FRAME_TOO_LARGE.
+    const kv = new KvClient({ endpoints: eps, timeoutMs: 4_000 });
+    try {
+      const mib = (i: number) => new Uint8Array(1 << 20).fill(i);
+      for (let i = 0; i < 3; i++) await kv.put(`mib/${i}`, mib(i));
+      const first = await kv.scan('mib/', 10);
+      assert.deepEqual([first.entries.map(([k]) => text(k)), first.more], [['mib/0', 'mib/1'], true]);
+      assert.deepEqual(first.entries[1]![1], mib(1));
+      const next = await kv.scan('mib/', 10, { after: first.entries[1]![0] });
+      assert.deepEqual([next.entries.map(([k]) => text(k)), next.more], [['mib/2'], false]);
+      for (let i = 0; i < 3; i++) await kv.delete(`mib/${i}`);
+    } finally {
+      kv.close();
+    }
+  });
+
   test('many requests in flight on one connection, batched writes', async () => {
     const kv = new KvClient({ endpoints: eps });
     try {

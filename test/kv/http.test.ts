@@ -59,6 +59,11 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.equal((await request(addr(leader), 'GET', `/v1/kv/${key}`)).body, 'unicode');
     const scan = await request(addr(leader), 'GET', `/v1/scan?prefix=${encodeURIComponent('dir/')}`);
     assert.deepEqual(scan.json().entries, [{ key: 'dir/ключ ✓', value: 'unicode' }]);
+    // The prefix is decoded strictly, with "+" a space as before.
+    assert.equal((await request(addr(leader), 'PUT', `/v1/kv/${encodeURIComponent('dir/a b')}`, 'space')).status, 200);
+    const plus = await request(addr(leader), 'GET', `/v1/scan?prefix=dir%2F%D0%BA&limit=1`);
+    assert.deepEqual(plus.json(), { entries: [{ key: 'dir/ключ ✓', value: 'unicode' }], more: false });
+    assert.deepEqual((await request(addr(leader), 'GET', '/v1/scan?prefix=dir%2Fa+b')).json().entries, [{ key: 'dir/a b', value: 'space' }]);
   });
 
   test('compare-and-set: 200 when swapped, 409 with the current value otherwise', async () => {
@@ -79,6 +84,25 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     const page = await request(addr(followers[1]!), 'GET', '/v1/scan?prefix=s%2F&limit=2');
     assert.equal(page.status, 200);
     assert.deepEqual(page.json(), { entries: [{ key: 's/1', value: 's/1' }, { key: 's/2', value: 's/2' }], more: true });
+  });
+
+  test('scan answers are bounded in bytes: a page stops early with more, and ?after= continues from its last key', async () => {
+    // valueBytesMax 64 KiB: a page holds two entries of the largest size (133,136 bytes), so two
+    // of these 60,013-byte entries and not three.
+    const value = (i: number) => String(i).repeat(60_000);
+    for (let i = 0; i < 5; i++) assert.equal((await request(addr(leader), 'PUT', `/v1/kv/big%2F${i}`, value(i))).status, 200);
+    const page = async (after: string | null) => {
+      const r = await request(addr(followers[0]!), 'GET', `/v1/scan?prefix=big%2F&limit=100${after === null ? '' : `&after=${encodeURIComponent(after)}`}`);
+      assert.equal(r.status, 200, r.body.slice(0, 200));
+      const j = r.json() as { entries: Array<{ key: string; value: string }>; more: boolean };
+      for (const e of j.entries) assert.equal(e.value, value(Number(e.key.slice(4))));
+      return [j.entries.map((e) => e.key), j.more];
+    };
+    assert.deepEqual(await page(null), [['big/0', 'big/1'], true]);
+    assert.deepEqual(await page('big/1'), [['big/2', 'big/3'], true]);
+    assert.deepEqual(await page('big/3'), [['big/4'], false]);
+    assert.equal((await request(addr(leader), 'GET', '/v1/scan?after=%FF')).status, 400, 'after is decoded strictly, like the prefix');
+    for (let i = 0; i < 5; i++) assert.equal((await request(addr(leader), 'DELETE', `/v1/kv/big%2F${i}`)).status, 200);
   });
 
   test('status and metrics', async () => {
@@ -134,6 +158,21 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
       ['GET', '/v1/scan?limit=abc', undefined, 400, /limit/],
       ['POST', '/v1/members', '{}', 400, /peer address/],
       ['POST', '/v1/members', 'not json', 400, /JSON/],
+      // JSON that is not an object: null used to be a 500 (parsed.id on null threw).
+      ['POST', '/v1/members', 'null', 400, /must be a JSON object/],
+      ['POST', '/v1/members', '[]', 400, /must be a JSON object/],
+      ['POST', '/v1/members', '"x"', 400, /must be a JSON object/],
+      ['POST', '/v1/cas/k', 'null', 400, /must be a JSON object/],
+      // An id that is not a JSON number (Number() took "4", [4] and true).
+      ['POST', '/v1/members', '{"id":"4","peer":"127.0.0.1:7004"}', 400, /replica id/],
+      ['POST', '/v1/members', '{"id":[4],"peer":"127.0.0.1:7004"}', 400, /replica id/],
+      ['POST', '/v1/members', '{"id":true,"peer":"127.0.0.1:7004"}', 400, /replica id/],
+      // Text that is not UTF-8 is refused as in the key, not turned into U+FFFD.
+      ['GET', '/v1/scan?prefix=%FF', undefined, 400, /percent-encoding in prefix "%FF"/],
+      ['GET', '/v1/scan?limit=5&prefix=a%ED%A0%80', undefined, 400, /percent-encoding in prefix/],
+      ['POST', '/v1/cas/k', '{"expected":null,"value":"\\ud800"}', 400, /"value" holds a lone UTF-16 surrogate/],
+      ['POST', '/v1/cas/k', '{"expected":"x\\udc00","value":"v"}', 400, /"expected" holds a lone UTF-16 surrogate/],
+      ['POST', '/v1/cas/k', Buffer.from('{"expected":null,"value":"\xff"}', 'latin1'), 400, /CAS body is not valid UTF-8/],
       ['DELETE', '/v1/members?id=abc', undefined, 400, /replica id/],
     ];
     for (const [method, path, body, status, pattern] of cases) {

@@ -13,6 +13,7 @@ import {
   ERR_MALFORMED,
   ERR_VALUE_TOO_LARGE,
   KEY_BYTES_MAX,
+  SCAN_BYTES_MAX,
   type KvCommand,
 } from '../../src/kv/codec.js';
 
@@ -91,6 +92,55 @@ test('scan: prefix, limit, more, byte order', () => {
   run(m, { op: 'delete', key: b('b/3') });
   const after = scan(m, 'b/', 10);
   assert.deepEqual(after.kind === 'scan' && after.entries.map(([k]) => s(k)), ['b/0', 'b/1', 'b/2', 'b/\ufffd']);
+});
+
+test('scan: bounded in bytes (scanBytesMax), stopping early with more; pages continue after the last key and cover every key once', () => {
+  const m = new KvMachine({ scanBytesMax: 100 });
+  // Each entry is 8 + 3 + 30 = 41 bytes: two fit in 100, a third does not.
+  for (let i = 9; i >= 0; i--) run(m, { op: 'put', key: b(`p/${i}`), value: new Uint8Array(30).fill(0x30 + i) });
+  run(m, { op: 'put', key: b('q'), value: b('other prefix') });
+  const page = (after: Uint8Array | null, limit = 100) => {
+    const r = decodeResult(m.query(encodeQuery({ op: 'scan', prefix: b('p/'), limit, after })));
+    assert.equal(r.kind, 'scan');
+    return r as { entries: Array<[Uint8Array, Uint8Array]>; more: boolean };
+  };
+  const first = page(null);
+  assert.deepEqual(first.entries.map(([k]) => s(k)), ['p/0', 'p/1']);
+  assert.equal(first.more, true, 'stopped by bytes, not by the limit of 100: more');
+  const seen: string[] = [];
+  let after: Uint8Array | null = null;
+  for (let pages = 0; ; pages++) {
+    assert.ok(pages < 10, 'paging ends');
+    const p = page(after);
+    for (const [k, v] of p.entries) {
+      seen.push(s(k)!);
+      assert.equal(v[0], 0x30 + Number(s(k)!.slice(2)));
+    }
+    if (!p.more) break;
+    after = p.entries.at(-1)![0];
+  }
+  assert.deepEqual(seen, Array.from({ length: 10 }, (_, i) => `p/${i}`));
+  // The count limit still applies within the byte limit, and `more` says whether keys follow.
+  assert.deepEqual(page(b('p/8'), 1).entries.map(([k]) => s(k)), ['p/9']);
+  assert.equal(page(b('p/8'), 1).more, false);
+  // `after` need not be a key, and may sort before the prefix (then it does not matter).
+  assert.deepEqual(page(b('p/35')).entries.map(([k]) => s(k)), ['p/4', 'p/5']);
+  assert.deepEqual(page(b('a')).entries.map(([k]) => s(k)), ['p/0', 'p/1']);
+  assert.deepEqual(page(b('p/9')), { kind: 'scan', entries: [], more: false });
+  // One entry over the limit is still answered alone, so that paging goes on.
+  run(m, { op: 'put', key: b('p/1'), value: new Uint8Array(500) });
+  assert.deepEqual(page(b('p/0')).entries.map(([k, v]) => [s(k), v.length]), [['p/1', 500]]);
+  assert.equal(page(b('p/0')).more, true);
+  // The default: 4 MiB, or two entries of the largest size when that is less (binary clients take
+  // answers of 2 x valueBytesMax + 64 KiB).
+  assert.equal(new KvMachine().scanBytesMax, 2 * (8 + KEY_BYTES_MAX + (1 << 20)));
+  assert.equal(new KvMachine({ valueBytesMax: 8 << 20 }).scanBytesMax, SCAN_BYTES_MAX);
+  assert.equal(SCAN_BYTES_MAX, 4 << 20);
+  // An `after` over the key limit is refused; the query's encoding without `after` is unchanged.
+  const r = decodeResult(m.query(encodeQuery({ op: 'scan', prefix: b(''), limit: 1, after: new Uint8Array(KEY_BYTES_MAX + 1) })));
+  assert.equal(r.kind === 'error' && r.code, ERR_KEY_TOO_LARGE);
+  assert.equal(encodeQuery({ op: 'scan', prefix: b('p/'), limit: 3 }).length, 1 + 4 + 2 + 4);
+  assert.deepEqual(decodeQuery(encodeQuery({ op: 'scan', prefix: b('p/'), limit: 3, after: b('p/1') })), { op: 'scan', prefix: b('p/'), limit: 3, after: b('p/1') });
 });
 
 test('limits: oversized key and value, empty key, bad scan limit, malformed bytes', () => {
