@@ -38,6 +38,7 @@ import { TurnList } from './turn-list.js';
 import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
+import { MAX_REPLICA_ID } from '../core/ballot.js';
 import { decodeInternal, encodeOwnSessionCommand, encodeSessionLimitsCommand } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyHead, snapshotBodyHeadOf } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
@@ -191,6 +192,7 @@ export class SynodReplica {
   private fetch: SnapshotFetch | null = null;
   /** Peers a snapshot is being shipped to (one shipment each). */
   private readonly shipping = new Set<ReplicaId>();
+  private closing: Promise<void> | null = null;
   private readonly tickTimer: NodeJS.Timeout;
   /** Leading with the recovery round chosen (what the application was told). */
   private primary = false;
@@ -507,6 +509,9 @@ export class SynodReplica {
     if (this.closed) return Promise.reject(new ShuttingDownError());
     if (this.failed) return Promise.reject(this.failed);
     const consistency = options.consistency ?? 'linearizable';
+    if (consistency !== 'linearizable' && consistency !== 'lease' && consistency !== 'local') {
+      return Promise.reject(new SynodError('SYNOD_BAD_READ', `consistency must be 'linearizable', 'lease' or 'local', got ${JSON.stringify(consistency)}`));
+    }
     if (consistency === 'local') {
       const minSlot = options.minSlot ?? 0;
       if (this.appliedSlot >= minSlot) {
@@ -720,6 +725,10 @@ export class SynodReplica {
    * configuration change makes it a member (governing from W slots after it is chosen).
    */
   async addMember(id: ReplicaId, address: PeerAddress, options: { caughtUpSlots?: number; timeoutMs?: number } = {}): Promise<void> {
+    if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new SynodError('SYNOD_MEMBERSHIP', `a replica id is an integer in 1..${MAX_REPLICA_ID}, got ${id}`);
+    if (typeof address?.host !== 'string' || address.host === '' || !Number.isInteger(address.port) || address.port < 1 || address.port > 65535) {
+      throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id}'s address needs a host and a port in 1..65535, got ${JSON.stringify(address)}`);
+    }
     this.requireLeader();
     if (this.core.status.members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is already a member`);
     const deadline = now() + (options.timeoutMs ?? 60_000);
@@ -730,9 +739,13 @@ export class SynodReplica {
     const margin = options.caughtUpSlots ?? 64;
     // Deposed while the learner catches up (an election under load): fail now with NotLeaderError,
     // so that the caller retries on the new leader, rather than wait out the whole deadline.
+    // Only a learner that has answered counts: one that never did has no progress at all (not -1,
+    // which passed while the cluster had fewer than `margin` slots and made a replica that was
+    // never started a voting member).
     const caughtUp = () => {
       this.requireLeader();
-      return (this.core.peerProgress().get(id) ?? -1) >= this.core.status.chosenPrefix - margin;
+      const progress = this.core.peerProgress().get(id);
+      return progress !== undefined && progress >= this.core.status.chosenPrefix - margin;
     };
     try {
       await this.waitFor(caughtUp, deadline, `replica ${id} did not catch up`);
@@ -741,7 +754,7 @@ export class SynodReplica {
       this.core.setLearners(this.learnerIds);
       throw e;
     }
-    await this.changeConfig([...this.core.status.members, id], deadline);
+    await this.changeConfig((members) => (members.includes(id) ? members : [...members, id]), (members) => members.includes(id), deadline);
     this.learnerIds = this.learnerIds.filter((x) => x !== id);
     this.core.setLearners(this.learnerIds);
   }
@@ -762,7 +775,7 @@ export class SynodReplica {
     if (remaining.length === 0 || healthy.length * 2 <= remaining.length) {
       throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
     }
-    await this.changeConfig(remaining, now() + (options.timeoutMs ?? 60_000));
+    await this.changeConfig((current) => current.filter((m) => m !== id), (current) => !current.includes(id), now() + (options.timeoutMs ?? 60_000));
   }
 
   /** Replace one member with another (add the new one, then remove the old one). */
@@ -771,24 +784,29 @@ export class SynodReplica {
     await this.removeMember(oldId);
   }
 
-  private async changeConfig(members: ReplicaId[], deadline: number): Promise<void> {
-    const target = [...members].sort((a, b) => a - b);
+  /**
+   * Proposes `change(current members)`, retrying while another change is in progress: the target is
+   * made again from the members of each try, so that two changes made at once (two addMember calls)
+   * both take effect instead of the second undoing the first. Resolves once `done(members)` holds.
+   */
+  private async changeConfig(change: (members: ReplicaId[]) => ReplicaId[], done: (members: ReplicaId[]) => boolean, deadline: number): Promise<void> {
     for (;;) {
       this.requireLeader();
+      const target = change([...this.core.status.members]).sort((a, b) => a - b);
       const refusal = this.core.proposeConfig(target, now());
       this.scheduleDrain();
       if (refusal === null) break;
       if (!refusal.includes('in progress') || now() > deadline) throw new SynodError('SYNOD_MEMBERSHIP', refusal);
       await new Promise((r) => setTimeout(r, 20));
     }
-    const same = (a: ReplicaId[]) => a.length === target.length && a.every((m, i) => m === target[i]);
     // The leader re-runs Phase 1 once the new configuration is chosen (briefly not leading), and
     // whoever leads fills the slots up to it: wait for it to govern, from this replica's view.
-    await this.waitFor(() => same([...this.core.status.members].sort((a, b) => a - b)), deadline, 'the configuration change did not take effect');
+    await this.waitFor(() => done(this.core.status.members), deadline, 'the configuration change did not take effect');
   }
 
   private requireLeader(): void {
     if (this.closed) throw new ShuttingDownError();
+    if (this.failed) throw this.failed;
     const s = this.core.status;
     if (s.role !== 'leader') throw new NotLeaderError(s.leader);
   }
@@ -799,6 +817,9 @@ export class SynodReplica {
 
   /** A command of the replicas' own (session registration, membership, settings): a random seq, no floor. */
   private submitInternal(command: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    // A stopped replica expires nothing (its tick is off): refuse now rather than never answer.
+    if (this.closed) return Promise.reject(new ShuttingDownError());
+    if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) =>
       this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, (e, r) => (e === null ? resolve(r!) : reject(e)), undefined),
     );
@@ -931,6 +952,7 @@ export class SynodReplica {
   private async waitFor(condition: () => boolean, deadline: number, what: string): Promise<void> {
     while (!condition()) {
       if (this.closed) throw new ShuttingDownError();
+      if (this.failed) throw this.failed;
       if (now() > deadline) throw new SynodError('SYNOD_MEMBERSHIP', `${what} in time`);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -1034,8 +1056,13 @@ export class SynodReplica {
   }
 
   /** Stop cleanly: unanswered requests end (certainly-not-proposed ones as such), then I/O closes. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Idempotent: every call resolves when the first one has finished (the data dir may then be reopened). */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     this.closed = true;
     clearInterval(this.tickTimer);
     this.proposalQueue.clear();
