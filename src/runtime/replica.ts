@@ -739,13 +739,16 @@ export class SynodReplica {
     const margin = options.caughtUpSlots ?? 64;
     // Deposed while the learner catches up (an election under load): fail now with NotLeaderError,
     // so that the caller retries on the new leader, rather than wait out the whole deadline.
-    // Only a learner that has answered counts: one that never did has no progress at all (not -1,
-    // which passed while the cluster had fewer than `margin` slots and made a replica that was
-    // never started a voting member).
+    // A learner that has not answered yet counts as having nothing (-1): caught up while the
+    // cluster has fewer than `margin` slots. But only if it is there: a connection to it is up
+    // (the handshake names this cluster and its id). Without that, a replica that was never
+    // started became a voting member of a young cluster. (Its answers may not reach us yet: a
+    // joiner that knows only the initial members learns this leader's address from the log.)
     const caughtUp = () => {
       this.requireLeader();
       const progress = this.core.peerProgress().get(id);
-      return progress !== undefined && progress >= this.core.status.chosenPrefix - margin;
+      if (progress === undefined && this.transport.stats().get(id)?.connected !== true) return false;
+      return (progress ?? -1) >= this.core.status.chosenPrefix - margin;
     };
     try {
       await this.waitFor(caughtUp, deadline, `replica ${id} did not catch up`);
