@@ -70,6 +70,8 @@ export const replyChannel = diagnostics.channel('synod:kv:binary:reply');
 const utf8 = new TextEncoder();
 const enc = (s: string): Uint8Array => utf8.encode(s);
 const HTTP_REFUSAL_BODY = 'this is a Synod binary client port; the HTTP API is on the --http address\n';
+/** The first bytes of an HTTP request (checked on a connection's first 8 bytes). */
+const HTTP_START = /^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /;
 
 export interface KvBinaryServerOptions {
   replica: SynodReplica;
@@ -212,17 +214,25 @@ export class KvBinaryServer {
       next();
       socket.resume();
     };
-    const deny = (requestId: number, message: string) => {
+    /** Refuses the connection: an UNAUTHORIZED frame, or for HTTP an HTTP 400, then close. */
+    const deny = (requestId: number, message: string, http = false) => {
       if (settled) return;
       settle();
       this.stats.unauthorized++;
       this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_UNAUTHORIZED', reason: message }, 'binary client refused');
-      this.refuse(socket, ST_UNAUTHORIZED, requestId, message);
+      if (http) this.refuseHttp(socket);
+      else this.refuse(socket, ST_UNAUTHORIZED, requestId, message);
     };
     const onData = (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      // HTTP on this port: serveConnection answers it in HTTP.
-      if (/^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /.test(buffered.subarray(0, 8).toString('latin1'))) return pass(buffered);
+      // HTTP on this port: answered in HTTP and closed here, never served. (It was passed on to
+      // serveConnection, which answered it but went on executing later chunks, without AUTH.)
+      if (HTTP_START.test(buffered.subarray(0, 8).toString('latin1'))) {
+        if (tokens) return deny(CONNECTION_REQUEST_ID, 'HTTP on the binary client port, which needs an AUTH frame first', true);
+        settle();
+        this.stats.badFrames++;
+        return this.refuseHttp(socket);
+      }
       if (buffered.length < 9) return; // every frame is at least 4 + 5 bytes
       const length = buffered.readUInt32BE(0);
       const requestId = buffered.readUInt32BE(5);
@@ -247,7 +257,21 @@ export class KvBinaryServer {
 
   /** Sends one answer frame and closes (destroyed if the client does not read it in time). */
   private refuse(socket: net.Socket, status: number, requestId: number, message: string): void {
-    socket.end(encodeResponse(status, requestId, enc(message)));
+    this.endAndLinger(socket, encodeResponse(status, requestId, enc(message)));
+  }
+
+  /** Somebody spoke HTTP to this port: say so in HTTP and hang up. */
+  private refuseHttp(socket: net.Socket): void {
+    this.endAndLinger(socket, `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${HTTP_REFUSAL_BODY.length}\r\n\r\n${HTTP_REFUSAL_BODY}`);
+  }
+
+  /**
+   * Ends the connection with `last` and destroys it after REFUSAL_LINGER_MS if the client has not
+   * closed its side by then (a client that keeps its half open would otherwise hold it forever).
+   * The caller has removed its data listener: nothing read after this is looked at.
+   */
+  private endAndLinger(socket: net.Socket, last: string | Uint8Array): void {
+    socket.end(last);
     const linger = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS);
     socket.once('close', () => clearTimeout(linger));
   }
@@ -262,7 +286,6 @@ export class KvBinaryServer {
     /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */
     const waiting: Request[] = [];
     let draining = false;
-    let first = true;
     // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
     // (1,024 connections: 8 MiB, against 64 MiB with a client's default).
     const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES);
@@ -316,6 +339,8 @@ export class KvBinaryServer {
     const done = () => {
       inflight--;
       if (waiting.length > 0) {
+        // A connection the server ended or destroyed (an undecodable stream, a timeout) starts nothing more.
+        if (socket.writableEnded || socket.destroyed) return void (waiting.length = 0);
         if (draining) return; // an answer given synchronously inside start(): the loop below goes on
         draining = true;
         while (waiting.length > 0 && inflight < inflightMax) start(waiting.shift()!);
@@ -356,15 +381,9 @@ export class KvBinaryServer {
       start(req);
     };
     socket.on('data', (chunk: Buffer) => {
-      if (first) {
-        first = false;
-        // Somebody spoke HTTP to this port: say so in HTTP and hang up.
-        if (/^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /.test(chunk.subarray(0, 8).toString('latin1'))) {
-          this.stats.badFrames++;
-          socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${HTTP_REFUSAL_BODY.length}\r\n\r\n${HTTP_REFUSAL_BODY}`);
-          return;
-        }
-      }
+      // Nothing is executed once the server has ended the connection (a refusal, a timeout), even
+      // if the client keeps its half open and writes on.
+      if (socket.writableEnded || socket.destroyed) return;
       const traced = readChannel.hasSubscribers;
       const t0 = traced ? performance.now() : 0;
       const requestsBefore = this.stats.requests;

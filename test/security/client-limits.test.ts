@@ -11,9 +11,10 @@ import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
 import { KvBinaryServer } from '../../src/kv/binary-server.js';
 import { KvAuthError, KvClient } from '../../src/kv/client.js';
-import { encodeQuery, encodeResult } from '../../src/kv/codec.js';
+import { encodeCommand, encodeQuery, encodeResult } from '../../src/kv/codec.js';
 import { KvMachine } from '../../src/kv/machine.js';
-import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
+import type { KvNode } from '../../src/kv/node.js';
+import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, KIND_WRITE, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import type { SynodReplica } from '../../src/runtime/replica.js';
 import { BearerTokens, bearerOf } from '../../src/security/client-auth.js';
@@ -25,9 +26,12 @@ setContracts(true);
 const TOKEN = 'test-token-0123456789abcdef';
 
 
-/** A raw TCP connection that collects bytes and tells when the server closed it. */
-async function rawConnection(addr: PeerAddress) {
-  const s = net.connect(addr.port, addr.host);
+/**
+ * A raw TCP connection that collects bytes and tells when the server closed it. `allowHalfOpen`:
+ * the client keeps its side open (and may write on) after the server ended its own.
+ */
+async function rawConnection(addr: PeerAddress, allowHalfOpen = false) {
+  const s = net.connect({ port: addr.port, host: addr.host, allowHalfOpen });
   await new Promise<void>((resolve, reject) => {
     s.once('connect', () => resolve());
     s.once('error', reject);
@@ -76,6 +80,32 @@ async function rawConnection(addr: PeerAddress) {
 }
 
 const statusFrame = (requestId: number) => encodeRequest({ kind: KIND_STATUS, requestId });
+const utf8 = (t: string) => new TextEncoder().encode(t);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** synod_binary_connections_open of a node. */
+const binaryOpen = (node: KvNode) => Number(/synod_binary_connections_open (\d+)/.exec(node.binary!.metricsText())![1]);
+
+/**
+ * HTTP-looking first bytes on the binary port, then, on the same connection kept half open, a
+ * WRITE of `key` under a live session (`clientId`) with no AUTH frame. The write must not run and
+ * the server must drop the connection (the client, keeping its half open, sees no close).
+ * Returns what the client received.
+ */
+async function httpThenWrite(n: { node: KvNode; binary: PeerAddress }, clientId: number, key: string): Promise<string> {
+  const open = binaryOpen(n.node);
+  const c = await rawConnection(n.binary, true);
+  c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await c.until('the HTTP refusal', () => c.text().includes('port; the HTTP API is on the --http address\n'));
+  c.write(encodeRequest({ kind: KIND_WRITE, requestId: 1, clientId, seq: 1_000_000, floor: 0, timeoutMs: 1_000, command: encodeCommand({ op: 'put', key: utf8(key), value: utf8('no-token') }) }));
+  const deadline = Date.now() + 8_000;
+  while (binaryOpen(n.node) > open && Date.now() < deadline) await sleep(20);
+  const dropped = binaryOpen(n.node) === open;
+  await sleep(100); // a write that was (wrongly) proposed has committed by now
+  c.close();
+  assert.ok(dropped, 'the server drops a connection it refused, even one the client keeps half open');
+  return c.text();
+}
 
 /** A new HTTP connection over a connection limit: its first request gets 429 with `message`, then it is closed. */
 async function expectHttpRefused(addr: PeerAddress, message: RegExp): Promise<void> {
@@ -251,6 +281,23 @@ describe('binary port limits and tokens on a one-replica node', () => {
     assert.match(n.node.binary!.metricsText(), /synod_binary_unauthorized_total [3-9]/);
   });
 
+  test('HTTP-looking first bytes are refused as unauthorized, and frames sent after them on the half-open connection are not executed', async () => {
+    // It used to pass HTTP on to the served phase, which answered 400 but went on reading: later
+    // frames ran without a token.
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], token: TOKEN });
+    try {
+      await kv.put('seed', 'x'); // opens a session, whose id the attacker uses
+      const unauthorized = () => Number(/synod_binary_unauthorized_total (\d+)/.exec(n.node.binary!.metricsText())![1]);
+      const before = unauthorized();
+      const text = await httpThenWrite(n, kv.clientId, 'pwned');
+      assert.match(text, /^HTTP\/1.1 400 Bad Request\r\n/);
+      assert.equal(await kv.get('pwned'), null, 'a write sent without AUTH was executed');
+      assert.equal(unauthorized(), before + 1);
+    } finally {
+      kv.close();
+    }
+  });
+
   test('HTTP tokens: 401 with WWW-Authenticate without or with a wrong token; 200 with it', async () => {
     const c = await rawConnection(n.http);
     const missing = await c.http('GET', '/v1/status');
@@ -311,6 +358,49 @@ test('inflightPerConnectionMax: requests past the limit wait (reading pauses) an
     other.close();
   } finally {
     await server.close();
+  }
+});
+
+test('requests waiting behind inflightPerConnectionMax do not start once the server has dropped the connection', async () => {
+  const pending: Array<() => void> = [];
+  const replica = {
+    id: 1,
+    isLeader: () => true,
+    leaderId: () => 1,
+    read: () => new Promise((resolve) => pending.push(() => resolve({ result: encodeResult({ kind: 'not-found' }) }))),
+  } as unknown as SynodReplica;
+  const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
+  await server.start();
+  try {
+    const c = await rawConnection(server.address());
+    const query = encodeQuery({ op: 'get', key: utf8('k') });
+    const burst = Array.from({ length: 8 }, (_, i) => encodeRequest({ kind: KIND_READ, requestId: i + 1, consistency: 'local', maxWaitMs: 0, query }));
+    // 8 reads (3 start, 5 wait), then a header announcing a frame over the limit: undecodable, the server destroys the connection.
+    c.write(Buffer.concat([...burst, Uint8Array.of(0xff, 0xff, 0xff, 0xff)]));
+    await c.closed;
+    assert.equal(pending.length, 3);
+    for (const release of pending.slice()) release();
+    await sleep(100);
+    assert.equal(pending.length, 3, 'a request waiting on a destroyed connection was started');
+  } finally {
+    await server.close();
+  }
+});
+
+test('without tokens too, nothing sent after HTTP-looking first bytes is executed', async () => {
+  const n = await oneNode({});
+  try {
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    try {
+      await kv.put('seed', 'x');
+      const text = await httpThenWrite(n, kv.clientId, 'after-http');
+      assert.match(text, /^HTTP\/1.1 400 Bad Request\r\n/);
+      assert.equal(await kv.get('after-http'), null, 'a frame after the HTTP refusal was executed');
+    } finally {
+      kv.close();
+    }
+  } finally {
+    await n.close();
   }
 });
 
