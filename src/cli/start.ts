@@ -77,6 +77,8 @@ const LIMIT_FLAGS: Array<[string, keyof ClientLimits, string]> = [
   ['httpBodyTimeoutMs', 'httpBodyTimeoutMs', 'http-body-timeout-ms'],
   ['httpBodyMaxBytes', 'httpBodyBytesMax', 'http-body-max-bytes'],
   ['binaryAuthTimeoutMs', 'binaryAuthTimeoutMs', 'binary-auth-timeout-ms'],
+  ['binaryWriteBufferMaxBytes', 'binaryWriteBufferBytesMax', 'binary-write-buffer-max-bytes'],
+  ['binaryWriteStallTimeoutMs', 'binaryWriteStallTimeoutMs', 'binary-write-stall-timeout-ms'],
 ];
 
 /** Flag name (camelCase) -> environment variable. */
@@ -116,6 +118,8 @@ const ENV: Record<string, string> = {
   httpBodyTimeoutMs: 'SYNOD_HTTP_BODY_TIMEOUT_MS',
   httpBodyMaxBytes: 'SYNOD_HTTP_BODY_MAX_BYTES',
   binaryAuthTimeoutMs: 'SYNOD_BINARY_AUTH_TIMEOUT_MS',
+  binaryWriteBufferMaxBytes: 'SYNOD_BINARY_WRITE_BUFFER_MAX_BYTES',
+  binaryWriteStallTimeoutMs: 'SYNOD_BINARY_WRITE_STALL_TIMEOUT_MS',
   peerFrameMaxBytes: 'SYNOD_PEER_FRAME_MAX_BYTES',
   peerQueueMaxBytes: 'SYNOD_PEER_QUEUE_MAX_BYTES',
   peerHandshakeTimeoutMs: 'SYNOD_PEER_HANDSHAKE_TIMEOUT_MS',
@@ -168,6 +172,8 @@ export function startCommand(): Command {
     .option('--peer-handshaking-max <n>', `inbound peer-port connections still handshaking at once; the excess is closed (default ${DEFAULT_TRANSPORT_OPTIONS.inboundHandshakingMax})`)
     .option('--peer-connections-per-address-max <n>', `inbound peer-port connections from one address (default ${DEFAULT_TRANSPORT_OPTIONS.inboundPerAddressMax})`)
     .option('--binary-auth-timeout-ms <ms>', `time for a binary client's TLS handshake and AUTH frame (default ${CLIENT_LIMITS_DEFAULT.binaryAuthTimeoutMs})`)
+    .option('--binary-write-buffer-max-bytes <n>', `answers a binary client has not read, per connection; past it the server stops reading that connection (default ${CLIENT_LIMITS_DEFAULT.binaryWriteBufferBytesMax})`)
+    .option('--binary-write-stall-timeout-ms <ms>', `a binary connection stopped for unread answers is closed when its client takes none of them this long (default ${CLIENT_LIMITS_DEFAULT.binaryWriteStallTimeoutMs})`)
     .option(
       '--heap-growing-percent <n>',
       `V8 grows the heap this many percent past the live data before a full collection (default ${HEAP_GROWING_PERCENT_DEFAULT}; 0: V8's own policy, up to 4x; node's own --heap-growing-percent wins)`,

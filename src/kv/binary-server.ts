@@ -5,7 +5,9 @@
 // queue within one event-loop turn and go out as one batch. Answers are written as they come,
 // coalesced per tick into one socket write (WriteBatcher). A connection holds at most
 // limits.inflightPerConnectionMax requests: past that it stops reading until answers drain
-// (frames already read in the same chunk wait in a queue and start as answers go out).
+// (frames already read in the same chunk wait in a queue and start as answers go out). It also
+// stops reading while more than limits.binaryWriteBufferBytesMax of its answers are unread by the
+// client, and is dropped if the client takes none of them for limits.binaryWriteStallTimeoutMs.
 //
 // Connection setup (docs/security.md): optional TLS (ClientSecurity.tls), at most
 // limits.connectionsPerAddressMax connections per remote address (over it: one UNAVAILABLE frame
@@ -89,7 +91,7 @@ export interface KvBinaryServerOptions {
 export class KvBinaryServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0 };
+  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0, stalledConnections: 0 };
   private readonly limits: ClientLimits;
   private readonly tokens: BearerTokens | null;
   private readonly perAddress: AddressCounter;
@@ -136,6 +138,8 @@ export class KvBinaryServer {
   }
 
   metricsText(): string {
+    let unsent = 0;
+    for (const s of this.sockets) unsent += s.writableLength;
     return [
       '# HELP synod_binary_requests_total Requests received on the binary client protocol.',
       '# TYPE synod_binary_requests_total counter',
@@ -158,6 +162,12 @@ export class KvBinaryServer {
       '# HELP synod_binary_tls_failures_total Failed TLS handshakes (no or untrusted client certificate, protocol errors).',
       '# TYPE synod_binary_tls_failures_total counter',
       `synod_binary_tls_failures_total ${this.stats.tlsFailures}`,
+      '# HELP synod_binary_unsent_bytes Answers written to open connections that their clients have not taken yet (bounded per connection by binaryWriteBufferBytesMax).',
+      '# TYPE synod_binary_unsent_bytes gauge',
+      `synod_binary_unsent_bytes ${unsent}`,
+      '# HELP synod_binary_stalled_connections_total Connections closed because the client read none of its answers for binaryWriteStallTimeoutMs.',
+      '# TYPE synod_binary_stalled_connections_total counter',
+      `synod_binary_stalled_connections_total ${this.stats.stalledConnections}`,
       '',
     ].join('\n');
   }
@@ -286,9 +296,58 @@ export class KvBinaryServer {
     /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */
     const waiting: Request[] = [];
     let draining = false;
+    // Answers the client has not read (the socket's write buffer) are bounded too: in-flight
+    // requests are counted only until answered, so a client that never reads could otherwise pile
+    // up answers without end (a 14-byte READ can queue a 1 MiB value). Past writeBufferMax the
+    // connection is `stalled`: nothing more is read or started until 'drain'; a client that takes
+    // none of its answers for binaryWriteStallTimeoutMs is dropped.
+    const writeBufferMax = this.limits.binaryWriteBufferBytesMax;
+    const stallTimeoutMs = this.limits.binaryWriteStallTimeoutMs;
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | null = null;
+    /** Unsent bytes when the stall timer was armed: less at its end means the client reads (slowly). */
+    let stallMark = 0;
+    const stall = () => {
+      stalled = true;
+      socket.pause();
+      stallMark = socket.writableLength;
+      stallTimer = setTimeout(stallExpired, stallTimeoutMs);
+    };
+    const stallExpired = () => {
+      stallTimer = null;
+      if (!stalled || socket.destroyed) return;
+      const unsent = socket.writableLength;
+      if (unsent < stallMark) {
+        stallMark = unsent;
+        stallTimer = setTimeout(stallExpired, stallTimeoutMs);
+        return;
+      }
+      this.stats.stalledConnections++;
+      this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_CLIENT_NOT_READING', unsentBytes: unsent, timeoutMs: stallTimeoutMs }, 'binary client read none of its answers in time (binaryWriteStallTimeoutMs); closing');
+      socket.destroy();
+    };
+    const unstall = () => {
+      stalled = false;
+      if (stallTimer !== null) clearTimeout(stallTimer);
+      stallTimer = null;
+      pump();
+    };
+    /** After each socket write: stall past the bound; a stall ends on 'drain', or now if the socket took it all at once. */
+    const afterWrite = () => {
+      if (!stalled) {
+        if (socket.writableLength > writeBufferMax) stall();
+      } else if (!socket.writableNeedDrain) unstall();
+    };
+    socket.on('drain', () => {
+      if (stalled) unstall();
+    });
+    socket.once('close', () => {
+      if (stallTimer !== null) clearTimeout(stallTimer);
+      waiting.length = 0;
+    });
     // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
     // (1,024 connections: 8 MiB, against 64 MiB with a client's default).
-    const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES);
+    const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES, afterWrite);
     const send = (frame: Uint8Array) => {
       if (!socket.destroyed) out.write(frame);
     };
@@ -338,15 +397,24 @@ export class KvBinaryServer {
     };
     const done = () => {
       inflight--;
+      pump();
+    };
+    /** Starts waiting requests while there is room for them, then reads on if nothing holds reading back. */
+    const pump = () => {
       if (waiting.length > 0) {
         // A connection the server ended or destroyed (an undecodable stream, a timeout) starts nothing more.
         if (socket.writableEnded || socket.destroyed) return void (waiting.length = 0);
         if (draining) return; // an answer given synchronously inside start(): the loop below goes on
         draining = true;
-        while (waiting.length > 0 && inflight < inflightMax) start(waiting.shift()!);
+        while (waiting.length > 0 && inflight < inflightMax && !stalled) {
+          // Answers of this turn are not in the socket yet: counted too (local reads answer in one
+          // turn, so a chunk's worth of waiting reads would otherwise all be answered before a check).
+          if (socket.writableLength + out.queuedBytes > writeBufferMax) stall();
+          else start(waiting.shift()!);
+        }
         draining = false;
       }
-      if (waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
+      if (!stalled && waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
     };
     const badFrame = (bytes: Uint8Array, from: number, to: number, e: unknown) => {
       this.stats.badFrames++;
@@ -357,7 +425,7 @@ export class KvBinaryServer {
     const header: WriteHeader = { requestId: 0, clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
     /** One request frame, read where it lies in the socket's chunk (no view of the frame). */
     const onFrame = (bytes: Uint8Array, from: number, to: number) => {
-      if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax) {
+      if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax && !stalled) {
         let command: Uint8Array;
         try {
           command = decodeWriteInto(bytes, from, to, header);
@@ -374,7 +442,7 @@ export class KvBinaryServer {
         return badFrame(bytes, from, to, e);
       }
       this.stats.requests++;
-      if (inflight >= inflightMax) {
+      if (inflight >= inflightMax || stalled) {
         waiting.push(req); // backpressure: reading is paused; this one starts when an answer goes out
         return;
       }

@@ -41,6 +41,10 @@ export interface ClientLimits {
   httpBodyBytesMax: number;
   /** Time for a binary client to send its AUTH frame when tokens are required. */
   binaryAuthTimeoutMs: number;
+  /** Answers queued for one binary connection that its client has not read; past it the server stops reading it. */
+  binaryWriteBufferBytesMax: number;
+  /** A binary connection held at binaryWriteBufferBytesMax whose client reads none of its answers this long is closed. */
+  binaryWriteStallTimeoutMs: number;
 }
 
 /**
@@ -57,6 +61,8 @@ export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
   httpBodyTimeoutMs: 30_000,
   httpBodyBytesMax: 16 * 1024 * 1024,
   binaryAuthTimeoutMs: 10_000,
+  binaryWriteBufferBytesMax: 4 * 1024 * 1024,
+  binaryWriteStallTimeoutMs: 30_000,
 });
 
 const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
@@ -67,6 +73,9 @@ const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
   httpBodyTimeoutMs: [100, 3_600_000],
   httpBodyBytesMax: [0, 1024 * 1024 * 1024],
   binaryAuthTimeoutMs: [100, 3_600_000],
+  // At least a socket's highWaterMark (16 KiB), so that a write past it is always followed by 'drain'.
+  binaryWriteBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
+  binaryWriteStallTimeoutMs: [100, 3_600_000],
 };
 
 /** Defaults filled in and every value range-checked (RangeError names the setting). */

@@ -404,6 +404,69 @@ test('without tokens too, nothing sent after HTTP-looking first bytes is execute
   }
 });
 
+describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a client does not read', () => {
+  const VALUE_BYTES = 64 * 1024;
+  const BUFFER_MAX = 256 * 1024;
+  const INFLIGHT_MAX = 16;
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  let read: Uint8Array;
+  before(async () => {
+    n = await oneNode({ inflightPerConnectionMax: INFLIGHT_MAX, binaryWriteBufferBytesMax: BUFFER_MAX, binaryWriteStallTimeoutMs: 1_000 });
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('big', new Uint8Array(VALUE_BYTES).fill(7));
+    kv.close();
+    read = encodeRequest({ kind: KIND_READ, requestId: 1, consistency: 'local', maxWaitMs: 0, query: encodeQuery({ op: 'get', key: utf8('big') }) });
+  });
+  after(async () => n?.close());
+
+  /** Answer bytes the server holds for its connections (read from its sockets, as the gauge is). */
+  const unsent = () => [...(n.node.binary as unknown as { sockets: Set<net.Socket> }).sockets].reduce((a, s) => a + s.writableLength, 0);
+  const metric = (name: string) => Number(new RegExp(`${name} (\\d+)`).exec(n.node.binary!.metricsText())?.[1]);
+
+  /** Sends `count` READs of the 64 KiB value in bursts, as a client that pipelines them. */
+  async function sendReads(c: Awaited<ReturnType<typeof rawConnection>>, count: number): Promise<void> {
+    for (let sent = 0; sent < count; sent += 100) {
+      c.write(Buffer.concat(Array.from({ length: Math.min(100, count - sent) }, () => read)));
+      await sleep(20);
+    }
+  }
+
+  test('a client that never reads: the server stops reading it near the bound and drops it after the stall timeout; others are served', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause(); // never reads
+    await sendReads(c, 1_000); // 64 MiB of answers for 22 KB of requests
+    await sleep(300);
+    // At most the bound, plus the answers of the requests in flight when it was passed (and of one
+    // more turn's flush). Without the bound: tens of MiB (the answers of every request).
+    const held = unsent();
+    assert.ok(held <= BUFFER_MAX + 2 * INFLIGHT_MAX * (VALUE_BYTES + 9), `${held} bytes of answers held for a client that reads nothing`);
+    assert.ok(metric('synod_binary_requests_total') < 1_000, 'the server stopped reading the connection');
+    // Meanwhile another client is served.
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    assert.equal((await kv.get('big'))?.length, VALUE_BYTES);
+    kv.close();
+    const deadline = Date.now() + 10_000;
+    while (metric('synod_binary_stalled_connections_total') < 1 && Date.now() < deadline) await sleep(50);
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'the connection is dropped after binaryWriteStallTimeoutMs');
+    c.close();
+    while (unsent() > 0 && Date.now() < deadline) await sleep(20);
+    assert.equal(metric('synod_binary_unsent_bytes'), 0);
+  });
+
+  test('a client that reads late gets every answer, in full: reading resumes as it drains', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause();
+    await sendReads(c, 400);
+    await sleep(300);
+    assert.ok(unsent() <= BUFFER_MAX + 2 * INFLIGHT_MAX * (VALUE_BYTES + 9));
+    c.socket.resume();
+    await c.until('400 answers', () => c.frames.length === 400, 20_000);
+    assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1), 'every answer is the value'); // a result tag, then the value
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads is not dropped');
+    c.close();
+  });
+});
+
 test('bearer tokens: constant-time matching accepts only listed tokens; header parsing is strict', () => {
   const t = new BearerTokens([TOKEN, 'second-token-abcdefghij']);
   assert.equal(t.matches(TOKEN), true);
