@@ -12,6 +12,8 @@
 // Connection setup (docs/security.md): optional TLS (ClientSecurity.tls), at most
 // limits.connectionsPerAddressMax connections per remote address (over it: one UNAVAILABLE frame
 // with request id 0, then close), and with tokens an AUTH frame first (authenticate()).
+// Timeouts: a frame begun must be whole within limits.binaryFrameTimeoutMs, and a connection with
+// nothing to do is closed after limits.binaryIdleTimeoutMs (each one UNAVAILABLE frame, id 0).
 //
 // This server never forwards: a follower answers NOT_LEADER with the leader's id and (when
 // known) its binary address, and the client goes there. Nothing was proposed in that case.
@@ -91,7 +93,7 @@ export interface KvBinaryServerOptions {
 export class KvBinaryServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0, stalledConnections: 0 };
+  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0, stalledConnections: 0, idleClosed: 0, frameTimeouts: 0 };
   private readonly limits: ClientLimits;
   private readonly tokens: BearerTokens | null;
   private readonly perAddress: AddressCounter;
@@ -168,6 +170,12 @@ export class KvBinaryServer {
       '# HELP synod_binary_stalled_connections_total Connections closed because the client read none of its answers for binaryWriteStallTimeoutMs.',
       '# TYPE synod_binary_stalled_connections_total counter',
       `synod_binary_stalled_connections_total ${this.stats.stalledConnections}`,
+      '# HELP synod_binary_idle_closed_total Connections closed after binaryIdleTimeoutMs with nothing received or in flight.',
+      '# TYPE synod_binary_idle_closed_total counter',
+      `synod_binary_idle_closed_total ${this.stats.idleClosed}`,
+      '# HELP synod_binary_frame_timeouts_total Connections closed because a frame begun was not completed within binaryFrameTimeoutMs.',
+      '# TYPE synod_binary_frame_timeouts_total counter',
+      `synod_binary_frame_timeouts_total ${this.stats.frameTimeouts}`,
       '',
     ].join('\n');
   }
@@ -195,27 +203,60 @@ export class KvBinaryServer {
       this.perAddress.release(address);
       this.sockets.delete(socket);
     });
+    // Node's inactivity timer (refreshed by every read and write): 'timeout' after binaryIdleTimeoutMs
+    // of silence both ways. authenticate() and serveConnection() decide whether the connection is idle.
+    socket.setTimeout(this.limits.binaryIdleTimeoutMs);
     this.authenticate(socket, () => this.serveConnection(socket));
+  }
+
+  /** Closes a connection with nothing in flight that has been silent for binaryIdleTimeoutMs. */
+  private closeIdle(socket: net.Socket): void {
+    this.stats.idleClosed++;
+    const ms = this.limits.binaryIdleTimeoutMs;
+    this.o.logger?.debug({ remote: socket.remoteAddress, timeoutMs: ms }, 'binary client connection idle; closing');
+    this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `closing: no request for ${ms} ms (binaryIdleTimeoutMs); reconnect to go on`);
+  }
+
+  /** Closes a connection whose frame, begun with `bytes` bytes received so far, was not completed within binaryFrameTimeoutMs. */
+  private closeFrameTimeout(socket: net.Socket, bytes: number): void {
+    this.stats.frameTimeouts++;
+    const ms = this.limits.binaryFrameTimeoutMs;
+    this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_FRAME_TIMEOUT', receivedBytes: bytes, timeoutMs: ms }, 'binary client did not complete a frame in time; closing');
+    this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `a frame was not completed within ${ms} ms (binaryFrameTimeoutMs): ${bytes} bytes of it received; closing`);
   }
 
   /**
    * Reads the first frame when it is (or must be) AUTH and answers it; then hands the socket,
    * with every byte after that frame put back, to `next`. Without tokens, a first frame that is
    * not AUTH goes to `next` untouched. Bounded: a token frame is at most 5 + TOKEN_BYTES_MAX
-   * bytes, and with tokens the frame must arrive within binaryAuthTimeoutMs.
+   * bytes, and with tokens the frame must arrive within binaryAuthTimeoutMs; without, a first
+   * frame begun must be whole within binaryFrameTimeoutMs, and a silent connection is closed after
+   * binaryIdleTimeoutMs.
    */
   private authenticate(socket: net.Socket, next: () => void): void {
     const tokens = this.tokens;
     const frameBytesMax = 4 + 5 + TOKEN_BYTES_MAX;
     let buffered: Buffer = Buffer.alloc(0);
     let settled = false;
-    const timer = tokens
+    let timer = tokens
       ? setTimeout(() => deny(CONNECTION_REQUEST_ID, `no AUTH frame within ${this.limits.binaryAuthTimeoutMs} ms (binaryAuthTimeoutMs)`), this.limits.binaryAuthTimeoutMs)
       : null;
     const settle = () => {
       settled = true;
       if (timer) clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('timeout', onIdle);
+    };
+    const onIdle = () => {
+      settle();
+      this.closeIdle(socket);
+    };
+    /** Without tokens: the first bytes have come, the rest of the first frame has not (it waited for ever). */
+    const waitForRest = () => {
+      timer ??= setTimeout(() => {
+        settle();
+        this.closeFrameTimeout(socket, buffered.length);
+      }, this.limits.binaryFrameTimeoutMs);
     };
     const pass = (rest: Buffer) => {
       settle();
@@ -243,7 +284,7 @@ export class KvBinaryServer {
         this.stats.badFrames++;
         return this.refuseHttp(socket);
       }
-      if (buffered.length < 9) return; // every frame is at least 4 + 5 bytes
+      if (buffered.length < 9) return waitForRest(); // every frame is at least 4 + 5 bytes
       const length = buffered.readUInt32BE(0);
       const requestId = buffered.readUInt32BE(5);
       if (buffered[4] !== KIND_AUTH) {
@@ -251,7 +292,7 @@ export class KvBinaryServer {
         return deny(requestId, 'this server needs a token: send an AUTH frame first (KvClient option `token`, `--token-file`)');
       }
       if (4 + length > frameBytesMax) return deny(requestId, `the AUTH frame is ${length} bytes; a token is at most ${TOKEN_BYTES_MAX} bytes`);
-      if (buffered.length < 4 + length) return;
+      if (buffered.length < 4 + length) return waitForRest();
       const auth = decodeAuth(buffered.subarray(4, 4 + length));
       // A frame shorter than kind + request id: a TypeError here took the whole replica down.
       if (auth === null) return deny(requestId, `malformed AUTH frame of ${length} bytes: it is kind 4, a request id (u32) and the token`);
@@ -260,6 +301,7 @@ export class KvBinaryServer {
       pass(buffered.subarray(4 + length));
     };
     socket.on('data', onData);
+    socket.on('timeout', onIdle);
     socket.once('close', () => {
       if (!settled) settle();
     });
@@ -341,8 +383,32 @@ export class KvBinaryServer {
     socket.on('drain', () => {
       if (stalled) unstall();
     });
+    // A frame begun must be whole within binaryFrameTimeoutMs (from the read that began it): a
+    // client that announces a large frame and then stalls or drips would otherwise hold its
+    // buffer, up to 2 x valueBytesMax, for ever. Checked per socket read, one timer at most.
+    const frameTimeoutMs = this.limits.binaryFrameTimeoutMs;
+    /** performance.now() when the partial frame held now began to arrive, or -1. */
+    let partialSince = -1;
+    let frameTimer: NodeJS.Timeout | null = null;
+    let frames = 0;
+    const frameExpired = () => {
+      frameTimer = null;
+      if (partialSince < 0 || socket.destroyed || socket.writableEnded) return;
+      // While the server itself holds reading back (in-flight limit, unread answers: each bounded
+      // on its own) the rest of the frame cannot come: the deadline starts again.
+      if (socket.isPaused()) partialSince = performance.now();
+      const left = partialSince + frameTimeoutMs - performance.now();
+      if (left > 0) frameTimer = setTimeout(frameExpired, left);
+      else this.closeFrameTimeout(socket, decoder.bufferedBytes());
+    };
+    socket.on('timeout', () => {
+      // Busy (waiting for answers, or for the client to read them, or inside a frame, which has
+      // its own deadline): not idle. The next read or write arms the timer again.
+      if (inflight === 0 && waiting.length === 0 && !stalled && partialSince < 0 && !socket.writableEnded) this.closeIdle(socket);
+    });
     socket.once('close', () => {
       if (stallTimer !== null) clearTimeout(stallTimer);
+      if (frameTimer !== null) clearTimeout(frameTimer);
       waiting.length = 0;
     });
     // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
@@ -425,6 +491,7 @@ export class KvBinaryServer {
     const header: WriteHeader = { requestId: 0, clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
     /** One request frame, read where it lies in the socket's chunk (no view of the frame). */
     const onFrame = (bytes: Uint8Array, from: number, to: number) => {
+      frames++;
       if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax && !stalled) {
         let command: Uint8Array;
         try {
@@ -455,12 +522,20 @@ export class KvBinaryServer {
       const traced = readChannel.hasSubscribers;
       const t0 = traced ? performance.now() : 0;
       const requestsBefore = this.stats.requests;
+      const framesBefore = frames;
       const err = decoder.pushRanges(chunk, onFrame);
       if (traced && this.stats.requests > requestsBefore) readChannel.publish({ ms: performance.now() - t0, requests: this.stats.requests - requestsBefore });
       if (err) {
         this.stats.badFrames++;
         this.o.logger?.warn({ remote: socket.remoteAddress, error: err.message }, 'binary client sent an undecodable stream; closing');
         socket.destroy();
+        return;
+      }
+      if (decoder.bufferedBytes() === 0) partialSince = -1;
+      else if (partialSince < 0 || frames !== framesBefore) {
+        // A new partial frame (one that was held before is complete if a frame came in this read).
+        partialSince = performance.now();
+        frameTimer ??= setTimeout(frameExpired, frameTimeoutMs);
       }
     });
     socket.on('error', () => {});

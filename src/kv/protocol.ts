@@ -21,8 +21,8 @@
 // first frame of every connection, within binaryAuthTimeoutMs. It answers OK (empty body) or
 // UNAUTHORIZED and closes; any other first frame gets UNAUTHORIZED and a close. A client may
 // send requests right behind its AUTH frame. A server without tokens answers AUTH with OK.
-// Connection-level refusals (too many connections from one address) are one UNAVAILABLE frame
-// with requestId 0, which no request uses, followed by a close.
+// Connection-level refusals and closes (too many connections, a frame not completed in time, an
+// idle connection) are one UNAVAILABLE frame with requestId 0, which no request uses, then a close.
 //
 // Sessions: a client registers a session (REGISTER: the id comes from the log, the same on every
 // replica), uses it as clientId and numbers its writes 1, 2, 3...; floor is the lowest seq it

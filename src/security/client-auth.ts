@@ -45,6 +45,10 @@ export interface ClientLimits {
   binaryWriteBufferBytesMax: number;
   /** A binary connection held at binaryWriteBufferBytesMax whose client reads none of its answers this long is closed. */
   binaryWriteStallTimeoutMs: number;
+  /** Time for a binary frame to arrive whole once it has begun (from the end of the frame before it). */
+  binaryFrameTimeoutMs: number;
+  /** A binary connection with nothing in flight and no byte received or sent this long is closed. */
+  binaryIdleTimeoutMs: number;
 }
 
 /**
@@ -63,6 +67,11 @@ export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
   binaryAuthTimeoutMs: 10_000,
   binaryWriteBufferBytesMax: 4 * 1024 * 1024,
   binaryWriteStallTimeoutMs: 30_000,
+  binaryFrameTimeoutMs: 10_000,
+  // Clients keep their connections (KvClient one per replica, reconnecting when one closes): long
+  // enough that a client busy every few minutes keeps its connection and TLS session, short enough
+  // that an abandoned one gives back its connection slot and answer buffer.
+  binaryIdleTimeoutMs: 300_000,
 });
 
 const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
@@ -76,6 +85,8 @@ const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
   // At least a socket's highWaterMark (16 KiB), so that a write past it is always followed by 'drain'.
   binaryWriteBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
   binaryWriteStallTimeoutMs: [100, 3_600_000],
+  binaryFrameTimeoutMs: [100, 3_600_000],
+  binaryIdleTimeoutMs: [100, 86_400_000],
 };
 
 /** Defaults filled in and every value range-checked (RangeError names the setting). */

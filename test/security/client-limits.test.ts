@@ -467,6 +467,90 @@ describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a cli
   });
 });
 
+describe('binaryFrameTimeoutMs and binaryIdleTimeoutMs: partial frames and silent connections', () => {
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    n = await oneNode({ binaryFrameTimeoutMs: 500, binaryIdleTimeoutMs: 1_000 });
+  });
+  after(async () => n?.close());
+
+  /** The largest frame the server takes (2 x valueBytesMax + 64 KiB): its header reserves that much. */
+  const FRAME_MAX = 2 * (1 << 20) + 64 * 1024;
+  const header = (length: number, kind: number) => Uint8Array.of(length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff, kind);
+
+  /** `c` gets one UNAVAILABLE frame with request id 0 matching `message` and is closed; returns the ms it took from `t0`. */
+  async function closedWith(c: Awaited<ReturnType<typeof rawConnection>>, message: RegExp, t0: number): Promise<number> {
+    await c.until('the close', () => c.frames.length === 1);
+    assert.deepEqual([c.frames[0]!.status, c.frames[0]!.requestId], [ST_UNAVAILABLE, CONNECTION_REQUEST_ID]);
+    assert.match(new TextDecoder().decode(c.frames[0]!.body), message);
+    await c.closed;
+    return Date.now() - t0;
+  }
+
+  test('a frame begun and not completed in time is cut off (its header announced the largest frame), also when it drips in; others are served', async () => {
+    const frameTimeout = /a frame was not completed within 500 ms \(binaryFrameTimeoutMs\)/;
+    // 9 bytes: the header, a WRITE kind and 4 bytes (the first frame, past the AUTH phase).
+    const silent = await rawConnection(n.binary);
+    let t0 = Date.now();
+    silent.write(Buffer.concat([header(FRAME_MAX, KIND_WRITE), Uint8Array.of(0, 0, 0, 1)]));
+    // Fewer than 9 bytes: still in the AUTH phase, which waited for ever.
+    const short = await rawConnection(n.binary);
+    short.write(header(FRAME_MAX, KIND_WRITE));
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('meanwhile', 'ok');
+    kv.close();
+    assert.ok((await closedWith(silent, frameTimeout, t0)) >= 450);
+    await closedWith(short, /a frame was not completed within 500 ms \(binaryFrameTimeoutMs\): 5 bytes of it received/, t0);
+    // A byte every 100 ms keeps the connection busy (no idle timeout) but the frame is still late.
+    const drip = await rawConnection(n.binary);
+    t0 = Date.now();
+    drip.write(Buffer.concat([statusFrame(1), header(100, KIND_STATUS)]));
+    const timer = setInterval(() => drip.socket.destroyed || drip.write(Uint8Array.of(0)), 100);
+    try {
+      await drip.until('the status', () => drip.frames.length === 1);
+      assert.equal(drip.frames[0]!.status, ST_OK);
+      await drip.until('the close', () => drip.frames.length === 2);
+      assert.deepEqual([drip.frames[1]!.status, drip.frames[1]!.requestId], [ST_UNAVAILABLE, CONNECTION_REQUEST_ID]);
+      assert.match(new TextDecoder().decode(drip.frames[1]!.body), frameTimeout);
+      await drip.closed;
+      assert.ok(Date.now() - t0 >= 450, 'not cut off before the deadline');
+    } finally {
+      clearInterval(timer);
+    }
+    assert.match(n.node.binary!.metricsText(), /synod_binary_frame_timeouts_total 3\n/);
+  });
+
+  test('a connection with nothing to do is closed after binaryIdleTimeoutMs; a busy one is not; KvClient reconnects', async () => {
+    const idleClosed = /closing: no request for 1000 ms \(binaryIdleTimeoutMs\)/;
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('k', 'v');
+    const t0 = Date.now();
+    const silent = await rawConnection(n.binary);
+    const answered = await rawConnection(n.binary);
+    answered.write(statusFrame(1));
+    await answered.until('the status', () => answered.frames.length === 1);
+    const busy = await rawConnection(n.binary);
+    let sent = 0;
+    const timer = setInterval(() => busy.socket.destroyed || busy.write(statusFrame(++sent)), 200);
+    try {
+      assert.ok((await closedWith(silent, idleClosed, t0)) >= 900, 'not closed before the idle timeout');
+      await answered.until('the close', () => answered.frames.length === 2);
+      assert.deepEqual([answered.frames[1]!.requestId, answered.frames[1]!.status], [CONNECTION_REQUEST_ID, ST_UNAVAILABLE]);
+      await answered.closed;
+      await sleep(1_000);
+      assert.equal(busy.socket.destroyed, false, 'a connection that keeps sending requests is not idle');
+      assert.ok(busy.frames.length >= 5 && busy.frames.every((f) => f.status === ST_OK));
+    } finally {
+      clearInterval(timer);
+      busy.close();
+    }
+    // The client's own connection was closed as idle too: the next request opens another.
+    assert.equal(new TextDecoder().decode((await kv.get('k'))!), 'v');
+    kv.close();
+    assert.match(n.node.binary!.metricsText(), /synod_binary_idle_closed_total [3-9]\n/);
+  });
+});
+
 test('bearer tokens: constant-time matching accepts only listed tokens; header parsing is strict', () => {
   const t = new BearerTokens([TOKEN, 'second-token-abcdefghij']);
   assert.equal(t.matches(TOKEN), true);
