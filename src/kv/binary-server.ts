@@ -58,6 +58,8 @@ import {
 
 /** The write batcher's slab per connection: ~700 OK answers of a write. */
 const ANSWER_SLAB_BYTES = 8 * 1024;
+/** A frame spanning socket reads starts in a buffer of this size and doubles as its bytes arrive. */
+const FRAME_GROW_FROM_BYTES = 64 * 1024;
 /** How long a refused connection may linger for its refusal frame to leave. */
 const REFUSAL_LINGER_MS = 1_000;
 const TIMEOUT_MS_MAX = 60_000;
@@ -332,7 +334,8 @@ export class KvBinaryServer {
     this.stats.connections++;
     this.sockets.add(socket);
     socket.setNoDelay(true);
-    const decoder = new FrameDecoder(this.o.machine.valueBytesMax * 2 + FRAME_OVERHEAD_BYTES_MAX);
+    // Growing: a frame header alone (9 bytes) used to reserve the whole frame it announced, up to 2 MiB.
+    const decoder = new FrameDecoder(this.o.machine.valueBytesMax * 2 + FRAME_OVERHEAD_BYTES_MAX, FRAME_GROW_FROM_BYTES);
     const inflightMax = this.limits.inflightPerConnectionMax;
     let inflight = 0;
     /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */

@@ -520,6 +520,23 @@ describe('binaryFrameTimeoutMs and binaryIdleTimeoutMs: partial frames and silen
     assert.match(n.node.binary!.metricsText(), /synod_binary_frame_timeouts_total 3\n/);
   });
 
+  test('a header announcing the largest frame reserves what came (64 KiB to start), not the frame: 50 such connections hold well under 50 x 2 MiB', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const held = [];
+    for (let i = 0; i < 50; i++) {
+      const c = await rawConnection(n.binary);
+      c.write(Buffer.concat([header(FRAME_MAX, KIND_WRITE), Uint8Array.of(0, 0, 0, 1)]));
+      held.push(c);
+    }
+    const deadline = Date.now() + 5_000;
+    const partial = () => [...(n.node.binary as unknown as { sockets: Set<net.Socket> }).sockets].filter((s) => s.bytesRead >= 9).length;
+    while (partial() < 50 && Date.now() < deadline) await sleep(10);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    for (const c of held) c.close();
+    assert.equal(partial(), 50);
+    assert.ok(grown < 25 * 1024 * 1024, `50 frame headers reserved ${grown} bytes (each used to reserve the whole frame: ${50 * FRAME_MAX})`);
+  });
+
   test('a connection with nothing to do is closed after binaryIdleTimeoutMs; a busy one is not; KvClient reconnects', async () => {
     const idleClosed = /closing: no request for 1000 ms \(binaryIdleTimeoutMs\)/;
     const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
