@@ -350,25 +350,29 @@ export class KvBinaryServer {
     const stallTimeoutMs = this.limits.binaryWriteStallTimeoutMs;
     let stalled = false;
     let stallTimer: NodeJS.Timeout | null = null;
-    /** Unsent bytes when the stall timer was armed: less at its end means the client reads (slowly). */
+    /**
+     * Bytes the socket has handed to the kernel: bytesWritten counts what is still buffered too,
+     * so this grows exactly as the client takes its answers, whatever is appended meanwhile.
+     */
+    const taken = () => socket.bytesWritten - socket.writableLength;
+    /** taken() when the stall timer was armed: more at its end means the client reads (slowly). */
     let stallMark = 0;
     const stall = () => {
       stalled = true;
       socket.pause();
-      stallMark = socket.writableLength;
+      stallMark = taken();
       stallTimer = setTimeout(stallExpired, stallTimeoutMs);
     };
     const stallExpired = () => {
       stallTimer = null;
       if (!stalled || socket.destroyed) return;
-      const unsent = socket.writableLength;
-      if (unsent < stallMark) {
-        stallMark = unsent;
+      if (taken() > stallMark) {
+        stallMark = taken();
         stallTimer = setTimeout(stallExpired, stallTimeoutMs);
         return;
       }
       this.stats.stalledConnections++;
-      this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_CLIENT_NOT_READING', unsentBytes: unsent, timeoutMs: stallTimeoutMs }, 'binary client read none of its answers in time (binaryWriteStallTimeoutMs); closing');
+      this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_CLIENT_NOT_READING', unsentBytes: socket.writableLength, timeoutMs: stallTimeoutMs }, 'binary client read none of its answers in time (binaryWriteStallTimeoutMs); closing');
       socket.destroy();
     };
     const unstall = () => {

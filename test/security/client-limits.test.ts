@@ -408,10 +408,11 @@ describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a cli
   const VALUE_BYTES = 64 * 1024;
   const BUFFER_MAX = 256 * 1024;
   const INFLIGHT_MAX = 16;
+  const STALL_MS = 2_000;
   let n: Awaited<ReturnType<typeof oneNode>>;
   let read: Uint8Array;
   before(async () => {
-    n = await oneNode({ inflightPerConnectionMax: INFLIGHT_MAX, binaryWriteBufferBytesMax: BUFFER_MAX, binaryWriteStallTimeoutMs: 1_000 });
+    n = await oneNode({ inflightPerConnectionMax: INFLIGHT_MAX, binaryWriteBufferBytesMax: BUFFER_MAX, binaryWriteStallTimeoutMs: STALL_MS });
     const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
     await kv.put('big', new Uint8Array(VALUE_BYTES).fill(7));
     kv.close();
@@ -463,6 +464,24 @@ describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a cli
     await c.until('400 answers', () => c.frames.length === 400, 20_000);
     assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1), 'every answer is the value'); // a result tag, then the value
     assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads is not dropped');
+    c.close();
+  });
+
+  test('a client that reads slowly, taking its answers over longer than the stall timeout, is kept and gets them all', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause();
+    await sendReads(c, 60); // 3.8 MiB of answers
+    const t0 = Date.now();
+    // A little at a time: one read() of the socket's buffer (some 10s of KiB) every 40 ms.
+    const trickle = setInterval(() => c.socket.read(), 40);
+    try {
+      await c.until('60 answers', () => c.frames.length === 60, 60_000);
+    } finally {
+      clearInterval(trickle);
+    }
+    assert.ok(Date.now() - t0 > STALL_MS, `read in ${Date.now() - t0} ms: not slower than the stall timeout, so this shows nothing`);
+    assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1));
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads, however slowly, is not dropped');
     c.close();
   });
 });
