@@ -5,11 +5,15 @@
 // queue within one event-loop turn and go out as one batch. Answers are written as they come,
 // coalesced per tick into one socket write (WriteBatcher). A connection holds at most
 // limits.inflightPerConnectionMax requests: past that it stops reading until answers drain
-// (frames already read in the same chunk wait in a queue and start as answers go out).
+// (frames already read in the same chunk wait in a queue and start as answers go out). It also
+// stops reading while more than limits.binaryWriteBufferBytesMax of its answers are unread by the
+// client, and is dropped if the client takes none of them for limits.binaryWriteStallTimeoutMs.
 //
 // Connection setup (docs/security.md): optional TLS (ClientSecurity.tls), at most
 // limits.connectionsPerAddressMax connections per remote address (over it: one UNAVAILABLE frame
 // with request id 0, then close), and with tokens an AUTH frame first (authenticate()).
+// Timeouts: a frame begun must be whole within limits.binaryFrameTimeoutMs, and a connection with
+// nothing to do is closed after limits.binaryIdleTimeoutMs (each one UNAVAILABLE frame, id 0).
 //
 // This server never forwards: a follower answers NOT_LEADER with the leader's id and (when
 // known) its binary address, and the client goes there. Nothing was proposed in that case.
@@ -19,7 +23,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
-import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError } from '../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError, SynodError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { FrameDecoder } from '../transport/frame.js';
@@ -54,6 +58,8 @@ import {
 
 /** The write batcher's slab per connection: ~700 OK answers of a write. */
 const ANSWER_SLAB_BYTES = 8 * 1024;
+/** A frame spanning socket reads starts in a buffer of this size and doubles as its bytes arrive. */
+const FRAME_GROW_FROM_BYTES = 64 * 1024;
 /** How long a refused connection may linger for its refusal frame to leave. */
 const REFUSAL_LINGER_MS = 1_000;
 const TIMEOUT_MS_MAX = 60_000;
@@ -70,6 +76,8 @@ export const replyChannel = diagnostics.channel('synod:kv:binary:reply');
 const utf8 = new TextEncoder();
 const enc = (s: string): Uint8Array => utf8.encode(s);
 const HTTP_REFUSAL_BODY = 'this is a Synod binary client port; the HTTP API is on the --http address\n';
+/** The first bytes of an HTTP request (checked on a connection's first 8 bytes). */
+const HTTP_START = /^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /;
 
 export interface KvBinaryServerOptions {
   replica: SynodReplica;
@@ -87,7 +95,7 @@ export interface KvBinaryServerOptions {
 export class KvBinaryServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0 };
+  private readonly stats = { connections: 0, requests: 0, notLeader: 0, badFrames: 0, refusedConnections: 0, unauthorized: 0, tlsFailures: 0, stalledConnections: 0, idleClosed: 0, frameTimeouts: 0 };
   private readonly limits: ClientLimits;
   private readonly tokens: BearerTokens | null;
   private readonly perAddress: AddressCounter;
@@ -134,6 +142,8 @@ export class KvBinaryServer {
   }
 
   metricsText(): string {
+    let unsent = 0;
+    for (const s of this.sockets) unsent += s.writableLength;
     return [
       '# HELP synod_binary_requests_total Requests received on the binary client protocol.',
       '# TYPE synod_binary_requests_total counter',
@@ -156,6 +166,18 @@ export class KvBinaryServer {
       '# HELP synod_binary_tls_failures_total Failed TLS handshakes (no or untrusted client certificate, protocol errors).',
       '# TYPE synod_binary_tls_failures_total counter',
       `synod_binary_tls_failures_total ${this.stats.tlsFailures}`,
+      '# HELP synod_binary_unsent_bytes Answers written to open connections that their clients have not taken yet (bounded per connection by binaryWriteBufferBytesMax).',
+      '# TYPE synod_binary_unsent_bytes gauge',
+      `synod_binary_unsent_bytes ${unsent}`,
+      '# HELP synod_binary_stalled_connections_total Connections closed because the client read none of its answers for binaryWriteStallTimeoutMs.',
+      '# TYPE synod_binary_stalled_connections_total counter',
+      `synod_binary_stalled_connections_total ${this.stats.stalledConnections}`,
+      '# HELP synod_binary_idle_closed_total Connections closed after binaryIdleTimeoutMs with nothing received or in flight.',
+      '# TYPE synod_binary_idle_closed_total counter',
+      `synod_binary_idle_closed_total ${this.stats.idleClosed}`,
+      '# HELP synod_binary_frame_timeouts_total Connections closed because a frame begun was not completed within binaryFrameTimeoutMs.',
+      '# TYPE synod_binary_frame_timeouts_total counter',
+      `synod_binary_frame_timeouts_total ${this.stats.frameTimeouts}`,
       '',
     ].join('\n');
   }
@@ -183,27 +205,60 @@ export class KvBinaryServer {
       this.perAddress.release(address);
       this.sockets.delete(socket);
     });
+    // Node's inactivity timer (refreshed by every read and write): 'timeout' after binaryIdleTimeoutMs
+    // of silence both ways. authenticate() and serveConnection() decide whether the connection is idle.
+    socket.setTimeout(this.limits.binaryIdleTimeoutMs);
     this.authenticate(socket, () => this.serveConnection(socket));
+  }
+
+  /** Closes a connection with nothing in flight that has been silent for binaryIdleTimeoutMs. */
+  private closeIdle(socket: net.Socket): void {
+    this.stats.idleClosed++;
+    const ms = this.limits.binaryIdleTimeoutMs;
+    this.o.logger?.debug({ remote: socket.remoteAddress, timeoutMs: ms }, 'binary client connection idle; closing');
+    this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `closing: no request for ${ms} ms (binaryIdleTimeoutMs); reconnect to go on`);
+  }
+
+  /** Closes a connection whose frame, begun with `bytes` bytes received so far, was not completed within binaryFrameTimeoutMs. */
+  private closeFrameTimeout(socket: net.Socket, bytes: number): void {
+    this.stats.frameTimeouts++;
+    const ms = this.limits.binaryFrameTimeoutMs;
+    this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_FRAME_TIMEOUT', receivedBytes: bytes, timeoutMs: ms }, 'binary client did not complete a frame in time; closing');
+    this.refuse(socket, ST_UNAVAILABLE, CONNECTION_REQUEST_ID, `a frame was not completed within ${ms} ms (binaryFrameTimeoutMs): ${bytes} bytes of it received; closing`);
   }
 
   /**
    * Reads the first frame when it is (or must be) AUTH and answers it; then hands the socket,
    * with every byte after that frame put back, to `next`. Without tokens, a first frame that is
    * not AUTH goes to `next` untouched. Bounded: a token frame is at most 5 + TOKEN_BYTES_MAX
-   * bytes, and with tokens the frame must arrive within binaryAuthTimeoutMs.
+   * bytes, and with tokens the frame must arrive within binaryAuthTimeoutMs; without, a first
+   * frame begun must be whole within binaryFrameTimeoutMs, and a silent connection is closed after
+   * binaryIdleTimeoutMs.
    */
   private authenticate(socket: net.Socket, next: () => void): void {
     const tokens = this.tokens;
     const frameBytesMax = 4 + 5 + TOKEN_BYTES_MAX;
     let buffered: Buffer = Buffer.alloc(0);
     let settled = false;
-    const timer = tokens
+    let timer = tokens
       ? setTimeout(() => deny(CONNECTION_REQUEST_ID, `no AUTH frame within ${this.limits.binaryAuthTimeoutMs} ms (binaryAuthTimeoutMs)`), this.limits.binaryAuthTimeoutMs)
       : null;
     const settle = () => {
       settled = true;
       if (timer) clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('timeout', onIdle);
+    };
+    const onIdle = () => {
+      settle();
+      this.closeIdle(socket);
+    };
+    /** Without tokens: the first bytes have come, the rest of the first frame has not (it waited for ever). */
+    const waitForRest = () => {
+      timer ??= setTimeout(() => {
+        settle();
+        this.closeFrameTimeout(socket, buffered.length);
+      }, this.limits.binaryFrameTimeoutMs);
     };
     const pass = (rest: Buffer) => {
       settle();
@@ -212,18 +267,26 @@ export class KvBinaryServer {
       next();
       socket.resume();
     };
-    const deny = (requestId: number, message: string) => {
+    /** Refuses the connection: an UNAUTHORIZED frame, or for HTTP an HTTP 400, then close. */
+    const deny = (requestId: number, message: string, http = false) => {
       if (settled) return;
       settle();
       this.stats.unauthorized++;
       this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_UNAUTHORIZED', reason: message }, 'binary client refused');
-      this.refuse(socket, ST_UNAUTHORIZED, requestId, message);
+      if (http) this.refuseHttp(socket);
+      else this.refuse(socket, ST_UNAUTHORIZED, requestId, message);
     };
     const onData = (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      // HTTP on this port: serveConnection answers it in HTTP.
-      if (/^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /.test(buffered.subarray(0, 8).toString('latin1'))) return pass(buffered);
-      if (buffered.length < 9) return; // every frame is at least 4 + 5 bytes
+      // HTTP on this port: answered in HTTP and closed here, never served. (It was passed on to
+      // serveConnection, which answered it but went on executing later chunks, without AUTH.)
+      if (HTTP_START.test(buffered.subarray(0, 8).toString('latin1'))) {
+        if (tokens) return deny(CONNECTION_REQUEST_ID, 'HTTP on the binary client port, which needs an AUTH frame first', true);
+        settle();
+        this.stats.badFrames++;
+        return this.refuseHttp(socket);
+      }
+      if (buffered.length < 9) return waitForRest(); // every frame is at least 4 + 5 bytes
       const length = buffered.readUInt32BE(0);
       const requestId = buffered.readUInt32BE(5);
       if (buffered[4] !== KIND_AUTH) {
@@ -231,7 +294,7 @@ export class KvBinaryServer {
         return deny(requestId, 'this server needs a token: send an AUTH frame first (KvClient option `token`, `--token-file`)');
       }
       if (4 + length > frameBytesMax) return deny(requestId, `the AUTH frame is ${length} bytes; a token is at most ${TOKEN_BYTES_MAX} bytes`);
-      if (buffered.length < 4 + length) return;
+      if (buffered.length < 4 + length) return waitForRest();
       const auth = decodeAuth(buffered.subarray(4, 4 + length));
       // A frame shorter than kind + request id: a TypeError here took the whole replica down.
       if (auth === null) return deny(requestId, `malformed AUTH frame of ${length} bytes: it is kind 4, a request id (u32) and the token`);
@@ -240,6 +303,7 @@ export class KvBinaryServer {
       pass(buffered.subarray(4 + length));
     };
     socket.on('data', onData);
+    socket.on('timeout', onIdle);
     socket.once('close', () => {
       if (!settled) settle();
     });
@@ -247,7 +311,21 @@ export class KvBinaryServer {
 
   /** Sends one answer frame and closes (destroyed if the client does not read it in time). */
   private refuse(socket: net.Socket, status: number, requestId: number, message: string): void {
-    socket.end(encodeResponse(status, requestId, enc(message)));
+    this.endAndLinger(socket, encodeResponse(status, requestId, enc(message)));
+  }
+
+  /** Somebody spoke HTTP to this port: say so in HTTP and hang up. */
+  private refuseHttp(socket: net.Socket): void {
+    this.endAndLinger(socket, `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${HTTP_REFUSAL_BODY.length}\r\n\r\n${HTTP_REFUSAL_BODY}`);
+  }
+
+  /**
+   * Ends the connection with `last` and destroys it after REFUSAL_LINGER_MS if the client has not
+   * closed its side by then (a client that keeps its half open would otherwise hold it forever).
+   * The caller has removed its data listener: nothing read after this is looked at.
+   */
+  private endAndLinger(socket: net.Socket, last: string | Uint8Array): void {
+    socket.end(last);
     const linger = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS);
     socket.once('close', () => clearTimeout(linger));
   }
@@ -256,16 +334,93 @@ export class KvBinaryServer {
     this.stats.connections++;
     this.sockets.add(socket);
     socket.setNoDelay(true);
-    const decoder = new FrameDecoder(this.o.machine.valueBytesMax * 2 + FRAME_OVERHEAD_BYTES_MAX);
+    // Growing: a frame header alone (9 bytes) used to reserve the whole frame it announced, up to 2 MiB.
+    const decoder = new FrameDecoder(this.o.machine.valueBytesMax * 2 + FRAME_OVERHEAD_BYTES_MAX, FRAME_GROW_FROM_BYTES);
     const inflightMax = this.limits.inflightPerConnectionMax;
     let inflight = 0;
     /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */
     const waiting: Request[] = [];
     let draining = false;
-    let first = true;
+    // Answers the client has not read (the socket's write buffer) are bounded too: in-flight
+    // requests are counted only until answered, so a client that never reads could otherwise pile
+    // up answers without end (a 14-byte READ can queue a 1 MiB value). Past writeBufferMax the
+    // connection is `stalled`: nothing more is read or started until 'drain'; a client that takes
+    // none of its answers for binaryWriteStallTimeoutMs is dropped.
+    const writeBufferMax = this.limits.binaryWriteBufferBytesMax;
+    const stallTimeoutMs = this.limits.binaryWriteStallTimeoutMs;
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | null = null;
+    /**
+     * Bytes the socket has handed to the kernel: bytesWritten counts what is still buffered too,
+     * so this grows exactly as the client takes its answers, whatever is appended meanwhile.
+     */
+    const taken = () => socket.bytesWritten - socket.writableLength;
+    /** taken() when the stall timer was armed: more at its end means the client reads (slowly). */
+    let stallMark = 0;
+    const stall = () => {
+      stalled = true;
+      socket.pause();
+      stallMark = taken();
+      stallTimer = setTimeout(stallExpired, stallTimeoutMs);
+    };
+    const stallExpired = () => {
+      stallTimer = null;
+      if (!stalled || socket.destroyed) return;
+      if (taken() > stallMark) {
+        stallMark = taken();
+        stallTimer = setTimeout(stallExpired, stallTimeoutMs);
+        return;
+      }
+      this.stats.stalledConnections++;
+      this.o.logger?.warn({ remote: socket.remoteAddress, code: 'SYNOD_CLIENT_NOT_READING', unsentBytes: socket.writableLength, timeoutMs: stallTimeoutMs }, 'binary client read none of its answers in time (binaryWriteStallTimeoutMs); closing');
+      socket.destroy();
+    };
+    const unstall = () => {
+      stalled = false;
+      if (stallTimer !== null) clearTimeout(stallTimer);
+      stallTimer = null;
+      pump();
+    };
+    /** After each socket write: stall past the bound; a stall ends on 'drain', or now if the socket took it all at once. */
+    const afterWrite = () => {
+      if (!stalled) {
+        if (socket.writableLength > writeBufferMax) stall();
+      } else if (!socket.writableNeedDrain) unstall();
+    };
+    socket.on('drain', () => {
+      if (stalled) unstall();
+    });
+    // A frame begun must be whole within binaryFrameTimeoutMs (from the read that began it): a
+    // client that announces a large frame and then stalls or drips would otherwise hold its
+    // buffer, up to 2 x valueBytesMax, for ever. Checked per socket read, one timer at most.
+    const frameTimeoutMs = this.limits.binaryFrameTimeoutMs;
+    /** performance.now() when the partial frame held now began to arrive, or -1. */
+    let partialSince = -1;
+    let frameTimer: NodeJS.Timeout | null = null;
+    let frames = 0;
+    const frameExpired = () => {
+      frameTimer = null;
+      if (partialSince < 0 || socket.destroyed || socket.writableEnded) return;
+      // While the server itself holds reading back (in-flight limit, unread answers: each bounded
+      // on its own) the rest of the frame cannot come: the deadline starts again.
+      if (socket.isPaused()) partialSince = performance.now();
+      const left = partialSince + frameTimeoutMs - performance.now();
+      if (left > 0) frameTimer = setTimeout(frameExpired, left);
+      else this.closeFrameTimeout(socket, decoder.bufferedBytes());
+    };
+    socket.on('timeout', () => {
+      // Busy (waiting for answers, or for the client to read them, or inside a frame, which has
+      // its own deadline): not idle. The next read or write arms the timer again.
+      if (inflight === 0 && waiting.length === 0 && !stalled && partialSince < 0 && !socket.writableEnded) this.closeIdle(socket);
+    });
+    socket.once('close', () => {
+      if (stallTimer !== null) clearTimeout(stallTimer);
+      if (frameTimer !== null) clearTimeout(frameTimer);
+      waiting.length = 0;
+    });
     // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
     // (1,024 connections: 8 MiB, against 64 MiB with a client's default).
-    const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES);
+    const out = new WriteBatcher(socket, ANSWER_SLAB_BYTES, afterWrite);
     const send = (frame: Uint8Array) => {
       if (!socket.destroyed) out.write(frame);
     };
@@ -315,13 +470,24 @@ export class KvBinaryServer {
     };
     const done = () => {
       inflight--;
+      pump();
+    };
+    /** Starts waiting requests while there is room for them, then reads on if nothing holds reading back. */
+    const pump = () => {
       if (waiting.length > 0) {
+        // A connection the server ended or destroyed (an undecodable stream, a timeout) starts nothing more.
+        if (socket.writableEnded || socket.destroyed) return void (waiting.length = 0);
         if (draining) return; // an answer given synchronously inside start(): the loop below goes on
         draining = true;
-        while (waiting.length > 0 && inflight < inflightMax) start(waiting.shift()!);
+        while (waiting.length > 0 && inflight < inflightMax && !stalled) {
+          // Answers of this turn are not in the socket yet: counted too (local reads answer in one
+          // turn, so a chunk's worth of waiting reads would otherwise all be answered before a check).
+          if (socket.writableLength + out.queuedBytes > writeBufferMax) stall();
+          else start(waiting.shift()!);
+        }
         draining = false;
       }
-      if (waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
+      if (!stalled && waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
     };
     const badFrame = (bytes: Uint8Array, from: number, to: number, e: unknown) => {
       this.stats.badFrames++;
@@ -332,7 +498,8 @@ export class KvBinaryServer {
     const header: WriteHeader = { requestId: 0, clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
     /** One request frame, read where it lies in the socket's chunk (no view of the frame). */
     const onFrame = (bytes: Uint8Array, from: number, to: number) => {
-      if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax) {
+      frames++;
+      if (to - from >= 5 && bytes[from] === KIND_WRITE && inflight < inflightMax && !stalled) {
         let command: Uint8Array;
         try {
           command = decodeWriteInto(bytes, from, to, header);
@@ -349,31 +516,33 @@ export class KvBinaryServer {
         return badFrame(bytes, from, to, e);
       }
       this.stats.requests++;
-      if (inflight >= inflightMax) {
+      if (inflight >= inflightMax || stalled) {
         waiting.push(req); // backpressure: reading is paused; this one starts when an answer goes out
         return;
       }
       start(req);
     };
     socket.on('data', (chunk: Buffer) => {
-      if (first) {
-        first = false;
-        // Somebody spoke HTTP to this port: say so in HTTP and hang up.
-        if (/^(GET|PUT|POST|HEAD|DELETE|OPTIONS|PATCH) /.test(chunk.subarray(0, 8).toString('latin1'))) {
-          this.stats.badFrames++;
-          socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${HTTP_REFUSAL_BODY.length}\r\n\r\n${HTTP_REFUSAL_BODY}`);
-          return;
-        }
-      }
+      // Nothing is executed once the server has ended the connection (a refusal, a timeout), even
+      // if the client keeps its half open and writes on.
+      if (socket.writableEnded || socket.destroyed) return;
       const traced = readChannel.hasSubscribers;
       const t0 = traced ? performance.now() : 0;
       const requestsBefore = this.stats.requests;
+      const framesBefore = frames;
       const err = decoder.pushRanges(chunk, onFrame);
       if (traced && this.stats.requests > requestsBefore) readChannel.publish({ ms: performance.now() - t0, requests: this.stats.requests - requestsBefore });
       if (err) {
         this.stats.badFrames++;
         this.o.logger?.warn({ remote: socket.remoteAddress, error: err.message }, 'binary client sent an undecodable stream; closing');
         socket.destroy();
+        return;
+      }
+      if (decoder.bufferedBytes() === 0) partialSince = -1;
+      else if (partialSince < 0 || frames !== framesBefore) {
+        // A new partial frame (one that was held before is complete if a frame came in this read).
+        partialSince = performance.now();
+        frameTimer ??= setTimeout(frameExpired, frameTimeoutMs);
       }
     });
     socket.on('error', () => {});
@@ -432,6 +601,8 @@ export class KvBinaryServer {
     if (e instanceof ShuttingDownError || e instanceof StorageFailedError) return [ST_UNAVAILABLE, enc(e.message)];
     if (e instanceof SessionExpiredError) return [ST_SESSION_EXPIRED, enc(e.message)];
     if (e instanceof OutcomeUnknownError) return [ST_OUTCOME_UNKNOWN, enc(e.message)];
+    // Refused before it was proposed (a session that is a replica's own): nothing ran.
+    if (e instanceof SynodError && e.code === 'SYNOD_BAD_SESSION') return [ST_BAD_REQUEST, enc(e.message)];
     // Reads that time out, and anything unexpected: for a write we cannot prove it was not applied.
     return [kind === KIND_WRITE ? ST_OUTCOME_UNKNOWN : ST_UNAVAILABLE, enc((e as Error)?.message ?? String(e))];
   }

@@ -21,15 +21,16 @@
 // first frame of every connection, within binaryAuthTimeoutMs. It answers OK (empty body) or
 // UNAUTHORIZED and closes; any other first frame gets UNAUTHORIZED and a close. A client may
 // send requests right behind its AUTH frame. A server without tokens answers AUTH with OK.
-// Connection-level refusals (too many connections from one address) are one UNAVAILABLE frame
-// with requestId 0, which no request uses, followed by a close.
+// Connection-level refusals and closes (too many connections, a frame not completed in time, an
+// idle connection) are one UNAVAILABLE frame with requestId 0, which no request uses, then a close.
 //
 // Sessions: a client registers a session (REGISTER: the id comes from the log, the same on every
 // replica), uses it as clientId and numbers its writes 1, 2, 3...; floor is the lowest seq it
-// still waits for. A retry of (clientId, seq), to any replica, is applied at most once and
-// answered with the original result (the replicated session table, SAFETY.md). A session idle
-// for longer than the cluster's sessionExpiryMs (or evicted beyond sessionsMax), or one that was
-// never registered, is gone: its writes get SESSION_EXPIRED and are not executed; register anew.
+// still waits for (at most seq: a higher floor is BAD_REQUEST). A retry of (clientId, seq), to
+// any replica, is applied at most once and answered with the original result (the replicated
+// session table, SAFETY.md). A session idle for longer than the cluster's sessionExpiryMs (or
+// evicted beyond sessionsMax), or one that was never registered, is gone: its writes get
+// SESSION_EXPIRED and are not executed; register anew.
 
 import { Buffer } from 'node:buffer';
 import type { Consistency } from '../runtime/api.js';
@@ -142,6 +143,9 @@ export function decodeWriteInto(p: Uint8Array, start: number, end: number, into:
   checkSessionNumber('seq', seq);
   checkSessionNumber('floor', floor);
   if (clientId < 1 || seq < 1) throw new ProtocolError('clientId and seq start at 1');
+  // As HTTP's Synod-Floor: a floor above the seq would make the session forget this very write's
+  // result (and those of writes still in flight below it), so a retry could not be answered.
+  if (floor > seq) throw new ProtocolError(`floor (${floor}) may not exceed seq (${seq}): the floor is the lowest seq not yet answered`);
   into.requestId = u32be(p, start + 1);
   into.clientId = small(clientId);
   into.seq = small(seq);

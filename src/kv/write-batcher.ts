@@ -40,11 +40,19 @@ export class WriteBatcher {
   /**
    * `slabBytes`: the size of a fresh slab (a run that outgrows one gets a larger one). Every batcher
    * keeps its current slab while idle, so a server with many connections passes a small one.
+   * `written`: called after each socket write (the server checks there how much its client has
+   * left unread).
    */
   constructor(
     private readonly socket: Socket,
     private readonly slabBytes = SLAB_BYTES,
+    private readonly written: (() => void) | null = null,
   ) {}
+
+  /** Bytes written to this batcher and not yet handed to the socket (they go at the end of the tick). */
+  get queuedBytes(): number {
+    return this.bytes + (this.runStart >= 0 ? this.slabUsed - this.runStart : 0);
+  }
 
   /** A ready frame. */
   write(frame: Uint8Array): void {
@@ -149,6 +157,7 @@ export class WriteBatcher {
       this.socket.write(run);
       if (traced) writeChannel.publish({ ms: performance.now() - t0, frames: this.runFrames });
       this.runFrames = 0;
+      if (this.written !== null) this.written();
       return;
     }
     this.closeRun();
@@ -181,6 +190,7 @@ export class WriteBatcher {
       this.socket.write(out);
     }
     if (traced) writeChannel.publish({ ms: performance.now() - t0, frames });
+    if (this.written !== null) this.written();
   };
 }
 

@@ -47,6 +47,14 @@ export interface ClientLimits {
   httpWriteStallTimeoutMs: number;
   /** Time for a binary client to send its AUTH frame when tokens are required. */
   binaryAuthTimeoutMs: number;
+  /** Answers queued for one binary connection that its client has not read; past it the server stops reading it. */
+  binaryWriteBufferBytesMax: number;
+  /** A binary connection held at binaryWriteBufferBytesMax whose client reads none of its answers this long is closed. */
+  binaryWriteStallTimeoutMs: number;
+  /** Time for a binary frame to arrive whole once it has begun (from the end of the frame before it). */
+  binaryFrameTimeoutMs: number;
+  /** A binary connection with nothing in flight and no byte received or sent this long is closed. */
+  binaryIdleTimeoutMs: number;
 }
 
 /**
@@ -66,6 +74,13 @@ export const CLIENT_LIMITS_DEFAULT: Readonly<ClientLimits> = Object.freeze({
   httpUnsentBytesMax: 1024 * 1024,
   httpWriteStallTimeoutMs: 30_000,
   binaryAuthTimeoutMs: 10_000,
+  binaryWriteBufferBytesMax: 4 * 1024 * 1024,
+  binaryWriteStallTimeoutMs: 30_000,
+  binaryFrameTimeoutMs: 10_000,
+  // Clients keep their connections (KvClient one per replica, reconnecting when one closes): long
+  // enough that a client busy every few minutes keeps its connection and TLS session, short enough
+  // that an abandoned one gives back its connection slot and answer buffer.
+  binaryIdleTimeoutMs: 300_000,
 });
 
 const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
@@ -79,6 +94,11 @@ const LIMIT_RANGES: Record<keyof ClientLimits, [number, number]> = {
   httpUnsentBytesMax: [0, 1024 * 1024 * 1024],
   httpWriteStallTimeoutMs: [100, 3_600_000],
   binaryAuthTimeoutMs: [100, 3_600_000],
+  // At least a socket's highWaterMark (16 KiB), so that a write past it is always followed by 'drain'.
+  binaryWriteBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
+  binaryWriteStallTimeoutMs: [100, 3_600_000],
+  binaryFrameTimeoutMs: [100, 3_600_000],
+  binaryIdleTimeoutMs: [100, 86_400_000],
 };
 
 /** Defaults filled in and every value range-checked (RangeError names the setting). */

@@ -10,6 +10,10 @@
 //   once its header has been read and checked against frameBytesMax;
 // - a header announcing more than frameBytesMax is an error before anything is allocated.
 // So the decoder never holds more than FRAME_HEADER_BYTES + frameBytesMax bytes of a partial frame.
+// With `growFromBytes` (for ports open to anyone: the binary client port) the buffer of a frame
+// larger than that starts at about that size and doubles as its bytes arrive, so that a header
+// alone cannot make the decoder reserve frameBytesMax; without it (the peer transport) the
+// buffer is allocated once, at its full length.
 
 import { TransportError } from './types.js';
 
@@ -43,21 +47,33 @@ export class FrameDecoder {
   // The length of a frame whose header is read but none of whose body has arrived, or -1.
   // Deciding only when body bytes arrive keeps a body that starts a chunk zero-copy.
   private expected = -1;
-  // The body being assembled when it spans chunks (exactly its length), and how much is filled.
+  // The body being assembled when it spans chunks (its length is bodyLength; the buffer is that
+  // long, or shorter while it grows), and how much is filled.
   private body: Uint8Array | null = null;
+  private bodyLength = 0;
   private bodyFilled = 0;
   private failed: TransportError | null = null;
 
-  constructor(readonly frameBytesMax: number) {
+  /** `growFromBytes`: 0, or the first size of a growing buffer for a frame that spans chunks (see above). */
+  constructor(
+    readonly frameBytesMax: number,
+    readonly growFromBytes = 0,
+  ) {
     if (!(Number.isInteger(frameBytesMax) && frameBytesMax >= 0 && frameBytesMax <= FRAME_BYTES_LIMIT)) {
       throw new RangeError(`frameBytesMax out of range: ${frameBytesMax}`);
     }
+    if (!(Number.isInteger(growFromBytes) && growFromBytes >= 0)) throw new RangeError(`growFromBytes out of range: ${growFromBytes}`);
   }
 
-  /** Bytes held for a partial frame (header or body). Never above FRAME_HEADER_BYTES + frameBytesMax. */
+  /** Bytes received of a partial frame (header or body). Never above FRAME_HEADER_BYTES + frameBytesMax. */
   bufferedBytes(): number {
     if (this.body !== null) return FRAME_HEADER_BYTES + this.bodyFilled;
     return this.expected >= 0 ? FRAME_HEADER_BYTES : this.headerFilled;
+  }
+
+  /** Bytes allocated for a partial frame's body (with growFromBytes: about what arrived, at least growFromBytes). */
+  reservedBytes(): number {
+    return this.body === null ? 0 : this.body.length;
   }
 
   /**
@@ -99,11 +115,13 @@ export class FrameDecoder {
     while (at < end) {
       if (this.body !== null) {
         // Continue a body that spans chunks.
-        const take = Math.min(this.body.length - this.bodyFilled, end - at);
+        const take = Math.min(this.bodyLength - this.bodyFilled, end - at);
+        if (this.bodyFilled + take > this.body.length) this.grow(this.bodyFilled + take);
         this.body.set(chunk.subarray(at, at + take), this.bodyFilled);
         this.bodyFilled += take;
         at += take;
-        if (this.bodyFilled === this.body.length) {
+        if (this.bodyFilled === this.bodyLength) {
+          // A grown buffer reaches exactly bodyLength when the last bytes come (grow caps there).
           const frame = this.body;
           this.body = null;
           this.bodyFilled = 0;
@@ -144,8 +162,10 @@ export class FrameDecoder {
         this.expected = -1;
         onFrame(frame);
       } else if (at < end) {
-        // The body spans chunks: one allocation of exactly its length, bounded by frameBytesMax.
-        this.body = new Uint8Array(length);
+        // The body spans chunks: one allocation of exactly its length, bounded by frameBytesMax
+        // (growing: what is here, at least growFromBytes, never more than its length).
+        this.body = new Uint8Array(this.growFromBytes === 0 ? length : Math.min(length, Math.max(this.growFromBytes, end - at)));
+        this.bodyLength = length;
         this.bodyFilled = end - at;
         this.body.set(chunk.subarray(at, end), 0);
         this.expected = -1;
@@ -154,5 +174,12 @@ export class FrameDecoder {
       // else: the header ended the chunk; the body decides in the next one.
     }
     return null;
+  }
+
+  /** A body buffer of at least `bytes` (doubling, capped at the frame's length), the filled part copied over. */
+  private grow(bytes: number): void {
+    const body = new Uint8Array(Math.min(this.bodyLength, Math.max(bytes, 2 * this.body!.length)));
+    body.set(this.body!.subarray(0, this.bodyFilled), 0);
+    this.body = body;
   }
 }

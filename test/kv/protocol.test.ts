@@ -9,7 +9,9 @@ const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const session = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(2 ** 31, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER));
 const bytes = fc.uint8Array({ maxLength: 80 });
 const request: fc.Arbitrary<Request> = fc.oneof(
-  fc.record({ kind: fc.constant(KIND_WRITE), requestId: u32, clientId: session, seq: session, floor: fc.oneof(fc.constant(0), session), timeoutMs: u32, command: bytes }),
+  fc
+    .record({ kind: fc.constant(KIND_WRITE), requestId: u32, clientId: session, seq: session, floor: fc.oneof(fc.constant(0), session), timeoutMs: u32, command: bytes })
+    .map((r) => ({ ...r, floor: Math.min(r.floor, r.seq) })), // floor <= seq: a higher floor is refused
   fc.record({ kind: fc.constant(KIND_READ), requestId: u32, consistency: fc.constantFrom('linearizable', 'lease', 'local'), maxWaitMs: u32, query: bytes }),
   fc.record({ kind: fc.constant(KIND_STATUS), requestId: u32 }),
   fc.record({ kind: fc.constant(KIND_REGISTER), requestId: u32, timeoutMs: u32 }),
@@ -60,4 +62,15 @@ test('decodeWriteInto (the server\'s hot path) fills a reused header with every 
   const bad = encodeRequest({ kind: KIND_WRITE, requestId: 7, clientId: 0, seq: 1, floor: 0, timeoutMs: 10, command: new Uint8Array(0) }).subarray(4);
   assert.throws(() => decodeWriteInto(bad, 0, bad.length, header), /clientId and seq start at 1/);
   assert.throws(() => decodeWriteInto(bad, 0, 32, header), /truncated WRITE header/);
+});
+
+test('a WRITE whose floor exceeds its seq is refused, as HTTP refuses Synod-Floor above Synod-Seq (a floor at the seq is fine)', () => {
+  const write = (seq: number, floor: number) => encodeRequest({ kind: KIND_WRITE, requestId: 7, clientId: 3, seq, floor, timeoutMs: 10, command: new Uint8Array(0) }).subarray(4);
+  const header: WriteHeader = { requestId: -1, clientId: -1, seq: -1, floor: -1, timeoutMs: -1 };
+  assert.throws(() => decodeRequest(write(4, 5)), /floor \(5\) may not exceed seq \(4\): the floor is the lowest seq not yet answered/);
+  const over = write(1, 2 ** 40);
+  assert.throws(() => decodeWriteInto(over, 0, over.length, header), /floor \(1099511627776\) may not exceed seq \(1\)/);
+  const at = write(4, 4);
+  decodeWriteInto(at, 0, at.length, header);
+  assert.deepStrictEqual([header.seq, header.floor], [4, 4]);
 });

@@ -11,9 +11,10 @@ import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
 import { KvBinaryServer } from '../../src/kv/binary-server.js';
 import { KvAuthError, KvClient } from '../../src/kv/client.js';
-import { encodeQuery, encodeResult } from '../../src/kv/codec.js';
+import { encodeCommand, encodeQuery, encodeResult } from '../../src/kv/codec.js';
 import { KvMachine } from '../../src/kv/machine.js';
-import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
+import type { KvNode } from '../../src/kv/node.js';
+import { CONNECTION_REQUEST_ID, decodeResponse, encodeAuth, encodeRequest, KIND_READ, KIND_STATUS, KIND_WRITE, ST_OK, ST_UNAUTHORIZED, ST_UNAVAILABLE, type Response } from '../../src/kv/protocol.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import type { SynodReplica } from '../../src/runtime/replica.js';
 import { BearerTokens, bearerOf } from '../../src/security/client-auth.js';
@@ -25,9 +26,12 @@ setContracts(true);
 const TOKEN = 'test-token-0123456789abcdef';
 
 
-/** A raw TCP connection that collects bytes and tells when the server closed it. */
-async function rawConnection(addr: PeerAddress) {
-  const s = net.connect(addr.port, addr.host);
+/**
+ * A raw TCP connection that collects bytes and tells when the server closed it. `allowHalfOpen`:
+ * the client keeps its side open (and may write on) after the server ended its own.
+ */
+async function rawConnection(addr: PeerAddress, allowHalfOpen = false) {
+  const s = net.connect({ port: addr.port, host: addr.host, allowHalfOpen });
   await new Promise<void>((resolve, reject) => {
     s.once('connect', () => resolve());
     s.once('error', reject);
@@ -76,6 +80,32 @@ async function rawConnection(addr: PeerAddress) {
 }
 
 const statusFrame = (requestId: number) => encodeRequest({ kind: KIND_STATUS, requestId });
+const utf8 = (t: string) => new TextEncoder().encode(t);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** synod_binary_connections_open of a node. */
+const binaryOpen = (node: KvNode) => Number(/synod_binary_connections_open (\d+)/.exec(node.binary!.metricsText())![1]);
+
+/**
+ * HTTP-looking first bytes on the binary port, then, on the same connection kept half open, a
+ * WRITE of `key` under a live session (`clientId`) with no AUTH frame. The write must not run and
+ * the server must drop the connection (the client, keeping its half open, sees no close).
+ * Returns what the client received.
+ */
+async function httpThenWrite(n: { node: KvNode; binary: PeerAddress }, clientId: number, key: string): Promise<string> {
+  const open = binaryOpen(n.node);
+  const c = await rawConnection(n.binary, true);
+  c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await c.until('the HTTP refusal', () => c.text().includes('port; the HTTP API is on the --http address\n'));
+  c.write(encodeRequest({ kind: KIND_WRITE, requestId: 1, clientId, seq: 1_000_000, floor: 0, timeoutMs: 1_000, command: encodeCommand({ op: 'put', key: utf8(key), value: utf8('no-token') }) }));
+  const deadline = Date.now() + 8_000;
+  while (binaryOpen(n.node) > open && Date.now() < deadline) await sleep(20);
+  const dropped = binaryOpen(n.node) === open;
+  await sleep(100); // a write that was (wrongly) proposed has committed by now
+  c.close();
+  assert.ok(dropped, 'the server drops a connection it refused, even one the client keeps half open');
+  return c.text();
+}
 
 /** A new HTTP connection over a connection limit: its first request gets 429 with `message`, then it is closed. */
 async function expectHttpRefused(addr: PeerAddress, message: RegExp): Promise<void> {
@@ -251,6 +281,23 @@ describe('binary port limits and tokens on a one-replica node', () => {
     assert.match(n.node.binary!.metricsText(), /synod_binary_unauthorized_total [3-9]/);
   });
 
+  test('HTTP-looking first bytes are refused as unauthorized, and frames sent after them on the half-open connection are not executed', async () => {
+    // It used to pass HTTP on to the served phase, which answered 400 but went on reading: later
+    // frames ran without a token.
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], token: TOKEN });
+    try {
+      await kv.put('seed', 'x'); // opens a session, whose id the attacker uses
+      const unauthorized = () => Number(/synod_binary_unauthorized_total (\d+)/.exec(n.node.binary!.metricsText())![1]);
+      const before = unauthorized();
+      const text = await httpThenWrite(n, kv.clientId, 'pwned');
+      assert.match(text, /^HTTP\/1.1 400 Bad Request\r\n/);
+      assert.equal(await kv.get('pwned'), null, 'a write sent without AUTH was executed');
+      assert.equal(unauthorized(), before + 1);
+    } finally {
+      kv.close();
+    }
+  });
+
   test('HTTP tokens: 401 with WWW-Authenticate without or with a wrong token; 200 with it', async () => {
     const c = await rawConnection(n.http);
     const missing = await c.http('GET', '/v1/status');
@@ -312,6 +359,232 @@ test('inflightPerConnectionMax: requests past the limit wait (reading pauses) an
   } finally {
     await server.close();
   }
+});
+
+test('requests waiting behind inflightPerConnectionMax do not start once the server has dropped the connection', async () => {
+  const pending: Array<() => void> = [];
+  const replica = {
+    id: 1,
+    isLeader: () => true,
+    leaderId: () => 1,
+    read: () => new Promise((resolve) => pending.push(() => resolve({ result: encodeResult({ kind: 'not-found' }) }))),
+  } as unknown as SynodReplica;
+  const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
+  await server.start();
+  try {
+    const c = await rawConnection(server.address());
+    const query = encodeQuery({ op: 'get', key: utf8('k') });
+    const burst = Array.from({ length: 8 }, (_, i) => encodeRequest({ kind: KIND_READ, requestId: i + 1, consistency: 'local', maxWaitMs: 0, query }));
+    // 8 reads (3 start, 5 wait), then a header announcing a frame over the limit: undecodable, the server destroys the connection.
+    c.write(Buffer.concat([...burst, Uint8Array.of(0xff, 0xff, 0xff, 0xff)]));
+    await c.closed;
+    assert.equal(pending.length, 3);
+    for (const release of pending.slice()) release();
+    await sleep(100);
+    assert.equal(pending.length, 3, 'a request waiting on a destroyed connection was started');
+  } finally {
+    await server.close();
+  }
+});
+
+test('without tokens too, nothing sent after HTTP-looking first bytes is executed', async () => {
+  const n = await oneNode({});
+  try {
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    try {
+      await kv.put('seed', 'x');
+      const text = await httpThenWrite(n, kv.clientId, 'after-http');
+      assert.match(text, /^HTTP\/1.1 400 Bad Request\r\n/);
+      assert.equal(await kv.get('after-http'), null, 'a frame after the HTTP refusal was executed');
+    } finally {
+      kv.close();
+    }
+  } finally {
+    await n.close();
+  }
+});
+
+describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a client does not read', () => {
+  const VALUE_BYTES = 64 * 1024;
+  const BUFFER_MAX = 256 * 1024;
+  const INFLIGHT_MAX = 16;
+  const STALL_MS = 2_000;
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  let read: Uint8Array;
+  before(async () => {
+    n = await oneNode({ inflightPerConnectionMax: INFLIGHT_MAX, binaryWriteBufferBytesMax: BUFFER_MAX, binaryWriteStallTimeoutMs: STALL_MS });
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('big', new Uint8Array(VALUE_BYTES).fill(7));
+    kv.close();
+    read = encodeRequest({ kind: KIND_READ, requestId: 1, consistency: 'local', maxWaitMs: 0, query: encodeQuery({ op: 'get', key: utf8('big') }) });
+  });
+  after(async () => n?.close());
+
+  /** Answer bytes the server holds for its connections (read from its sockets, as the gauge is). */
+  const unsent = () => [...(n.node.binary as unknown as { sockets: Set<net.Socket> }).sockets].reduce((a, s) => a + s.writableLength, 0);
+  const metric = (name: string) => Number(new RegExp(`${name} (\\d+)`).exec(n.node.binary!.metricsText())?.[1]);
+
+  /** Sends `count` READs of the 64 KiB value in bursts, as a client that pipelines them. */
+  async function sendReads(c: Awaited<ReturnType<typeof rawConnection>>, count: number): Promise<void> {
+    for (let sent = 0; sent < count; sent += 100) {
+      c.write(Buffer.concat(Array.from({ length: Math.min(100, count - sent) }, () => read)));
+      await sleep(20);
+    }
+  }
+
+  test('a client that never reads: the server stops reading it near the bound and drops it after the stall timeout; others are served', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause(); // never reads
+    await sendReads(c, 1_000); // 64 MiB of answers for 22 KB of requests
+    await sleep(300);
+    // At most the bound, plus the answers of the requests in flight when it was passed (and of one
+    // more turn's flush). Without the bound: tens of MiB (the answers of every request).
+    const held = unsent();
+    assert.ok(held <= BUFFER_MAX + 2 * INFLIGHT_MAX * (VALUE_BYTES + 9), `${held} bytes of answers held for a client that reads nothing`);
+    assert.ok(metric('synod_binary_requests_total') < 1_000, 'the server stopped reading the connection');
+    // Meanwhile another client is served.
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    assert.equal((await kv.get('big'))?.length, VALUE_BYTES);
+    kv.close();
+    const deadline = Date.now() + 10_000;
+    while (metric('synod_binary_stalled_connections_total') < 1 && Date.now() < deadline) await sleep(50);
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'the connection is dropped after binaryWriteStallTimeoutMs');
+    c.close();
+    while (unsent() > 0 && Date.now() < deadline) await sleep(20);
+    assert.equal(metric('synod_binary_unsent_bytes'), 0);
+  });
+
+  test('a client that reads late gets every answer, in full: reading resumes as it drains', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause();
+    await sendReads(c, 400);
+    await sleep(300);
+    assert.ok(unsent() <= BUFFER_MAX + 2 * INFLIGHT_MAX * (VALUE_BYTES + 9));
+    c.socket.resume();
+    await c.until('400 answers', () => c.frames.length === 400, 20_000);
+    assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1), 'every answer is the value'); // a result tag, then the value
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads is not dropped');
+    c.close();
+  });
+
+  test('a client that reads slowly, taking its answers over longer than the stall timeout, is kept and gets them all', async () => {
+    const c = await rawConnection(n.binary);
+    c.socket.pause();
+    await sendReads(c, 60); // 3.8 MiB of answers
+    const t0 = Date.now();
+    // A little at a time: one read() of the socket's buffer (some 10s of KiB) every 40 ms.
+    const trickle = setInterval(() => c.socket.read(), 40);
+    try {
+      await c.until('60 answers', () => c.frames.length === 60, 60_000);
+    } finally {
+      clearInterval(trickle);
+    }
+    assert.ok(Date.now() - t0 > STALL_MS, `read in ${Date.now() - t0} ms: not slower than the stall timeout, so this shows nothing`);
+    assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1));
+    assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads, however slowly, is not dropped');
+    c.close();
+  });
+});
+
+describe('binaryFrameTimeoutMs and binaryIdleTimeoutMs: partial frames and silent connections', () => {
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    n = await oneNode({ binaryFrameTimeoutMs: 500, binaryIdleTimeoutMs: 1_000 });
+  });
+  after(async () => n?.close());
+
+  /** The largest frame the server takes (2 x valueBytesMax + 64 KiB): its header reserves that much. */
+  const FRAME_MAX = 2 * (1 << 20) + 64 * 1024;
+  const header = (length: number, kind: number) => Uint8Array.of(length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff, kind);
+
+  /** `c` gets one UNAVAILABLE frame with request id 0 matching `message` and is closed; returns the ms it took from `t0`. */
+  async function closedWith(c: Awaited<ReturnType<typeof rawConnection>>, message: RegExp, t0: number): Promise<number> {
+    await c.until('the close', () => c.frames.length === 1);
+    assert.deepEqual([c.frames[0]!.status, c.frames[0]!.requestId], [ST_UNAVAILABLE, CONNECTION_REQUEST_ID]);
+    assert.match(new TextDecoder().decode(c.frames[0]!.body), message);
+    await c.closed;
+    return Date.now() - t0;
+  }
+
+  test('a frame begun and not completed in time is cut off (its header announced the largest frame), also when it drips in; others are served', async () => {
+    const frameTimeout = /a frame was not completed within 500 ms \(binaryFrameTimeoutMs\)/;
+    // 9 bytes: the header, a WRITE kind and 4 bytes (the first frame, past the AUTH phase).
+    const silent = await rawConnection(n.binary);
+    let t0 = Date.now();
+    silent.write(Buffer.concat([header(FRAME_MAX, KIND_WRITE), Uint8Array.of(0, 0, 0, 1)]));
+    // Fewer than 9 bytes: still in the AUTH phase, which waited for ever.
+    const short = await rawConnection(n.binary);
+    short.write(header(FRAME_MAX, KIND_WRITE));
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('meanwhile', 'ok');
+    kv.close();
+    assert.ok((await closedWith(silent, frameTimeout, t0)) >= 450);
+    await closedWith(short, /a frame was not completed within 500 ms \(binaryFrameTimeoutMs\): 5 bytes of it received/, t0);
+    // A byte every 100 ms keeps the connection busy (no idle timeout) but the frame is still late.
+    const drip = await rawConnection(n.binary);
+    t0 = Date.now();
+    drip.write(Buffer.concat([statusFrame(1), header(100, KIND_STATUS)]));
+    const timer = setInterval(() => drip.socket.destroyed || drip.write(Uint8Array.of(0)), 100);
+    try {
+      await drip.until('the status', () => drip.frames.length === 1);
+      assert.equal(drip.frames[0]!.status, ST_OK);
+      await drip.until('the close', () => drip.frames.length === 2);
+      assert.deepEqual([drip.frames[1]!.status, drip.frames[1]!.requestId], [ST_UNAVAILABLE, CONNECTION_REQUEST_ID]);
+      assert.match(new TextDecoder().decode(drip.frames[1]!.body), frameTimeout);
+      await drip.closed;
+      assert.ok(Date.now() - t0 >= 450, 'not cut off before the deadline');
+    } finally {
+      clearInterval(timer);
+    }
+    assert.match(n.node.binary!.metricsText(), /synod_binary_frame_timeouts_total 3\n/);
+  });
+
+  test('a header announcing the largest frame reserves what came (64 KiB to start), not the frame: 50 such connections hold well under 50 x 2 MiB', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const held = [];
+    for (let i = 0; i < 50; i++) {
+      const c = await rawConnection(n.binary);
+      c.write(Buffer.concat([header(FRAME_MAX, KIND_WRITE), Uint8Array.of(0, 0, 0, 1)]));
+      held.push(c);
+    }
+    const deadline = Date.now() + 5_000;
+    const partial = () => [...(n.node.binary as unknown as { sockets: Set<net.Socket> }).sockets].filter((s) => s.bytesRead >= 9).length;
+    while (partial() < 50 && Date.now() < deadline) await sleep(10);
+    const grown = process.memoryUsage().arrayBuffers - before;
+    for (const c of held) c.close();
+    assert.equal(partial(), 50);
+    assert.ok(grown < 25 * 1024 * 1024, `50 frame headers reserved ${grown} bytes (each used to reserve the whole frame: ${50 * FRAME_MAX})`);
+  });
+
+  test('a connection with nothing to do is closed after binaryIdleTimeoutMs; a busy one is not; KvClient reconnects', async () => {
+    const idleClosed = /closing: no request for 1000 ms \(binaryIdleTimeoutMs\)/;
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('k', 'v');
+    const t0 = Date.now();
+    const silent = await rawConnection(n.binary);
+    const answered = await rawConnection(n.binary);
+    answered.write(statusFrame(1));
+    await answered.until('the status', () => answered.frames.length === 1);
+    const busy = await rawConnection(n.binary);
+    let sent = 0;
+    const timer = setInterval(() => busy.socket.destroyed || busy.write(statusFrame(++sent)), 200);
+    try {
+      assert.ok((await closedWith(silent, idleClosed, t0)) >= 900, 'not closed before the idle timeout');
+      await answered.until('the close', () => answered.frames.length === 2);
+      assert.deepEqual([answered.frames[1]!.requestId, answered.frames[1]!.status], [CONNECTION_REQUEST_ID, ST_UNAVAILABLE]);
+      await answered.closed;
+      await sleep(1_000);
+      assert.equal(busy.socket.destroyed, false, 'a connection that keeps sending requests is not idle');
+      assert.ok(busy.frames.length >= 5 && busy.frames.every((f) => f.status === ST_OK));
+    } finally {
+      clearInterval(timer);
+      busy.close();
+    }
+    // The client's own connection was closed as idle too: the next request opens another.
+    assert.equal(new TextDecoder().decode((await kv.get('k'))!), 'v');
+    kv.close();
+    assert.match(n.node.binary!.metricsText(), /synod_binary_idle_closed_total [3-9]\n/);
+  });
 });
 
 test('bearer tokens: constant-time matching accepts only listed tokens; header parsing is strict', () => {

@@ -13,9 +13,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-test('frame decoder: random chunking of a stream of frames yields exactly the frames, zero-copy when whole', () => {
+test('frame decoder: random chunking of a stream of frames yields exactly the frames, zero-copy when whole (with and without a growing buffer)', () => {
   const frameBytesMax = 300;
-  fc.assert(
+  for (const growFromBytes of [0, 16]) fc.assert(
     fc.property(
       fc.array(fc.uint8Array({ maxLength: frameBytesMax }), { maxLength: 30 }),
       fc.array(fc.nat(), { maxLength: 40 }),
@@ -27,7 +27,7 @@ test('frame decoder: random chunking of a stream of frames yields exactly the fr
         // Each chunk in its own ArrayBuffer, as sockets deliver them.
         const chunks: Uint8Array[] = [];
         for (let i = 0; i + 1 < bounds.length; i++) chunks.push(stream.slice(bounds[i], bounds[i + 1]));
-        const decoder = new FrameDecoder(frameBytesMax);
+        const decoder = new FrameDecoder(frameBytesMax, growFromBytes);
         const out: { frame: Uint8Array; chunk: Uint8Array }[] = [];
         for (const chunk of chunks) {
           const error = decoder.push(chunk, (frame) => out.push({ frame: frame.slice(), chunk: frame.buffer === chunk.buffer ? chunk : new Uint8Array(0) }));
@@ -56,7 +56,7 @@ test('frame decoder: random chunking of a stream of frames yields exactly the fr
 
 test('frame decoder: pushRanges (frames read in place), alone or mixed with push, yields exactly the frames; an oversized one is the same error', () => {
   const frameBytesMax = 300;
-  fc.assert(
+  for (const growFromBytes of [0, 16]) fc.assert(
     fc.property(
       // Bytes 0 and 1 too: a chunk that starts inside a frame then often looks like a header.
       fc.array(fc.oneof(fc.uint8Array({ maxLength: frameBytesMax }), fc.uint8Array({ max: 1, maxLength: frameBytesMax })), { maxLength: 30 }),
@@ -67,7 +67,7 @@ test('frame decoder: pushRanges (frames read in place), alone or mixed with push
         const stream = concat([...frames.map(encodeFrame), ...(oversizedLast ? [encodeFrame(new Uint8Array(frameBytesMax + 1))] : [])]);
         const cuts = [...new Set(cutSeeds.map((c) => (stream.length ? c % (stream.length + 1) : 0)))].sort((x, y) => x - y);
         const bounds = [0, ...cuts, stream.length];
-        const decoder = new FrameDecoder(frameBytesMax);
+        const decoder = new FrameDecoder(frameBytesMax, growFromBytes);
         const out: Uint8Array[] = [];
         let error: TransportError | null = null;
         for (let i = 0; i + 1 < bounds.length && error === null; i++) {
@@ -127,4 +127,28 @@ test('frame decoder: a partial frame holds at most header + frameBytesMax', () =
   }
   assert.ok(got !== null);
   assert.equal((got as Uint8Array).length, max);
+});
+
+test('frame decoder with growFromBytes: a header announcing the largest frame reserves about what has arrived, not the frame', () => {
+  const max = 2 * 1024 * 1024;
+  const grow = 64 * 1024;
+  const frame = encodeFrame(new Uint8Array(max).map((_, i) => i * 7));
+  const growing = new FrameDecoder(max, grow);
+  const whole = new FrameDecoder(max);
+  assert.equal(growing.push(frame.subarray(0, 9), () => assert.fail('not whole yet')), null);
+  assert.equal(whole.push(frame.subarray(0, 9), () => assert.fail('not whole yet')), null);
+  assert.equal(growing.reservedBytes(), grow);
+  assert.equal(whole.reservedBytes(), max, 'without growFromBytes: the whole frame at once (the peer transport)');
+  // Fed in 10,000-byte chunks: never more than twice what arrived (or growFromBytes), the same frame at the end.
+  let got: Uint8Array | null = null;
+  for (let at = 9; at < frame.length; at += 10_000) {
+    growing.push(frame.subarray(at, Math.min(frame.length, at + 10_000)), (f) => (got = f.slice()));
+    if (got === null) assert.ok(growing.reservedBytes() <= Math.max(grow, 2 * (growing.bufferedBytes() - FRAME_HEADER_BYTES)), `${growing.reservedBytes()} reserved for ${growing.bufferedBytes()} received`);
+  }
+  assert.deepEqual(got, frame.subarray(FRAME_HEADER_BYTES));
+  assert.equal(growing.reservedBytes(), 0);
+  // A frame smaller than growFromBytes gets exactly its length, as without.
+  const small = new FrameDecoder(max, grow);
+  small.push(encodeFrame(new Uint8Array(100)).subarray(0, 50), () => {});
+  assert.equal(small.reservedBytes(), 100);
 });
