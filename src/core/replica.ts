@@ -114,6 +114,8 @@ interface LeaderState {
   confirmedRound: number;
   /** Set while handing leadership to another replica: no new proposals, no lease reads. */
   transferring: boolean;
+  /** When a transfer that has not happened lapses: the leader steps down (the target may be down or veto). */
+  transferUntilMs: number;
   /** Values recovered in Phase 1, waiting for the window to reach their slots. */
   recovered: Map<Slot, Value>;
   /** A configuration became known that our Phase 1 did not cover: run it again. */
@@ -447,6 +449,7 @@ export class Replica {
     else if (!this.membership.membersAt(this.chosenPrefix + 1).includes(target)) refusal = `replica ${target} is not a member`;
     else {
       leader.transferring = true;
+      leader.transferUntilMs = this.nowMs + this.options.electionTimeoutMaxMs;
       leader.leaseUntilMs = 0; // give the lease up first: the target may be promised inside it
       this.send({ type: 'timeoutNow', from: this.id, to: target, ballot: leader.ballot });
     }
@@ -961,6 +964,7 @@ export class Replica {
       readRoundNeeded: false,
       confirmedRound: 0,
       transferring: false,
+      transferUntilMs: 0,
       recovered: new Map(),
       rerunPhase1: false,
       progress: new Map(),
@@ -1186,6 +1190,14 @@ export class Replica {
     const leader = this.leader!;
     // A leader that has not heard from a quorum for an election timeout steps down.
     if (this.nowMs - leader.lastQuorumRoundSentAtMs > this.options.electionTimeoutMinMs) {
+      this.stepDown(null);
+      return;
+    }
+    // A transfer that did not happen within an election timeout (the target is down, cut off, or
+    // vetoes leading) lapses: step down, so that heartbeats stop and the replicas elect a leader
+    // once the lease runs out. Resuming instead would keep a leader that gave its lease up and whose
+    // timeoutNow may still arrive, and without a step down nothing would ever propose again.
+    if (leader.transferring && this.nowMs >= leader.transferUntilMs) {
       this.stepDown(null);
       return;
     }

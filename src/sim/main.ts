@@ -3,7 +3,7 @@
 // npm run sim -- --seed S [--trace]     replay one seed with a readable trace
 import cliProgress from 'cli-progress';
 import type { PlantedBug } from '../core/options.js';
-import { randomSimOptions } from './options.js';
+import { randomSimOptions, type SimOptions } from './options.js';
 import { runSeed, type SimResult } from './simulation.js';
 import { codecWire } from './wire.js';
 
@@ -16,10 +16,11 @@ interface Args {
   json: boolean;
   wire: boolean;
   contracts: boolean;
+  transfers: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true };
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -40,16 +41,21 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--json') args.json = true;
     else if (a === '--no-wire') args.wire = false;
     else if (a === '--no-contracts') args.contracts = false;
+    else if (a === '--transfers') args.transfers = true;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] | --seed S [--trace]');
+      console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] [--transfers] | --seed S [--trace] [--transfers]');
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
   return args;
 }
 
-function replayCommand(seed: number, bug: PlantedBug | undefined, contractsOff = false): string {
-  return `npm run sim -- --seed ${seed}${bug ? ` --bug ${bug}` : ''}${contractsOff ? ' --no-contracts' : ''} --trace`;
+function replayCommand(seed: number, bug: PlantedBug | undefined, contractsOff = false, transfers = false): string {
+  return `npm run sim -- --seed ${seed}${bug ? ` --bug ${bug}` : ''}${contractsOff ? ' --no-contracts' : ''}${transfers ? ' --transfers' : ''} --trace`;
+}
+
+function simOverrides(args: Args): Partial<SimOptions> {
+  return { plantedBug: args.bug, wireCodec: args.wire, contracts: args.contracts, ...(args.transfers ? { faults: { transfers: true } as SimOptions['faults'] } : {}) };
 }
 
 function main(): void {
@@ -62,7 +68,7 @@ function main(): void {
   }
   const wire = args.wire ? codecWire : null;
   if (args.seed !== null) {
-    const options = randomSimOptions(args.seed, { plantedBug: args.bug, wireCodec: args.wire, contracts: args.contracts });
+    const options = randomSimOptions(args.seed, simOverrides(args));
     const result = runSeed(options, args.trace, wire);
     if (args.trace) for (const line of result.trace) console.log(line);
     console.log(JSON.stringify({ options: { ...options, core: options.core }, ...summarize(result) }, null, 2));
@@ -86,7 +92,7 @@ function main(): void {
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
-    const result = runSeed(randomSimOptions(seed, { plantedBug: args.bug, wireCodec: args.wire, contracts: args.contracts }), false, wire);
+    const result = runSeed(randomSimOptions(seed, simOverrides(args)), false, wire);
     steps += result.steps;
     simulatedMs += result.simulatedMs;
     acked += result.ackedWrites;
@@ -97,7 +103,7 @@ function main(): void {
     if (result.configsOutOfOrder > 0) seedsWithConfigsOutOfOrder++;
     if (!result.ok) {
       failures.push(result);
-      const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts)}`;
+      const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts, args.transfers)}`;
       if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length, rate: 0 }); }
       else if (!args.json) console.error(line);
     }
@@ -113,7 +119,7 @@ function main(): void {
   const summary = {
     seeds: args.seeds,
     firstSeed: args.start,
-    failures: failures.map((f) => ({ seed: f.seed, violation: f.violation!.message, replay: replayCommand(f.seed, args.bug, !args.contracts) })),
+    failures: failures.map((f) => ({ seed: f.seed, violation: f.violation!.message, replay: replayCommand(f.seed, args.bug, !args.contracts, args.transfers) })),
     steps,
     stepsPerSecond: Math.round(steps / seconds),
     simulatedSeconds: Math.round(simulatedMs / 1000),

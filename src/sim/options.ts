@@ -19,6 +19,12 @@ export interface FaultOptions {
   reconfig: boolean;
   /** Clock rates drift within the bound the lease allows (|rate - 1| <= clockRateBound). */
   clockDrift: boolean;
+  /**
+   * Leadership transfers: the leader hands over to a random member, which may be down, paused or
+   * cut off (the transfer then lapses). Off unless asked for (`npm run sim -- --transfers`): an
+   * added fault kind would change what every existing seed does.
+   */
+  transfers?: boolean;
 }
 
 export type SimReadMode = 'none' | 'linearizable' | 'lease' | 'mixed';

@@ -162,6 +162,8 @@ export interface SimResult {
   sessions: number;
   reads: number;
   crashes: number;
+  /** Leadership transfers asked of a leader (faults.transfers). */
+  transfers: number;
   partitions: number;
   leaderChanges: number;
   /** Configuration values chosen after one at a higher slot (the checker orders them by slot). */
@@ -191,6 +193,7 @@ export class Simulation {
   private nextReadId = 1;
   private readonly readOwner = new Map<number, number>();
   private crashes = 0;
+  private transfers = 0;
   private partitions = 0;
   private expiredWrites = 0;
   private sessionsRegistered = 0;
@@ -276,6 +279,7 @@ export class Simulation {
       sessions: this.sessionsRegistered,
       reads: this.checker.readsChecked,
       crashes: this.crashes,
+      transfers: this.transfers,
       partitions: this.partitions,
       leaderChanges: this.leaderChanges,
       configsOutOfOrder: this.checker.configsOutOfOrder,
@@ -529,6 +533,7 @@ export class Simulation {
     if (f.slowDisk) kinds.push('slowDisk');
     if (f.pauses) kinds.push('pause');
     if (f.reconfig && this.members.length >= 5) kinds.push('reconfig');
+    if (f.transfers === true) kinds.push('transfer');
     const kind = this.prng.pick(kinds);
     const upNodes = this.nodes.filter((n) => n.up);
     if (kind === 'crash') {
@@ -550,6 +555,15 @@ export class Simulation {
         const next = [...this.members].sort(() => this.prng.next() - 0.5).slice(0, size).sort((a, b) => a - b);
         const refusal = leader.core.proposeConfig(next, leader.localNow(this.nowMs));
         this.log(`n${leader.id} RECONFIG to [${next.join(',')}]${refusal ? ` refused: ${refusal}` : ''}`);
+        this.drain(leader);
+      }
+    } else if (kind === 'transfer') {
+      const leader = this.nodes.find((n) => n.up && n.core.status.role === 'leader' && n.pausedUntilMs <= this.nowMs);
+      if (leader) {
+        const target = this.prng.pick(this.members.filter((m) => m !== leader.id));
+        const refusal = leader.core.transferLeadership(target, leader.localNow(this.nowMs));
+        this.transfers++;
+        this.log(`n${leader.id} TRANSFER to n${target}${refusal ? ` refused: ${refusal}` : ''}`);
         this.drain(leader);
       }
     } else if (kind === 'pause') {
