@@ -287,12 +287,22 @@ export class FileLog implements LogStore {
         this.persistRange(segment, persistedTail, GROUP_HEADER_BYTES);
         tornTail = { file: segment.path, offset: persistedTail, reason: 'data past the persisted tail pointer' };
       }
-      if (scan.damage) {
+      if (scan.terminated && persistedTail === null) {
+        // A zero header is also what a lost write of a group's first page leaves (the old terminator). Every
+        // write ends with a terminator that the next group overwrites, so no group of this pass lies past
+        // the real end: if one does, the zero header hides acknowledged groups.
+        const after = findGroupAfter(bytes, scan.endOffset + GROUP_HEADER_BYTES, index);
+        if (after >= 0) {
+          throw corruptError(segment.path, scan.endOffset, `zero group header (a lost or misdirected write?), but a valid group of this segment follows at byte ${after}`);
+        }
+      }
+      const damage = scan.damage;
+      if (damage) {
         // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
         // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
         // here or in a later segment.
-        const laterHere = findGroupAfter(bytes, scan.damage.offset + 8, index);
-        if (laterHere >= 0) throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; a valid group follows at byte ${laterHere}`);
+        const laterHere = findGroupAfter(bytes, damage.offset + 8, index);
+        if (laterHere >= 0) throw corruptError(segment.path, damage.offset, `${damage.reason}; a valid group follows at byte ${laterHere}`);
         for (let j = i + 1; j < indices.length; j++) {
           const later = await this.openSegmentFile(indices[j]!);
           this.segments.push(later);
@@ -306,7 +316,7 @@ export class FileLog implements LogStore {
             if (n < later.capacity) laterBytes.fill(0, n);
           }
           if (decodeTailLine(laterBytes, TAIL_LINE_OFFSET, later.index) !== null || findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
-            throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; later segment ${later.path} holds valid data`);
+            throw corruptError(segment.path, damage.offset, `${damage.reason}; later segment ${later.path} holds valid data`);
           }
         }
         // A torn tail: put the terminator back where the last valid group ends.
@@ -320,7 +330,7 @@ export class FileLog implements LogStore {
             await io.fdatasync(segment.fd);
           }
         }
-        tornTail = { file: segment.path, offset: cut, reason: `${scan.damage.reason} at byte ${scan.damage.offset}` };
+        tornTail = { file: segment.path, offset: cut, reason: `${damage.reason} at byte ${damage.offset}` };
         break;
       }
     }

@@ -3,7 +3,8 @@
 // Rules (docs/storage.md, "Recovery"):
 // - Groups are read in order; each must have a valid header with this segment's epoch, the expected first
 //   LSN, and records that all pass their checks. A group is accepted whole or not at all.
-// - A zero header (the terminator written after every group) ends the segment.
+// - A zero header (the terminator written after every group) ends the segment's groups. It is also what a
+//   lost write of a group's first page leaves, so the caller checks that nothing valid follows it.
 // - Anything else is damage (including a valid header from an earlier epoch: stale bytes where a terminator
 //   should be). Whether damage is a torn tail or corruption is decided by the caller
 //   (it needs to know what follows: see `findGroupAfter` and the pmem tail pointer).
@@ -34,6 +35,8 @@ export interface SegmentScan {
   /** The LSN after the last valid record (the expected LSN if the segment holds none). */
   nextLsn: number;
   highestBallot: number;
+  /** The scan stopped at a zero group header at `endOffset` (not at damage, nor at the end of the space). */
+  terminated: boolean;
   damage: { offset: number; reason: string } | null;
 }
 
@@ -54,9 +57,13 @@ export function scanSegment(
   let nextLsn = expectLsn ?? 0;
   let highestBallot = 0;
   let damage: SegmentScan['damage'] = null;
+  let terminated = false;
   const end = Math.min(limit, bytes.length);
   while (offset + GROUP_HEADER_BYTES <= end) {
-    if (isZero(bytes, offset, offset + GROUP_HEADER_BYTES)) break;
+    if (isZero(bytes, offset, offset + GROUP_HEADER_BYTES)) {
+      terminated = true;
+      break;
+    }
     const header = decodeGroupHeader(bytes, offset);
     if (typeof header === 'string') {
       damage = { offset, reason: header };
@@ -117,7 +124,7 @@ export function scanSegment(
     nextLsn = header.firstLsn + header.recordCount;
     offset = bodyEnd;
   }
-  return { groups, endOffset: offset, nextLsn, highestBallot, damage };
+  return { groups, endOffset: offset, nextLsn, highestBallot, terminated, damage };
 }
 
 function checkedSize(bytes: Uint8Array, at: number): number {
