@@ -245,6 +245,9 @@ export class FileLog implements LogStore {
     const headLsn = headState?.headLsn ?? 1;
     const onRecord = options.onRecord;
     let image = new Uint8Array(0);
+    // Where the groups read so far stop short of a segment's end (a zero header, or an empty segment's
+    // start): if a later group does not continue from there, that zero header is a lost write.
+    let logEnd: { path: string; offset: number } | null = null;
 
     for (let i = 0; i < indices.length; i++) {
       const index = indices[i]!;
@@ -297,11 +300,26 @@ export class FileLog implements LogStore {
         }
       }
       const damage = scan.damage;
+      if (damage !== null && damage.unexpectedLsn !== null) {
+        // A whole group header of this pass is never a torn write: records before it are missing (or it is
+        // misplaced). If this segment starts with it, the records are missing where the log stopped short.
+        if (damage.group === DATA_START && logEnd !== null && expect !== null && damage.unexpectedLsn > expect) {
+          throw corruptError(
+            logEnd.path,
+            logEnd.offset,
+            `the log's groups stop here at lsn ${expect} (a zero group header: a lost or misdirected write?), but ${segment.path} starts at lsn ${damage.unexpectedLsn}: records ${expect}..${damage.unexpectedLsn - 1} are missing`,
+          );
+        }
+        throw corruptError(segment.path, damage.offset, `${damage.reason}: a whole group header of this segment, not a torn write`);
+      }
+      if (scan.groups.length > 0) logEnd = scan.endOffset + GROUP_HEADER_BYTES <= segment.capacity ? { path: segment.path, offset: scan.endOffset } : null;
+      else if (logEnd === null) logEnd = { path: segment.path, offset: DATA_START };
       if (damage) {
         // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
         // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
-        // here or in a later segment.
-        const laterHere = findGroupAfter(bytes, damage.offset + 8, index);
+        // here or in a later segment. The search starts at the damage itself (a torn header never passes
+        // as a group), or past the damaged group's whole header when its records are what failed.
+        const laterHere = findGroupAfter(bytes, damage.wholeHeader ? damage.group + GROUP_HEADER_BYTES : damage.offset, index);
         if (laterHere >= 0) throw corruptError(segment.path, damage.offset, `${damage.reason}; a valid group follows at byte ${laterHere}`);
         for (let j = i + 1; j < indices.length; j++) {
           const later = await this.openSegmentFile(indices[j]!);

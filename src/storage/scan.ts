@@ -37,7 +37,21 @@ export interface SegmentScan {
   highestBallot: number;
   /** The scan stopped at a zero group header at `endOffset` (not at damage, nor at the end of the space). */
   terminated: boolean;
-  damage: { offset: number; reason: string } | null;
+  damage: Damage | null;
+}
+
+export interface Damage {
+  offset: number;
+  reason: string;
+  /** Where the damaged group's header starts (= offset unless the damage is in its records). */
+  group: number;
+  /**
+   * The group's header passed its checksum and carries this segment's epoch: it was written whole in this
+   * pass, so the damage is not a torn header.
+   */
+  wholeHeader: boolean;
+  /** The whole header's first LSN when that LSN was not the expected one, else null. */
+  unexpectedLsn: number | null;
 }
 
 /**
@@ -56,7 +70,7 @@ export function scanSegment(
   let offset = DATA_START;
   let nextLsn = expectLsn ?? 0;
   let highestBallot = 0;
-  let damage: SegmentScan['damage'] = null;
+  let damage: Damage | null = null;
   let terminated = false;
   const end = Math.min(limit, bytes.length);
   while (offset + GROUP_HEADER_BYTES <= end) {
@@ -66,26 +80,27 @@ export function scanSegment(
     }
     const header = decodeGroupHeader(bytes, offset);
     if (typeof header === 'string') {
-      damage = { offset, reason: header };
+      damage = { offset, reason: header, group: offset, wholeHeader: false, unexpectedLsn: null };
       break;
     }
     if (header.epoch !== segmentIndex) {
-      damage = { offset, reason: `group epoch ${header.epoch} does not match segment ${segmentIndex}` };
+      damage = { offset, reason: `group epoch ${header.epoch} does not match segment ${segmentIndex}`, group: offset, wholeHeader: false, unexpectedLsn: null };
       break;
     }
+    const whole = (reason: string, at = offset, unexpectedLsn: number | null = null): Damage => ({ offset: at, reason, group: offset, wholeHeader: true, unexpectedLsn });
     if (expectLsn !== null || groups.length > 0) {
       if (header.firstLsn !== nextLsn) {
-        damage = { offset, reason: `group starts at lsn ${header.firstLsn}, expected ${nextLsn}` };
+        damage = whole(`group starts at lsn ${header.firstLsn}, expected ${nextLsn}`, offset, header.firstLsn);
         break;
       }
     } else if (header.firstLsn < 1) {
-      damage = { offset, reason: `group starts at lsn ${header.firstLsn}` };
+      damage = whole(`group starts at lsn ${header.firstLsn}`, offset, header.firstLsn);
       break;
     }
     const bodyStart = offset + GROUP_HEADER_BYTES;
     const bodyEnd = bodyStart + header.bodyBytes;
     if (header.recordCount < 1 || header.bodyBytes % 8 !== 0 || bodyEnd > end) {
-      damage = { offset, reason: `group of ${header.recordCount} records / ${header.bodyBytes} bytes does not fit` };
+      damage = whole(`group of ${header.recordCount} records / ${header.bodyBytes} bytes does not fit`);
       break;
     }
     // Check the whole group before accepting any of it.
@@ -95,7 +110,7 @@ export function scanSegment(
     for (let i = 0; i < header.recordCount; i++) {
       const size = checkRecord(bytes, at, bodyEnd, header.firstLsn + i);
       if (typeof size === 'string') {
-        damage = { offset: at, reason: `${size} (record ${header.firstLsn + i})` };
+        damage = whole(`${size} (record ${header.firstLsn + i})`, at);
         break;
       }
       chain = chainRecordCrc(chain, bytes, at);
@@ -105,11 +120,11 @@ export function scanSegment(
     }
     if (damage) break;
     if (at !== bodyEnd) {
-      damage = { offset: at, reason: `group body has ${bodyEnd - at} bytes after its last record` };
+      damage = whole(`group body has ${bodyEnd - at} bytes after its last record`, at);
       break;
     }
     if (chain !== header.recordsCrc) {
-      damage = { offset, reason: 'group records do not match the group checksum (stale or torn records)' };
+      damage = whole('group records do not match the group checksum (stale or torn records)');
       break;
     }
     if (onRecord) {

@@ -110,3 +110,36 @@ test('a zeroed group header in the middle of an earlier segment is named where i
     cleanup();
   }
 });
+
+test('a whole group header with an unexpected lsn is never a torn tail: no terminator is written over acknowledged groups', async () => {
+  // The last group of seg-1 reads back as zeros and seg-2 holds one group: seg-2's header is whole and of
+  // this pass, so the records in between are missing, not torn. (It was "repaired" by a terminator at seg-2:128.)
+  {
+    const { dir, cleanup } = tempDir();
+    try {
+      await buildLog(dir, 39); // seg-1: 38 groups (lsn 1..190), seg-2: one group (lsn 191..195)
+      assert.deepEqual(groupsOf(segPath(dir, 2)).map((g) => g.firstLsn), [191]);
+      const lost = groupsOf(segPath(dir, 1)).at(-1)!;
+      assert.equal(lost.firstLsn, 186);
+      zeroHeader(segPath(dir, 1), lost.offset);
+      await refusesCorrupt(dir, segPath(dir, 1), lost.offset, /stop here at lsn 186 .*\/seg-0000000002\.log starts at lsn 191: records 186\.\.190 are missing/);
+    } finally {
+      cleanup();
+    }
+  }
+  // A misdirected write: the last group of the log overwritten by a copy of an earlier group of the same
+  // segment (whole, valid, of this epoch, at the wrong lsn). It was cut off as a torn tail.
+  {
+    const { dir, cleanup } = tempDir();
+    try {
+      await buildLog(dir, 45);
+      const groups = groupsOf(segPath(dir, 2));
+      const last = groups.at(-1)!;
+      const bytes = readFileSync(segPath(dir, 2));
+      overwrite(segPath(dir, 2), last.offset, bytes.subarray(groups[1]!.offset, groups[2]!.offset));
+      await refusesCorrupt(dir, segPath(dir, 2), last.offset, /group starts at lsn 196, expected 221: a whole group header of this segment, not a torn write/);
+    } finally {
+      cleanup();
+    }
+  }
+});
