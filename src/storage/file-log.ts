@@ -237,7 +237,8 @@ export class FileLog implements LogStore {
     }
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
-    let expect: number | null = null;
+    // Without a head file the head never advanced: the log starts at lsn 1 (else records are missing).
+    let expect: number | null = headState === null ? 1 : null;
     let firstLsn: number | null = null;
     let ballot = headState?.ballotFloor ?? 0;
     let records = 0;
@@ -248,6 +249,7 @@ export class FileLog implements LogStore {
     // Where the groups read so far stop short of a segment's end (a zero header, or an empty segment's
     // start): if a later group does not continue from there, that zero header is a lost write.
     let logEnd: { path: string; offset: number } | null = null;
+    let emptyBefore: Segment | null = null;
 
     for (let i = 0; i < indices.length; i++) {
       const index = indices[i]!;
@@ -312,8 +314,13 @@ export class FileLog implements LogStore {
         }
         throw corruptError(segment.path, damage.offset, `${damage.reason}: a whole group header of this segment, not a torn write`);
       }
+      if (scan.groups.length > 0 && emptyBefore !== null) {
+        // Only the last segment (prepared ahead, or cut at a torn tail) can be empty.
+        throw corruptError(emptyBefore.path, DATA_START, `segment holds no group, but the later ${segment.path} does (from lsn ${scan.groups[0]!.firstLsn})`);
+      }
       if (scan.groups.length > 0) logEnd = scan.endOffset + GROUP_HEADER_BYTES <= segment.capacity ? { path: segment.path, offset: scan.endOffset } : null;
       else if (logEnd === null) logEnd = { path: segment.path, offset: DATA_START };
+      if (scan.groups.length === 0 && emptyBefore === null) emptyBefore = segment;
       if (damage) {
         // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
         // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
@@ -370,8 +377,9 @@ export class FileLog implements LogStore {
     this.durableLsn = tail - 1;
     this.ballotDurable = ballot;
 
-    // Segments wholly below the head (their removal was cut short by a crash) become spares.
-    await this.freeSegmentsBelowHead();
+    // Segments wholly below the head (their removal was cut short by a crash) become spares: only as the
+    // head file says, never on what the scan found (a segment that reads as empty is evidence, not garbage).
+    if (headState !== null) await this.freeSegmentsBelowHead();
     if (this.segments.length === 0) {
       this.segments.push(await this.prepareSegment(1));
     }

@@ -3,10 +3,11 @@
 // never "repaired" over acknowledged records.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError, type StorageError } from '../../src/storage/errors.js';
 import { nodeIo } from '../../src/storage/io.js';
+import { encodeHead } from '../../src/storage/head-file.js';
 import { DATA_START, GROUP_HEADER_BYTES, decodeGroupHeader, segmentFileName } from '../../src/storage/format.js';
 import type { LogOptions } from '../../src/storage/log.js';
 import { makeRecord, tempDir } from './compliance.js';
@@ -141,5 +142,62 @@ test('a whole group header with an unexpected lsn is never a torn tail: no termi
     } finally {
       cleanup();
     }
+  }
+});
+
+/** One commit of `count` records of `size` bytes: 32 x 2000 B make one group that fills a 64 KiB segment. */
+async function appendGroups(dir: string, groups: { count: number; size: number }[], head?: number): Promise<number> {
+  const log = await FileLog.open(dir, FAST);
+  let lsn = log.headTailCapacity().tail - 1;
+  for (const g of groups) {
+    for (let i = 0; i < g.count; i++) log.tentativelyAppend(makeRecord(++lsn, g.size, lsn));
+    await log.commit();
+  }
+  if (head !== undefined) await log.advanceHead(head);
+  await log.close();
+  return lsn;
+}
+
+test('without a head file the log starts at lsn 1: a first segment that reads as empty is corruption, and nothing is freed', async () => {
+  // seg-1 holds one group (lsn 1..32) whose header reads back as zeros; seg-2 holds lsn 33..: seg-1 was
+  // taken as empty, the log started at 33 (read(1): COMPACTED) and seg-1 was renamed to a spare.
+  {
+    const { dir, cleanup } = tempDir();
+    try {
+      await appendGroups(dir, [{ count: 32, size: 2000 }, ...Array(5).fill({ count: 5, size: 300 })]);
+      assert.deepEqual(groupsOf(segPath(dir, 1)).map((g) => g.firstLsn), [1]);
+      assert.equal(groupsOf(segPath(dir, 2))[0]!.firstLsn, 33);
+      zeroHeader(segPath(dir, 1), DATA_START);
+      await refusesCorrupt(dir, segPath(dir, 1), DATA_START, /stop here at lsn 1 .*\/seg-0000000002\.log starts at lsn 33: records 1\.\.32 are missing/);
+    } finally {
+      cleanup();
+    }
+  }
+  // The same with many groups in seg-1 (the review's repro): named at seg-1:128.
+  {
+    const { dir, cleanup } = tempDir();
+    try {
+      await buildLog(dir, 75);
+      zeroHeader(segPath(dir, 1), DATA_START);
+      await refusesCorrupt(dir, segPath(dir, 1), DATA_START, /zero group header/);
+    } finally {
+      cleanup();
+    }
+  }
+});
+
+test('an empty segment followed by a non-empty one is corruption, even below the head: it is not freed', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // seg-1: lsn 1..190 (freed by the head), seg-2: one group 191..222, seg-3: 223..
+    await appendGroups(dir, [...Array(38).fill({ count: 5, size: 300 }), { count: 32, size: 2000 }, ...Array(3).fill({ count: 5, size: 300 })], 200);
+    assert.equal(readdirSync(dir).filter((n) => n.startsWith('seg-'))[0], segmentFileName(2), 'seg-1 was freed');
+    assert.deepEqual(groupsOf(segPath(dir, 2)).map((g) => g.firstLsn), [191]);
+    // The head advanced to 225 and the crash came before seg-2 was freed; then seg-2's only group header was lost.
+    writeFileSync(`${dir}/log.head`, encodeHead({ headLsn: 225, ballotFloor: 0 }));
+    zeroHeader(segPath(dir, 2), DATA_START);
+    await refusesCorrupt(dir, segPath(dir, 2), DATA_START, /segment holds no group, but the later .*\/seg-0000000003\.log does \(from lsn 223\)/);
+  } finally {
+    cleanup();
   }
 });
