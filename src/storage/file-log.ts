@@ -237,6 +237,14 @@ export class FileLog implements LogStore {
     }
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
+    if (indices.length === 0 && headState !== null) {
+      // The head file is written only once the log has segments, and the last segment is never freed.
+      throw corruptError(`${this.dir}/log.head`, 12, `the head file says the log starts at lsn ${headState.headLsn}, but no segment file (seg-*.log) is left: the log's records are missing`);
+    }
+    if (indices.length === 0 && this.spares.length > 0) {
+      // Spares are made only by freeing segments below an advanced head: this log's files are missing.
+      throw corruptError(this.spares[0]!, 0, 'a spare segment exists but no segment file (seg-*.log) and no log.head: the log\'s files are missing');
+    }
     // Without a head file the head never advanced: the log starts at lsn 1 (else records are missing).
     let expect: number | null = headState === null ? 1 : null;
     let firstLsn: number | null = null;
@@ -483,7 +491,8 @@ export class FileLog implements LogStore {
       }
     }
     try {
-      const header = new Uint8Array(DATA_START);
+      // Header, zero tail line, and a terminator at DATA_START: a recycled spare's stale groups never read as live.
+      const header = new Uint8Array(DATA_START + GROUP_HEADER_BYTES);
       encodeSegmentHeader({ formatVersion: FORMAT_VERSION, backendKind: this.backendKind, segmentIndex: index, capacity }, header);
       await writevAll(io, fd, [header], 0);
       await io.fdatasync(fd);

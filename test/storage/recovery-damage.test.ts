@@ -3,7 +3,7 @@
 // never "repaired" over acknowledged records.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError, type StorageError } from '../../src/storage/errors.js';
 import { nodeIo } from '../../src/storage/io.js';
@@ -197,6 +197,40 @@ test('an empty segment followed by a non-empty one is corruption, even below the
     writeFileSync(`${dir}/log.head`, encodeHead({ headLsn: 225, ballotFloor: 0 }));
     zeroHeader(segPath(dir, 2), DATA_START);
     await refusesCorrupt(dir, segPath(dir, 2), DATA_START, /segment holds no group, but the later .*\/seg-0000000003\.log does \(from lsn 223\)/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a head file with no segment file left is refused (was an empty log at the head, seg-1 rebuilt from a stale spare)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60, 5, 250); // seg-1 freed to spare-0.log, log.head = 250
+    assert.ok(readdirSync(dir).includes('spare-0.log'));
+    for (const name of readdirSync(dir)) if (name.startsWith('seg-')) unlinkSync(`${dir}/${name}`);
+    await refusesCorrupt(dir, `${dir}/log.head`, 12, /the head file says the log starts at lsn 250, but no segment file \(seg-\*\.log\) is left/);
+    // Without the head file too, the spare alone still says the log existed.
+    unlinkSync(`${dir}/log.head`);
+    await refusesCorrupt(dir, `${dir}/spare-0.log`, 0, /a spare segment exists but no segment file .* and no log\.head/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a segment prepared from a spare starts with a terminator: the spare\'s stale groups are never at its first group', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60, 5, 250); // seg-1 -> spare-0.log; seg-3 prepared (new file)
+    const stale = readFileSync(`${dir}/spare-0.log`).subarray(DATA_START, DATA_START + GROUP_HEADER_BYTES);
+    assert.ok(stale.some((b) => b !== 0), 'the spare holds seg-1\'s groups');
+    // Roll into seg-3: seg-4 is prepared ahead, from the spare.
+    await appendGroups(dir, Array(25).fill({ count: 5, size: 300 }));
+    assert.ok(!readdirSync(dir).includes('spare-0.log'), 'the spare was used');
+    const seg4 = readFileSync(segPath(dir, 4));
+    assert.deepEqual([...seg4.subarray(DATA_START, DATA_START + GROUP_HEADER_BYTES)], new Array(GROUP_HEADER_BYTES).fill(0));
+    const log = await FileLog.open(dir, SMALL);
+    assert.equal(log.recovery.tailLsn, 426);
+    await log.close();
   } finally {
     cleanup();
   }
