@@ -237,11 +237,16 @@ export class FileLog implements LogStore {
     }
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
-    if (indices.length === 0 && headState !== null) {
-      // The head file is written only once the log has segments, and the last segment is never freed.
-      throw corruptError(`${this.dir}/log.head`, 12, `the head file says the log starts at lsn ${headState.headLsn}, but no segment file (seg-*.log) is left: the log's records are missing`);
-    }
-    if (indices.length === 0 && this.spares.length > 0) {
+    // Without log.head the log must start at segment 1, lsn 1. Else the head advanced and its file is lost,
+    // and with it the ballot floor (the highest ballot of the freed records): refuse rather than lower it.
+    const headMissing = (start: string) =>
+      corruptError(
+        `${this.dir}/log.head`,
+        0,
+        `log.head is missing, but the log starts at ${start}: the head advanced, and log.head held it and the ballot floor; restore log.head from a backup or recover the replica from its peers`,
+      );
+    if (headState === null && indices.length > 0 && indices[0]! > 1) throw headMissing(segmentFileName(indices[0]!));
+    if (indices.length === 0 && headState === null && this.spares.length > 0) {
       // Spares are made only by freeing segments below an advanced head: this log's files are missing.
       throw corruptError(this.spares[0]!, 0, 'a spare segment exists but no segment file (seg-*.log) and no log.head: the log\'s files are missing');
     }
@@ -313,6 +318,9 @@ export class FileLog implements LogStore {
       if (damage !== null && damage.unexpectedLsn !== null) {
         // A whole group header of this pass is never a torn write: records before it are missing (or it is
         // misplaced). If this segment starts with it, the records are missing where the log stopped short.
+        if (i === 0 && damage.group === DATA_START && headState === null && damage.unexpectedLsn > 1) {
+          throw headMissing(`lsn ${damage.unexpectedLsn} (${segment.path})`);
+        }
         if (damage.group === DATA_START && logEnd !== null && expect !== null && damage.unexpectedLsn > expect) {
           throw corruptError(
             logEnd.path,
@@ -375,6 +383,12 @@ export class FileLog implements LogStore {
       else await io.fdatasync(s.fd);
     }
 
+    if (headState !== null && firstLsn === null) {
+      // The head file is written only once the log holds records, and the segment holding the last durable
+      // record is never freed: some segment must hold a group.
+      const what = indices.length === 0 ? 'no segment file (seg-*.log) is left' : 'no segment holds a record';
+      throw corruptError(`${this.dir}/log.head`, 12, `the head file says the log starts at lsn ${headLsn}, but ${what}: the log's records are missing`);
+    }
     if (firstLsn !== null && headLsn < firstLsn && headState !== null) {
       throw corruptError(this.segments[0]!.path, DATA_START, `log starts at lsn ${firstLsn} but the head file says ${headLsn}: records are missing`);
     }

@@ -8,7 +8,7 @@ import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError, type StorageError } from '../../src/storage/errors.js';
 import { nodeIo } from '../../src/storage/io.js';
 import { encodeHead } from '../../src/storage/head-file.js';
-import { DATA_START, GROUP_HEADER_BYTES, decodeGroupHeader, segmentFileName } from '../../src/storage/format.js';
+import { DATA_START, GROUP_HEADER_BYTES, chainRecordCrc, decodeGroupHeader, encodeGroupHeader, encodeRecord, segmentFileName } from '../../src/storage/format.js';
 import type { LogOptions } from '../../src/storage/log.js';
 import { makeRecord, tempDir } from './compliance.js';
 
@@ -215,6 +215,15 @@ test('a head file with no segment file left is refused (was an empty log at the 
   } finally {
     cleanup();
   }
+  // A head file and only empty segments (the one holding the records lost, the prepared one left): the same.
+  const { dir: dir2, cleanup: cleanup2 } = tempDir();
+  try {
+    await (await FileLog.open(dir2, FAST)).close();
+    writeFileSync(`${dir2}/log.head`, encodeHead({ headLsn: 250, ballotFloor: 7 }));
+    await refusesCorrupt(dir2, `${dir2}/log.head`, 12, /the head file says the log starts at lsn 250, but no segment holds a record/);
+  } finally {
+    cleanup2();
+  }
 });
 
 test('a segment prepared from a spare starts with a terminator: the spare\'s stale groups are never at its first group', async () => {
@@ -233,5 +242,37 @@ test('a segment prepared from a spare starts with a terminator: the spare\'s sta
     await log.close();
   } finally {
     cleanup();
+  }
+});
+
+test('log.head missing after the head advanced is refused naming log.head (its ballot floor would be lost)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // lsn 1: a promise of ballot 1000, freed with seg-1 when the head advances; only log.head keeps it.
+    const log = await FileLog.open(dir, FAST);
+    log.tentativelyAppend({ type: 2, slot: 0, ballot: 1000, payload: new Uint8Array(0) });
+    await log.commit();
+    await log.close();
+    await appendGroups(dir, Array(60).fill({ count: 5, size: 300 }), 250);
+    const reopened = await FileLog.open(dir, SMALL);
+    assert.equal(reopened.highestBallot(), 1000);
+    await reopened.close();
+    unlinkSync(`${dir}/log.head`);
+    await refusesCorrupt(dir, `${dir}/log.head`, 0, /log\.head is missing, but the log starts at seg-0000000002\.log: the head advanced/);
+  } finally {
+    cleanup();
+  }
+  // seg-1 whose first group starts above lsn 1 (as the old recovery left it when every segment was lost
+  // but log.head was kept: seg-1 rebuilt, appends from the head), then log.head lost too.
+  const { dir: dir2, cleanup: cleanup2 } = tempDir();
+  try {
+    await (await FileLog.open(dir2, FAST)).close();
+    const group = new Uint8Array(GROUP_HEADER_BYTES + 64);
+    const size = encodeRecord(makeRecord(250, 20), 250, group, GROUP_HEADER_BYTES);
+    encodeGroupHeader({ epoch: 1, bodyBytes: size, recordCount: 1, recordsCrc: chainRecordCrc(0, group, GROUP_HEADER_BYTES), firstLsn: 250 }, group, 0);
+    overwrite(segPath(dir2, 1), DATA_START, group.subarray(0, GROUP_HEADER_BYTES + size));
+    await refusesCorrupt(dir2, `${dir2}/log.head`, 0, /log\.head is missing, but the log starts at lsn 250 \(.*seg-0000000001\.log\)/);
+  } finally {
+    cleanup2();
   }
 });
