@@ -263,6 +263,8 @@ export class FileLog implements LogStore {
     // start): if a later group does not continue from there, that zero header is a lost write.
     let logEnd: { path: string; offset: number } | null = null;
     let emptyBefore: Segment | null = null;
+    // Terminators to write back (torn tails): only once every check passed, so a refused open writes nothing.
+    const repairs: { segment: Segment; offset: number }[] = [];
 
     for (let i = 0; i < indices.length; i++) {
       const index = indices[i]!;
@@ -301,8 +303,7 @@ export class FileLog implements LogStore {
       }
       if (persistedTail !== null && persistedTail + GROUP_HEADER_BYTES <= segment.capacity && bytes[persistedTail] !== 0) {
         // Whatever lies past the persisted tail was never acknowledged: a torn tail. Restore the terminator.
-        bytes.fill(0, persistedTail, persistedTail + GROUP_HEADER_BYTES);
-        this.persistRange(segment, persistedTail, GROUP_HEADER_BYTES);
+        repairs.push({ segment, offset: persistedTail });
         tornTail = { file: segment.path, offset: persistedTail, reason: 'data past the persisted tail pointer' };
       }
       if (scan.terminated && persistedTail === null) {
@@ -362,25 +363,10 @@ export class FileLog implements LogStore {
         }
         // A torn tail: put the terminator back where the last valid group ends.
         const cut = scan.endOffset;
-        if (cut + GROUP_HEADER_BYTES <= segment.capacity) {
-          if (segment.map) {
-            segment.map.fill(0, cut, cut + GROUP_HEADER_BYTES);
-            this.persistRange(segment, cut, GROUP_HEADER_BYTES);
-          } else {
-            await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], cut);
-            await io.fdatasync(segment.fd);
-          }
-        }
+        if (cut + GROUP_HEADER_BYTES <= segment.capacity) repairs.push({ segment, offset: cut });
         tornTail = { file: segment.path, offset: cut, reason: `${damage.reason} at byte ${damage.offset}` };
         break;
       }
-    }
-    // Anything recovered may still sit only in the page cache (a killed process): make it durable before
-    // reporting it as such.
-    for (const s of this.segments) {
-      if (s.firstLsn === null) continue;
-      if (s.map) this.persistRange(s, DATA_START, s.durableEnd - DATA_START);
-      else await io.fdatasync(s.fd);
     }
 
     if (headState !== null && firstLsn === null) {
@@ -394,6 +380,23 @@ export class FileLog implements LogStore {
     }
     const tail = expect ?? headLsn;
     if (headLsn > tail) throw corruptError(`${this.dir}/log.head`, 12, `head lsn ${headLsn} is beyond the log's tail ${tail}`);
+
+    for (const { segment, offset } of repairs) {
+      if (segment.map) {
+        segment.map.fill(0, offset, offset + GROUP_HEADER_BYTES);
+        this.persistRange(segment, offset, GROUP_HEADER_BYTES);
+      } else {
+        await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], offset);
+        await io.fdatasync(segment.fd);
+      }
+    }
+    // Anything recovered may still sit only in the page cache (a killed process): make it durable before
+    // reporting it as such.
+    for (const s of this.segments) {
+      if (s.firstLsn === null) continue;
+      if (s.map) this.persistRange(s, DATA_START, s.durableEnd - DATA_START);
+      else await io.fdatasync(s.fd);
+    }
     this.head = Math.max(headLsn, firstLsn ?? headLsn);
     this.nextLsn = tail;
     this.durableLsn = tail - 1;

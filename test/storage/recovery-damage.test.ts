@@ -276,3 +276,17 @@ test('log.head missing after the head advanced is refused naming log.head (its b
     cleanup2();
   }
 });
+
+test('a refused open writes nothing: a torn-tail repair waits for the head checks', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60, 5, 301); // the head at the tail: lsn 296..300 (the last group) is acknowledged
+    const last = groupsOf(segPath(dir, 2)).at(-1)!;
+    assert.equal(last.firstLsn, 296);
+    // Damage in its records reads as a torn last group; the head file says it was there.
+    overwrite(segPath(dir, 2), last.offset + GROUP_HEADER_BYTES + 100, new Uint8Array(200).fill(0x5a));
+    await refusesCorrupt(dir, `${dir}/log.head`, 12, /head lsn 301 is beyond the log's tail 296/);
+  } finally {
+    cleanup();
+  }
+});
