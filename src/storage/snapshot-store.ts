@@ -384,13 +384,15 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       await readFully(io, fd, header, HEADER_BYTES, 0);
       const view = viewOf(header);
       for (let i = 0; i < 8; i++) if (header[i] !== MAGIC.charCodeAt(i)) throw corruptError(path, 0, 'bad snapshot magic');
-      const version = view.getUint32(8, true);
-      if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
       const metaBytes = view.getUint32(12, true);
       if (HEADER_BYTES + metaBytes + TRAILER_BYTES > size) throw corruptError(path, 12, 'snapshot meta runs past the end of the file');
       const meta = new Uint8Array(metaBytes);
       await readFully(io, fd, meta, metaBytes, HEADER_BYTES);
       if (crc32c(meta, crc32c(header, 0, 0, 24)) !== view.getUint32(24, true)) throw corruptError(path, 24, 'snapshot header checksum mismatch');
+      // The version only once the checksum vouches for it: a flipped bit there is damage (skipped for the
+      // previous snapshot), not a newer format.
+      const version = view.getUint32(8, true);
+      if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
       const headerSlot = readU64(view, 16);
       if (slot !== null && headerSlot !== slot) throw corruptError(path, 16, `snapshot says slot ${headerSlot}, file name says ${slot}`);
       const trailer = new Uint8Array(TRAILER_BYTES);
