@@ -375,7 +375,8 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       fd = await io.open(path, 'r');
     } catch (error) {
       release();
-      throw error;
+      // ENOENT stays as it is: a snapshot pruned meanwhile (inspect() takes it as absent), a missing backup.
+      throw (error as NodeJS.ErrnoException).code === 'ENOENT' ? error : ioError(error, 'snapshot open', path);
     }
     try {
       const size = await io.fstatSize(fd);
@@ -417,6 +418,9 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
       info = { slot: headerSlot, path, meta, bodyBytes };
       if (held) yield held;
+    } catch (error) {
+      // EISDIR (a directory opens, then fails to read), EIO...: a StorageError naming the file.
+      throw ioError(error, 'snapshot read', path);
     } finally {
       await io.close(fd).catch(() => {});
       release();

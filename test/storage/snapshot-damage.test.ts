@@ -2,10 +2,11 @@
 // previous one, and a file that cannot be read is a StorageError naming it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { isStorageError } from '../../src/storage/errors.js';
 import { crc32c, viewOf } from '../../src/storage/format.js';
+import { nodeIo, type StorageIo } from '../../src/storage/io.js';
 import { tempDir } from './compliance.js';
 
 const snapPath = (dir: string, slot: number) => `${dir}/snap-${String(slot).padStart(16, '0')}.snap`;
@@ -46,6 +47,37 @@ test('a snapshot of a newer format version (its checksum intact) is still refuse
     writeFileSync(snapPath(dir, 6), bytes);
     const store = await SnapshotStore.open(dir, { keep: 3 });
     await assert.rejects(store.latest(), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_BAD_VERSION') && (e as { file: string }).file === snapPath(dir, 6));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a snapshot that is a directory or unreadable: latest() throws a StorageError naming the file (was a raw EISDIR/EACCES)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await twoSnapshots(dir);
+    rmSync(snapPath(dir, 6));
+    mkdirSync(snapPath(dir, 6));
+    const store = await SnapshotStore.open(dir, { keep: 3 });
+    await assert.rejects(store.latest(), (e: unknown) => {
+      assert.ok(isStorageError(e, 'SYNOD_STORAGE_IO'), String(e));
+      assert.equal(e.file, snapPath(dir, 6));
+      assert.match(e.message, new RegExp(`${snapPath(dir, 6)}.*\\(EISDIR\\)`));
+      return true;
+    });
+    rmdirSync(snapPath(dir, 6));
+    // Permissions (injected: the tests may run as root, which reads anything).
+    const denied: StorageIo = {
+      ...nodeIo,
+      open: (path, flags, mode) => (path.endsWith('.snap') ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' })) : nodeIo.open(path, flags, mode)),
+    };
+    const locked = await SnapshotStore.open(dir, { keep: 3, io: denied });
+    await assert.rejects(locked.latest(), (e: unknown) => {
+      assert.ok(isStorageError(e, 'SYNOD_STORAGE_IO'), String(e));
+      assert.equal(e.file, snapPath(dir, 5));
+      assert.match(e.message, new RegExp(`${snapPath(dir, 5)}.*\\(EACCES\\)`));
+      return true;
+    });
   } finally {
     cleanup();
   }
