@@ -26,7 +26,7 @@
 
 import { DEFAULT_GROUP_BYTES_MAX, DEFAULT_READ_BYTES_MAX, DEFAULT_READ_RECORDS_MAX, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX } from './log.js';
 import type { HeadTailCapacity, LogOptions, LogStats, LogStore, ReadLimits, RecoveryInfo } from './log.js';
-import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import { StorageError, corruptError, ioError, misuse, onFile } from './errors.js';
 import {
   BACKEND_KIND_FILE,
   BACKEND_KIND_PMEM,
@@ -223,11 +223,12 @@ export class FileLog implements LogStore {
   private async recover(options: FileLogOptions): Promise<void> {
     const started = performance.now();
     const io = this.io;
-    await io.mkdir(this.dir);
-    const names = (await io.readdir(this.dir)).sort();
+    // Each file's failures name that file (EISDIR, EACCES: not the device; see ioError).
+    await onFile('create the log directory', this.dir, io.mkdir(this.dir));
+    const names = (await onFile('list the log directory', this.dir, io.readdir(this.dir))).sort();
     for (const name of names) {
       // Half-prepared segments and half-written metadata: never acknowledged, never named. Drop them.
-      if (name.endsWith('.tmp')) await io.unlink(`${this.dir}/${name}`);
+      if (name.endsWith('.tmp')) await onFile('delete a leftover temp file', `${this.dir}/${name}`, io.unlink(`${this.dir}/${name}`));
       const spare = /^spare-(\d+)\.log$/.exec(name);
       if (spare) {
         this.spares.push(`${this.dir}/${name}`);
@@ -273,15 +274,8 @@ export class FileLog implements LogStore {
       }
       const segment = await this.openSegmentFile(index);
       this.segments.push(segment);
-      let bytes: Uint8Array;
-      if (segment.map) {
-        bytes = segment.map;
-      } else {
-        if (image.length < segment.capacity) image = new Uint8Array(segment.capacity);
-        bytes = image.subarray(0, segment.capacity);
-        const got = await readFully(io, segment.fd, bytes, segment.capacity, 0);
-        if (got < segment.capacity) bytes.fill(0, got);
-      }
+      if (!segment.map && image.length < segment.capacity) image = new Uint8Array(segment.capacity);
+      const bytes = await this.readSegmentImage(segment, image);
       // pmem: the persisted tail pointer bounds what was acknowledged.
       const persistedTail = segment.map ? decodeTailLine(bytes, TAIL_LINE_OFFSET, index) : null;
       const scan = scanSegment(bytes, index, expect, persistedTail ?? segment.capacity, (b, at, lsn) => {
@@ -348,15 +342,8 @@ export class FileLog implements LogStore {
         for (let j = i + 1; j < indices.length; j++) {
           const later = await this.openSegmentFile(indices[j]!);
           this.segments.push(later);
-          let laterBytes: Uint8Array;
-          if (later.map) {
-            laterBytes = later.map;
-          } else {
-            if (image.length < later.capacity) image = new Uint8Array(later.capacity);
-            laterBytes = image.subarray(0, later.capacity);
-            const n = await readFully(io, later.fd, laterBytes, later.capacity, 0);
-            if (n < later.capacity) laterBytes.fill(0, n);
-          }
+          if (!later.map && image.length < later.capacity) image = new Uint8Array(later.capacity);
+          const laterBytes = await this.readSegmentImage(later, image);
           if (decodeTailLine(laterBytes, TAIL_LINE_OFFSET, later.index) !== null || findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
             throw corruptError(segment.path, damage.offset, `${damage.reason}; later segment ${later.path} holds valid data`);
           }
@@ -386,8 +373,8 @@ export class FileLog implements LogStore {
         segment.map.fill(0, offset, offset + GROUP_HEADER_BYTES);
         this.persistRange(segment, offset, GROUP_HEADER_BYTES);
       } else {
-        await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], offset);
-        await io.fdatasync(segment.fd);
+        await onFile('write a torn-tail terminator', segment.path, writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], offset));
+        await onFile('fdatasync', segment.path, io.fdatasync(segment.fd));
       }
     }
     // Anything recovered may still sit only in the page cache (a killed process): make it durable before
@@ -395,7 +382,7 @@ export class FileLog implements LogStore {
     for (const s of this.segments) {
       if (s.firstLsn === null) continue;
       if (s.map) this.persistRange(s, DATA_START, s.durableEnd - DATA_START);
-      else await io.fdatasync(s.fd);
+      else await onFile('fdatasync', s.path, io.fdatasync(s.fd));
     }
     this.head = Math.max(headLsn, firstLsn ?? headLsn);
     this.nextLsn = tail;
@@ -430,14 +417,23 @@ export class FileLog implements LogStore {
     };
   }
 
+  /** The whole segment: its mapping (pmem), or read into `image` (zeros past a short file). */
+  private async readSegmentImage(segment: Segment, image: Uint8Array): Promise<Uint8Array> {
+    if (segment.map) return segment.map;
+    const bytes = image.subarray(0, segment.capacity);
+    const got = await onFile('read', segment.path, readFully(this.io, segment.fd, bytes, segment.capacity, 0));
+    if (got < segment.capacity) bytes.fill(0, got);
+    return bytes;
+  }
+
   private async openSegmentFile(index: number): Promise<Segment> {
     const path = `${this.dir}/${segmentFileName(index)}`;
-    const fd = await this.io.open(path, 'r+');
+    const fd = await onFile('open segment (read-write)', path, this.io.open(path, 'r+'));
     const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START, map: null, mapSync: false };
     try {
-      const size = await this.io.fstatSize(fd);
+      const size = await onFile('fstat', path, this.io.fstatSize(fd));
       const headerBytes = new Uint8Array(DATA_START);
-      await readFully(this.io, fd, headerBytes, DATA_START, 0);
+      await onFile('read', path, readFully(this.io, fd, headerBytes, DATA_START, 0));
       const header = decodeSegmentHeader(headerBytes);
       if (typeof header === 'string') throw corruptError(path, 0, header);
       if (header.backendKind !== this.backendKind) {
@@ -473,14 +469,22 @@ export class FileLog implements LogStore {
    * fsync. `ahead`: prepared before it is needed (startPrepare), so its zero-fill is paced.
    */
   private async prepareSegment(index: number, ahead = false): Promise<Segment> {
+    const temp = `${this.dir}/prep-${index}.tmp`;
+    try {
+      return await this.prepareSegmentAs(index, temp, ahead);
+    } catch (error) {
+      throw ioError(error, `prepare ${segmentFileName(index)}`, temp);
+    }
+  }
+
+  private async prepareSegmentAs(index: number, temp: string, ahead: boolean): Promise<Segment> {
     const io = this.io;
     const path = `${this.dir}/${segmentFileName(index)}`;
-    const temp = `${this.dir}/prep-${index}.tmp`;
     const capacity = this.segmentBytes;
     const spare = this.spares.shift();
     let fd: number;
     if (spare !== undefined) {
-      await io.rename(spare, temp);
+      await onFile('rename a spare segment', spare, io.rename(spare, temp));
       fd = await io.open(temp, 'r+');
       if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
     } else if (this.addon) {
@@ -588,13 +592,13 @@ export class FileLog implements LogStore {
       if (next.firstLsn === null || next.firstLsn > this.head) break;
       const segment = this.segments.shift()!;
       this.unmapSegment(segment);
-      await this.io.close(segment.fd);
+      await onFile('close', segment.path, this.io.close(segment.fd));
       if (this.spares.length < this.spareSegmentsMax) {
         const sparePath = `${this.dir}/spare-${this.spareSeq++}.log`;
-        await this.io.rename(segment.path, sparePath);
+        await onFile('rename to a spare', segment.path, this.io.rename(segment.path, sparePath));
         this.spares.push(sparePath);
       } else {
-        await this.io.unlink(segment.path);
+        await onFile('delete', segment.path, this.io.unlink(segment.path));
       }
       freed++;
     }

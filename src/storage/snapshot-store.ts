@@ -13,7 +13,7 @@
 //   body    the application's bytes
 //   trailer bodyBytes u64 | crc32c(body) u32 | 0 u32 | "SNAPEND\0"
 
-import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import { StorageError, corruptError, ioError, misuse, onFile } from './errors.js';
 import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
 import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
@@ -200,7 +200,7 @@ export class SnapshotStore {
     try {
       await store.io.mkdir(dir);
       for (const name of await store.io.readdir(dir)) {
-        if (name.endsWith('.tmp')) await store.io.unlink(`${dir}/${name}`);
+        if (name.endsWith('.tmp')) await onFile('delete a leftover temp file', `${dir}/${name}`, store.io.unlink(`${dir}/${name}`));
         else if (name === SPARE_NAME) {
           if (store.recycle) store.spare = 'ready';
           else await store.io.unlink(`${dir}/${name}`);
@@ -353,7 +353,7 @@ export class SnapshotStore {
         }
       } catch (error) {
         if (this.spare === 'pending') this.spare = 'none';
-        throw ioError(error, 'snapshot prune', this.dir);
+        throw ioError(error, 'snapshot prune', path);
       }
     }
   }

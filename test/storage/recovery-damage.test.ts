@@ -3,7 +3,7 @@
 // never "repaired" over acknowledged records.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError, type StorageError } from '../../src/storage/errors.js';
 import { nodeIo } from '../../src/storage/io.js';
@@ -286,6 +286,60 @@ test('a refused open writes nothing: a torn-tail repair waits for the head check
     // Damage in its records reads as a torn last group; the head file says it was there.
     overwrite(segPath(dir, 2), last.offset + GROUP_HEADER_BYTES + 100, new Uint8Array(200).fill(0x5a));
     await refusesCorrupt(dir, `${dir}/log.head`, 12, /head lsn 301 is beyond the log's tail 296/);
+  } finally {
+    cleanup();
+  }
+});
+
+/** open() must fail with SYNOD_STORAGE_IO naming `file`, with advice for a file (not the device's). */
+async function refusesFile(dir: string, file: string, code: string, options: LogOptions = SMALL): Promise<void> {
+  await assert.rejects(FileLog.open(dir, options), (e: unknown) => {
+    assert.ok(isStorageError(e, 'SYNOD_STORAGE_IO'), String(e));
+    assert.equal(e.file, file);
+    assert.match(e.message, new RegExp(`on ${file} failed \\(${code}\\)`));
+    assert.match(e.message, code === 'EISDIR' ? /is a directory where a regular file is expected/ : /permission denied: .* \(check owner and mode\)/);
+    assert.doesNotMatch(e.message, /dmesg/);
+    return true;
+  });
+}
+
+test('a log file that is a directory or not accessible: the error names that file and says it is not the device', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60, 5, 100);
+    const backup = readFileSync(segPath(dir, 2));
+    rmSync(segPath(dir, 2));
+    mkdirSync(segPath(dir, 2));
+    await refusesFile(dir, segPath(dir, 2), 'EISDIR');
+    rmdirSync(segPath(dir, 2));
+    writeFileSync(segPath(dir, 2), backup);
+
+    const head = readFileSync(`${dir}/log.head`);
+    rmSync(`${dir}/log.head`);
+    mkdirSync(`${dir}/log.head`);
+    await refusesFile(dir, `${dir}/log.head`, 'EISDIR');
+    rmdirSync(`${dir}/log.head`);
+    writeFileSync(`${dir}/log.head`, head);
+
+    mkdirSync(`${dir}/junk.tmp`);
+    writeFileSync(`${dir}/junk.tmp/x`, 'x');
+    await refusesFile(dir, `${dir}/junk.tmp`, 'EISDIR');
+    rmSync(`${dir}/junk.tmp`, { recursive: true });
+
+    // Permissions (injected: the tests may run as root, which opens anything).
+    const denied = (path: string): LogOptions => ({
+      ...SMALL,
+      io: {
+        ...nodeIo,
+        open: (p, flags, mode) => (p === path ? Promise.reject(Object.assign(new Error(`EACCES: permission denied, open '${p}'`), { code: 'EACCES' })) : nodeIo.open(p, flags, mode)),
+      },
+    });
+    await refusesFile(dir, segPath(dir, 3), 'EACCES', denied(segPath(dir, 3)));
+    await refusesFile(dir, `${dir}/log.head`, 'EACCES', denied(`${dir}/log.head`));
+
+    const log = await FileLog.open(dir, SMALL);
+    assert.equal(log.recovery.tailLsn, 301, 'the files put back open as before');
+    await log.close();
   } finally {
     cleanup();
   }

@@ -82,3 +82,20 @@ test('a snapshot that is a directory or unreadable: latest() throws a StorageErr
     cleanup();
   }
 });
+
+test('a leftover *.tmp that is a non-empty directory: open names it (was the store directory)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await twoSnapshots(dir);
+    mkdirSync(`${dir}/x.tmp`);
+    writeFileSync(`${dir}/x.tmp/y`, '');
+    await assert.rejects(SnapshotStore.open(dir), (e: unknown) => {
+      assert.ok(isStorageError(e, 'SYNOD_STORAGE_IO'), String(e));
+      assert.equal(e.file, `${dir}/x.tmp`);
+      assert.match(e.message, /is a directory where a regular file is expected/);
+      return true;
+    });
+  } finally {
+    cleanup();
+  }
+});
