@@ -236,6 +236,11 @@ export class FileLog implements LogStore {
         this.spareSeq = Math.max(this.spareSeq, Number(spare[1]) + 1);
       }
     }
+    for (const spare of this.spares) {
+      // Only a regular file we can write is a spare: a directory was taken at the next roll, which failed
+      // and left a prep-N.tmp directory behind that blocked every later open.
+      await onFile('close', spare, io.close(await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'))));
+    }
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
     // Without log.head the log must start at segment 1, lsn 1. Else the head advanced and its file is lost,
@@ -484,8 +489,9 @@ export class FileLog implements LogStore {
     const spare = this.spares.shift();
     let fd: number;
     if (spare !== undefined) {
+      // Opened before it is renamed: if it cannot be, it stays a spare and no prep-N.tmp is left behind.
+      fd = await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'));
       await onFile('rename a spare segment', spare, io.rename(spare, temp));
-      fd = await io.open(temp, 'r+');
       if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
     } else if (this.addon) {
       fd = await io.open(temp, 'w+');

@@ -344,3 +344,50 @@ test('a log file that is a directory or not accessible: the error names that fil
     cleanup();
   }
 });
+
+test('a spare-N.log that is a directory is refused at open, naming it (it broke the next roll and left a prep-N.tmp directory)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60);
+    mkdirSync(`${dir}/spare-7.log`);
+    await refusesFile(dir, `${dir}/spare-7.log`, 'EISDIR');
+    assert.ok(!readdirSync(dir).some((n) => n.endsWith('.tmp')), 'no temp file left behind');
+    rmdirSync(`${dir}/spare-7.log`);
+    const log = await FileLog.open(dir, SMALL);
+    assert.equal(log.recovery.tailLsn, 301);
+    await log.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('a spare that cannot be opened at a roll stays a spare: no prep-N.tmp is left behind', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await buildLog(dir, 60, 5, 250); // spare-0.log; seg-3 prepared
+    let opens = 0;
+    const log = await FileLog.open(dir, {
+      ...FAST,
+      io: {
+        ...FAST.io!,
+        // The open-time check passes; the roll's open of the spare (under either name) fails.
+        open: (p, flags, mode) => ((p.endsWith('spare-0.log') && ++opens > 1) || p.endsWith('prep-4.tmp') ? Promise.reject(Object.assign(new Error('EACCES'), { code: 'EACCES' })) : nodeIo.open(p, flags, mode)),
+      },
+    });
+    let lsn = 300;
+    let failure: unknown = null;
+    for (let g = 0; g < 100 && failure === null; g++) {
+      for (let i = 0; i < 5; i++) log.tentativelyAppend(makeRecord(++lsn, 300, lsn));
+      await log.commit().catch((e: unknown) => (failure = e));
+    }
+    await log.close();
+    assert.ok(isStorageError(failure, 'SYNOD_STORAGE_IO') && failure.file === `${dir}/spare-0.log`, String(failure));
+    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
+    assert.ok(readdirSync(dir).includes('spare-0.log'));
+    const again = await FileLog.open(dir, SMALL);
+    assert.ok(again.recovery.tailLsn > 400);
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
