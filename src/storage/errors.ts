@@ -46,7 +46,7 @@ export function isStorageError(error: unknown, code?: StorageErrorCode): error i
 export function corruptError(file: string, offset: number, reason: string): StorageError {
   const error = new StorageError(
     'SYNOD_STORAGE_CORRUPT',
-    `corrupt log data in ${file} at byte ${offset}: ${reason}. This is not a torn tail (valid data follows it), ` +
+    `corrupt log data in ${file} at byte ${offset}: ${reason}. This is not a torn last write, ` +
       `so the replica will not guess: stop it, move the data directory aside and let it recover from its peers ` +
       `(or restore the file from a backup).`,
     file,
