@@ -46,7 +46,7 @@ export function isStorageError(error: unknown, code?: StorageErrorCode): error i
 export function corruptError(file: string, offset: number, reason: string): StorageError {
   const error = new StorageError(
     'SYNOD_STORAGE_CORRUPT',
-    `corrupt log data in ${file} at byte ${offset}: ${reason}. This is not a torn tail (valid data follows it), ` +
+    `corrupt log data in ${file} at byte ${offset}: ${reason}. This is not a torn last write, ` +
       `so the replica will not guess: stop it, move the data directory aside and let it recover from its peers ` +
       `(or restore the file from a backup).`,
     file,
@@ -71,6 +71,14 @@ export function ioError(error: unknown, operation: string, file: string | null):
       { cause: error },
     );
   }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EISDIR') {
+    // Not the device: a file of the wrong type or mode (a copy made as another user, a directory in its place).
+    const what =
+      code === 'EISDIR'
+        ? 'it is a directory where a regular file is expected: move it aside'
+        : "permission denied: the replica's user must be able to read and write it and write its directory (check owner and mode)";
+    return new StorageError('SYNOD_STORAGE_IO', `cannot use a file: ${operation}${where} failed (${code}): ${what}, then restart the replica.`, file, null, { cause: error });
+  }
   return new StorageError(
     'SYNOD_STORAGE_IO',
     `I/O error: ${operation}${where} failed (${code ?? String(error)}). The store is now unusable: the replica ` +
@@ -79,6 +87,15 @@ export function ioError(error: unknown, operation: string, file: string | null):
     null,
     { cause: error },
   );
+}
+
+/** Awaits `promise`; a failure becomes an ioError naming `file` (a StorageError passes through). */
+export async function onFile<T>(operation: string, file: string, promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (error) {
+    throw ioError(error, operation, file);
+  }
 }
 
 export function misuse(message: string): StorageError {

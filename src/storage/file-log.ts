@@ -26,7 +26,7 @@
 
 import { DEFAULT_GROUP_BYTES_MAX, DEFAULT_READ_BYTES_MAX, DEFAULT_READ_RECORDS_MAX, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX } from './log.js';
 import type { HeadTailCapacity, LogOptions, LogStats, LogStore, ReadLimits, RecoveryInfo } from './log.js';
-import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import { StorageError, corruptError, ioError, misuse, onFile } from './errors.js';
 import {
   BACKEND_KIND_FILE,
   BACKEND_KIND_PMEM,
@@ -223,11 +223,12 @@ export class FileLog implements LogStore {
   private async recover(options: FileLogOptions): Promise<void> {
     const started = performance.now();
     const io = this.io;
-    await io.mkdir(this.dir);
-    const names = (await io.readdir(this.dir)).sort();
+    // Each file's failures name that file (EISDIR, EACCES: not the device; see ioError).
+    await onFile('create the log directory', this.dir, io.mkdir(this.dir));
+    const names = (await onFile('list the log directory', this.dir, io.readdir(this.dir))).sort();
     for (const name of names) {
       // Half-prepared segments and half-written metadata: never acknowledged, never named. Drop them.
-      if (name.endsWith('.tmp')) await io.unlink(`${this.dir}/${name}`);
+      if (name.endsWith('.tmp')) await onFile('delete a leftover temp file', `${this.dir}/${name}`, io.unlink(`${this.dir}/${name}`));
       const spare = /^spare-(\d+)\.log$/.exec(name);
       if (spare) {
         this.spares.push(`${this.dir}/${name}`);
@@ -235,9 +236,28 @@ export class FileLog implements LogStore {
         this.spareSeq = Math.max(this.spareSeq, Number(spare[1]) + 1);
       }
     }
+    for (const spare of this.spares) {
+      // Only a regular file we can write is a spare: a directory was taken at the next roll, which failed
+      // and left a prep-N.tmp directory behind that blocked every later open.
+      await onFile('close', spare, io.close(await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'))));
+    }
     const indices = names.map(parseSegmentFileName).filter((i): i is number => i !== null);
     const headState = await readHead(io, this.dir);
-    let expect: number | null = null;
+    // Without log.head the log must start at segment 1, lsn 1. Else the head advanced and its file is lost,
+    // and with it the ballot floor (the highest ballot of the freed records): refuse rather than lower it.
+    const headMissing = (start: string) =>
+      corruptError(
+        `${this.dir}/log.head`,
+        0,
+        `log.head is missing, but the log starts at ${start}: the head advanced, and log.head held it and the ballot floor; restore log.head from a backup or recover the replica from its peers`,
+      );
+    if (headState === null && indices.length > 0 && indices[0]! > 1) throw headMissing(segmentFileName(indices[0]!));
+    if (indices.length === 0 && headState === null && this.spares.length > 0) {
+      // Spares are made only by freeing segments below an advanced head: this log's files are missing.
+      throw corruptError(this.spares[0]!, 0, 'a spare segment exists but no segment file (seg-*.log) and no log.head: the log\'s files are missing');
+    }
+    // Without a head file the head never advanced: the log starts at lsn 1 (else records are missing).
+    let expect: number | null = headState === null ? 1 : null;
     let firstLsn: number | null = null;
     let ballot = headState?.ballotFloor ?? 0;
     let records = 0;
@@ -245,6 +265,12 @@ export class FileLog implements LogStore {
     const headLsn = headState?.headLsn ?? 1;
     const onRecord = options.onRecord;
     let image = new Uint8Array(0);
+    // Where the groups read so far stop short of a segment's end (a zero header, or an empty segment's
+    // start): if a later group does not continue from there, that zero header is a lost write.
+    let logEnd: { path: string; offset: number } | null = null;
+    let emptyBefore: Segment | null = null;
+    // Terminators to write back (torn tails): only once every check passed, so a refused open writes nothing.
+    const repairs: { segment: Segment; offset: number }[] = [];
 
     for (let i = 0; i < indices.length; i++) {
       const index = indices[i]!;
@@ -253,15 +279,8 @@ export class FileLog implements LogStore {
       }
       const segment = await this.openSegmentFile(index);
       this.segments.push(segment);
-      let bytes: Uint8Array;
-      if (segment.map) {
-        bytes = segment.map;
-      } else {
-        if (image.length < segment.capacity) image = new Uint8Array(segment.capacity);
-        bytes = image.subarray(0, segment.capacity);
-        const got = await readFully(io, segment.fd, bytes, segment.capacity, 0);
-        if (got < segment.capacity) bytes.fill(0, got);
-      }
+      if (!segment.map && image.length < segment.capacity) image = new Uint8Array(segment.capacity);
+      const bytes = await this.readSegmentImage(segment, image);
       // pmem: the persisted tail pointer bounds what was acknowledged.
       const persistedTail = segment.map ? decodeTailLine(bytes, TAIL_LINE_OFFSET, index) : null;
       const scan = scanSegment(bytes, index, expect, persistedTail ?? segment.capacity, (b, at, lsn) => {
@@ -283,45 +302,84 @@ export class FileLog implements LogStore {
       }
       if (persistedTail !== null && persistedTail + GROUP_HEADER_BYTES <= segment.capacity && bytes[persistedTail] !== 0) {
         // Whatever lies past the persisted tail was never acknowledged: a torn tail. Restore the terminator.
-        bytes.fill(0, persistedTail, persistedTail + GROUP_HEADER_BYTES);
-        this.persistRange(segment, persistedTail, GROUP_HEADER_BYTES);
+        repairs.push({ segment, offset: persistedTail });
         tornTail = { file: segment.path, offset: persistedTail, reason: 'data past the persisted tail pointer' };
       }
-      if (scan.damage) {
+      if (scan.terminated && persistedTail === null) {
+        // A zero header is also what a lost write of a group's first page leaves (the old terminator). Every
+        // write ends with a terminator that the next group overwrites, so no group of this pass lies past
+        // the real end: if one does, the zero header hides acknowledged groups.
+        const after = findGroupAfter(bytes, scan.endOffset + GROUP_HEADER_BYTES, index);
+        if (after >= 0) {
+          throw corruptError(segment.path, scan.endOffset, `zero group header (a lost or misdirected write?), but a valid group of this segment follows at byte ${after}`);
+        }
+      }
+      const damage = scan.damage;
+      if (damage !== null && damage.unexpectedLsn !== null) {
+        // A whole group header of this pass is never a torn write: records before it are missing (or it is
+        // misplaced). If this segment starts with it, the records are missing where the log stopped short.
+        if (i === 0 && damage.group === DATA_START && headState === null && damage.unexpectedLsn > 1) {
+          throw headMissing(`lsn ${damage.unexpectedLsn} (${segment.path})`);
+        }
+        if (damage.group === DATA_START && logEnd !== null && expect !== null && damage.unexpectedLsn > expect) {
+          throw corruptError(
+            logEnd.path,
+            logEnd.offset,
+            `the log's groups stop here at lsn ${expect} (a zero group header: a lost or misdirected write?), but ${segment.path} starts at lsn ${damage.unexpectedLsn}: records ${expect}..${damage.unexpectedLsn - 1} are missing`,
+          );
+        }
+        throw corruptError(segment.path, damage.offset, `${damage.reason}: a whole group header of this segment, not a torn write`);
+      }
+      if (scan.groups.length > 0 && emptyBefore !== null) {
+        // Only the last segment (prepared ahead, or cut at a torn tail) can be empty.
+        throw corruptError(emptyBefore.path, DATA_START, `segment holds no group, but the later ${segment.path} does (from lsn ${scan.groups[0]!.firstLsn})`);
+      }
+      if (scan.groups.length > 0) logEnd = scan.endOffset + GROUP_HEADER_BYTES <= segment.capacity ? { path: segment.path, offset: scan.endOffset } : null;
+      else if (logEnd === null) logEnd = { path: segment.path, offset: DATA_START };
+      if (scan.groups.length === 0 && emptyBefore === null) emptyBefore = segment;
+      if (damage) {
         // Torn tail or corruption? Every group write ends with a zero terminator and a roll waits for the
         // old segment's fdatasync, so damage is a torn tail only if no valid group of this pass follows it,
-        // here or in a later segment.
-        const laterHere = findGroupAfter(bytes, scan.damage.offset + 8, index);
-        if (laterHere >= 0) throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; a valid group follows at byte ${laterHere}`);
+        // here or in a later segment. The search starts at the damage itself (a torn header never passes
+        // as a group), or past the damaged group's whole header when its records are what failed.
+        const laterHere = findGroupAfter(bytes, damage.wholeHeader ? damage.group + GROUP_HEADER_BYTES : damage.offset, index);
+        if (laterHere >= 0) throw corruptError(segment.path, damage.offset, `${damage.reason}; a valid group follows at byte ${laterHere}`);
         for (let j = i + 1; j < indices.length; j++) {
           const later = await this.openSegmentFile(indices[j]!);
           this.segments.push(later);
-          let laterBytes: Uint8Array;
-          if (later.map) {
-            laterBytes = later.map;
-          } else {
-            if (image.length < later.capacity) image = new Uint8Array(later.capacity);
-            laterBytes = image.subarray(0, later.capacity);
-            const n = await readFully(io, later.fd, laterBytes, later.capacity, 0);
-            if (n < later.capacity) laterBytes.fill(0, n);
-          }
+          if (!later.map && image.length < later.capacity) image = new Uint8Array(later.capacity);
+          const laterBytes = await this.readSegmentImage(later, image);
           if (decodeTailLine(laterBytes, TAIL_LINE_OFFSET, later.index) !== null || findGroupAfter(laterBytes, DATA_START, later.index) >= 0) {
-            throw corruptError(segment.path, scan.damage.offset, `${scan.damage.reason}; later segment ${later.path} holds valid data`);
+            throw corruptError(segment.path, damage.offset, `${damage.reason}; later segment ${later.path} holds valid data`);
           }
         }
         // A torn tail: put the terminator back where the last valid group ends.
         const cut = scan.endOffset;
-        if (cut + GROUP_HEADER_BYTES <= segment.capacity) {
-          if (segment.map) {
-            segment.map.fill(0, cut, cut + GROUP_HEADER_BYTES);
-            this.persistRange(segment, cut, GROUP_HEADER_BYTES);
-          } else {
-            await writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], cut);
-            await io.fdatasync(segment.fd);
-          }
-        }
-        tornTail = { file: segment.path, offset: cut, reason: `${scan.damage.reason} at byte ${scan.damage.offset}` };
+        if (cut + GROUP_HEADER_BYTES <= segment.capacity) repairs.push({ segment, offset: cut });
+        tornTail = { file: segment.path, offset: cut, reason: `${damage.reason} at byte ${damage.offset}` };
         break;
+      }
+    }
+
+    if (headState !== null && firstLsn === null) {
+      // The head file is written only once the log holds records, and the segment holding the last durable
+      // record is never freed: some segment must hold a group.
+      const what = indices.length === 0 ? 'no segment file (seg-*.log) is left' : 'no segment holds a record';
+      throw corruptError(`${this.dir}/log.head`, 12, `the head file says the log starts at lsn ${headLsn}, but ${what}: the log's records are missing`);
+    }
+    if (firstLsn !== null && headLsn < firstLsn && headState !== null) {
+      throw corruptError(this.segments[0]!.path, DATA_START, `log starts at lsn ${firstLsn} but the head file says ${headLsn}: records are missing`);
+    }
+    const tail = expect ?? headLsn;
+    if (headLsn > tail) throw corruptError(`${this.dir}/log.head`, 12, `head lsn ${headLsn} is beyond the log's tail ${tail}`);
+
+    for (const { segment, offset } of repairs) {
+      if (segment.map) {
+        segment.map.fill(0, offset, offset + GROUP_HEADER_BYTES);
+        this.persistRange(segment, offset, GROUP_HEADER_BYTES);
+      } else {
+        await onFile('write a torn-tail terminator', segment.path, writevAll(io, segment.fd, [new Uint8Array(GROUP_HEADER_BYTES)], offset));
+        await onFile('fdatasync', segment.path, io.fdatasync(segment.fd));
       }
     }
     // Anything recovered may still sit only in the page cache (a killed process): make it durable before
@@ -329,21 +387,16 @@ export class FileLog implements LogStore {
     for (const s of this.segments) {
       if (s.firstLsn === null) continue;
       if (s.map) this.persistRange(s, DATA_START, s.durableEnd - DATA_START);
-      else await io.fdatasync(s.fd);
+      else await onFile('fdatasync', s.path, io.fdatasync(s.fd));
     }
-
-    if (firstLsn !== null && headLsn < firstLsn && headState !== null) {
-      throw corruptError(this.segments[0]!.path, DATA_START, `log starts at lsn ${firstLsn} but the head file says ${headLsn}: records are missing`);
-    }
-    const tail = expect ?? headLsn;
-    if (headLsn > tail) throw corruptError(`${this.dir}/log.head`, 12, `head lsn ${headLsn} is beyond the log's tail ${tail}`);
     this.head = Math.max(headLsn, firstLsn ?? headLsn);
     this.nextLsn = tail;
     this.durableLsn = tail - 1;
     this.ballotDurable = ballot;
 
-    // Segments wholly below the head (their removal was cut short by a crash) become spares.
-    await this.freeSegmentsBelowHead();
+    // Segments wholly below the head (their removal was cut short by a crash) become spares: only as the
+    // head file says, never on what the scan found (a segment that reads as empty is evidence, not garbage).
+    if (headState !== null) await this.freeSegmentsBelowHead();
     if (this.segments.length === 0) {
       this.segments.push(await this.prepareSegment(1));
     }
@@ -369,14 +422,23 @@ export class FileLog implements LogStore {
     };
   }
 
+  /** The whole segment: its mapping (pmem), or read into `image` (zeros past a short file). */
+  private async readSegmentImage(segment: Segment, image: Uint8Array): Promise<Uint8Array> {
+    if (segment.map) return segment.map;
+    const bytes = image.subarray(0, segment.capacity);
+    const got = await onFile('read', segment.path, readFully(this.io, segment.fd, bytes, segment.capacity, 0));
+    if (got < segment.capacity) bytes.fill(0, got);
+    return bytes;
+  }
+
   private async openSegmentFile(index: number): Promise<Segment> {
     const path = `${this.dir}/${segmentFileName(index)}`;
-    const fd = await this.io.open(path, 'r+');
+    const fd = await onFile('open segment (read-write)', path, this.io.open(path, 'r+'));
     const segment: Segment = { index, path, fd, capacity: 0, firstLsn: null, durableEnd: DATA_START, map: null, mapSync: false };
     try {
-      const size = await this.io.fstatSize(fd);
+      const size = await onFile('fstat', path, this.io.fstatSize(fd));
       const headerBytes = new Uint8Array(DATA_START);
-      await readFully(this.io, fd, headerBytes, DATA_START, 0);
+      await onFile('read', path, readFully(this.io, fd, headerBytes, DATA_START, 0));
       const header = decodeSegmentHeader(headerBytes);
       if (typeof header === 'string') throw corruptError(path, 0, header);
       if (header.backendKind !== this.backendKind) {
@@ -412,15 +474,24 @@ export class FileLog implements LogStore {
    * fsync. `ahead`: prepared before it is needed (startPrepare), so its zero-fill is paced.
    */
   private async prepareSegment(index: number, ahead = false): Promise<Segment> {
+    const temp = `${this.dir}/prep-${index}.tmp`;
+    try {
+      return await this.prepareSegmentAs(index, temp, ahead);
+    } catch (error) {
+      throw ioError(error, `prepare ${segmentFileName(index)}`, temp);
+    }
+  }
+
+  private async prepareSegmentAs(index: number, temp: string, ahead: boolean): Promise<Segment> {
     const io = this.io;
     const path = `${this.dir}/${segmentFileName(index)}`;
-    const temp = `${this.dir}/prep-${index}.tmp`;
     const capacity = this.segmentBytes;
     const spare = this.spares.shift();
     let fd: number;
     if (spare !== undefined) {
-      await io.rename(spare, temp);
-      fd = await io.open(temp, 'r+');
+      // Opened before it is renamed: if it cannot be, it stays a spare and no prep-N.tmp is left behind.
+      fd = await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'));
+      await onFile('rename a spare segment', spare, io.rename(spare, temp));
       if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
     } else if (this.addon) {
       fd = await io.open(temp, 'w+');
@@ -447,7 +518,8 @@ export class FileLog implements LogStore {
       }
     }
     try {
-      const header = new Uint8Array(DATA_START);
+      // Header, zero tail line, and a terminator at DATA_START: a recycled spare's stale groups never read as live.
+      const header = new Uint8Array(DATA_START + GROUP_HEADER_BYTES);
       encodeSegmentHeader({ formatVersion: FORMAT_VERSION, backendKind: this.backendKind, segmentIndex: index, capacity }, header);
       await writevAll(io, fd, [header], 0);
       await io.fdatasync(fd);
@@ -526,13 +598,13 @@ export class FileLog implements LogStore {
       if (next.firstLsn === null || next.firstLsn > this.head) break;
       const segment = this.segments.shift()!;
       this.unmapSegment(segment);
-      await this.io.close(segment.fd);
+      await onFile('close', segment.path, this.io.close(segment.fd));
       if (this.spares.length < this.spareSegmentsMax) {
         const sparePath = `${this.dir}/spare-${this.spareSeq++}.log`;
-        await this.io.rename(segment.path, sparePath);
+        await onFile('rename to a spare', segment.path, this.io.rename(segment.path, sparePath));
         this.spares.push(sparePath);
       } else {
-        await this.io.unlink(segment.path);
+        await onFile('delete', segment.path, this.io.unlink(segment.path));
       }
       freed++;
     }

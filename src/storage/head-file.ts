@@ -3,7 +3,7 @@
 //   "SYNHEAD\0" | format version u32 | reserved u32 | headLsn u64 | ballotFloor u64 ... crc32c of [0,28) at 28
 // The ballot floor keeps the highest promised/accepted ballot alive when the records that held it are freed.
 
-import { StorageError, corruptError } from './errors.js';
+import { StorageError, corruptError, onFile } from './errors.js';
 import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
 import { type StorageIo, readFileOrNull, writeFileAtomic } from './io.js';
 
@@ -40,7 +40,7 @@ export function decodeHead(bytes: Uint8Array, file: string): HeadState {
 
 export async function readHead(io: StorageIo, dir: string): Promise<HeadState | null> {
   const path = `${dir}/${HEAD_FILE}`;
-  const bytes = await readFileOrNull(io, path);
+  const bytes = await onFile('read', path, readFileOrNull(io, path));
   return bytes ? decodeHead(bytes, path) : null;
 }
 

@@ -3,7 +3,8 @@
 // Rules (docs/storage.md, "Recovery"):
 // - Groups are read in order; each must have a valid header with this segment's epoch, the expected first
 //   LSN, and records that all pass their checks. A group is accepted whole or not at all.
-// - A zero header (the terminator written after every group) ends the segment.
+// - A zero header (the terminator written after every group) ends the segment's groups. It is also what a
+//   lost write of a group's first page leaves, so the caller checks that nothing valid follows it.
 // - Anything else is damage (including a valid header from an earlier epoch: stale bytes where a terminator
 //   should be). Whether damage is a torn tail or corruption is decided by the caller
 //   (it needs to know what follows: see `findGroupAfter` and the pmem tail pointer).
@@ -34,7 +35,23 @@ export interface SegmentScan {
   /** The LSN after the last valid record (the expected LSN if the segment holds none). */
   nextLsn: number;
   highestBallot: number;
-  damage: { offset: number; reason: string } | null;
+  /** The scan stopped at a zero group header at `endOffset` (not at damage, nor at the end of the space). */
+  terminated: boolean;
+  damage: Damage | null;
+}
+
+export interface Damage {
+  offset: number;
+  reason: string;
+  /** Where the damaged group's header starts (= offset unless the damage is in its records). */
+  group: number;
+  /**
+   * The group's header passed its checksum and carries this segment's epoch: it was written whole in this
+   * pass, so the damage is not a torn header.
+   */
+  wholeHeader: boolean;
+  /** The whole header's first LSN when that LSN was not the expected one, else null. */
+  unexpectedLsn: number | null;
 }
 
 /**
@@ -53,32 +70,37 @@ export function scanSegment(
   let offset = DATA_START;
   let nextLsn = expectLsn ?? 0;
   let highestBallot = 0;
-  let damage: SegmentScan['damage'] = null;
+  let damage: Damage | null = null;
+  let terminated = false;
   const end = Math.min(limit, bytes.length);
   while (offset + GROUP_HEADER_BYTES <= end) {
-    if (isZero(bytes, offset, offset + GROUP_HEADER_BYTES)) break;
+    if (isZero(bytes, offset, offset + GROUP_HEADER_BYTES)) {
+      terminated = true;
+      break;
+    }
     const header = decodeGroupHeader(bytes, offset);
     if (typeof header === 'string') {
-      damage = { offset, reason: header };
+      damage = { offset, reason: header, group: offset, wholeHeader: false, unexpectedLsn: null };
       break;
     }
     if (header.epoch !== segmentIndex) {
-      damage = { offset, reason: `group epoch ${header.epoch} does not match segment ${segmentIndex}` };
+      damage = { offset, reason: `group epoch ${header.epoch} does not match segment ${segmentIndex}`, group: offset, wholeHeader: false, unexpectedLsn: null };
       break;
     }
+    const whole = (reason: string, at = offset, unexpectedLsn: number | null = null): Damage => ({ offset: at, reason, group: offset, wholeHeader: true, unexpectedLsn });
     if (expectLsn !== null || groups.length > 0) {
       if (header.firstLsn !== nextLsn) {
-        damage = { offset, reason: `group starts at lsn ${header.firstLsn}, expected ${nextLsn}` };
+        damage = whole(`group starts at lsn ${header.firstLsn}, expected ${nextLsn}`, offset, header.firstLsn);
         break;
       }
     } else if (header.firstLsn < 1) {
-      damage = { offset, reason: `group starts at lsn ${header.firstLsn}` };
+      damage = whole(`group starts at lsn ${header.firstLsn}`, offset, header.firstLsn);
       break;
     }
     const bodyStart = offset + GROUP_HEADER_BYTES;
     const bodyEnd = bodyStart + header.bodyBytes;
     if (header.recordCount < 1 || header.bodyBytes % 8 !== 0 || bodyEnd > end) {
-      damage = { offset, reason: `group of ${header.recordCount} records / ${header.bodyBytes} bytes does not fit` };
+      damage = whole(`group of ${header.recordCount} records / ${header.bodyBytes} bytes does not fit`);
       break;
     }
     // Check the whole group before accepting any of it.
@@ -88,7 +110,7 @@ export function scanSegment(
     for (let i = 0; i < header.recordCount; i++) {
       const size = checkRecord(bytes, at, bodyEnd, header.firstLsn + i);
       if (typeof size === 'string') {
-        damage = { offset: at, reason: `${size} (record ${header.firstLsn + i})` };
+        damage = whole(`${size} (record ${header.firstLsn + i})`, at);
         break;
       }
       chain = chainRecordCrc(chain, bytes, at);
@@ -98,11 +120,11 @@ export function scanSegment(
     }
     if (damage) break;
     if (at !== bodyEnd) {
-      damage = { offset: at, reason: `group body has ${bodyEnd - at} bytes after its last record` };
+      damage = whole(`group body has ${bodyEnd - at} bytes after its last record`, at);
       break;
     }
     if (chain !== header.recordsCrc) {
-      damage = { offset, reason: 'group records do not match the group checksum (stale or torn records)' };
+      damage = whole('group records do not match the group checksum (stale or torn records)');
       break;
     }
     if (onRecord) {
@@ -117,7 +139,7 @@ export function scanSegment(
     nextLsn = header.firstLsn + header.recordCount;
     offset = bodyEnd;
   }
-  return { groups, endOffset: offset, nextLsn, highestBallot, damage };
+  return { groups, endOffset: offset, nextLsn, highestBallot, terminated, damage };
 }
 
 function checkedSize(bytes: Uint8Array, at: number): number {

@@ -13,7 +13,7 @@
 //   body    the application's bytes
 //   trailer bodyBytes u64 | crc32c(body) u32 | 0 u32 | "SNAPEND\0"
 
-import { StorageError, corruptError, ioError, misuse } from './errors.js';
+import { StorageError, corruptError, ioError, misuse, onFile } from './errors.js';
 import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
 import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
@@ -200,7 +200,7 @@ export class SnapshotStore {
     try {
       await store.io.mkdir(dir);
       for (const name of await store.io.readdir(dir)) {
-        if (name.endsWith('.tmp')) await store.io.unlink(`${dir}/${name}`);
+        if (name.endsWith('.tmp')) await onFile('delete a leftover temp file', `${dir}/${name}`, store.io.unlink(`${dir}/${name}`));
         else if (name === SPARE_NAME) {
           if (store.recycle) store.spare = 'ready';
           else await store.io.unlink(`${dir}/${name}`);
@@ -353,7 +353,7 @@ export class SnapshotStore {
         }
       } catch (error) {
         if (this.spare === 'pending') this.spare = 'none';
-        throw ioError(error, 'snapshot prune', this.dir);
+        throw ioError(error, 'snapshot prune', path);
       }
     }
   }
@@ -375,7 +375,8 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       fd = await io.open(path, 'r');
     } catch (error) {
       release();
-      throw error;
+      // ENOENT stays as it is: a snapshot pruned meanwhile (inspect() takes it as absent), a missing backup.
+      throw (error as NodeJS.ErrnoException).code === 'ENOENT' ? error : ioError(error, 'snapshot open', path);
     }
     try {
       const size = await io.fstatSize(fd);
@@ -384,13 +385,15 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       await readFully(io, fd, header, HEADER_BYTES, 0);
       const view = viewOf(header);
       for (let i = 0; i < 8; i++) if (header[i] !== MAGIC.charCodeAt(i)) throw corruptError(path, 0, 'bad snapshot magic');
-      const version = view.getUint32(8, true);
-      if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
       const metaBytes = view.getUint32(12, true);
       if (HEADER_BYTES + metaBytes + TRAILER_BYTES > size) throw corruptError(path, 12, 'snapshot meta runs past the end of the file');
       const meta = new Uint8Array(metaBytes);
       await readFully(io, fd, meta, metaBytes, HEADER_BYTES);
       if (crc32c(meta, crc32c(header, 0, 0, 24)) !== view.getUint32(24, true)) throw corruptError(path, 24, 'snapshot header checksum mismatch');
+      // The version only once the checksum vouches for it: a flipped bit there is damage (skipped for the
+      // previous snapshot), not a newer format.
+      const version = view.getUint32(8, true);
+      if (version > FORMAT_VERSION) throw new StorageError('SYNOD_STORAGE_BAD_VERSION', `${path} has format version ${version}; upgrade Synod`, path, 8);
       const headerSlot = readU64(view, 16);
       if (slot !== null && headerSlot !== slot) throw corruptError(path, 16, `snapshot says slot ${headerSlot}, file name says ${slot}`);
       const trailer = new Uint8Array(TRAILER_BYTES);
@@ -415,6 +418,9 @@ function readSnapshotFile(io: StorageIo, path: string, slot: number | null, chun
       if (crc !== tview.getUint32(8, true)) throw corruptError(path, bodyStart, 'snapshot body checksum mismatch');
       info = { slot: headerSlot, path, meta, bodyBytes };
       if (held) yield held;
+    } catch (error) {
+      // EISDIR (a directory opens, then fails to read), EIO...: a StorageError naming the file.
+      throw ioError(error, 'snapshot read', path);
     } finally {
       await io.close(fd).catch(() => {});
       release();
