@@ -12,8 +12,8 @@
 //   flush is queued behind the running one (jobs run strictly in order), so the disk never waits for the
 //   JS thread between groups. Otherwise (no addon, injected io): flushLoop, one flush at a time.
 //
-// Each flush is one or more write groups (one per segment touched, or per groupBytesMax). Only the last
-// group of the log can be torn by a crash, because the next flush starts after this one's fdatasync.
+// Each flush is one or more write groups (one per segment touched, or per groupBytesMax), each written
+// and fdatasynced before the next is written. Only the last group of the log can be torn by a crash.
 // Segments are preallocated (zero-filled, or recycled from below the head) by a background task that
 // also fsyncs the directory, so a roll costs no allocation and nothing in a new segment is acknowledged
 // before its name is durable.
@@ -766,7 +766,12 @@ export class FileLog implements LogStore {
     const start = groups[from]!.offset;
     let end = start;
     let i = from;
-    for (; i < groups.length && groups[i]!.segmentIndex === segment.index; i++) {
+    // One group per write: each write is followed by its own fdatasync before the next is issued
+    // (writeGroups, and the ordered native writer), so only the log's last group can ever be torn.
+    // Several groups in one write could keep group k+1 and lose group k on a power loss, which
+    // recovery must read as corruption. A flush has more than one group only past groupBytesMax
+    // (8 MiB) or across a segment, so the extra syncs are rare.
+    for (; i < groups.length && i === from && groups[i]!.segmentIndex === segment.index; i++) {
       const g = groups[i]!;
       if (g.offset !== end) throw misuse(`internal: group at ${g.offset} does not follow ${end}`);
       let recordsCrc = 0;
