@@ -27,6 +27,7 @@ export class WriteBatcher {
   private bodies: Uint8Array[] = [];
   private bytes = 0;
   private scheduled = false;
+  private flushing = false;
   /** The slab reserve() carves frames from; [runStart, slabUsed) is this tick's run (runStart -1: none). */
   private slab: Buffer = EMPTY_SLAB;
   private slabUsed = 0;
@@ -136,7 +137,11 @@ export class WriteBatcher {
     this.ids.push(id);
     this.bodies.push(body);
     this.bytes += bytes;
-    this.schedule();
+    // Large answers (reads of large values that completed together) go out before the tick ends:
+    // one buffer of a whole tick's answers could pass Node's largest Buffer (4 GiB: a RangeError
+    // in the flush, an uncaught exception) and would copy them all once more.
+    if (this.bytes >= FLUSH_NOW_BYTES && !this.flushing) this.flush();
+    else this.schedule();
   }
 
   private schedule(): void {
@@ -147,6 +152,15 @@ export class WriteBatcher {
 
   private readonly flush = (): void => {
     this.scheduled = false;
+    this.flushing = true;
+    try {
+      this.flushNow();
+    } finally {
+      this.flushing = false;
+    }
+  };
+
+  private flushNow(): void {
     if (this.runStart >= 0 && this.bodies.length === 0) {
       // Only reserved frames this tick: one write of the run, no copy.
       const run = this.slab.subarray(this.runStart, this.slabUsed);
@@ -191,7 +205,7 @@ export class WriteBatcher {
     }
     if (traced) writeChannel.publish({ ms: performance.now() - t0, frames });
     if (this.written !== null) this.written();
-  };
+  }
 }
 
 const RESPONSE_HEADER_BYTES = 9;
@@ -200,3 +214,5 @@ const SLAB_BYTES = 64 * 1024;
 /** Answers up to this size go into the slab (writeResponse). */
 const SLAB_RESPONSE_BYTES_MAX = 4 * 1024;
 const EMPTY_SLAB = Buffer.alloc(0);
+/** Answers queued in a tick past this are written at once (push). */
+const FLUSH_NOW_BYTES = 16 * 1024 * 1024;

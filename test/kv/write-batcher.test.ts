@@ -105,3 +105,18 @@ test('reserve: a tick of many small frames moves to a new slab O(log n) times, n
   assert.equal(written[0]!.length, frames * 100);
   for (const i of [0, 1, 655, 19_999]) assert.equal(written[0]![i * 100 + 99], i & 0xff);
 });
+
+test('large answers of one tick go out as they pass 16 MiB, in order, not as one buffer of the whole tick', async () => {
+  const { socket, written } = fakeSocket();
+  const out = new WriteBatcher(socket);
+  const body = (n: number) => new Uint8Array(6 * 1024 * 1024).fill(n);
+  const expected: Uint8Array[] = [];
+  for (let i = 0; i < 8; i++) {
+    out.writeResponse(0, i, body(i));
+    expected.push(encodeResponse(0, i, body(i)));
+  }
+  assert.ok(written.length >= 2, `written before the tick ended: ${written.length} writes`);
+  await new Promise((r) => process.nextTick(r));
+  assert.ok(written.every((w) => w.length <= 16 * 1024 * 1024 + 6 * 1024 * 1024 + 9), 'no write of the whole tick');
+  assert.deepEqual(Buffer.concat(written), Buffer.concat(expected));
+});
