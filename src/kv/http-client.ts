@@ -127,21 +127,38 @@ export class HttpKvClient {
 
   private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
     let last: HttpStatusError | null = null;
+    // 307s followed since the last other answer: a redirect is followed at once, but a run of
+    // them (a loop: crossed leader hints, a wrong --initial-http) counts as one certain failure.
+    let redirects = 0;
     for (let attempt = 0; ; attempt++) {
       const endpoint = this.endpoints[this.current % this.endpoints.length]!;
       try {
         const a = await this.once(endpoint, method, path, body, headers);
-        if (a.status === 307 && a.headers.location) {
-          const loc = new URL(a.headers.location);
-          this.prefer(loc.origin);
-          continue;
-        }
-        if (a.status !== 503) return a;
-        last = toError(a);
+        if (a.status === 307) {
+          // A 307 says the request was not executed here: whatever happens next, this try is certain.
+          const loc = redirectTarget(a);
+          if (loc !== null && redirects < MAX_REDIRECTS) {
+            redirects++;
+            this.prefer(loc);
+            attempt--; // a hop, not a try: no pause
+            continue;
+          }
+          last =
+            loc === null
+              ? new HttpStatusError(503, 'SYNOD_BAD_REDIRECT', `${endpoint} answered 307 without a usable Location (${JSON.stringify(a.headers.location ?? null)}); the request was not executed`, endpoint)
+              : new HttpStatusError(
+                  503,
+                  'SYNOD_REDIRECT_LOOP',
+                  `${redirects + 1} redirects in a row (the last from ${endpoint} to ${loc}): the replicas do not agree on a leader, or one's --initial-http names a wrong address; the request was not executed`,
+                  endpoint,
+                );
+        } else if (a.status !== 503) return a;
+        else last = toError(a);
       } catch (e) {
         if (!(e instanceof HttpStatusError) || !e.certain) throw e;
         last = e;
       }
+      redirects = 0;
       this.current = (this.current + 1) % this.endpoints.length;
       if (Date.now() >= deadline) throw last;
       if ((attempt + 1) % this.endpoints.length === 0) await new Promise((r) => setTimeout(r, Math.min(50 * (attempt + 1), 500)));
@@ -299,6 +316,21 @@ export class HttpKvClient {
       });
       req.end(body);
     });
+  }
+}
+
+/** Redirects followed in a row before a request counts as failed (certainly not executed). */
+export const MAX_REDIRECTS = 5;
+
+/** The origin a 307 points at (Location, relative to the endpoint that answered), or null if it names none. */
+function redirectTarget(a: HttpAnswer): string | null {
+  const location = a.headers.location;
+  if (!location) return null;
+  try {
+    const url = new URL(location, a.endpoint);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+  } catch {
+    return null;
   }
 }
 
