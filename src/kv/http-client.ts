@@ -63,6 +63,20 @@ export const SESSION_HEADER = 'synod-session';
 export const SEQ_HEADER = 'synod-seq';
 export const FLOOR_HEADER = 'synod-floor';
 
+/**
+ * A membership change's time limit, `POST|DELETE /v1/members?timeoutMs=N` (docs/kv.md): the new
+ * replica's catch-up and the configuration change. Without it the server takes
+ * SynodReplica.addMember's and removeMember's own default, 60 s.
+ */
+export const MEMBERSHIP_TIMEOUT_MS_DEFAULT = 60_000;
+export const MEMBERSHIP_TIMEOUT_MS_MAX = 3_600_000;
+
+/** Per-request options of send() and call(). */
+export interface RequestOptions {
+  /** This request's time limit (each try), instead of the client's requestTimeoutMs: for calls the server may take long to answer. */
+  requestTimeoutMs?: number;
+}
+
 export class HttpKvClient {
   readonly endpoints: string[];
   private current = 0;
@@ -121,11 +135,11 @@ export class HttpKvClient {
    * Sends the request; on a certain failure (503, connection refused) tries the next endpoint
    * until timeoutMs. Returns any other answer (including 4xx and 504) to the caller.
    */
-  async send(method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-    return this.sendUntil(Date.now() + this.timeoutMs, method, path, body, headers);
+  async send(method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}, options: RequestOptions = {}): Promise<HttpAnswer> {
+    return this.sendUntil(Date.now() + this.timeoutMs, method, path, body, headers, options.requestTimeoutMs ?? this.requestTimeoutMs);
   }
 
-  private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
+  private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>, requestTimeoutMs = this.requestTimeoutMs): Promise<HttpAnswer> {
     let last: HttpStatusError | null = null;
     // 307s followed since the last other answer: a redirect is followed at once, but a run of
     // them (a loop: crossed leader hints, a wrong --initial-http) counts as one certain failure.
@@ -133,7 +147,7 @@ export class HttpKvClient {
     for (let attempt = 0; ; attempt++) {
       const endpoint = this.endpoints[this.current % this.endpoints.length]!;
       try {
-        const a = await this.once(endpoint, method, path, body, headers);
+        const a = await this.once(endpoint, method, path, body, headers, requestTimeoutMs);
         if (a.status === 307) {
           // A 307 says the request was not executed here: whatever happens next, this try is certain.
           const loc = redirectTarget(a);
@@ -166,8 +180,8 @@ export class HttpKvClient {
   }
 
   /** Like send(), but a non-2xx answer other than those listed in `accept` throws HttpStatusError. */
-  async call(method: string, path: string, body?: Buffer | string, accept: number[] = []): Promise<HttpAnswer> {
-    const a = await this.send(method, path, body);
+  async call(method: string, path: string, body?: Buffer | string, accept: number[] = [], options: RequestOptions = {}): Promise<HttpAnswer> {
+    const a = await this.send(method, path, body, {}, options);
     if ((a.status >= 200 && a.status < 300) || accept.includes(a.status)) return a;
     throw toError(a);
   }
@@ -289,7 +303,7 @@ export class HttpKvClient {
     return this.floorSeq;
   }
 
-  private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
+  private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>, requestTimeoutMs: number): Promise<HttpAnswer> {
     const url = new URL(path, endpoint);
     if (this.authorization !== null && headers.authorization === undefined) headers = { ...headers, authorization: this.authorization };
     const secure = url.protocol === 'https:';
@@ -308,7 +322,7 @@ export class HttpKvClient {
         // Over TLS a request is sent only once the handshake is done.
         else s.once(secure ? 'secureConnect' : 'connect', () => (sent = true));
       });
-      req.setTimeout(this.requestTimeoutMs, () => req.destroy(new Error(`no answer within ${this.requestTimeoutMs} ms`)));
+      req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`no answer within ${requestTimeoutMs} ms`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
         // A TLS alert (e.g. a client certificate refused) ends the handshake: HTTP never saw the request.
         if (!sent || e.code === 'ECONNREFUSED' || e.code?.startsWith('ERR_SSL_')) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
