@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { HttpKvClient, HttpStatusError, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX } from '../kv/http-client.js';
+import { HttpKvClient, HttpStatusError, isValidToken, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, normalizeEndpoint, TOKEN_RULE } from '../kv/http-client.js';
 import { UsageError } from './config.js';
 import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
@@ -61,19 +61,42 @@ function securityOf(o: Common): { tls?: { ca: Buffer; cert?: Buffer; key?: Buffe
   }
   const tokenFile = o.tokenFile ?? process.env.SYNOD_TOKEN_FILE;
   if (tokenFile !== undefined) {
-    const first = readFileFlag(tokenFile, '--token-file').toString('utf8').split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
-    if (!first) throw new UsageError(`--token-file: ${tokenFile} holds no token`);
+    const flag = o.tokenFile !== undefined ? '--token-file' : 'SYNOD_TOKEN_FILE';
+    const first = readFileFlag(tokenFile, flag).toString('utf8').split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
+    if (!first) throw new UsageError(`${flag}: ${tokenFile} holds no token`);
+    if (!isValidToken(first)) throw new UsageError(`${flag}: ${tokenFile}: ${TOKEN_RULE} (the first line that is not empty or a # comment)`);
     out.token = first;
-  } else if (process.env.SYNOD_TOKEN) out.token = process.env.SYNOD_TOKEN;
+  } else if (process.env.SYNOD_TOKEN) {
+    if (!isValidToken(process.env.SYNOD_TOKEN)) throw new UsageError(`SYNOD_TOKEN: ${TOKEN_RULE}`);
+    out.token = process.env.SYNOD_TOKEN;
+  }
   return out;
 }
 
+/**
+ * The client from the flags. Everything the user gave is checked here, so that a mistake is a
+ * usage error (exit 2) naming the flag, not an exception from deep inside, a retry until
+ * --timeout, or a refusal by the server.
+ */
 function clientOf(o: Common): HttpKvClient {
   const list = o.endpoints ?? process.env.SYNOD_ENDPOINTS;
   if (!list) throw new UsageError('no endpoints: pass --endpoints http://HOST:PORT,... (or set SYNOD_ENDPOINTS)');
+  const flag = o.endpoints !== undefined ? '--endpoints' : 'SYNOD_ENDPOINTS';
+  const endpoints = list.split(',').map((e) => e.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new UsageError(`${flag} lists no address: pass --endpoints http://HOST:PORT,...`);
   const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
-  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs, sessions: o.exactlyOnce === true, ...securityOf(o) });
+  const security = securityOf(o);
+  for (const e of endpoints) {
+    let origin: string;
+    try {
+      origin = normalizeEndpoint(e, security.tls ? 'https' : 'http');
+    } catch (x) {
+      throw new UsageError(`${flag}: ${(x as Error).message}`);
+    }
+    if (origin.startsWith('https:') && !security.tls) throw new UsageError(`${flag}: ${e} is HTTPS: pass the cluster CA with --ca FILE (or SYNOD_CA), e.g. certs/ca.crt`);
+  }
+  return new HttpKvClient({ endpoints, timeoutMs, sessions: o.exactlyOnce === true, ...security });
 }
 
 function withCommon(c: Command, timeout: { help: string; default: string } = { help: 'give up retrying unavailable replicas after this long', default: '10000' }): Command {

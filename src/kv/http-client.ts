@@ -103,7 +103,7 @@ export class HttpKvClient {
     this.requestTimeoutMs = o.requestTimeoutMs ?? 15_000;
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000 });
     this.httpsAgent = o.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000, ...o.tls }) : null;
-    if (o.token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(o.token)) throw new RangeError('the token must be 1..4096 printable ASCII characters without spaces');
+    if (o.token !== undefined && !isValidToken(o.token)) throw new RangeError(TOKEN_RULE);
     this.authorization = o.token === undefined ? null : `Bearer ${o.token}`;
     this.sessions = o.sessions ?? false;
   }
@@ -361,9 +361,28 @@ function toError(a: HttpAnswer): HttpStatusError {
   return new HttpStatusError(a.status, code, message, a.endpoint);
 }
 
-/** An endpoint as a URL origin; without a scheme, `scheme` (http unless the client has TLS). */
+export const TOKEN_RULE = 'the token must be 1..4096 printable ASCII characters without spaces';
+
+/** Whether `token` can be sent as `Authorization: Bearer <token>` (TOKEN_RULE). */
+export function isValidToken(token: string): boolean {
+  return /^[\x21-\x7e]{1,4096}$/.test(token);
+}
+
+/**
+ * An endpoint as a URL origin; without a scheme, `scheme` (http unless the client has TLS).
+ * Throws a RangeError naming the endpoint when it is not an http(s) URL or HOST:PORT.
+ */
 export function normalizeEndpoint(e: string, scheme: 'http' | 'https' = 'http'): string {
   const s = e.trim();
-  const url = new URL(/^https?:\/\//.test(s) ? s : `${scheme}://${s}`);
+  if (s === '') throw new RangeError('an endpoint is empty: give http://HOST:PORT or HOST:PORT');
+  const given = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s);
+  if (given && !/^https?$/i.test(given[1]!)) throw new RangeError(`endpoint ${JSON.stringify(e)}: the scheme must be http:// or https://`);
+  let url: URL;
+  try {
+    url = new URL(given ? s : `${scheme}://${s}`);
+  } catch {
+    throw new RangeError(`endpoint ${JSON.stringify(e)} is not a URL or HOST:PORT (e.g. http://127.0.0.1:8001)`);
+  }
+  if (url.hostname === '') throw new RangeError(`endpoint ${JSON.stringify(e)} names no host (e.g. http://127.0.0.1:8001)`);
   return url.origin;
 }
