@@ -1,5 +1,6 @@
 // `synod start`: one replica of the key-value server, until SIGTERM or SIGINT.
 
+import { isAbsolute, relative, resolve } from 'node:path';
 import v8 from 'node:v8';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -466,6 +467,13 @@ export function electionCore(t: number) {
   };
 }
 
+/** Whether `path` is `dir` or inside it. */
+function inside(path: string | undefined, dir: string): boolean {
+  if (path === undefined) return false;
+  const rel = relative(resolve(dir), resolve(path));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
 function explainStartError(e: unknown, s: StartSettings): Error {
   const err = e as NodeJS.ErrnoException & { port?: number; address?: string };
   if (err.code === 'EADDRINUSE') {
@@ -475,6 +483,12 @@ function explainStartError(e: unknown, s: StartSettings): Error {
   if (err.code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${err.address}: that address is not on this machine`);
   if (err.code === 'EACCES' && err.syscall === 'listen') return new UsageError(`no permission to listen on port ${err.port}: use a port above 1023`);
   if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
+  // A file where the data directory, or a directory in it, should be (mkdir: EEXIST; a file above
+  // it: ENOTDIR). A refusal of what was asked, like the errors above.
+  if ((err.code === 'EEXIST' || err.code === 'ENOTDIR') && inside(err.path, s.data)) {
+    const what = err.code === 'EEXIST' ? `${err.path} is a file` : `${err.path} lies under a file`;
+    return new UsageError(`--data ${s.data} is not a directory (${what}, ${err.code}): pick a directory for --data (it is created if absent)`);
+  }
   if (e instanceof DataDirError) return new UsageError(e.message);
   if (e instanceof RangeError) return new UsageError(e.message);
   return e instanceof Error ? e : new Error(String(e));
