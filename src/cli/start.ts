@@ -60,6 +60,9 @@ export interface StartSettings {
  */
 export const HEAP_GROWING_PERCENT_DEFAULT = 50;
 
+/** --log-level's choices (pino's levels); SYNOD_LOG_LEVEL and "logLevel" in --config are held to the same. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
 /** Peer transport limit flags: camelCase flag name -> PeerLimits field -> flag. */
 const PEER_LIMIT_FLAGS: Array<[string, keyof PeerLimits, string]> = [
   ['peerFrameMaxBytes', 'frameBytesMax', 'peer-frame-max-bytes'],
@@ -157,7 +160,7 @@ export function startCommand(): Command {
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
     .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
-    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
     .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
     .option('--election-timeout-ms <ms>', 'lowest election timeout (the highest is twice it); default 300')
     .addOption(new Option('--client-tls <mode>', 'HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given)').choices(['on', 'off']))
@@ -204,6 +207,13 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
       return Object.entries(f as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',');
     }
     return String(f);
+  };
+  /** Where a setting came from, for messages: the flag, the variable, or the config file's key. */
+  const sourceOf = (name: string, flag: string): string => {
+    if (flags[name] !== undefined) return `--${flag}`;
+    const e = env[ENV[name]!];
+    if (e !== undefined && e !== '') return ENV[name]!;
+    return `"${name}" in the config file ${file}`;
   };
   const need = (name: string, flag: string): string => {
     const v = get(name);
@@ -261,6 +271,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
   if (logBackend !== 'file' && logBackend !== 'pmem' && logBackend !== 'memory') throw new UsageError(`--log-backend must be file, pmem or memory, got ${logBackend}`);
+  // Checked here: pino refuses an unknown level only once the replica starts, with its own words.
+  const logLevel = get('logLevel') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`${sourceOf('logLevel', 'log-level')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
   const et = get('electionTimeoutMs');
   const electionTimeoutMs = et === undefined ? undefined : Number(et);
   if (electionTimeoutMs !== undefined && (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < 50)) throw new UsageError(`--election-timeout-ms must be an integer >= 50, got ${et}`);
@@ -319,7 +334,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     sessionsMax,
     sessionExpiryMs,
     followerMode,
-    logLevel: get('logLevel') ?? 'info',
+    logLevel,
     logBackend,
     electionTimeoutMs,
     snapshotIntervalSlots,

@@ -4,9 +4,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UsageError } from '../../src/cli/config.js';
+import { LOG_LEVELS, resolveStartSettings } from '../../src/cli/start.js';
 import { synod } from './helpers.js';
 
 let dir: string;
@@ -19,12 +21,12 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** `synod start` of a one-replica cluster on ports the system picks, with `extra` flags. */
-const start = (extra: string[], env?: Record<string, string>) => synod(['start', '--id', '1', '--initial-cluster', '1=127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'warn', ...extra], { env, timeoutMs: 20_000 });
+const start = (extra: string[], env?: Record<string, string>) => synod(['start', '--id', '1', '--initial-cluster', '1=127.0.0.1:0', '--http', '127.0.0.1:0', ...extra], { env, timeoutMs: 20_000 });
 
 // Before: "error: EEXIST: file already exists, mkdir '...'" (or ENOTDIR), exit 1.
 test('--data naming a file, or a path under a file: exit 2, "--data ... is not a directory"', { timeout: 60_000 }, async () => {
   for (const data of [aFile, join(aFile, 'sub')]) {
-    const r = await start(['--data', data]);
+    const r = await start(['--data', data, '--log-level', 'warn']);
     assert.equal(r.code, 2, JSON.stringify(r));
     assert.match(r.stderr, new RegExp(`^error: --data ${data.replace(/[.\\/]/g, '\\$&')} is not a directory \\(.*(EEXIST|ENOTDIR)\\)`));
   }
@@ -36,4 +38,25 @@ test('synod certs --dir naming a file, or a path under a file: exit 2, "--dir ..
     assert.equal(r.code, 2, JSON.stringify(r));
     assert.match(r.stderr, /^error: --dir .* is not a directory \(.*(EEXIST|ENOTDIR)\)/);
   }
+});
+
+// Before: pino's "default level:verbose must be included in custom levels", exit 1, once the
+// replica started; --log-level itself was checked by commander, the variable and the file were not.
+test('a log level from SYNOD_LOG_LEVEL or --config outside --log-level\'s choices: exit 2 naming the variable or key', { timeout: 60_000 }, async () => {
+  const data = join(dir, 'log-level-data');
+  const env = await start(['--data', data], { SYNOD_LOG_LEVEL: 'verbose' });
+  assert.equal(env.code, 2, JSON.stringify(env));
+  assert.match(env.stderr, /^error: SYNOD_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"/);
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({ id: 1, data, http: '127.0.0.1:0', initialCluster: { 1: '127.0.0.1:0' }, logLevel: 'bogus' }));
+  const file = await synod(['start', '--config', config]);
+  assert.equal(file.code, 2, JSON.stringify(file));
+  assert.match(file.stderr, /^error: "logLevel" in the config file .*config\.json must be one of .*, got "bogus"/);
+  assert.equal(existsSync(data), false, 'refused before anything was made');
+  const base = { id: '1', initialCluster: '1=127.0.0.1:7001', http: '127.0.0.1:8001', data: '/tmp/unused' };
+  assert.equal(resolveStartSettings(base, {}).logLevel, 'info');
+  assert.equal(resolveStartSettings(base, { SYNOD_LOG_LEVEL: 'debug' }).logLevel, 'debug');
+  assert.equal(resolveStartSettings({ ...base, logLevel: 'error' }, { SYNOD_LOG_LEVEL: 'verbose' }).logLevel, 'error', 'the flag wins over the variable');
+  for (const level of LOG_LEVELS) assert.equal(resolveStartSettings(base, { SYNOD_LOG_LEVEL: level }).logLevel, level);
+  assert.throws(() => resolveStartSettings(base, { SYNOD_LOG_LEVEL: 'INFO' }), (e: unknown) => e instanceof UsageError && /^SYNOD_LOG_LEVEL must be one of/.test(e.message));
 });
