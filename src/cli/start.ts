@@ -489,14 +489,51 @@ function inside(path: string | undefined, dir: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
 }
 
+/** What `synod start` listens on, by flag: the addresses a listen error may be about. */
+function listenAddresses(s: StartSettings): Array<{ flag: string; what: string; addr: PeerAddress }> {
+  const out = [
+    { flag: '--peer', what: 'peer port', addr: s.peer },
+    { flag: '--http', what: 'HTTP port', addr: s.http },
+  ];
+  if (s.binary) out.push({ flag: '--binary', what: 'binary client port', addr: s.binary });
+  return out;
+}
+
+/**
+ * Start-up failures as what to change. Everything `synod start` cannot use as given is a usage
+ * error (exit 2), naming the flag: a port in use, an address that is not on this machine or does
+ * not resolve, a privileged port, a data directory it cannot use. Other failures stay errors (exit 1).
+ */
 function explainStartError(e: unknown, s: StartSettings): Error {
-  const err = e as NodeJS.ErrnoException & { port?: number; address?: string };
-  if (err.code === 'EADDRINUSE') {
-    const which = err.port === s.peer.port ? `peer port ${s.peer.port} (--peer)` : `port ${err.port ?? '?'}`;
-    return new UsageError(`${which} is in use on ${err.address ?? s.peer.host}: stop whatever holds it or pick another port`);
+  const err = e as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string };
+  const listens = listenAddresses(s);
+  /** The listen flag an error names by port (and host, when two flags share a port). */
+  const byPort = (port: number | undefined, host?: string) => {
+    const same = listens.filter((l) => l.addr.port === port);
+    return same.find((l) => l.addr.host === host) ?? same[0];
+  };
+  // The HTTP and binary servers report a busy port in their own words, without the errno code.
+  const ours = err instanceof Error ? /^(HTTP|binary client) port (\d+) on (.+?) is in use\b/.exec(err.message) : null;
+  if (err.code === 'EADDRINUSE' || ours) {
+    const port = ours ? Number(ours[2]) : err.port;
+    const host = ours ? ours[3]! : (err.address ?? s.peer.host);
+    const l = ours ? listens.find((x) => x.flag === (ours[1] === 'HTTP' ? '--http' : '--binary')) : byPort(port, host);
+    const which = l ? `${l.what} ${port} (${l.flag})` : `port ${port ?? '?'}`;
+    return new UsageError(`${which} is in use on ${host}: stop whatever holds it or pick another port`);
   }
-  if (err.code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${err.address}: that address is not on this machine`);
-  if (err.code === 'EACCES' && err.syscall === 'listen') return new UsageError(`no permission to listen on port ${err.port}: use a port above 1023`);
+  if (err.syscall === 'getaddrinfo' || err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
+    const host = err.hostname ?? '?';
+    const flags = listens.filter((l) => l.addr.host === host).map((l) => l.flag);
+    return new UsageError(`cannot listen on ${host}${flags.length ? ` (${flags.join(', ')})` : ''}: the host name does not resolve (${err.code}): use an address or name of this machine`);
+  }
+  if (err.code === 'EADDRNOTAVAIL') {
+    const l = byPort(err.port, err.address);
+    return new UsageError(`cannot listen on ${err.address}${err.port !== undefined ? `:${err.port}` : ''}${l ? ` (${l.flag})` : ''}: that address is not on this machine`);
+  }
+  if (err.code === 'EACCES' && err.syscall === 'listen') {
+    const l = byPort(err.port, err.address);
+    return new UsageError(`no permission to listen on port ${err.port}${l ? ` (${l.flag})` : ''}: use a port above 1023`);
+  }
   if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
   // A file where the data directory, or a directory in it, should be (mkdir: EEXIST; a file above
   // it: ENOTDIR). A refusal of what was asked, like the errors above.

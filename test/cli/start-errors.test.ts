@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import * as net from 'node:net';
 import { join } from 'node:path';
+import { freePorts } from '../../src/cli/cluster-procs.js';
 import { UsageError } from '../../src/cli/config.js';
 import { LOG_LEVELS, resolveStartSettings } from '../../src/cli/start.js';
 import { synod } from './helpers.js';
@@ -59,4 +61,42 @@ test('a log level from SYNOD_LOG_LEVEL or --config outside --log-level\'s choice
   assert.equal(resolveStartSettings({ ...base, logLevel: 'error' }, { SYNOD_LOG_LEVEL: 'verbose' }).logLevel, 'error', 'the flag wins over the variable');
   for (const level of LOG_LEVELS) assert.equal(resolveStartSettings(base, { SYNOD_LOG_LEVEL: level }).logLevel, level);
   assert.throws(() => resolveStartSettings(base, { SYNOD_LOG_LEVEL: 'INFO' }), (e: unknown) => e instanceof UsageError && /^SYNOD_LOG_LEVEL must be one of/.test(e.message));
+});
+
+// Before: a busy HTTP or binary port exited 1 (while a busy peer port exited 2), and a host name
+// that does not resolve printed "getaddrinfo ENOTFOUND nonexistent.invalid", exit 1, naming no flag.
+test('ports and addresses it cannot listen on: exit 2 naming the flag, whichever port it is', { timeout: 120_000 }, async () => {
+  const blockers: net.Server[] = [];
+  const busyPort = async () => {
+    const b = net.createServer();
+    await new Promise<void>((r) => b.listen(0, '127.0.0.1', r));
+    blockers.push(b);
+    return (b.address() as net.AddressInfo).port;
+  };
+  try {
+    const [peer, http, binary] = await freePorts(3);
+    const busy = await busyPort();
+    const args = (o: { peer?: string; http?: string; binary?: string }, n: number) => [
+      'start', '--id', '1', '--log-level', 'warn', '--data', join(dir, `ports-${n}`),
+      '--initial-cluster', `1=${o.peer ?? `127.0.0.1:${peer}`}`, '--http', o.http ?? `127.0.0.1:${http}`,
+      ...(o.binary ? ['--binary', o.binary] : []),
+    ];
+    const cases: Array<[{ peer?: string; http?: string; binary?: string }, RegExp]> = [
+      [{ peer: `127.0.0.1:${busy}` }, new RegExp(`^error: peer port ${busy} \\(--peer\\) is in use on 127\\.0\\.0\\.1: stop whatever holds it or pick another port`)],
+      [{ http: `127.0.0.1:${busy}` }, new RegExp(`^error: HTTP port ${busy} \\(--http\\) is in use on 127\\.0\\.0\\.1: stop whatever holds it or pick another port`)],
+      [{ binary: `127.0.0.1:${busy}` }, new RegExp(`^error: binary client port ${busy} \\(--binary\\) is in use on 127\\.0\\.0\\.1: stop whatever holds it`)],
+      [{ http: `nonexistent.invalid:${http}` }, /^error: cannot listen on nonexistent\.invalid \(--http\): the host name does not resolve \((ENOTFOUND|EAI_AGAIN)\)/],
+      [{ binary: `nonexistent.invalid:${binary}` }, /^error: cannot listen on nonexistent\.invalid \(--binary\): the host name does not resolve/],
+      // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this machine.
+      [{ http: `192.0.2.1:${http}` }, new RegExp(`^error: cannot listen on 192\\.0\\.2\\.1:${http} \\(--http\\): that address is not on this machine`)],
+    ];
+    let n = 0;
+    for (const [o, err] of cases) {
+      const r = await synod(args(o, n++), { timeoutMs: 30_000 });
+      assert.equal(r.code, 2, `${JSON.stringify(o)}: ${JSON.stringify(r)}`);
+      assert.match(r.stderr, err, JSON.stringify(o));
+    }
+  } finally {
+    await Promise.all(blockers.map((b) => new Promise((r) => b.close(r))));
+  }
 });
