@@ -18,7 +18,18 @@ export function certsCommand(): Command {
         throw new UsageError(`--replicas must list replica ids 1..${MAX_REPLICA_ID}, got ${JSON.stringify(o.replicas)}`);
       }
       const split = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
-      const result = await generateDevCerts({ dir: o.dir, replicaIds: ids, clusterId: o.clusterId, hosts: split(o.hosts), clientNames: split(o.clients) });
+      let result: Awaited<ReturnType<typeof generateDevCerts>>;
+      try {
+        result = await generateDevCerts({ dir: o.dir, replicaIds: ids, clusterId: o.clusterId, hosts: split(o.hosts), clientNames: split(o.clients) });
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        // A file where the directory should be (mkdir: EEXIST), or above it (ENOTDIR): what was asked cannot be used.
+        if (err.code === 'EEXIST' || err.code === 'ENOTDIR') {
+          throw new UsageError(`--dir ${o.dir} is not a directory (${err.path ?? o.dir} ${err.code === 'EEXIST' ? 'is a file' : 'lies under a file'}, ${err.code}): pick a directory for --dir (it is created if absent)`);
+        }
+        if (err.code === 'EACCES' || err.code === 'EROFS') throw new UsageError(`cannot write --dir ${o.dir} (${err.code}${err.path ? `: ${err.path}` : ''}): pick a writable directory`);
+        throw e;
+      }
       for (const file of result.written) process.stdout.write(`wrote ${file}\n`);
       process.stdout.write(
         `start each replica with --tls-ca ${o.dir}/ca.crt --tls-cert ${o.dir}/replica-ID.crt --tls-key ${o.dir}/replica-ID.key\n`,

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { HttpKvClient, HttpStatusError } from '../kv/http-client.js';
+import { HttpKvClient, HttpStatusError, isValidToken, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, normalizeEndpoint, TOKEN_RULE } from '../kv/http-client.js';
 import { UsageError } from './config.js';
 import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
@@ -61,30 +61,90 @@ function securityOf(o: Common): { tls?: { ca: Buffer; cert?: Buffer; key?: Buffe
   }
   const tokenFile = o.tokenFile ?? process.env.SYNOD_TOKEN_FILE;
   if (tokenFile !== undefined) {
-    const first = readFileFlag(tokenFile, '--token-file').toString('utf8').split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
-    if (!first) throw new UsageError(`--token-file: ${tokenFile} holds no token`);
+    const flag = o.tokenFile !== undefined ? '--token-file' : 'SYNOD_TOKEN_FILE';
+    const first = readFileFlag(tokenFile, flag).toString('utf8').split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
+    if (!first) throw new UsageError(`${flag}: ${tokenFile} holds no token`);
+    if (!isValidToken(first)) throw new UsageError(`${flag}: ${tokenFile}: ${TOKEN_RULE} (the first line that is not empty or a # comment)`);
     out.token = first;
-  } else if (process.env.SYNOD_TOKEN) out.token = process.env.SYNOD_TOKEN;
+  } else if (process.env.SYNOD_TOKEN) {
+    if (!isValidToken(process.env.SYNOD_TOKEN)) throw new UsageError(`SYNOD_TOKEN: ${TOKEN_RULE}`);
+    out.token = process.env.SYNOD_TOKEN;
+  }
   return out;
 }
 
+/**
+ * The client from the flags. Everything the user gave is checked here, so that a mistake is a
+ * usage error (exit 2) naming the flag, not an exception from deep inside, a retry until
+ * --timeout, or a refusal by the server.
+ */
 function clientOf(o: Common): HttpKvClient {
   const list = o.endpoints ?? process.env.SYNOD_ENDPOINTS;
   if (!list) throw new UsageError('no endpoints: pass --endpoints http://HOST:PORT,... (or set SYNOD_ENDPOINTS)');
+  const flag = o.endpoints !== undefined ? '--endpoints' : 'SYNOD_ENDPOINTS';
+  const endpoints = list.split(',').map((e) => e.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new UsageError(`${flag} lists no address: pass --endpoints http://HOST:PORT,...`);
   const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
-  return new HttpKvClient({ endpoints: list.split(',').filter(Boolean), timeoutMs, sessions: o.exactlyOnce === true, ...securityOf(o) });
+  const security = securityOf(o);
+  for (const e of endpoints) {
+    let origin: string;
+    try {
+      origin = normalizeEndpoint(e, security.tls ? 'https' : 'http');
+    } catch (x) {
+      throw new UsageError(`${flag}: ${(x as Error).message}`);
+    }
+    if (origin.startsWith('https:') && !security.tls) throw new UsageError(`${flag}: ${e} is HTTPS: pass the cluster CA with --ca FILE (or SYNOD_CA), e.g. certs/ca.crt`);
+  }
+  return new HttpKvClient({ endpoints, timeoutMs, sessions: o.exactlyOnce === true, ...security });
 }
 
-function withCommon(c: Command): Command {
+function withCommon(c: Command, timeout: { help: string; default: string } = { help: 'give up retrying unavailable replicas after this long', default: '10000' }): Command {
   return c
     .option('--endpoints <urls>', 'replicas\' HTTP addresses, comma-separated (env SYNOD_ENDPOINTS)')
     .option('--json', 'print JSON for scripts')
-    .option('--timeout <ms>', 'give up retrying unavailable replicas after this long', '10000')
+    .option('--timeout <ms>', timeout.help, timeout.default)
     .option('--ca <file>', 'HTTPS: the CA to trust, e.g. certs/ca.crt (env SYNOD_CA); endpoints without a scheme become https://')
     .option('--cert <file>', 'HTTPS client certificate, for replicas started with --client-auth cert (env SYNOD_CERT)')
     .option('--key <file>', 'its private key (env SYNOD_KEY)')
     .option('--token-file <file>', 'bearer token: the first line of FILE (env SYNOD_TOKEN_FILE, or the token itself in SYNOD_TOKEN)');
+}
+
+/**
+ * member add/remove: --timeout is also how long the leader may take for the change (the new
+ * replica's catch-up, the configuration change), sent as ?timeoutMs=; the answer is awaited that
+ * long plus MEMBERSHIP_ANSWER_MARGIN_MS, so that the server's own verdict arrives first.
+ */
+const MEMBERSHIP_TIMEOUT = {
+  help: `how long the leader may take for the change (sent as timeoutMs: the new replica's catch-up and the configuration change), and how long to retry unavailable replicas (at most ${MEMBERSHIP_TIMEOUT_MS_MAX})`,
+  default: String(MEMBERSHIP_TIMEOUT_MS_DEFAULT),
+};
+const MEMBERSHIP_ANSWER_MARGIN_MS = 10_000;
+
+function membershipTimeoutOf(o: Common): number {
+  const t = Math.ceil(Number(o.timeout ?? MEMBERSHIP_TIMEOUT.default));
+  if (!Number.isSafeInteger(t) || t < 1 || t > MEMBERSHIP_TIMEOUT_MS_MAX) throw new UsageError(`--timeout must be 1..${MEMBERSHIP_TIMEOUT_MS_MAX} ms for a membership change, got ${o.timeout}`);
+  return t;
+}
+
+/** A membership change's call: the server's limit in the query, and a longer wait for the answer. */
+async function changeMembership(c: HttpKvClient, o: Common, method: 'POST' | 'DELETE', path: string, body?: string): Promise<{ members: number[] }> {
+  const timeoutMs = membershipTimeoutOf(o);
+  const sep = path.includes('?') ? '&' : '?';
+  try {
+    const a = await c.call(method, `${path}${sep}timeoutMs=${timeoutMs}`, body, [], { requestTimeoutMs: timeoutMs + MEMBERSHIP_ANSWER_MARGIN_MS });
+    return JSON.parse(a.body.toString('utf8')) as { members: number[] };
+  } catch (e) {
+    // The leader's deadline (SynodReplica.waitFor's "... in time"): before the configuration change
+    // was proposed nothing changed; after, the change may still take effect.
+    if (e instanceof HttpStatusError && e.status === 409 && / did not take effect in time$/.test(e.message)) {
+      throw new ExitError(EXIT_UNKNOWN, `outcome unknown (${e.endpoint}): ${e.message} within --timeout ${timeoutMs} ms; it was proposed and may still take effect (check with synod member list)`);
+    }
+    if (e instanceof HttpStatusError && e.status === 409 && / in time$/.test(e.message)) {
+      throw new ExitError(EXIT_USAGE, `refused (HTTP 409 ${e.code}): ${e.message} (within --timeout ${timeoutMs} ms; the members are unchanged: pass a longer --timeout to wait longer)`);
+    }
+    throw e;
+  }
 }
 
 /** For put, del, cas: `--exactly-once`. */
@@ -217,22 +277,22 @@ export function clientCommands(): Command[] {
     }),
   );
   member.addCommand(
-    withCommon(new Command('add').description('add a replica started with --join: it catches up as a learner, then becomes a member').argument('<id>').argument('<peer>', "the new replica's peer address HOST:PORT")).action(async (id: string, peer: string, o: Common) => {
+    withCommon(new Command('add').description('add a replica started with --join: it catches up as a learner, then becomes a member').argument('<id>').argument('<peer>', "the new replica's peer address HOST:PORT"), MEMBERSHIP_TIMEOUT).action(async (id: string, peer: string, o: Common) => {
       if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
       if (!/^.+:\d{1,5}$/.test(peer)) throw new UsageError(`PEER must be HOST:PORT, got ${JSON.stringify(peer)}`);
+      membershipTimeoutOf(o);
       await run(o, async (c) => {
-        const a = await c.call('POST', '/v1/members', JSON.stringify({ id: Number(id), peer }));
-        const j = JSON.parse(a.body.toString('utf8')) as { members: number[] };
+        const j = await changeMembership(c, o, 'POST', '/v1/members', JSON.stringify({ id: Number(id), peer }));
         out(o, j, `OK: replica ${id} is a member; members now ${j.members.join(',')}`);
       });
     }),
   );
   member.addCommand(
-    withCommon(new Command('remove').description('remove a member (refused if no live quorum would remain)').argument('<id>')).action(async (id: string, o: Common) => {
+    withCommon(new Command('remove').description('remove a member (refused if no live quorum would remain)').argument('<id>'), MEMBERSHIP_TIMEOUT).action(async (id: string, o: Common) => {
       if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
+      membershipTimeoutOf(o);
       await run(o, async (c) => {
-        const a = await c.call('DELETE', `/v1/members?id=${id}`);
-        const j = JSON.parse(a.body.toString('utf8')) as { members: number[] };
+        const j = await changeMembership(c, o, 'DELETE', `/v1/members?id=${id}`);
         out(o, j, `OK: replica ${id} removed; members now ${j.members.join(',')}`);
       });
     }),

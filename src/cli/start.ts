@@ -1,5 +1,6 @@
 // `synod start`: one replica of the key-value server, until SIGTERM or SIGINT.
 
+import { isAbsolute, relative, resolve } from 'node:path';
 import v8 from 'node:v8';
 import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -58,6 +59,9 @@ export interface StartSettings {
  * CPU once little is promoted (docs/performance.md, "Memory").
  */
 export const HEAP_GROWING_PERCENT_DEFAULT = 50;
+
+/** --log-level's choices (pino's levels); SYNOD_LOG_LEVEL and "logLevel" in --config are held to the same. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 /** Peer transport limit flags: camelCase flag name -> PeerLimits field -> flag. */
 const PEER_LIMIT_FLAGS: Array<[string, keyof PeerLimits, string]> = [
@@ -164,7 +168,7 @@ export function startCommand(): Command {
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
     .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
-    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
     .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
     .option('--election-timeout-ms <ms>', 'lowest election timeout (the highest is twice it); default 300')
     .addOption(new Option('--client-tls <mode>', 'HTTPS and TLS on the client ports with the --tls-* files (default: on when they are given)').choices(['on', 'off']))
@@ -215,6 +219,13 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
       return Object.entries(f as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',');
     }
     return String(f);
+  };
+  /** Where a setting came from, for messages: the flag, the variable, or the config file's key. */
+  const sourceOf = (name: string, flag: string): string => {
+    if (flags[name] !== undefined) return `--${flag}`;
+    const e = env[ENV[name]!];
+    if (e !== undefined && e !== '') return ENV[name]!;
+    return `"${name}" in the config file ${file}`;
   };
   const need = (name: string, flag: string): string => {
     const v = get(name);
@@ -272,6 +283,11 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (followerMode !== 'forward' && followerMode !== 'redirect') throw new UsageError(`--follower-mode must be forward or redirect, got ${followerMode}`);
   const logBackend = (get('logBackend') ?? 'file') as StartSettings['logBackend'];
   if (logBackend !== 'file' && logBackend !== 'pmem' && logBackend !== 'memory') throw new UsageError(`--log-backend must be file, pmem or memory, got ${logBackend}`);
+  // Checked here: pino refuses an unknown level only once the replica starts, with its own words.
+  const logLevel = get('logLevel') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`${sourceOf('logLevel', 'log-level')} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
   const et = get('electionTimeoutMs');
   const electionTimeoutMs = et === undefined ? undefined : Number(et);
   if (electionTimeoutMs !== undefined && (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < 50)) throw new UsageError(`--election-timeout-ms must be an integer >= 50, got ${et}`);
@@ -330,7 +346,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     sessionsMax,
     sessionExpiryMs,
     followerMode,
-    logLevel: get('logLevel') ?? 'info',
+    logLevel,
     logBackend,
     electionTimeoutMs,
     snapshotIntervalSlots,
@@ -478,15 +494,65 @@ export function electionCore(t: number) {
   };
 }
 
+/** Whether `path` is `dir` or inside it. */
+function inside(path: string | undefined, dir: string): boolean {
+  if (path === undefined) return false;
+  const rel = relative(resolve(dir), resolve(path));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/** What `synod start` listens on, by flag: the addresses a listen error may be about. */
+function listenAddresses(s: StartSettings): Array<{ flag: string; what: string; addr: PeerAddress }> {
+  const out = [
+    { flag: '--peer', what: 'peer port', addr: s.peer },
+    { flag: '--http', what: 'HTTP port', addr: s.http },
+  ];
+  if (s.binary) out.push({ flag: '--binary', what: 'binary client port', addr: s.binary });
+  return out;
+}
+
+/**
+ * Start-up failures as what to change. Everything `synod start` cannot use as given is a usage
+ * error (exit 2), naming the flag: a port in use, an address that is not on this machine or does
+ * not resolve, a privileged port, a data directory it cannot use. Other failures stay errors (exit 1).
+ */
 function explainStartError(e: unknown, s: StartSettings): Error {
-  const err = e as NodeJS.ErrnoException & { port?: number; address?: string };
-  if (err.code === 'EADDRINUSE') {
-    const which = err.port === s.peer.port ? `peer port ${s.peer.port} (--peer)` : `port ${err.port ?? '?'}`;
-    return new UsageError(`${which} is in use on ${err.address ?? s.peer.host}: stop whatever holds it or pick another port`);
+  const err = e as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string };
+  const listens = listenAddresses(s);
+  /** The listen flag an error names by port (and host, when two flags share a port). */
+  const byPort = (port: number | undefined, host?: string) => {
+    const same = listens.filter((l) => l.addr.port === port);
+    return same.find((l) => l.addr.host === host) ?? same[0];
+  };
+  // The HTTP and binary servers report a busy port in their own words, without the errno code.
+  const ours = err instanceof Error ? /^(HTTP|binary client) port (\d+) on (.+?) is in use\b/.exec(err.message) : null;
+  if (err.code === 'EADDRINUSE' || ours) {
+    const port = ours ? Number(ours[2]) : err.port;
+    const host = ours ? ours[3]! : (err.address ?? s.peer.host);
+    const l = ours ? listens.find((x) => x.flag === (ours[1] === 'HTTP' ? '--http' : '--binary')) : byPort(port, host);
+    const which = l ? `${l.what} ${port} (${l.flag})` : `port ${port ?? '?'}`;
+    return new UsageError(`${which} is in use on ${host}: stop whatever holds it or pick another port`);
   }
-  if (err.code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${err.address}: that address is not on this machine`);
-  if (err.code === 'EACCES' && err.syscall === 'listen') return new UsageError(`no permission to listen on port ${err.port}: use a port above 1023`);
+  if (err.syscall === 'getaddrinfo' || err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
+    const host = err.hostname ?? '?';
+    const flags = listens.filter((l) => l.addr.host === host).map((l) => l.flag);
+    return new UsageError(`cannot listen on ${host}${flags.length ? ` (${flags.join(', ')})` : ''}: the host name does not resolve (${err.code}): use an address or name of this machine`);
+  }
+  if (err.code === 'EADDRNOTAVAIL') {
+    const l = byPort(err.port, err.address);
+    return new UsageError(`cannot listen on ${err.address}${err.port !== undefined ? `:${err.port}` : ''}${l ? ` (${l.flag})` : ''}: that address is not on this machine`);
+  }
+  if (err.code === 'EACCES' && err.syscall === 'listen') {
+    const l = byPort(err.port, err.address);
+    return new UsageError(`no permission to listen on port ${err.port}${l ? ` (${l.flag})` : ''}: use a port above 1023`);
+  }
   if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
+  // A file where the data directory, or a directory in it, should be (mkdir: EEXIST; a file above
+  // it: ENOTDIR). A refusal of what was asked, like the errors above.
+  if ((err.code === 'EEXIST' || err.code === 'ENOTDIR') && inside(err.path, s.data)) {
+    const what = err.code === 'EEXIST' ? `${err.path} is a file` : `${err.path} lies under a file`;
+    return new UsageError(`--data ${s.data} is not a directory (${what}, ${err.code}): pick a directory for --data (it is created if absent)`);
+  }
   if (e instanceof DataDirError) return new UsageError(e.message);
   if (e instanceof RangeError) return new UsageError(e.message);
   return e instanceof Error ? e : new Error(String(e));

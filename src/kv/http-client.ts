@@ -63,6 +63,20 @@ export const SESSION_HEADER = 'synod-session';
 export const SEQ_HEADER = 'synod-seq';
 export const FLOOR_HEADER = 'synod-floor';
 
+/**
+ * A membership change's time limit, `POST|DELETE /v1/members?timeoutMs=N` (docs/kv.md): the new
+ * replica's catch-up and the configuration change. Without it the server takes
+ * SynodReplica.addMember's and removeMember's own default, 60 s.
+ */
+export const MEMBERSHIP_TIMEOUT_MS_DEFAULT = 60_000;
+export const MEMBERSHIP_TIMEOUT_MS_MAX = 3_600_000;
+
+/** Per-request options of send() and call(). */
+export interface RequestOptions {
+  /** This request's time limit (each try), instead of the client's requestTimeoutMs: for calls the server may take long to answer. */
+  requestTimeoutMs?: number;
+}
+
 export class HttpKvClient {
   readonly endpoints: string[];
   private current = 0;
@@ -89,7 +103,7 @@ export class HttpKvClient {
     this.requestTimeoutMs = o.requestTimeoutMs ?? 15_000;
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000 });
     this.httpsAgent = o.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000, ...o.tls }) : null;
-    if (o.token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(o.token)) throw new RangeError('the token must be 1..4096 printable ASCII characters without spaces');
+    if (o.token !== undefined && !isValidToken(o.token)) throw new RangeError(TOKEN_RULE);
     this.authorization = o.token === undefined ? null : `Bearer ${o.token}`;
     this.sessions = o.sessions ?? false;
   }
@@ -121,27 +135,44 @@ export class HttpKvClient {
    * Sends the request; on a certain failure (503, connection refused) tries the next endpoint
    * until timeoutMs. Returns any other answer (including 4xx and 504) to the caller.
    */
-  async send(method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-    return this.sendUntil(Date.now() + this.timeoutMs, method, path, body, headers);
+  async send(method: string, path: string, body?: Buffer | string, headers: Record<string, string> = {}, options: RequestOptions = {}): Promise<HttpAnswer> {
+    return this.sendUntil(Date.now() + this.timeoutMs, method, path, body, headers, options.requestTimeoutMs ?? this.requestTimeoutMs);
   }
 
-  private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
+  private async sendUntil(deadline: number, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>, requestTimeoutMs = this.requestTimeoutMs): Promise<HttpAnswer> {
     let last: HttpStatusError | null = null;
+    // 307s followed since the last other answer: a redirect is followed at once, but a run of
+    // them (a loop: crossed leader hints, a wrong --initial-http) counts as one certain failure.
+    let redirects = 0;
     for (let attempt = 0; ; attempt++) {
       const endpoint = this.endpoints[this.current % this.endpoints.length]!;
       try {
-        const a = await this.once(endpoint, method, path, body, headers);
-        if (a.status === 307 && a.headers.location) {
-          const loc = new URL(a.headers.location);
-          this.prefer(loc.origin);
-          continue;
-        }
-        if (a.status !== 503) return a;
-        last = toError(a);
+        const a = await this.once(endpoint, method, path, body, headers, requestTimeoutMs);
+        if (a.status === 307) {
+          // A 307 says the request was not executed here: whatever happens next, this try is certain.
+          const loc = redirectTarget(a);
+          if (loc !== null && redirects < MAX_REDIRECTS) {
+            redirects++;
+            this.prefer(loc);
+            attempt--; // a hop, not a try: no pause
+            continue;
+          }
+          last =
+            loc === null
+              ? new HttpStatusError(503, 'SYNOD_BAD_REDIRECT', `${endpoint} answered 307 without a usable Location (${JSON.stringify(a.headers.location ?? null)}); the request was not executed`, endpoint)
+              : new HttpStatusError(
+                  503,
+                  'SYNOD_REDIRECT_LOOP',
+                  `${redirects + 1} redirects in a row (the last from ${endpoint} to ${loc}): the replicas do not agree on a leader, or one's --initial-http names a wrong address; the request was not executed`,
+                  endpoint,
+                );
+        } else if (a.status !== 503) return a;
+        else last = toError(a);
       } catch (e) {
         if (!(e instanceof HttpStatusError) || !e.certain) throw e;
         last = e;
       }
+      redirects = 0;
       this.current = (this.current + 1) % this.endpoints.length;
       if (Date.now() >= deadline) throw last;
       if ((attempt + 1) % this.endpoints.length === 0) await new Promise((r) => setTimeout(r, Math.min(50 * (attempt + 1), 500)));
@@ -149,8 +180,8 @@ export class HttpKvClient {
   }
 
   /** Like send(), but a non-2xx answer other than those listed in `accept` throws HttpStatusError. */
-  async call(method: string, path: string, body?: Buffer | string, accept: number[] = []): Promise<HttpAnswer> {
-    const a = await this.send(method, path, body);
+  async call(method: string, path: string, body?: Buffer | string, accept: number[] = [], options: RequestOptions = {}): Promise<HttpAnswer> {
+    const a = await this.send(method, path, body, {}, options);
     if ((a.status >= 200 && a.status < 300) || accept.includes(a.status)) return a;
     throw toError(a);
   }
@@ -272,7 +303,7 @@ export class HttpKvClient {
     return this.floorSeq;
   }
 
-  private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<HttpAnswer> {
+  private once(endpoint: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>, requestTimeoutMs: number): Promise<HttpAnswer> {
     const url = new URL(path, endpoint);
     if (this.authorization !== null && headers.authorization === undefined) headers = { ...headers, authorization: this.authorization };
     const secure = url.protocol === 'https:';
@@ -291,7 +322,7 @@ export class HttpKvClient {
         // Over TLS a request is sent only once the handshake is done.
         else s.once(secure ? 'secureConnect' : 'connect', () => (sent = true));
       });
-      req.setTimeout(this.requestTimeoutMs, () => req.destroy(new Error(`no answer within ${this.requestTimeoutMs} ms`)));
+      req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`no answer within ${requestTimeoutMs} ms`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
         // A TLS alert (e.g. a client certificate refused) ends the handshake: HTTP never saw the request.
         if (!sent || e.code === 'ECONNREFUSED' || e.code?.startsWith('ERR_SSL_')) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
@@ -299,6 +330,21 @@ export class HttpKvClient {
       });
       req.end(body);
     });
+  }
+}
+
+/** Redirects followed in a row before a request counts as failed (certainly not executed). */
+export const MAX_REDIRECTS = 5;
+
+/** The origin a 307 points at (Location, relative to the endpoint that answered), or null if it names none. */
+function redirectTarget(a: HttpAnswer): string | null {
+  const location = a.headers.location;
+  if (!location) return null;
+  try {
+    const url = new URL(location, a.endpoint);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+  } catch {
+    return null;
   }
 }
 
@@ -315,9 +361,28 @@ function toError(a: HttpAnswer): HttpStatusError {
   return new HttpStatusError(a.status, code, message, a.endpoint);
 }
 
-/** An endpoint as a URL origin; without a scheme, `scheme` (http unless the client has TLS). */
+export const TOKEN_RULE = 'the token must be 1..4096 printable ASCII characters without spaces';
+
+/** Whether `token` can be sent as `Authorization: Bearer <token>` (TOKEN_RULE). */
+export function isValidToken(token: string): boolean {
+  return /^[\x21-\x7e]{1,4096}$/.test(token);
+}
+
+/**
+ * An endpoint as a URL origin; without a scheme, `scheme` (http unless the client has TLS).
+ * Throws a RangeError naming the endpoint when it is not an http(s) URL or HOST:PORT.
+ */
 export function normalizeEndpoint(e: string, scheme: 'http' | 'https' = 'http'): string {
   const s = e.trim();
-  const url = new URL(/^https?:\/\//.test(s) ? s : `${scheme}://${s}`);
+  if (s === '') throw new RangeError('an endpoint is empty: give http://HOST:PORT or HOST:PORT');
+  const given = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s);
+  if (given && !/^https?$/i.test(given[1]!)) throw new RangeError(`endpoint ${JSON.stringify(e)}: the scheme must be http:// or https://`);
+  let url: URL;
+  try {
+    url = new URL(given ? s : `${scheme}://${s}`);
+  } catch {
+    throw new RangeError(`endpoint ${JSON.stringify(e)} is not a URL or HOST:PORT (e.g. http://127.0.0.1:8001)`);
+  }
+  if (url.hostname === '') throw new RangeError(`endpoint ${JSON.stringify(e)} names no host (e.g. http://127.0.0.1:8001)`);
   return url.origin;
 }

@@ -53,7 +53,7 @@ import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, REFUSIN
 import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
 import { answerForError, type ErrorAnswer } from './errors.js';
-import { FLOOR_HEADER, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
+import { FLOOR_HEADER, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
 import { PipelineGate } from './http-pipeline.js';
 import type { KvMachine } from './machine.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
@@ -67,6 +67,8 @@ const SCAN_LIMIT_DEFAULT = 100;
 const RETRY_AFTER_S = 1;
 /** How often waiting forwards are checked against this replica's view of the leader. */
 const FORWARD_WATCH_MS = 50;
+/** A follower forwarding a membership change waits this much longer than the change may take. */
+const MEMBERSHIP_FORWARD_MARGIN_MS = 2_000;
 
 export interface KvHttpOptions {
   replica: SynodReplica;
@@ -493,10 +495,18 @@ export class KvHttpServer {
       id = Number(route.query.get('id'));
     }
     if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `the replica id must be an integer in 1..${MAX_REPLICA_ID}`);
-    if (!this.isLeader()) return this.toLeader(req, res, body, true);
+    // How long the leader may take (the learner's catch-up, the configuration change); a client
+    // waits longer than this for the answer (the CLI's --timeout sets it).
+    const timeoutText = route.query.get('timeoutMs');
+    const timeoutMs = timeoutText === null ? MEMBERSHIP_TIMEOUT_MS_DEFAULT : /^\d+$/.test(timeoutText) ? Number(timeoutText) : NaN;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MEMBERSHIP_TIMEOUT_MS_MAX) {
+      throw new HttpError(400, 'SYNOD_BAD_REQUEST', `timeoutMs must be an integer in 1..${MEMBERSHIP_TIMEOUT_MS_MAX} (ms), got ${JSON.stringify(timeoutText)}`);
+    }
+    // Forwarded with its query: the leader applies the same timeoutMs, and this follower waits for it.
+    if (!this.isLeader()) return this.toLeader(req, res, body, true, Math.max(this.opts.forwardTimeoutMs, timeoutMs + MEMBERSHIP_FORWARD_MARGIN_MS));
     try {
-      if (peer) await this.opts.replica.addMember(id, peer);
-      else await this.opts.replica.removeMember(id);
+      if (peer) await this.opts.replica.addMember(id, peer, { timeoutMs });
+      else await this.opts.replica.removeMember(id, { timeoutMs });
     } catch (e) {
       const code = (e as { code?: string }).code;
       if (code === 'SYNOD_MEMBERSHIP') throw new HttpError(409, code, (e as Error).message);
@@ -592,7 +602,7 @@ export class KvHttpServer {
   }
 
   /** Forward (or redirect) a request this follower cannot serve. Nothing was proposed here. */
-  private toLeader(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, write: boolean): void {
+  private toLeader(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, write: boolean, forwardTimeoutMs = this.opts.forwardTimeoutMs): void {
     const leader = this.opts.replica.status().leader;
     if (req.headers[FORWARDED_HEADER]) {
       return this.sendError(res, { status: 503, code: 'SYNOD_NOT_LEADER', message: `replica ${this.opts.replica.id} received a forwarded request but does not lead (an election is under way); retry`, leader, retryAfterS: RETRY_AFTER_S });
@@ -608,10 +618,10 @@ export class KvHttpServer {
       res.setHeader('location', `${this.scheme}://${hostPort(target)}${req.url ?? '/'}`);
       return this.sendJson(res, 307, { leader, location: `${this.scheme}://${hostPort(target)}${req.url ?? '/'}` });
     }
-    this.forward(req, res, body, leader, target, write);
+    this.forward(req, res, body, leader, target, write, forwardTimeoutMs);
   }
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, leader: number, target: PeerAddress, write: boolean): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, leader: number, target: PeerAddress, write: boolean, timeoutMs: number): void {
     this.forwarded++;
     let sent = false;
     let settled = false;
@@ -632,7 +642,7 @@ export class KvHttpServer {
     } else {
       upstream = http.request(options);
     }
-    upstream.setTimeout(this.opts.forwardTimeoutMs, () => upstream.destroy(new Error(`no answer within ${this.opts.forwardTimeoutMs} ms`)));
+    upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     const waiting = { leader, abort: (why: string) => upstream.destroy(new Error(why)) };
     this.watchForward(waiting);
     upstream.once('close', () => this.forwardsWaiting.delete(waiting));
