@@ -517,19 +517,18 @@ function listenAddresses(s: StartSettings): Array<{ flag: string; what: string; 
  * not resolve, a privileged port, a data directory it cannot use. Other failures stay errors (exit 1).
  */
 function explainStartError(e: unknown, s: StartSettings): Error {
-  const err = e as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string };
+  const err = e as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string; flag?: string };
   const listens = listenAddresses(s);
   /** The listen flag an error names by port (and host, when two flags share a port). */
   const byPort = (port: number | undefined, host?: string) => {
     const same = listens.filter((l) => l.addr.port === port);
     return same.find((l) => l.addr.host === host) ?? same[0];
   };
-  // The HTTP and binary servers report a busy port in their own words, without the errno code.
-  const ours = err instanceof Error ? /^(HTTP|binary client) port (\d+) on (.+?) is in use\b/.exec(err.message) : null;
-  if (err.code === 'EADDRINUSE' || ours) {
-    const port = ours ? Number(ours[2]) : err.port;
-    const host = ours ? ours[3]! : (err.address ?? s.peer.host);
-    const l = ours ? listens.find((x) => x.flag === (ours[1] === 'HTTP' ? '--http' : '--binary')) : byPort(port, host);
+  // The HTTP and binary servers name their flag on a busy port; the peer transport's error does not.
+  if (err.code === 'EADDRINUSE') {
+    const port = err.port;
+    const host = err.address ?? s.peer.host;
+    const l = err.flag !== undefined ? listens.find((x) => x.flag === err.flag) : byPort(port, host);
     const which = l ? `${l.what} ${port} (${l.flag})` : `port ${port ?? '?'}`;
     return new UsageError(`${which} is in use on ${host}: stop whatever holds it or pick another port`);
   }

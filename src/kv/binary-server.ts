@@ -120,7 +120,11 @@ export class KvBinaryServer {
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) =>
-        reject(e.code === 'EADDRINUSE' ? new Error(`binary client port ${this.o.listen.port} on ${this.o.listen.host} is in use: pick another --binary address`) : e);
+        reject(
+          e.code === 'EADDRINUSE'
+            ? Object.assign(new Error(`binary client port ${this.o.listen.port} on ${this.o.listen.host} is in use: pick another --binary address`), { code: e.code, port: this.o.listen.port, address: this.o.listen.host, flag: '--binary' })
+            : e,
+        );
       this.server.once('error', onError);
       this.server.listen(this.o.listen.port, this.o.listen.host, () => {
         this.server.off('error', onError);

@@ -231,7 +231,11 @@ export class KvHttpServer {
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
-        reject(e.code === 'EADDRINUSE' ? new Error(`HTTP port ${this.opts.listen.port} on ${this.opts.listen.host} is in use: pick another --http address`) : e);
+        reject(
+          e.code === 'EADDRINUSE'
+            ? Object.assign(new Error(`HTTP port ${this.opts.listen.port} on ${this.opts.listen.host} is in use: pick another --http address`), { code: e.code, port: this.opts.listen.port, address: this.opts.listen.host, flag: '--http' })
+            : e,
+        );
       };
       this.server.once('error', onError);
       this.server.listen(this.opts.listen.port, this.opts.listen.host, () => {
