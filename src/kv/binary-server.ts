@@ -26,6 +26,7 @@ import type { PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError, SynodError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
+import { metricLines } from './metrics-text.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { WriteBatcher } from './write-batcher.js';
 import { u32be } from './codec.js';
@@ -148,42 +149,19 @@ export class KvBinaryServer {
   metricsText(): string {
     let unsent = 0;
     for (const s of this.sockets) unsent += s.writableLength;
-    return [
-      '# HELP synod_binary_requests_total Requests received on the binary client protocol.',
-      '# TYPE synod_binary_requests_total counter',
-      `synod_binary_requests_total ${this.stats.requests}`,
-      '# HELP synod_binary_connections_total Connections accepted on the binary client protocol.',
-      '# TYPE synod_binary_connections_total counter',
-      `synod_binary_connections_total ${this.stats.connections}`,
-      '# HELP synod_binary_bad_frames_total Undecodable frames (the connection is closed).',
-      '# TYPE synod_binary_bad_frames_total counter',
-      `synod_binary_bad_frames_total ${this.stats.badFrames}`,
-      '# HELP synod_binary_connections_open Connections open now (authenticating or served).',
-      '# TYPE synod_binary_connections_open gauge',
-      `synod_binary_connections_open ${this.sockets.size}`,
-      '# HELP synod_binary_refused_connections_total Connections refused: over connectionsPerAddressMax.',
-      '# TYPE synod_binary_refused_connections_total counter',
-      `synod_binary_refused_connections_total ${this.stats.refusedConnections}`,
-      '# HELP synod_binary_unauthorized_total Connections refused for a missing or wrong token.',
-      '# TYPE synod_binary_unauthorized_total counter',
-      `synod_binary_unauthorized_total ${this.stats.unauthorized}`,
-      '# HELP synod_binary_tls_failures_total Failed TLS handshakes (no or untrusted client certificate, protocol errors).',
-      '# TYPE synod_binary_tls_failures_total counter',
-      `synod_binary_tls_failures_total ${this.stats.tlsFailures}`,
-      '# HELP synod_binary_unsent_bytes Answers written to open connections that their clients have not taken yet (bounded per connection by binaryWriteBufferBytesMax).',
-      '# TYPE synod_binary_unsent_bytes gauge',
-      `synod_binary_unsent_bytes ${unsent}`,
-      '# HELP synod_binary_stalled_connections_total Connections closed because the client read none of its answers for binaryWriteStallTimeoutMs.',
-      '# TYPE synod_binary_stalled_connections_total counter',
-      `synod_binary_stalled_connections_total ${this.stats.stalledConnections}`,
-      '# HELP synod_binary_idle_closed_total Connections closed after binaryIdleTimeoutMs with nothing received or in flight.',
-      '# TYPE synod_binary_idle_closed_total counter',
-      `synod_binary_idle_closed_total ${this.stats.idleClosed}`,
-      '# HELP synod_binary_frame_timeouts_total Connections closed because a frame begun was not completed within binaryFrameTimeoutMs.',
-      '# TYPE synod_binary_frame_timeouts_total counter',
-      `synod_binary_frame_timeouts_total ${this.stats.frameTimeouts}`,
-      '',
-    ].join('\n');
+    const lines: string[] = [];
+    metricLines(lines, 'synod_binary_requests_total', 'counter', 'Requests received on the binary client protocol.', [['', this.stats.requests]]);
+    metricLines(lines, 'synod_binary_connections_total', 'counter', 'Connections accepted on the binary client protocol.', [['', this.stats.connections]]);
+    metricLines(lines, 'synod_binary_bad_frames_total', 'counter', 'Undecodable frames (the connection is closed).', [['', this.stats.badFrames]]);
+    metricLines(lines, 'synod_binary_connections_open', 'gauge', 'Connections open now (authenticating or served).', [['', this.sockets.size]]);
+    metricLines(lines, 'synod_binary_refused_connections_total', 'counter', 'Connections refused: over connectionsPerAddressMax.', [['', this.stats.refusedConnections]]);
+    metricLines(lines, 'synod_binary_unauthorized_total', 'counter', 'Connections refused for a missing or wrong token.', [['', this.stats.unauthorized]]);
+    metricLines(lines, 'synod_binary_tls_failures_total', 'counter', 'Failed TLS handshakes (no or untrusted client certificate, protocol errors).', [['', this.stats.tlsFailures]]);
+    metricLines(lines, 'synod_binary_unsent_bytes', 'gauge', 'Answers written to open connections that their clients have not taken yet (bounded per connection by binaryWriteBufferBytesMax).', [['', unsent]]);
+    metricLines(lines, 'synod_binary_stalled_connections_total', 'counter', 'Connections closed because the client read none of its answers for binaryWriteStallTimeoutMs.', [['', this.stats.stalledConnections]]);
+    metricLines(lines, 'synod_binary_idle_closed_total', 'counter', 'Connections closed after binaryIdleTimeoutMs with nothing received or in flight.', [['', this.stats.idleClosed]]);
+    metricLines(lines, 'synod_binary_frame_timeouts_total', 'counter', 'Connections closed because a frame begun was not completed within binaryFrameTimeoutMs.', [['', this.stats.frameTimeouts]]);
+    return lines.join('\n') + '\n';
   }
 
   /** Connection setup: the per-address limit, then authentication, then serveConnection. */

@@ -49,6 +49,7 @@ import type { Consistency, PeerAddress } from '../runtime/api.js';
 import { NotLeaderError, SessionExpiredError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import type { LatencyHistogram } from '../runtime/statistics.js';
+import { metricLines } from './metrics-text.js';
 import { AddressCounter, bearerOf, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { replicaIdOfCertificate } from '../transport/tls.js';
 import { decodeResult, deleteExisted, encodeCommand, encodeQuery, KEY_BYTES_MAX, SCAN_LIMIT_MAX, type KvCommand, type KvQuery, type KvResult } from './codec.js';
@@ -737,10 +738,7 @@ export class KvHttpServer {
     const c = this.opts.replica.counters();
     const kv = this.opts.machine.stats();
     const lines: string[] = [];
-    const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>) => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, v] of samples) lines.push(`${name}${labels} ${Number.isFinite(v) ? v : 0}`);
-    };
+    const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>) => metricLines(lines, name, type, help, samples);
     metric('synod_is_leader', 'gauge', 'Whether this replica leads (1) or not (0).', [['', st.role === 'leader' ? 1 : 0]]);
     metric('synod_leader_id', 'gauge', 'The leader this replica knows of (0: none).', [['', st.leader ?? 0]]);
     metric('synod_ballot', 'gauge', 'The current ballot.', [['', st.ballot]]);
