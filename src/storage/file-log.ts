@@ -5,7 +5,7 @@
 //
 //   tentativelyAppend ──header+copy──▶ pending groups (1 MiB chunks, reused)      no I/O, no await
 //   commit ─▶ waiter(target LSN) ─▶ if no flush in flight: flush()
-//   flush: take ALL pending groups ─▶ seal (record CRCs, group headers) ─▶ one write per segment
+//   flush: take ALL pending groups ─▶ seal (record CRCs, group headers) ─▶ per group: one write
 //          ─▶ fdatasync ─▶ resolve waiters ≤ durable
 //          while it runs, new appends pile up and the next flush takes them all at once.
 //   With the addon (submitLoop): write+fdatasync is one pool job of the log's ordered writer, and the next
@@ -490,8 +490,19 @@ export class FileLog implements LogStore {
     let fd: number;
     if (spare !== undefined) {
       // Opened before it is renamed: if it cannot be, it stays a spare and no prep-N.tmp is left behind.
-      fd = await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'));
-      await onFile('rename a spare segment', spare, io.rename(spare, temp));
+      try {
+        fd = await onFile('open spare segment (read-write)', spare, io.open(spare, 'r+'));
+      } catch (error) {
+        this.spares.unshift(spare);
+        throw error;
+      }
+      try {
+        await onFile('rename a spare segment', spare, io.rename(spare, temp));
+      } catch (error) {
+        await io.close(fd).catch(() => {});
+        this.spares.unshift(spare);
+        throw error;
+      }
       if ((await io.fstatSize(fd)) !== capacity) await io.ftruncate(fd, capacity);
     } else if (this.addon) {
       fd = await io.open(temp, 'w+');
@@ -728,8 +739,8 @@ export class FileLog implements LogStore {
   private async writeGroups(groups: PendingGroup[]): Promise<void> {
     let i = 0;
     while (i < groups.length) {
-      // One writev + one fdatasync per segment touched, in order: a roll writes the new segment only once
-      // the old one is durable, so only the very last group of the log can ever be torn.
+      // One writev + one fdatasync per group, in order (sealRun): a group, and a roll's new segment, is
+      // written only once the one before is durable, so only the very last group of the log can be torn.
       const segmentIndex = groups[i]!.segmentIndex;
       const segment = await this.segmentFor(segmentIndex);
       const first = i;
@@ -758,8 +769,8 @@ export class FileLog implements LogStore {
   }
 
   /**
-   * Seals the groups of `groups` from `from` that go to `segment` (record CRCs, recordsCrc, group headers)
-   * and lists the bytes to write: headers, record runs, and a terminator if it fits.
+   * Seals the group `groups[from]` (its records' CRCs, recordsCrc, its header) and lists the bytes to
+   * write: header, record runs, and a terminator if it fits; `next` is `from + 1`.
    */
   private sealRun(segment: Segment, groups: PendingGroup[], from: number): { iov: Uint8Array[]; start: number; end: number; next: number } {
     const iov: Uint8Array[] = [];
@@ -789,7 +800,8 @@ export class FileLog implements LogStore {
 
   /**
    * The native write path: hands groups to the ordered writer without waiting for the previous write to
-   * complete (at most PIPELINE_DEPTH writes queued), so the disk goes from one group's fdatasync straight
+   * complete (a new flush waits while PIPELINE_DEPTH writes are queued; one flush queues a job per group),
+   * so the disk goes from one group's fdatasync straight
    * to the next group's write. Ordering (hence "only the last group can be torn") is the writer's: a job
    * starts writing only after the previous one's fdatasync returned.
    */

@@ -66,8 +66,8 @@ for (const why of ['down', 'vetoes'] as const) {
       leader.transferLeadership(target.id);
       await assert.rejects(leader.propose(enc('add:1'), { timeoutMs: 500 }), 'no proposals while the transfer is on');
       const next = await writeWithin([...open], 10_000);
-      assert.notEqual(next.id, target.id);
       assert.equal(next.status().role, 'leader');
+      if (why === 'vetoes') assert.notEqual(next.id, target.id, 'the vetoing member did not take over');
     } finally {
       await Promise.all([...open].map((r) => r.close()));
       await rm(dir, { recursive: true, force: true });
