@@ -1,7 +1,7 @@
 // `synod certs`: a development CA and per-replica certificates, so that a TLS cluster is one command.
 import { Command } from 'commander';
 import { generateDevCerts } from '../security/certs.js';
-import { UsageError } from './config.js';
+import { notADirectory, UsageError } from './config.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export function certsCommand(): Command {
@@ -23,10 +23,9 @@ export function certsCommand(): Command {
         result = await generateDevCerts({ dir: o.dir, replicaIds: ids, clusterId: o.clusterId, hosts: split(o.hosts), clientNames: split(o.clients) });
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
-        // A file where the directory should be (mkdir: EEXIST), or above it (ENOTDIR): what was asked cannot be used.
-        if (err.code === 'EEXIST' || err.code === 'ENOTDIR') {
-          throw new UsageError(`--dir ${o.dir} is not a directory (${err.path ?? o.dir} ${err.code === 'EEXIST' ? 'is a file' : 'lies under a file'}, ${err.code}): pick a directory for --dir (it is created if absent)`);
-        }
+        // A file where the directory should be, or above it: what was asked cannot be used.
+        const notDir = notADirectory('--dir', o.dir, err);
+        if (notDir !== null) throw notDir;
         if (err.code === 'EACCES' || err.code === 'EROFS') throw new UsageError(`cannot write --dir ${o.dir} (${err.code}${err.path ? `: ${err.path}` : ''}): pick a writable directory`);
         throw e;
       }

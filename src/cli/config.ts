@@ -14,6 +14,16 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * A directory flag whose path is a file (mkdir: EEXIST) or lies under one (ENOTDIR), as a usage
+ * error naming the flag; null for any other error.
+ */
+export function notADirectory(flag: string, value: string, err: NodeJS.ErrnoException): UsageError | null {
+  if (err.code !== 'EEXIST' && err.code !== 'ENOTDIR') return null;
+  const what = `${err.path ?? value} ${err.code === 'EEXIST' ? 'is a file' : 'lies under a file'}`;
+  return new UsageError(`${flag} ${value} is not a directory (${what}, ${err.code}): pick a directory for ${flag} (it is created if absent)`);
+}
+
 export function parseHostPort(text: string, what: string): PeerAddress {
   const s = text.trim();
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);

@@ -11,7 +11,7 @@ import type { PeerAddress, PeerLimits } from '../runtime/api.js';
 import { CLIENT_LIMITS_DEFAULT, readTokenFile, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { readTlsFiles } from '../transport/tls.js';
 import { DEFAULT_TRANSPORT_OPTIONS, transportOptions } from '../transport/options.js';
-import { parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
+import { notADirectory, parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
 import { installTestHooks } from './test-hooks.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 
@@ -548,9 +548,9 @@ function explainStartError(e: unknown, s: StartSettings): Error {
   if (err.code === 'EACCES' || err.code === 'EROFS') return new UsageError(`cannot write the data directory ${s.data} (${err.code}): pick a writable --data`);
   // A file where the data directory, or a directory in it, should be (mkdir: EEXIST; a file above
   // it: ENOTDIR). A refusal of what was asked, like the errors above.
-  if ((err.code === 'EEXIST' || err.code === 'ENOTDIR') && inside(err.path, s.data)) {
-    const what = err.code === 'EEXIST' ? `${err.path} is a file` : `${err.path} lies under a file`;
-    return new UsageError(`--data ${s.data} is not a directory (${what}, ${err.code}): pick a directory for --data (it is created if absent)`);
+  if (inside(err.path, s.data)) {
+    const notDir = notADirectory('--data', s.data, err);
+    if (notDir !== null) return notDir;
   }
   if (e instanceof DataDirError) return new UsageError(e.message);
   if (e instanceof RangeError) return new UsageError(e.message);
