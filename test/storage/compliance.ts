@@ -19,6 +19,16 @@ export function tempDir(base = tmpdir(), prefix = 'synod-log-'): { dir: string; 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** Runs `body` in a fresh temporary directory, removed afterwards whatever happens. */
+export async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = tempDir();
+  try {
+    await body(dir);
+  } finally {
+    cleanup();
+  }
+}
+
 export function makeRecord(lsnHint: number, size = lsnHint % 97, ballot = 0): LogRecord {
   const payload = new Uint8Array(size);
   for (let i = 0; i < size; i++) payload[i] = (lsnHint * 31 + i * 7) & 0xff;

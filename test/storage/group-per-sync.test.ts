@@ -6,11 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FileLog } from '../../src/storage/file-log.js';
 import { nodeIo, type StorageIo } from '../../src/storage/io.js';
-import { makeRecord, tempDir } from './compliance.js';
+import { inTempDir, makeRecord } from './compliance.js';
 
 for (const path of ['native', 'io'] as const) {
   test(`a flush of several groups syncs each one before writing the next (${path === 'native' ? 'the ordered native writer when built' : 'the JS write path'})`, async () => {
-    const { dir, cleanup } = tempDir();
     // An injected io (the JS path) that records the order of writes and syncs.
     const events: Array<[number, 'write' | 'sync']> = [];
     const io: StorageIo = {
@@ -18,7 +17,7 @@ for (const path of ['native', 'io'] as const) {
       writev: (fd, buffers, position) => (events.push([fd, 'write']), nodeIo.writev(fd, buffers, position)),
       fdatasync: (fd) => (events.push([fd, 'sync']), nodeIo.fdatasync(fd)),
     };
-    try {
+    await inTempDir(async (dir) => {
       const log = await FileLog.open(dir, { segmentBytes: 1 << 20, groupBytesMax: 4096, ...(path === 'io' ? { io } : {}) });
       events.length = 0;
       const before = log.stats().syncs;
@@ -40,8 +39,6 @@ for (const path of ['native', 'io'] as const) {
       const again = await FileLog.open(dir, { segmentBytes: 1 << 20, groupBytesMax: 4096 });
       assert.equal(again.recovery.tailLsn, 21, 'every record is there (tailLsn: the next LSN)');
       await again.close();
-    } finally {
-      cleanup();
-    }
+    });
   });
 }

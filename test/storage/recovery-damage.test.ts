@@ -10,7 +10,7 @@ import { nodeIo } from '../../src/storage/io.js';
 import { encodeHead } from '../../src/storage/head-file.js';
 import { DATA_START, GROUP_HEADER_BYTES, chainRecordCrc, decodeGroupHeader, encodeGroupHeader, encodeRecord, segmentFileName } from '../../src/storage/format.js';
 import type { LogOptions } from '../../src/storage/log.js';
-import { makeRecord, tempDir } from './compliance.js';
+import { inTempDir, makeRecord } from './compliance.js';
 
 const SMALL: LogOptions = { segmentBytes: 64 * 1024, spareSegmentsMax: 1 };
 // Building the logs: no syncs (recovery reads what the page cache holds), so each test stays well under a second.
@@ -86,8 +86,7 @@ async function refusesCorrupt(dir: string, file: string, offset: number, reason:
 }
 
 test('a zeroed group header in the middle of the last segment is corruption, not the end of the log', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const acked = await buildLog(dir, 60); // seg-1: groups 1..38, seg-2: 22 groups from lsn 191
     const groups = groupsOf(segPath(dir, 2));
     const lost = groups[7]!; // lsn 226
@@ -95,53 +94,42 @@ test('a zeroed group header in the middle of the last segment is corruption, not
     zeroHeader(segPath(dir, 2), lost.offset);
     assert.equal(acked, 300);
     await refusesCorrupt(dir, segPath(dir, 2), lost.offset, new RegExp(`zero group header .*a valid group of this segment follows at byte ${groups[8]!.offset}`));
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a zeroed group header in the middle of an earlier segment is named where it is, not where the next segment starts', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60);
     const lost = groupsOf(segPath(dir, 1))[20]!; // lsn 101, seg-2 holds several groups
     zeroHeader(segPath(dir, 1), lost.offset);
     await refusesCorrupt(dir, segPath(dir, 1), lost.offset, /zero group header.*follows at byte/);
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a whole group header with an unexpected lsn is never a torn tail: no terminator is written over acknowledged groups', async () => {
   // The last group of seg-1 reads back as zeros and seg-2 holds one group: seg-2's header is whole and of
   // this pass, so the records in between are missing, not torn. (It was "repaired" by a terminator at seg-2:128.)
   {
-    const { dir, cleanup } = tempDir();
-    try {
+    await inTempDir(async (dir) => {
       await buildLog(dir, 39); // seg-1: 38 groups (lsn 1..190), seg-2: one group (lsn 191..195)
       assert.deepEqual(groupsOf(segPath(dir, 2)).map((g) => g.firstLsn), [191]);
       const lost = groupsOf(segPath(dir, 1)).at(-1)!;
       assert.equal(lost.firstLsn, 186);
       zeroHeader(segPath(dir, 1), lost.offset);
       await refusesCorrupt(dir, segPath(dir, 1), lost.offset, /stop here at lsn 186 .*\/seg-0000000002\.log starts at lsn 191: records 186\.\.190 are missing/);
-    } finally {
-      cleanup();
-    }
+    });
   }
   // A misdirected write: the last group of the log overwritten by a copy of an earlier group of the same
   // segment (whole, valid, of this epoch, at the wrong lsn). It was cut off as a torn tail.
   {
-    const { dir, cleanup } = tempDir();
-    try {
+    await inTempDir(async (dir) => {
       await buildLog(dir, 45);
       const groups = groupsOf(segPath(dir, 2));
       const last = groups.at(-1)!;
       const bytes = readFileSync(segPath(dir, 2));
       overwrite(segPath(dir, 2), last.offset, bytes.subarray(groups[1]!.offset, groups[2]!.offset));
       await refusesCorrupt(dir, segPath(dir, 2), last.offset, /group starts at lsn 196, expected 221: a whole group header of this segment, not a torn write/);
-    } finally {
-      cleanup();
-    }
+    });
   }
 });
 
@@ -162,33 +150,26 @@ test('without a head file the log starts at lsn 1: a first segment that reads as
   // seg-1 holds one group (lsn 1..32) whose header reads back as zeros; seg-2 holds lsn 33..: seg-1 was
   // taken as empty, the log started at 33 (read(1): COMPACTED) and seg-1 was renamed to a spare.
   {
-    const { dir, cleanup } = tempDir();
-    try {
+    await inTempDir(async (dir) => {
       await appendGroups(dir, [{ count: 32, size: 2000 }, ...Array(5).fill({ count: 5, size: 300 })]);
       assert.deepEqual(groupsOf(segPath(dir, 1)).map((g) => g.firstLsn), [1]);
       assert.equal(groupsOf(segPath(dir, 2))[0]!.firstLsn, 33);
       zeroHeader(segPath(dir, 1), DATA_START);
       await refusesCorrupt(dir, segPath(dir, 1), DATA_START, /stop here at lsn 1 .*\/seg-0000000002\.log starts at lsn 33: records 1\.\.32 are missing/);
-    } finally {
-      cleanup();
-    }
+    });
   }
   // The same with many groups in seg-1 (the review's repro): named at seg-1:128.
   {
-    const { dir, cleanup } = tempDir();
-    try {
+    await inTempDir(async (dir) => {
       await buildLog(dir, 75);
       zeroHeader(segPath(dir, 1), DATA_START);
       await refusesCorrupt(dir, segPath(dir, 1), DATA_START, /zero group header/);
-    } finally {
-      cleanup();
-    }
+    });
   }
 });
 
 test('an empty segment followed by a non-empty one is corruption, even below the head: it is not freed', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     // seg-1: lsn 1..190 (freed by the head), seg-2: one group 191..222, seg-3: 223..
     await appendGroups(dir, [...Array(38).fill({ count: 5, size: 300 }), { count: 32, size: 2000 }, ...Array(3).fill({ count: 5, size: 300 })], 200);
     assert.equal(readdirSync(dir).filter((n) => n.startsWith('seg-'))[0], segmentFileName(2), 'seg-1 was freed');
@@ -197,14 +178,11 @@ test('an empty segment followed by a non-empty one is corruption, even below the
     writeFileSync(`${dir}/log.head`, encodeHead({ headLsn: 225, ballotFloor: 0 }));
     zeroHeader(segPath(dir, 2), DATA_START);
     await refusesCorrupt(dir, segPath(dir, 2), DATA_START, /segment holds no group, but the later .*\/seg-0000000003\.log does \(from lsn 223\)/);
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a head file with no segment file left is refused (was an empty log at the head, seg-1 rebuilt from a stale spare)', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60, 5, 250); // seg-1 freed to spare-0.log, log.head = 250
     assert.ok(readdirSync(dir).includes('spare-0.log'));
     for (const name of readdirSync(dir)) if (name.startsWith('seg-')) unlinkSync(`${dir}/${name}`);
@@ -212,23 +190,17 @@ test('a head file with no segment file left is refused (was an empty log at the 
     // Without the head file too, the spare alone still says the log existed.
     unlinkSync(`${dir}/log.head`);
     await refusesCorrupt(dir, `${dir}/spare-0.log`, 0, /a spare segment exists but no segment file .* and no log\.head/);
-  } finally {
-    cleanup();
-  }
+  });
   // A head file and only empty segments (the one holding the records lost, the prepared one left): the same.
-  const { dir: dir2, cleanup: cleanup2 } = tempDir();
-  try {
+  await inTempDir(async (dir2) => {
     await (await FileLog.open(dir2, FAST)).close();
     writeFileSync(`${dir2}/log.head`, encodeHead({ headLsn: 250, ballotFloor: 7 }));
     await refusesCorrupt(dir2, `${dir2}/log.head`, 12, /the head file says the log starts at lsn 250, but no segment holds a record/);
-  } finally {
-    cleanup2();
-  }
+  });
 });
 
 test('a segment prepared from a spare starts with a terminator: the spare\'s stale groups are never at its first group', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60, 5, 250); // seg-1 -> spare-0.log; seg-3 prepared (new file)
     const stale = readFileSync(`${dir}/spare-0.log`).subarray(DATA_START, DATA_START + GROUP_HEADER_BYTES);
     assert.ok(stale.some((b) => b !== 0), 'the spare holds seg-1\'s groups');
@@ -240,14 +212,11 @@ test('a segment prepared from a spare starts with a terminator: the spare\'s sta
     const log = await FileLog.open(dir, SMALL);
     assert.equal(log.recovery.tailLsn, 426);
     await log.close();
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('log.head missing after the head advanced is refused naming log.head (its ballot floor would be lost)', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     // lsn 1: a promise of ballot 1000, freed with seg-1 when the head advances; only log.head keeps it.
     const log = await FileLog.open(dir, FAST);
     log.tentativelyAppend({ type: 2, slot: 0, ballot: 1000, payload: new Uint8Array(0) });
@@ -259,36 +228,28 @@ test('log.head missing after the head advanced is refused naming log.head (its b
     await reopened.close();
     unlinkSync(`${dir}/log.head`);
     await refusesCorrupt(dir, `${dir}/log.head`, 0, /log\.head is missing, but the log starts at seg-0000000002\.log: the head advanced/);
-  } finally {
-    cleanup();
-  }
+  });
   // seg-1 whose first group starts above lsn 1 (as the old recovery left it when every segment was lost
   // but log.head was kept: seg-1 rebuilt, appends from the head), then log.head lost too.
-  const { dir: dir2, cleanup: cleanup2 } = tempDir();
-  try {
+  await inTempDir(async (dir2) => {
     await (await FileLog.open(dir2, FAST)).close();
     const group = new Uint8Array(GROUP_HEADER_BYTES + 64);
     const size = encodeRecord(makeRecord(250, 20), 250, group, GROUP_HEADER_BYTES);
     encodeGroupHeader({ epoch: 1, bodyBytes: size, recordCount: 1, recordsCrc: chainRecordCrc(0, group, GROUP_HEADER_BYTES), firstLsn: 250 }, group, 0);
     overwrite(segPath(dir2, 1), DATA_START, group.subarray(0, GROUP_HEADER_BYTES + size));
     await refusesCorrupt(dir2, `${dir2}/log.head`, 0, /log\.head is missing, but the log starts at lsn 250 \(.*seg-0000000001\.log\)/);
-  } finally {
-    cleanup2();
-  }
+  });
 });
 
 test('a refused open writes nothing: a torn-tail repair waits for the head checks', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60, 5, 301); // the head at the tail: lsn 296..300 (the last group) is acknowledged
     const last = groupsOf(segPath(dir, 2)).at(-1)!;
     assert.equal(last.firstLsn, 296);
     // Damage in its records reads as a torn last group; the head file says it was there.
     overwrite(segPath(dir, 2), last.offset + GROUP_HEADER_BYTES + 100, new Uint8Array(200).fill(0x5a));
     await refusesCorrupt(dir, `${dir}/log.head`, 12, /head lsn 301 is beyond the log's tail 296/);
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 /** open() must fail with SYNOD_STORAGE_IO naming `file`, with advice for a file (not the device's). */
@@ -304,8 +265,7 @@ async function refusesFile(dir: string, file: string, code: string, options: Log
 }
 
 test('a log file that is a directory or not accessible: the error names that file and says it is not the device', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60, 5, 100);
     const backup = readFileSync(segPath(dir, 2));
     rmSync(segPath(dir, 2));
@@ -340,30 +300,23 @@ test('a log file that is a directory or not accessible: the error names that fil
     const log = await FileLog.open(dir, SMALL);
     assert.equal(log.recovery.tailLsn, 301, 'the files put back open as before');
     await log.close();
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a spare-N.log that is a directory is refused at open, naming it (it broke the next roll and left a prep-N.tmp directory)', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60);
     mkdirSync(`${dir}/spare-7.log`);
     await refusesFile(dir, `${dir}/spare-7.log`, 'EISDIR');
-    assert.ok(!readdirSync(dir).some((n) => n.endsWith('.tmp')), 'no temp file left behind');
     rmdirSync(`${dir}/spare-7.log`);
     const log = await FileLog.open(dir, SMALL);
     assert.equal(log.recovery.tailLsn, 301);
     await log.close();
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a spare that cannot be opened at a roll stays a spare: no prep-N.tmp is left behind', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await buildLog(dir, 60, 5, 250); // spare-0.log; seg-3 prepared
     let opens = 0;
     const log = await FileLog.open(dir, {
@@ -387,7 +340,5 @@ test('a spare that cannot be opened at a roll stays a spare: no prep-N.tmp is le
     const again = await FileLog.open(dir, SMALL);
     assert.ok(again.recovery.tailLsn > 400);
     await again.close();
-  } finally {
-    cleanup();
-  }
+  });
 });

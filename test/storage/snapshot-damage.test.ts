@@ -7,7 +7,7 @@ import { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { isStorageError } from '../../src/storage/errors.js';
 import { crc32c, viewOf } from '../../src/storage/format.js';
 import { nodeIo, type StorageIo } from '../../src/storage/io.js';
-import { tempDir } from './compliance.js';
+import { inTempDir } from './compliance.js';
 
 const snapPath = (dir: string, slot: number) => `${dir}/snap-${String(slot).padStart(16, '0')}.snap`;
 
@@ -20,8 +20,7 @@ async function twoSnapshots(dir: string): Promise<void> {
 
 test('a bit flip in the newest snapshot\'s version field is damage: latest() skips it for the previous one', async () => {
   for (const [offset, bit] of [[8, 1], [9, 0], [11, 7]] as const) {
-    const { dir, cleanup } = tempDir();
-    try {
+    await inTempDir(async (dir) => {
       await twoSnapshots(dir);
       const bytes = readFileSync(snapPath(dir, 6));
       bytes[offset]! ^= 1 << bit;
@@ -29,15 +28,12 @@ test('a bit flip in the newest snapshot\'s version field is damage: latest() ski
       const store = await SnapshotStore.open(dir, { keep: 3 });
       assert.equal((await store.latest())?.slot, 5, `flip of bit ${bit} at byte ${offset}`);
       await assert.rejects(store.readWhole(6), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_CORRUPT') && /header checksum mismatch/.test((e as Error).message));
-    } finally {
-      cleanup();
-    }
+    });
   }
 });
 
 test('a snapshot of a newer format version (its checksum intact) is still refused as BAD_VERSION', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await twoSnapshots(dir);
     const bytes = new Uint8Array(readFileSync(snapPath(dir, 6)));
     const view = viewOf(bytes);
@@ -47,14 +43,11 @@ test('a snapshot of a newer format version (its checksum intact) is still refuse
     writeFileSync(snapPath(dir, 6), bytes);
     const store = await SnapshotStore.open(dir, { keep: 3 });
     await assert.rejects(store.latest(), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_BAD_VERSION') && (e as { file: string }).file === snapPath(dir, 6));
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a snapshot that is a directory or unreadable: latest() throws a StorageError naming the file (was a raw EISDIR/EACCES)', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await twoSnapshots(dir);
     rmSync(snapPath(dir, 6));
     mkdirSync(snapPath(dir, 6));
@@ -78,14 +71,11 @@ test('a snapshot that is a directory or unreadable: latest() throws a StorageErr
       assert.match(e.message, new RegExp(`${snapPath(dir, 5)}.*\\(EACCES\\)`));
       return true;
     });
-  } finally {
-    cleanup();
-  }
+  });
 });
 
 test('a leftover *.tmp that is a non-empty directory: open names it (was the store directory)', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await twoSnapshots(dir);
     mkdirSync(`${dir}/x.tmp`);
     writeFileSync(`${dir}/x.tmp/y`, '');
@@ -95,7 +85,5 @@ test('a leftover *.tmp that is a non-empty directory: open names it (was the sto
       assert.match(e.message, /is a directory where a regular file is expected/);
       return true;
     });
-  } finally {
-    cleanup();
-  }
+  });
 });
