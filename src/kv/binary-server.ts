@@ -322,6 +322,13 @@ export class KvBinaryServer {
     let inflight = 0;
     /** Requests decoded past the in-flight limit (at most one socket read's worth): they start as answers go out. */
     const waiting: Request[] = [];
+    /**
+     * Reads whose consistency wait is over but whose query has not run: held (a few bytes of query
+     * each) while the client's unread answers are past the bound, and run as it reads them. A
+     * query's answer is made only when there is room for it, so the READs of one socket read
+     * (up to inflightPerConnectionMax of them) no longer hold an answer each at once. Still in flight.
+     */
+    const held: { requestId: number; query: Uint8Array }[] = [];
     let draining = false;
     // Answers the client has not read (the socket's write buffer) are bounded too: in-flight
     // requests are counted only until answered, so a client that never reads could otherwise pile
@@ -399,6 +406,7 @@ export class KvBinaryServer {
       if (stallTimer !== null) clearTimeout(stallTimer);
       if (frameTimer !== null) clearTimeout(frameTimer);
       waiting.length = 0;
+      held.length = 0;
     });
     // Answers go into the batcher's slab; a small one, since each connection keeps its own while idle
     // (1,024 connections: 8 MiB, against 64 MiB with a client's default).
@@ -443,10 +451,44 @@ export class KvBinaryServer {
         written(e as Error, null, requestId);
       }
     };
+    /** Room for one more answer: the unread ones, and this turn's not yet in the socket, under the bound. */
+    const room = () => !stalled && socket.writableLength + out.queuedBytes <= writeBufferMax;
+    /** Runs a read's query now and answers it. */
+    const query = (requestId: number, q: Uint8Array) => {
+      let result: Uint8Array;
+      try {
+        result = this.o.replica.queryLocal(q);
+      } catch (e) {
+        const [status, body] = this.errorReply(e, KIND_READ);
+        return answer(status, requestId, body);
+      }
+      answer(ST_OK, requestId, result);
+    };
+    const startRead = (req: Request & { kind: typeof KIND_READ }) => {
+      const replica = this.o.replica;
+      const { requestId, query: q } = req;
+      if (req.consistency !== 'local' && !replica.isLeader()) {
+        const [status, body] = this.notLeader(replica.leaderId());
+        return answer(status, requestId, body);
+      }
+      replica.readIndex({ consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then(
+        () => {
+          if (socket.destroyed) return done();
+          if (held.length === 0 && room()) return query(requestId, q);
+          held.push({ requestId, query: q });
+          if (!stalled) stall();
+        },
+        (e: unknown) => {
+          const [status, body] = this.errorReply(e, KIND_READ);
+          answer(status, requestId, body);
+        },
+      );
+    };
     const start = (req: Request) => {
       if (req.kind === KIND_WRITE) return startWrite(req.requestId, req.clientId, req.seq, req.floor, req.timeoutMs, req.command);
       inflight++;
       if (inflight >= inflightMax) socket.pause();
+      if (req.kind === KIND_READ) return startRead(req);
       const requestId = req.requestId;
       this.serve(req, (status, body) => answer(status, requestId, body));
     };
@@ -456,20 +498,24 @@ export class KvBinaryServer {
     };
     /** Starts waiting requests while there is room for them, then reads on if nothing holds reading back. */
     const pump = () => {
-      if (waiting.length > 0) {
+      if (waiting.length > 0 || held.length > 0) {
         // A connection the server ended or destroyed (an undecodable stream, a timeout) starts nothing more.
-        if (socket.writableEnded || socket.destroyed) return void (waiting.length = 0);
+        if (socket.writableEnded || socket.destroyed) return void (waiting.length = held.length = 0);
         if (draining) return; // an answer given synchronously inside start(): the loop below goes on
         draining = true;
-        while (waiting.length > 0 && inflight < inflightMax && !stalled) {
-          // Answers of this turn are not in the socket yet: counted too (local reads answer in one
-          // turn, so a chunk's worth of waiting reads would otherwise all be answered before a check).
-          if (socket.writableLength + out.queuedBytes > writeBufferMax) stall();
-          else start(waiting.shift()!);
+        // Held queries first (they are older), then waiting requests. Answers of this turn are not
+        // in the socket yet: counted too (local reads answer in one turn, so a chunk's worth of
+        // waiting reads would otherwise all be answered before a check).
+        while (!stalled && (held.length > 0 || (waiting.length > 0 && inflight < inflightMax))) {
+          if (!room()) stall();
+          else if (held.length > 0) {
+            const h = held.shift()!;
+            query(h.requestId, h.query);
+          } else start(waiting.shift()!);
         }
         draining = false;
       }
-      if (!stalled && waiting.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
+      if (!stalled && waiting.length === 0 && held.length === 0 && inflight < inflightMax / 2 && socket.isPaused()) socket.resume();
     };
     const badFrame = (bytes: Uint8Array, from: number, to: number, e: unknown) => {
       this.stats.badFrames++;
@@ -531,9 +577,9 @@ export class KvBinaryServer {
   }
 
   /**
-   * Answers one request other than a write (start() proposes writes itself, with one callback per
-   * connection) through `reply`, exactly once. Callbacks rather than an async function, like the
-   * write path.
+   * Answers a STATUS or REGISTER request (start() proposes writes itself, with one callback per
+   * connection, and runs reads itself, to hold their queries under backpressure) through `reply`,
+   * exactly once. Callbacks rather than an async function, like the write path.
    */
   private serve(req: Request, reply: (status: number, body: Uint8Array) => void): void {
     const { replica } = this.o;
@@ -552,19 +598,6 @@ export class KvBinaryServer {
         return;
       }
       replica.openSession({ timeoutMs: Math.min(req.timeoutMs || 5_000, TIMEOUT_MS_MAX) }).then((id) => reply(ST_OK, encodeSessionIdBody(id)), fail);
-      return;
-    }
-    try {
-      if (kind === KIND_READ) {
-        if (req.consistency !== 'local' && !replica.isLeader()) {
-          reply(...this.notLeader(replica.leaderId()));
-          return;
-        }
-        replica.read(req.query, { consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then((r) => reply(ST_OK, r.result), fail);
-        return;
-      }
-    } catch (e) {
-      fail(e);
       return;
     }
     throw new ProtocolError('unreachable');

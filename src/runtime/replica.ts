@@ -62,8 +62,10 @@ const LOG_CATCHUP_BYTES_MAX = 4 * 1024 * 1024;
 
 interface PendingRead extends WheelItem<PendingRead> {
   readId: number;
-  query: Uint8Array;
-  resolve: (r: ReadResult) => void;
+  /** null for readIndex(): the wait without the query (the caller runs it later, with queryLocal). */
+  query: Uint8Array | null;
+  /** With the result and the applied slot; with the applied slot alone when query is null. */
+  resolve: (r: ReadResult | number) => void;
   reject: (e: Error) => void;
   /** The error it ends with at its deadline (readDeadlines). */
   timeout: () => Error;
@@ -506,6 +508,27 @@ export class SynodReplica {
 
   /** A read-only query with the chosen consistency (SAFETY.md: read-index, lease, or local). */
   read(query: Uint8Array, options: ReadOptions = {}): Promise<ReadResult> {
+    return this.startRead(query, options) as Promise<ReadResult>;
+  }
+
+  /**
+   * read()'s wait without its query: resolves with the applied slot once a query run on this
+   * replica from then on (queryLocal) answers as read() with the same options would. The state
+   * only moves forward, so running the query later is still within the read's interval. For a
+   * caller that runs the query when it has room for the answer (the binary port holds queries
+   * while its client is not reading, instead of holding their answers).
+   */
+  readIndex(options: ReadOptions = {}): Promise<number> {
+    return this.startRead(null, options) as Promise<number>;
+  }
+
+  /** Runs a read-only query on the state applied now (a local read without waiting). */
+  queryLocal(query: Uint8Array): Uint8Array {
+    return this.sm.query(query);
+  }
+
+  /** A read's wait, then its query, or (query null) the applied slot alone. */
+  private startRead(query: Uint8Array | null, options: ReadOptions): Promise<ReadResult | number> {
     if (this.closed) return Promise.reject(new ShuttingDownError());
     if (this.failed) return Promise.reject(this.failed);
     const consistency = options.consistency ?? 'linearizable';
@@ -516,14 +539,14 @@ export class SynodReplica {
       const minSlot = options.minSlot ?? 0;
       if (this.appliedSlot >= minSlot) {
         try {
-          return Promise.resolve({ result: this.sm.query(query), appliedSlot: this.appliedSlot });
+          return Promise.resolve(query === null ? this.appliedSlot : { result: this.sm.query(query), appliedSlot: this.appliedSlot });
         } catch (e) {
           return Promise.reject(e as Error);
         }
       }
       if (!options.maxWaitMs) return Promise.reject(new StaleReadError(this.appliedSlot, minSlot));
     }
-    return new Promise<ReadResult>((resolve, reject) => {
+    return new Promise<ReadResult | number>((resolve, reject) => {
       const readId = this.nextReadId++;
       const timeoutMs = options.maxWaitMs ?? this.options.proposeTimeoutMs ?? 5000;
       const read: PendingRead = {
@@ -1433,7 +1456,7 @@ export class SynodReplica {
       if (read.slot !== null && this.appliedSlot >= read.slot) {
         this.endRead(read);
         try {
-          read.resolve({ result: this.sm.query(read.query), appliedSlot: this.appliedSlot });
+          read.resolve(read.query === null ? this.appliedSlot : { result: this.sm.query(read.query), appliedSlot: this.appliedSlot });
         } catch (e) {
           read.reject(e as Error);
         }

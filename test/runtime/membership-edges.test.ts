@@ -35,7 +35,7 @@ async function cluster(name: string) {
     await Promise.all(started.map((r) => r.close()));
     await rm(dir, { recursive: true, force: true });
   };
-  return { leader, start, close };
+  return { leader, replicas, start, close };
 }
 const join_ = join;
 
@@ -85,6 +85,28 @@ test('a second close() resolves only when the first has finished', async () => {
     void c.leader.close().then(() => (firstDone = true));
     await c.leader.close();
     assert.equal(firstDone, true);
+  } finally {
+    await c.close();
+  }
+});
+
+test('readIndex() waits as read() does, without the query; queryLocal() then reads the state applied', async () => {
+  const c = await cluster('read-index');
+  try {
+    const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+    await c.leader.propose(enc('add:5'));
+    const commit = c.leader.status().commitSlot;
+    const slot = await c.leader.readIndex({ consistency: 'linearizable' });
+    assert.ok(slot >= commit, `read index ${slot} below the commit slot ${commit} seen before the read`);
+    assert.equal(dec(c.leader.queryLocal(new Uint8Array(0))), '5');
+    const follower = c.replicas.find((r) => r !== c.leader)!;
+    await assert.rejects(follower.readIndex({ consistency: 'linearizable' }), (e: Error) => e.name === 'NotLeaderError');
+    // local with minSlot: waits for the slot, as read() does; past maxWaitMs a StaleReadError.
+    const local = await follower.readIndex({ consistency: 'local', minSlot: commit, maxWaitMs: 5_000 });
+    assert.ok(local >= commit);
+    assert.equal(dec(follower.queryLocal(new Uint8Array(0))), '5');
+    await assert.rejects(follower.readIndex({ consistency: 'local', minSlot: commit + 1_000 }), (e: Error) => e.name === 'StaleReadError');
+    await assert.rejects(c.leader.readIndex({ consistency: 'LOCAL' as 'local' }), /consistency must be/);
   } finally {
     await c.close();
   }

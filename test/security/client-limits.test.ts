@@ -318,7 +318,8 @@ test('inflightPerConnectionMax: requests past the limit wait (reading pauses) an
     isLeader: () => true,
     leaderId: () => 1,
     status: () => ({ id: 1, role: 'leader', leader: 1, commitSlot: 0, appliedSlot: 0 }),
-    read: () => new Promise((resolve) => pending.push(() => resolve({ result: encodeResult({ kind: 'not-found' }) }))),
+    readIndex: () => new Promise((resolve) => pending.push(() => resolve(0))),
+    queryLocal: () => encodeResult({ kind: 'not-found' }),
     propose: () => Promise.reject(new Error('not used')),
   } as unknown as SynodReplica;
   const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
@@ -367,7 +368,8 @@ test('requests waiting behind inflightPerConnectionMax do not start once the ser
     id: 1,
     isLeader: () => true,
     leaderId: () => 1,
-    read: () => new Promise((resolve) => pending.push(() => resolve({ result: encodeResult({ kind: 'not-found' }) }))),
+    readIndex: () => new Promise((resolve) => pending.push(() => resolve(0))),
+    queryLocal: () => encodeResult({ kind: 'not-found' }),
   } as unknown as SynodReplica;
   const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
   await server.start();
@@ -484,6 +486,49 @@ describe('binaryWriteBufferBytesMax and binaryWriteStallTimeoutMs: answers a cli
     assert.equal(metric('synod_binary_stalled_connections_total'), 1, 'a client that reads, however slowly, is not dropped');
     c.close();
   });
+});
+
+describe('binaryWriteBufferBytesMax: the READs of one socket read do not each hold an answer', () => {
+  // Every READ of a burst was started at once (up to inflightPerConnectionMax, 4,096 by default)
+  // and each answered with its value copied, whatever the client's unread answers: 300 READs of a
+  // 1 MiB value in 6.6 KB queued 300 MiB. Now a read's query runs only when there is room for its
+  // answer; until then the server holds the query.
+  const VALUE_BYTES = 512 * 1024;
+  const BUFFER_MAX = 256 * 1024;
+  const READS = 300;
+  let n: Awaited<ReturnType<typeof oneNode>>;
+  before(async () => {
+    n = await oneNode({ binaryWriteBufferBytesMax: BUFFER_MAX, binaryWriteStallTimeoutMs: 30_000 });
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`] });
+    await kv.put('big', new Uint8Array(VALUE_BYTES).fill(9));
+    kv.close();
+  });
+  after(async () => n?.close());
+
+  const unsent = () => [...(n.node.binary as unknown as { sockets: Set<net.Socket> }).sockets].reduce((a, s) => a + s.writableLength, 0);
+
+  for (const consistency of ['local', 'linearizable'] as const) {
+    test(`${READS} ${consistency} READs of a 512 KiB value in one write, to a client not reading: about the bound held, then every answer in full`, async () => {
+      const c = await rawConnection(n.binary);
+      c.socket.pause();
+      const query = encodeQuery({ op: 'get', key: utf8('big') });
+      const reads = Array.from({ length: READS }, (_, i) => encodeRequest({ kind: KIND_READ, requestId: i + 1, consistency, maxWaitMs: 0, query }));
+      const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
+      c.write(Buffer.concat(reads));
+      // Long enough for a one-replica leader to confirm every read (a few ms) and answer it.
+      await sleep(500);
+      const held = unsent();
+      const grown = process.memoryUsage().arrayBuffers - arrayBuffersBefore;
+      // The bound, the answer that crossed it and the kernel's share; before, 150 MiB (all of them).
+      assert.ok(held <= BUFFER_MAX + 2 * (VALUE_BYTES + 10), `${held} bytes of answers held for a client that reads nothing`);
+      assert.ok(grown < 32 * 1024 * 1024, `ArrayBuffers grew by ${grown} bytes`);
+      c.socket.resume();
+      await c.until(`${READS} answers`, () => c.frames.length === READS, 30_000);
+      assert.ok(c.frames.every((f) => f.status === ST_OK && f.body.length === VALUE_BYTES + 1 && f.body[VALUE_BYTES] === 9), 'every answer is the value');
+      assert.deepEqual(c.frames.map((f) => f.requestId).sort((a, b) => a - b), Array.from({ length: READS }, (_, i) => i + 1));
+      c.close();
+    });
+  }
 });
 
 describe('binaryFrameTimeoutMs and binaryIdleTimeoutMs: partial frames and silent connections', () => {
