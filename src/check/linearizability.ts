@@ -64,6 +64,7 @@ import {
   type DeleteResult,
   type GetResult,
   type History,
+  HistoryError,
   type OpRecord,
   validateHistory,
 } from './history.js';
@@ -172,7 +173,7 @@ export function checkHistory(history: History, options: CheckOptions = {}): Chec
   const perKey: KeyResult[] = [];
   for (const [key, records] of byKey) {
     const initial = options.initial !== undefined && Object.hasOwn(options.initial, key) ? options.initial[key]! : null;
-    perKey.push(checkKey(key, records, initial, budget));
+    perKey.push(searchKey(key, records, initial, budget));
   }
   const failed = perKey.find((r) => r.verdict === 'not-linearizable');
   const unknown = perKey.some((r) => r.verdict === 'unknown');
@@ -467,8 +468,23 @@ class StateCache {
   }
 }
 
-/** Checks one key's sub-history. Exported for tests and for callers that shard by key. */
+/**
+ * Checks one key's sub-history. Exported for tests and for callers that shard by key. Throws
+ * HistoryError on a malformed record or one of another key: the search would take two keys for one
+ * register (a write to y "explaining" a read of x) or fail on a missing result with a TypeError.
+ */
 export function checkKey(key: string, records: readonly OpRecord[], initial: string | null, budget: KeyBudget): KeyResult {
+  validateHistory(records);
+  for (const record of records) {
+    if (record.op.key !== key) {
+      throw new HistoryError('SYNOD_HISTORY_BAD_RECORD', `a record of key ${JSON.stringify(record.op.key)} passed to checkKey(${JSON.stringify(key)})`, record.id);
+    }
+  }
+  return searchKey(key, records, initial, budget);
+}
+
+/** checkKey without the checks: checkHistory validated the history and grouped it by key. */
+function searchKey(key: string, records: readonly OpRecord[], initial: string | null, budget: KeyBudget): KeyResult {
   const started = budget.nowMs();
   const values = new ValueTable();
   const initialState = values.intern(initial);

@@ -11,6 +11,7 @@ export type PlantedBug =
   | 'leader-rebatches-retransmit' // the trigger for the one above, alone (harmless with correct acceptors)
   | 'leader-skips-recovery'
   | 'reply-before-persist'
+  | 'promise-before-persist' // a promise (1b) is sent before the promised ballot is durable
   | 'config-governs-at-once' // a configuration chosen at i governs from i + 1, not i + W
   | 'window-ignored'; // leaders propose and acceptors accept up to chosen prefix + 2W
 

@@ -614,7 +614,8 @@ export class Replica {
     };
     // Wait for everything issued so far: the promise and the accepts it reports.
     const replySeq = this.lastIssuedSeq();
-    this.sendAfterPersist(reply, replySeq);
+    if (this.options.plantedBug === 'promise-before-persist') this.send(reply); // PLANTED BUG (tests only)
+    else this.sendAfterPersist(reply, replySeq);
     if (CONTRACTS) {
       ensures(this.promised >= promisedBefore, 'promised ballot never decreases');
       ensures(this.promised === msg.ballot, 'a promise is sent only for the promised ballot');

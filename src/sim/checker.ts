@@ -1,7 +1,7 @@
 // Safety checks over everything the simulator observes. Each check throws a Violation naming
 // the property, so a failing seed stops at the first event that broke it.
 
-import type { Command, ConfigEpoch, Entry, ReplicaId, Slot } from '../core/types.js';
+import type { Command, ConfigEpoch, Entry, Message, ReplicaId, Slot } from '../core/types.js';
 import { commandKey, valueKey } from './keys.js';
 
 export type Property =
@@ -11,6 +11,7 @@ export type Property =
   | 'validity'
   | 'at-most-once'
   | 'durability'
+  | 'persist-before-reply'
   | 'prefix'
   | 'applied-unchosen'
   | 'config-unfixed'
@@ -37,6 +38,8 @@ export class Checker {
   private readonly chosen = new Map<Slot, string>();
   /** `${node}/${slot}/${ballot}` -> the value that acceptor durably accepted there. */
   private readonly votes = new Map<string, string>();
+  /** node -> the highest ballot durable there: its promise, or a ballot in its log (SAFETY.md, recovery). */
+  private readonly promisedDurable = new Map<ReplicaId, number>();
   private readonly appliedKey = new Map<Slot, string>();
   private readonly appliedHash = new Map<Slot, number>();
   private readonly proposedPayloads = new Map<string, string>();
@@ -82,9 +85,32 @@ export class Checker {
     throw new Violation(property, detail);
   }
 
+  /** A promised ballot that became durable at an acceptor. */
+  durablePromise(node: ReplicaId, ballot: number): void {
+    if (ballot > (this.promisedDurable.get(node) ?? 0)) this.promisedDurable.set(node, ballot);
+  }
+
+  /**
+   * Persist before reply (SAFETY.md): a promise leaves only once its ballot is durable, an accept
+   * reply only once the accepted (slot, ballot) is. Checked on the disk's state, not the core's
+   * own bookkeeping, and at every reply: a lost vote breaks agreement only after a crash in the
+   * write's window and a competing ballot, which seeds rarely combine.
+   */
+  replySent(node: ReplicaId, msg: Message): void {
+    if (msg.type === 'promise') {
+      const durable = this.promisedDurable.get(node) ?? 0;
+      if (durable < msg.ballot) this.fail('persist-before-reply', `n${node} promised ballot ${msg.ballot} to n${msg.to}, but only ballot ${durable} is durable there`);
+    } else if (msg.type === 'accepted') {
+      if (!this.votes.has(`${node}/${msg.slot}/${msg.ballot}`)) {
+        this.fail('persist-before-reply', `n${node} replied accepted for slot ${msg.slot} ballot ${msg.ballot} to n${msg.to} before that accept was durable`);
+      }
+    }
+  }
+
   /** Entries that became durable at an acceptor. */
   durable(node: ReplicaId, entries: Entry[]): void {
     for (const e of entries) {
+      this.durablePromise(node, e.ballot);
       // Which configuration governs slot s is fixed by the chosen log up to s - W. A vote (or a
       // learned value) beyond that was proposed or accepted while the slot's quorum was still open.
       if (e.slot > this.chosenPrefix + this.windowSlots) {

@@ -347,6 +347,7 @@ export class Simulation {
       const torn = i === keep - 1 && node.prng.chance(0.5);
       const entriesKept = torn ? node.prng.int(0, op.entries.length) : op.entries.length;
       disk.apply(op, entriesKept);
+      if (op.promised !== null) this.checker.durablePromise(node.id, op.promised);
       this.checker.durable(node.id, op.entries.slice(0, entriesKept));
     }
     disk.inflight = [];
@@ -374,7 +375,10 @@ export class Simulation {
         }
       }
     }
-    for (const msg of ready.send) this.netSend(msg);
+    for (const msg of ready.send) {
+      this.checker.replySent(node.id, msg);
+      this.netSend(msg);
+    }
     for (const c of ready.committed) this.apply(node, c.slot, c.value);
     for (const rc of ready.roleChanges) {
       this.log(`n${node.id} becomes ${rc.role} (ballot ${rc.ballot}, leader ${rc.leader ?? '-'})`);
@@ -407,6 +411,7 @@ export class Simulation {
       const head = disk.inflight.shift();
       if (!head || head.op !== op) throw new Error('sim disk: completions out of order');
       disk.apply(op);
+      if (op.promised !== null) this.checker.durablePromise(node.id, op.promised);
       this.checker.durable(node.id, op.entries);
       node.core.persisted(op.seq, node.localNow(this.nowMs));
       this.drain(node);

@@ -1,9 +1,9 @@
 // Hand-written histories with known verdicts: "paper" tests, one rule each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHistory, type CheckResult } from '../../src/check/linearizability.js';
+import { checkHistory, checkKey, type CheckResult, type KeyBudget } from '../../src/check/linearizability.js';
 import { explainResult } from '../../src/check/explain.js';
-import type { OpRecord } from '../../src/check/history.js';
+import { HistoryError, type OpRecord } from '../../src/check/history.js';
 import { HistoryBuilder, bruteForceLinearizable } from './helpers.js';
 
 function linearizable(ops: readonly OpRecord[], message = ''): CheckResult {
@@ -284,4 +284,27 @@ test('fail: failed ops are dropped whatever they claim', () => {
   const result = linearizable(h.ops);
   assert.equal(result.perKey[0]!.droppedOps, 3);
   assert.equal(result.perKey[0]!.okOps, 2);
+});
+
+// ---------------------------------------------------------------- checkKey (public, for callers that shard by key)
+
+test('checkKey: records of another key are refused, not merged into one register', () => {
+  // A sharding mistake: x's sub-history (a read of a value nobody wrote to x) plus a write to y.
+  // Taken as one register, the write to y "explains" the read.
+  const budget: KeyBudget = { ms: 10_000, steps: 1_000_000, cacheBytes: 1 << 20, nowMs: () => performance.now() };
+  const ops = new HistoryBuilder().put(1, 'y', 'a', 0, 10).get(2, 'x', 'a', 20, 30).ops;
+  assert.throws(() => checkKey('x', ops, null, budget), (e: unknown) => {
+    assert.ok(e instanceof HistoryError, String(e));
+    assert.equal(e.code, 'SYNOD_HISTORY_BAD_RECORD');
+    assert.equal(e.opId, 0);
+    assert.match(e.message, /key "y" passed to checkKey\("x"\)/);
+    return true;
+  });
+  assert.equal(checkKey('x', ops.slice(1), null, budget).verdict, 'not-linearizable');
+});
+
+test('checkKey: a malformed record is a HistoryError, as with checkHistory', () => {
+  const budget: KeyBudget = { ms: 10_000, steps: 1_000_000, cacheBytes: 1 << 20, nowMs: () => performance.now() };
+  const noResult = { id: 7, process: 1, op: { f: 'get', key: 'x' }, invokeMs: 0, completeMs: 1, outcome: 'ok' } as OpRecord;
+  assert.throws(() => checkKey('x', [noResult], null, budget), { name: 'HistoryError', code: 'SYNOD_HISTORY_BAD_RECORD', message: /ok get has no result.value \(op 7\)/ });
 });

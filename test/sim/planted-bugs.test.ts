@@ -22,10 +22,27 @@ test('a leader that skips Phase 1 recovery overwrites chosen values (caught)', (
   assert.match(r.violation!.property, /agreement|applied-unchosen|prefix|durability/);
 });
 
-test('a replica that replies before persisting loses chosen values on a crash (caught)', () => {
+test('a replica that replies before persisting its accept is caught at the reply (persist-before-reply)', () => {
+  // Checked against the simulated disk at each reply; before that check, only a consequence
+  // (applied-unchosen, agreement) could show it, when a crash hit the write's window.
   const r = firstViolation(SEEDS_MAX, plant('reply-before-persist', false));
   assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
-  assert.match(r.violation!.property, /applied-unchosen|agreement|durability|prefix/);
+  assert.equal(r.violation!.property, 'persist-before-reply');
+  assert.match(r.violation!.message, /replied accepted for slot \d+ ballot \d+ .* before that accept was durable/);
+});
+
+test('a replica that promises before its promise is durable is caught by the checkers alone', () => {
+  // A promise lost in a crash lets the acceptor accept below it: agreement breaks only if a crash
+  // falls in the write's window and an older leader's accept then arrives, which no seed of 1-300
+  // combined (contracts off), so it went unreported. The reply is now checked against the disk.
+  const r = firstViolation(SEEDS_MAX, plant('promise-before-persist', false));
+  assert.ok(r, `no violation in ${SEEDS_MAX} seeds`);
+  assert.equal(r.violation!.property, 'persist-before-reply');
+  assert.match(r.violation!.message, /promised ballot \d+ to n\d+, but only ballot \d+ is durable there/);
+  // The core's own contract reports it too, from its bookkeeping.
+  const byContract = firstViolation(SEEDS_MAX, plant('promise-before-persist', true));
+  assert.ok(byContract, `contract: no violation in ${SEEDS_MAX} seeds`);
+  assert.match(byContract.violation!.message, /promise sent before it was durable/);
 });
 
 test('an acceptor that accepts a second value at one ballot is caught, by the checker and by the 2a contract', () => {

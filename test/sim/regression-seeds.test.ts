@@ -86,3 +86,19 @@ test('seed 50529 with different member sets: the configuration at the higher slo
     Replica.prototype.proposeConfig = original;
   }
 });
+
+test('checker: a reply that votes must find its vote durable (a promise counts a ballot in the log too)', () => {
+  const c = new Checker([1, 2, 3], W);
+  const promise = (ballot: number) => ({ type: 'promise' as const, from: 1, to: 2, ballot, fromSlot: 1, entries: [], chosenPrefix: 0, logStart: 1 });
+  const accepted = (slot: number, ballot: number) => ({ type: 'accepted' as const, from: 1, to: 2, ballot, slot });
+  assert.throws(() => c.replySent(1, promise(5)), { name: 'Violation', message: /persist-before-reply: n1 promised ballot 5 to n2, but only ballot 0 is durable/ });
+  c.durablePromise(1, 5);
+  c.replySent(1, promise(5));
+  assert.throws(() => c.replySent(1, promise(6)), /only ballot 5 is durable/);
+  assert.throws(() => c.replySent(1, accepted(3, 7)), /persist-before-reply: n1 replied accepted for slot 3 ballot 7/);
+  c.durable(1, [at(3, noop, 7)]); // an accept at ballot 7 is durable: so is a promise of 7 (recovery takes the log's maximum)
+  c.replySent(1, accepted(3, 7));
+  c.replySent(1, promise(7));
+  assert.throws(() => c.replySent(1, accepted(3, 6)), /slot 3 ballot 6/, 'the ballot must match, not just the slot');
+  assert.throws(() => c.replySent(2, accepted(3, 7)), /n2 replied accepted/, 'and the node');
+});
