@@ -18,8 +18,8 @@
 //            times as with parallel arrays). A record is [key bytes | value bytes (capacity)] in
 //            one page.
 //   pages    Uint8Arrays of PAGE_BYTES (1 MiB) filled by a bump pointer; a record larger than
-//            an eighth of a page gets a page of its own. A value that outgrows its capacity moves (the
-//            old record becomes garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES),
+//            an eighth of a page gets a page of its own. A value that outgrows its capacity, or shrinks
+//            below half of it (less SHRINK_SLACK_BYTES), moves (the old record becomes garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES),
 //            compact() copies the live records into fresh pages.
 //   order    entry ids sorted by key (byte order), for snapshots and scans: kept across changes;
 //            keys added since are sorted alone and merged in, keys deleted since are filtered
@@ -75,6 +75,9 @@ const META_COPY_STEP_IDS = 32;
 const REHASH_INCREMENTAL_MIN = 1 << 16;
 const REHASH_STEP_SLOTS = 16;
 const PREFAULT_PAGES_PER_ALLOC = 2;
+// A value overwritten by one that leaves more than its own length plus this unused in the record
+// moves to a record of its size (see overwrite): a record holds at most twice its value and this.
+const SHRINK_SLACK_BYTES = 64;
 // A prefix scan sorts the keys added since the last sort (and keeps that order) only when they
 // are this few; more, and it picks its matches among them without sorting (prefixScan).
 const SCAN_SORT_ADDED_MAX = 4096;
@@ -207,6 +210,13 @@ export class ByteTable {
   /** Key and value bytes held. */
   get bytes(): number {
     return this.liveBytes;
+  }
+
+  /** Bytes of the pages that hold the records (live records with their spare room, garbage, unused page tails): their memory. */
+  get pageBytesHeld(): number {
+    let n = 0;
+    for (const page of this.pages) n += page.length;
+    return n;
   }
 
   /**
@@ -941,8 +951,12 @@ export class ByteTable {
 
   private overwrite(e: number, value: Uint8Array, vFrom: number, vLen: number): number {
     const previous = this.meta[(e << 3) + VAL_LEN]!;
-    if (vLen > this.meta[(e << 3) + VAL_CAP]!) {
-      // Outgrew its record: move key and value to a new one, the old one becomes garbage.
+    const cap = this.meta[(e << 3) + VAL_CAP]!;
+    if (vLen > cap || cap - vLen > vLen + SHRINK_SLACK_BYTES) {
+      // Outgrew its record, or would leave most of it unused: move key and value to a new one of
+      // the value's size, the old one becomes garbage. A record that only ever grew kept its
+      // largest value's room: keys set to 1 MiB and then to a byte held a MiB each, as live
+      // bytes that compaction copies and never reclaims.
       const keyLen = this.meta[(e << 3) + KEY_LEN]!;
       const oldPage = this.meta[(e << 3) + PAGE]!;
       const oldAt = this.meta[(e << 3) + AT]!;

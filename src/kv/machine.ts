@@ -220,6 +220,9 @@ export class KvMachine implements StateMachine {
     for (let i = 0; i < count; i++) {
       if (off + 4 > snapshot.length) throw bad(`truncated at entry ${i}`);
       const klen = view.getUint32(off);
+      // A key no command can make (apply() refuses empty and oversized keys) is damage, and would
+      // stay for good: no command could delete it.
+      if (klen === 0 || klen > KEY_BYTES_MAX) throw bad(`key of ${klen} bytes at entry ${i} (keys are 1..${KEY_BYTES_MAX})`);
       off += 4;
       if (off + klen + 4 > snapshot.length) throw bad(`truncated at entry ${i}`);
       const keyAt = off;

@@ -28,7 +28,22 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('prefetch' as const), keys: fc.array(key, { maxLength: 12 }) }) },
 );
 
-function check(t: ByteTable, model: Map<string, Uint8Array>): void {
+/**
+ * Most bytes of pages a table may hold for what it holds now: a record keeps room for at most
+ * twice its value plus 64 bytes; garbage is compacted once past the records and compactMinBytes;
+ * a regular page's tail left unused is under an eighth of it (larger records get their own page),
+ * the page being filled aside.
+ */
+function pageBytesBound(t: ByteTable, pageBytes: number, compactMinBytes: number): number {
+  const records = 2 * t.bytes + 64 * t.size;
+  return Math.floor((8 / 7) * (2 * records + compactMinBytes)) + pageBytes;
+}
+
+function check(t: ByteTable, model: Map<string, Uint8Array>, pageBytes?: number, compactMinBytes?: number): void {
+  if (pageBytes !== undefined) {
+    const bound = pageBytesBound(t, pageBytes, compactMinBytes!);
+    assert.ok(t.pageBytesHeld <= bound, `${t.pageBytesHeld} bytes of pages held for ${t.bytes} bytes of keys and values (bound ${bound})`);
+  }
   assert.equal(t.size, model.size);
   let bytes = 0;
   for (const [k, v] of model) {
@@ -91,7 +106,7 @@ test('property: ByteTable behaves as a Map of byte strings, in key order, across
           } else if (o.kind === 'delete') {
             assert.equal(t.delete(o.key, 0, o.key.length), model.delete(hex(o.key)));
           } else if (o.kind === 'sorted') {
-            check(t, model);
+            check(t, model, 2048, 512);
           } else if (o.kind === 'prefetch') {
             // Keys present and absent, as views at odd offsets of one buffer; nothing may change.
             const buf = new Uint8Array(1 + o.keys.reduce((n, k) => n + k.length, 0));
@@ -108,7 +123,7 @@ test('property: ByteTable behaves as a Map of byte strings, in key order, across
             check(t, model);
           } else t.compact();
         }
-        check(t, model);
+        check(t, model, 2048, 512);
         for (const k of ['00', '0001', '03030303']) {
           const kb = Buffer.from(k, 'hex');
           if (!model.has(k)) assert.equal(t.find(kb, 0, kb.length), -1);
@@ -499,4 +514,24 @@ test('ByteTable.prefixScan without sorting, after a delete, with ids past the de
   const got = r.ids.map((e) => new DataView(t.key(e).buffer).getUint32(4)).sort((a, b) => a - b);
   assert.deepEqual(got, Array.from({ length: 2000 }, (_, i) => i).filter((i) => i !== 3));
   assert.equal(r.more, false);
+});
+
+test('ByteTable: values overwritten by much smaller ones give their room back (1,000 keys set to 2,000 bytes, half of them 300 bytes, then all to 1 byte: the pages held 1.16 MB for 4.9 KB of keys and values)', () => {
+  const pageBytes = 4096;
+  const compactMinBytes = 8192;
+  const t = new ByteTable({ seed: 5, pageBytes, compactMinBytes });
+  const keyOf = (i: number) => new TextEncoder().encode(`k${i}`);
+  const large = new Uint8Array(2000).fill(7); // a page of its own each (over pageBytes / 8)
+  const middle = new Uint8Array(300).fill(8); // in the shared pages
+  for (let i = 0; i < 1000; i++) t.set(keyOf(i), 0, keyOf(i).length, i % 2 === 0 ? large : middle, 0, i % 2 === 0 ? large.length : middle.length);
+  for (let i = 0; i < 1000; i++) t.set(keyOf(i), 0, keyOf(i).length, Uint8Array.of(i & 0xff), 0, 1);
+  const bound = pageBytesBound(t, pageBytes, compactMinBytes);
+  assert.ok(t.pageBytesHeld <= bound, `${t.pageBytesHeld} bytes of pages held for ${t.bytes} bytes of keys and values (bound ${bound})`);
+  for (let i = 0; i < 1000; i++) {
+    const e = t.find(keyOf(i), 0, keyOf(i).length);
+    assert.deepEqual(t.value(e), Uint8Array.of(i & 0xff));
+  }
+  // And they grow again in place of the small ones.
+  for (let i = 0; i < 1000; i += 3) t.set(keyOf(i), 0, keyOf(i).length, large, 0, large.length);
+  for (let i = 0; i < 1000; i++) assert.equal(t.valueLength(t.find(keyOf(i), 0, keyOf(i).length)), i % 3 === 0 ? large.length : 1);
 });

@@ -198,6 +198,32 @@ test('snapshot and restore: a new replica catches up from one; garbage is refuse
   assert.equal(c.size, 49, 'a refused restore left the state alone');
 });
 
+test('restore refuses a snapshot holding a key no command could have made (empty, or over KEY_BYTES_MAX) and keeps its state', () => {
+  const record = (key: Uint8Array, value: Uint8Array) => {
+    const out = Buffer.alloc(8 + key.length + value.length);
+    out.writeUInt32BE(key.length, 0);
+    out.set(key, 4);
+    out.writeUInt32BE(value.length, 4 + key.length);
+    out.set(value, 8 + key.length);
+    return out;
+  };
+  const snapshotOf = (...records: Buffer[]) => {
+    const head = Buffer.alloc(8);
+    head.write('SKV1', 0, 'latin1');
+    head.writeUInt32BE(records.length, 4);
+    return new Uint8Array(Buffer.concat([head, ...records]));
+  };
+  const m = new KvMachine();
+  run(m, { op: 'put', key: b('kept'), value: b('1') });
+  // The format itself, accepted: a key of one byte and one of KEY_BYTES_MAX.
+  const fine = snapshotOf(record(b('a'), b('x')), record(new Uint8Array(KEY_BYTES_MAX).fill(0x62), b('y')));
+  new KvMachine().restore(fine);
+  assert.throws(() => m.restore(snapshotOf(record(new Uint8Array(0), b('x')), record(b('a'), b('y')))), /kv snapshot: .*key of 0 bytes at entry 0/);
+  assert.throws(() => m.restore(snapshotOf(record(b('a'), b('x')), record(new Uint8Array(KEY_BYTES_MAX + 1).fill(0x62), b('y')))), /kv snapshot: .*key of 1025 bytes at entry 1/);
+  assert.equal(s(m.get(b('kept'))), '1', 'a refused restore left the state alone');
+  assert.equal(m.size, 1);
+});
+
 test('property: the machine matches a reference map and is deterministic across replicas (one of them prefetching each slot)', () => {
   const keyArb = fc.constantFrom('a', 'ab', 'abc', 'b', 'b\u00ff', 'c');
   const valArb = fc.constantFrom('', 'x', 'y', 'zz');
