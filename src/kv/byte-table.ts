@@ -18,9 +18,10 @@
 //            times as with parallel arrays). A record is [key bytes | value bytes (capacity)] in
 //            one page.
 //   pages    Uint8Arrays of PAGE_BYTES (1 MiB) filled by a bump pointer; a record larger than
-//            an eighth of a page gets a page of its own. A value that outgrows its capacity, or shrinks
-//            below half of it (less SHRINK_SLACK_BYTES), moves (the old record becomes garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES),
-//            compact() copies the live records into fresh pages.
+//            an eighth of a page gets a page of its own. A value that outgrows its capacity, or
+//            shrinks below half of it (less SHRINK_SLACK_BYTES), moves (the old record becomes
+//            garbage); when garbage exceeds the live bytes (and GC_MIN_BYTES), compact() copies
+//            the live records into fresh pages.
 //   order    entry ids sorted by key (byte order), for snapshots and scans: kept across changes;
 //            keys added since are sorted alone and merged in, keys deleted since are filtered
 //            out. A deleted key's id is not reused until then (so the order never holds an id
