@@ -24,7 +24,8 @@ import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogStore } from '../storage/log.js';
-import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { META_FILE, readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { StorageError } from '../storage/errors.js';
 import { tryNativeCrc } from '../storage/native.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { crc32c } from '../storage/format.js';
@@ -295,19 +296,18 @@ export class SynodReplica {
     if (digestEvery !== undefined && !(Number.isSafeInteger(digestEvery) && digestEvery >= 0)) throw new RangeError(`stateDigestIntervalSlots must be an integer >= 0 (0: off), got ${digestEvery}`);
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
-    let meta = await readMetadata(dataDir);
-    const fresh = meta === null;
-    if (meta) {
-      const owner = parseMetaConfig(meta.config);
+    const found = await readMetadata(dataDir);
+    const fresh = found === null;
+    if (found) {
+      const owner = parseMetaConfig(found.config);
       if (owner.clusterId !== clusterId) {
         throw new DataDirError(`data dir ${dataDir} belongs to cluster '${owner.clusterId}', not '${clusterId}': use another --data directory`);
       }
       if (owner.replicaId !== id) throw new DataDirError(`data dir ${dataDir} belongs to replica ${owner.replicaId}, not ${id}`);
-    } else {
-      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
-      await writeMetadata(dataDir, meta);
     }
     const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'));
+    // No meta but snapshots: a damaged directory, not a new one (see below); refused before restore().
+    if (fresh && (await snapshots.slots()).length > 0) throw missingMetaError(dataDir, 'snapshots');
     const latest = await snapshots.latest();
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
     let sessions: SessionTable<Uint8Array> | null = null;
@@ -328,6 +328,20 @@ export class SynodReplica {
     const recovered = new RecoveredLog();
     const spareSegmentsMax = logSpareSegmentsFor(options, latest?.bodyBytes ?? 0);
     const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord, spareSegmentsMax });
+    let meta: Metadata;
+    if (found) meta = found;
+    else {
+      // Taken for new, a directory whose log holds records would vote again from nothing (slots
+      // it accepted or saw chosen overwritten, promises forgotten) and drop what it applied. The
+      // meta file is written (atomically) before the log is first opened, so only damage or a
+      // partial copy leaves a log without one.
+      if (logStore.headTailCapacity().tail > 1) {
+        await logStore.close();
+        throw missingMetaError(dataDir, 'a log');
+      }
+      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
+      await writeMetadata(dataDir, meta);
+    }
     const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
     const core = new Replica(
       coreOptions({ ...(options.core ?? {}), id, members: [...options.members.keys()].sort((a, b) => a - b) }),
@@ -1779,6 +1793,19 @@ function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
 
 export function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));
+}
+
+function missingMetaError(dataDir: string, what: string): StorageError {
+  const file = join(dataDir, META_FILE);
+  const error = new StorageError(
+    'SYNOD_STORAGE_CORRUPT',
+    `data dir ${dataDir} holds ${what} but no ${META_FILE} file: its promises and incarnation are lost, so it must not start as a new replica. ` +
+      `Restore ${file} if it was copied without it; otherwise move the directory aside and recover the replica from its peers as a lost disk.`,
+    file,
+    0,
+  );
+  error.reason = `${what} without a ${META_FILE} file`;
+  return error;
 }
 
 function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: number } {
