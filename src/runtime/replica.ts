@@ -182,6 +182,8 @@ export class SynodReplica {
   private snapshotInFlight: Promise<Slot> | null = null;
   /** A fetched snapshot being written and installed: close() waits for it (it writes the snapshot store and the metadata). */
   private installing: Promise<void> | null = null;
+  /** The latest metadata write (writeMeta): the next waits for it. */
+  private metaWrite: Promise<void> = Promise.resolve();
   private readonly statsRecorder = new StatisticsRecorder(now());
   /** Each peer's dial count when it was last seen connected (health's consecutiveFailures). */
   private readonly reconnectsWhenUp = new Map<ReplicaId, number>();
@@ -666,12 +668,26 @@ export class SynodReplica {
    * metadata names it, the intervals count from it, and the log below it (less the margin) goes.
    */
   private async snapshotSaved(slot: Slot, payloadBytes: number, bytes: number): Promise<void> {
+    // A snapshot installed from a peer while this one was written names a newer slot already.
+    if (slot <= this.snapshotSlot) return;
     this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
-    await writeMetadata(this.options.dataDir, this.meta);
+    await this.writeMeta();
+    if (slot <= this.snapshotSlot) return; // overtaken while the metadata was written
     this.snapshotSlot = slot;
     this.snapshotPayloadBytes = payloadBytes;
     this.snapshotBytes = bytes;
     this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
+  }
+
+  /**
+   * Writes `this.meta` as it is when the previous write has finished: one write at a time. Two at
+   * once (an own snapshot finishing while one from a peer is installed) shared the temp file
+   * `meta.tmp`, and one of them failed its rename with ENOENT.
+   */
+  private writeMeta(): Promise<void> {
+    const write = this.metaWrite.catch(() => {}).then(() => writeMetadata(this.options.dataDir, this.meta));
+    this.metaWrite = write;
+    return write;
   }
 
   // ================================================================ state digests
@@ -1767,7 +1783,7 @@ export class SynodReplica {
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
     this.meta = { ...this.meta, snapshotSlot: slot };
-    await writeMetadata(this.options.dataDir, this.meta);
+    await this.writeMeta();
     this.core.installSnapshot(slot, body.configs, now());
     this.refreshPeers();
     this.stats.snapshotsInstalled++;

@@ -11,7 +11,8 @@ import type { ReplicaOptions } from '../../src/runtime/api.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
-import { readyLeader } from './wait.js';
+import { readyLeader, until } from './wait.js';
+import { MESSAGE_FORMAT_VERSION } from '../../src/codec/messages.js';
 
 setContracts(true);
 
@@ -64,4 +65,62 @@ for (const taken of ['with a snapshot', 'with only a log'] as const) {
       await rm(dir, { recursive: true, force: true });
     }
   });
+}
+
+for (const later of ['install', 'own'] as const) {
+test(`a snapshot installed from a peer while the replica's own snapshot finishes (${later} last): both are recorded, the install completes, the replica goes on`, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-restart-overlap-'));
+  const network = new MemoryNetwork();
+  const warnings: string[] = [];
+  const replicas = await Promise.all(
+    [1, 2, 3].map((id) =>
+      SynodReplica.start(options(dir, network, id, [1, 2, 3], { snapshotIntervalSlots: 1_000_000, logger: (level, msg, fields) => {
+        if (level === 'warn' || level === 'error') warnings.push(`${id}: ${msg} ${JSON.stringify(fields ?? {})}`);
+      } })),
+    ),
+  );
+  try {
+    const leader = await readyLeader(replicas);
+    const lagging = replicas.find((r) => r !== leader)!;
+    for (let i = 0; i < 5; i++) await leader.propose(enc('add:1'));
+    await until('the lagging replica applied the first writes', () => lagging.status().appliedSlot >= leader.status().commitSlot);
+    // The lagging replica hears no protocol message (snapshot frames still pass).
+    network.setDropFilter((_from, to, frame) => to === lagging.id && frame[0] === MESSAGE_FORMAT_VERSION);
+    for (let i = 0; i < 20; i++) await leader.propose(enc('add:1'));
+    const appliedBefore = lagging.status().appliedSlot;
+    const leaderCommit = leader.status().commitSlot;
+
+    // Its own snapshot and the fetched one are written at once; each goes on (to the metadata)
+    // only when both are in the store: the own one first, the install right after.
+    const store = (lagging as unknown as { snapshots: { save: (...a: unknown[]) => Promise<unknown> } }).snapshots;
+    const save = store.save.bind(store);
+    let saved = 0;
+    let bothSaved!: () => void;
+    const both = new Promise<void>((r) => (bothSaved = r));
+    store.save = async (...a: unknown[]) => {
+      const info = await save(...a);
+      if (++saved === 2) bothSaved();
+      await both;
+      // The install's chunks come as an array; the own snapshot's as a generator.
+      if (Array.isArray(a[2]) === (later === 'install')) await new Promise((r) => setImmediate(r));
+      return info;
+    };
+    const own = lagging.takeSnapshot();
+    const installed = lagging.copyStateFrom(leader.id, { timeoutMs: 10_000 });
+    // Which of the two metadata writes failed varied from run to run (both shared meta.tmp).
+    const [ownDone, installDone] = await Promise.allSettled([own, installed]);
+    assert.deepEqual(ownDone, { status: 'fulfilled', value: appliedBefore }, 'its own snapshot of what it applied');
+    assert.deepEqual(installDone, { status: 'fulfilled', value: leaderCommit }, 'the leader\'s snapshot installed');
+    assert.deepEqual(warnings, []);
+    assert.equal(lagging.status().snapshotSlot, leaderCommit, 'status names the installed snapshot, not the older own one');
+
+    network.setDropFilter(null);
+    for (let i = 0; i < 5; i++) await leader.propose(enc('add:1'));
+    await until('the replica catches up past the snapshot', () => lagging.status().appliedSlot >= leader.status().commitSlot);
+    assert.equal(dec((await lagging.read(enc(''), { consistency: 'local' })).result), '30');
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 }
