@@ -24,7 +24,8 @@ import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
 import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogStore } from '../storage/log.js';
-import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { META_FILE, readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
+import { StorageError } from '../storage/errors.js';
 import { tryNativeCrc } from '../storage/native.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { crc32c } from '../storage/format.js';
@@ -181,6 +182,8 @@ export class SynodReplica {
   private snapshotInFlight: Promise<Slot> | null = null;
   /** A fetched snapshot being written and installed: close() waits for it (it writes the snapshot store and the metadata). */
   private installing: Promise<void> | null = null;
+  /** The latest metadata write (writeMeta): the next waits for it. */
+  private metaWrite: Promise<void> = Promise.resolve();
   private readonly statsRecorder = new StatisticsRecorder(now());
   /** Each peer's dial count when it was last seen connected (health's consecutiveFailures). */
   private readonly reconnectsWhenUp = new Map<ReplicaId, number>();
@@ -295,19 +298,18 @@ export class SynodReplica {
     if (digestEvery !== undefined && !(Number.isSafeInteger(digestEvery) && digestEvery >= 0)) throw new RangeError(`stateDigestIntervalSlots must be an integer >= 0 (0: off), got ${digestEvery}`);
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
-    let meta = await readMetadata(dataDir);
-    const fresh = meta === null;
-    if (meta) {
-      const owner = parseMetaConfig(meta.config);
+    const found = await readMetadata(dataDir);
+    const fresh = found === null;
+    if (found) {
+      const owner = parseMetaConfig(found.config);
       if (owner.clusterId !== clusterId) {
         throw new DataDirError(`data dir ${dataDir} belongs to cluster '${owner.clusterId}', not '${clusterId}': use another --data directory`);
       }
       if (owner.replicaId !== id) throw new DataDirError(`data dir ${dataDir} belongs to replica ${owner.replicaId}, not ${id}`);
-    } else {
-      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
-      await writeMetadata(dataDir, meta);
     }
     const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'));
+    // No meta but snapshots: a damaged directory, not a new one (see below); refused before restore().
+    if (fresh && (await snapshots.slots()).length > 0) throw missingMetaError(dataDir, 'snapshots');
     const latest = await snapshots.latest();
     let snapshot = { slot: 0, configs: [] as ConfigEpoch[] };
     let sessions: SessionTable<Uint8Array> | null = null;
@@ -328,6 +330,20 @@ export class SynodReplica {
     const recovered = new RecoveredLog();
     const spareSegmentsMax = logSpareSegmentsFor(options, latest?.bodyBytes ?? 0);
     const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord, spareSegmentsMax });
+    let meta: Metadata;
+    if (found) meta = found;
+    else {
+      // Taken for new, a directory whose log holds records would vote again from nothing (slots
+      // it accepted or saw chosen overwritten, promises forgotten) and drop what it applied. The
+      // meta file is written (atomically) before the log is first opened, so only damage or a
+      // partial copy leaves a log without one.
+      if (logStore.headTailCapacity().tail > 1) {
+        await logStore.close();
+        throw missingMetaError(dataDir, 'a log');
+      }
+      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
+      await writeMetadata(dataDir, meta);
+    }
     const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
     const core = new Replica(
       coreOptions({ ...(options.core ?? {}), id, members: [...options.members.keys()].sort((a, b) => a - b) }),
@@ -652,12 +668,26 @@ export class SynodReplica {
    * metadata names it, the intervals count from it, and the log below it (less the margin) goes.
    */
   private async snapshotSaved(slot: Slot, payloadBytes: number, bytes: number): Promise<void> {
+    // A snapshot installed from a peer while this one was written names a newer slot already.
+    if (slot <= this.snapshotSlot) return;
     this.meta = { ...this.meta, snapshotSlot: slot, promised: Math.max(this.meta.promised, this.core.status.promised) };
-    await writeMetadata(this.options.dataDir, this.meta);
+    await this.writeMeta();
+    if (slot <= this.snapshotSlot) return; // overtaken while the metadata was written
     this.snapshotSlot = slot;
     this.snapshotPayloadBytes = payloadBytes;
     this.snapshotBytes = bytes;
     this.compactBelow(slot - (this.options.compactionMarginSlots ?? 1000));
+  }
+
+  /**
+   * Writes `this.meta` as it is when the previous write has finished: one write at a time. Two at
+   * once (an own snapshot finishing while one from a peer is installed) shared the temp file
+   * `meta.tmp`, and one of them failed its rename with ENOENT.
+   */
+  private writeMeta(): Promise<void> {
+    const write = this.metaWrite.catch(() => {}).then(() => writeMetadata(this.options.dataDir, this.meta));
+    this.metaWrite = write;
+    return write;
   }
 
   // ================================================================ state digests
@@ -1753,7 +1783,7 @@ export class SynodReplica {
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
     this.meta = { ...this.meta, snapshotSlot: slot };
-    await writeMetadata(this.options.dataDir, this.meta);
+    await this.writeMeta();
     this.core.installSnapshot(slot, body.configs, now());
     this.refreshPeers();
     this.stats.snapshotsInstalled++;
@@ -1779,6 +1809,19 @@ function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
 
 export function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));
+}
+
+function missingMetaError(dataDir: string, what: string): StorageError {
+  const file = join(dataDir, META_FILE);
+  const error = new StorageError(
+    'SYNOD_STORAGE_CORRUPT',
+    `data dir ${dataDir} holds ${what} but no ${META_FILE} file: its promises and incarnation are lost, so it must not start as a new replica. ` +
+      `Restore ${file} if it was copied without it; otherwise move the directory aside and recover the replica from its peers as a lost disk.`,
+    file,
+    0,
+  );
+  error.reason = `${what} without a ${META_FILE} file`;
+  return error;
 }
 
 function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: number } {
