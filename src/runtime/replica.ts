@@ -335,8 +335,8 @@ export class SynodReplica {
     else {
       // Taken for new, a directory whose log holds records would vote again from nothing (slots
       // it accepted or saw chosen overwritten, promises forgotten) and drop what it applied. The
-      // meta file is written (atomically) before the log is first opened, so only damage or a
-      // partial copy leaves a log without one.
+      // meta file is written (atomically) before the log's first record, so only damage or a
+      // partial copy leaves a log with records and no meta.
       if (logStore.headTailCapacity().tail > 1) {
         await logStore.close();
         throw missingMetaError(dataDir, 'a log');
