@@ -100,7 +100,11 @@ export interface KvClientOptions {
   endpoints: string[];
   /** Overall time limit of one operation, retries included. Default 10 s. */
   timeoutMs?: number;
-  /** The server's propose timeout for one attempt. Default 5 s. */
+  /**
+   * The server's propose timeout for one attempt (its answer is awaited 1 s longer), and the time
+   * allowed to set up a connection (TCP connect, TLS handshake, AUTH answer) before the next
+   * endpoint is tried; both within what is left of timeoutMs. Default 5 s.
+   */
   attemptTimeoutMs?: number;
   /** Largest value the cluster accepts (for the frame limit). Default 1 MiB. */
   valueBytesMax?: number;
@@ -259,7 +263,9 @@ class Connection {
   constructor(
     readonly endpoint: string,
     frameBytesMax: number,
-    security: ConnectionSecurity = {},
+    security: ConnectionSecurity,
+    /** Time for TCP connect, TLS handshake and the AUTH answer together: then the connection is given up. */
+    setupTimeoutMs: number,
   ) {
     const [host, port] = splitHostPort(endpoint);
     this.socket = security.tls ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...security.tls }) : net.connect({ host, port });
@@ -270,7 +276,17 @@ class Connection {
     // connection counts as connected (requests may go) only after both.
     this.ready = new Promise((resolve, reject) => {
       const fail = (e: Error) => reject(this.endReason ? new Error(this.endReason) : e);
+      // A peer that accepts TCP and then says nothing (a frozen process: the kernel completes the
+      // handshake for it) left a TLS handshake waiting forever, and an AUTH answer 5 s whatever
+      // the operation's own limit: setup is bounded as one attempt is.
+      let stage = security.tls ? 'TCP connect or TLS handshake not completed' : 'TCP connect not completed';
+      const setup = setTimeout(() => {
+        this.endReason ||= `no connection to ${endpoint} within ${setupTimeoutMs} ms (${stage})`;
+        this.socket.destroy();
+      }, setupTimeoutMs);
+      this.socket.once('close', () => clearTimeout(setup));
       const open = () => {
+        clearTimeout(setup);
         this.connected = true;
         resolve();
       };
@@ -282,6 +298,7 @@ class Connection {
       this.pending.set(CONNECTION_REQUEST_ID, new AnswerAsResponse(refused, fail, Infinity, Infinity));
       this.socket.once(security.tls ? 'secureConnect' : 'connect', () => {
         if (!security.token) return open();
+        stage = 'no answer to its AUTH frame';
         const authId = this.nextId++;
         const authAnswered = (r: Response) => {
           if (r.status === ST_OK) return open();
@@ -677,7 +694,7 @@ export class KvClient {
         if (remaining <= 0) break;
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
         // The open connection at once (no await on the hot path), else connect or back off.
-        const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+        const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
         if (typeof conn === 'string') {
           state.lastError = conn;
           continue;
@@ -754,7 +771,7 @@ export class KvClient {
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       // The open connection at once (no await on the hot path), else connect or back off.
-      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
       if (typeof conn === 'string') {
         lastError = conn;
         continue;
@@ -814,7 +831,7 @@ export class KvClient {
     for (let attempt = firstAttempt; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       // The open connection at once (no await on the hot path), else connect or back off.
-      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
       if (typeof conn === 'string') {
         state.lastError = conn;
         continue;
@@ -864,9 +881,9 @@ export class KvClient {
    * Connects (or waits for the connection being set up); on failure rotates to the next endpoint,
    * backs off and returns the reason, for the caller's retry loop. Authentication failures throw.
    */
-  private async connectOrBackOff(attempt: number): Promise<Connection | string> {
+  private async connectOrBackOff(attempt: number, deadline: number): Promise<Connection | string> {
     try {
-      return await this.connection();
+      return await this.connection(deadline);
     } catch (e) {
       if (e instanceof KvAuthError) throw e;
       this.rotate();
@@ -875,13 +892,14 @@ export class KvClient {
     }
   }
 
-  private async connection(): Promise<Connection> {
+  /** The connection, set up within one attempt's time (and what is left before `deadline`). */
+  private async connection(deadline: number): Promise<Connection> {
     if (this.conn && !this.conn.closed) {
       await this.conn.ready;
       return this.conn;
     }
     const endpoint = this.endpoints[this.current % this.endpoints.length]!;
-    const conn = new Connection(endpoint, this.frameBytesMax, this.security);
+    const conn = new Connection(endpoint, this.frameBytesMax, this.security, Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now())));
     this.conn = conn;
     try {
       await conn.ready;
