@@ -437,6 +437,11 @@ export class KvClient {
   private readonly seqs = new SeqWindow();
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
+  /**
+   * How long a read's first try waits for its answer: as a write's, one attempt within the
+   * operation's limit, + 1 s (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
+   */
+  private readonly readFirstTryWaitMs: number;
   private readonly frameBytesMax: number;
   private readonly security: ConnectionSecurity;
   private closed = false;
@@ -447,6 +452,7 @@ export class KvClient {
     this.endpoints = [...o.endpoints];
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
+    this.readFirstTryWaitMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs)) + 1_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
     if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
     this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
@@ -562,7 +568,7 @@ export class KvClient {
     }
     // As putWith: the frame goes straight into the socket buffer, and the overall deadline is a time
     // since the send (PendingRead.deadline()), so the first try reads no clock of its own.
-    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.attemptTimeoutMs + 1_000);
+    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
   }
 
   /**
@@ -808,7 +814,7 @@ export class KvClient {
     const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) return this.readLoop(query, consistency, deadline, 0, 'no attempt');
-    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000).then(
+    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.readFirstTryWaitMs).then(
       (r) => {
         if (r.status === ST_OK) {
           return okResult(r.body);
@@ -838,7 +844,8 @@ export class KvClient {
       }
       let r: Response;
       try {
-        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000);
+        const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
+        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), timeoutMs + 1_000);
       } catch (e) {
         state.lastError = (e as Error).message;
         this.drop(conn);

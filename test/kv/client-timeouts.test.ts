@@ -56,6 +56,19 @@ describe('KvClient against a server that accepts and never answers', () => {
     await silent.close();
   });
 
+  test('a READ never answered fails near timeoutMs (1 s), not at attemptTimeoutMs (5 s) + 1 s', async () => {
+    const kv = new KvClient({ endpoints: [silent.endpoint], timeoutMs: 1_000 });
+    try {
+      const r = await settle(kv.get('k'), 10_000);
+      assert.ok(unavailable(r.error), `KvUnavailableError, got ${r.pending ? 'still pending' : String(r.error ?? r.value)}`);
+      assert.ok(r.ms < 2_500, `get() settled after ${Math.round(r.ms)} ms with timeoutMs 1000`);
+      const w = await settle(new Promise<Error | null>((resolve) => kv.getWith(new TextEncoder().encode('k'), 'linearizable', (e) => resolve(e))), 10_000);
+      assert.ok(unavailable(w.value), `getWith: KvUnavailableError, got ${w.pending ? 'still pending' : String(w.value)}`);
+      assert.ok(w.ms < 2_500, `getWith() settled after ${Math.round(w.ms)} ms with timeoutMs 1000`);
+    } finally {
+      kv.close();
+    }
+  });
 
   test('TLS: a TCP connection whose handshake never completes fails the write near timeoutMs, certainly not applied (it waited forever)', async () => {
     const kv = new KvClient({ endpoints: [silent.endpoint], timeoutMs: 1_000, tls: {} });
