@@ -694,7 +694,8 @@ export class KvClient {
       // Every try of this write goes out under one session: a retry must be recognisable.
       const clientId = sessionId !== 0 ? sessionId : this.session !== 0 ? this.session : await this.register(deadline);
       for (let attempt = state.attempt; ; attempt++) {
-        if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
+        // Unknown only if a try may have run: a write first sent after close() certainly was not.
+        if (this.closed) throw state.maybeApplied ? new KvOutcomeUnknownError('the client was closed; the write may have been applied') : new KvUnavailableError('the client was closed; the write was not applied');
         const floor = this.seqs.floor();
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;

@@ -7,7 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
-import { KvClient, KvUnavailableError } from '../../src/kv/client.js';
+import { KvClient, KvOutcomeUnknownError, KvUnavailableError } from '../../src/kv/client.js';
+import { decodeRequest, encodeResponse, encodeSessionIdBody, KIND_REGISTER, ST_OK } from '../../src/kv/protocol.js';
+import { FrameDecoder } from '../../src/transport/frame.js';
 import { oneNode } from '../security/one-node.js';
 
 setContracts(true);
@@ -120,4 +122,40 @@ describe('KvClient with a frozen replica first in its endpoints', () => {
     }
   });
 
+  test('a write after close() is certainly not applied (KvUnavailableError), also once a session exists', async () => {
+    const kv = new KvClient({ endpoints: [`${n.binary.host}:${n.binary.port}`], timeoutMs: 3_000 });
+    await kv.put('before', 'x');
+    assert.ok(kv.clientId > 0);
+    kv.close();
+    await assert.rejects(kv.put('after', 'y'), (e: unknown) => unavailable(e) && /closed/.test((e as Error).message));
+    const cb = await new Promise<Error | null>((resolve) => kv.putWith(new TextEncoder().encode('after'), new TextEncoder().encode('y'), resolve));
+    assert.ok(unavailable(cb), `putWith: KvUnavailableError, got ${String(cb)}`);
+    await assert.rejects(kv.get('before'), unavailable);
+  });
+});
+
+test('a write in flight at close() stays an unknown outcome (it was sent)', async () => {
+  // Answers REGISTER, never a WRITE.
+  const server = net.createServer((s) => {
+    const decoder = new FrameDecoder(1 << 20);
+    s.on('error', () => {});
+    s.on('data', (chunk: Buffer) =>
+      decoder.push(chunk, (p) => {
+        const r = decodeRequest(p.slice());
+        if (r.kind === KIND_REGISTER) s.write(encodeResponse(ST_OK, r.requestId, encodeSessionIdBody(5)));
+      }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const kv = new KvClient({ endpoints: [`127.0.0.1:${(server.address() as net.AddressInfo).port}`], timeoutMs: 5_000 });
+  try {
+    const pending = kv.put('k', 'v');
+    while (kv.clientId === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50)); // the WRITE has gone out
+    kv.close();
+    await assert.rejects(pending, (e: unknown) => e instanceof KvOutcomeUnknownError && !e.certain);
+  } finally {
+    kv.close();
+    server.close();
+  }
 });
