@@ -333,14 +333,19 @@ export class HttpKvClient {
       });
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        // A TLS alert (e.g. a client certificate refused) ends the handshake: HTTP never saw the request.
-        if (!sent || e.code === 'ECONNREFUSED' || e.code?.startsWith('ERR_SSL_')) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
+        // The server's refusal of the client certificate comes as an alert after the client's
+        // side of the handshake (TLS 1.3): HTTP never saw the request. Any other TLS error once
+        // the request was sent (a damaged record) says nothing about whether it ran.
+        if (!sent || e.code === 'ECONNREFUSED' || (e.code !== undefined && CERTIFICATE_REFUSED.test(e.code))) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
         else reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost mid-request (${e.message}): the outcome is unknown`, endpoint));
       });
       req.end(body);
     });
   }
 }
+
+/** OpenSSL's codes for a peer's alert refusing this client's certificate (certificate_required, bad_certificate, unknown_ca, access_denied, ...). */
+const CERTIFICATE_REFUSED = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(?:\w*CERTIFICATE\w*|UNKNOWN_CA|ACCESS_DENIED)$/;
 
 /** Redirects followed in a row before a request counts as failed (certainly not executed). */
 export const MAX_REDIRECTS = 5;
