@@ -100,7 +100,11 @@ export interface KvClientOptions {
   endpoints: string[];
   /** Overall time limit of one operation, retries included. Default 10 s. */
   timeoutMs?: number;
-  /** The server's propose timeout for one attempt. Default 5 s. */
+  /**
+   * The server's propose timeout for one attempt (its answer is awaited 1 s longer), and the time
+   * allowed to set up a connection (TCP connect, TLS handshake, AUTH answer) before the next
+   * endpoint is tried; both within what is left of timeoutMs. Default 5 s.
+   */
   attemptTimeoutMs?: number;
   /** Largest value the cluster accepts (for the frame limit). Default 1 MiB. */
   valueBytesMax?: number;
@@ -259,7 +263,9 @@ class Connection {
   constructor(
     readonly endpoint: string,
     frameBytesMax: number,
-    security: ConnectionSecurity = {},
+    security: ConnectionSecurity,
+    /** Time for TCP connect, TLS handshake and the AUTH answer together: then the connection is given up. */
+    setupTimeoutMs: number,
   ) {
     const [host, port] = splitHostPort(endpoint);
     this.socket = security.tls ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...security.tls }) : net.connect({ host, port });
@@ -270,7 +276,17 @@ class Connection {
     // connection counts as connected (requests may go) only after both.
     this.ready = new Promise((resolve, reject) => {
       const fail = (e: Error) => reject(this.endReason ? new Error(this.endReason) : e);
+      // A peer that accepts TCP and then says nothing (a frozen process: the kernel completes the
+      // handshake for it) left a TLS handshake waiting forever, and an AUTH answer 5 s whatever
+      // the operation's own limit: setup is bounded as one attempt is.
+      let stage = security.tls ? 'TCP connect or TLS handshake not completed' : 'TCP connect not completed';
+      const setup = setTimeout(() => {
+        this.endReason ||= `no connection to ${endpoint} within ${setupTimeoutMs} ms (${stage})`;
+        this.socket.destroy();
+      }, setupTimeoutMs);
+      this.socket.once('close', () => clearTimeout(setup));
       const open = () => {
+        clearTimeout(setup);
         this.connected = true;
         resolve();
       };
@@ -282,6 +298,7 @@ class Connection {
       this.pending.set(CONNECTION_REQUEST_ID, new AnswerAsResponse(refused, fail, Infinity, Infinity));
       this.socket.once(security.tls ? 'secureConnect' : 'connect', () => {
         if (!security.token) return open();
+        stage = 'no answer to its AUTH frame';
         const authId = this.nextId++;
         const authAnswered = (r: Response) => {
           if (r.status === ST_OK) return open();
@@ -420,6 +437,11 @@ export class KvClient {
   private readonly seqs = new SeqWindow();
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
+  /**
+   * How long a read's first try waits for its answer: as a write's, one attempt within the
+   * operation's limit, + 1 s (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
+   */
+  private readonly readFirstTryWaitMs: number;
   private readonly frameBytesMax: number;
   private readonly security: ConnectionSecurity;
   private closed = false;
@@ -430,6 +452,7 @@ export class KvClient {
     this.endpoints = [...o.endpoints];
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
+    this.readFirstTryWaitMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs)) + 1_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
     if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
     this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
@@ -545,7 +568,7 @@ export class KvClient {
     }
     // As putWith: the frame goes straight into the socket buffer, and the overall deadline is a time
     // since the send (PendingRead.deadline()), so the first try reads no clock of its own.
-    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.attemptTimeoutMs + 1_000);
+    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
   }
 
   /**
@@ -671,13 +694,14 @@ export class KvClient {
       // Every try of this write goes out under one session: a retry must be recognisable.
       const clientId = sessionId !== 0 ? sessionId : this.session !== 0 ? this.session : await this.register(deadline);
       for (let attempt = state.attempt; ; attempt++) {
-        if (this.closed) throw new KvOutcomeUnknownError('the client was closed');
+        // Unknown only if a try may have run: a write first sent after close() certainly was not.
+        if (this.closed) throw state.maybeApplied ? new KvOutcomeUnknownError('the client was closed; the write may have been applied') : new KvUnavailableError('the client was closed; the write was not applied');
         const floor = this.seqs.floor();
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, remaining));
         // The open connection at once (no await on the hot path), else connect or back off.
-        const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+        const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
         if (typeof conn === 'string') {
           state.lastError = conn;
           continue;
@@ -754,7 +778,7 @@ export class KvClient {
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       // The open connection at once (no await on the hot path), else connect or back off.
-      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
       if (typeof conn === 'string') {
         lastError = conn;
         continue;
@@ -791,7 +815,7 @@ export class KvClient {
     const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) return this.readLoop(query, consistency, deadline, 0, 'no attempt');
-    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000).then(
+    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.readFirstTryWaitMs).then(
       (r) => {
         if (r.status === ST_OK) {
           return okResult(r.body);
@@ -814,14 +838,15 @@ export class KvClient {
     for (let attempt = firstAttempt; Date.now() < deadline; attempt++) {
       if (this.closed) throw new KvUnavailableError('the client was closed');
       // The open connection at once (no await on the hot path), else connect or back off.
-      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt));
+      const conn = this.openConnection() ?? (await this.connectOrBackOff(attempt, deadline));
       if (typeof conn === 'string') {
         state.lastError = conn;
         continue;
       }
       let r: Response;
       try {
-        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.attemptTimeoutMs + 1_000);
+        const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
+        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), timeoutMs + 1_000);
       } catch (e) {
         state.lastError = (e as Error).message;
         this.drop(conn);
@@ -864,9 +889,9 @@ export class KvClient {
    * Connects (or waits for the connection being set up); on failure rotates to the next endpoint,
    * backs off and returns the reason, for the caller's retry loop. Authentication failures throw.
    */
-  private async connectOrBackOff(attempt: number): Promise<Connection | string> {
+  private async connectOrBackOff(attempt: number, deadline: number): Promise<Connection | string> {
     try {
-      return await this.connection();
+      return await this.connection(deadline);
     } catch (e) {
       if (e instanceof KvAuthError) throw e;
       this.rotate();
@@ -875,13 +900,14 @@ export class KvClient {
     }
   }
 
-  private async connection(): Promise<Connection> {
+  /** The connection, set up within one attempt's time (and what is left before `deadline`). */
+  private async connection(deadline: number): Promise<Connection> {
     if (this.conn && !this.conn.closed) {
       await this.conn.ready;
       return this.conn;
     }
     const endpoint = this.endpoints[this.current % this.endpoints.length]!;
-    const conn = new Connection(endpoint, this.frameBytesMax, this.security);
+    const conn = new Connection(endpoint, this.frameBytesMax, this.security, Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now())));
     this.conn = conn;
     try {
       await conn.ready;

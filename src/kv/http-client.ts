@@ -41,7 +41,7 @@ export interface HttpKvClientOptions {
   endpoints: string[];
   /** Give up on certain failures after this long. Default 10 s. */
   timeoutMs?: number;
-  /** One request's time limit. Default 15 s (over the server's propose timeout). */
+  /** One try's time limit, from sending to the answer's last byte. Default 15 s (over the server's propose timeout). */
   requestTimeoutMs?: number;
   /**
    * HTTPS: `ca` to trust (the cluster's ca.crt), `cert`/`key` for servers with --client-auth cert.
@@ -310,11 +310,20 @@ export class HttpKvClient {
     if (secure && !this.httpsAgent) throw new HttpStatusError(0, 'SYNOD_NO_TLS', `${endpoint} is HTTPS: pass the cluster CA (--ca FILE)`, endpoint);
     return new Promise((resolve, reject) => {
       let sent = false;
+      // The whole try, not the silence between two bytes (req.setTimeout): a server trickling its
+      // headers or body a byte at a time kept a try, and a CLI command, waiting forever.
+      const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${requestTimeoutMs} ms`)), requestTimeoutMs);
       const onResponse = (res: http.IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), endpoint }));
-        res.on('error', (e) => reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost while reading the answer (${e.message})`, endpoint)));
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), endpoint });
+        });
+        res.on('error', (e) => {
+          clearTimeout(timer);
+          reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost while reading the answer (${e.message})`, endpoint));
+        });
       };
       const req = secure ? https.request(url, { method, agent: this.httpsAgent!, headers }, onResponse) : http.request(url, { method, agent: this.agent, headers }, onResponse);
       req.on('socket', (s) => {
@@ -322,16 +331,21 @@ export class HttpKvClient {
         // Over TLS a request is sent only once the handshake is done.
         else s.once(secure ? 'secureConnect' : 'connect', () => (sent = true));
       });
-      req.setTimeout(requestTimeoutMs, () => req.destroy(new Error(`no answer within ${requestTimeoutMs} ms`)));
       req.on('error', (e: NodeJS.ErrnoException) => {
-        // A TLS alert (e.g. a client certificate refused) ends the handshake: HTTP never saw the request.
-        if (!sent || e.code === 'ECONNREFUSED' || e.code?.startsWith('ERR_SSL_')) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
+        clearTimeout(timer);
+        // The server's refusal of the client certificate comes as an alert after the client's
+        // side of the handshake (TLS 1.3): HTTP never saw the request. Any other TLS error once
+        // the request was sent (a damaged record) says nothing about whether it ran.
+        if (!sent || e.code === 'ECONNREFUSED' || (e.code !== undefined && CERTIFICATE_REFUSED.test(e.code))) reject(new HttpStatusError(0, 'SYNOD_UNREACHABLE', `cannot reach ${endpoint}: ${e.code ?? e.message}`, endpoint));
         else reject(new HttpStatusError(504, 'SYNOD_CONNECTION_LOST', `connection to ${endpoint} lost mid-request (${e.message}): the outcome is unknown`, endpoint));
       });
       req.end(body);
     });
   }
 }
+
+/** OpenSSL's codes for a peer's alert refusing this client's certificate (certificate_required, bad_certificate, unknown_ca, access_denied, ...). */
+const CERTIFICATE_REFUSED = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(?:\w*CERTIFICATE\w*|UNKNOWN_CA|ACCESS_DENIED)$/;
 
 /** Redirects followed in a row before a request counts as failed (certainly not executed). */
 export const MAX_REDIRECTS = 5;
