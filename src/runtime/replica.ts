@@ -1783,7 +1783,15 @@ export class SynodReplica {
     this.snapshotSlot = slot;
     this.compactedSlot = slot;
     this.meta = { ...this.meta, snapshotSlot: slot };
-    await this.writeMeta();
+    try {
+      await this.writeMeta();
+    } catch (e) {
+      // The machine already holds the snapshot's state and the core does not know it: going on
+      // would leave the core behind for good (its peers compacted what it lacks, and a newer
+      // fetch of this slot is skipped). A metadata write that fails is a storage failure anyway.
+      this.fail(e);
+      throw e;
+    }
     this.core.installSnapshot(slot, body.configs, now());
     this.refreshPeers();
     this.stats.snapshotsInstalled++;

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setContracts } from '../../src/core/contracts.js';
 import { isStorageError } from '../../src/storage/errors.js';
+import { StorageFailedError } from '../../src/runtime/errors.js';
 import type { ReplicaOptions } from '../../src/runtime/api.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
@@ -124,3 +125,24 @@ test(`a snapshot installed from a peer while the replica's own snapshot finishes
   }
 });
 }
+
+test('a metadata write that fails while a snapshot from a peer is installed stops the replica, not leaves its core behind the machine', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-restart-install-meta-'));
+  const network = new MemoryNetwork();
+  const replicas = await Promise.all([1, 2, 3].map((id) => SynodReplica.start(options(dir, network, id, [1, 2, 3], { snapshotIntervalSlots: 1_000_000 }))));
+  try {
+    const leader = await readyLeader(replicas);
+    const lagging = replicas.find((r) => r !== leader)!;
+    network.setDropFilter((_from, to, frame) => to === lagging.id && frame[0] === MESSAGE_FORMAT_VERSION);
+    for (let i = 0; i < 10; i++) await leader.propose(enc('add:1'));
+    const eio = Object.assign(new Error('EIO: i/o error, rename meta.tmp'), { code: 'EIO' });
+    (lagging as unknown as { writeMeta: () => Promise<void> }).writeMeta = () => Promise.reject(eio);
+    await assert.rejects(lagging.copyStateFrom(leader.id, { timeoutMs: 5_000 }));
+    // Before: the machine held slot 10's state, the core did not know it, and the replica went
+    // on (copyStateFrom timed out, and every later fetch of that slot was skipped).
+    await assert.rejects(lagging.read(enc(''), { consistency: 'local' }), (e: unknown) => e instanceof StorageFailedError && /EIO/.test(String((e as Error).message)));
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
