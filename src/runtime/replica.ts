@@ -426,6 +426,11 @@ export class SynodReplica {
     if (options.seq !== undefined && (!Number.isSafeInteger(options.seq) || options.seq < 1)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null, cookie);
     }
+    // A floor goes into the slot's encoding as a varint: one that is not a safe integer >= 0 threw
+    // there, inside the drain loop, and stopped the replica (with every other command in the batch).
+    if (options.floor !== undefined && (!Number.isSafeInteger(options.floor) || options.floor < 0)) {
+      return callback(new SynodError('SYNOD_BAD_SESSION', `floor must be a non-negative safe integer, got ${options.floor}`), null, cookie);
+    }
     const own = options.clientId === undefined;
     if (!own && this.ownSessions.has(options.clientId!)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `session ${options.clientId} is a replica's own: open a session of your own`), null, cookie);
