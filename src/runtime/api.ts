@@ -205,8 +205,9 @@ export interface ReplicaOptions {
 export interface ProposeOptions {
   /** The caller's session (exactly-once across retries); default: the replica's own session. */
   clientId?: number;
+  /** This command's number in the caller's session: required with clientId, refused without it. */
   seq?: number;
-  /** Every seq below this was answered to the caller. */
+  /** Every seq below this was answered to the caller. Only with clientId. */
   floor?: number;
   timeoutMs?: number;
   /** Put this command alone in its slot, batched with no other (RSL's ReplicateRequestExclusiveVote). */

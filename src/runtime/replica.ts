@@ -426,7 +426,20 @@ export class SynodReplica {
     if (options.seq !== undefined && (!Number.isSafeInteger(options.seq) || options.seq < 1)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `seq must be a positive safe integer, got ${options.seq}`), null, cookie);
     }
+    // A floor goes into the slot's encoding as a varint: one that is not a safe integer >= 0 threw
+    // there, inside the drain loop, and stopped the replica (with every other command in the batch).
+    if (options.floor !== undefined && (!Number.isSafeInteger(options.floor) || options.floor < 0)) {
+      return callback(new SynodError('SYNOD_BAD_SESSION', `floor must be a non-negative safe integer, got ${options.floor}`), null, cookie);
+    }
     const own = options.clientId === undefined;
+    // seq and floor belong to a session the caller names. Without a clientId they landed on the
+    // replica's own session: a caller's seq was one the replica hands out later (that later call
+    // was then answered with this one's result, never applied), a floor above it made every later
+    // session-less proposal fail. With a clientId and no seq, the seq came from the own session's
+    // counter: unrelated to the caller's numbering, so it could collide with one of its own.
+    if (own ? options.seq !== undefined || options.floor !== undefined : options.seq === undefined) {
+      return callback(new SynodError('SYNOD_BAD_SESSION', own ? 'seq and floor need a clientId (a session of your own: openSession())' : 'a clientId needs a seq'), null, cookie);
+    }
     if (!own && this.ownSessions.has(options.clientId!)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `session ${options.clientId} is a replica's own: open a session of your own`), null, cookie);
     }

@@ -65,6 +65,42 @@ test("no client may name a replica's own session, on any replica, after a snapsh
   }
 });
 
+test("seq or floor without a clientId is refused: it would have named the replica's own session", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-own-seq-'));
+  const network = new MemoryNetwork();
+  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
+  const machines = [1, 2, 3].map(() => new CounterMachine());
+  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
+  const replicas = await Promise.all(
+    [1, 2, 3].map((id) =>
+      SynodReplica.start({
+        id, clusterId: 'own-seq', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!,
+        transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core,
+      }),
+    ),
+  );
+  const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+  try {
+    replicas[0]!.campaign();
+    const leader = await readyLeader(replicas);
+    assert.equal(dec(await leader.propose(enc('add:1'))), '1'); // own seq 1
+    // Before: seq 3 went under the own session, and the replica's own third call (below) was
+    // answered with this one's result, never applied; the floor shut every later own call out.
+    const refused = (e: Error & { code?: string }) => e.code === 'SYNOD_BAD_SESSION' && /need a clientId/.test(e.message);
+    await assert.rejects(leader.propose(enc('add:1000'), { seq: 3 }), refused);
+    await assert.rejects(leader.propose(enc('add:1000'), { floor: 2 ** 40 }), refused);
+    // A session named without a seq took one from the own session's counter: refused too.
+    const mine = await leader.openSession();
+    await assert.rejects(leader.propose(enc('add:1000'), { clientId: mine }), /a clientId needs a seq/);
+    assert.equal(dec(await leader.propose(enc('add:2'))), '3');
+    assert.equal(dec(await leader.propose(enc('add:4'))), '7'); // own seq 3: applied, its own result
+    assert.equal(machines[0]!.total, 7);
+  } finally {
+    await Promise.all(replicas.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('snapshot body: own sessions round-trip, are absent from older bodies, and are validated', () => {
   const body = { slot: 7, configs: [{ fromSlot: 1, members: [1, 2, 3] }], addresses: [], incarnations: [], sessions: new SessionTable<Uint8Array>(), app: enc('app') };
   assert.deepEqual(decodeSnapshotBody(encodeSnapshotBody({ ...body, ownSessions: [3, 9] })).ownSessions, [3, 9]);

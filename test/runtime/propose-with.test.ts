@@ -69,6 +69,12 @@ test('proposeWith: results through the callback, a pending retry answered once f
     const bad = await proposeWith(leader, 'a:1', { clientId: 0, seq: 1 });
     assert.equal((bad.error as { code?: string }).code, 'SYNOD_BAD_SESSION');
     assert.equal(bad.result, null);
+    // A floor that is no varint (NaN, negative, fractional, beyond 2^53) is refused here; it used
+    // to reach the slot's encoding and stop the replica ("storage failed"), its batch with it.
+    for (const floor of [NaN, -1, 1.5, 2 ** 60]) {
+      const badFloor = await proposeWith(leader, 'a:1', { clientId: s, seq: 4, floor });
+      assert.equal((badFloor.error as { code?: string }).code, 'SYNOD_BAD_SESSION', `floor ${floor}: ${String(badFloor.error)}`);
+    }
 
     // A callback that throws: the error is uncaught on its own tick; the replica goes on applying.
     const uncaught: unknown[] = [];
