@@ -647,10 +647,17 @@ export class KvHttpServer {
     } else {
       upstream = http.request(options);
     }
+    // The deadline counts from now, not from when the agent frees a socket for it (setTimeout
+    // alone is armed only then: one queued behind forwardSockets others waited twice as long).
+    // The socket's idle timeout still covers relaying the answer's body.
+    const deadline = setTimeout(() => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     const waiting = { leader, abort: (why: string) => upstream.destroy(new Error(why)) };
     this.watchForward(waiting);
-    upstream.once('close', () => this.forwardsWaiting.delete(waiting));
+    upstream.once('close', () => {
+      clearTimeout(deadline);
+      this.forwardsWaiting.delete(waiting);
+    });
     upstream.on('socket', (socket) => {
       // A reused keep-alive socket is already connected: the request counts as sent as soon as
       // it is written. A new one is sent only once it connects.
@@ -659,6 +666,7 @@ export class KvHttpServer {
     });
     upstream.on('response', (answer) => {
       settled = true;
+      clearTimeout(deadline);
       this.forwardsWaiting.delete(waiting);
       const out: http.OutgoingHttpHeaders = {};
       for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
