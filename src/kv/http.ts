@@ -658,6 +658,12 @@ export class KvHttpServer {
       clearTimeout(deadline);
       this.forwardsWaiting.delete(waiting);
     });
+    // A client that closed its connection takes its forward with it: a queued one is never sent,
+    // a sent one stops holding a socket to the leader. Otherwise clients that give up on a slow
+    // leader and retry grew the agent's queue, each entry holding its body, without bound.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy(new Error('the client closed its connection'));
+    });
     upstream.on('socket', (socket) => {
       // A reused keep-alive socket is already connected: the request counts as sent as soon as
       // it is written. A new one is sent only once it connects.
@@ -676,7 +682,7 @@ export class KvHttpServer {
       answer.on('error', () => res.destroy());
     });
     upstream.on('error', (e) => {
-      if (settled) return res.destroy();
+      if (settled || res.destroyed) return res.destroy();
       settled = true;
       const where = `replica ${leader} at ${hostPort(target)}`;
       if (!sent) {
