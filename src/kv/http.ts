@@ -696,6 +696,17 @@ export class KvHttpServer {
     upstream.end(body);
   }
 
+  /**
+   * Ends every forward still waiting for the leader's answer: 504 if it was sent, 503 if not. For
+   * shutting down: closing the connections alone left their clients with no answer at all.
+   */
+  abortForwards(why: string): void {
+    for (const f of [...this.forwardsWaiting]) {
+      this.forwardsWaiting.delete(f);
+      f.abort(why);
+    }
+  }
+
   /** Tracks a forward until it is answered; one timer checks them all while any is waiting. */
   private watchForward(w: { leader: number; abort: (why: string) => void }): void {
     this.forwardsWaiting.add(w);

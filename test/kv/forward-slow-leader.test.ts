@@ -165,3 +165,26 @@ test('a forward queued behind others is answered within the forward timeout, not
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a follower that shuts down answers its forwards still waiting for the leader (504 if sent, 503 if not) before it closes their connections', { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
+  const httpAddrs = new Map<number, PeerAddress>();
+  const hole = await blackHole();
+  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 5_000, 8);
+  try {
+    httpAddrs.set(leaderId, hole.address);
+    // 4 forward sockets: 4 writes are sent, 2 wait for a socket.
+    const answers = Array.from({ length: 6 }, (_, i) => put(follower.http.address(), `s${i}`, Buffer.from('v')));
+    const deadline = Date.now() + 5_000;
+    while (hole.used() < 4 && Date.now() < deadline) await sleep(10);
+    assert.equal(hole.used(), 4);
+    await sleep(100);
+    await follower.close(); // SIGTERM: "pending requests are answered 503 or 504" (docs/kv.md)
+    const statuses = (await Promise.all(answers)).sort();
+    assert.deepEqual(statuses, [503, 503, 504, 504, 504, 504], 'sent forwards are unknown (504), queued ones certainly not applied (503); 0 is a dropped connection');
+  } finally {
+    hole.close();
+    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
