@@ -674,6 +674,14 @@ export class KvHttpServer {
       settled = true;
       clearTimeout(deadline);
       this.forwardsWaiting.delete(waiting);
+      if (answer.statusCode === 429) {
+        // The leader refused this replica's connection (its per-address limit, which the
+        // followers share with other clients of their address) before reading the request:
+        // certainly not applied. Relayed, the client took it for its own connection's refusal.
+        answer.resume();
+        const message = `the leader, replica ${leader} at ${hostPort(target)}, refused this replica's forwarding connection (too many connections from its address: connectionsPerAddressMax); nothing was executed, retry`;
+        return this.sendError(res, { status: 503, code: 'SYNOD_FORWARD_REFUSED', message, leader, retryAfterS: RETRY_AFTER_S });
+      }
       const out: http.OutgoingHttpHeaders = {};
       for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
       out['x-synod-served-by'] = String(leader);

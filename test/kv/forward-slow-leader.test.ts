@@ -188,3 +188,34 @@ test('a follower that shuts down answers its forwards still waiting for the lead
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("a leader's 429 to a follower's forward connection (its per-address limit, shared with other clients from that address) reaches the client as 503, not as the client's own 429", { timeout: 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
+  const httpAddrs = new Map<number, PeerAddress>();
+  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 5_000, 4);
+  const held: net.Socket[] = [];
+  try {
+    const leader = nodes.find((n) => n.replica.id === leaderId)!;
+    // Other clients on the follower's address hold every connection the leader allows it.
+    for (let i = 0; i < 4; i++) {
+      const s = net.connect(leader.http.address().port, '127.0.0.1');
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      held.push(s);
+    }
+    await sleep(100);
+    // The other follower: `follower` keeps a connection to the leader from the warm-up write.
+    const other = nodes.find((n) => n !== leader && n !== follower)!;
+    const a = await request(other.http.address(), 'PUT', '/v1/kv/refused', 'v');
+    // The leader refused the follower's connection before reading the request: certainly not
+    // applied. Relayed as is, the client read its own connection as over the limit, and took a
+    // 4xx for a refusal of its request (HttpKvClient and the CLI do not retry a 429).
+    assert.equal(a.status, 503, `${a.status} ${a.body}`);
+    assert.equal(a.headers['retry-after'], '1');
+    assert.match(a.json().error.message, /leader/);
+  } finally {
+    for (const s of held) s.destroy();
+    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
