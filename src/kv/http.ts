@@ -68,6 +68,8 @@ const SCAN_LIMIT_DEFAULT = 100;
 const RETRY_AFTER_S = 1;
 /** How often waiting forwards are checked against this replica's view of the leader. */
 const FORWARD_WATCH_MS = 50;
+/** Headers of the leader's answer that a forwarding follower passes on. */
+const RELAYED_HEADERS = ['content-type', 'content-length', 'retry-after', 'location', 'www-authenticate'] as const;
 /** A follower forwarding a membership change waits this much longer than the change may take. */
 const MEMBERSHIP_FORWARD_MARGIN_MS = 2_000;
 
@@ -683,7 +685,8 @@ export class KvHttpServer {
         return this.sendError(res, { status: 503, code: 'SYNOD_FORWARD_REFUSED', message, leader, retryAfterS: RETRY_AFTER_S });
       }
       const out: http.OutgoingHttpHeaders = {};
-      for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
+      // www-authenticate: a token this replica takes and the leader does not (mid-rotation) gets the leader's 401 as documented.
+      for (const name of RELAYED_HEADERS) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
       out['x-synod-served-by'] = String(leader);
       res.writeHead(answer.statusCode ?? 502, out);
       answer.pipe(res);
