@@ -68,6 +68,8 @@ const SCAN_LIMIT_DEFAULT = 100;
 const RETRY_AFTER_S = 1;
 /** How often waiting forwards are checked against this replica's view of the leader. */
 const FORWARD_WATCH_MS = 50;
+/** Headers of the leader's answer that a forwarding follower passes on. */
+const RELAYED_HEADERS = ['content-type', 'content-length', 'retry-after', 'location', 'www-authenticate'] as const;
 /** A follower forwarding a membership change waits this much longer than the change may take. */
 const MEMBERSHIP_FORWARD_MARGIN_MS = 2_000;
 
@@ -647,10 +649,23 @@ export class KvHttpServer {
     } else {
       upstream = http.request(options);
     }
+    // The deadline counts from now, not from when the agent frees a socket for it (setTimeout
+    // alone is armed only then: one queued behind forwardSockets others waited twice as long).
+    // The socket's idle timeout still covers relaying the answer's body.
+    const deadline = setTimeout(() => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     upstream.setTimeout(timeoutMs, () => upstream.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     const waiting = { leader, abort: (why: string) => upstream.destroy(new Error(why)) };
     this.watchForward(waiting);
-    upstream.once('close', () => this.forwardsWaiting.delete(waiting));
+    upstream.once('close', () => {
+      clearTimeout(deadline);
+      this.forwardsWaiting.delete(waiting);
+    });
+    // A client that closed its connection takes its forward with it: a queued one is never sent,
+    // a sent one stops holding a socket to the leader. Otherwise clients that give up on a slow
+    // leader and retry grew the agent's queue, each entry holding its body, without bound.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy(new Error('the client closed its connection'));
+    });
     upstream.on('socket', (socket) => {
       // A reused keep-alive socket is already connected: the request counts as sent as soon as
       // it is written. A new one is sent only once it connects.
@@ -659,16 +674,26 @@ export class KvHttpServer {
     });
     upstream.on('response', (answer) => {
       settled = true;
+      clearTimeout(deadline);
       this.forwardsWaiting.delete(waiting);
+      if (answer.statusCode === 429) {
+        // The leader refused this replica's connection (its per-address limit, which the
+        // followers share with other clients of their address) before reading the request:
+        // certainly not applied. Relayed, the client took it for its own connection's refusal.
+        answer.resume();
+        const message = `the leader, replica ${leader} at ${hostPort(target)}, refused this replica's forwarding connection (too many connections from its address: connectionsPerAddressMax); nothing was executed, retry`;
+        return this.sendError(res, { status: 503, code: 'SYNOD_FORWARD_REFUSED', message, leader, retryAfterS: RETRY_AFTER_S });
+      }
       const out: http.OutgoingHttpHeaders = {};
-      for (const name of ['content-type', 'content-length', 'retry-after', 'location']) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
+      // www-authenticate: a token this replica takes and the leader does not (mid-rotation) gets the leader's 401 as documented.
+      for (const name of RELAYED_HEADERS) if (answer.headers[name] !== undefined) out[name] = answer.headers[name];
       out['x-synod-served-by'] = String(leader);
       res.writeHead(answer.statusCode ?? 502, out);
       answer.pipe(res);
       answer.on('error', () => res.destroy());
     });
     upstream.on('error', (e) => {
-      if (settled) return res.destroy();
+      if (settled || res.destroyed) return res.destroy();
       settled = true;
       const where = `replica ${leader} at ${hostPort(target)}`;
       if (!sent) {
@@ -680,6 +705,17 @@ export class KvHttpServer {
       }
     });
     upstream.end(body);
+  }
+
+  /**
+   * Ends every forward still waiting for the leader's answer: 504 if it was sent, 503 if not. For
+   * shutting down: closing the connections alone left their clients with no answer at all.
+   */
+  abortForwards(why: string): void {
+    for (const f of [...this.forwardsWaiting]) {
+      this.forwardsWaiting.delete(f);
+      f.abort(why);
+    }
   }
 
   /** Tracks a forward until it is answered; one timer checks them all while any is waiting. */

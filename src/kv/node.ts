@@ -129,8 +129,10 @@ export class KvNode {
   /** Stops serving clients, then the replica (pending requests end as 503 or 504). */
   async close(): Promise<void> {
     // Stop taking connections, end the replica (its pending requests are answered 503 or 504
-    // on connections still open), let those answers flush, then drop the connections.
+    // on connections still open) and the forwards waiting for the leader (likewise), let those
+    // answers flush, then drop the connections.
     this.http.stopAccepting();
+    this.http.abortForwards(`replica ${this.replica.id} is shutting down`);
     await this.replica.close();
     await new Promise((r) => setTimeout(r, 20));
     await this.binary?.close();

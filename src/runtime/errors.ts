@@ -49,8 +49,8 @@ export class StoppedError extends SynodError {
 /** Unknown outcome: proposed, but no result arrived in time (leader lost, timeout). */
 export class OutcomeUnknownError extends SynodError {
   readonly certain = false;
-  constructor(reason: string) {
-    super('SYNOD_OUTCOME_UNKNOWN', `outcome unknown: ${reason}; retry with the same session to apply it at most once`);
+  constructor(reason: string, advice = 'retry with the same session to apply it at most once') {
+    super('SYNOD_OUTCOME_UNKNOWN', `outcome unknown: ${reason}; ${advice}`);
     this.name = 'OutcomeUnknownError';
   }
 }

@@ -870,7 +870,16 @@ export class SynodReplica {
     }
     // The leader re-runs Phase 1 once the new configuration is chosen (briefly not leading), and
     // whoever leads fills the slots up to it: wait for it to govern, from this replica's view.
-    await this.waitFor(() => done(this.core.status.members), deadline, 'the configuration change did not take effect');
+    try {
+      await this.waitFor(() => done(this.core.status.members), deadline, 'the configuration change did not take effect');
+    } catch (e) {
+      // Proposed: it may be chosen (and govern) whatever becomes of this replica, so shutting
+      // down or stopping now is no certain failure (a ShuttingDownError was answered 503).
+      if (e instanceof ShuttingDownError || e === this.failed) {
+        throw new OutcomeUnknownError(`the configuration change was proposed, then this replica ${e instanceof ShuttingDownError ? 'shut down' : 'stopped'} before it was known to govern`, 'see whether it took effect (the members list)');
+      }
+      throw e;
+    }
   }
 
   private requireLeader(): void {
