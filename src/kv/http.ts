@@ -605,7 +605,8 @@ export class KvHttpServer {
   }
 
   private isLeader(): boolean {
-    return this.opts.replica.status().role === 'leader';
+    // Not status().role: the same core role, without building the whole status (log, peers) per request.
+    return this.opts.replica.isLeader();
   }
 
   /** Forward (or redirect) a request this follower cannot serve. Nothing was proposed here. */
