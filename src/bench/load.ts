@@ -303,9 +303,34 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
   let aborted = false;
   let running = 0;
   let allDone: () => void = () => {};
+  // Closed loop: a target may answer in a microtask (the engine's local reads, a failed leader's
+  // refusals); a lane that re-issued on such an answer at once chained microtasks forever, so the
+  // event loop never turned (no stop timer, no SIGINT: 100% CPU until killed). Completions are
+  // counted per event-loop turn (one setImmediate per turn, not per operation); past a bound that
+  // normal answers never reach (every lane twice), lanes wait for the next turn.
+  const turnOpsMax = 2 * part.laneCount + 64;
+  let turnOps = 0;
+  const parked: Lane[] = [];
+  const nextTurn = () => {
+    turnOps = 0;
+    if (parked.length === 0) return;
+    const lanes = parked.splice(0);
+    const t = now();
+    for (const lane of lanes) {
+      running--;
+      if (!stopping) issue(lane, t);
+    }
+    if (running === 0 && stopping) allDone();
+  };
   const done = (lane: Lane, t: number) => {
     running--;
-    if (closedLoop && !stopping) return issue(lane, t);
+    if (closedLoop && !stopping) {
+      if (turnOps++ === 0) setImmediate(nextTurn);
+      if (turnOps <= turnOpsMax && parked.length === 0) return issue(lane, t);
+      running++; // still this lane's turn to come: the run does not end before it
+      parked.push(lane);
+      return;
+    }
     if (!closedLoop) {
       // Even after the window's end: an operation that fell due in it is sent and timed from when
       // it was due. Dropping the backlog left out the slowest operations of an overloaded window
