@@ -2,7 +2,9 @@
 // or open loop (a fixed rate, latency measured from the intended send time so that a stall is not
 // hidden: no coordinated omission). An open-loop operation that falls due while every lane is
 // busy waits for the next free lane, in order, and that wait counts in its latency (dropping it
-// would leave the slowest moments out of the quantiles). Runs in the bench process (--inproc
+// would leave the slowest moments out of the quantiles); so do those still waiting when the window
+// ends: an overloaded run lasts until its backlog is answered, and elapsedS includes that drain
+// (a SIGINT drops the backlog). Runs in the bench process (--inproc
 // --via direct) or in worker threads (./load-worker.ts, --load-workers) for every other mode.
 //
 // Keys: lane L writes only keys whose index ≡ L (mod lanes), so writes to one key are sequential
@@ -291,26 +293,49 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
   // goes back to the free list.
   const closedLoop = part.rateOpsPerS === 0;
   const free: Lane[] = [];
-  /** Open loop: the intended send times of operations due while every lane was busy, oldest first from waitingHead. */
-  let waiting: number[] = [];
-  let waitingHead = 0;
+  // Open loop: operation k is due at tStart + k / rate and they are sent in order, so the ones
+  // waiting for a lane are the numbers sent .. due - 1: two counters, no queue (one that grew by
+  // the excess rate for the whole run when the rate was above what the system answers).
+  let due = 0;
+  let sent = 0;
+  const intendedOf = (k: number) => tStart + (k * 1000) / part.rateOpsPerS;
+  /** The caller's stop (SIGINT): the operations still waiting are not sent. */
+  let aborted = false;
   let running = 0;
   let allDone: () => void = () => {};
+  // Closed loop: a target may answer in a microtask (the engine's local reads, a failed leader's
+  // refusals); a lane that re-issued on such an answer at once chained microtasks forever, so the
+  // event loop never turned (no stop timer, no SIGINT: 100% CPU until killed). Completions are
+  // counted per event-loop turn (one setImmediate per turn, not per operation); past a bound that
+  // normal answers never reach (every lane twice), lanes wait for the next turn.
+  const turnOpsMax = 2 * part.laneCount + 64;
+  let turnOps = 0;
+  const parked: Lane[] = [];
+  const nextTurn = () => {
+    turnOps = 0;
+    if (parked.length === 0) return;
+    const lanes = parked.splice(0);
+    const t = now();
+    for (const lane of lanes) {
+      running--;
+      if (!stopping) issue(lane, t);
+    }
+    if (running === 0 && stopping) allDone();
+  };
   const done = (lane: Lane, t: number) => {
     running--;
-    if (closedLoop && !stopping) return issue(lane, t);
+    if (closedLoop && !stopping) {
+      if (turnOps++ === 0) setImmediate(nextTurn);
+      if (turnOps <= turnOpsMax && parked.length === 0) return issue(lane, t);
+      running++; // still this lane's turn to come: the run does not end before it
+      parked.push(lane);
+      return;
+    }
     if (!closedLoop) {
-      if (waitingHead < waiting.length && !stopping) {
-        const intended = waiting[waitingHead++]!;
-        if (waitingHead === waiting.length) {
-          waiting = [];
-          waitingHead = 0;
-        } else if (waitingHead >= 4096 && 2 * waitingHead >= waiting.length) {
-          waiting = waiting.slice(waitingHead);
-          waitingHead = 0;
-        }
-        return issue(lane, intended);
-      }
+      // Even after the window's end: an operation that fell due in it is sent and timed from when
+      // it was due. Dropping the backlog left out the slowest operations of an overloaded window
+      // (most of them at twice the rate the system answers) while laneWaits still counted them.
+      if (sent < due && !aborted) return issue(lane, intendedOf(sent++));
       free.push(lane);
     }
     if (running === 0 && stopping) allDone();
@@ -377,7 +402,7 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
   };
   timers.push(
     setInterval(() => {
-      if (hooks.stopRequested?.()) stopping = true;
+      if (hooks.stopRequested?.()) stopping = aborted = true;
       hooks.onProgress?.(ops, errors, measuring ? (now() - measureStart) / 1000 : 0);
     }, PROGRESS_INTERVAL_MS),
   );
@@ -413,19 +438,17 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     } else {
       // Open loop: a lane is taken from the free list per operation; the schedule is fixed.
       for (let i = laneList.length - 1; i >= 0; i--) free.push(laneList[i]!);
-      let issued = 0;
       while (!stopping) {
-        const due = Math.floor(((now() - tStart) / 1000) * part.rateOpsPerS);
-        while (issued < due && !stopping) {
-          const intended = tStart + (issued * 1000) / part.rateOpsPerS;
-          issued++;
+        const dueNow = Math.floor(((now() - tStart) / 1000) * part.rateOpsPerS);
+        while (due < dueNow && !stopping) {
+          due++;
+          // A free lane means none is waiting (done() hands a lane the oldest waiting first).
           const lane = free.pop();
           if (lane === undefined) {
-            waiting.push(intended); // sent by the next lane to finish, timed from now
-            if (measuring) laneWaits++;
+            if (measuring) laneWaits++; // sent by the next lane to finish, timed from when due
             continue;
           }
-          issue(lane, intended);
+          issue(lane, intendedOf(sent++));
         }
         await new Promise((r) => setTimeout(r, OPEN_LOOP_TICK_MS));
       }

@@ -120,10 +120,23 @@ export function benchParamsFromFlags(f: BenchFlags, explicit: (name: string) => 
   try {
     p = validateBenchParams(p);
   } catch (e) {
-    if (e instanceof BenchParamError) throw new UsageError(e.message);
+    if (e instanceof BenchParamError) throw new UsageError(flagMessage(e.message));
     throw e;
   }
   return p;
+}
+
+/** validateBenchParams names its fields (rateOpsPerS): the user typed the flag (--rate). */
+const FLAG_OF_PARAM: Record<string, string> = {
+  replicas: '--replicas', clients: '--clients', inflight: '--inflight', connections: '--connections', keyBytes: '--key-size', valueBytes: '--val-size',
+  keySpace: '--key-space', totalOps: '--total', durationS: '--duration', warmupS: '--warmup', readRatio: '--read-ratio', rateOpsPerS: '--rate',
+  verifyKeysMax: '--verify-keys', electionTimeoutMs: '--election-timeout-ms', loadWorkers: '--load-workers', replicaArgs: '--replica-args',
+};
+
+function flagMessage(message: string): string {
+  const m = /^(\w+)( .*)$/s.exec(message);
+  const flag = m ? FLAG_OF_PARAM[m[1]!] : undefined;
+  return flag ? `${flag}${m![2]}` : message;
 }
 
 export async function runBenchCli(params: BenchParams, out: { json: boolean; html?: string }): Promise<void> {

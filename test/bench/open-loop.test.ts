@@ -110,3 +110,22 @@ test('open loop, every lane busy: a due operation waits for the next free lane, 
   const maxMs = r.writeLatency.maxUs / 1000;
   assert.ok(maxMs >= 200, `the wait for a lane is in the latency: max ${maxMs.toFixed(1)} ms`);
 });
+
+test('open loop, every lane busy at the end of the window: the operations still waiting are sent and timed, not dropped', async () => {
+  // 2 lanes answered after 20 ms: ~100 operations/s, against 500/s requested for 0.4 s: ~200 fall
+  // due in the window, ~40 are sent in it, the rest wait for a lane when the window ends.
+  const rate = 500;
+  const p = validateBenchParams({ ...BENCH_DEFAULTS, mode: 'inproc', storage: 'memory', clients: 1, inflight: 2, connections: 1, durationS: 0.4, warmupS: 0, rateOpsPerS: rate, verify: false, keySpace: 1000 });
+  const part = splitLoad(p, 1)[0]!;
+  const target = new SlowTarget(20);
+  const r = await runLoadPart(p, target, part);
+
+  assert.equal(r.errors, 0);
+  const due = rate * p.durationS;
+  assert.ok(target.sentAt.length >= due - 2 && target.sentAt.length <= due + 2, `every operation due in the window was sent: ${target.sentAt.length} of ~${due} (${r.laneWaits} waited for a lane)`);
+  assert.equal(r.ops, target.sentAt.length, 'and answered and counted');
+  assert.ok(r.laneWaits <= r.ops, `laneWaits counts operations that were sent after waiting: ${r.laneWaits} of ${r.ops}`);
+  // The last one was due at ~0.4 s and sent after ~200 × 10 ms of answers: ~1.6 s late.
+  const maxMs = r.writeLatency.maxUs / 1000;
+  assert.ok(maxMs >= 1000, `the backlog's wait is in the latency: max ${maxMs.toFixed(1)} ms`);
+});

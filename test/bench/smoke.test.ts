@@ -134,6 +134,17 @@ test('bad parameters are refused with a usage error', () => {
   const out = spawnSync(process.execPath, [MAIN_JS, 'bench', '--replicas', '4'], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(out.status, 2);
   assert.match(out.stderr, /replicas must be 3 or 5/);
+  // Out-of-range values are reported under the flag the user typed, not the field's name.
+  for (const [args, why] of [
+    [['--rate', '-5'], /error: --rate must be in \[0, 1e8\], got -5/],
+    [['--duration', '0'], /error: --duration must be in \(0, 3600\], got 0/],
+    [['--read-ratio', '1.5'], /error: --read-ratio must be in \[0, 1\], got 1\.5/],
+    [['--val-size', '4'], /error: --val-size must be an integer 8\.\.1048576, got 4/],
+  ] as const) {
+    const bad = spawnSync(process.execPath, [MAIN_JS, 'bench', '--inproc', ...args], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(bad.status, 2, args.join(' '));
+    assert.match(bad.stderr, why);
+  }
 });
 
 test('npm run bench:engine (the engine alone, a counting machine): runs, every command answered and applied by every replica', () => {
