@@ -11,7 +11,8 @@
 // 3. runs `synod bench` (3 `synod start` processes, file log with fdatasync) with the same flags;
 // 4. measures the raw fdatasync ceiling (a bare 4 KiB write + fdatasync loop in the same file system);
 // 5. with --check-perf, also runs etcd's own load test (etcdctl check perf --load s: 60 s, 50 clients);
-// 6. prints both rows and the ratio (--json: one JSON object). Everything it started is stopped
+// 6. prints both rows and the ratio (--json: one JSON object; `valid` false, and exit 1, when a side
+//    had errors or failed its read-back). Everything it started is stopped
 //    on exit, SIGINT and SIGTERM.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
@@ -94,15 +95,18 @@ const parse = (x, who) => { try { return JSON.parse(x.out.trim().split('\n').pop
 const etcd = parse(e, 'etcd');
 const synod = parse(s, 'synod');
 const ratio = etcd && synod && etcd.opsPerSec > 0 ? synod.opsPerSec / etcd.opsPerSec : null;
-const summary = { synod, etcd, ratio, rawFdatasync: raw, etcdCheckPerf: etcdPerf, shape };
+// `synod bench` exits 1 on any error or failed read-back: errors lower a side's ops/s, so a ratio
+// over such a run flatters the other side. It is printed, marked, and the script exits 1.
+const clean = synod !== null && etcd !== null && s.code === 0 && e.code === 0;
+const summary = { synod, etcd, ratio, valid: clean, rawFdatasync: raw, etcdCheckPerf: etcdPerf, shape };
 if (json) process.stdout.write(JSON.stringify(summary) + '\n');
 else {
   const row = (name, r) => r ? `${name.padEnd(6)} ${String(r.opsPerSec).padStart(9)} ops/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  p99.9 ${r.p999Ms.toFixed(2)} ms  errors ${r.errors}  verified ${r.verify.ok}/${r.verify.keysChecked}` : `${name} failed`;
   console.log(`same shape: ${shape.join(' ') || '(synod bench defaults)'}`);
   console.log(row('synod', synod));
   console.log(row('etcd', etcd));
-  console.log(`ratio synod/etcd: ${ratio === null ? '-' : ratio.toFixed(2) + 'x'}`);
+  console.log(`ratio synod/etcd: ${ratio === null ? '-' : ratio.toFixed(2) + 'x'}${ratio !== null && !clean ? ' (NOT VALID: a side had errors or failed its read-back, see the rows)' : ''}`);
   console.log(`raw fdatasync ceiling: ${raw.syncsPerSec} syncs/s of 4 KiB in ${raw.dir}`);
   if (etcdPerf) console.log(`etcdctl check perf --load s:\n${etcdPerf}`);
 }
-process.exit(synod && etcd ? 0 : 1);
+process.exit(clean ? 0 : 1);

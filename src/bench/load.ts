@@ -279,11 +279,14 @@ export async function runLoadPart(p: BenchParams, target: Target, part: LoadPart
     }
     ops++;
     intervalOps++;
-    if (totalOps > 0 && ops >= totalOps) stopping = true;
+    if (totalOps > 0 && ops + errors >= totalOps) stopping = true;
   };
   const recordError = (error: unknown) => {
     if (!measuring) return;
     errors++;
+    // --total counts requests answered, errors too: a target that only fails (a cluster down, a
+    // wrong endpoint) ended the run only at durationS + 10 minutes.
+    if (totalOps > 0 && ops + errors >= totalOps) stopping = true;
     const code = errorCode(error);
     errorsByCode[code] = (errorsByCode[code] ?? 0) + 1;
   };

@@ -55,7 +55,7 @@ export function benchCommand(): Command {
     .option('--key-size <bytes>', 'key size', String(D.keyBytes))
     .option('--val-size <bytes>', 'value size', String(D.valueBytes))
     .option('--key-space <n>', 'distinct keys', String(D.keySpace))
-    .option('--total <n>', 'stop after this many measured operations (instead of --duration)')
+    .option('--total <n>', 'stop after this many measured operations, answered or failed (instead of --duration)')
     .option('--duration <s>', 'seconds of measured load', String(D.durationS))
     .option('--warmup <s>', 'seconds of load before measuring', String(D.warmupS))
     .option('--read-ratio <r>', 'share of reads, 0..1', String(D.readRatio))

@@ -57,3 +57,12 @@ for (const [what, readRatio, fail] of [
     assert.ok(fail ? r.errors > 0 && r.ops === 0 : r.reads > 0 && r.errors === 0, `counted: ${r.ops} ops, ${r.errors} errors`);
   });
 }
+
+test('--total counts failed requests too: a target that only fails ends the run after that many, not at durationS + 10 minutes', { timeout: 15_000 }, async () => {
+  const p = validateBenchParams({ ...BENCH_DEFAULTS, mode: 'inproc', storage: 'memory', clients: 2, inflight: 2, connections: 1, totalOps: 500, durationS: 60, warmupS: 0, readRatio: 0, verify: false, keySpace: 1000 });
+  const start = performance.now();
+  const r = await runLoadPart(p, new MicrotaskTarget(true), splitLoad(p, 1)[0]!);
+  const elapsedMs = performance.now() - start;
+  assert.ok(elapsedMs < 5_000, `ended after its 500 requests: ${elapsedMs.toFixed(0)} ms`);
+  assert.ok(r.errors >= 500 && r.ops === 0, `counted: ${r.ops} ops, ${r.errors} errors`);
+});
