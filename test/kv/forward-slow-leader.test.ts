@@ -92,6 +92,30 @@ async function cluster(dir: string, httpAddrs: Map<number, PeerAddress>, propose
   }
 }
 
+/**
+ * Runs `body` on a fresh cluster (see cluster) whose leader's HTTP address the followers see as
+ * `hole` when one is asked for; closes the nodes (and the hole) and removes the directory after.
+ */
+async function withCluster(
+  proposeTimeoutMs: number,
+  connectionsPerAddressMax: number,
+  withHole: boolean,
+  body: (c: Awaited<ReturnType<typeof cluster>> & { hole: Hole }) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
+  const httpAddrs = new Map<number, PeerAddress>();
+  const hole = withHole ? await blackHole() : null;
+  const c = await cluster(dir, httpAddrs, proposeTimeoutMs, connectionsPerAddressMax);
+  try {
+    if (hole) httpAddrs.set(c.leaderId, hole.address);
+    await body({ ...c, hole: hole! });
+  } finally {
+    hole?.close();
+    await Promise.all(c.nodes.map((n) => n.close().catch(() => {})));
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** A PUT on its own connection; resolves with the status, or 0 if the connection broke. */
 function put(at: PeerAddress, key: string, body: Buffer, sockets?: net.Socket[]): Promise<number> {
   return new Promise((resolve) => {
@@ -107,14 +131,9 @@ function put(at: PeerAddress, key: string, body: Buffer, sockets?: net.Socket[])
 }
 
 test('a forward whose client connection was reset is dropped: no connection to the leader is held for it, and a queued one is never sent', { timeout: 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
-  const httpAddrs = new Map<number, PeerAddress>();
-  const hole = await blackHole();
   // connectionsPerAddressMax 8: the follower forwards over at most 4 sockets at once (and takes
   // at most 8 client connections from this test's address).
-  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 5_000, 8);
-  try {
-    httpAddrs.set(leaderId, hole.address);
+  await withCluster(5_000, 8, true, async ({ follower, hole }) => {
     const clients: net.Socket[] = [];
     const body = Buffer.alloc(64 * 1024, 0x61);
     const answers = Array.from({ length: 7 }, (_, i) => put(follower.http.address(), `k${i}`, body, clients));
@@ -132,21 +151,12 @@ test('a forward whose client connection was reset is dropped: no connection to t
     // Without the drop, the forward timeout (7 s) frees the sockets and the queued forwards are sent.
     await sleep(7_500);
     assert.equal(hole.used(), 4, `${hole.used() - 4} forwards were sent after their clients had left`);
-  } finally {
-    hole.close();
-    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a forward queued behind others is answered within the forward timeout, not that long after it got a socket', { timeout: 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
-  const httpAddrs = new Map<number, PeerAddress>();
-  const hole = await blackHole();
   // proposeTimeoutMs 1 s: forwardTimeoutMs 3 s. 4 forward sockets; 7 writes: 3 of them wait for a socket.
-  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 1_000, 8);
-  try {
-    httpAddrs.set(leaderId, hole.address);
+  await withCluster(1_000, 8, true, async ({ follower, hole }) => {
     const started = Date.now();
     const answers = await Promise.all(
       Array.from({ length: 7 }, async (_, i) => {
@@ -159,20 +169,11 @@ test('a forward queued behind others is answered within the forward timeout, not
     // Sent ones time out as unknown (504, never 503); ones never sent are certainly not applied (503).
     assert.ok(answers.filter((a) => a.status === 504).length >= 4, JSON.stringify(answers));
     assert.ok(slowest < 4_500, `the last forward was answered after ${slowest} ms (forwardTimeoutMs 3000)`);
-  } finally {
-    hole.close();
-    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a follower that shuts down answers its forwards still waiting for the leader (504 if sent, 503 if not) before it closes their connections', { timeout: 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
-  const httpAddrs = new Map<number, PeerAddress>();
-  const hole = await blackHole();
-  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 5_000, 8);
-  try {
-    httpAddrs.set(leaderId, hole.address);
+  await withCluster(5_000, 8, true, async ({ follower, hole }) => {
     // 4 forward sockets: 4 writes are sent, 2 wait for a socket.
     const answers = Array.from({ length: 6 }, (_, i) => put(follower.http.address(), `s${i}`, Buffer.from('v')));
     const deadline = Date.now() + 5_000;
@@ -182,40 +183,33 @@ test('a follower that shuts down answers its forwards still waiting for the lead
     await follower.close(); // SIGTERM: "pending requests are answered 503 or 504" (docs/kv.md)
     const statuses = (await Promise.all(answers)).sort();
     assert.deepEqual(statuses, [503, 503, 504, 504, 504, 504], 'sent forwards are unknown (504), queued ones certainly not applied (503); 0 is a dropped connection');
-  } finally {
-    hole.close();
-    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("a leader's 429 to a follower's forward connection (its per-address limit, shared with other clients from that address) reaches the client as 503, not as the client's own 429", { timeout: 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
-  const httpAddrs = new Map<number, PeerAddress>();
-  const { nodes, leaderId, follower } = await cluster(dir, httpAddrs, 5_000, 4);
-  const held: net.Socket[] = [];
-  try {
-    const leader = nodes.find((n) => n.replica.id === leaderId)!;
-    // Other clients on the follower's address hold every connection the leader allows it.
-    for (let i = 0; i < 4; i++) {
-      const s = net.connect(leader.http.address().port, '127.0.0.1');
-      s.on('error', () => {});
-      await new Promise((r) => s.once('connect', r));
-      held.push(s);
+  await withCluster(5_000, 4, false, async ({ nodes, leaderId, follower }) => {
+    const held: net.Socket[] = [];
+    try {
+      const leader = nodes.find((n) => n.replica.id === leaderId)!;
+      // Other clients on the follower's address hold every connection the leader allows it.
+      for (let i = 0; i < 4; i++) {
+        const s = net.connect(leader.http.address().port, '127.0.0.1');
+        s.on('error', () => {});
+        await new Promise((r) => s.once('connect', r));
+        held.push(s);
+      }
+      await sleep(100);
+      // The other follower: `follower` keeps a connection to the leader from the warm-up write.
+      const other = nodes.find((n) => n !== leader && n !== follower)!;
+      const a = await request(other.http.address(), 'PUT', '/v1/kv/refused', 'v');
+      // The leader refused the follower's connection before reading the request: certainly not
+      // applied. Relayed as is, the client read its own connection as over the limit, and took a
+      // 4xx for a refusal of its request (HttpKvClient and the CLI do not retry a 429).
+      assert.equal(a.status, 503, `${a.status} ${a.body}`);
+      assert.equal(a.headers['retry-after'], '1');
+      assert.match(a.json().error.message, /leader/);
+    } finally {
+      for (const s of held) s.destroy();
     }
-    await sleep(100);
-    // The other follower: `follower` keeps a connection to the leader from the warm-up write.
-    const other = nodes.find((n) => n !== leader && n !== follower)!;
-    const a = await request(other.http.address(), 'PUT', '/v1/kv/refused', 'v');
-    // The leader refused the follower's connection before reading the request: certainly not
-    // applied. Relayed as is, the client read its own connection as over the limit, and took a
-    // 4xx for a refusal of its request (HttpKvClient and the CLI do not retry a 429).
-    assert.equal(a.status, 503, `${a.status} ${a.body}`);
-    assert.equal(a.headers['retry-after'], '1');
-    assert.match(a.json().error.message, /leader/);
-  } finally {
-    for (const s of held) s.destroy();
-    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
