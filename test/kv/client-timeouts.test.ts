@@ -11,6 +11,7 @@ import { KvClient, KvOutcomeUnknownError, KvUnavailableError } from '../../src/k
 import { decodeRequest, encodeResponse, encodeSessionIdBody, KIND_REGISTER, ST_OK } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
 import { oneNode } from '../security/one-node.js';
+import { settle } from './helpers.js';
 
 setContracts(true);
 
@@ -30,21 +31,6 @@ async function silentServer() {
       return new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-/** How `p` settled and after how long; 'pending' if not within `guardMs` (so that a hang fails the test instead of stalling it). */
-async function settle<T>(p: Promise<T>, guardMs: number): Promise<{ ms: number; value?: T; error?: unknown; pending?: true }> {
-  const t0 = performance.now();
-  let guard: NodeJS.Timeout | undefined;
-  const out = await Promise.race([
-    p.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ),
-    new Promise<{ pending: true }>((r) => (guard = setTimeout(() => r({ pending: true }), guardMs))),
-  ]);
-  clearTimeout(guard);
-  return { ms: performance.now() - t0, ...out };
 }
 
 const unavailable = (e: unknown) => e instanceof KvUnavailableError && e.certain;

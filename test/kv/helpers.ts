@@ -112,3 +112,18 @@ export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; follo
   };
   return cluster;
 }
+
+/** How `p` settled and after how long; 'pending' if not within `guardMs` (so that a hang fails the test instead of stalling it). */
+export async function settle<T>(p: Promise<T>, guardMs: number): Promise<{ ms: number; value?: T; error?: unknown; pending?: true }> {
+  const t0 = performance.now();
+  let guard: NodeJS.Timeout | undefined;
+  const out = await Promise.race([
+    p.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    ),
+    new Promise<{ pending: true }>((r) => (guard = setTimeout(() => r({ pending: true }), guardMs))),
+  ]);
+  clearTimeout(guard);
+  return { ms: performance.now() - t0, ...out };
+}

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
+import { settle } from './helpers.js';
 
 setContracts(true);
 
@@ -33,20 +34,6 @@ async function tricklingServer(everyMs: number, inHeaders: boolean) {
       return new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-async function settle<T>(p: Promise<T>, guardMs: number): Promise<{ ms: number; value?: T; error?: unknown; pending?: true }> {
-  const t0 = performance.now();
-  let guard: NodeJS.Timeout | undefined;
-  const out = await Promise.race([
-    p.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ),
-    new Promise<{ pending: true }>((r) => (guard = setTimeout(() => r({ pending: true }), guardMs))),
-  ]);
-  clearTimeout(guard);
-  return { ms: performance.now() - t0, ...out };
 }
 
 for (const inHeaders of [false, true]) {
