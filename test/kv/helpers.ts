@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { KvNode } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
+import type { ClientSecurity } from '../../src/security/client-auth.js';
 
 export interface HttpAnswer {
   status: number;
@@ -48,6 +49,8 @@ export function rawExchange(addr: PeerAddress, bytes: string | Buffer): Promise<
 
 export interface InprocCluster {
   nodes: KvNode[];
+  /** The nodes' memory network (drop filters for partitions). */
+  network: MemoryNetwork;
   http: Map<number, PeerAddress>;
   binary: Map<number, PeerAddress>;
   dir: string;
@@ -56,7 +59,7 @@ export interface InprocCluster {
 }
 
 /** n key-value nodes in this process: memory network and log, HTTP (and binary) on loopback port 0. */
-export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number } = {}): Promise<InprocCluster> {
+export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number; clientSecurity?: (id: number) => ClientSecurity } = {}): Promise<InprocCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-kv-'));
   const network = new MemoryNetwork();
   const members = new Map(Array.from({ length: n }, (_, i) => [i + 1, { host: '127.0.0.1', port: 1 }] as const));
@@ -79,6 +82,7 @@ export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; follo
       followerMode: opts.followerMode,
       snapshotIntervalSlots: 50,
       sessionExpiryMs: opts.sessionExpiryMs,
+      clientSecurity: opts.clientSecurity?.(id),
     });
     httpAddrs.set(id, node.http.address());
     binAddrs.set(id, node.binary!.address());
@@ -86,6 +90,7 @@ export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; follo
   }
   const cluster: InprocCluster = {
     nodes,
+    network,
     http: httpAddrs,
     binary: binAddrs,
     dir,
