@@ -431,6 +431,11 @@ export class SynodReplica {
     if (options.floor !== undefined && (!Number.isSafeInteger(options.floor) || options.floor < 0)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `floor must be a non-negative safe integer, got ${options.floor}`), null, cookie);
     }
+    // NaN, 0 or a negative timeout ended the proposal at the next tick with "no result before the
+    // proposal timeout", an unknown outcome for what was a caller's mistake.
+    if (options.timeoutMs !== undefined && !(options.timeoutMs > 0)) {
+      return callback(new SynodError('SYNOD_BAD_TIMEOUT', `timeoutMs must be a positive number of milliseconds, got ${options.timeoutMs}`), null, cookie);
+    }
     const own = options.clientId === undefined;
     // seq and floor belong to a session the caller names. Without a clientId they landed on the
     // replica's own session: a caller's seq was one the replica hands out later (that later call

@@ -76,6 +76,14 @@ test('proposeWith: results through the callback, a pending retry answered once f
       assert.equal((badFloor.error as { code?: string }).code, 'SYNOD_BAD_SESSION', `floor ${floor}: ${String(badFloor.error)}`);
     }
 
+    // A timeout that is no positive number is refused, before anything is proposed (it ended at
+    // the next tick as an unknown outcome).
+    for (const timeoutMs of [NaN, 0, -5]) {
+      const badTimeout = await proposeWith(leader, 'a:1', { clientId: s, seq: 4, floor: 4, timeoutMs });
+      assert.equal((badTimeout.error as { code?: string }).code, 'SYNOD_BAD_TIMEOUT', `timeoutMs ${timeoutMs}: ${String(badTimeout.error)}`);
+    }
+    assert.equal(dec((await leader.read(enc(''))).result), '6', 'the refused ones were not applied');
+
     // A callback that throws: the error is uncaught on its own tick; the replica goes on applying.
     const uncaught: unknown[] = [];
     const listeners = process.listeners('uncaughtException');
