@@ -445,6 +445,11 @@ export class SynodReplica {
     if (own ? options.seq !== undefined || options.floor !== undefined : options.seq === undefined) {
       return callback(new SynodError('SYNOD_BAD_SESSION', own ? 'seq and floor need a clientId (a session of your own: openSession())' : 'a clientId needs a seq'), null, cookie);
     }
+    // The floor is the lowest seq not yet answered: above this very seq, the session would drop
+    // this command's own result (the servers refuse it the same way).
+    if (!own && options.floor !== undefined && options.floor > options.seq!) {
+      return callback(new SynodError('SYNOD_BAD_SESSION', `floor (${options.floor}) may not exceed seq (${options.seq}): the floor is the lowest seq not yet answered`), null, cookie);
+    }
     if (!own && this.ownSessions.has(options.clientId!)) {
       return callback(new SynodError('SYNOD_BAD_SESSION', `session ${options.clientId} is a replica's own: open a session of your own`), null, cookie);
     }

@@ -76,6 +76,10 @@ test('proposeWith: results through the callback, a pending retry answered once f
       assert.equal((badFloor.error as { code?: string }).code, 'SYNOD_BAD_SESSION', `floor ${floor}: ${String(badFloor.error)}`);
     }
 
+    // A floor above the seq (the floor is the lowest seq not yet answered) is refused, as the servers refuse it.
+    const floorAbove = await proposeWith(leader, 'a:1', { clientId: s, seq: 4, floor: 5 });
+    assert.equal((floorAbove.error as { code?: string }).code, 'SYNOD_BAD_SESSION', String(floorAbove.error));
+
     // A timeout that is no positive number is refused, before anything is proposed (it ended at
     // the next tick as an unknown outcome).
     for (const timeoutMs of [NaN, 0, -5]) {
