@@ -421,23 +421,22 @@ export class KvBinaryServer {
       if (!socket.destroyed) out.writeResponse(status, requestId, body);
       if (traced) replyChannel.publish(performance.now() - t0);
     };
+    /** answer() of a [status, body] pair (errorReply, notLeader). */
+    const answerWith = (requestId: number, [status, body]: [number, Uint8Array]) => answer(status, requestId, body);
     // Writes, the hot path, allocate no closure and no options object per request: one callback
     // for every write of this connection, told apart by the request id (proposeWith's cookie);
     // the options object is reused (proposeWith reads it before returning).
     const writeOptions = { clientId: 0, seq: 0, floor: 0, timeoutMs: 0 };
     const written = (e: Error | null, result: Uint8Array | null, requestId: number) => {
       if (e === null) answer(ST_OK, requestId, result!);
-      else {
-        const [status, body] = this.errorReply(e, KIND_WRITE);
-        answer(status, requestId, body);
-      }
+      else answerWith(requestId, this.errorReply(e, KIND_WRITE));
     };
     const startWrite = (requestId: number, clientId: number, seq: number, floor: number, timeoutMs: number, command: Uint8Array) => {
       inflight++;
       if (inflight >= inflightMax) socket.pause();
       try {
         const refusal = this.refuseWrite(command);
-        if (refusal !== null) return answer(refusal[0], requestId, refusal[1]);
+        if (refusal !== null) return answerWith(requestId, refusal);
         writeOptions.clientId = clientId;
         writeOptions.seq = seq;
         writeOptions.floor = floor;
@@ -459,18 +458,14 @@ export class KvBinaryServer {
       try {
         result = this.o.replica.queryLocal(q);
       } catch (e) {
-        const [status, body] = this.errorReply(e, KIND_READ);
-        return answer(status, requestId, body);
+        return answerWith(requestId, this.errorReply(e, KIND_READ));
       }
       answer(ST_OK, requestId, result);
     };
     const startRead = (req: Request & { kind: typeof KIND_READ }) => {
       const replica = this.o.replica;
       const { requestId, query: q } = req;
-      if (req.consistency !== 'local' && !replica.isLeader()) {
-        const [status, body] = this.notLeader(replica.leaderId());
-        return answer(status, requestId, body);
-      }
+      if (req.consistency !== 'local' && !replica.isLeader()) return answerWith(requestId, this.notLeader(replica.leaderId()));
       replica.readIndex({ consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then(
         () => {
           if (socket.destroyed) return done();
@@ -478,10 +473,7 @@ export class KvBinaryServer {
           held.push({ requestId, query: q });
           if (!stalled) stall();
         },
-        (e: unknown) => {
-          const [status, body] = this.errorReply(e, KIND_READ);
-          answer(status, requestId, body);
-        },
+        (e: unknown) => answerWith(requestId, this.errorReply(e, KIND_READ)),
       );
     };
     const start = (req: Request) => {

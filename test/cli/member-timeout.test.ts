@@ -7,47 +7,25 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { KvNode } from '../../src/kv/node.js';
+import type { KvNode } from '../../src/kv/node.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
+import { inprocCluster, type InprocCluster } from '../kv/helpers.js';
 import { fakeServer, synod } from './helpers.js';
 
 const url = (a: PeerAddress) => `http://${a.host}:${a.port}`;
 
 describe('membership timeouts', { concurrency: true }, () => {
   describe('a cluster', () => {
-    let dir: string;
-    const nodes: KvNode[] = [];
+    let cluster: InprocCluster;
     let leader: KvNode;
     let follower: KvNode;
 
     before(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'synod-member-timeout-'));
-      const network = new MemoryNetwork();
-      const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-      const httpAddrs = new Map<number, PeerAddress>();
-      for (const id of [1, 2, 3]) {
-        httpAddrs.set(id, { host: '127.0.0.1', port: 0 });
-        // proposeTimeoutMs 1000: a follower forwards with a 3 s limit (proposeTimeoutMs + 2 s).
-        const node = await KvNode.start({ id, clusterId: 'member-timeout', dataDir: join(dir, `r${id}`), members, httpAddresses: httpAddrs, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', proposeTimeoutMs: 1_000 });
-        httpAddrs.set(id, node.http.address());
-        nodes.push(node);
-      }
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const l = nodes.find((n) => n.replica.status().role === 'leader');
-        if (l && nodes.every((n) => n.replica.status().leader === l.replica.id)) {
-          leader = l;
-          break;
-        }
-        if (Date.now() > deadline) throw new Error('no leader');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      follower = nodes.find((n) => n !== leader)!;
+      // proposeTimeoutMs 1000: a follower forwards with a 3 s limit (proposeTimeoutMs + 2 s).
+      cluster = await inprocCluster(3, { proposeTimeoutMs: 1_000 });
+      leader = await cluster.leader();
+      follower = cluster.nodes.find((n) => n !== leader)!;
       // A learner counts as caught up within 64 slots of the commit point: a young log would let an
       // absent replica "catch up" at once. Sequential writes, one slot each.
       const c = new HttpKvClient({ endpoints: [url(leader.http.address())], timeoutMs: 5_000 });
@@ -56,8 +34,7 @@ describe('membership timeouts', { concurrency: true }, () => {
       assert.ok(leader.replica.status().commitSlot > 140, `commit slot ${leader.replica.status().commitSlot}`);
     });
     after(async () => {
-      await Promise.all(nodes.map((n) => n.close().catch(() => {})));
-      await rm(dir, { recursive: true, force: true });
+      await cluster?.close();
     });
 
     // A replica that never catches up: nothing listens for it on the memory network.

@@ -12,16 +12,12 @@
 // answers), while the cluster itself is healthy: the follower keeps the same leader throughout.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { KvNode } from '../../src/kv/node.js';
+import type { KvNode } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
-import { request } from './helpers.js';
+import { inprocCluster, request } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,61 +54,32 @@ async function blackHole(): Promise<Hole> {
   };
 }
 
-/** Three nodes (forwardTimeoutMs = proposeTimeoutMs + 2 s), the follower that forwards, and the leader's id. */
-async function cluster(dir: string, httpAddrs: Map<number, PeerAddress>, proposeTimeoutMs: number, connectionsPerAddressMax: number) {
-  const network = new MemoryNetwork();
-  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-  const nodes: KvNode[] = [];
-  for (let id = 1; id <= 3; id++) {
-    httpAddrs.set(id, { host: '127.0.0.1', port: 0 });
-    const node = await KvNode.start({
-      id,
-      clusterId: 'fwd-slow',
-      dataDir: join(dir, `r${id}`),
-      members,
-      httpAddresses: httpAddrs,
-      transport: network.createTransport({ replicaId: id }),
-      logBackend: 'memory',
-      proposeTimeoutMs,
-      clientLimits: { connectionsPerAddressMax },
-    });
-    httpAddrs.set(id, node.http.address());
-    nodes.push(node);
-  }
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const l = nodes.find((n) => n.replica.status().role === 'leader');
-    if (l && nodes.every((n) => n.replica.status().leader === l.replica.id)) {
-      const follower = nodes.find((n) => n !== l)!;
-      const a = await request(follower.http.address(), 'PUT', '/v1/kv/warm', 'x');
-      if (a.status === 200) return { nodes, leaderId: l.replica.id, follower };
-    }
-    assert.ok(Date.now() < deadline, 'no leader elected');
-    await sleep(20);
-  }
-}
-
 /**
- * Runs `body` on a fresh cluster (see cluster) whose leader's HTTP address the followers see as
- * `hole` when one is asked for; closes the nodes (and the hole) and removes the directory after.
+ * Runs `body` on three in-process nodes (forwardTimeoutMs = proposeTimeoutMs + 2 s) once a write
+ * through `follower` has gone through (it keeps a connection to the leader from it); with a hole,
+ * the followers see the leader's HTTP address as the hole from then on. Closes everything after.
  */
 async function withCluster(
   proposeTimeoutMs: number,
   connectionsPerAddressMax: number,
   withHole: boolean,
-  body: (c: Awaited<ReturnType<typeof cluster>> & { hole: Hole }) => Promise<void>,
+  body: (c: { nodes: KvNode[]; leaderId: number; follower: KvNode; hole: Hole }) => Promise<void>,
 ): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-fwd-slow-'));
-  const httpAddrs = new Map<number, PeerAddress>();
   const hole = withHole ? await blackHole() : null;
-  const c = await cluster(dir, httpAddrs, proposeTimeoutMs, connectionsPerAddressMax);
+  const c = await inprocCluster(3, { proposeTimeoutMs, clientLimits: { connectionsPerAddressMax } });
   try {
-    if (hole) httpAddrs.set(c.leaderId, hole.address);
-    await body({ ...c, hole: hole! });
+    const leader = await c.leader();
+    const follower = c.nodes.find((n) => n !== leader)!;
+    const deadline = Date.now() + 15_000;
+    while ((await request(follower.http.address(), 'PUT', '/v1/kv/warm', 'x')).status !== 200) {
+      assert.ok(Date.now() < deadline, 'no write through the follower');
+      await sleep(20);
+    }
+    if (hole) c.http.set(leader.replica.id, hole.address);
+    await body({ nodes: c.nodes, leaderId: leader.replica.id, follower, hole: hole! });
   } finally {
     hole?.close();
-    await Promise.all(c.nodes.map((n) => n.close().catch(() => {})));
-    await rm(dir, { recursive: true, force: true });
+    await c.close();
   }
 }
 

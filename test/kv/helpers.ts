@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { KvNode } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
-import type { ClientSecurity } from '../../src/security/client-auth.js';
+import type { ClientLimits, ClientSecurity } from '../../src/security/client-auth.js';
 
 export interface HttpAnswer {
   status: number;
@@ -59,7 +59,10 @@ export interface InprocCluster {
 }
 
 /** n key-value nodes in this process: memory network and log, HTTP (and binary) on loopback port 0. */
-export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number; clientSecurity?: (id: number) => ClientSecurity } = {}): Promise<InprocCluster> {
+export async function inprocCluster(
+  n = 3,
+  opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number; clientSecurity?: (id: number) => ClientSecurity; proposeTimeoutMs?: number; clientLimits?: Partial<ClientLimits> } = {},
+): Promise<InprocCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-kv-'));
   const network = new MemoryNetwork();
   const members = new Map(Array.from({ length: n }, (_, i) => [i + 1, { host: '127.0.0.1', port: 1 }] as const));
@@ -83,6 +86,8 @@ export async function inprocCluster(n = 3, opts: { valueBytesMax?: number; follo
       snapshotIntervalSlots: 50,
       sessionExpiryMs: opts.sessionExpiryMs,
       clientSecurity: opts.clientSecurity?.(id),
+      proposeTimeoutMs: opts.proposeTimeoutMs,
+      clientLimits: opts.clientLimits,
     });
     httpAddrs.set(id, node.http.address());
     binAddrs.set(id, node.binary!.address());

@@ -14,6 +14,7 @@ import { SessionTable } from '../../src/core/sessions.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { CounterMachine } from './counter.js';
 import { readyLeader, until } from './wait.js';
+import { counterCluster } from './counter-cluster.js';
 
 setContracts(true);
 
@@ -66,23 +67,10 @@ test("no client may name a replica's own session, on any replica, after a snapsh
 });
 
 test("seq or floor without a clientId is refused: it would have named the replica's own session", async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-own-seq-'));
-  const network = new MemoryNetwork();
-  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-  const machines = [1, 2, 3].map(() => new CounterMachine());
-  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
-  const replicas = await Promise.all(
-    [1, 2, 3].map((id) =>
-      SynodReplica.start({
-        id, clusterId: 'own-seq', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!,
-        transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core,
-      }),
-    ),
-  );
+  const c = await counterCluster('own-seq');
+  const { leader, machines } = c;
   const dec = (b: Uint8Array) => new TextDecoder().decode(b);
   try {
-    replicas[0]!.campaign();
-    const leader = await readyLeader(replicas);
     assert.equal(dec(await leader.propose(enc('add:1'))), '1'); // own seq 1
     // Before: seq 3 went under the own session, and the replica's own third call (below) was
     // answered with this one's result, never applied; the floor shut every later own call out.
@@ -96,8 +84,7 @@ test("seq or floor without a clientId is refused: it would have named the replic
     assert.equal(dec(await leader.propose(enc('add:4'))), '7'); // own seq 3: applied, its own result
     assert.equal(machines[0]!.total, 7);
   } finally {
-    await Promise.all(replicas.map((r) => r.close()));
-    await rm(dir, { recursive: true, force: true });
+    await c.close();
   }
 });
 

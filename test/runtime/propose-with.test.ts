@@ -4,14 +4,9 @@
 // not stop the replica (it runs inside the apply loop) and its error surfaces as uncaught.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setContracts } from '../../src/core/contracts.js';
-import { SynodReplica } from '../../src/runtime/replica.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
-import { CounterMachine } from './counter.js';
-import { readyLeader } from './wait.js';
+import type { SynodReplica } from '../../src/runtime/replica.js';
+import { counterCluster } from './counter-cluster.js';
 
 setContracts(true);
 
@@ -40,21 +35,9 @@ function proposeWith(r: SynodReplica, command: string, options: Parameters<Synod
 }
 
 test('proposeWith: results through the callback, a pending retry answered once for both, refusals, and a throwing callback does not stop the replica', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-propose-with-'));
-  const network = new MemoryNetwork();
-  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-  const machines = [1, 2, 3].map(() => new CounterMachine());
-  // Long election timeouts and a campaign to start: with the default 300 ms, a follower starved by
-  // the other test files running beside this one on 2 cores took over mid-test (NOT_LEADER).
-  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
-  const replicas = await Promise.all(
-    [1, 2, 3].map((id) =>
-      SynodReplica.start({ id, clusterId: 'propose-with', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core }),
-    ),
-  );
+  const c = await counterCluster('propose-with');
+  const { leader } = c;
   try {
-    replicas[0]!.campaign();
-    const leader = await readyLeader(replicas);
     const s = await leader.openSession();
 
     const one = await proposeWith(leader, 'a:1', { clientId: s, seq: 1, floor: 1 });
@@ -109,27 +92,14 @@ test('proposeWith: results through the callback, a pending retry answered once f
     assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 5, floor: 5 })), '8');
     assert.equal(leader.status().role, 'leader');
   } finally {
-    await Promise.all(replicas.map((r) => r.close()));
-    await rm(dir, { recursive: true, force: true });
+    await c.close();
   }
 });
 
 test('a proposal without a quorum ends in OutcomeUnknownError after its timeoutMs, not before, and the replica goes on', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'synod-propose-timeout-'));
-  const network = new MemoryNetwork();
-  const members = new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-  const machines = [1, 2, 3].map(() => new CounterMachine());
-  // Long election timeouts: the leader stays leader while cut off, so only the proposal's own
-  // deadline can end it.
-  const core = { electionTimeoutMinMs: 20_000, electionTimeoutMaxMs: 40_000 };
-  const replicas = await Promise.all(
-    [1, 2, 3].map((id) =>
-      SynodReplica.start({ id, clusterId: 'propose-timeout', dataDir: join(dir, `r${id}`), members, stateMachine: machines[id - 1]!, transport: network.createTransport({ replicaId: id }), logBackend: 'memory', logger: () => {}, core }),
-    ),
-  );
+  const c = await counterCluster('propose-timeout');
+  const { leader, machines, network } = c;
   try {
-    replicas[0]!.campaign();
-    const leader = await readyLeader(replicas);
     const s = await leader.openSession();
     assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 1, floor: 1 })), '1');
     network.partition([[leader.id]]);
@@ -145,7 +115,6 @@ test('a proposal without a quorum ends in OutcomeUnknownError after its timeoutM
     assert.equal(dec(await leader.propose(enc('a:1'), { clientId: s, seq: 2, floor: 1, timeoutMs: 10_000 })), '2');
     assert.equal(machines[leader.id - 1]!.total, 2);
   } finally {
-    await Promise.all(replicas.map((r) => r.close()));
-    await rm(dir, { recursive: true, force: true });
+    await c.close();
   }
 });

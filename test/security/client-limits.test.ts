@@ -310,8 +310,8 @@ describe('binary port limits and tokens on a one-replica node', () => {
   });
 });
 
-test('inflightPerConnectionMax: requests past the limit wait (reading pauses) and all are answered as earlier ones finish', async () => {
-  // A stand-in replica: leader, whose reads stay pending until released.
+/** A stand-in replica: leader, whose reads stay pending until the test releases them (`pending`). */
+function pendingReadsReplica() {
   const pending: Array<() => void> = [];
   const replica = {
     id: 1,
@@ -322,6 +322,11 @@ test('inflightPerConnectionMax: requests past the limit wait (reading pauses) an
     queryLocal: () => encodeResult({ kind: 'not-found' }),
     propose: () => Promise.reject(new Error('not used')),
   } as unknown as SynodReplica;
+  return { pending, replica };
+}
+
+test('inflightPerConnectionMax: requests past the limit wait (reading pauses) and all are answered as earlier ones finish', async () => {
+  const { pending, replica } = pendingReadsReplica();
   const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
   await server.start();
   try {
@@ -363,14 +368,7 @@ test('inflightPerConnectionMax: requests past the limit wait (reading pauses) an
 });
 
 test('requests waiting behind inflightPerConnectionMax do not start once the server has dropped the connection', async () => {
-  const pending: Array<() => void> = [];
-  const replica = {
-    id: 1,
-    isLeader: () => true,
-    leaderId: () => 1,
-    readIndex: () => new Promise((resolve) => pending.push(() => resolve(0))),
-    queryLocal: () => encodeResult({ kind: 'not-found' }),
-  } as unknown as SynodReplica;
+  const { pending, replica } = pendingReadsReplica();
   const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 }, limits: { inflightPerConnectionMax: 3 } });
   await server.start();
   try {
