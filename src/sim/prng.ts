@@ -53,6 +53,17 @@ export class Prng {
     return items[Math.floor(this.next() * items.length)]!;
   }
 
+  /** Shuffles in place (Fisher-Yates). */
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(0, i);
+      const t = items[i]!;
+      items[i] = items[j]!;
+      items[j] = t;
+    }
+    return items;
+  }
+
   /** An independent stream (e.g. one per replica), derived deterministically. */
   fork(): Prng {
     return new Prng(this.nextU32());

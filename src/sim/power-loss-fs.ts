@@ -1,0 +1,358 @@
+// A file system in memory that can lose power, for running the real storage code (file log,
+// metadata, snapshot store: everything that takes a StorageIo) under a seeded scheduler.
+//
+// What a power cut keeps (SAFETY.md, "Simulator fidelity"):
+// - of each file, what the last fsync/fdatasync made durable, plus a random subset of the writes
+//   and truncations made since, applied in a random order, each write possibly torn: only some
+//   of its sectors land;
+// - of each directory, what the last fsync of that directory made durable, plus a random prefix
+//   of the name changes made since (creates, renames, unlinks: a journal replays them in order,
+//   so a prefix; "none of them" is the common case a careless rename loses to).
+// fsync of a file does not make its name durable: only an fsync of its directory does.
+// Directories themselves (mkdir) are durable at once: the storage code creates them once, at a
+// replica's first start, before anything is acknowledged.
+//
+// Every call is queued and completes only when the driver says so (completeOne), in an order the
+// driver picks from its seed: the thread pool's reordering of independent calls. A power cut drops
+// the queue, and the StorageIo handed out before it goes dead: its calls never complete, as the
+// process that made them is gone.
+
+import type { StorageIo } from '../storage/io.js';
+import type { Prng } from './prng.js';
+
+/** Faults planted to show that the storage checker catches a broken durability contract. */
+export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync';
+
+type FileChange = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; size: number };
+type NameChange = { kind: 'link'; name: string; inode: Inode } | { kind: 'unlink'; name: string } | { kind: 'rename'; from: string; to: string };
+
+class Inode {
+  data: Uint8Array = new Uint8Array(0);
+  size = 0;
+  durable: Uint8Array = new Uint8Array(0);
+  durableSize = 0;
+  changes: FileChange[] = [];
+
+  write(offset: number, bytes: Uint8Array): void {
+    this.data = setAt(this.data, this.size, offset, bytes);
+    this.size = Math.max(this.size, offset + bytes.length);
+  }
+
+  truncate(size: number): void {
+    if (size < this.size) this.data.fill(0, size, this.size);
+    else this.data = grow(this.data, size);
+    this.size = size;
+  }
+
+  sync(): void {
+    this.durable = this.data.slice(0, this.size);
+    this.durableSize = this.size;
+    this.changes = [];
+  }
+}
+
+function grow(buffer: Uint8Array, size: number): Uint8Array {
+  if (size <= buffer.length) return buffer;
+  const next = new Uint8Array(Math.max(size, buffer.length * 2, 4096));
+  next.set(buffer);
+  return next;
+}
+
+/** Writes `bytes` at `offset` into a buffer of logical size `size` (the gap reads as zeros). */
+function setAt(buffer: Uint8Array, size: number, offset: number, bytes: Uint8Array): Uint8Array {
+  const out = grow(buffer, offset + bytes.length);
+  if (offset > size) out.fill(0, size, offset);
+  out.set(bytes, offset);
+  return out;
+}
+
+interface Directory {
+  names: Map<string, Inode>;
+  durable: Map<string, Inode>;
+  changes: NameChange[];
+}
+
+type Handle = { kind: 'file'; inode: Inode } | { kind: 'dir'; path: string };
+
+function errno(code: string, syscall: string, path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: ${syscall} '${path}' (power-loss fs)`), { code, syscall, path });
+}
+
+function split(path: string): { dir: string; name: string } {
+  const at = path.lastIndexOf('/');
+  return at < 0 ? { dir: '.', name: path } : { dir: path.slice(0, at) || '/', name: path.slice(at + 1) };
+}
+
+interface QueuedCall {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface PowerLossStats {
+  calls: number;
+  syncs: number;
+  powerCuts: number;
+  writesKept: number;
+  writesLost: number;
+  writesTorn: number;
+  nameChangesLost: number;
+}
+
+export class PowerLossFs {
+  private dirs = new Map<string, Directory>();
+  private handles = new Map<number, Handle>();
+  private nextFd = 3;
+  private queue: QueuedCall[] = [];
+  private generation = 0;
+  readonly stats: PowerLossStats = { calls: 0, syncs: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
+
+  constructor(
+    private readonly prng: Prng,
+    private readonly fault: PowerLossFault | null = null,
+    private readonly sectorBytes = 512,
+  ) {}
+
+  /** Calls queued and not yet completed. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Completes one queued call, picked at random. Returns false if none is queued. */
+  completeOne(): boolean {
+    if (this.queue.length === 0) return false;
+    const at = this.prng.int(0, this.queue.length - 1);
+    const call = this.queue[at]!;
+    this.queue[at] = this.queue[this.queue.length - 1]!;
+    this.queue.pop();
+    let value: unknown;
+    try {
+      value = call.run();
+    } catch (error) {
+      call.reject(error);
+      return true;
+    }
+    call.resolve(value);
+    return true;
+  }
+
+  /**
+   * Power cut: queued calls are dropped, open files forgotten, and every file and directory left
+   * as the disk holds it (see the top of this file). The StorageIo handed out before is dead.
+   */
+  powerCut(): void {
+    this.stats.powerCuts++;
+    this.generation++;
+    this.queue = [];
+    this.handles.clear();
+    const survivors = new Map<Inode, Inode>();
+    const survivorOf = (inode: Inode): Inode => {
+      let kept = survivors.get(inode);
+      if (!kept) {
+        kept = this.afterPowerCut(inode);
+        survivors.set(inode, kept);
+      }
+      return kept;
+    };
+    for (const dir of this.dirs.values()) {
+      const names = new Map(dir.durable);
+      const keep = this.prng.int(0, dir.changes.length);
+      this.stats.nameChangesLost += dir.changes.length - keep;
+      for (let i = 0; i < keep; i++) applyNameChange(names, dir.changes[i]!);
+      dir.names = new Map([...names].map(([name, inode]) => [name, survivorOf(inode)]));
+      dir.durable = new Map(dir.names);
+      dir.changes = [];
+    }
+  }
+
+  private afterPowerCut(inode: Inode): Inode {
+    const kept = new Inode();
+    kept.write(0, inode.durable);
+    kept.size = inode.durableSize;
+    const changes = inode.changes.filter((change) => {
+      const keep = this.prng.chance(0.5);
+      if (change.kind === 'write' && !keep) this.stats.writesLost++;
+      return keep;
+    });
+    this.prng.shuffle(changes);
+    for (const change of changes) {
+      if (change.kind === 'truncate') {
+        kept.truncate(change.size);
+        continue;
+      }
+      if (!this.prng.chance(0.3)) {
+        kept.write(change.offset, change.bytes);
+        this.stats.writesKept++;
+        continue;
+      }
+      // Torn: each sector the write touches lands or not.
+      this.stats.writesTorn++;
+      const end = change.offset + change.bytes.length;
+      for (let at = change.offset; at < end; ) {
+        const next = Math.min(end, (Math.floor(at / this.sectorBytes) + 1) * this.sectorBytes);
+        if (this.prng.chance(0.5)) kept.write(at, change.bytes.subarray(at - change.offset, next - change.offset));
+        at = next;
+      }
+    }
+    kept.sync();
+    return kept;
+  }
+
+  /** A StorageIo on this file system until the next power cut, and a delay (a queued no-op) for its clocks. */
+  mount(): { io: StorageIo; delay: () => Promise<void> } {
+    const generation = this.generation;
+    const call = <T>(run: () => T): Promise<T> => {
+      if (generation !== this.generation) return new Promise<T>(() => {});
+      this.stats.calls++;
+      return new Promise<T>((resolve, reject) => {
+        this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      });
+    };
+    const io: StorageIo = {
+      open: (path, flags) => call(() => this.open(path, flags)),
+      close: (fd) => call(() => void this.handle(fd, 'close')),
+      writev: (fd, buffers, position) =>
+        call(() => {
+          let at = position;
+          for (const b of buffers) {
+            this.writeAt(fd, b, at);
+            at += b.length;
+          }
+          return at - position;
+        }),
+      write: (fd, buffer, position) => call(() => (this.writeAt(fd, buffer, position), buffer.length)),
+      read: (fd, buffer, offset, length, position) =>
+        call(() => {
+          const inode = this.file(fd, 'read');
+          const n = Math.max(0, Math.min(length, inode.size - position));
+          buffer.set(inode.data.subarray(position, position + n), offset);
+          return n;
+        }),
+      fdatasync: (fd) => call(() => this.sync(fd)),
+      fsync: (fd) => call(() => this.sync(fd)),
+      ftruncate: (fd, length) =>
+        call(() => {
+          const inode = this.file(fd, 'ftruncate');
+          inode.truncate(length);
+          inode.changes.push({ kind: 'truncate', size: length });
+        }),
+      fstatSize: (fd) => call(() => this.file(fd, 'fstat').size),
+      rename: (from, to) => call(() => this.rename(from, to)),
+      unlink: (path) =>
+        call(() => {
+          const { dir, name } = split(path);
+          const d = this.dirs.get(dir);
+          if (!d?.names.has(name)) throw errno('ENOENT', 'unlink', path);
+          d.names.delete(name);
+          d.changes.push({ kind: 'unlink', name });
+        }),
+      readdir: (path) =>
+        call(() => {
+          const d = this.dirs.get(path);
+          if (!d) throw errno('ENOENT', 'scandir', path);
+          const subdirs = [...this.dirs.keys()].filter((p) => split(p).dir === path).map((p) => split(p).name);
+          return [...d.names.keys(), ...subdirs].sort();
+        }),
+      mkdir: (path) => call(() => this.mkdirp(path)),
+    };
+    return { io, delay: () => call(() => undefined) };
+  }
+
+  /** Reads a whole file as it is now (tests). */
+  contents(path: string): Uint8Array | null {
+    const { dir, name } = split(path);
+    const inode = this.dirs.get(dir)?.names.get(name);
+    return inode ? inode.data.slice(0, inode.size) : null;
+  }
+
+  private mkdirp(path: string): void {
+    for (let p = path; p !== '.' && p !== '/' && !this.dirs.has(p); p = split(p).dir) {
+      if (this.dirs.get(split(p).dir)?.names.has(split(p).name)) throw errno('EEXIST', 'mkdir', p);
+      this.dirs.set(p, { names: new Map(), durable: new Map(), changes: [] });
+    }
+  }
+
+  private open(path: string, flags: string): number {
+    const fd = this.nextFd++;
+    if (this.dirs.has(path)) {
+      if (flags !== 'r') throw errno('EISDIR', 'open', path);
+      this.handles.set(fd, { kind: 'dir', path });
+      return fd;
+    }
+    const { dir, name } = split(path);
+    const d = this.dirs.get(dir);
+    if (!d) throw errno('ENOENT', 'open', path);
+    let inode = d.names.get(name);
+    if (flags === 'w' || flags === 'w+') {
+      if (inode) {
+        inode.truncate(0);
+        inode.changes.push({ kind: 'truncate', size: 0 });
+      } else {
+        inode = new Inode();
+        d.names.set(name, inode);
+        d.changes.push({ kind: 'link', name, inode });
+      }
+    } else if (flags !== 'r' && flags !== 'r+') {
+      throw errno('EINVAL', `open (flags ${flags})`, path);
+    }
+    if (!inode) throw errno('ENOENT', 'open', path);
+    this.handles.set(fd, { kind: 'file', inode });
+    return fd;
+  }
+
+  private rename(from: string, to: string): void {
+    const a = split(from);
+    const b = split(to);
+    if (a.dir !== b.dir) throw errno('EXDEV', 'rename (the power-loss fs renames within one directory)', `${from} -> ${to}`);
+    const d = this.dirs.get(a.dir);
+    const inode = d?.names.get(a.name);
+    if (!d || !inode) throw errno('ENOENT', 'rename', from);
+    d.names.delete(a.name);
+    d.names.set(b.name, inode);
+    d.changes.push({ kind: 'rename', from: a.name, to: b.name });
+  }
+
+  private handle(fd: number, syscall: string): Handle {
+    const h = this.handles.get(fd);
+    if (!h) throw errno('EBADF', syscall, `fd ${fd}`);
+    if (syscall === 'close') this.handles.delete(fd);
+    return h;
+  }
+
+  private file(fd: number, syscall: string): Inode {
+    const h = this.handle(fd, syscall);
+    if (h.kind !== 'file') throw errno('EISDIR', syscall, h.path);
+    return h.inode;
+  }
+
+  private writeAt(fd: number, bytes: Uint8Array, position: number): void {
+    const inode = this.file(fd, 'write');
+    inode.write(position, bytes);
+    inode.changes.push({ kind: 'write', offset: position, bytes: bytes.slice() });
+  }
+
+  private sync(fd: number): void {
+    this.stats.syncs++;
+    const h = this.handle(fd, 'fsync');
+    if (h.kind === 'file') {
+      if (this.fault !== 'lying-fsync') h.inode.sync();
+      return;
+    }
+    const d = this.dirs.get(h.path)!;
+    if (this.fault === 'no-dir-fsync') return;
+    d.durable = new Map(d.names);
+    d.changes = [];
+  }
+}
+
+function applyNameChange(names: Map<string, Inode>, change: NameChange): void {
+  if (change.kind === 'link') names.set(change.name, change.inode);
+  else if (change.kind === 'unlink') names.delete(change.name);
+  else {
+    const inode = names.get(change.from);
+    if (inode) {
+      names.delete(change.from);
+      names.set(change.to, inode);
+    }
+  }
+}
