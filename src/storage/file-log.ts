@@ -168,6 +168,8 @@ export class FileLog implements LogStore {
   private chunkPool: Uint8Array[] = [];
 
   private waiters: Waiter[] = [];
+  /** The head moves in flight, chained (advanceHead). */
+  private headMoves: Promise<void> = Promise.resolve();
   private flushing: Promise<void> | null = null;
   private failed: StorageError | null = null;
   private closed = false;
@@ -402,9 +404,17 @@ export class FileLog implements LogStore {
     }
     let last = this.segments[this.segments.length - 1]!;
     if (last.firstLsn === null && this.segments.length > 1) {
-      // An empty last segment is the one prepared ahead before the restart: it stays the prepared one.
+      // An empty last segment is the one prepared ahead before the restart: it stays the prepared one,
+      // if it has this log's size. Appends place groups in a segment not yet rolled into by
+      // segmentBytes, so one prepared with another size (segmentBytes changed across the restart)
+      // would be written past its end: it becomes a spare, and is prepared again (resized).
       this.segments.pop();
-      this.prepared = { index: last.index, promise: Promise.resolve(last) };
+      if (last.capacity === this.segmentBytes) {
+        this.prepared = { index: last.index, promise: Promise.resolve(last) };
+      } else {
+        await this.retireSegments([last], true);
+        this.startPrepare(last.index);
+      }
       last = this.segments[this.segments.length - 1]!;
     } else {
       this.startPrepare(last.index + 1);
@@ -602,26 +612,38 @@ export class FileLog implements LogStore {
     return segment;
   }
 
-  private async freeSegmentsBelowHead(): Promise<void> {
-    let freed = 0;
-    while (this.segments.length > 1) {
-      const next = this.segments[1]!;
-      if (next.firstLsn === null || next.firstLsn > this.head) break;
-      const segment = this.segments.shift()!;
+  /**
+   * Closes segments and keeps them as spares (room allowing, or `keep`), else deletes them. A spare
+   * is handed out only after the directory fsync: reused before its rename is durable, a power cut
+   * could leave its old name on the new contents (a segment whose header names another index).
+   */
+  private async retireSegments(segments: Segment[], keep = false): Promise<void> {
+    const spares: string[] = [];
+    for (const segment of segments) {
       this.unmapSegment(segment);
       await onFile('close', segment.path, this.io.close(segment.fd));
-      if (this.spares.length < this.spareSegmentsMax) {
+      if (keep || this.spares.length + spares.length < this.spareSegmentsMax) {
         const sparePath = `${this.dir}/spare-${this.spareSeq++}.log`;
         await onFile('rename to a spare', segment.path, this.io.rename(segment.path, sparePath));
-        this.spares.push(sparePath);
+        spares.push(sparePath);
       } else {
         await onFile('delete', segment.path, this.io.unlink(segment.path));
       }
-      freed++;
     }
-    if (freed > 0) {
+    await syncDir(this.io, this.dir);
+    this.spares.push(...spares);
+  }
+
+  private async freeSegmentsBelowHead(): Promise<void> {
+    const freed: Segment[] = [];
+    while (this.segments.length > 1) {
+      const next = this.segments[1]!;
+      if (next.firstLsn === null || next.firstLsn > this.head) break;
+      freed.push(this.segments.shift()!);
+    }
+    if (freed.length > 0) {
       this.index.dropSegmentsBelow(this.segments[0]!.index);
-      await syncDir(this.io, this.dir);
+      await this.retireSegments(freed);
     }
   }
 
@@ -947,6 +969,17 @@ export class FileLog implements LogStore {
       throw misuse(`advanceHead(${lsn}): must lie in [head ${this.head}, durable tail ${this.durableLsn + 1}]`);
     }
     if (lsn === this.head) return;
+    // One move at a time (callers need not await: the runtime's compactions don't): two at once
+    // shared log.head.tmp (one rename failed with ENOENT and stopped the log), and their frees
+    // interleaved, so a power cut could leave a segment missing below one still present.
+    const move = this.headMoves.then(() => this.moveHead(lsn));
+    this.headMoves = move.catch(() => {});
+    return move;
+  }
+
+  private async moveHead(lsn: number): Promise<void> {
+    if (this.failed) throw this.failed;
+    if (lsn <= this.head) return; // a later move already passed it
     try {
       await writeHead(this.io, this.dir, { headLsn: lsn, ballotFloor: this.ballotDurable });
       this.head = lsn;
@@ -977,6 +1010,7 @@ export class FileLog implements LogStore {
     if (this.closed) return;
     this.closed = true;
     if (this.flushing) await this.flushing;
+    await this.headMoves;
     while (this.inflight.length > 0) await this.inflight[this.inflight.length - 1];
     this.pending = [];
     const dropped = this.waiters;

@@ -8,7 +8,7 @@ import { isStorageError } from '../../src/storage/errors.js';
 import { nodeIo, type StorageIo } from '../../src/storage/io.js';
 import { segmentFileName } from '../../src/storage/format.js';
 import type { LogRecord } from '../../src/storage/log.js';
-import { makeRecord, tempDir } from './compliance.js';
+import { inTempDir, makeRecord, tempDir } from './compliance.js';
 import { BULK_STEP_BYTES, type PacerClock } from '../../src/storage/pacer.js';
 
 const SMALL = { segmentBytes: 64 * 1024, spareSegmentsMax: 1 };
@@ -323,4 +323,50 @@ test('a roll that needs the segment being prepared, or a close, stops its rests:
       cleanup();
     }
   }
+});
+
+test('a segment prepared before a restart with another segmentBytes is prepared again at the new size: no write past a segment\'s capacity (storage simulator seed 309)', async () => {
+  await inTempDir(async (dir) => {
+    // Life 1: 64 KiB segments; close() leaves the segment prepared ahead (empty) on disk.
+    const first = await FileLog.open(dir, { segmentBytes: 64 * 1024, spareSegmentsMax: 1 });
+    const records: LogRecord[] = [];
+    for (let i = 1; i <= 10; i++) records.push(makeRecord(i, 3_000));
+    for (const r of records) first.tentativelyAppend(r);
+    await first.commit();
+    await first.close();
+    // Life 2: 128 KiB segments; appended before one commit (as a busy leader does), enough records
+    // to fill the first segment and 100 KiB of the next, which is the one prepared in life 1.
+    const second = await FileLog.open(dir, { segmentBytes: 128 * 1024, spareSegmentsMax: 1 });
+    for (let i = 11; i <= 60; i++) {
+      const r = makeRecord(i, 3_000);
+      records.push(r);
+      second.tentativelyAppend(r);
+    }
+    await second.commit();
+    await second.close();
+    // Every segment file is as large as its header says, and everything reads back.
+    const third = await FileLog.open(dir, { segmentBytes: 128 * 1024 });
+    const back = await readAll(third);
+    assert.equal(back.length, records.length);
+    back.forEach((r, i) => assert.deepEqual(r.payload, records[i]!.payload));
+    await third.close();
+  });
+});
+
+test('head moves that overlap (the runtime does not await them) run one after the other: no shared temp file, segments freed lowest first (storage simulator seed 1147)', async () => {
+  await inTempDir(async (dir) => {
+    const log = await FileLog.open(dir, SMALL);
+    for (let i = 1; i <= 120; i++) log.tentativelyAppend(makeRecord(i, 2_000));
+    await log.commit();
+    const segments = () => (log as unknown as { segments: { index: number }[] }).segments.map((s) => s.index);
+    assert.ok(segments().length >= 4, `several segments: ${segments().join(',')}`);
+    // Two compactions in a row, neither awaited, as the runtime's compactBelow issues them.
+    await Promise.all([log.advanceHead(40), log.advanceHead(100), log.advanceHead(70)]);
+    assert.equal(log.headTailCapacity().head, 100);
+    await log.close();
+    const again = await FileLog.open(dir, SMALL);
+    assert.equal(again.headTailCapacity().head, 100);
+    assert.equal((await readAll(again)).length, 21);
+    await again.close();
+  });
 });
