@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // npm run sim -- --seeds N [--start S] [--bug NAME] [--json]
 // npm run sim -- --seed S [--trace]     replay one seed with a readable trace
+// npm run sim -- --storage --seeds N [--start S] [--fault NAME] [--json]   the storage simulator (storage-sim.ts)
 import cliProgress from 'cli-progress';
 import type { PlantedBug } from '../core/options.js';
 import { randomSimOptions, type SimOptions } from './options.js';
 import { runSeed, type SimResult } from './simulation.js';
 import { codecWire } from './wire.js';
+import { runStorageSeed, type StorageSimResult } from './storage-sim.js';
+import type { PowerLossFault } from './power-loss-fs.js';
 
 interface Args {
   seeds: number;
@@ -17,10 +20,14 @@ interface Args {
   wire: boolean;
   contracts: boolean;
   transfers: boolean;
+  storage: boolean;
+  fault: PowerLossFault | null;
 }
 
+const FAULTS: readonly PowerLossFault[] = ['lying-fsync', 'no-dir-fsync'];
+
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false };
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false, storage: false, fault: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -42,8 +49,15 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--no-wire') args.wire = false;
     else if (a === '--no-contracts') args.contracts = false;
     else if (a === '--transfers') args.transfers = true;
+    else if (a === '--storage') args.storage = true;
+    else if (a === '--fault') {
+      const f = value() as PowerLossFault;
+      if (!FAULTS.includes(f)) throw new Error(`--fault must be one of ${FAULTS.join(', ')}, got '${f}'`);
+      args.fault = f;
+    }
     else if (a === '--help' || a === '-h') {
       console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] [--transfers] | --seed S [--trace] [--transfers]');
+      console.log('       synod-sim --storage --seeds N [--start S] [--fault lying-fsync|no-dir-fsync] [--json] | --storage --seed S');
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
@@ -65,6 +79,13 @@ function main(): void {
   } catch (e) {
     console.error(`synod sim: ${(e as Error).message}`);
     process.exit(2);
+  }
+  if (args.storage) {
+    mainStorage(args).catch((e: unknown) => {
+      console.error(e);
+      process.exit(2);
+    });
+    return;
   }
   const wire = args.wire ? codecWire : null;
   if (args.seed !== null) {
@@ -139,6 +160,65 @@ function main(): void {
     console.log(`acknowledged writes checked ${acked}, reads checked ${reads}`);
     console.log(`sessions registered ${sessions}, writes answered SESSION_EXPIRED ${expired} (in ${seedsWithExpiry} seeds)`);
     console.log(`seeds where a configuration was chosen after one at a higher slot: ${seedsWithConfigsOutOfOrder}`);
+    for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
+  }
+  process.exit(failures.length === 0 ? 0 : 1);
+}
+
+async function mainStorage(args: Args): Promise<void> {
+  const replay = (seed: number) => `npm run sim -- --storage --seed ${seed}${args.fault ? ` --fault ${args.fault}` : ''}`;
+  if (args.seed !== null) {
+    const result = await runStorageSeed(args.seed, { fault: args.fault });
+    console.log(JSON.stringify(result, null, 2));
+    process.exit(result.violation ? 1 : 0);
+  }
+  const started = performance.now();
+  const bar = process.stderr.isTTY && !args.json
+    ? new cliProgress.SingleBar({ format: 'storage sim [{bar}] {value}/{total} seeds | {failures} failed | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
+    : null;
+  bar?.start(args.seeds, 0, { failures: 0 });
+  const failures: StorageSimResult[] = [];
+  const totals = { lives: 0, acknowledged: 0, recovered: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
+  let lastLog = started;
+  for (let i = 0; i < args.seeds; i++) {
+    const seed = args.start + i;
+    const r = await runStorageSeed(seed, { fault: args.fault });
+    totals.lives += r.lives;
+    totals.acknowledged += r.acknowledged;
+    totals.recovered += r.recovered;
+    totals.snapshots += r.snapshots;
+    totals.powerCuts += r.fs.powerCuts;
+    totals.writesKept += r.fs.writesKept;
+    totals.writesLost += r.fs.writesLost;
+    totals.writesTorn += r.fs.writesTorn;
+    totals.nameChangesLost += r.fs.nameChangesLost;
+    if (r.violation) {
+      failures.push(r);
+      const line = `seed ${seed}: ${r.violation.detail}\n  replay: ${replay(seed)}`;
+      if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length }); }
+      else if (!args.json) console.error(line);
+    }
+    bar?.update(i + 1, { failures: failures.length });
+    if (!bar && !args.json && performance.now() - lastLog > 10_000) {
+      lastLog = performance.now();
+      console.error(`storage sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed`);
+    }
+  }
+  bar?.stop();
+  const summary = {
+    mode: 'storage',
+    seeds: args.seeds,
+    firstSeed: args.start,
+    fault: args.fault,
+    failures: failures.map((f) => ({ seed: f.seed, kind: f.violation!.kind, violation: f.violation!.detail, replay: replay(f.seed) })),
+    ...totals,
+    wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+  };
+  if (args.json) console.log(JSON.stringify(summary));
+  else {
+    console.log(`storage sim: seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}${args.fault ? ` (planted fault ${args.fault})` : ''}, ${summary.wallSeconds} s`);
+    console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost}`);
+    console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, snapshots saved ${totals.snapshots}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);
