@@ -178,7 +178,7 @@ async function mainStorage(args: Args): Promise<void> {
     : null;
   bar?.start(args.seeds, 0, { failures: 0 });
   const failures: StorageSimResult[] = [];
-  const totals = { lives: 0, acknowledged: 0, recovered: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
+  const totals = { lives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
@@ -186,6 +186,7 @@ async function mainStorage(args: Args): Promise<void> {
     totals.lives += r.lives;
     totals.acknowledged += r.acknowledged;
     totals.recovered += r.recovered;
+    totals.readsChecked += r.readsChecked;
     totals.snapshots += r.snapshots;
     totals.powerCuts += r.fs.powerCuts;
     totals.writesKept += r.fs.writesKept;
@@ -218,7 +219,7 @@ async function mainStorage(args: Args): Promise<void> {
   else {
     console.log(`storage sim: seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}${args.fault ? ` (planted fault ${args.fault})` : ''}, ${summary.wallSeconds} s`);
     console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost}`);
-    console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, snapshots saved ${totals.snapshots}`);
+    console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, read back during lives ${totals.readsChecked}, snapshots saved ${totals.snapshots}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);

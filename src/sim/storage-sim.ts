@@ -14,6 +14,7 @@
 //                  after the records are released below the head (the promise floor);
 //   metadata       the metadata read back is the last one whose write resolved, or a later one;
 //   snapshot       the newest snapshot is at least the last one whose save resolved, its body intact;
+//   read           a read from the log while it is appended to returns what was appended there;
 //   liveness       with the file system drained, every commit resolved.
 // The core simulator's disk model (simulation.ts: a crash keeps a prefix of the writes in flight)
 // rests on these properties of the real code.
@@ -41,6 +42,8 @@ export interface StorageSimResult {
   lives: number;
   acknowledged: number;
   recovered: number;
+  /** Records read back from the log during lives and checked. */
+  readsChecked: number;
   snapshots: number;
   fs: PowerLossStats;
 }
@@ -108,6 +111,7 @@ class Model {
   snapshotResolved = 0;
   snapshotsSaved = 0;
   recovered = 0;
+  readsChecked = 0;
 }
 
 export async function runStorageSeed(seed: number, options: StorageSimOptions = {}): Promise<StorageSimResult> {
@@ -205,9 +209,13 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
       let ballot = Math.max(1, log.highestBallot());
       let commitsOpen = 0;
       let storageError: unknown = null;
+      let readError: string | null = null;
       let metaBusy = false;
       let snapshotBusy = false;
       let headRequested = head;
+      // As the runtime: no head move while a peer is answered from the log, no read while one runs.
+      let headMoving = 0;
+      let reading = 0;
       const onError = (e: unknown) => (storageError ??= e);
       const writeMeta = (promised: number, snapshotSlot: number) => {
         metaBusy = true;
@@ -219,7 +227,7 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
         }, onError);
       };
       const steps = prng.int(1, stepsMax);
-      for (let step = 0; step < steps && storageError === null; step++) {
+      for (let step = 0; step < steps && storageError === null && readError === null; step++) {
         const roll = prng.next();
         if (roll < 0.25) {
           const count = prng.int(1, 6);
@@ -250,17 +258,37 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
             snapshotBusy = false;
             if (!metaBusy) writeMeta(model.metaIssued + 1, slot);
             const to = Math.min(slot + 1 - prng.int(0, 20), log.headTailCapacity().tail);
-            if (to > headRequested) {
+            if (to > headRequested && reading === 0) {
               headRequested = to;
-              log.advanceHead(to).catch(onError);
+              headMoving++;
+              log.advanceHead(to).then(() => headMoving--, onError);
             }
           }, onError);
+        } else if (roll < 0.37 && headMoving === 0) {
+          // A lagging peer answered from the log: what is read is what was appended there.
+          const { head: from, tail: to } = log.headTailCapacity();
+          if (to > from) {
+            const start = prng.int(from, to - 1);
+            reading++;
+            log.read(start, { recordsMax: prng.int(1, 64), bytesMax: prng.int(1, 200_000) }).then((got) => {
+              reading--;
+              model.readsChecked += got.length;
+              got.forEach((r, i) => {
+                const want = model.appended.get(r.lsn);
+                if (r.lsn !== start + i || !want || r.slot !== want.nonce || !sameBytes(r.payload, payloadOf(want.nonce))) {
+                  readError ??= `read from ${start}: record ${i} has LSN ${r.lsn}, nonce ${r.slot}; expected LSN ${start + i}, nonce ${want?.nonce ?? 'none'}`;
+                }
+              });
+              if (got.length === 0) readError ??= `read from ${start} (durable tail ${to}) returned nothing`;
+            }, onError);
+          }
         } else {
           fs.completeOne();
         }
         await turn();
       }
       if (storageError !== null) throw new StorageViolation('recovery', `a storage call failed without a fault (life ${life}): ${String((storageError as Error).message ?? storageError)}`);
+      if (readError !== null) throw new StorageViolation('read', `${readError} (life ${life})`);
 
       if (prng.chance(0.3)) {
         // Drain: with nothing left for the file system, every commit must have resolved.
@@ -278,5 +306,5 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
     if (!(error instanceof StorageViolation)) throw error;
     violation = { kind: error.kind, detail: error.message };
   }
-  return { seed, violation, lives: life, acknowledged: model.acknowledged, recovered: model.recovered, snapshots: model.snapshotsSaved, fs: { ...fs.stats } };
+  return { seed, violation, lives: life, acknowledged: model.acknowledged, recovered: model.recovered, readsChecked: model.readsChecked, snapshots: model.snapshotsSaved, fs: { ...fs.stats } };
 }
