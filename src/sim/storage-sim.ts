@@ -82,21 +82,7 @@ function snapshotBodyOf(slot: number): Uint8Array[] {
   return chunks;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -166,7 +152,7 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
       }
       if (latest) {
         const body = await until('reading the latest snapshot', store.readWhole(latest.slot));
-        if (!sameBytes(body, concat(snapshotBodyOf(latest.slot)))) throw new StorageViolation('snapshot', `snapshot ${latest.slot}'s body differs from what was saved`);
+        if (!sameBytes(body, Buffer.concat(snapshotBodyOf(latest.slot)))) throw new StorageViolation('snapshot', `snapshot ${latest.slot}'s body differs from what was saved`);
       }
       const covered = latest?.slot ?? 0;
       model.snapshotResolved = covered;
