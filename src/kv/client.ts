@@ -29,6 +29,7 @@ import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { SeqWindow } from '../core/seq-window.js';
+import { CONTRACTS, invariant } from '../core/contracts.js';
 import { WriteBatcher } from './write-batcher.js';
 import { copyBytes, decodeResult, deleteExisted, putU32be, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
@@ -116,7 +117,27 @@ export interface KvClientOptions {
   tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'checkServerIdentity' | 'minVersion'>;
   /** Bearer token for servers started with --client-token-file: sent in an AUTH frame on every connection. */
   token?: string;
+  /**
+   * Most addresses kept beyond `endpoints` that NOT_LEADER answers named (a leader the list
+   * lacked); past it the oldest learned one is dropped. The configured endpoints are always kept.
+   * Default LEARNED_ENDPOINTS_MAX_DEFAULT (8); 0 learns none (a hint outside the list then only
+   * moves the client to its next endpoint).
+   */
+  learnedEndpointsMax?: number;
 }
+
+/**
+ * Default of KvClientOptions.learnedEndpointsMax. A learned address only saves the walk to the
+ * leader: dropping one costs a hop, and the next hint names it again. The list bounds what a
+ * misbehaving server (or a flapping cluster) can make the client hold and walk through when no
+ * leader is known: each learned address is one more connection attempt per walk. 8 covers a
+ * client given one address of a 9-replica cluster (clusters are 3 to 7 in practice; a
+ * configuration may have up to 64 members, but a client given so few of them pays a hop at most).
+ */
+export const LEARNED_ENDPOINTS_MAX_DEFAULT = 8;
+
+/** The longest address a hint may name to be learned: a DNS name (253) and ":65535". */
+const HINT_ADDRESS_CHARS_MAX = 253 + 6;
 
 /** How a Connection secures itself: TLS options and an AUTH token. */
 interface ConnectionSecurity {
@@ -430,7 +451,10 @@ export class KvClient {
   /** The session writes go out under (0: none yet, or the last one expired). */
   private session = 0;
   private registering: Promise<number> | null = null;
+  /** The configured endpoints (always kept, first), then those learned from hints (at most learnedEndpointsMax, oldest first). */
   private readonly endpoints: string[];
+  private readonly configuredCount: number;
+  private readonly learnedEndpointsMax: number;
   private current = 0;
   private conn: Connection | null = null;
   /** This session's write sequence numbers: the next one, those not yet answered, the floor. */
@@ -450,6 +474,9 @@ export class KvClient {
     if (o.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
     for (const e of o.endpoints) splitHostPort(e);
     this.endpoints = [...o.endpoints];
+    this.configuredCount = this.endpoints.length;
+    this.learnedEndpointsMax = o.learnedEndpointsMax ?? LEARNED_ENDPOINTS_MAX_DEFAULT;
+    if (!Number.isSafeInteger(this.learnedEndpointsMax) || this.learnedEndpointsMax < 0) throw new RangeError(`learnedEndpointsMax must be a non-negative integer, got ${o.learnedEndpointsMax}`);
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
     this.readFirstTryWaitMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs)) + 1_000;
@@ -935,18 +962,36 @@ export class KvClient {
     this.current = (this.current + 1) % this.endpoints.length;
   }
 
-  /** Switch to the leader a NOT_LEADER answer names (adding its address if new). */
+  /** Switch to the leader a NOT_LEADER answer names (learning its address if new), else to the next endpoint. */
   private followHint(body: Uint8Array): string {
     const { leader, address } = decodeNotLeader(body);
-    const target = address ? this.endpoints.indexOf(address) : -1;
-    if (address && target < 0) this.endpoints.push(address);
-    const index = address ? this.endpoints.indexOf(address) : -1;
-    if (index >= 0 && index !== this.current) {
+    const index = address ? this.learn(address) : -1;
+    if (index < 0) this.rotate();
+    // learn() may have dropped the endpoint the connection goes to: compare addresses too.
+    else if (index !== this.current || (this.conn !== null && this.conn.endpoint !== address)) {
       this.conn?.close();
       this.conn = null;
       this.current = index;
-    } else if (index < 0) this.rotate();
+    }
     return leader === null ? 'no leader known yet' : `replica ${leader} leads`;
+  }
+
+  /**
+   * The index of `address` in the endpoint list, added as a learned endpoint if new (dropping the
+   * oldest learned one past learnedEndpointsMax); -1 when it is not a usable HOST:PORT or nothing
+   * may be learned. The configured endpoints are never dropped.
+   */
+  private learn(address: string): number {
+    const known = this.endpoints.indexOf(address);
+    if (known >= 0) return known;
+    if (this.learnedEndpointsMax === 0 || !isHintAddress(address)) return -1;
+    if (this.endpoints.length - this.configuredCount >= this.learnedEndpointsMax) {
+      this.endpoints.splice(this.configuredCount, 1);
+      if (this.current > this.configuredCount) this.current--;
+    }
+    this.endpoints.push(address);
+    if (CONTRACTS) invariant(this.endpoints.length - this.configuredCount <= this.learnedEndpointsMax, 'learned endpoints within learnedEndpointsMax');
+    return this.endpoints.length - 1;
   }
 
   private async backoff(attempt: number, hinted = false): Promise<void> {
@@ -1142,6 +1187,17 @@ function checkKey(key: Uint8Array): void {
 
 function unexpected(r: KvResult): Error {
   return new KvClientError('SYNOD_KV_PROTOCOL', `unexpected result ${r.kind}`, false);
+}
+
+/** Whether a NOT_LEADER hint's address may be learned: HOST:PORT ([IPv6]:PORT), a port in 1..65535, no longer than a DNS name allows. */
+function isHintAddress(address: string): boolean {
+  if (address.length > HINT_ADDRESS_CHARS_MAX) return false;
+  try {
+    const port = splitHostPort(address)[1];
+    return port >= 1 && port <= 65535;
+  } catch {
+    return false;
+  }
 }
 
 function splitHostPort(e: string): [string, number] {
