@@ -405,12 +405,12 @@ class Connection {
     return true;
   }
 
-  /** sendPut() for getWith()'s READ frame. */
-  sendGet(consistency: Consistency, key: Uint8Array, pending: PendingRead, timeoutMs: number): boolean {
+  /** sendPut() for getWith()'s READ frame (`maxWaitMs`: the server's wait, as attemptTimeoutMs is a write's). */
+  sendGet(consistency: Consistency, key: Uint8Array, maxWaitMs: number, pending: PendingRead, timeoutMs: number): boolean {
     if (this.closed) return false;
     const requestId = this.takeId();
     const at = this.reserveFrame(requestId, GET_FRAME_QUERY_AT + 1 + 4 + key.length, pending, timeoutMs);
-    encodeGetFrame(this.out.buffer, at, requestId, consistency, key);
+    encodeGetFrame(this.out.buffer, at, requestId, consistency, key, maxWaitMs);
     return true;
   }
 
@@ -462,9 +462,11 @@ export class KvClient {
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
   /**
-   * How long a read's first try waits for its answer: as a write's, one attempt within the
-   * operation's limit, + 1 s (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
+   * A read's first try: the time the server is asked to wait (maxWaitMs) as a write's first try
+   * asks it to propose, one attempt within the operation's limit; and the time its answer is
+   * waited for, 1 s longer (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
    */
+  private readonly readFirstTryTimeoutMs: number;
   private readonly readFirstTryWaitMs: number;
   private readonly frameBytesMax: number;
   private readonly security: ConnectionSecurity;
@@ -479,7 +481,8 @@ export class KvClient {
     if (!Number.isSafeInteger(this.learnedEndpointsMax) || this.learnedEndpointsMax < 0) throw new RangeError(`learnedEndpointsMax must be a non-negative integer, got ${o.learnedEndpointsMax}`);
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
-    this.readFirstTryWaitMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs)) + 1_000;
+    this.readFirstTryTimeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
+    this.readFirstTryWaitMs = this.readFirstTryTimeoutMs + 1_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
     if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
     this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
@@ -595,7 +598,7 @@ export class KvClient {
     }
     // As putWith: the frame goes straight into the socket buffer, and the overall deadline is a time
     // since the send (PendingRead.deadline()), so the first try reads no clock of its own.
-    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
+    conn.sendGet(consistency, key, this.readFirstTryTimeoutMs, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
   }
 
   /**
@@ -842,7 +845,10 @@ export class KvClient {
     const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) return this.readLoop(query, consistency, deadline, 0, 'no attempt');
-    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.readFirstTryWaitMs).then(
+    // maxWaitMs: the server gives up when this try would (0 asked for its own default, 5 s,
+    // whatever the client's limit); then the retry loop goes on within what is left.
+    const maxWaitMs = this.readFirstTryTimeoutMs;
+    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs, query }), this.readFirstTryWaitMs).then(
       (r) => {
         if (r.status === ST_OK) {
           return okResult(r.body);
@@ -872,8 +878,9 @@ export class KvClient {
       }
       let r: Response;
       try {
+        // One attempt within what is left: the server is asked to wait as long (maxWaitMs) and its answer is awaited 1 s longer.
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
-        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), timeoutMs + 1_000);
+        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: timeoutMs, query }), timeoutMs + 1_000);
       } catch (e) {
         state.lastError = (e as Error).message;
         this.drop(conn);
@@ -1147,13 +1154,13 @@ function putF64(out: Uint8Array, at: number, v: number): void {
 
 const EMPTY_BYTES = new Uint8Array(0);
 
-/** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with maxWaitMs 0. */
-export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array): void {
+/** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with `maxWaitMs` (0: the server's default). */
+export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array, maxWaitMs = 0): void {
   putU32be(out, at, GET_FRAME_QUERY_AT - 4 + 1 + 4 + key.length);
   out[at + 4] = KIND_READ;
   putU32be(out, at + 5, requestId);
   out[at + 9] = CONSISTENCY_CODES[consistency];
-  putU32be(out, at + 10, 0); // maxWaitMs
+  putU32be(out, at + 10, maxWaitMs);
   const o = at + GET_FRAME_QUERY_AT;
   out[o] = OP_GET;
   putU32be(out, o + 1, key.length);

@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setContracts } from '../../src/core/contracts.js';
 import { KvClient } from '../../src/kv/client.js';
-import { encodeResult } from '../../src/kv/codec.js';
-import { encodeNotLeader, encodeResponse, KIND_READ, ST_NOT_LEADER, ST_OK } from '../../src/kv/protocol.js';
+import { encodeResult, OP_SCAN } from '../../src/kv/codec.js';
+import { encodeNotLeader, encodeResponse, KIND_READ, ST_NOT_LEADER, ST_OK, ST_UNAVAILABLE } from '../../src/kv/protocol.js';
 import { binaryStandIn } from './helpers.js';
 
 setContracts(true);
@@ -72,4 +72,44 @@ describe('KvClient: endpoints learned from NOT_LEADER hints', () => {
       }
     }
   });
+});
+
+describe('KvClient: the time a READ asks the server to wait', () => {
+  // Records each READ's maxWaitMs; the first READ of a client is answered UNAVAILABLE (so that the
+  // retry loop sends one too), the others OK.
+  let waits: number[] = [];
+  let server: Awaited<ReturnType<typeof binaryStandIn>>;
+  before(async () => {
+    server = await binaryStandIn((req, s) => {
+      if (req.kind !== KIND_READ) return;
+      waits.push(req.maxWaitMs);
+      if (waits.length === 1) return void s.write(encodeResponse(ST_UNAVAILABLE, req.requestId, new TextEncoder().encode('not yet')));
+      s.write(encodeResponse(ST_OK, req.requestId, req.query[0] === OP_SCAN ? encodeResult({ kind: 'scan', entries: [], more: false }) : NOT_FOUND));
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  // 0 asks for the server's own default (5 s, its propose timeout): past a shorter client limit.
+  for (const [timeoutMs, attemptTimeoutMs, bound] of [[1_000, undefined, 1_000], [10_000, 300, 300]] as const) {
+    test(`timeoutMs ${timeoutMs}, attemptTimeoutMs ${attemptTimeoutMs ?? 'default'}: every READ asks for at most ${bound} ms (not 0, the server's 5 s)`, async () => {
+      waits = [];
+      const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs, ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }) });
+      const getWith = (consistency: 'linearizable' | 'lease') =>
+        new Promise<void>((resolve, reject) => kv.getWith(new TextEncoder().encode('k'), consistency, (e) => (e ? reject(e) : resolve())));
+      try {
+        await kv.get('k'); // no connection yet: the retry loop (UNAVAILABLE, then OK)
+        await kv.get('k'); // the first try on the open connection
+        await kv.get('k', { consistency: 'lease' });
+        await kv.scan('p', 10);
+        await getWith('linearizable'); // the frame written into the socket buffer
+        await getWith('lease');
+        assert.equal(waits.length, 7);
+        for (const [i, w] of waits.entries()) assert.ok(w > 0 && w <= bound, `READ ${i + 1} asked the server to wait ${w} ms (${waits.join(', ')})`);
+      } finally {
+        kv.close();
+      }
+    });
+  }
 });
