@@ -10,6 +10,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as tls from 'node:tls';
+import { LEARNED_ENDPOINTS_MAX_DEFAULT } from './client.js';
 
 export class HttpStatusError extends Error {
   constructor(
@@ -97,7 +98,13 @@ export interface RequestOptions {
 }
 
 export class HttpKvClient {
+  /**
+   * The configured endpoints (always kept, first), then those learned from redirects and prefer()
+   * (at most LEARNED_ENDPOINTS_MAX_DEFAULT, oldest first: a server naming ever new origins in its
+   * 307s grew the list without end; KvClient bounds its NOT_LEADER hints the same way).
+   */
   readonly endpoints: string[];
+  private readonly configuredCount: number;
   private current = 0;
   private readonly agent: http.Agent;
   private readonly httpsAgent: https.Agent | null;
@@ -119,6 +126,7 @@ export class HttpKvClient {
     if (o.endpoints.length === 0) throw new Error('no endpoints: pass --endpoints http://HOST:PORT,...');
     this.scheme = o.tls ? 'https' : 'http';
     this.endpoints = o.endpoints.map((e) => normalizeEndpoint(e, this.scheme));
+    this.configuredCount = this.endpoints.length;
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.requestTimeoutMs = o.requestTimeoutMs ?? 15_000;
     this.answerBytesMax = o.answerBytesMax ?? ANSWER_BYTES_MAX_DEFAULT;
@@ -145,11 +153,14 @@ export class HttpKvClient {
     this.httpsAgent?.destroy();
   }
 
-  /** Prefer this endpoint from now on (e.g. the leader's). */
+  /** Prefer this endpoint from now on (e.g. the leader's); a new one is learned, dropping the oldest learned one past LEARNED_ENDPOINTS_MAX_DEFAULT. */
   prefer(endpoint: string): void {
     const e = normalizeEndpoint(endpoint, this.scheme);
     let i = this.endpoints.indexOf(e);
-    if (i < 0) i = this.endpoints.push(e) - 1;
+    if (i < 0) {
+      if (this.endpoints.length - this.configuredCount >= LEARNED_ENDPOINTS_MAX_DEFAULT) this.endpoints.splice(this.configuredCount, 1);
+      i = this.endpoints.push(e) - 1;
+    }
     this.current = i;
   }
 

@@ -1,13 +1,16 @@
 // HttpKvClient's answers are bounded in bytes as well as in time: a server (or, without TLS, a man
 // in the middle) sending an endless body must not make the client hold it all. The default bound
-// stays above the largest answer a cluster with default limits gives.
+// stays above the largest answer a cluster with default limits gives. And the endpoints that 307
+// redirects add are bounded, as KvClient's NOT_LEADER hints are.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
 import { ANSWER_BYTES_MAX_DEFAULT, HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
 import { VALUE_BYTES_MAX_DEFAULT } from '../../src/kv/codec.js';
+import { LEARNED_ENDPOINTS_MAX_DEFAULT } from '../../src/kv/client.js';
 import { inprocCluster, settle, type InprocCluster } from './helpers.js';
 
 setContracts(true);
@@ -106,6 +109,43 @@ describe('the default answerBytesMax and the largest answers of a cluster with d
       assert.ok(scan.body.length * 4 < ANSWER_BYTES_MAX_DEFAULT, `the default (${ANSWER_BYTES_MAX_DEFAULT}) is over 4x the largest page (${scan.body.length})`);
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('HttpKvClient: endpoints learned from 307 redirects', () => {
+  // LISTENERS servers, each answering 307 to the next one (round robin): every call follows
+  // MAX_REDIRECTS of them, then counts the run as a redirect loop (certain) and goes on.
+  const LISTENERS = 20;
+  const servers: http.Server[] = [];
+  const origins: string[] = [];
+  let redirects = 0;
+  before(async () => {
+    for (let i = 0; i < LISTENERS; i++) {
+      const server = http.createServer((req, res) => {
+        req.resume();
+        redirects++;
+        res.writeHead(307, { location: `${origins[redirects % LISTENERS]}${req.url}`, 'content-length': 0 });
+        res.end();
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      servers.push(server);
+      origins.push(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+    }
+  });
+  after(async () => {
+    await Promise.all(servers.map((x) => new Promise<void>((r) => x.close(() => r()))));
+  });
+
+  test(`redirects naming ever new origins: the configured endpoints stay, at most ${LEARNED_ENDPOINTS_MAX_DEFAULT} others`, async () => {
+    const c = new HttpKvClient({ endpoints: [origins[0]!], timeoutMs: 1 });
+    try {
+      for (let i = 0; i < 10; i++) await assert.rejects(c.call('GET', '/v1/kv/k'), (e: unknown) => e instanceof HttpStatusError && e.code === 'SYNOD_REDIRECT_LOOP');
+      assert.equal(c.endpoints[0], origins[0], 'the configured endpoint stays first');
+      assert.ok(c.endpoints.length <= 1 + LEARNED_ENDPOINTS_MAX_DEFAULT, `the endpoint list grew to ${c.endpoints.length} (${LISTENERS} origins named)`);
+      assert.equal(new Set(c.endpoints).size, c.endpoints.length, 'no origin twice');
+    } finally {
+      c.close();
     }
   });
 });
