@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { HttpKvClient, HttpStatusError, isValidToken, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, normalizeEndpoint, TOKEN_RULE } from '../kv/http-client.js';
+import { ANSWER_BYTES_MAX_DEFAULT, HttpKvClient, HttpStatusError, isValidToken, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, normalizeEndpoint, TOKEN_RULE } from '../kv/http-client.js';
 import { UsageError } from './config.js';
 import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
@@ -28,6 +28,7 @@ interface Common {
   endpoints?: string;
   json?: boolean;
   timeout?: string;
+  answerMaxBytes?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -86,6 +87,8 @@ function clientOf(o: Common): HttpKvClient {
   if (endpoints.length === 0) throw new UsageError(`${flag} lists no address: pass --endpoints http://HOST:PORT,...`);
   const timeoutMs = o.timeout ? Number(o.timeout) : 10_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms, got ${o.timeout}`);
+  const answerBytesMax = o.answerMaxBytes === undefined ? undefined : Number(o.answerMaxBytes);
+  if (answerBytesMax !== undefined && (!Number.isSafeInteger(answerBytesMax) || answerBytesMax < 1)) throw new UsageError(`--answer-max-bytes must be a positive integer, got ${o.answerMaxBytes}`);
   const security = securityOf(o);
   for (const e of endpoints) {
     let origin: string;
@@ -96,7 +99,7 @@ function clientOf(o: Common): HttpKvClient {
     }
     if (origin.startsWith('https:') && !security.tls) throw new UsageError(`${flag}: ${e} is HTTPS: pass the cluster CA with --ca FILE (or SYNOD_CA), e.g. certs/ca.crt`);
   }
-  return new HttpKvClient({ endpoints, timeoutMs, sessions: o.exactlyOnce === true, ...security });
+  return new HttpKvClient({ endpoints, timeoutMs, sessions: o.exactlyOnce === true, answerBytesMax, ...security });
 }
 
 function withCommon(c: Command, timeout: { help: string; default: string } = { help: 'give up retrying unavailable replicas after this long', default: '10000' }): Command {
@@ -104,6 +107,7 @@ function withCommon(c: Command, timeout: { help: string; default: string } = { h
     .option('--endpoints <urls>', 'replicas\' HTTP addresses, comma-separated (env SYNOD_ENDPOINTS)')
     .option('--json', 'print JSON for scripts')
     .option('--timeout <ms>', timeout.help, timeout.default)
+    .option('--answer-max-bytes <n>', `most bytes of an answer read; past it the command fails, outcome unknown (default ${ANSWER_BYTES_MAX_DEFAULT}: raise it for values above ~10 MiB)`)
     .option('--ca <file>', 'HTTPS: the CA to trust, e.g. certs/ca.crt (env SYNOD_CA); endpoints without a scheme become https://')
     .option('--cert <file>', 'HTTPS client certificate, for replicas started with --client-auth cert (env SYNOD_CERT)')
     .option('--key <file>', 'its private key (env SYNOD_KEY)')

@@ -29,6 +29,7 @@ import * as tls from 'node:tls';
 import type { Consistency } from '../runtime/api.js';
 import { FrameDecoder } from '../transport/frame.js';
 import { SeqWindow } from '../core/seq-window.js';
+import { CONTRACTS, invariant } from '../core/contracts.js';
 import { WriteBatcher } from './write-batcher.js';
 import { copyBytes, decodeResult, deleteExisted, putU32be, u32be, encodeCommand, encodeQuery, KEY_BYTES_MAX, OP_GET, OP_PUT, RES_NOT_FOUND, RES_OK, VALUE_BYTES_MAX_DEFAULT, type KvCommand, type KvResult } from './codec.js';
 import {
@@ -116,7 +117,27 @@ export interface KvClientOptions {
   tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername' | 'checkServerIdentity' | 'minVersion'>;
   /** Bearer token for servers started with --client-token-file: sent in an AUTH frame on every connection. */
   token?: string;
+  /**
+   * Most addresses kept beyond `endpoints` that NOT_LEADER answers named (a leader the list
+   * lacked); past it the oldest learned one is dropped. The configured endpoints are always kept.
+   * Default LEARNED_ENDPOINTS_MAX_DEFAULT (8); 0 learns none (a hint outside the list then only
+   * moves the client to its next endpoint).
+   */
+  learnedEndpointsMax?: number;
 }
+
+/**
+ * Default of KvClientOptions.learnedEndpointsMax. A learned address only saves the walk to the
+ * leader: dropping one costs a hop, and the next hint names it again. The list bounds what a
+ * misbehaving server (or a flapping cluster) can make the client hold and walk through when no
+ * leader is known: each learned address is one more connection attempt per walk. 8 covers a
+ * client given one address of a 9-replica cluster (clusters are 3 to 7 in practice; a
+ * configuration may have up to 64 members, but a client given so few of them pays a hop at most).
+ */
+export const LEARNED_ENDPOINTS_MAX_DEFAULT = 8;
+
+/** The longest address a hint may name to be learned: a DNS name (253) and ":65535". */
+const HINT_ADDRESS_CHARS_MAX = 253 + 6;
 
 /** How a Connection secures itself: TLS options and an AUTH token. */
 interface ConnectionSecurity {
@@ -384,12 +405,12 @@ class Connection {
     return true;
   }
 
-  /** sendPut() for getWith()'s READ frame. */
-  sendGet(consistency: Consistency, key: Uint8Array, pending: PendingRead, timeoutMs: number): boolean {
+  /** sendPut() for getWith()'s READ frame (`maxWaitMs`: the server's wait, as attemptTimeoutMs is a write's). */
+  sendGet(consistency: Consistency, key: Uint8Array, maxWaitMs: number, pending: PendingRead, timeoutMs: number): boolean {
     if (this.closed) return false;
     const requestId = this.takeId();
     const at = this.reserveFrame(requestId, GET_FRAME_QUERY_AT + 1 + 4 + key.length, pending, timeoutMs);
-    encodeGetFrame(this.out.buffer, at, requestId, consistency, key);
+    encodeGetFrame(this.out.buffer, at, requestId, consistency, key, maxWaitMs);
     return true;
   }
 
@@ -430,7 +451,10 @@ export class KvClient {
   /** The session writes go out under (0: none yet, or the last one expired). */
   private session = 0;
   private registering: Promise<number> | null = null;
+  /** The configured endpoints (always kept, first), then those learned from hints (at most learnedEndpointsMax, oldest first). */
   private readonly endpoints: string[];
+  private readonly configuredCount: number;
+  private readonly learnedEndpointsMax: number;
   private current = 0;
   private conn: Connection | null = null;
   /** This session's write sequence numbers: the next one, those not yet answered, the floor. */
@@ -438,9 +462,11 @@ export class KvClient {
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
   /**
-   * How long a read's first try waits for its answer: as a write's, one attempt within the
-   * operation's limit, + 1 s (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
+   * A read's first try: the time the server is asked to wait (maxWaitMs) as a write's first try
+   * asks it to propose, one attempt within the operation's limit; and the time its answer is
+   * waited for, 1 s longer (it was attemptTimeoutMs + 1 s, past a shorter timeoutMs).
    */
+  private readonly readFirstTryTimeoutMs: number;
   private readonly readFirstTryWaitMs: number;
   private readonly frameBytesMax: number;
   private readonly security: ConnectionSecurity;
@@ -450,9 +476,13 @@ export class KvClient {
     if (o.endpoints.length === 0) throw new RangeError('KvClient needs at least one endpoint');
     for (const e of o.endpoints) splitHostPort(e);
     this.endpoints = [...o.endpoints];
+    this.configuredCount = this.endpoints.length;
+    this.learnedEndpointsMax = o.learnedEndpointsMax ?? LEARNED_ENDPOINTS_MAX_DEFAULT;
+    if (!Number.isSafeInteger(this.learnedEndpointsMax) || this.learnedEndpointsMax < 0) throw new RangeError(`learnedEndpointsMax must be a non-negative integer, got ${o.learnedEndpointsMax}`);
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
-    this.readFirstTryWaitMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs)) + 1_000;
+    this.readFirstTryTimeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
+    this.readFirstTryWaitMs = this.readFirstTryTimeoutMs + 1_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;
     if (o.token !== undefined && (o.token.length === 0 || Buffer.byteLength(o.token) > 4096)) throw new RangeError('token must be 1..4096 bytes');
     this.security = { tls: o.tls ? { ...o.tls } : undefined, token: o.token === undefined ? undefined : new TextEncoder().encode(o.token) };
@@ -568,7 +598,7 @@ export class KvClient {
     }
     // As putWith: the frame goes straight into the socket buffer, and the overall deadline is a time
     // since the send (PendingRead.deadline()), so the first try reads no clock of its own.
-    conn.sendGet(consistency, key, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
+    conn.sendGet(consistency, key, this.readFirstTryTimeoutMs, new PendingRead(this.callbackAnswers, conn, consistency, this.timeoutMs, done), this.readFirstTryWaitMs);
   }
 
   /**
@@ -815,7 +845,10 @@ export class KvClient {
     const deadline = Date.now() + this.timeoutMs;
     const conn = this.closed ? null : this.openConnection();
     if (conn === null) return this.readLoop(query, consistency, deadline, 0, 'no attempt');
-    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), this.readFirstTryWaitMs).then(
+    // maxWaitMs: the server gives up when this try would (0 asked for its own default, 5 s,
+    // whatever the client's limit); then the retry loop goes on within what is left.
+    const maxWaitMs = this.readFirstTryTimeoutMs;
+    return conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs, query }), this.readFirstTryWaitMs).then(
       (r) => {
         if (r.status === ST_OK) {
           return okResult(r.body);
@@ -845,8 +878,9 @@ export class KvClient {
       }
       let r: Response;
       try {
+        // One attempt within what is left: the server is asked to wait as long (maxWaitMs) and its answer is awaited 1 s longer.
         const timeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, deadline - Date.now()));
-        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query }), timeoutMs + 1_000);
+        r = await conn.request((requestId) => ({ kind: KIND_READ, requestId, consistency, maxWaitMs: timeoutMs, query }), timeoutMs + 1_000);
       } catch (e) {
         state.lastError = (e as Error).message;
         this.drop(conn);
@@ -935,18 +969,36 @@ export class KvClient {
     this.current = (this.current + 1) % this.endpoints.length;
   }
 
-  /** Switch to the leader a NOT_LEADER answer names (adding its address if new). */
+  /** Switch to the leader a NOT_LEADER answer names (learning its address if new), else to the next endpoint. */
   private followHint(body: Uint8Array): string {
     const { leader, address } = decodeNotLeader(body);
-    const target = address ? this.endpoints.indexOf(address) : -1;
-    if (address && target < 0) this.endpoints.push(address);
-    const index = address ? this.endpoints.indexOf(address) : -1;
-    if (index >= 0 && index !== this.current) {
+    const index = address ? this.learn(address) : -1;
+    if (index < 0) this.rotate();
+    // learn() may have dropped the endpoint the connection goes to: compare addresses too.
+    else if (index !== this.current || (this.conn !== null && this.conn.endpoint !== address)) {
       this.conn?.close();
       this.conn = null;
       this.current = index;
-    } else if (index < 0) this.rotate();
+    }
     return leader === null ? 'no leader known yet' : `replica ${leader} leads`;
+  }
+
+  /**
+   * The index of `address` in the endpoint list, added as a learned endpoint if new (dropping the
+   * oldest learned one past learnedEndpointsMax); -1 when it is not a usable HOST:PORT or nothing
+   * may be learned. The configured endpoints are never dropped.
+   */
+  private learn(address: string): number {
+    const known = this.endpoints.indexOf(address);
+    if (known >= 0) return known;
+    if (this.learnedEndpointsMax === 0 || !isHintAddress(address)) return -1;
+    if (this.endpoints.length - this.configuredCount >= this.learnedEndpointsMax) {
+      this.endpoints.splice(this.configuredCount, 1);
+      if (this.current > this.configuredCount) this.current--;
+    }
+    this.endpoints.push(address);
+    if (CONTRACTS) invariant(this.endpoints.length - this.configuredCount <= this.learnedEndpointsMax, 'learned endpoints within learnedEndpointsMax');
+    return this.endpoints.length - 1;
   }
 
   private async backoff(attempt: number, hinted = false): Promise<void> {
@@ -1102,13 +1154,13 @@ function putF64(out: Uint8Array, at: number, v: number): void {
 
 const EMPTY_BYTES = new Uint8Array(0);
 
-/** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with maxWaitMs 0. */
-export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array): void {
+/** @internal A GET's READ frame at `at` of `out`: exactly encodeRequest of encodeQuery({ op: 'get', key }) with `maxWaitMs` (0: the server's default). */
+export function encodeGetFrame(out: Uint8Array, at: number, requestId: number, consistency: Consistency, key: Uint8Array, maxWaitMs = 0): void {
   putU32be(out, at, GET_FRAME_QUERY_AT - 4 + 1 + 4 + key.length);
   out[at + 4] = KIND_READ;
   putU32be(out, at + 5, requestId);
   out[at + 9] = CONSISTENCY_CODES[consistency];
-  putU32be(out, at + 10, 0); // maxWaitMs
+  putU32be(out, at + 10, maxWaitMs);
   const o = at + GET_FRAME_QUERY_AT;
   out[o] = OP_GET;
   putU32be(out, o + 1, key.length);
@@ -1142,6 +1194,17 @@ function checkKey(key: Uint8Array): void {
 
 function unexpected(r: KvResult): Error {
   return new KvClientError('SYNOD_KV_PROTOCOL', `unexpected result ${r.kind}`, false);
+}
+
+/** Whether a NOT_LEADER hint's address may be learned: HOST:PORT ([IPv6]:PORT), a port in 1..65535, no longer than a DNS name allows. */
+function isHintAddress(address: string): boolean {
+  if (address.length > HINT_ADDRESS_CHARS_MAX) return false;
+  try {
+    const port = splitHostPort(address)[1];
+    return port >= 1 && port <= 65535;
+  } catch {
+    return false;
+  }
 }
 
 function splitHostPort(e: string): [string, number] {

@@ -10,6 +10,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as tls from 'node:tls';
+import { LEARNED_ENDPOINTS_MAX_DEFAULT } from './client.js';
 
 export class HttpStatusError extends Error {
   constructor(
@@ -56,7 +57,26 @@ export interface HttpKvClientOptions {
    * session and seq until timeoutMs. Default false: write() sends once, like call().
    */
   sessions?: boolean;
+  /**
+   * Most bytes of one answer's body: past it (or when its Content-Length announces more) the try
+   * fails with SYNOD_ANSWER_TOO_LARGE, an unknown outcome (504: the request was sent), and the
+   * connection is closed. Default ANSWER_BYTES_MAX_DEFAULT (64 MiB); raise it for a cluster whose
+   * --value-max-bytes is above ~10 MiB.
+   */
+  answerBytesMax?: number;
 }
+
+/**
+ * Default of HttpKvClientOptions.answerBytesMax. The largest answers of a cluster with default
+ * limits: a GET's raw value, at most valueBytesMax (1 MiB); a scan page, whose keys and values
+ * (at most the first entry plus scanBytesMax: two of the largest entries, ~2 MiB, capped at 4 MiB
+ * for larger values) are JSON strings in which a byte may take 6 (a control byte as \u0001):
+ * ~12.6 MiB, plus ~25 bytes of JSON for each of at most 10,000 entries; status, members and
+ * metrics are kilobytes. 64 MiB is five times the largest, and holds every answer of a cluster
+ * with values up to ~10 MiB (a page of 6 x 10 MiB); it bounds what a server, or a man in the
+ * middle without TLS, can make the client hold.
+ */
+export const ANSWER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 
 /** The session headers (docs/kv.md, "Exactly-once writes"), lower case as Node presents them; the server (./http.ts) reads these. */
 export const SESSION_HEADER = 'synod-session';
@@ -78,12 +98,19 @@ export interface RequestOptions {
 }
 
 export class HttpKvClient {
+  /**
+   * The configured endpoints (always kept, first), then those learned from redirects and prefer()
+   * (at most LEARNED_ENDPOINTS_MAX_DEFAULT, oldest first: a server naming ever new origins in its
+   * 307s grew the list without end; KvClient bounds its NOT_LEADER hints the same way).
+   */
   readonly endpoints: string[];
+  private readonly configuredCount: number;
   private current = 0;
   private readonly agent: http.Agent;
   private readonly httpsAgent: https.Agent | null;
   private readonly timeoutMs: number;
   private readonly requestTimeoutMs: number;
+  private readonly answerBytesMax: number;
   private readonly scheme: 'http' | 'https';
   private readonly authorization: string | null;
   private readonly sessions: boolean;
@@ -99,8 +126,11 @@ export class HttpKvClient {
     if (o.endpoints.length === 0) throw new Error('no endpoints: pass --endpoints http://HOST:PORT,...');
     this.scheme = o.tls ? 'https' : 'http';
     this.endpoints = o.endpoints.map((e) => normalizeEndpoint(e, this.scheme));
+    this.configuredCount = this.endpoints.length;
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.requestTimeoutMs = o.requestTimeoutMs ?? 15_000;
+    this.answerBytesMax = o.answerBytesMax ?? ANSWER_BYTES_MAX_DEFAULT;
+    if (!Number.isSafeInteger(this.answerBytesMax) || this.answerBytesMax < 1) throw new RangeError(`answerBytesMax must be a positive integer, got ${o.answerBytesMax}`);
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000 });
     this.httpsAgent = o.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 5_000, ...o.tls }) : null;
     if (o.token !== undefined && !isValidToken(o.token)) throw new RangeError(TOKEN_RULE);
@@ -123,11 +153,14 @@ export class HttpKvClient {
     this.httpsAgent?.destroy();
   }
 
-  /** Prefer this endpoint from now on (e.g. the leader's). */
+  /** Prefer this endpoint from now on (e.g. the leader's); a new one is learned, dropping the oldest learned one past LEARNED_ENDPOINTS_MAX_DEFAULT. */
   prefer(endpoint: string): void {
     const e = normalizeEndpoint(endpoint, this.scheme);
     let i = this.endpoints.indexOf(e);
-    if (i < 0) i = this.endpoints.push(e) - 1;
+    if (i < 0) {
+      if (this.endpoints.length - this.configuredCount >= LEARNED_ENDPOINTS_MAX_DEFAULT) this.endpoints.splice(this.configuredCount, 1);
+      i = this.endpoints.push(e) - 1;
+    }
     this.current = i;
   }
 
@@ -314,8 +347,32 @@ export class HttpKvClient {
       // headers or body a byte at a time kept a try, and a CLI command, waiting forever.
       const timer = setTimeout(() => req.destroy(new Error(`no complete answer within ${requestTimeoutMs} ms`)), requestTimeoutMs);
       const onResponse = (res: http.IncomingMessage) => {
+        // Bounded in bytes as well as in time: an endless body (a broken or hostile server, a man
+        // in the middle without TLS) was held whole until requestTimeoutMs. Past the bound the
+        // answer is not taken, as if the connection were lost: for a write the outcome is unknown
+        // (the request was sent; a 2xx status line alone is not an answer the client can use, and
+        // a 503 or 307 from a server that breaks the protocol is no more to be trusted).
+        const tooLarge = (what: string) => {
+          clearTimeout(timer);
+          reject(
+            new HttpStatusError(
+              504,
+              'SYNOD_ANSWER_TOO_LARGE',
+              `the answer from ${endpoint} to ${method} ${url.pathname} ${what} answerBytesMax (${this.answerBytesMax} bytes): not read further, the outcome is unknown (raise answerBytesMax for a cluster with larger values)`,
+              endpoint,
+            ),
+          );
+          req.destroy();
+        };
+        const declared = Number(res.headers['content-length']);
+        if (declared > this.answerBytesMax) return tooLarge(`announces ${declared} bytes, over`);
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          if (bytes > this.answerBytesMax) return tooLarge('passes');
+          chunks.push(c);
+        });
         res.on('end', () => {
           clearTimeout(timer);
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), endpoint });

@@ -5,6 +5,9 @@
 //   request   kind u8 | requestId u32 | body
 //     WRITE  (1)  clientId f64 | seq f64 | floor f64 | timeoutMs u32 | command   (codec.ts)
 //     READ   (2)  consistency u8 (0 linearizable, 1 lease, 2 local) | maxWaitMs u32 | query
+//                 maxWaitMs: how long a linearizable or lease read may wait to be confirmed (then
+//                 UNAVAILABLE); 0 is the server's default, its propose timeout (5 s). KvClient
+//                 sends its attempt's time, so that the server gives up when the client would.
 //     STATUS (3)  (empty)
 //     AUTH   (4)  token, UTF-8 (first frame of a connection; see "Authentication" below)
 //     REGISTER (5) timeoutMs u32                     open a session through the log (leader only)

@@ -186,12 +186,14 @@ test('encodeGetFrame (getWith\'s frame, written into the socket buffer) at any o
     const key = Uint8Array.from({ length: keyBytes }, (_, i) => (i * 7 + keyBytes) & 0xff);
     for (const requestId of [1, 0xfffffffe, 0xffffffff]) {
       for (const consistency of ['linearizable', 'lease', 'local'] as const) {
-        const expected = Buffer.from(encodeRequest({ kind: KIND_READ, requestId, consistency, maxWaitMs: 0, query: encodeQuery({ op: 'get', key }) }));
-        for (const at of [0, 3, 101]) {
-          const out = new Uint8Array(at + expected.length + 7).fill(0xee);
-          encodeGetFrame(out, at, requestId, consistency, key);
-          assert.deepEqual(Buffer.from(out.subarray(at, at + expected.length)), expected, `key ${keyBytes} B, ${consistency}, at ${at}`);
-          assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + expected.length).every((b) => b === 0xee), 'nothing written outside the frame');
+        for (const maxWaitMs of [0, 100, 5000, 0xffffffff]) {
+          const expected = Buffer.from(encodeRequest({ kind: KIND_READ, requestId, consistency, maxWaitMs, query: encodeQuery({ op: 'get', key }) }));
+          for (const at of [0, 3, 101]) {
+            const out = new Uint8Array(at + expected.length + 7).fill(0xee);
+            encodeGetFrame(out, at, requestId, consistency, key, maxWaitMs);
+            assert.deepEqual(Buffer.from(out.subarray(at, at + expected.length)), expected, `key ${keyBytes} B, ${consistency}, maxWaitMs ${maxWaitMs}, at ${at}`);
+            assert.ok(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(at + expected.length).every((b) => b === 0xee), 'nothing written outside the frame');
+          }
         }
       }
     }

@@ -2,7 +2,8 @@
 // anything is sent. Before: a bad --endpoints entry ("127.0.0.1:abc", "http://[bad") printed a bare
 // "error: Invalid URL" and exited 1, "--endpoints ," exited 1, a token with a space exited 1 (a
 // RangeError from the client), and an https:// endpoint without --ca was retried until --timeout
-// and reported as "not applied" (exit 3).
+// and reported as "not applied" (exit 3). --answer-max-bytes (HttpKvClient's answerBytesMax) is
+// checked the same way.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +33,8 @@ test('bad --endpoints, SYNOD_ENDPOINTS, tokens and https without --ca: exit 2 at
     { args: ['get', 'a', '--endpoints', '127.0.0.1:1'], env: { SYNOD_TOKEN: 'abc def' }, err: /^error: SYNOD_TOKEN: the token must be/ },
     { args: ['get', 'a', '--endpoints', '127.0.0.1:1'], env: { SYNOD_TOKEN_FILE: spaced }, err: /^error: SYNOD_TOKEN_FILE: / },
     { args: ['member', 'list', '--endpoints', 'https://127.0.0.1:1', '--timeout', '5000'], err: /^error: --endpoints: https:\/\/127\.0\.0\.1:1 is HTTPS: pass the cluster CA with --ca FILE/ },
+    { args: ['get', 'a', '--endpoints', '127.0.0.1:1', '--answer-max-bytes', '0'], err: /^error: --answer-max-bytes must be a positive integer, got 0/ },
+    { args: ['scan', 'a', '--endpoints', '127.0.0.1:1', '--answer-max-bytes', '1e3x'], err: /^error: --answer-max-bytes must be a positive integer, got 1e3x/ },
   ];
   for (const c of cases) {
     const r = await synod(c.args, { env: c.env, timeoutMs: 15_000 });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { KvNode } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
+import { FrameDecoder } from '../../src/transport/frame.js';
+import { decodeRequest, type Request } from '../../src/kv/protocol.js';
 import type { ClientLimits, ClientSecurity } from '../../src/security/client-auth.js';
 
 export interface HttpAnswer {
@@ -136,4 +138,28 @@ export async function settle<T>(p: Promise<T>, guardMs: number): Promise<{ ms: n
   ]);
   clearTimeout(guard);
   return { ms: performance.now() - t0, ...out };
+}
+
+/**
+ * A stand-in binary-protocol server on loopback: `answer` gets each decoded request and writes
+ * whatever it likes (encodeResponse frames) to the socket, or nothing. For client tests that need
+ * a server to misbehave in one precise way.
+ */
+export async function binaryStandIn(answer: (req: Request, socket: net.Socket) => void) {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    const decoder = new FrameDecoder(1 << 22);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    s.on('data', (chunk: Buffer) => decoder.push(chunk, (p) => answer(decodeRequest(p.slice()), s)));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }
