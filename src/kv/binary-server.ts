@@ -466,7 +466,7 @@ export class KvBinaryServer {
       const replica = this.o.replica;
       const { requestId, query: q } = req;
       if (req.consistency !== 'local' && !replica.isLeader()) return answerWith(requestId, this.notLeader(replica.leaderId()));
-      replica.readIndex({ consistency: req.consistency, maxWaitMs: req.maxWaitMs || undefined }).then(
+      replica.readIndex({ consistency: req.consistency, maxWaitMs: req.maxWaitMs ? Math.min(req.maxWaitMs, TIMEOUT_MS_MAX) : undefined }).then(
         () => {
           if (socket.destroyed) return done();
           if (held.length === 0 && room()) return query(requestId, q);

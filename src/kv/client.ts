@@ -96,6 +96,9 @@ export class KvSessionExpiredError extends KvClientError {
   }
 }
 
+/** The largest timeoutMs / attemptTimeoutMs: a Node timer's limit (2^31 - 1 ms, ~24.8 days). */
+const TIME_OPTION_MS_MAX = 2 ** 31 - 1;
+
 export interface KvClientOptions {
   /** Binary protocol addresses, "host:port". */
   endpoints: string[];
@@ -481,6 +484,10 @@ export class KvClient {
     if (!Number.isSafeInteger(this.learnedEndpointsMax) || this.learnedEndpointsMax < 0) throw new RangeError(`learnedEndpointsMax must be a non-negative integer, got ${o.learnedEndpointsMax}`);
     this.timeoutMs = o.timeoutMs ?? 10_000;
     this.attemptTimeoutMs = o.attemptTimeoutMs ?? 5_000;
+    // Sent as u32 milliseconds (a write's timeoutMs, a read's maxWaitMs): out of range, the encoder threw on every try.
+    for (const [name, ms] of [['timeoutMs', this.timeoutMs], ['attemptTimeoutMs', this.attemptTimeoutMs]] as const) {
+      if (!Number.isFinite(ms) || ms <= 0 || ms > TIME_OPTION_MS_MAX) throw new RangeError(`${name} must be a number of milliseconds in (0, ${TIME_OPTION_MS_MAX}], got ${ms}`);
+    }
     this.readFirstTryTimeoutMs = Math.max(100, Math.min(this.attemptTimeoutMs, this.timeoutMs));
     this.readFirstTryWaitMs = this.readFirstTryTimeoutMs + 1_000;
     this.frameBytesMax = (o.valueBytesMax ?? VALUE_BYTES_MAX_DEFAULT) * 2 + FRAME_OVERHEAD_BYTES_MAX;

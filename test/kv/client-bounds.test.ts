@@ -113,3 +113,11 @@ describe('KvClient: the time a READ asks the server to wait', () => {
     });
   }
 });
+
+test('KvClient refuses time options out of range (they are sent as u32 milliseconds)', () => {
+  for (const bad of [0, -1, Number.NaN, Infinity, 2 ** 32]) {
+    assert.throws(() => new KvClient({ endpoints: ['127.0.0.1:1'], timeoutMs: bad }), /timeoutMs must be a number of milliseconds/, `timeoutMs ${bad}`);
+    assert.throws(() => new KvClient({ endpoints: ['127.0.0.1:1'], attemptTimeoutMs: bad }), /attemptTimeoutMs must be a number of milliseconds/, `attemptTimeoutMs ${bad}`);
+  }
+  new KvClient({ endpoints: ['127.0.0.1:1'], timeoutMs: 1, attemptTimeoutMs: 2 ** 31 - 1 }).close();
+});

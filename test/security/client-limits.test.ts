@@ -313,17 +313,42 @@ describe('binary port limits and tokens on a one-replica node', () => {
 /** A stand-in replica: leader, whose reads stay pending until the test releases them (`pending`). */
 function pendingReadsReplica() {
   const pending: Array<() => void> = [];
+  /** The maxWaitMs each readIndex() was given. */
+  const waits: Array<number | undefined> = [];
   const replica = {
     id: 1,
     isLeader: () => true,
     leaderId: () => 1,
     status: () => ({ id: 1, role: 'leader', leader: 1, commitSlot: 0, appliedSlot: 0 }),
-    readIndex: () => new Promise((resolve) => pending.push(() => resolve(0))),
+    readIndex: (options: { maxWaitMs?: number }) => {
+      waits.push(options.maxWaitMs);
+      return new Promise((resolve) => pending.push(() => resolve(0)));
+    },
     queryLocal: () => encodeResult({ kind: 'not-found' }),
     propose: () => Promise.reject(new Error('not used')),
   } as unknown as SynodReplica;
-  return { pending, replica };
+  return { pending, waits, replica };
 }
+
+test('a READ\'s maxWaitMs is capped as a WRITE\'s timeoutMs is (60 s); 0 leaves the replica\'s default', async () => {
+  const { pending, waits, replica } = pendingReadsReplica();
+  const server = new KvBinaryServer({ replica, machine: new KvMachine({}), listen: { host: '127.0.0.1', port: 0 } });
+  await server.start();
+  try {
+    const c = await rawConnection(server.address());
+    const query = encodeQuery({ op: 'get', key: new TextEncoder().encode('k') });
+    const asked = [0xffff_ffff, 1_234, 0];
+    c.write(Buffer.concat(asked.map((maxWaitMs, i) => encodeRequest({ kind: KIND_READ, requestId: i + 1, consistency: 'linearizable', maxWaitMs, query }))));
+    const deadline = Date.now() + 5_000;
+    while (waits.length < asked.length && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(waits, [60_000, 1_234, undefined], 'a READ asking 2^32 - 1 ms was held for ~49 days');
+    for (const release of pending) release();
+    await c.until('answers', () => c.frames.length === asked.length);
+    c.close();
+  } finally {
+    await server.close();
+  }
+});
 
 test('inflightPerConnectionMax: requests past the limit wait (reading pauses) and all are answered as earlier ones finish', async () => {
   const { pending, replica } = pendingReadsReplica();
