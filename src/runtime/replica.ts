@@ -235,6 +235,8 @@ export class SynodReplica {
   private refusedIncarnationLogMs = 0;
   private readonly stats = {
     proposals: 0,
+    /** Proposals answered OverloadedError: refused at admission, or taken back unproposed at their deadline. */
+    proposalsOverloaded: 0,
     slotsApplied: 0,
     commandsApplied: 0,
     commits: 0,
@@ -533,6 +535,7 @@ export class SynodReplica {
     if (bounded) {
       const refusal = this.admissionRefusal(command.length);
       if (refusal !== null) {
+        this.stats.proposalsOverloaded++;
         if (own) this.ownSeqs.delete(seq);
         return done(refusal, null, cookie);
       }
@@ -1259,11 +1262,16 @@ export class SynodReplica {
     const reason = (p: PendingEntry) => `no slot for it within its timeout (${p.timeoutMs} ms) on replica ${this.id}: the pipeline window is not moving fast enough`;
     for (const c of withdrawn) {
       const p = this.pending.get(c.clientId, c.seq)!;
+      this.stats.proposalsOverloaded++;
       p.reject(new OverloadedError(reason(p)));
     }
     for (const p of expired) {
       if (p.settled) continue;
-      p.reject(this.submitted(p) ? new OutcomeUnknownError('no result before the proposal timeout') : new OverloadedError(reason(p)));
+      if (this.submitted(p)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
+      else {
+        this.stats.proposalsOverloaded++;
+        p.reject(new OverloadedError(reason(p)));
+      }
     }
   }
 

@@ -56,6 +56,10 @@ test('overloaded leader: HTTP 503 + Retry-After (direct and forwarded), binary U
 
     await assert.rejects(kv.put('k7', 'v7'), (e: unknown) => e instanceof KvUnavailableError && e.certain && /SYNOD_OVERLOADED/.test(e.message));
 
+    const metrics = (await request(at, 'GET', '/metrics')).body;
+    assert.match(metrics, /^synod_proposal_queue_commands 2$/m);
+    assert.match(metrics, /^synod_proposals_overloaded_total [1-9]\d*$/m);
+
     c.network.setDropFilter(null);
     assert.deepEqual((await Promise.all(admitted)).map((a) => a.status), [200, 200, 200]);
     for (const [key, want] of [['k1', 200], ['k3', 200], ['k4', 404], ['k5', 404], ['k6', 404], ['k7', 404]] as const) {
