@@ -19,6 +19,7 @@ export {
   DataDirError,
   NotLeaderError,
   OutcomeUnknownError,
+  OverloadedError,
   SessionExpiredError,
   ShuttingDownError,
   StaleReadError,

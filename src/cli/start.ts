@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { KvNode } from '../kv/node.js';
 import { DataDirError } from '../runtime/errors.js';
-import { DEFAULT_SNAPSHOT_INTERVAL_BYTES } from '../runtime/replica.js';
+import { DEFAULT_PROPOSAL_QUEUE_BYTES_MAX, DEFAULT_PROPOSAL_QUEUE_COMMANDS_MAX, DEFAULT_SNAPSHOT_INTERVAL_BYTES } from '../runtime/replica.js';
 import type { PeerAddress, PeerLimits } from '../runtime/api.js';
 import { CLIENT_LIMITS_DEFAULT, readTokenFile, resolveClientLimits, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { readTlsFiles } from '../transport/tls.js';
@@ -31,6 +31,9 @@ export interface StartSettings {
   /** The replicated session table's settings (same on every replica). */
   sessionsMax?: number;
   sessionExpiryMs?: number;
+  /** The leader's admission limits (ReplicaOptions.proposalQueueCommandsMax, proposalQueueBytesMax). */
+  proposalQueueCommandsMax?: number;
+  proposalQueueBytesMax?: number;
   followerMode: 'forward' | 'redirect';
   logLevel: string;
   logBackend: 'file' | 'pmem' | 'memory';
@@ -108,6 +111,8 @@ const ENV: Record<string, string> = {
   valueMaxBytes: 'SYNOD_VALUE_MAX_BYTES',
   sessionsMax: 'SYNOD_SESSIONS_MAX',
   sessionExpiryMs: 'SYNOD_SESSION_EXPIRY_MS',
+  proposalQueueCommandsMax: 'SYNOD_PROPOSAL_QUEUE_COMMANDS_MAX',
+  proposalQueueBytesMax: 'SYNOD_PROPOSAL_QUEUE_BYTES_MAX',
   followerMode: 'SYNOD_FOLLOWER_MODE',
   logLevel: 'SYNOD_LOG_LEVEL',
   logBackend: 'SYNOD_LOG_BACKEND',
@@ -167,6 +172,8 @@ export function startCommand(): Command {
     .option('--value-max-bytes <n>', 'largest value accepted (same on every replica; default 1048576)')
     .option('--sessions-max <n>', 'most client sessions kept; a registration beyond it evicts the least recently active (same on every replica; default 100000)')
     .option('--session-expiry-ms <ms>', 'a client session idle this long (leader-stamped time) expires (same on every replica; default 3600000)')
+    .option('--proposal-queue-commands-max <n>', `commands waiting to be proposed on the leader; beyond, a write is refused (503 / UNAVAILABLE, SYNOD_OVERLOADED: not applied) (default ${DEFAULT_PROPOSAL_QUEUE_COMMANDS_MAX})`)
+    .option('--proposal-queue-bytes-max <n>', `the same limit in command bytes (default ${DEFAULT_PROPOSAL_QUEUE_BYTES_MAX})`)
     .addOption(new Option('--follower-mode <mode>', 'what a follower does with writes: forward them, or redirect (307)').choices(['forward', 'redirect']))
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
     .addOption(new Option('--log-backend <backend>', 'log store (memory: tests only, not durable)').choices(['file', 'pmem', 'memory']))
@@ -265,6 +272,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   if (valueMaxBytes !== undefined && (!Number.isInteger(valueMaxBytes) || valueMaxBytes < 1)) throw new UsageError(`--value-max-bytes must be a positive integer, got ${valueMax}`);
   const sessionsMax = positiveIntFlag(get('sessionsMax'), '--sessions-max');
   const sessionExpiryMs = positiveIntFlag(get('sessionExpiryMs'), '--session-expiry-ms');
+  const proposalQueueCommandsMax = positiveIntFlag(get('proposalQueueCommandsMax'), '--proposal-queue-commands-max');
+  const proposalQueueBytesMax = positiveIntFlag(get('proposalQueueBytesMax'), '--proposal-queue-bytes-max');
   const snapshotIntervalSlots = positiveIntFlag(get('snapshotIntervalSlots'), '--snapshot-interval-slots');
   const snapshotIntervalBytes = positiveIntFlag(get('snapshotIntervalBytes'), '--snapshot-interval-bytes');
   const sd = get('stateDigestIntervalSlots');
@@ -345,6 +354,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     valueMaxBytes,
     sessionsMax,
     sessionExpiryMs,
+    proposalQueueCommandsMax,
+    proposalQueueBytesMax,
     followerMode,
     logLevel,
     logBackend,
@@ -425,6 +436,8 @@ export async function runStart(s: StartSettings): Promise<void> {
       valueBytesMax: s.valueMaxBytes,
       sessionsMax: s.sessionsMax,
       sessionExpiryMs: s.sessionExpiryMs,
+      proposalQueueCommandsMax: s.proposalQueueCommandsMax,
+      proposalQueueBytesMax: s.proposalQueueBytesMax,
       snapshotIntervalSlots: s.snapshotIntervalSlots,
       snapshotIntervalBytes: s.snapshotIntervalBytes,
       stateDigestIntervalSlots: s.stateDigestIntervalSlots,

@@ -343,11 +343,46 @@ export class Replica {
     return this.exclusiveMarks.get(cmd.clientId)?.get(cmd.seq);
   }
 
+  /** Forgets the exclusive marks of commands the driver took back before handing them over. */
+  unmarkExclusive(commands: Command[]): void {
+    if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(commands);
+  }
+
   private dropExclusiveMarks(commands: Command[]): void {
     for (const c of commands) {
       const seqs = this.exclusiveMarks.get(c.clientId);
       if (seqs?.delete(c.seq) && seqs.size === 0) this.exclusiveMarks.delete(c.clientId);
     }
+  }
+
+  /** Commands this leader holds for room in the pipeline window: in no slot yet (0 unless leading). */
+  get queuedCommands(): number {
+    return this.leader?.queue.length ?? 0;
+  }
+
+  /** Payload bytes of queuedCommands. */
+  get queuedBytes(): number {
+    return this.leader?.queueBytes ?? 0;
+  }
+
+  /**
+   * Takes back the queued commands `gone` names (the driver's callers stopped waiting for them)
+   * and returns them. They are in no slot, so they were certainly never proposed, as those a step
+   * down rejects; a command already in a slot is never touched. Without this a command whose
+   * caller timed out stayed queued, beside the caller's retry, for as long as the window was full.
+   */
+  withdrawQueued(gone: (command: Command) => boolean): Command[] {
+    const leader = this.leader;
+    if (!leader || leader.queue.length === 0) return [];
+    const kept: Command[] = [];
+    const withdrawn: Command[] = [];
+    for (const c of leader.queue) (gone(c) ? withdrawn : kept).push(c);
+    if (withdrawn.length === 0) return withdrawn;
+    leader.queue = kept;
+    for (const c of withdrawn) leader.queueBytes -= c.payload.length;
+    if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(withdrawn);
+    if (CONTRACTS) ensures(leader.queueBytes >= 0, 'queued bytes went negative');
+    return withdrawn;
   }
 
   /** A leader that proposed a last request (or saw one chosen) rejects what is still queued. */

@@ -23,7 +23,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
-import { NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StorageFailedError, SynodError } from '../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StorageFailedError, SynodError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { metricLines } from './metrics-text.js';
@@ -43,6 +43,7 @@ import {
   KIND_REGISTER,
   KIND_STATUS,
   KIND_WRITE,
+  OVERLOADED_PREFIX,
   ProtocolError,
   ST_BAD_REQUEST,
   ST_NOT_LEADER,
@@ -606,6 +607,9 @@ export class KvBinaryServer {
   private errorReply(e: unknown, kind: number): [number, Uint8Array] {
     if (e instanceof NotLeaderError) return this.notLeader(e.leaderHint);
     if (e instanceof ShuttingDownError || e instanceof StorageFailedError) return [ST_UNAVAILABLE, enc(e.message)];
+    // Refused at admission or taken back from the queue: never proposed. UNAVAILABLE, so that
+    // clients of every version take it as certain; the prefix tells a KvClient to stay.
+    if (e instanceof OverloadedError) return [ST_UNAVAILABLE, enc(OVERLOADED_PREFIX + e.message)];
     if (e instanceof SessionExpiredError) return [ST_SESSION_EXPIRED, enc(e.message)];
     if (e instanceof OutcomeUnknownError) return [ST_OUTCOME_UNKNOWN, enc(e.message)];
     // Refused before it was proposed (a session that is a replica's own): nothing ran.

@@ -49,6 +49,7 @@ import {
   ST_OUTCOME_UNKNOWN,
   ST_SESSION_EXPIRED,
   ST_UNAVAILABLE,
+  isOverloadedBody,
   type Request,
   type Response,
 } from './protocol.js';
@@ -776,8 +777,10 @@ export class KvClient {
         await this.backoff(attempt, true);
         return null;
       case ST_UNAVAILABLE:
+        // Certainly not applied: retry. An overloaded leader is still the leader: stay on its
+        // connection (rotating closed it, and every other write in flight there became unknown).
         state.lastError = new TextDecoder().decode(r.body);
-        this.rotate();
+        if (!isOverloadedBody(r.body)) this.rotate();
         await this.backoff(attempt);
         return null;
       case ST_OUTCOME_UNKNOWN:
@@ -841,7 +844,7 @@ export class KvClient {
       }
       if (r.status === ST_BAD_REQUEST) throw new KvBadRequestError(new TextDecoder().decode(r.body));
       lastError = new TextDecoder().decode(r.body);
-      if (r.status === ST_UNAVAILABLE) this.rotate();
+      if (r.status === ST_UNAVAILABLE && !isOverloadedBody(r.body)) this.rotate();
       await this.backoff(attempt);
     }
     throw new KvUnavailableError(`no session registered within ${this.timeoutMs} ms; the write was not sent (last: ${lastError})`);

@@ -784,6 +784,9 @@ export class KvHttpServer {
     metric('synod_snapshot_index', 'gauge', 'The slot of the latest durable snapshot.', [['', st.snapshotSlot]]);
     metric('synod_log_used_bytes', 'gauge', 'Bytes used by the log.', [['', st.log.usedBytes]]);
     metric('synod_proposals_total', 'counter', 'Commands proposed here.', [['', c.proposals]]);
+    metric('synod_proposals_overloaded_total', 'counter', 'Commands answered SYNOD_OVERLOADED here (refused at admission, or taken back unproposed at their deadline): never applied.', [['', c.proposalsOverloaded]]);
+    metric('synod_proposal_queue_commands', 'gauge', 'Commands waiting to be proposed here (bounded by proposalQueueCommandsMax).', [['', st.proposalQueue.commands]]);
+    metric('synod_proposal_queue_bytes', 'gauge', 'Payload bytes of the commands waiting to be proposed here (bounded by proposalQueueBytesMax).', [['', st.proposalQueue.bytes]]);
     metric('synod_slots_applied_total', 'counter', 'Slots applied.', [['', c.slotsApplied]]);
     metric('synod_commands_applied_total', 'counter', 'Commands applied.', [['', c.commandsApplied]]);
     metric('synod_log_commits_total', 'counter', 'Group commits of the log.', [['', c.commits]]);

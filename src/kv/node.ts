@@ -43,6 +43,9 @@ export interface KvNodeOptions {
   /** The replicated session table's settings (ReplicaOptions; equal on every replica). */
   sessionsMax?: number;
   sessionExpiryMs?: number;
+  /** The leader's admission limits (ReplicaOptions). */
+  proposalQueueCommandsMax?: number;
+  proposalQueueBytesMax?: number;
   logger?: Logger;
   /** TLS, client certificates and bearer tokens on the HTTP and binary ports (docs/security.md). */
   clientSecurity?: ClientSecurity;
@@ -85,6 +88,8 @@ export class KvNode {
       sessionsMax: o.sessionsMax,
       sessionExpiryMs: o.sessionExpiryMs,
       proposeTimeoutMs: o.proposeTimeoutMs,
+      proposalQueueCommandsMax: o.proposalQueueCommandsMax,
+      proposalQueueBytesMax: o.proposalQueueBytesMax,
       logger: log
         ? (level, msg, fields) => {
             // The base logger already names this replica.

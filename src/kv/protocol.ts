@@ -52,6 +52,23 @@ export const ST_OUTCOME_UNKNOWN = 3;
 export const ST_BAD_REQUEST = 4;
 export const ST_SESSION_EXPIRED = 5;
 export const ST_UNAUTHORIZED = 6;
+/**
+ * An UNAVAILABLE answer whose message starts with this: the leader refused the write at admission
+ * (SYNOD_OVERLOADED: too much waits to be proposed there, or it found no slot in time). Certainly
+ * not applied, as every UNAVAILABLE; a client should retry after a pause on the same connection,
+ * not move to another replica (the leader is where writes go) nor drop the connection (its other
+ * requests in flight would become unknown outcomes).
+ */
+export const OVERLOADED_PREFIX = 'SYNOD_OVERLOADED: ';
+const OVERLOADED_PREFIX_BYTES = new TextEncoder().encode(OVERLOADED_PREFIX);
+
+/** Whether an UNAVAILABLE answer's body is an admission refusal (OVERLOADED_PREFIX). */
+export function isOverloadedBody(body: Uint8Array): boolean {
+  if (body.length < OVERLOADED_PREFIX_BYTES.length) return false;
+  for (let i = 0; i < OVERLOADED_PREFIX_BYTES.length; i++) if (body[i] !== OVERLOADED_PREFIX_BYTES[i]) return false;
+  return true;
+}
+
 /** The request id of connection-level answers (refusals); clients number requests from 1. */
 export const CONNECTION_REQUEST_ID = 0;
 

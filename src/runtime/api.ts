@@ -187,6 +187,22 @@ export interface ReplicaOptions {
   /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */
   proposeTimeoutMs?: number;
   /**
+   * Admission limit of the leader: most commands waiting to be proposed (queued for the next
+   * drain, or in the protocol core for room in the pipeline window: in no slot yet). A proposal
+   * beyond it is refused at once with OverloadedError (SYNOD_OVERLOADED, certain: never proposed).
+   * Without a limit a window kept full (a follower's disk stalled while heartbeats pass) let the
+   * queue grow with every request and retry. Default 131,072: twice the benchmark's most lanes
+   * (65,536 requests in flight over the whole cluster), so no load that waits for its answers
+   * meets it; each waiting command costs ~250 bytes besides its payload (~32 MiB at the limit).
+   */
+  proposalQueueCommandsMax?: number;
+  /**
+   * The same limit in command payload bytes. Default 256 MiB: 256 of the KV server's largest
+   * values (1 MiB) waiting at once; the benchmark's most lanes with its 64-byte values need 4 MiB.
+   * A single command larger than the limit is still admitted when nothing waits.
+   */
+  proposalQueueBytesMax?: number;
+  /**
    * Most client sessions the replicated session table keeps (openSession(), the binary protocol's
    * REGISTER); a registration beyond it evicts the least recently active one. Part of the
    * replicated state's rules: every replica must use the same value. Default 100,000.
@@ -278,6 +294,13 @@ export interface ReplicaStatus {
    * Null before the first digest slot.
    */
   stateDigest: StateDigestStatus | null;
+  /**
+   * What this replica holds waiting to be proposed (commands and their payload bytes: the next
+   * drain's and the core's queue for room in the pipeline window), against proposalQueueCommandsMax
+   * and proposalQueueBytesMax. Near the limits on a leader: the window is not moving (a follower's
+   * disk, the network) or the load is more than the cluster commits.
+   */
+  proposalQueue: { commands: number; bytes: number };
 }
 
 /** The peer transport's limits that an operator may set (TransportOptions of the same names). */

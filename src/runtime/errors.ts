@@ -1,5 +1,5 @@
 // Errors an application sees from a replica. Each has a stable code. Two failure kinds differ
-// (SAFETY.md): NotLeaderError / ShuttingDownError mean the command was certainly never proposed
+// (SAFETY.md): NotLeaderError / ShuttingDownError / OverloadedError mean the command was certainly never proposed
 // (retry anywhere); OutcomeUnknownError means it may or may not have been applied (retry with
 // the same session id, and the session table makes the retry at-most-once).
 
@@ -43,6 +43,19 @@ export class StoppedError extends SynodError {
   constructor(readonly stoppedAtSlot: number | null) {
     super('SYNOD_STOPPED', stoppedAtSlot === null ? 'the replica set is stopping: a last request was proposed before this one' : `the replica set stopped at the last request in slot ${stoppedAtSlot}`);
     this.name = 'StoppedError';
+  }
+}
+
+/**
+ * Certain failure: the leader has too much waiting to be proposed (proposalQueueCommandsMax or
+ * proposalQueueBytesMax), or the command waited past its timeout without being handed to the
+ * protocol. Never proposed: retry after a pause, anywhere.
+ */
+export class OverloadedError extends SynodError {
+  readonly certain = true;
+  constructor(reason: string) {
+    super('SYNOD_OVERLOADED', `overloaded: ${reason}; not proposed, retry after a pause`);
+    this.name = 'OverloadedError';
   }
 }
 

@@ -29,6 +29,8 @@ export class PendingEntry implements WheelItem<PendingEntry> {
   wheelPrev: PendingEntry | null = null;
   wheelNext: PendingEntry | null = null;
   settled = false;
+  /** Past its deadline and being ended (SynodReplica.expireProposals): its queued command, if any, is taken back. */
+  expiring = false;
   /** performance.now() after which it ends in OutcomeUnknownError (NaN until dated). */
   deadlineMs = NaN;
   /** Callers of the same (clientId, seq) retried here while it was pending, with their cookies: one answer for all. */

@@ -36,7 +36,7 @@ import { StatisticsRecorder, type LatencyHistogram, type ReplicaStatistics } fro
 import type { ApplyContext, PeerAddress, PeerHealth, ProposeOptions, ReadOptions, ReadResult, ReplicaOptions, ReplicaStatus, StateMachine } from './api.js';
 import { RecoveredLog, recordsOf } from './durable.js';
 import { TurnList } from './turn-list.js';
-import { DataDirError, NotLeaderError, OutcomeUnknownError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
+import { DataDirError, NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from './errors.js';
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
@@ -122,6 +122,11 @@ export function logSpareSegmentsFor(options: Pick<ReplicaOptions, 'snapshotInter
   return Math.max(DEFAULT_SPARE_SEGMENTS_MAX, Math.ceil(leaderInterval / segmentBytes) + 3);
 }
 
+/** Default ReplicaOptions.proposalQueueCommandsMax: twice the benchmark's most lanes (LANES_MAX, 65,536 in flight). */
+export const DEFAULT_PROPOSAL_QUEUE_COMMANDS_MAX = 131_072;
+/** Default ReplicaOptions.proposalQueueBytesMax: 256 of the KV server's largest values (1 MiB). */
+export const DEFAULT_PROPOSAL_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
+
 export class SynodReplica {
   readonly id: ReplicaId;
   private readonly sm: StateMachine;
@@ -140,6 +145,11 @@ export class SynodReplica {
    * batch in the log).
    */
   private readonly proposalQueue = new TurnList<Command>();
+  /** Payload bytes of proposalQueue (the admission limit counts them with the core's queue). */
+  private proposalQueueBytes = 0;
+  /** The admission limits (proposalQueueCommandsMax, proposalQueueBytesMax). */
+  private readonly queueCommandsMax: number;
+  private readonly queueBytesMax: number;
   private nextReadId = 1;
   /** The replica's own session (propose() without clientId; the HTTP API): 0 until opened, again after it expired. */
   private ownSession = 0;
@@ -225,6 +235,8 @@ export class SynodReplica {
   private refusedIncarnationLogMs = 0;
   private readonly stats = {
     proposals: 0,
+    /** Proposals answered OverloadedError: refused at admission, or taken back unproposed at their deadline. */
+    proposalsOverloaded: 0,
     slotsApplied: 0,
     commandsApplied: 0,
     commits: 0,
@@ -256,6 +268,8 @@ export class SynodReplica {
     this.leaderSnapshotFactor = options.leaderSnapshotIntervalFactor ?? DEFAULT_LEADER_SNAPSHOT_INTERVAL_FACTOR;
     this.leaderAdoptsSnapshots = options.leaderAdoptsSnapshots ?? false;
     this.digestInterval = options.stateDigestIntervalSlots ?? DEFAULT_STATE_DIGEST_INTERVAL_SLOTS;
+    this.queueCommandsMax = options.proposalQueueCommandsMax ?? DEFAULT_PROPOSAL_QUEUE_COMMANDS_MAX;
+    this.queueBytesMax = options.proposalQueueBytesMax ?? DEFAULT_PROPOSAL_QUEUE_BYTES_MAX;
     const logger = options.logger ?? silent;
     this.log = (level, msg, fields) => {
       try {
@@ -296,6 +310,10 @@ export class SynodReplica {
     if (factor !== undefined && !(Number.isFinite(factor) && factor >= 1)) throw new RangeError(`leaderSnapshotIntervalFactor must be a number >= 1, got ${factor}`);
     const digestEvery = options.stateDigestIntervalSlots;
     if (digestEvery !== undefined && !(Number.isSafeInteger(digestEvery) && digestEvery >= 0)) throw new RangeError(`stateDigestIntervalSlots must be an integer >= 0 (0: off), got ${digestEvery}`);
+    for (const name of ['proposalQueueCommandsMax', 'proposalQueueBytesMax'] as const) {
+      const v = options[name];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
+    }
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     await mkdir(dataDir, { recursive: true });
     const found = await readMetadata(dataDir);
@@ -459,7 +477,7 @@ export class SynodReplica {
     if (own) this.ownSeqs.add(seq);
     const floor = options.floor ?? (own ? this.ownSeqs.floor() : 0);
     if (options.exclusive || options.last) this.core.markExclusive(clientId, seq, options.last === true);
-    this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, callback, cookie);
+    this.submit(command, clientId, seq, floor, options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000, own, true, callback, cookie);
   }
 
   /**
@@ -484,7 +502,7 @@ export class SynodReplica {
     if (this.failed) return Promise.reject(this.failed);
     if (this.stoppedAtSlot > 0) return Promise.reject(new StoppedError(this.stoppedAtSlot));
     const timeoutMs = options.timeoutMs ?? this.options.proposeTimeoutMs ?? 5000;
-    return this.submitInternal(REGISTER_PAYLOAD, timeoutMs).then(decodeSessionId);
+    return this.submitInternal(REGISTER_PAYLOAD, timeoutMs, true).then(decodeSessionId);
   }
 
   /** The replica's own session, opened once by whoever needs it first (and again after it expired). */
@@ -507,15 +525,46 @@ export class SynodReplica {
     return opening;
   }
 
-  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, done: ProposalCallback, cookie: unknown): void {
+  /**
+   * Queues a command for the next drain. `bounded`: a client's command, refused beyond the
+   * admission limits (the runtime's own commands, rare and needed to make progress, are not).
+   */
+  private submit(command: Uint8Array, clientId: number, seq: number, floor: number, timeoutMs: number, own: boolean, bounded: boolean, done: ProposalCallback, cookie: unknown): void {
     const existing = this.pending.get(clientId, seq);
-    if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both
+    if (existing) return existing.join(done, cookie); // the same request retried here: one answer for both, nothing more queued
+    if (bounded) {
+      const refusal = this.admissionRefusal(command.length);
+      if (refusal !== null) {
+        this.stats.proposalsOverloaded++;
+        if (own) this.ownSeqs.delete(seq);
+        return done(refusal, null, cookie);
+      }
+    }
     const entry = new PendingEntry(this.pending, clientId, seq, timeoutMs, this.proposalGeneration, own ? this.ownSeqs : null, done, cookie);
     this.pending.add(entry);
     this.undated.push(entry);
     this.stats.proposals++;
     this.proposalQueue.push({ clientId, seq, floor, payload: command });
+    this.proposalQueueBytes += command.length;
     this.scheduleProposalFlush();
+  }
+
+  /**
+   * Admission: what waits to be proposed here (this turn's queue and the core's, for room in the
+   * pipeline window) is bounded in commands and bytes. Beyond, a command is refused before it is
+   * queued: certainly never proposed. A single command larger than the bytes limit still goes
+   * when nothing else waits, so that no command is refused for ever.
+   */
+  private admissionRefusal(bytes: number): OverloadedError | null {
+    const commands = this.proposalQueue.count + this.core.queuedCommands;
+    if (commands >= this.queueCommandsMax) {
+      return new OverloadedError(`${commands} commands wait to be proposed on replica ${this.id} (proposalQueueCommandsMax ${this.queueCommandsMax}): the pipeline window is not moving fast enough`);
+    }
+    const queuedBytes = this.proposalQueueBytes + this.core.queuedBytes;
+    if (queuedBytes > 0 && queuedBytes + bytes > this.queueBytesMax) {
+      return new OverloadedError(`${queuedBytes} bytes of commands wait to be proposed on replica ${this.id} (proposalQueueBytesMax ${this.queueBytesMax}): the pipeline window is not moving fast enough`);
+    }
+    return null;
   }
 
   /**
@@ -904,12 +953,12 @@ export class SynodReplica {
   }
 
   /** A command of the replicas' own (session registration, membership, settings): a random seq, no floor. */
-  private submitInternal(command: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  private submitInternal(command: Uint8Array, timeoutMs: number, bounded = false): Promise<Uint8Array> {
     // A stopped replica expires nothing (its tick is off): refuse now rather than never answer.
     if (this.closed) return Promise.reject(new ShuttingDownError());
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) =>
-      this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, (e, r) => (e === null ? resolve(r!) : reject(e)), undefined),
+      this.submit(command, INTERNAL_CLIENT, randomInt(1, 2 ** 47), 0, timeoutMs, false, bounded, (e, r) => (e === null ? resolve(r!) : reject(e)), undefined),
     );
   }
 
@@ -1077,6 +1126,7 @@ export class SynodReplica {
       incarnation: this.incarnation,
       incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),
       stateDigest: this.digests.status(),
+      proposalQueue: { commands: this.proposalQueue.count + this.core.queuedCommands, bytes: this.proposalQueueBytes + this.core.queuedBytes },
     };
   }
 
@@ -1154,6 +1204,7 @@ export class SynodReplica {
     this.closed = true;
     clearInterval(this.tickTimer);
     this.proposalQueue.clear();
+    this.proposalQueueBytes = 0;
     for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
     for (const r of this.pendingReads.values()) {
       this.endRead(r);
@@ -1173,7 +1224,8 @@ export class SynodReplica {
     const t = now();
     this.core.tick(t, Date.now());
     if (this.pending.clients > 0) {
-      for (const p of this.pending.expired(t)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
+      const expired = this.pending.expired(t);
+      if (expired.length > 0) this.expireProposals(expired);
     }
     if (this.pendingReads.size > 0) {
       for (const r of this.readDeadlines.takeExpired(t)) {
@@ -1183,6 +1235,44 @@ export class SynodReplica {
     }
     if (this.fetch && now() - this.fetch.progressMs > SNAPSHOT_FETCH_TIMEOUT_MS) this.fetch = null; // retry on the next hint
     this.scheduleDrain();
+  }
+
+  /**
+   * Proposals past their deadline. Those still waiting to be proposed, in this replica's queue for
+   * the next drain or in the core's for room in the pipeline window, are in no slot: they are taken
+   * back and answered as certainly never proposed (OverloadedError), so that neither they nor their
+   * callers' retries pile up while the window is full. The rest were handed to a slot, or may
+   * have been: their outcome is unknown, and they stay where they are.
+   */
+  private expireProposals(expired: PendingEntry[]): void {
+    let inOwnQueue = false;
+    for (const p of expired) {
+      p.expiring = true;
+      if (!this.submitted(p)) inOwnQueue = true;
+    }
+    // A command's entry is the pending one of its (clientId, seq): one entry queues one command,
+    // and a second entry of the same request is only made once the first has settled.
+    const gone = (c: Command): boolean => this.pending.get(c.clientId, c.seq)?.expiring === true;
+    if (inOwnQueue) {
+      const dropped = this.proposalQueue.removeWhere(gone);
+      for (const c of dropped) this.proposalQueueBytes -= c.payload.length;
+      this.core.unmarkExclusive(dropped);
+    }
+    const withdrawn = this.core.queuedCommands > 0 ? this.core.withdrawQueued(gone) : [];
+    const reason = (p: PendingEntry) => `no slot for it within its timeout (${p.timeoutMs} ms) on replica ${this.id}: the pipeline window is not moving fast enough`;
+    for (const c of withdrawn) {
+      const p = this.pending.get(c.clientId, c.seq)!;
+      this.stats.proposalsOverloaded++;
+      p.reject(new OverloadedError(reason(p)));
+    }
+    for (const p of expired) {
+      if (p.settled) continue;
+      if (this.submitted(p)) p.reject(new OutcomeUnknownError('no result before the proposal timeout'));
+      else {
+        this.stats.proposalsOverloaded++;
+        p.reject(new OverloadedError(reason(p)));
+      }
+    }
   }
 
   private onFrame(from: ReplicaId, frame: Uint8Array): void {
@@ -1241,6 +1331,7 @@ export class SynodReplica {
       if (queued > 0 && (this.committing === 0 || queued >= batchMax)) {
         const batch = this.proposalQueue.copy();
         this.proposalQueue.clear();
+        this.proposalQueueBytes = 0;
         this.proposalGeneration++; // every queued proposal is now submitted
         this.core.propose(batch, now(), Date.now());
       }

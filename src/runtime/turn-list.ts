@@ -20,6 +20,20 @@ export class TurnList<T> {
     return this.items.slice(0, this.count) as T[];
   }
 
+  /** Removes the items `remove` names, keeping the others in order; returns the removed ones. */
+  removeWhere(remove: (item: T) => boolean): T[] {
+    const removed: T[] = [];
+    let kept = 0;
+    for (let i = 0; i < this.count; i++) {
+      const item = this.items[i] as T;
+      if (remove(item)) removed.push(item);
+      else this.items[kept++] = item;
+    }
+    this.items.fill(null, kept, this.count);
+    this.count = kept;
+    return removed;
+  }
+
   /** Empties it, keeping nothing alive (what it held may be settled long before the array is reused). */
   clear(): void {
     this.items.fill(null, 0, this.count);

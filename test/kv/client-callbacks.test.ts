@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import fc from 'fast-check';
-import { KvClient, KvOutcomeUnknownError, PendingTable } from '../../src/kv/client.js';
+import { KvClient, KvOutcomeUnknownError, KvUnavailableError, PendingTable } from '../../src/kv/client.js';
 import { encodeCommand, encodeResult } from '../../src/kv/codec.js';
-import { decodeRequest, encodeNotLeader, encodeResponse, encodeSessionIdBody, KIND_REGISTER, KIND_WRITE, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, type Request } from '../../src/kv/protocol.js';
+import { decodeRequest, encodeNotLeader, encodeResponse, encodeSessionIdBody, KIND_REGISTER, KIND_WRITE, OVERLOADED_PREFIX, ST_NOT_LEADER, ST_OK, ST_OUTCOME_UNKNOWN, ST_UNAVAILABLE, type Request } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
 
 type Write = Extract<Request, { kind: typeof KIND_WRITE }>;
@@ -137,6 +137,42 @@ test('putWith: OUTCOME_UNKNOWN, then a lost connection: retried under the same s
         assert.deepEqual(Buffer.from(t.command), Buffer.from(commands[i]!));
       }
     }
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
+
+test('putWith: UNAVAILABLE naming SYNOD_OVERLOADED (the leader\'s admission) is certain and retried on the same connection: the other writes in flight there are not lost', async () => {
+  const overloaded = { status: ST_UNAVAILABLE, body: new TextEncoder().encode(`${OVERLOADED_PREFIX}overloaded: 2 commands wait to be proposed on replica 1 (proposalQueueCommandsMax 2)`) };
+  const server = await scriptedServer((w, tries) => (tries === 1 && w.seq % 2 === 0 ? overloaded : OK));
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 10_000 });
+  try {
+    await withSession(kv);
+    // Half of the writes are refused once; rotating away (as for other UNAVAILABLE answers) closed
+    // the connection under the other half, and each of those became a lost try, retried again.
+    const { errors, commands } = await putMany(kv, 200, 64);
+    assert.deepEqual(errors, errors.map(() => null));
+    assert.equal(server.connections(), 1, 'one connection throughout');
+    const tries = new Map<number, number>();
+    for (const w of server.writes) if (w.seq >= 2) tries.set(w.seq, (tries.get(w.seq) ?? 0) + 1);
+    assert.equal(tries.size, commands.length);
+    for (const [seq, n] of tries) assert.equal(n, seq % 2 === 0 ? 2 : 1, `seq ${seq}: tries`);
+  } finally {
+    kv.close();
+    await server.close();
+  }
+});
+
+test('put: a leader that stays overloaded until the deadline ends the write in KvUnavailableError (certain: never applied)', async () => {
+  let refusing = false;
+  const server = await scriptedServer(() => (refusing ? { status: ST_UNAVAILABLE, body: new TextEncoder().encode(`${OVERLOADED_PREFIX}overloaded`) } : OK));
+  const kv = new KvClient({ endpoints: [server.endpoint], timeoutMs: 500 });
+  try {
+    await withSession(kv);
+    refusing = true;
+    await assert.rejects(kv.put('k', 'v'), (e: unknown) => e instanceof KvUnavailableError && e.certain === true && /SYNOD_OVERLOADED/.test(e.message));
+    assert.ok(server.writes.filter((w) => w.seq === 2).length >= 2, 'retried while time was left');
   } finally {
     kv.close();
     await server.close();

@@ -1,40 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
 import { KvBadRequestError, KvClient, KvSessionExpiredError, KvUnavailableError } from '../../src/kv/client.js';
 import { decodeResult, encodeCommand } from '../../src/kv/codec.js';
-import { decodeResponse, decodeSessionIdBody, encodeRequest, KIND_REGISTER, KIND_WRITE, ST_BAD_REQUEST, ST_OK, ST_SESSION_EXPIRED } from '../../src/kv/protocol.js';
-import { FrameDecoder } from '../../src/transport/frame.js';
+import { decodeSessionIdBody, encodeRequest, KIND_REGISTER, KIND_WRITE, ST_BAD_REQUEST, ST_OK, ST_SESSION_EXPIRED } from '../../src/kv/protocol.js';
 import { freePorts } from '../../src/cli/cluster-procs.js';
-import { inprocCluster, type InprocCluster } from './helpers.js';
+import { inprocCluster, rawSession, type InprocCluster } from './helpers.js';
 
 const text = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
-
-/** Raw frames on one connection: for protocol-level checks. */
-async function rawSession(addr: { host: string; port: number }) {
-  const s = net.connect(addr.port, addr.host);
-  await new Promise<void>((r, j) => {
-    s.once('connect', () => r());
-    s.once('error', j);
-  });
-  const dec = new FrameDecoder(1 << 22);
-  const answers: ReturnType<typeof decodeResponse>[] = [];
-  const waiters: Array<() => void> = [];
-  s.on('data', (c: Buffer) =>
-    dec.push(c, (p) => {
-      answers.push(decodeResponse(p.slice()));
-      waiters.splice(0).forEach((w) => w());
-    }),
-  );
-  return {
-    send: (b: Uint8Array) => s.write(b),
-    async next() {
-      while (answers.length === 0) await new Promise<void>((r) => waiters.push(r));
-      return answers.shift()!;
-    },
-    close: () => s.destroy(),
-  };
-}
 
 describe('binary protocol client on an in-process cluster', () => {
   let c: InprocCluster;

@@ -3,11 +3,11 @@ import * as net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KvNode } from '../../src/kv/node.js';
+import { KvNode, type KvNodeOptions } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
 import { MemoryNetwork } from '../../src/transport/memory.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
-import { decodeRequest, type Request } from '../../src/kv/protocol.js';
+import { decodeRequest, decodeResponse, type Request } from '../../src/kv/protocol.js';
 import type { ClientLimits, ClientSecurity } from '../../src/security/client-auth.js';
 
 export interface HttpAnswer {
@@ -49,6 +49,32 @@ export function rawExchange(addr: PeerAddress, bytes: string | Buffer): Promise<
   });
 }
 
+/** Raw frames on one connection: for protocol-level checks. */
+export async function rawSession(addr: { host: string; port: number }) {
+  const s = net.connect(addr.port, addr.host);
+  await new Promise<void>((r, j) => {
+    s.once('connect', () => r());
+    s.once('error', j);
+  });
+  const dec = new FrameDecoder(1 << 22);
+  const answers: ReturnType<typeof decodeResponse>[] = [];
+  const waiters: Array<() => void> = [];
+  s.on('data', (c: Buffer) =>
+    dec.push(c, (p) => {
+      answers.push(decodeResponse(p.slice()));
+      waiters.splice(0).forEach((w) => w());
+    }),
+  );
+  return {
+    send: (b: Uint8Array) => s.write(b),
+    async next() {
+      while (answers.length === 0) await new Promise<void>((r) => waiters.push(r));
+      return answers.shift()!;
+    },
+    close: () => s.destroy(),
+  };
+}
+
 export interface InprocCluster {
   nodes: KvNode[];
   /** The nodes' memory network (drop filters for partitions). */
@@ -63,7 +89,16 @@ export interface InprocCluster {
 /** n key-value nodes in this process: memory network and log, HTTP (and binary) on loopback port 0. */
 export async function inprocCluster(
   n = 3,
-  opts: { valueBytesMax?: number; followerMode?: 'forward' | 'redirect'; sessionExpiryMs?: number; clientSecurity?: (id: number) => ClientSecurity; proposeTimeoutMs?: number; clientLimits?: Partial<ClientLimits> } = {},
+  opts: {
+    valueBytesMax?: number;
+    followerMode?: 'forward' | 'redirect';
+    sessionExpiryMs?: number;
+    clientSecurity?: (id: number) => ClientSecurity;
+    proposeTimeoutMs?: number;
+    clientLimits?: Partial<ClientLimits>;
+    core?: KvNodeOptions['core'];
+    proposalQueueCommandsMax?: number;
+  } = {},
 ): Promise<InprocCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-kv-'));
   const network = new MemoryNetwork();
@@ -90,6 +125,8 @@ export async function inprocCluster(
       clientSecurity: opts.clientSecurity?.(id),
       proposeTimeoutMs: opts.proposeTimeoutMs,
       clientLimits: opts.clientLimits,
+      core: opts.core,
+      proposalQueueCommandsMax: opts.proposalQueueCommandsMax,
     });
     httpAddrs.set(id, node.http.address());
     binAddrs.set(id, node.binary!.address());
