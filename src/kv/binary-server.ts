@@ -23,7 +23,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
-import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StorageFailedError, SynodError } from '../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StorageFailedError, StoppedError, SynodError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
 import { metricLines } from './metrics-text.js';
@@ -606,7 +606,7 @@ export class KvBinaryServer {
 
   private errorReply(e: unknown, kind: number): [number, Uint8Array] {
     if (e instanceof NotLeaderError) return this.notLeader(e.leaderHint);
-    if (e instanceof ShuttingDownError || e instanceof StorageFailedError) return [ST_UNAVAILABLE, enc(e.message)];
+    if (e instanceof ShuttingDownError || e instanceof StorageFailedError || e instanceof StoppedError) return [ST_UNAVAILABLE, enc(e.message)];
     // Refused at admission or taken back from the queue: never proposed. UNAVAILABLE, so that
     // clients of every version take it as certain; the prefix tells a KvClient to stay.
     if (e instanceof OverloadedError) return [ST_UNAVAILABLE, enc(OVERLOADED_PREFIX + e.message)];

@@ -1,10 +1,10 @@
 // How the library's errors become client outcomes (SAFETY.md, "Client outcomes"):
-//   certain failure (never proposed: not leader, no leader, shutting down, overloaded) -> 503 + Retry-After
+//   certain failure (never proposed: not leader, no leader, shutting down, overloaded, stopped) -> 503 + Retry-After
 //   unknown outcome (proposed; leader lost, timeout, forwarding broke after sending) -> 504
 // A command that committed is answered 200 (or 409 for a CAS that observed another value);
 // nothing else in the 5xx range is ever sent for a write.
 
-import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, SynodError } from '../runtime/errors.js';
+import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StaleReadError, StorageFailedError, StoppedError, SynodError } from '../runtime/errors.js';
 
 export type Outcome = 'certain' | 'unknown';
 
@@ -28,6 +28,9 @@ export function answerForError(e: unknown, write: boolean): ErrorAnswer {
   if (e instanceof ShuttingDownError) return { status: 503, code: e.code, message: e.message, retryAfterS: 1 };
   // Refused at the leader's admission, or taken back from its queue unproposed: certain.
   if (e instanceof OverloadedError) return { status: 503, code: e.code, message: e.message, retryAfterS: 1 };
+  // The replica set stopped at a last request: this command runs nowhere, ever. Certain; retrying
+  // will not help, hence the long Retry-After.
+  if (e instanceof StoppedError) return { status: 503, code: e.code, message: e.message, retryAfterS: 60 };
   if (e instanceof OutcomeUnknownError || e instanceof SessionExpiredError) return { status: 504, code: e.code, message: e.message };
   if (e instanceof StaleReadError) return { status: 503, code: e.code, message: e.message, retryAfterS: 1 };
   // A stopped replica refuses new work before proposing it; pending submitted proposals get

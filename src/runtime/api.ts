@@ -181,7 +181,7 @@ export interface ReplicaOptions {
    * this many bytes (estimated: command payloads plus 128 bytes per command and 256 per slot for
    * their objects). A peer that lags further is answered from the log on disk, or, below the
    * disk log's start, with a snapshot. Unapplied entries (at most the pipeline window) come on
-   * top. Default 8 MiB.
+   * top. Default 4 MiB (DEFAULT_LOG_MEMORY_BYTES_MAX).
    */
   logMemoryBytesMax?: number;
   /** A proposal with no result after this long ends in OutcomeUnknownError. Default 5 s. */
