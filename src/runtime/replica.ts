@@ -1158,6 +1158,30 @@ export class SynodReplica {
     return this.closing;
   }
 
+  /**
+   * Tests/simulation: stop at once, as if the process died (kill -9, a power cut): no flush, no
+   * more frames sent or handled (the transport endpoint closes, its frames in flight are lost),
+   * timers stopped, and nothing awaited, storage least of all (on a file system that lost power,
+   * calls never complete). Whatever storage calls are in flight are abandoned, not finished: over
+   * an injected file system (storageIo) that is then cut, they never land; over node:fs they
+   * would still land, as a killed process's page cache does. Waiting callers get an unknown
+   * outcome (OutcomeUnknownError), what a client sees when its connection drops: the process
+   * cannot tell it anything. The data directory may be reopened at once on the surviving image.
+   */
+  kill(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.tickTimer);
+    this.proposalQueue.clear();
+    this.transport.close().catch(() => {});
+    for (const p of this.pending.values()) p.reject(new OutcomeUnknownError('the replica was killed'));
+    for (const r of this.pendingReads.values()) {
+      this.endRead(r);
+      r.reject(new OutcomeUnknownError('the replica was killed'));
+    }
+    this.closing ??= Promise.resolve();
+  }
+
   private async closeNow(): Promise<void> {
     this.closed = true;
     clearInterval(this.tickTimer);
