@@ -6,6 +6,7 @@
 import type { StateDigestStatus } from './state-digests.js';
 import type { CoreOptions } from '../core/options.js';
 import type { ConfigEpoch, ReplicaId } from '../core/types.js';
+import type { StorageIo } from '../storage/io.js';
 import type { LogBackend } from '../storage/log.js';
 import type { PeerTransport } from '../transport/types.js';
 
@@ -216,6 +217,18 @@ export interface ReplicaOptions {
   /** Largest snapshot accepted from a peer. Default 1 GiB. */
   snapshotBytesMax?: number;
   logger?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Tests/simulation: injected file system for every storage call of the replica (the data
+   * directory, metadata, snapshot store, log); file log backend only; default node:fs. With it
+   * the log writes through its JavaScript flush loop, not the native writer.
+   * test/runtime/power-loss.test.ts passes src/sim/power-loss-fs.ts here.
+   */
+  storageIo?: StorageIo;
+  /**
+   * Tests/simulation: the log's segment size (default 64 MiB, preallocated). An in-memory file
+   * system cannot hold 64 MiB segments for every replica, and small ones roll and recycle often.
+   */
+  logSegmentBytes?: number;
 }
 
 export interface ProposeOptions {

@@ -13,7 +13,6 @@
 // The same core runs unchanged in the simulator.
 
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeMessage, encodeMessage, MESSAGE_FORMAT_VERSION } from '../codec/messages.js';
 import { BatchCursor, DecodedBatch, encodedBatchOf } from '../codec/values.js';
@@ -23,6 +22,7 @@ import { SeqMap } from '../core/seq-map.js';
 import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
+import { nodeIo } from '../storage/io.js';
 import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogStore } from '../storage/log.js';
 import { META_FILE, readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { StorageError } from '../storage/errors.js';
@@ -314,9 +314,12 @@ export class SynodReplica {
       const v = options[name];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
     }
+    if (options.storageIo && (options.logBackend ?? 'file') !== 'file') throw new RangeError(`storageIo needs the file log backend, got ${options.logBackend}`);
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
-    await mkdir(dataDir, { recursive: true });
-    const found = await readMetadata(dataDir);
+    // Every storage call below and in writeMeta goes through this one file system (tests inject one).
+    const io = options.storageIo ?? nodeIo;
+    await io.mkdir(dataDir); // recursive, as node:fs's mkdir with { recursive: true }
+    const found = await readMetadata(dataDir, io);
     const fresh = found === null;
     if (found) {
       const owner = parseMetaConfig(found.config);
@@ -325,7 +328,7 @@ export class SynodReplica {
       }
       if (owner.replicaId !== id) throw new DataDirError(`data dir ${dataDir} belongs to replica ${owner.replicaId}, not ${id}`);
     }
-    const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'));
+    const snapshots = await SnapshotStore.open(join(dataDir, 'snapshots'), { io });
     // No meta but snapshots: a damaged directory, not a new one (see below); refused before restore().
     if (fresh && (await snapshots.slots()).length > 0) throw missingMetaError(dataDir, 'snapshots');
     const latest = await snapshots.latest();
@@ -346,8 +349,13 @@ export class SynodReplica {
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
-    const spareSegmentsMax = logSpareSegmentsFor(options, latest?.bodyBytes ?? 0);
-    const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', { onRecord: recovered.onRecord, spareSegmentsMax });
+    const spareSegmentsMax = logSpareSegmentsFor(options, latest?.bodyBytes ?? 0, options.logSegmentBytes);
+    const logStore = await openLog(join(dataDir, 'log'), options.logBackend ?? 'file', {
+      onRecord: recovered.onRecord,
+      spareSegmentsMax,
+      ...(options.storageIo ? { io } : {}),
+      ...(options.logSegmentBytes !== undefined ? { segmentBytes: options.logSegmentBytes } : {}),
+    });
     let meta: Metadata;
     if (found) meta = found;
     else {
@@ -360,7 +368,7 @@ export class SynodReplica {
         throw missingMetaError(dataDir, 'a log');
       }
       meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
-      await writeMetadata(dataDir, meta);
+      await writeMetadata(dataDir, meta, io);
     }
     const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
     const core = new Replica(
@@ -757,7 +765,7 @@ export class SynodReplica {
    * `meta.tmp`, and one of them failed its rename with ENOENT.
    */
   private writeMeta(): Promise<void> {
-    const write = this.metaWrite.catch(() => {}).then(() => writeMetadata(this.options.dataDir, this.meta));
+    const write = this.metaWrite.catch(() => {}).then(() => writeMetadata(this.options.dataDir, this.meta, this.options.storageIo ?? nodeIo));
     this.metaWrite = write;
     return write;
   }
@@ -1198,6 +1206,31 @@ export class SynodReplica {
   close(): Promise<void> {
     this.closing ??= this.closeNow();
     return this.closing;
+  }
+
+  /**
+   * Tests/simulation: stop at once, as if the process died (kill -9, a power cut): no flush, no
+   * more frames sent or handled (the transport endpoint closes, its frames in flight are lost),
+   * timers stopped, and nothing awaited, storage least of all (on a file system that lost power,
+   * calls never complete). Whatever storage calls are in flight are abandoned, not finished: over
+   * an injected file system (storageIo) that is then cut, they never land; over node:fs they
+   * would still land, as a killed process's page cache does. Waiting callers get an unknown
+   * outcome (OutcomeUnknownError), what a client sees when its connection drops: the process
+   * cannot tell it anything. The data directory may be reopened at once on the surviving image.
+   */
+  kill(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.tickTimer);
+    this.proposalQueue.clear();
+    this.proposalQueueBytes = 0;
+    this.transport.close().catch(() => {});
+    for (const p of this.pending.values()) p.reject(new OutcomeUnknownError('the replica was killed'));
+    for (const r of this.pendingReads.values()) {
+      this.endRead(r);
+      r.reject(new OutcomeUnknownError('the replica was killed'));
+    }
+    this.closing ??= Promise.resolve();
   }
 
   private async closeNow(): Promise<void> {

@@ -15,7 +15,9 @@
 // Every call is queued and completes only when the driver says so (completeOne), in an order the
 // driver picks from its seed: the thread pool's reordering of independent calls. A power cut drops
 // the queue, and the StorageIo handed out before it goes dead: its calls never complete, as the
-// process that made them is gone.
+// process that made them is gone. The storage simulator drives completeOne itself (manual mode);
+// code on real timers (the runtime, test/runtime/power-loss.test.ts) lets pump() complete queued
+// calls on timers of its own, a random few at a time after a random latency (automatic mode).
 
 import type { StorageIo } from '../storage/io.js';
 import type { Prng } from './prng.js';
@@ -99,6 +101,14 @@ export interface PowerLossStats {
   nameChangesLost: number;
 }
 
+/** pump(): how the automatic mode completes calls. */
+export interface PumpOptions {
+  /** Each turn of the pump starts after a random 0..latencyMsMax ms (a timer). Default 2. */
+  latencyMsMax?: number;
+  /** Each turn completes a random 1..callsPerTurnMax of the queued calls, picked at random. Default 4. */
+  callsPerTurnMax?: number;
+}
+
 export class PowerLossFs {
   private dirs = new Map<string, Directory>();
   private handles = new Map<number, Handle>();
@@ -112,6 +122,42 @@ export class PowerLossFs {
     private readonly fault: PowerLossFault | null = null,
     private readonly sectorBytes = 512,
   ) {}
+
+  private pumping: Required<PumpOptions> | null = null;
+  private pumpTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Automatic mode, for code on real timers: queued calls complete without a driver, a random
+   * 1..callsPerTurnMax of them (in random order) per turn, each turn on a timer of random
+   * 0..latencyMsMax ms. Until the returned stop() is called; completeOne() still works beside it.
+   * Runs are not replayable from the seed alone (the timers are real).
+   */
+  pump(options: PumpOptions = {}): () => void {
+    const latencyMsMax = options.latencyMsMax ?? 2;
+    const callsPerTurnMax = options.callsPerTurnMax ?? 4;
+    if (!(Number.isInteger(latencyMsMax) && latencyMsMax >= 0)) throw new RangeError(`latencyMsMax must be an integer >= 0, got ${latencyMsMax}`);
+    if (!(Number.isInteger(callsPerTurnMax) && callsPerTurnMax >= 1)) throw new RangeError(`callsPerTurnMax must be an integer >= 1, got ${callsPerTurnMax}`);
+    this.pumping = { latencyMsMax, callsPerTurnMax };
+    this.schedulePump();
+    return () => {
+      this.pumping = null;
+      if (this.pumpTimer !== null) clearTimeout(this.pumpTimer);
+      this.pumpTimer = null;
+    };
+  }
+
+  private schedulePump(): void {
+    if (this.pumping === null || this.pumpTimer !== null || this.queue.length === 0) return;
+    this.pumpTimer = setTimeout(this.pumpTurn, this.prng.int(0, this.pumping.latencyMsMax));
+  }
+
+  private readonly pumpTurn = (): void => {
+    this.pumpTimer = null;
+    if (this.pumping === null) return;
+    const count = this.prng.int(1, Math.min(this.pumping.callsPerTurnMax, Math.max(1, this.queue.length)));
+    for (let i = 0; i < count && this.completeOne(); i++);
+    this.schedulePump();
+  };
 
   /** Calls queued and not yet completed. */
   get queued(): number {
@@ -206,6 +252,7 @@ export class PowerLossFs {
       this.stats.calls++;
       return new Promise<T>((resolve, reject) => {
         this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+        this.schedulePump();
       });
     };
     const io: StorageIo = {
