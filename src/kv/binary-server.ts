@@ -23,6 +23,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { PeerAddress } from '../runtime/api.js';
+import { hostPort } from '../transport/types.js';
 import { NotLeaderError, OutcomeUnknownError, OverloadedError, SessionExpiredError, ShuttingDownError, StorageFailedError, StoppedError, SynodError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import { AddressCounter, BearerTokens, clientServerTlsOptions, REFUSING_CONNECTIONS_MAX, resolveClientLimits, TOKEN_BYTES_MAX, type ClientLimits, type ClientSecurity } from '../security/client-auth.js';
@@ -579,7 +580,7 @@ export class KvBinaryServer {
     if (req.kind === KIND_STATUS) {
       const st = replica.status();
       const leaderAddr = st.leader === null ? null : this.o.binaryAddresses?.get(st.leader);
-      reply(ST_OK, enc(JSON.stringify({ id: st.id, role: st.role, leader: st.leader, leaderAddress: leaderAddr ? `${leaderAddr.host}:${leaderAddr.port}` : null, commitIndex: st.commitSlot, appliedIndex: st.appliedSlot })));
+      reply(ST_OK, enc(JSON.stringify({ id: st.id, role: st.role, leader: st.leader, leaderAddress: leaderAddr ? hostPort(leaderAddr) : null, commitIndex: st.commitSlot, appliedIndex: st.appliedSlot })));
       return;
     }
     const kind = req.kind;
@@ -621,6 +622,6 @@ export class KvBinaryServer {
   private notLeader(leader: number | null): [number, Uint8Array] {
     this.stats.notLeader++;
     const a = leader === null || leader === this.o.replica.id ? undefined : this.o.binaryAddresses?.get(leader);
-    return [ST_NOT_LEADER, encodeNotLeader(leader === this.o.replica.id ? null : leader, a ? `${a.host}:${a.port}` : '')];
+    return [ST_NOT_LEADER, encodeNotLeader(leader === this.o.replica.id ? null : leader, a ? hostPort(a) : '')];
   }
 }

@@ -46,6 +46,7 @@ import type * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Consistency, PeerAddress } from '../runtime/api.js';
+import { hostPort } from '../transport/types.js';
 import { NotLeaderError, SessionExpiredError } from '../runtime/errors.js';
 import type { SynodReplica } from '../runtime/replica.js';
 import type { LatencyHistogram } from '../runtime/statistics.js';
@@ -1074,6 +1075,3 @@ function readBodyLimited(req: http.IncomingMessage, routeBytesMax: number, serve
 
 const DRAIN_BYTES_MAX = 64 * 1024;
 
-export function hostPort(a: PeerAddress): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}

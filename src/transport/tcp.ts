@@ -35,6 +35,7 @@ import { reconnectDelayMs, transportOptions, type TransportOptions, type Transpo
 import { plainTcpSocketFactory, type SocketFactory } from './socket.js';
 import {
   TransportError,
+  hostPort,
   type FrameHandler,
   type PeerAddress,
   type PeerAdmission,
@@ -833,6 +834,3 @@ export class TcpTransport implements PeerTransport {
   }
 }
 
-function hostPort(address: PeerAddress): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-}

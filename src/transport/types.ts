@@ -17,6 +17,11 @@ export interface PeerAddress {
   port: number;
 }
 
+/** HOST:PORT, with an IPv6 host in brackets ([::1]:7001), as URLs and the clients' parsers take it. */
+export function hostPort(address: PeerAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
 /** Called for every inbound frame, synchronously, in arrival order per sender. */
 export type FrameHandler = (from: ReplicaId, frame: Uint8Array, protocolVersion: number) => void;
 

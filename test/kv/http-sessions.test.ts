@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MAIN_JS } from '../../src/cli/cluster-procs.js';
-import { hostPort } from '../../src/kv/http.js';
+import { hostPort } from '../../src/transport/types.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
 import type { KvNode } from '../../src/kv/node.js';
 import type { PeerAddress } from '../../src/runtime/api.js';
