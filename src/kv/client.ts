@@ -50,6 +50,7 @@ import {
   ST_SESSION_EXPIRED,
   ST_UNAVAILABLE,
   isOverloadedBody,
+  OVERLOADED_PREFIX,
   type Request,
   type Response,
 } from './protocol.js';
@@ -763,7 +764,8 @@ export class KvClient {
     }
     const { maybeApplied, lastError } = state;
     if (maybeApplied) throw new KvOutcomeUnknownError(`no answer within ${this.timeoutMs} ms; the write may have been applied (last: ${lastError})`);
-    throw new KvUnavailableError(`no leader reachable within ${this.timeoutMs} ms; the write was not applied (last: ${lastError})`);
+    const why = lastError.startsWith(OVERLOADED_PREFIX) ? 'the leader stayed overloaded' : 'no leader reachable';
+    throw new KvUnavailableError(`${why} within ${this.timeoutMs} ms; the write was not applied (last: ${lastError})`);
   }
 
   /** One answer to a write: its result, or null to try again (after any backoff), or a throw. */

@@ -171,7 +171,7 @@ test('put: a leader that stays overloaded until the deadline ends the write in K
   try {
     await withSession(kv);
     refusing = true;
-    await assert.rejects(kv.put('k', 'v'), (e: unknown) => e instanceof KvUnavailableError && e.certain === true && /SYNOD_OVERLOADED/.test(e.message));
+    await assert.rejects(kv.put('k', 'v'), (e: unknown) => e instanceof KvUnavailableError && e.certain === true && /SYNOD_OVERLOADED/.test(e.message) && /the leader stayed overloaded/.test(e.message));
     assert.ok(server.writes.filter((w) => w.seq === 2).length >= 2, 'retried while time was left');
   } finally {
     kv.close();
