@@ -768,6 +768,7 @@ export class KvHttpServer {
       kv: this.opts.machine.stats(),
       log: st.log,
       stateDigest: st.stateDigest,
+      proposalQueue: st.proposalQueue,
     };
   }
 

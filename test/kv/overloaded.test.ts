@@ -37,6 +37,7 @@ test('overloaded leader: HTTP 503 + Retry-After (direct and forwarded), binary U
     await until('k1 holds the window', () => leader.replica.counters().proposals > proposals && leader.replica.status().proposalQueue.commands === 0);
     admitted.push(request(at, 'PUT', '/v1/kv/k2', 'v2'), request(at, 'PUT', '/v1/kv/k3', 'v3'));
     await until('two writes wait', () => leader.replica.status().proposalQueue.commands === 2);
+    assert.equal((await request(at, 'GET', '/v1/status')).json().proposalQueue.commands, 2, '/v1/status shows the queue');
 
     const direct = await request(at, 'PUT', '/v1/kv/k4', 'v4');
     assert.equal(direct.status, 503, direct.body);
