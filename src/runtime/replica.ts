@@ -22,7 +22,7 @@ import { SeqMap } from '../core/seq-map.js';
 import { SeqWindow } from '../core/seq-window.js';
 import { decodeSessionId, DEFAULT_SESSION_LIMITS, encodeSessionId, isRegisterCommand, REGISTER_PAYLOAD, SessionTable, type SessionLimits } from '../core/sessions.js';
 import type { Command, ConfigEpoch, DurableState, Entry, PrimaryHooks, Ready, ReplicaId, Slot, Value } from '../core/types.js';
-import { nodeIo } from '../storage/io.js';
+import { mkdirDurable, nodeIo } from '../storage/io.js';
 import { DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_SEGMENTS_MAX, openLog, type LogStore } from '../storage/log.js';
 import { META_FILE, readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { StorageError } from '../storage/errors.js';
@@ -318,7 +318,7 @@ export class SynodReplica {
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     // Every storage call below and in writeMeta goes through this one file system (tests inject one).
     const io = options.storageIo ?? nodeIo;
-    await io.mkdir(dataDir); // recursive, as node:fs's mkdir with { recursive: true }
+    await mkdirDurable(io, dataDir); // recursive, and its new name durable (io.ts)
     const found = await readMetadata(dataDir, io);
     const fresh = found === null;
     if (found) {

@@ -178,7 +178,7 @@ async function mainStorage(args: Args): Promise<void> {
     : null;
   bar?.start(args.seeds, 0, { failures: 0 });
   const failures: StorageSimResult[] = [];
-  const totals = { lives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
+  const totals = { lives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
   let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
@@ -193,6 +193,7 @@ async function mainStorage(args: Args): Promise<void> {
     totals.writesLost += r.fs.writesLost;
     totals.writesTorn += r.fs.writesTorn;
     totals.nameChangesLost += r.fs.nameChangesLost;
+    totals.directoriesLost += r.fs.directoriesLost;
     if (r.violation) {
       failures.push(r);
       const line = `seed ${seed}: ${r.violation.detail}\n  replay: ${replay(seed)}`;
@@ -218,7 +219,7 @@ async function mainStorage(args: Args): Promise<void> {
   if (args.json) console.log(JSON.stringify(summary));
   else {
     console.log(`storage sim: seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}${args.fault ? ` (planted fault ${args.fault})` : ''}, ${summary.wallSeconds} s`);
-    console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost}`);
+    console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost} (directories with them ${totals.directoriesLost})`);
     console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, read back during lives ${totals.readsChecked}, snapshots saved ${totals.snapshots}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }

@@ -9,8 +9,9 @@
 //   of the name changes made since (creates, renames, unlinks: a journal replays them in order,
 //   so a prefix; "none of them" is the common case a careless rename loses to).
 // fsync of a file does not make its name durable: only an fsync of its directory does.
-// Directories themselves (mkdir) are durable at once: the storage code creates them once, at a
-// replica's first start, before anything is acknowledged.
+// A new directory's name is a name change of its parent like any other: durable once the parent
+// is fsynced, and a directory whose name is lost is lost with everything in it. The root, '/', is
+// always there.
 //
 // Every call is queued and completes only when the driver says so (completeOne), in an order the
 // driver picks from its seed: the thread pool's reordering of independent calls. A power cut drops
@@ -26,7 +27,10 @@ import type { Prng } from './prng.js';
 export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync';
 
 type FileChange = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; size: number };
-type NameChange = { kind: 'link'; name: string; inode: Inode } | { kind: 'unlink'; name: string } | { kind: 'rename'; from: string; to: string };
+/** A directory's entry in its parent (the directory itself is in PowerLossFs.dirs, by path). */
+const SUBDIRECTORY = Symbol('subdirectory');
+type Entry = Inode | typeof SUBDIRECTORY;
+type NameChange = { kind: 'link'; name: string; inode: Entry } | { kind: 'unlink'; name: string } | { kind: 'rename'; from: string; to: string };
 
 class Inode {
   data: Uint8Array = new Uint8Array(0);
@@ -69,10 +73,12 @@ function setAt(buffer: Uint8Array, size: number, offset: number, bytes: Uint8Arr
 }
 
 interface Directory {
-  names: Map<string, Inode>;
-  durable: Map<string, Inode>;
+  names: Map<string, Entry>;
+  durable: Map<string, Entry>;
   changes: NameChange[];
 }
+
+const emptyDirectory = (): Directory => ({ names: new Map(), durable: new Map(), changes: [] });
 
 type Handle = { kind: 'file'; inode: Inode } | { kind: 'dir'; path: string };
 
@@ -99,6 +105,8 @@ export interface PowerLossStats {
   writesLost: number;
   writesTorn: number;
   nameChangesLost: number;
+  /** Directories lost with their names (created, and the parent not fsynced since). */
+  directoriesLost: number;
 }
 
 /** pump(): how the automatic mode completes calls. */
@@ -110,12 +118,12 @@ export interface PumpOptions {
 }
 
 export class PowerLossFs {
-  private dirs = new Map<string, Directory>();
+  private dirs = new Map<string, Directory>([['/', emptyDirectory()]]);
   private handles = new Map<number, Handle>();
   private nextFd = 3;
   private queue: QueuedCall[] = [];
   private generation = 0;
-  readonly stats: PowerLossStats = { calls: 0, syncs: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0 };
+  readonly stats: PowerLossStats = { calls: 0, syncs: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
 
   constructor(
     private readonly prng: Prng,
@@ -191,21 +199,32 @@ export class PowerLossFs {
     this.generation++;
     this.queue = [];
     this.handles.clear();
-    const survivors = new Map<Inode, Inode>();
-    const survivorOf = (inode: Inode): Inode => {
-      let kept = survivors.get(inode);
+    const survivors = new Map<Entry, Entry>([[SUBDIRECTORY, SUBDIRECTORY]]);
+    const survivorOf = (entry: Entry): Entry => {
+      let kept = survivors.get(entry);
       if (!kept) {
-        kept = this.afterPowerCut(inode);
-        survivors.set(inode, kept);
+        kept = this.afterPowerCut(entry as Inode);
+        survivors.set(entry, kept);
       }
       return kept;
     };
-    for (const dir of this.dirs.values()) {
+    // Parents first: a directory survives if its parent did and still names it.
+    const paths = [...this.dirs.keys()].sort((a, b) => a.split('/').length - b.split('/').length);
+    for (const path of paths) {
+      if (path !== '/') {
+        const { dir: parent, name } = split(path);
+        if (this.dirs.get(parent)?.names.get(name) !== SUBDIRECTORY) {
+          this.dirs.delete(path);
+          this.stats.directoriesLost++;
+          continue;
+        }
+      }
+      const dir = this.dirs.get(path)!;
       const names = new Map(dir.durable);
       const keep = this.prng.int(0, dir.changes.length);
       this.stats.nameChangesLost += dir.changes.length - keep;
       for (let i = 0; i < keep; i++) applyNameChange(names, dir.changes[i]!);
-      dir.names = new Map([...names].map(([name, inode]) => [name, survivorOf(inode)]));
+      dir.names = new Map([...names].map(([name, entry]) => [name, survivorOf(entry)]));
       dir.durable = new Map(dir.names);
       dir.changes = [];
     }
@@ -290,6 +309,7 @@ export class PowerLossFs {
           const { dir, name } = split(path);
           const d = this.dirs.get(dir);
           if (!d?.names.has(name)) throw errno('ENOENT', 'unlink', path);
+          if (d.names.get(name) === SUBDIRECTORY) throw errno('EISDIR', 'unlink', path);
           d.names.delete(name);
           d.changes.push({ kind: 'unlink', name });
         }),
@@ -297,8 +317,7 @@ export class PowerLossFs {
         call(() => {
           const d = this.dirs.get(path);
           if (!d) throw errno('ENOENT', 'scandir', path);
-          const subdirs = [...this.dirs.keys()].filter((p) => split(p).dir === path).map((p) => split(p).name);
-          return [...d.names.keys(), ...subdirs].sort();
+          return [...d.names.keys()].sort();
         }),
       mkdir: (path) => call(() => this.mkdirp(path)),
     };
@@ -309,14 +328,21 @@ export class PowerLossFs {
   contents(path: string): Uint8Array | null {
     const { dir, name } = split(path);
     const inode = this.dirs.get(dir)?.names.get(name);
-    return inode ? inode.data.slice(0, inode.size) : null;
+    return inode instanceof Inode ? inode.data.slice(0, inode.size) : null;
   }
 
-  private mkdirp(path: string): void {
-    for (let p = path; p !== '.' && p !== '/' && !this.dirs.has(p); p = split(p).dir) {
-      if (this.dirs.get(split(p).dir)?.names.has(split(p).name)) throw errno('EEXIST', 'mkdir', p);
-      this.dirs.set(p, { names: new Map(), durable: new Map(), changes: [] });
-    }
+  /** mkdir -p; returns the first directory created (undefined: all were there), as node:fs. */
+  private mkdirp(path: string): string | undefined {
+    if (!path.startsWith('/')) throw errno('EINVAL', 'mkdir (the power-loss fs takes absolute paths)', path);
+    if (this.dirs.has(path)) return undefined;
+    const { dir: parentPath, name } = split(path);
+    const first = this.mkdirp(parentPath);
+    const parent = this.dirs.get(parentPath)!;
+    if (parent.names.has(name)) throw errno('EEXIST', 'mkdir', path);
+    parent.names.set(name, SUBDIRECTORY);
+    parent.changes.push({ kind: 'link', name, inode: SUBDIRECTORY });
+    this.dirs.set(path, emptyDirectory());
+    return first ?? path;
   }
 
   private open(path: string, flags: string): number {
@@ -329,7 +355,9 @@ export class PowerLossFs {
     const { dir, name } = split(path);
     const d = this.dirs.get(dir);
     if (!d) throw errno('ENOENT', 'open', path);
-    let inode = d.names.get(name);
+    const found = d.names.get(name);
+    if (found === SUBDIRECTORY) throw errno('EISDIR', 'open', path);
+    let inode = found;
     if (flags === 'w' || flags === 'w+') {
       if (inode) {
         inode.truncate(0);
@@ -354,6 +382,7 @@ export class PowerLossFs {
     const d = this.dirs.get(a.dir);
     const inode = d?.names.get(a.name);
     if (!d || !inode) throw errno('ENOENT', 'rename', from);
+    if (inode === SUBDIRECTORY || d.names.get(b.name) === SUBDIRECTORY) throw errno('EISDIR', 'rename (the power-loss fs renames files only)', `${from} -> ${to}`);
     d.names.delete(a.name);
     d.names.set(b.name, inode);
     d.changes.push({ kind: 'rename', from: a.name, to: b.name });
@@ -392,7 +421,7 @@ export class PowerLossFs {
   }
 }
 
-function applyNameChange(names: Map<string, Inode>, change: NameChange): void {
+function applyNameChange(names: Map<string, Entry>, change: NameChange): void {
   if (change.kind === 'link') names.set(change.name, change.inode);
   else if (change.kind === 'unlink') names.delete(change.name);
   else {

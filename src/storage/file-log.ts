@@ -58,7 +58,7 @@ import {
 import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
-import { type StorageIo, diskFaultHookInstalled, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
 import { type PmemAddon, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
 
@@ -226,7 +226,7 @@ export class FileLog implements LogStore {
     const started = performance.now();
     const io = this.io;
     // Each file's failures name that file (EISDIR, EACCES: not the device; see ioError).
-    await onFile('create the log directory', this.dir, io.mkdir(this.dir));
+    await onFile('create the log directory', this.dir, mkdirDurable(io, this.dir));
     const names = (await onFile('list the log directory', this.dir, io.readdir(this.dir))).sort();
     for (const name of names) {
       // Half-prepared segments and half-written metadata: never acknowledged, never named. Drop them.

@@ -3,6 +3,7 @@
 // The default goes straight to node:fs's callback API (libuv's thread pool): nothing here blocks the loop.
 
 import fs from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 export interface StorageIo {
   open(path: string, flags: string, mode?: number): Promise<number>;
@@ -18,7 +19,8 @@ export interface StorageIo {
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   readdir(path: string): Promise<string[]>;
-  mkdir(path: string): Promise<void>;
+  /** mkdir -p. Resolves with the first directory it created (undefined: all were there), as node:fs. */
+  mkdir(path: string): Promise<string | undefined>;
 }
 
 function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
@@ -80,7 +82,7 @@ export const nodeIo: StorageIo = {
   rename: (from, to) => cb<void>((done) => fs.rename(from, to, (err) => done(err, undefined))),
   unlink: (path) => cb<void>((done) => fs.unlink(path, (err) => done(err, undefined))),
   readdir: (path) => cb((done) => fs.readdir(path, done)),
-  mkdir: (path) => cb<void>((done) => fs.mkdir(path, { recursive: true }, (err) => done(err, undefined))),
+  mkdir: (path) => cb<string | undefined>((done) => fs.mkdir(path, { recursive: true }, (err, first) => done(err, first))),
 };
 
 /** Writes all of `buffers` at `position`, looping over short writes. */
@@ -123,6 +125,23 @@ export async function syncDir(io: StorageIo, dir: string): Promise<void> {
   } finally {
     await io.close(fd);
   }
+}
+
+/**
+ * mkdir -p whose new names are durable: each directory that gained one is fsynced (the parent of
+ * the first one created, and each created one but the last). A new directory's name is like a
+ * rename's: until its parent is fsynced a power cut may lose it, and everything in it.
+ */
+export async function mkdirDurable(io: StorageIo, path: string): Promise<void> {
+  const made = await io.mkdir(path);
+  if (made === undefined) return;
+  const first = resolve(made); // node:fs answers in the caller's terms: relative for a relative path
+  const created: string[] = [];
+  for (let p = resolve(path); p.length >= first.length; p = dirname(p)) {
+    created.push(p);
+    if (p === first || dirname(p) === p) break;
+  }
+  for (const dir of [dirname(first), ...created.reverse().slice(0, -1)]) await syncDir(io, dir);
 }
 
 /** Atomic replace: temp file, fsync, rename over `name`, fsync of the directory. */

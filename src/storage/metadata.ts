@@ -8,7 +8,7 @@
 
 import { StorageError, corruptError, ioError, misuse } from './errors.js';
 import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
-import { type StorageIo, nodeIo, readFileOrNull, writeFileAtomic } from './io.js';
+import { type StorageIo, mkdirDurable, nodeIo, readFileOrNull, writeFileAtomic } from './io.js';
 
 export const META_FILE = 'meta';
 const MAGIC = 'SYNODMET';
@@ -72,7 +72,7 @@ export async function readMetadata(dir: string, io: StorageIo = nodeIo): Promise
 export async function writeMetadata(dir: string, meta: Metadata, io: StorageIo = nodeIo): Promise<void> {
   const bytes = encodeMetadata(meta);
   try {
-    await io.mkdir(dir);
+    await mkdirDurable(io, dir);
     await writeFileAtomic(io, dir, META_FILE, bytes);
   } catch (error) {
     throw ioError(error, 'write metadata', `${dir}/${META_FILE}`);

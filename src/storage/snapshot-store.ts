@@ -15,7 +15,7 @@
 
 import { StorageError, corruptError, ioError, misuse, onFile } from './errors.js';
 import { FORMAT_VERSION, crc32c, readU64, viewOf, writeU64 } from './format.js';
-import { type StorageIo, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { type StorageIo, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
 
 const MAGIC = 'SYNODSNP';
@@ -198,7 +198,7 @@ export class SnapshotStore {
   static async open(dir: string, options: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
     const store = new SnapshotStore(dir, options);
     try {
-      await store.io.mkdir(dir);
+      await mkdirDurable(store.io, dir);
       for (const name of await store.io.readdir(dir)) {
         if (name.endsWith('.tmp')) await onFile('delete a leftover temp file', `${dir}/${name}`, store.io.unlink(`${dir}/${name}`));
         else if (name === SPARE_NAME) {

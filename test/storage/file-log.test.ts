@@ -5,7 +5,7 @@ import { closeSync, cpSync, openSync, readSync, readdirSync, statSync, writeSync
 import { fileURLToPath } from 'node:url';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError } from '../../src/storage/errors.js';
-import { nodeIo, type StorageIo } from '../../src/storage/io.js';
+import { mkdirDurable, nodeIo, type StorageIo } from '../../src/storage/io.js';
 import { segmentFileName } from '../../src/storage/format.js';
 import type { LogRecord } from '../../src/storage/log.js';
 import { inTempDir, makeRecord, tempDir } from './compliance.js';
@@ -368,5 +368,32 @@ test('head moves that overlap (the runtime does not await them) run one after th
     assert.equal(again.headTailCapacity().head, 100);
     assert.equal((await readAll(again)).length, 21);
     await again.close();
+  });
+});
+
+test('mkdirDurable fsyncs each directory that gained a name (a new directory is lost with its parent\'s unsynced names), and nothing when all were there', async () => {
+  await inTempDir(async (dir) => {
+    const synced: string[] = [];
+    const dirFds = new Map<number, string>();
+    const io: StorageIo = {
+      ...nodeIo,
+      async open(path, flags, mode) {
+        const fd = await nodeIo.open(path, flags, mode);
+        dirFds.set(fd, path);
+        return fd;
+      },
+      async fsync(fd) {
+        const path = dirFds.get(fd);
+        if (path !== undefined && statSync(path).isDirectory()) synced.push(path);
+        return nodeIo.fsync(fd);
+      },
+    };
+    await mkdirDurable(io, `${dir}/a/b/c`);
+    assert.deepEqual(synced, [dir, `${dir}/a`, `${dir}/a/b`]);
+    synced.length = 0;
+    await mkdirDurable(io, `${dir}/a/b/c`);
+    assert.deepEqual(synced, [], 'nothing created, nothing synced');
+    await mkdirDurable(io, `${dir}/a/b/d`);
+    assert.deepEqual(synced, [`${dir}/a/b`]);
   });
 });
