@@ -152,6 +152,11 @@ interface ConnectionSecurity {
 
 export type Bytes = Uint8Array | string;
 export type CasOutcome = { swapped: true } | { swapped: false; current: Uint8Array | null };
+/** A write of batch(): keys and values as strings (UTF-8) or bytes, as put(), delete() and cas() take them. */
+export type KvBatchCommand =
+  | { op: 'put'; key: Bytes; value: Bytes }
+  | { op: 'delete'; key: Bytes }
+  | { op: 'cas'; key: Bytes; expected: Bytes | null; value: Bytes };
 
 interface Pending {
   /**
@@ -546,8 +551,18 @@ export class KvClient {
    * Several writes sent together (one socket write, one or few slots). Each settles on its own;
    * the array has one outcome per command, in order.
    */
-  batch(commands: KvCommand[]): Promise<PromiseSettledResult<KvResult>[]> {
-    return Promise.allSettled(commands.map((c) => this.write(c)));
+  batch(commands: KvBatchCommand[]): Promise<PromiseSettledResult<KvResult>[]> {
+    return Promise.allSettled(
+      commands.map((c) => {
+        let command: KvCommand;
+        try {
+          command = commandOfBatch(c);
+        } catch (e) {
+          return Promise.reject(e); // settles this command alone, as write() reports bad input
+        }
+        return this.write(command);
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- callback forms
@@ -692,6 +707,9 @@ export class KvClient {
     try {
       checkKey(cmd.key);
       command = encodeCommand(cmd);
+      // An op that is not a write encodes to nothing (a caller without types): refused at once,
+      // certain, where it used to fail on every try until the deadline as an unknown outcome.
+      if (command === undefined) throw new KvBadRequestError(`not a write: op ${JSON.stringify((cmd as { op?: unknown }).op)} (put, delete or cas)`);
     } catch (e) {
       return Promise.reject(e); // bad input rejects, as from an async function
     }
@@ -1197,6 +1215,24 @@ function valueOfGet(r: KvResult): Uint8Array | null {
   if (r.kind === 'not-found') return null;
   if (r.kind === 'ok') return r.value ? new Uint8Array(r.value) : new Uint8Array(0);
   throw unexpected(r);
+}
+
+/**
+ * A batch() write as the codec's command: strings become their UTF-8 bytes, as in put(). The codec
+ * copies a key or value with Uint8Array.set, which takes a string as an array of NaNs, that is of
+ * zeros: a string key was written as that many zero bytes.
+ */
+function commandOfBatch(c: KvBatchCommand): KvCommand {
+  switch (c.op) {
+    case 'put':
+      return { op: 'put', key: bytesOf(c.key), value: bytesOf(c.value) };
+    case 'delete':
+      return { op: 'delete', key: bytesOf(c.key) };
+    case 'cas':
+      return { op: 'cas', key: bytesOf(c.key), expected: c.expected === null ? null : bytesOf(c.expected), value: bytesOf(c.value) };
+    default:
+      throw new KvBadRequestError(`not a write: op ${JSON.stringify((c as { op?: unknown }).op)} (put, delete or cas)`);
+  }
 }
 
 function checkKey(key: Uint8Array): void {

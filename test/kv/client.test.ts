@@ -46,6 +46,34 @@ describe('binary protocol client on an in-process cluster', () => {
     }
   });
 
+  test('batch() takes string keys and values as put() does, and refuses an unknown op at once (certain)', async () => {
+    // docs/kv.md shows kv.batch([{ op: 'put', key, value }, ...]) beside put()'s "string or Uint8Array
+    // keys and values". A string key was copied into the command byte by byte as NaN, that is 0: the
+    // put wrote the key "\0\0" for 'b1', and a delete of 'a1' deleted that key instead. An op that is
+    // not a write ('get') failed to encode on every try and ended, 10 s later, as an unknown outcome.
+    const kv = new KvClient({ endpoints: eps, timeoutMs: 4_000 });
+    try {
+      await kv.put('batch-str/a1', 'x');
+      const results = await kv.batch([
+        { op: 'put', key: 'batch-str/b1', value: 'y' },
+        { op: 'cas', key: 'batch-str/c1', expected: null, value: 'z' },
+        { op: 'delete', key: 'batch-str/a1' },
+      ]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled']);
+      assert.equal(text(await kv.get('batch-str/b1')), 'y', 'the put wrote the key it was given');
+      assert.equal(text(await kv.get('batch-str/c1')), 'z', 'the cas wrote the key it was given');
+      assert.equal(await kv.get('batch-str/a1'), null, 'the delete deleted the key it was given');
+      const started = Date.now();
+      const [bad] = await kv.batch([{ op: 'get', key: 'batch-str/b1' } as never]);
+      assert.equal(bad!.status, 'rejected');
+      const reason = (bad as PromiseRejectedResult).reason as Error;
+      assert.ok(reason instanceof KvBadRequestError, `an unknown op is a bad request, got ${reason}`);
+      assert.ok(Date.now() - started < 1_000, 'refused at once, not retried until the deadline');
+    } finally {
+      kv.close();
+    }
+  });
+
   test('scan: a page stops early past the scan byte limit, within the client\'s frame limit, and `after` continues from its last key', async () => {
     // Three values of 1 MiB: one answer of all three (3 MiB) was over the client's frame limit
     // (2 x valueBytesMax + 64 KiB), and the scan failed with SYNOD_TRANSPORT_FRAME_TOO_LARGE.
