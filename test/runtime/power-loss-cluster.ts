@@ -306,7 +306,7 @@ export async function check(cluster: PowerLossCluster, workload: Workload, what:
   const reference = lives[0]!.machine.applied;
   for (const life of lives) {
     const id = life.replica.id;
-    assert.deepEqual(life.replica.status().members, members, `${where}: replica ${id}'s members differ from leader ${leader.id}'s`);
+    assert.deepEqual(life.replica.status().members, members, `${where}: replica ${id}'s members differ from leader ${leader.id}'s (${describe(lives)})`);
     assert.deepEqual(life.machine.applied, reference, `${where}: replica ${id}'s applied commands differ from replica ${lives[0]!.replica.id}'s`);
     assert.equal(new Set(life.machine.applied).size, life.machine.applied.length, `${where}: replica ${id} applied a command twice`);
     assert.equal(life.replica.counters().stateDigestMismatches, 0, `${where}: replica ${id} saw a state digest differ`);
@@ -322,4 +322,14 @@ export async function check(cluster: PowerLossCluster, workload: Workload, what:
   await leader.propose(enc(probe));
   workload.acked.add(probe);
   return { leader, members };
+}
+
+/** Each replica's view of the configuration, for a failure message. */
+export function describe(lives: readonly Life[]): string {
+  return lives
+    .map((l) => {
+      const s = l.replica.status();
+      return `replica ${s.id}: ${s.role}, commit ${s.commitSlot}, applied ${s.appliedSlot}, snapshot ${s.snapshotSlot}, configs ${JSON.stringify(s.configs)}`;
+    })
+    .join('; ');
 }
