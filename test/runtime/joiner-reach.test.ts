@@ -19,7 +19,11 @@ setContracts(true);
 const enc = (s: string) => new TextEncoder().encode(s);
 const addr = { host: '127.0.0.1', port: 1 };
 
-test('a joiner that knows only the initial members catches up from one of them and reaches a leader added later', { timeout: 90_000 }, async () => {
+/**
+ * `compacting`: the members' logs are compacted under snapshots (every 10 slots, 2 KiB of log kept
+ * in memory), so the member the joiner asks answers it from its durable log or with a snapshot.
+ */
+async function joinerReach(compacting: boolean): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'synod-joiner-'));
   const network = new MemoryNetwork();
   const initial = new Map([1, 2, 3].map((id) => [id, addr] as const));
@@ -30,6 +34,7 @@ test('a joiner that knows only the initial members catches up from one of them a
     return SynodReplica.start({
       id, clusterId: 'j', dataDir: `${dir}/r${id}`, members: initial, join: joining, listen: addr, stateMachine: m,
       transport: network.createTransport({ replicaId: id }), logBackend: 'memory', core: { pipelineWindowSlots: 8 },
+      ...(compacting ? { snapshotIntervalSlots: 10, compactionMarginSlots: 2, logMemoryBytesMax: 2048, logger: () => {} } : {}),
     });
   };
   const replicas = new Map<number, SynodReplica>();
@@ -77,9 +82,9 @@ test('a joiner that knows only the initial members catches up from one of them a
     await replicas.get(4)!.removeMember(1);
     await replicas.get(1)!.close();
     replicas.delete(1);
-    await writeSome(10);
+    await writeSome(compacting ? 60 : 10);
     replicas.set(5, await start(5, true));
-    await replicas.get(4)!.addMember(5, addr);
+    await replicas.get(4)!.addMember(5, addr, { timeoutMs: 15_000 });
     await writeSome(10);
     await until('the joiner to apply every write', () => machines.get(5)!.applied.length === count, 20_000);
     assert.deepEqual(machines.get(5)!.applied, machines.get(4)!.applied);
@@ -88,4 +93,20 @@ test('a joiner that knows only the initial members catches up from one of them a
     await Promise.all([...replicas.values()].map((r) => r.close()));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+test('a joiner that knows only the initial members catches up from one of them and reaches a leader added later', { timeout: 90_000 }, async () => {
+  await joinerReach(false);
+});
+
+// OPEN BUG, found by test/runtime/power-loss-members.test.ts (seeds 6 and 7: 'replica 6 did not
+// catch up in time', the joiner at slot 0 for good, the leader not an initial member): the joiner
+// redirects its catch-up to an initial member it can reach, but below its log start a follower
+// answers only members and learners (core.mayFetchLog), and only the leader knows its learners;
+// nor is the joiner among the follower's transport peers, so even an answer would be dropped.
+// Answering replicas of the address book was tried and is not enough (the send is dropped). A todo
+// until the follower can answer (reply on the inbound connection, or peers for replicas being
+// added): it fails today with 'replica 5 did not catch up in time'.
+test('a joiner that knows only the initial members catches up from a follower whose log was compacted', { timeout: 90_000, todo: 'open bug: a follower does not answer a joiner below its log start' }, async () => {
+  await joinerReach(true);
 });

@@ -16,273 +16,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setContracts } from '../../src/core/contracts.js';
-import { SynodReplica } from '../../src/runtime/replica.js';
-import { PowerLossFs, type PowerLossFault } from '../../src/sim/power-loss-fs.js';
+import type { PowerLossFault } from '../../src/sim/power-loss-fs.js';
 import { Prng } from '../../src/sim/prng.js';
-import { MemoryNetwork } from '../../src/transport/memory.js';
-import { CounterMachine } from './counter.js';
-import { readyLeader, sleep, until } from './wait.js';
+import { check, newTotals, PowerLossCluster, Workload } from './power-loss-cluster.js';
+import { sleep } from './wait.js';
 
 setContracts(true);
 
 const IDS = [1, 2, 3] as const;
-const CLIENTS = 4;
 const SINGLE_CUTS = 4;
 const SEEDS = (process.env.SYNOD_POWER_LOSS_SEEDS ?? '1,2,3,4').split(',').map(Number);
 /** A planted fault to show the checks bite (by hand: SYNOD_POWER_LOSS_FAULT=lying-fsync must fail). */
 const FAULT = (process.env.SYNOD_POWER_LOSS_FAULT ?? null) as PowerLossFault | null;
-const enc = (s: string) => new TextEncoder().encode(s);
 
-interface Life {
-  replica: SynodReplica;
-  machine: CounterMachine;
-}
-
-interface Totals {
-  cuts: number;
-  sharedCuts: number;
-  /** Cuts made while storage calls were in flight (busy()). */
-  cutsBusy: number;
-  restarts: number;
-  /** Restarts cut short by another power cut before start() resolved. */
-  restartsCutShort: number;
-  acked: number;
-  unknown: number;
-  refused: number;
-  checks: number;
-  snapshotsTaken: number;
-  snapshotsInstalled: number;
-  snapshotsAdopted: number;
-  catchupsFromDisk: number;
-  stateDigests: number;
-  /** Lives (a replica between its start and its cut) that ended with the log's head moved up. */
-  headMoved: number;
-  writesLost: number;
-  writesTorn: number;
-  nameChangesLost: number;
-}
-
-const totals: Totals = {
-  cuts: 0, sharedCuts: 0, cutsBusy: 0, restarts: 0, restartsCutShort: 0, acked: 0, unknown: 0, refused: 0, checks: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
-  snapshotsAdopted: 0, catchupsFromDisk: 0, stateDigests: 0, headMoved: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0,
-};
-
-class PowerLossCluster {
-  readonly network = new MemoryNetwork();
-  readonly members = new Map(IDS.map((id) => [id, { host: '127.0.0.1', port: 1 }] as const));
-  readonly disks = new Map<number, PowerLossFs>();
-  readonly pumps = new Map<number, () => void>();
-  readonly lives = new Map<number, Life>();
-  /** Error-level log lines (a replica that stopped, a digest that differed): none expected. */
-  readonly errors: string[] = [];
-  readonly adopts: boolean;
-
-  constructor(readonly seed: number, readonly prng: Prng) {
-    this.adopts = prng.chance(0.5);
-    for (const id of IDS) {
-      const disk = new PowerLossFs(prng.fork(), FAULT);
-      this.disks.set(id, disk);
-      this.pumps.set(id, disk.pump({ latencyMsMax: 4, callsPerTurnMax: 3 }));
-    }
-  }
-
-  async start(id: number): Promise<void> {
-    const { starting, machine } = this.begin(id);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`replica ${id} did not start within 15 s`)), 15_000);
-    });
-    try {
-      this.lives.set(id, { replica: await Promise.race([starting, late]), machine });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * A restart cut short by another power cut after `ms`: the recovery (a torn tail cut off and
-   * synced, segments freed as the head file says, a first metadata write) stops wherever it is. A
-   * start that finished first is killed as a live replica is. The next start must still succeed.
-   */
-  async startCutShort(id: number, ms: number): Promise<boolean> {
-    const { starting } = this.begin(id);
-    const outcome = await Promise.race([starting.then((replica) => ({ replica }), (error: unknown) => ({ error })), sleep(ms).then(() => null)]);
-    if (outcome && 'error' in outcome) throw outcome.error;
-    if (outcome) {
-      this.count(outcome.replica);
-      outcome.replica.kill();
-    } else {
-      // Its storage calls never complete now (a dead mount): the start waits forever and is dropped.
-      starting.then((replica) => replica.kill(), () => {});
-    }
-    this.disks.get(id)!.powerCut();
-    return outcome === null;
-  }
-
-  private begin(id: number): { starting: Promise<SynodReplica>; machine: CounterMachine } {
-    const machine = new CounterMachine();
-    const starting = SynodReplica.start({
-      id, clusterId: 'power-loss', dataDir: `/disk/r${id}`, members: this.members, stateMachine: machine,
-      transport: this.network.createTransport({ replicaId: id }),
-      storageIo: this.disks.get(id)!.mount().io,
-      logSegmentBytes: 64 * 1024, // rolls, recycling and head moves every few snapshots
-      snapshotIntervalSlots: 25,
-      snapshotIntervalBytes: 16 * 1024,
-      leaderSnapshotIntervalFactor: 2,
-      leaderAdoptsSnapshots: this.adopts,
-      compactionMarginSlots: 10,
-      logMemoryBytesMax: 4 * 1024, // a lagging peer is answered from the disk log, or sent a snapshot
-      stateDigestIntervalSlots: 10,
-      proposeTimeoutMs: 2_000,
-      core: { electionTimeoutMinMs: 250, electionTimeoutMaxMs: 500, leaseMs: 150, heartbeatIntervalMs: 40, clockDriftMs: 15 },
-      logger: (level, msg, fields) => {
-        if (level === 'error') this.errors.push(`replica ${id}: ${msg} ${JSON.stringify(fields ?? {})}`);
-      },
-    });
-    return { starting, machine };
-  }
-
-  /**
-   * Waits (up to 300 ms, turn by turn) for a moment when at least `calls` storage calls of the
-   * replica are in flight, so that cuts land mid-write more often than an idle moment would.
-   */
-  async busy(id: number, calls: number): Promise<boolean> {
-    const disk = this.disks.get(id)!;
-    const deadline = Date.now() + 300;
-    while (calls > 0 && disk.queued < calls && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
-    return calls > 0 && disk.queued >= calls;
-  }
-
-  /** Power cut: the replica dies as a process does, then its disk keeps what it keeps. */
-  cut(id: number): void {
-    const life = this.lives.get(id)!;
-    this.lives.delete(id);
-    this.count(life.replica);
-    life.replica.kill();
-    this.disks.get(id)!.powerCut();
-  }
-
-  count(replica: SynodReplica): void {
-    const c = replica.counters();
-    totals.snapshotsTaken += c.snapshotsTaken;
-    totals.snapshotsInstalled += c.snapshotsInstalled;
-    totals.snapshotsAdopted += c.snapshotsAdopted;
-    totals.catchupsFromDisk += c.catchupsFromDisk;
-    totals.stateDigests += c.stateDigests;
-    if (replica.status().log.headLsn > 1) totals.headMoved++;
-  }
-
-  live(): Life[] {
-    return [...this.lives.values()];
-  }
-
-  async stop(): Promise<void> {
-    for (const life of this.live()) {
-      this.count(life.replica);
-      life.replica.kill();
-    }
-    for (const stop of this.pumps.values()) stop();
-    for (const disk of this.disks.values()) {
-      totals.writesLost += disk.stats.writesLost;
-      totals.writesTorn += disk.stats.writesTorn;
-      totals.nameChangesLost += disk.stats.nameChangesLost;
-    }
-  }
-}
-
-/** Clients proposing unique commands to the leader they see; acknowledged ones are recorded. */
-class Workload {
-  readonly acked = new Set<string>();
-  private next = 0;
-  private paused = false;
-  private stopped = false;
-  private inFlight = 0;
-  private readonly loops: Promise<void>[] = [];
-
-  constructor(private readonly cluster: PowerLossCluster) {
-    for (let c = 0; c < CLIENTS; c++) this.loops.push(this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
-      if (this.paused) {
-        await sleep(10);
-        continue;
-      }
-      const lives = this.cluster.live();
-      const target = lives.find((l) => l.replica.status().role === 'leader') ?? lives[this.next % Math.max(1, lives.length)];
-      if (!target) {
-        await sleep(10);
-        continue;
-      }
-      const command = `w${this.next++}:1`;
-      this.inFlight++;
-      try {
-        await target.replica.propose(enc(command));
-        this.acked.add(command);
-        totals.acked++;
-      } catch (e) {
-        if ((e as { certain?: boolean }).certain === false) totals.unknown++;
-        else totals.refused++;
-        await sleep(15);
-      } finally {
-        this.inFlight--;
-      }
-    }
-  }
-
-  /** Stops new proposals and waits for those in flight to end (a kill ends them at once). */
-  async pause(): Promise<void> {
-    this.paused = true;
-    await until('client proposals in flight ended', () => this.inFlight === 0, 10_000);
-  }
-
-  resume(): void {
-    this.paused = false;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all(this.loops);
-  }
-}
-
-/** With the workload paused: the replicas converge and hold every acknowledged command, once, in the same order. */
-async function check(cluster: PowerLossCluster, workload: Workload, what: string): Promise<void> {
-  const where = `seed ${cluster.seed}, ${what}`;
-  const lives = cluster.live();
-  assert.equal(lives.length, 3, `${where}: every replica runs`);
-  const leader = await readyLeader(lives.map((l) => l.replica), 15_000);
-  let applied = -1;
-  await until(`${where}: the replicas converge`, () => {
-    const slots = lives.map((l) => l.replica.status().appliedSlot);
-    const same = slots.every((s) => s === slots[0]) && slots[0] === leader.status().commitSlot && slots[0] === applied;
-    applied = slots[0]!;
-    return same;
-  }, 15_000);
-  const read = await leader.read(enc(''), { consistency: 'linearizable' });
-  const reference = lives[0]!.machine.applied;
-  for (const life of lives) {
-    const id = life.replica.id;
-    assert.deepEqual(life.machine.applied, reference, `${where}: replica ${id}'s applied commands differ from replica ${lives[0]!.replica.id}'s`);
-    assert.equal(new Set(life.machine.applied).size, life.machine.applied.length, `${where}: replica ${id} applied a command twice`);
-    assert.equal(life.replica.counters().stateDigestMismatches, 0, `${where}: replica ${id} saw a state digest differ`);
-  }
-  const present = new Set(reference);
-  const lost = [...workload.acked].filter((command) => !present.has(command));
-  assert.deepEqual(lost.slice(0, 10), [], `${where}: ${lost.length} acknowledged commands lost`);
-  assert.equal(Number(new TextDecoder().decode(read.result)), reference.length, `${where}: a linearizable read sees every applied command`);
-  assert.deepEqual(cluster.errors, [], `${where}: error-level log lines`);
-  totals.checks++;
-  // Live again: a new write is acknowledged.
-  const probe = `probe-${cluster.seed}-${totals.checks}:1`;
-  await leader.propose(enc(probe));
-  workload.acked.add(probe);
-}
+const totals = newTotals();
 
 async function runSeed(seed: number): Promise<void> {
   const prng = new Prng(seed);
-  const cluster = new PowerLossCluster(seed, prng);
+  const cluster = new PowerLossCluster({ clusterId: 'power-loss', seed, prng, totals, fault: FAULT, ids: IDS });
   let workload: Workload | null = null;
   try {
     await Promise.all(IDS.map((id) => cluster.start(id)));
@@ -301,7 +52,7 @@ async function runSeed(seed: number): Promise<void> {
       await cluster.start(id);
       totals.restarts++;
       await workload.pause();
-      await check(cluster, workload, `after power cut ${cut} of replica ${id}`);
+      await check(cluster, workload, `after power cut ${cut} of replica ${id}`, IDS);
       workload.resume();
     }
     await sleep(prng.int(200, 700));
@@ -314,11 +65,11 @@ async function runSeed(seed: number): Promise<void> {
     totals.restartsCutShort += shortened.filter(Boolean).length;
     await Promise.all(IDS.map((id) => cluster.start(id)));
     totals.restarts += 3;
-    await check(cluster, workload, 'after a power cut of every replica at once');
+    await check(cluster, workload, 'after a power cut of every replica at once', IDS);
     workload.resume();
     await sleep(300);
     await workload.pause();
-    await check(cluster, workload, 'at the end');
+    await check(cluster, workload, 'at the end', IDS);
   } catch (e) {
     (e as Error).message = `power-loss seed ${seed} (SYNOD_POWER_LOSS_SEEDS=${seed}): ${(e as Error).message}`;
     throw e;
