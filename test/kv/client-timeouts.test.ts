@@ -11,7 +11,7 @@ import { KvClient, KvOutcomeUnknownError, KvUnavailableError } from '../../src/k
 import { decodeRequest, encodeResponse, encodeSessionIdBody, KIND_REGISTER, ST_OK } from '../../src/kv/protocol.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
 import { oneNode } from '../security/one-node.js';
-import { settle } from './helpers.js';
+import { listening, settle } from './helpers.js';
 
 setContracts(true);
 
@@ -23,14 +23,7 @@ async function silentServer() {
     s.on('error', () => {});
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    endpoint: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listening(server, sockets);
 }
 
 const unavailable = (e: unknown) => e instanceof KvUnavailableError && e.certain;

@@ -182,6 +182,18 @@ export async function settle<T>(p: Promise<T>, guardMs: number): Promise<{ ms: n
  * whatever it likes (encodeResponse frames) to the socket, or nothing. For client tests that need
  * a server to misbehave in one precise way.
  */
+/** Listens on a free loopback port; close() destroys the tracked sockets and closes the server. */
+export async function listening(server: net.Server, sockets: Set<net.Socket>, scheme = '') {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `${scheme}127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
 export async function binaryStandIn(answer: (req: Request, socket: net.Socket) => void) {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
@@ -191,12 +203,5 @@ export async function binaryStandIn(answer: (req: Request, socket: net.Socket) =
     s.on('close', () => sockets.delete(s));
     s.on('data', (chunk: Buffer) => decoder.push(chunk, (p) => answer(decodeRequest(p.slice()), s)));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    endpoint: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listening(server, sockets);
 }

@@ -11,7 +11,7 @@ import { setContracts } from '../../src/core/contracts.js';
 import { ANSWER_BYTES_MAX_DEFAULT, HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
 import { VALUE_BYTES_MAX_DEFAULT } from '../../src/kv/codec.js';
 import { LEARNED_ENDPOINTS_MAX_DEFAULT } from '../../src/kv/client.js';
-import { inprocCluster, settle, type InprocCluster } from './helpers.js';
+import { inprocCluster, listening, settle, type InprocCluster } from './helpers.js';
 
 setContracts(true);
 
@@ -36,14 +36,7 @@ async function endlessServer(framing: 'chunked' | 'length') {
       pump();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listening(server, sockets, 'http://');
 }
 
 const ANSWER_BYTES_MAX = 256 * 1024;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { setContracts } from '../../src/core/contracts.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
-import { settle } from './helpers.js';
+import { listening, settle } from './helpers.js';
 
 setContracts(true);
 
@@ -26,14 +26,7 @@ async function tricklingServer(everyMs: number, inHeaders: boolean) {
       s.on('close', () => clearInterval(t));
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listening(server, sockets, 'http://');
 }
 
 for (const inHeaders of [false, true]) {
