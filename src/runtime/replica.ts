@@ -321,8 +321,20 @@ export class SynodReplica {
     await mkdirDurable(io, dataDir); // recursive, and its new name durable (io.ts)
     const found = await readMetadata(dataDir, io);
     const fresh = found === null;
+    const given = [...options.members.keys()].sort((a, b) => a - b);
+    // The configuration before the log's first change: the members this directory first started
+    // with, as recorded then. A restart with other members (an updated --initial-cluster after
+    // changes) must not replay the log under another first configuration: its quorums would differ
+    // from its peers'. (Older directories recorded none: the given members, as before.)
+    let initialMembers = given;
     if (found) {
       const owner = parseMetaConfig(found.config);
+      if (owner.initialMembers) {
+        initialMembers = owner.initialMembers;
+        if (initialMembers.join() !== given.join()) {
+          (options.logger ?? silent)('warn', `replica ${id} first started with members [${initialMembers.join(',')}]; they stay the configuration before the log's first change (given now: [${given.join(',')}], used only to reach peers)`);
+        }
+      }
       if (owner.clusterId !== clusterId) {
         throw new DataDirError(`data dir ${dataDir} belongs to cluster '${owner.clusterId}', not '${clusterId}': use another --data directory`);
       }
@@ -367,12 +379,13 @@ export class SynodReplica {
         await logStore.close();
         throw missingMetaError(dataDir, 'a log');
       }
-      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id), snapshotSlot: 0 };
+      // A joiner's members are only whom it can reach: it learns the configuration from its peers.
+      meta = { promised: 0, incarnation: new Uint8Array(randomBytes(16)), config: metaConfig(clusterId, id, options.join ? undefined : given), snapshotSlot: 0 };
       await writeMetadata(dataDir, meta, io);
     }
     const durable: DurableState = recovered.durableState(meta.promised, logStore.highestBallot(), snapshot);
     const core = new Replica(
-      coreOptions({ ...(options.core ?? {}), id, members: [...options.members.keys()].sort((a, b) => a - b) }),
+      coreOptions({ ...(options.core ?? {}), id, members: initialMembers }),
       Math.random,
       now(),
       fresh ? undefined : durable,
@@ -1971,8 +1984,8 @@ function sessionLimitsOf(options: ReplicaOptions): SessionLimits {
   };
 }
 
-export function metaConfig(clusterId: string, replicaId: ReplicaId): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ clusterId, replicaId }));
+export function metaConfig(clusterId: string, replicaId: ReplicaId, initialMembers?: readonly ReplicaId[]): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(initialMembers ? { clusterId, replicaId, initialMembers } : { clusterId, replicaId }));
 }
 
 function missingMetaError(dataDir: string, what: string): StorageError {
@@ -1988,10 +2001,12 @@ function missingMetaError(dataDir: string, what: string): StorageError {
   return error;
 }
 
-function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: number } {
+function parseMetaConfig(bytes: Uint8Array): { clusterId: string; replicaId: number; initialMembers?: number[] } {
   try {
-    const v = JSON.parse(new TextDecoder().decode(bytes)) as { clusterId: string; replicaId: number };
-    if (typeof v.clusterId === 'string' && typeof v.replicaId === 'number') return v;
+    const v = JSON.parse(new TextDecoder().decode(bytes)) as { clusterId: string; replicaId: number; initialMembers?: unknown };
+    const members = v.initialMembers;
+    const membersOk = members === undefined || (Array.isArray(members) && members.length > 0 && members.every((m) => Number.isSafeInteger(m) && m >= 1));
+    if (typeof v.clusterId === 'string' && typeof v.replicaId === 'number' && membersOk) return v as { clusterId: string; replicaId: number; initialMembers?: number[] };
   } catch {
     // fall through
   }
