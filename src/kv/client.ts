@@ -709,7 +709,7 @@ export class KvClient {
       command = encodeCommand(cmd);
       // An op that is not a write encodes to nothing (a caller without types): refused at once,
       // certain, where it used to fail on every try until the deadline as an unknown outcome.
-      if (command === undefined) throw new KvBadRequestError(`not a write: op ${JSON.stringify((cmd as { op?: unknown }).op)} (put, delete or cas)`);
+      if (command === undefined) throw notAWrite(cmd);
     } catch (e) {
       return Promise.reject(e); // bad input rejects, as from an async function
     }
@@ -1022,11 +1022,7 @@ export class KvClient {
     const known = this.endpoints.indexOf(address);
     if (known >= 0) return known;
     if (this.learnedEndpointsMax === 0 || !isHintAddress(address)) return -1;
-    if (this.endpoints.length - this.configuredCount >= this.learnedEndpointsMax) {
-      this.endpoints.splice(this.configuredCount, 1);
-      if (this.current > this.configuredCount) this.current--;
-    }
-    this.endpoints.push(address);
+    if (addLearnedEndpoint(this.endpoints, this.configuredCount, this.learnedEndpointsMax, address) && this.current > this.configuredCount) this.current--;
     if (CONTRACTS) invariant(this.endpoints.length - this.configuredCount <= this.learnedEndpointsMax, 'learned endpoints within learnedEndpointsMax');
     return this.endpoints.length - 1;
   }
@@ -1222,6 +1218,10 @@ function valueOfGet(r: KvResult): Uint8Array | null {
  * copies a key or value with Uint8Array.set, which takes a string as an array of NaNs, that is of
  * zeros: a string key was written as that many zero bytes.
  */
+function notAWrite(command: unknown): KvBadRequestError {
+  return new KvBadRequestError(`not a write: op ${JSON.stringify((command as { op?: unknown }).op)} (put, delete or cas)`);
+}
+
 function commandOfBatch(c: KvBatchCommand): KvCommand {
   switch (c.op) {
     case 'put':
@@ -1231,7 +1231,7 @@ function commandOfBatch(c: KvBatchCommand): KvCommand {
     case 'cas':
       return { op: 'cas', key: bytesOf(c.key), expected: c.expected === null ? null : bytesOf(c.expected), value: bytesOf(c.value) };
     default:
-      throw new KvBadRequestError(`not a write: op ${JSON.stringify((c as { op?: unknown }).op)} (put, delete or cas)`);
+      throw notAWrite(c);
   }
 }
 
@@ -1245,6 +1245,18 @@ function unexpected(r: KvResult): Error {
 }
 
 /** Whether a NOT_LEADER hint's address may be learned: HOST:PORT ([IPv6]:PORT), a port in 1..65535, no longer than a DNS name allows. */
+/**
+ * Appends a learned endpoint after the `configured` first ones (always kept), dropping the oldest
+ * learned one when `learnedMax` are already there (KvClient's hints, HttpKvClient's redirects).
+ * Returns whether one was dropped (the indices past `configured` moved down by one).
+ */
+export function addLearnedEndpoint(endpoints: string[], configured: number, learnedMax: number, address: string): boolean {
+  const full = endpoints.length - configured >= learnedMax;
+  if (full) endpoints.splice(configured, 1);
+  endpoints.push(address);
+  return full;
+}
+
 function isHintAddress(address: string): boolean {
   if (address.length > HINT_ADDRESS_CHARS_MAX) return false;
   try {

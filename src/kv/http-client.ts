@@ -10,7 +10,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as tls from 'node:tls';
-import { LEARNED_ENDPOINTS_MAX_DEFAULT } from './client.js';
+import { addLearnedEndpoint, LEARNED_ENDPOINTS_MAX_DEFAULT } from './client.js';
 
 export class HttpStatusError extends Error {
   constructor(
@@ -158,8 +158,8 @@ export class HttpKvClient {
     const e = normalizeEndpoint(endpoint, this.scheme);
     let i = this.endpoints.indexOf(e);
     if (i < 0) {
-      if (this.endpoints.length - this.configuredCount >= LEARNED_ENDPOINTS_MAX_DEFAULT) this.endpoints.splice(this.configuredCount, 1);
-      i = this.endpoints.push(e) - 1;
+      addLearnedEndpoint(this.endpoints, this.configuredCount, LEARNED_ENDPOINTS_MAX_DEFAULT, e);
+      i = this.endpoints.length - 1;
     }
     this.current = i;
   }

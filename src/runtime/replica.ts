@@ -1233,29 +1233,34 @@ export class SynodReplica {
    */
   kill(): void {
     if (this.closed) return;
-    this.closed = true;
-    clearInterval(this.tickTimer);
-    this.proposalQueue.clear();
-    this.proposalQueueBytes = 0;
+    const killed = () => new OutcomeUnknownError('the replica was killed');
+    this.stopTaking(killed, killed);
     this.transport.close().catch(() => {});
-    for (const p of this.pending.values()) p.reject(new OutcomeUnknownError('the replica was killed'));
-    for (const r of this.pendingReads.values()) {
-      this.endRead(r);
-      r.reject(new OutcomeUnknownError('the replica was killed'));
-    }
     this.closing ??= Promise.resolve();
   }
 
-  private async closeNow(): Promise<void> {
+  /** The first steps of a close or a kill: no more ticks or proposals; every waiting caller answered. */
+  private stopTaking(proposalError: (p: PendingEntry) => Error, readError: () => Error): void {
     this.closed = true;
     clearInterval(this.tickTimer);
-    this.proposalQueue.clear();
-    this.proposalQueueBytes = 0;
-    for (const p of this.pending.values()) p.reject(this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError());
+    this.clearProposalQueue();
+    for (const p of this.pending.values()) p.reject(proposalError(p));
     for (const r of this.pendingReads.values()) {
       this.endRead(r);
-      r.reject(new ShuttingDownError());
+      r.reject(readError());
     }
+  }
+
+  private clearProposalQueue(): void {
+    this.proposalQueue.clear();
+    this.proposalQueueBytes = 0;
+  }
+
+  private async closeNow(): Promise<void> {
+    this.stopTaking(
+      (p) => (this.submitted(p) ? new OutcomeUnknownError('the replica shut down') : new ShuttingDownError()),
+      () => new ShuttingDownError(),
+    );
     await this.snapshotInFlight?.catch(() => {});
     // Nothing of this replica writes to its directory after close() resolves (it may be reopened at once).
     await this.installing;
@@ -1376,8 +1381,7 @@ export class SynodReplica {
       const queued = this.proposalQueue.count;
       if (queued > 0 && (this.committing === 0 || queued >= batchMax)) {
         const batch = this.proposalQueue.copy();
-        this.proposalQueue.clear();
-        this.proposalQueueBytes = 0;
+        this.clearProposalQueue();
         this.proposalGeneration++; // every queued proposal is now submitted
         this.core.propose(batch, now(), Date.now());
       }

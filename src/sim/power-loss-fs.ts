@@ -324,13 +324,6 @@ export class PowerLossFs {
     return { io, delay: () => call(() => undefined) };
   }
 
-  /** Reads a whole file as it is now (tests). */
-  contents(path: string): Uint8Array | null {
-    const { dir, name } = split(path);
-    const inode = this.dirs.get(dir)?.names.get(name);
-    return inode instanceof Inode ? inode.data.slice(0, inode.size) : null;
-  }
-
   /** mkdir -p; returns the first directory created (undefined: all were there), as node:fs. */
   private mkdirp(path: string): string | undefined {
     if (!path.startsWith('/')) throw errno('EINVAL', 'mkdir (the power-loss fs takes absolute paths)', path);

@@ -136,12 +136,10 @@ export async function mkdirDurable(io: StorageIo, path: string): Promise<void> {
   const made = await io.mkdir(path);
   if (made === undefined) return;
   const first = resolve(made); // node:fs answers in the caller's terms: relative for a relative path
-  const created: string[] = [];
-  for (let p = resolve(path); p.length >= first.length; p = dirname(p)) {
-    created.push(p);
-    if (p === first || dirname(p) === p) break;
-  }
-  for (const dir of [dirname(first), ...created.reverse().slice(0, -1)]) await syncDir(io, dir);
+  // The created ones are path's ancestors from `first` down: each one's parent gained its name.
+  const gained: string[] = [];
+  for (let p = resolve(path); p.length >= first.length; p = dirname(p)) gained.unshift(dirname(p));
+  for (const dir of gained) await syncDir(io, dir);
 }
 
 /** Atomic replace: temp file, fsync, rename over `name`, fsync of the directory. */
