@@ -97,10 +97,7 @@ function main(): void {
     process.exit(result.ok ? 0 : 1);
   }
   const started = performance.now();
-  const bar = process.stderr.isTTY && !args.json
-    ? new cliProgress.SingleBar({ format: 'sim [{bar}] {value}/{total} seeds | {failures} failed | {rate} steps/s | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
-    : null;
-  bar?.start(args.seeds, 0, { failures: 0, rate: 0 });
+  const progress = new SeedProgress(args.seeds, args.json, 'sim [{bar}] {value}/{total} seeds | {failures} failed | {rate} steps/s | eta {eta_formatted}', { failures: 0, rate: 0 });
   const failures: SimResult[] = [];
   let steps = 0;
   let simulatedMs = 0;
@@ -110,7 +107,6 @@ function main(): void {
   let sessions = 0;
   let seedsWithExpiry = 0;
   let seedsWithConfigsOutOfOrder = 0;
-  let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
     const result = runSeed(randomSimOptions(seed, simOverrides(args)), false, wire);
@@ -125,17 +121,12 @@ function main(): void {
     if (!result.ok) {
       failures.push(result);
       const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts, args.transfers)}`;
-      if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length, rate: 0 }); }
-      else if (!args.json) console.error(line);
+      progress.failed(i + 1, line, { failures: failures.length, rate: 0 });
     }
-    const elapsed = (performance.now() - started) / 1000;
-    bar?.update(i + 1, { failures: failures.length, rate: Math.round(steps / Math.max(elapsed, 1e-3)) });
-    if (!bar && !args.json && performance.now() - lastLog > 10_000) {
-      lastLog = performance.now();
-      console.error(`sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed, ${Math.round(steps / elapsed)} steps/s`);
-    }
+    const rate = Math.round(steps / Math.max((performance.now() - started) / 1000, 1e-3));
+    progress.advance(i + 1, { failures: failures.length, rate }, () => `sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed, ${rate} steps/s`);
   }
-  bar?.stop();
+  progress.stop();
   const seconds = (performance.now() - started) / 1000;
   const summary = {
     seeds: args.seeds,
@@ -173,40 +164,22 @@ async function mainStorage(args: Args): Promise<void> {
     process.exit(result.violation ? 1 : 0);
   }
   const started = performance.now();
-  const bar = process.stderr.isTTY && !args.json
-    ? new cliProgress.SingleBar({ format: 'storage sim [{bar}] {value}/{total} seeds | {failures} failed | eta {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
-    : null;
-  bar?.start(args.seeds, 0, { failures: 0 });
+  const progress = new SeedProgress(args.seeds, args.json, 'storage sim [{bar}] {value}/{total} seeds | {failures} failed | eta {eta_formatted}', { failures: 0 });
   const failures: StorageSimResult[] = [];
   const totals = { lives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
-  let lastLog = started;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
     const r = await runStorageSeed(seed, { fault: args.fault });
-    totals.lives += r.lives;
-    totals.acknowledged += r.acknowledged;
-    totals.recovered += r.recovered;
-    totals.readsChecked += r.readsChecked;
-    totals.snapshots += r.snapshots;
-    totals.powerCuts += r.fs.powerCuts;
-    totals.writesKept += r.fs.writesKept;
-    totals.writesLost += r.fs.writesLost;
-    totals.writesTorn += r.fs.writesTorn;
-    totals.nameChangesLost += r.fs.nameChangesLost;
-    totals.directoriesLost += r.fs.directoriesLost;
+    for (const k of ['lives', 'acknowledged', 'recovered', 'readsChecked', 'snapshots'] as const) totals[k] += r[k];
+    for (const k of ['powerCuts', 'writesKept', 'writesLost', 'writesTorn', 'nameChangesLost', 'directoriesLost'] as const) totals[k] += r.fs[k];
     if (r.violation) {
       failures.push(r);
       const line = `seed ${seed}: ${r.violation.detail}\n  replay: ${replay(seed)}`;
-      if (bar) { bar.stop(); console.error(line); bar.start(args.seeds, i + 1, { failures: failures.length }); }
-      else if (!args.json) console.error(line);
+      progress.failed(i + 1, line, { failures: failures.length });
     }
-    bar?.update(i + 1, { failures: failures.length });
-    if (!bar && !args.json && performance.now() - lastLog > 10_000) {
-      lastLog = performance.now();
-      console.error(`storage sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed`);
-    }
+    progress.advance(i + 1, { failures: failures.length }, () => `storage sim: ${i + 1}/${args.seeds} seeds, ${failures.length} failed`);
   }
-  bar?.stop();
+  progress.stop();
   const summary = {
     mode: 'storage',
     seeds: args.seeds,
@@ -224,6 +197,42 @@ async function mainStorage(args: Args): Promise<void> {
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);
+}
+
+/** A seed loop's progress: a bar on a terminal, else a line every 10 s (nothing with --json); failures printed as they come. */
+class SeedProgress {
+  private readonly bar: cliProgress.SingleBar | null;
+  private lastLog = performance.now();
+
+  constructor(
+    private readonly total: number,
+    private readonly json: boolean,
+    format: string,
+    payload: Record<string, number>,
+  ) {
+    this.bar = process.stderr.isTTY && !json ? new cliProgress.SingleBar({ format, stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
+    this.bar?.start(total, 0, payload);
+  }
+
+  failed(done: number, line: string, payload: Record<string, number>): void {
+    if (this.bar) {
+      this.bar.stop();
+      console.error(line);
+      this.bar.start(this.total, done, payload);
+    } else if (!this.json) console.error(line);
+  }
+
+  advance(done: number, payload: Record<string, number>, logLine: () => string): void {
+    this.bar?.update(done, payload);
+    if (!this.bar && !this.json && performance.now() - this.lastLog > 10_000) {
+      this.lastLog = performance.now();
+      console.error(logLine());
+    }
+  }
+
+  stop(): void {
+    this.bar?.stop();
+  }
 }
 
 function summarize(r: SimResult) {
