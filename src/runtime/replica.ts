@@ -227,6 +227,14 @@ export class SynodReplica {
   private ownSessions = new Set<number>();
   /** The incarnation each peer named on its latest inbound connection (not replicated). */
   private readonly heardIncarnations = new Map<ReplicaId, string>();
+  /** Where replicas that dialed this one said they listen (their hello), for reachBack. */
+  private readonly heardAddresses = new Map<ReplicaId, PeerAddress>();
+  /**
+   * A replica this one asks for catch-up although no configuration it knows names it, at the
+   * address its own hello gave: a joiner hears from a leader added after the members it was
+   * started with, whose address is in a log it has not read yet. One at a time.
+   */
+  private reachBack: ReplicaId | null = null;
   /** This data directory's incarnation id as hex (fixed for its life). */
   private readonly incarnation: string;
   /** The transport's admission check (handed over again when a binding applies: that re-checks open connections). */
@@ -289,7 +297,9 @@ export class SynodReplica {
     if (options.listen) this.addresses.set(options.id, options.listen);
     transport.onFrame((from, frame) => this.onFrame(from, frame));
     transport.onEvent((event) => {
-      if (event.type === 'connected' && event.direction === 'inbound' && event.incarnation) {
+      if (event.type !== 'connected' || event.direction !== 'inbound') return;
+      if (event.address) this.heardAddresses.set(event.peer, event.address);
+      if (event.incarnation) {
         this.heardIncarnations.set(event.peer, event.incarnation);
         this.bindIncarnations();
       }
@@ -400,6 +410,8 @@ export class SynodReplica {
       new TcpTransport({ ...(options.peerLimits ?? {}), replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     transport.setIncarnation(Buffer.from(meta.incarnation).toString('hex'));
+    // Not a wildcard: a peer could not dial it back there.
+    transport.setAdvertisedAddress(listen && !isWildcard(listen.host) ? listen : null);
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     if (sessions) replica.adoptSessions(sessions);
@@ -1092,6 +1104,10 @@ export class SynodReplica {
       const a = this.addresses.get(id);
       if (a) peers.set(id, a);
     }
+    if (this.reachBack !== null && !peers.has(this.reachBack)) {
+      const heard = this.heardAddresses.get(this.reachBack);
+      if (heard) peers.set(this.reachBack, heard);
+    }
     this.peerAddresses = peers;
     this.transport.setPeers(peers);
   }
@@ -1407,10 +1423,18 @@ export class SynodReplica {
           lastSeq = op.seq;
         }
         for (const msg of ready.send) {
+          if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to) && this.heardAddresses.has(msg.to)) {
+            // We cannot reach the replica we would learn from by any configuration we know (a
+            // joiner started with the initial members hears a leader that was added later, whose
+            // address is in a log it has not read yet), but it dialed us and said where it
+            // listens: reach it there. It knows us (we are its learner), so it answers below its
+            // log start too, which a follower does not (core.mayFetchLog).
+            this.reachBack = msg.to;
+            this.refreshPeers();
+          }
           if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to)) {
-            // We cannot reach the replica we would learn from (a joiner started with the initial
-            // members hears a leader that was added later, whose address is in a log it has not
-            // read yet): any member answers catch-up with chosen entries, so ask one we can reach.
+            // Nor did it say where it listens (a build before hello addresses): any member
+            // answers catch-up with chosen entries above its log start, so ask one we can reach.
             const via = this.reachableMember();
             if (via !== null) {
               this.transport.send(via, encodeMessage({ ...msg, to: via }));
@@ -1975,6 +1999,11 @@ export class SynodReplica {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** An address that means "every interface" when listening and nowhere when dialed. */
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
 }
 
 /** Commands of this client id are the runtime's own (the address book, session registration), never the application's. */

@@ -11,12 +11,14 @@
 //                               clusterIdLength u8 | clusterId (utf-8, 1..255 bytes) |
 //                               extensions: (type u8 | length u8 | value)*  (unknown types skipped)
 //          extension 1: the sender's incarnation id (16 bytes, random, stored with its data)
+//          extension 2: where the sender listens for peers: port u16 | host (utf-8, 1..253 bytes);
+//                       left out when the body would exceed HANDSHAKE_BODY_BYTES_MAX
 // welcome (acceptor -> dialer): version u16 (the highest version both support) | acceptorId u16
 // refuse  (acceptor -> dialer): reason u8 | versionMin u16 | versionMax u16 | messageLength u16 | message utf-8
 //
 // All integers big-endian. See docs/transport.md for the rules each side applies.
 
-import { TransportError, type ReplicaId, type TransportErrorCode } from './types.js';
+import { TransportError, type PeerAddress, type ReplicaId, type TransportErrorCode } from './types.js';
 
 export const HANDSHAKE_MAGIC = new Uint8Array([0x53, 0x59, 0x4e, 0x50]); // "SYNP"
 export const HANDSHAKE_ENVELOPE_BYTES = 7;
@@ -40,6 +42,12 @@ export interface Hello {
   clusterId: string;
   /** The sender's incarnation id as 32 hex digits (a hello extension; null when absent). */
   incarnation: string | null;
+  /**
+   * Where the sender listens for peers (a hello extension; null when absent). Lets a replica
+   * reach one that dialed it before it knows that replica's address from the log: a joiner hears
+   * a leader added after the members it was started with.
+   */
+  address: PeerAddress | null;
 }
 
 export interface Welcome {
@@ -79,6 +87,8 @@ const REFUSE_CODES: readonly RefuseCode[] = [
 
 export const INCARNATION_BYTES = 16;
 const EXTENSION_INCARNATION = 1;
+const EXTENSION_ADDRESS = 2;
+const ADDRESS_HOST_BYTES_MAX = 253;
 
 export function isRefuseCode(code: string): code is RefuseCode {
   return (REFUSE_CODES as readonly string[]).includes(code);
@@ -108,7 +118,9 @@ function envelope(kind: number, bodyLength: number): { out: Uint8Array; view: Da
   return { out, view };
 }
 
-export function encodeHello(hello: Omit<Hello, 'kind' | 'incarnation'> & { incarnation?: string | null }): Uint8Array {
+export function encodeHello(
+  hello: Omit<Hello, 'kind' | 'incarnation' | 'address'> & { incarnation?: string | null; address?: PeerAddress | null },
+): Uint8Array {
   const cluster = utf8.encode(hello.clusterId);
   if (cluster.length < 1 || cluster.length > CLUSTER_ID_BYTES_MAX) {
     throw new RangeError(`clusterId must be 1..${CLUSTER_ID_BYTES_MAX} utf-8 bytes, got ${cluster.length}`);
@@ -117,7 +129,12 @@ export function encodeHello(hello: Omit<Hello, 'kind' | 'incarnation'> & { incar
   if (incarnation !== null && (incarnation.length !== INCARNATION_BYTES || !/^[0-9a-f]+$/.test(hello.incarnation!))) {
     throw new RangeError(`incarnation must be ${INCARNATION_BYTES * 2} lowercase hex digits`);
   }
-  const extensionBytes = incarnation === null ? 0 : 2 + INCARNATION_BYTES;
+  let extensionBytes = incarnation === null ? 0 : 2 + INCARNATION_BYTES;
+  // The address is a hint: left out (not refused) when it cannot be sent, so the hello still goes.
+  let host = hello.address ? utf8.encode(hello.address.host) : null;
+  if (host !== null && (host.length < 1 || host.length > ADDRESS_HOST_BYTES_MAX || !isPort(hello.address!.port))) host = null;
+  if (host !== null && 9 + cluster.length + extensionBytes + 4 + host.length > HANDSHAKE_BODY_BYTES_MAX) host = null;
+  if (host !== null) extensionBytes += 4 + host.length;
   const { out, view } = envelope(KIND_HELLO, 9 + cluster.length + extensionBytes);
   view.setUint16(7, hello.versionMin);
   view.setUint16(9, hello.versionMax);
@@ -125,13 +142,24 @@ export function encodeHello(hello: Omit<Hello, 'kind' | 'incarnation'> & { incar
   view.setUint16(13, hello.targetId);
   out[15] = cluster.length;
   out.set(cluster, 16);
+  let at = 16 + cluster.length;
   if (incarnation !== null) {
-    const at = 16 + cluster.length;
     out[at] = EXTENSION_INCARNATION;
     out[at + 1] = INCARNATION_BYTES;
     out.set(incarnation, at + 2);
+    at += 2 + INCARNATION_BYTES;
+  }
+  if (host !== null) {
+    out[at] = EXTENSION_ADDRESS;
+    out[at + 1] = 2 + host.length;
+    view.setUint16(at + 2, hello.address!.port);
+    out.set(host, at + 4);
   }
   return out;
+}
+
+function isPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 1 && port <= 65535;
 }
 
 export function encodeWelcome(welcome: Omit<Welcome, 'kind'>): Uint8Array {
@@ -213,6 +241,7 @@ export function parseHandshake(bytes: Uint8Array): HandshakeParse {
         targetId: view.getUint16(body + 6),
         clusterId,
         incarnation: null,
+        address: null,
       };
       // Extensions: later versions may add types; a reader skips the ones it does not know.
       for (let at = body + 9 + clusterLength; at < consumed; ) {
@@ -223,6 +252,17 @@ export function parseHandshake(bytes: Uint8Array): HandshakeParse {
         if (type === EXTENSION_INCARNATION) {
           if (length !== INCARNATION_BYTES) return malformed(`incarnation extension of ${length} bytes, expected ${INCARNATION_BYTES}`);
           message.incarnation = Buffer.from(bytes.subarray(at + 2, at + 2 + length)).toString('hex');
+        } else if (type === EXTENSION_ADDRESS) {
+          if (length < 3) return malformed(`address extension of ${length} bytes, expected a port and a host`);
+          const port = view.getUint16(at + 2);
+          let host: string;
+          try {
+            host = utf8Strict.decode(bytes.subarray(at + 4, at + 2 + length));
+          } catch {
+            return malformed('address extension host is not utf-8');
+          }
+          if (!isPort(port)) return malformed(`address extension port ${port} is not in 1..65535`);
+          message.address = { host, port };
         }
         at += 2 + length;
       }

@@ -130,7 +130,7 @@ export class MemoryNetwork {
       // A transport that left (closed, or closed and restarted) loses what was in flight to it.
       if (this.endpoints.get(target.replicaId) === target) {
         source.delivered(target.replicaId, frame);
-        target.receive(source.replicaId, frame, source.incarnation);
+        target.receive(source.replicaId, frame, source.incarnation, source.advertised);
       } else {
         source.undelivered(target.replicaId, frame);
       }
@@ -152,13 +152,15 @@ export class MemoryTransport implements PeerTransport {
   private readonly protocolVersion: number;
   private readonly peers = new Map<ReplicaId, MemoryPeer>();
   private readonly receivedFrames = new Map<ReplicaId, number>();
-  /** The incarnation each sender last named (to report a new one as a connection). */
-  private readonly seen = new Map<ReplicaId, string | null>();
+  /** The incarnation and address each sender last named (to report new ones as a connection). */
+  private readonly seen = new Map<ReplicaId, { incarnation: string | null; address: PeerAddress | null }>();
   private eventHandler: TransportEventHandler = () => {};
   private frameHandler: FrameHandler = () => {};
   private state: 'new' | 'started' | 'closed' = 'new';
   /** @internal Named to every receiver, as a TCP hello does. */
   incarnation: string | null = null;
+  /** @internal Named to every receiver, as a TCP hello does. */
+  advertised: PeerAddress | null = null;
   private admission: PeerAdmission | null = null;
   /** Frames refused by the admission check (a peer whose incarnation is not the one the cluster knows). */
   refusedFrames = 0;
@@ -208,6 +210,10 @@ export class MemoryTransport implements PeerTransport {
     this.incarnation = incarnation;
   }
 
+  setAdvertisedAddress(address: PeerAddress | null): void {
+    this.advertised = address;
+  }
+
   setAdmission(admit: PeerAdmission | null): void {
     // Checked on every delivery below, so it applies at once to peers already talking.
     this.admission = admit;
@@ -247,11 +253,12 @@ export class MemoryTransport implements PeerTransport {
   // ---------------------------------------------------------------- called by MemoryNetwork
 
   /** @internal */
-  receive(from: ReplicaId, frame: Uint8Array, incarnation: string | null): void {
+  receive(from: ReplicaId, frame: Uint8Array, incarnation: string | null, address: PeerAddress | null): void {
     if (this.state !== 'started') return;
-    if (this.seen.get(from) !== incarnation) {
-      this.seen.set(from, incarnation);
-      this.eventHandler({ type: 'connected', peer: from, direction: 'inbound', protocolVersion: this.protocolVersion, incarnation });
+    const seen = this.seen.get(from);
+    if (seen === undefined || seen.incarnation !== incarnation || seen.address !== address) {
+      this.seen.set(from, { incarnation, address });
+      this.eventHandler({ type: 'connected', peer: from, direction: 'inbound', protocolVersion: this.protocolVersion, incarnation, address });
     }
     if (this.admission !== null && this.admission(from, incarnation) !== null) {
       this.refusedFrames++;

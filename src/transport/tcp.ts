@@ -136,6 +136,7 @@ export class TcpTransport implements PeerTransport {
   private frameHandler: FrameHandler = () => {};
   private eventHandler: TransportEventHandler = () => {};
   private incarnation: string | null = null;
+  private advertised: PeerAddress | null = null;
   private admission: PeerAdmission | null = null;
   private dirty: Peer[] = [];
   private flushScheduled = false;
@@ -221,6 +222,10 @@ export class TcpTransport implements PeerTransport {
 
   setIncarnation(incarnation: string): void {
     this.incarnation = incarnation;
+  }
+
+  setAdvertisedAddress(address: PeerAddress | null): void {
+    this.advertised = address;
   }
 
   setAdmission(admit: PeerAdmission | null): void {
@@ -365,7 +370,7 @@ export class TcpTransport implements PeerTransport {
         senderId: this.replicaId,
         targetId: peer.id,
         clusterId: this.options.clusterId,
-        incarnation: peer.legacyHello || this.options.protocolVersionMax < HELLO_EXTENSIONS_VERSION ? null : this.incarnation,
+        ...(peer.legacyHello || this.options.protocolVersionMax < HELLO_EXTENSIONS_VERSION ? {} : { incarnation: this.incarnation, address: this.advertised }),
       }),
     );
     peer.timer = setTimeout(() => {
@@ -709,7 +714,7 @@ export class TcpTransport implements PeerTransport {
     }
     conn.socket.write(encodeWelcome({ version, acceptorId: this.replicaId }));
     this.log('info', 'accepted peer', { peer: hello.senderId, remote: conn.remote, protocolVersion: version });
-    this.emit({ type: 'connected', peer: hello.senderId, direction: 'inbound', protocolVersion: version, incarnation: hello.incarnation });
+    this.emit({ type: 'connected', peer: hello.senderId, direction: 'inbound', protocolVersion: version, incarnation: hello.incarnation, address: hello.address });
     if (parsed.rest.length > 0) this.onInboundData(conn, parsed.rest);
   }
 

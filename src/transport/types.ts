@@ -52,8 +52,11 @@ export interface PeerStats {
 
 /** Something operators may want to see happen: connections and refusals. */
 export type TransportEvent =
-  /** incarnation: the peer's incarnation id (32 hex digits) from its hello, on inbound connections; null when it sent none. */
-  | { type: 'connected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; protocolVersion: number; incarnation?: string | null }
+  /**
+   * On inbound connections, from the peer's hello: incarnation, its incarnation id (32 hex
+   * digits); address, where it listens for peers. Each null when it sent none.
+   */
+  | { type: 'connected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; protocolVersion: number; incarnation?: string | null; address?: PeerAddress | null }
   | { type: 'disconnected'; peer: ReplicaId; direction: 'outbound' | 'inbound'; error: TransportError | null }
   /** A handshake failed or a connection was closed for a protocol reason. peer is null when unknown. */
   | { type: 'refused'; peer: ReplicaId | null; direction: 'outbound' | 'inbound'; error: TransportError };
@@ -89,6 +92,11 @@ export interface PeerTransport {
    * tell a replica that lost its data from the one they knew under the same id (SAFETY.md).
    */
   setIncarnation(incarnation: string): void;
+  /**
+   * Where this replica listens for peers, named in every hello from now on (null: not named), so
+   * a replica it dials can reach it back before the log tells that replica its address.
+   */
+  setAdvertisedAddress(address: PeerAddress | null): void;
   /**
    * Sets who may talk to this replica. Checked at each handshake (a refusal names the reason) and
    * again at once for the connections already open: those no longer admitted are closed and no

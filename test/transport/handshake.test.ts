@@ -25,8 +25,9 @@ test('handshake: hello, welcome and refuse round-trip through random chunking', 
       fc.uint8Array({ maxLength: 20 }),
       fc.array(fc.nat(), { maxLength: 6 }),
       fc.option(fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b).toString('hex'))),
-      (clusterId, senderId, targetId, versionMin, trailer, cutSeeds, incarnation) => {
-        const hello = { versionMin, versionMax: Math.min(0xffff, versionMin + 3), senderId, targetId, clusterId, incarnation };
+      fc.option(fc.tuple(fc.string({ minLength: 1, maxLength: 60 }), fc.integer({ min: 1, max: 65535 })).map(([host, port]) => ({ host, port }))),
+      (clusterId, senderId, targetId, versionMin, trailer, cutSeeds, incarnation, address) => {
+        const hello = { versionMin, versionMax: Math.min(0xffff, versionMin + 3), senderId, targetId, clusterId, incarnation, address };
         const bytes = new Uint8Array([...encodeHello(hello), ...trailer]);
         const cuts = [...new Set(cutSeeds.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
         const bounds = [0, ...cuts, bytes.length];
@@ -86,6 +87,39 @@ test('handshake: hello extensions: the incarnation is read, unknown types are sk
     assert.equal(r.status === 'error' && r.error.code, 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED');
   }
   assert.throws(() => encodeHello({ versionMin: 1, versionMax: 1, senderId: 2, targetId: 1, clusterId: 'c', incarnation: 'xyz' }), RangeError);
+});
+
+test('handshake: the address extension: read with the incarnation, left out when it cannot go, refused when malformed', () => {
+  const incarnation = '00112233445566778899aabbccddeeff';
+  const hello = (clusterId: string, address: { host: string; port: number } | null) => {
+    const parsed = parseHandshake(encodeHello({ versionMin: 1, versionMax: 2, senderId: 2, targetId: 1, clusterId, incarnation, address }));
+    assert.equal(parsed.status, 'done');
+    return parsed.status === 'done' && parsed.message.kind === 'hello' ? parsed.message : assert.fail('not a hello');
+  };
+  assert.deepEqual(hello('c', { host: '::1', port: 7001 }).address, { host: '::1', port: 7001 });
+  assert.equal(hello('c', { host: '::1', port: 7001 }).incarnation, incarnation);
+  // A hint, never a reason to refuse to dial: an address that cannot be sent is left out.
+  assert.equal(hello('c', { host: '', port: 7001 }).address, null);
+  assert.equal(hello('c', { host: 'h', port: 0 }).address, null);
+  assert.equal(hello('c', { host: 'h'.repeat(254), port: 1 }).address, null);
+  // The longest cluster id with the incarnation leaves room for a host of 228 bytes in 512.
+  const longest = 'x'.repeat(255);
+  assert.deepEqual(hello(longest, { host: 'h'.repeat(225), port: 1 }).address, { host: 'h'.repeat(225), port: 1 });
+  const tooLong = hello(longest, { host: 'h'.repeat(240), port: 1 });
+  assert.equal(tooLong.address, null);
+  assert.equal(tooLong.incarnation, incarnation);
+  // Malformed: too short for a port and a host, port 0, host not utf-8.
+  const plain = encodeHello({ versionMin: 1, versionMax: 1, senderId: 2, targetId: 1, clusterId: 'c' });
+  const withExtension = (extra: number[]) => {
+    const body = [...plain.subarray(7), ...extra];
+    return new Uint8Array([...plain.subarray(0, 5), body.length >> 8, body.length & 0xff, ...body]);
+  };
+  for (const bad of [[2, 2, 0x1b, 0x59], [2, 3, 0, 0, 0x68], [2, 3, 0x1b, 0x59, 0xff]]) {
+    const r = parseHandshake(withExtension(bad));
+    assert.equal(r.status === 'error' && r.error.code, 'SYNOD_TRANSPORT_HANDSHAKE_MALFORMED', `extension bytes ${bad.join(',')} are malformed`);
+  }
+  const ok = parseHandshake(withExtension([2, 3, 0x1b, 0x59, 0x68]));
+  assert.deepEqual(ok.status === 'done' && ok.message.kind === 'hello' && ok.message.address, { host: 'h', port: 7001 });
 });
 
 test('handshake: versions agree on the highest common one, or none', () => {

@@ -118,6 +118,28 @@ t('a peer from another cluster is refused, with the reason on both sides', async
   assert.equal(b.frames.length, 0);
 });
 
+t('a hello names where the dialer listens: the acceptor can dial it back before any configuration names it', async () => {
+  const a = await replica(1);
+  const b = await replica(2);
+  a.transport.setAdvertisedAddress(a.transport.address());
+  link(a, b);
+  a.transport.send(2, numberedFrame(1, 0));
+  await waitFor(() => b.frames.length === 1, 'the frame');
+  const connected = b.events.find((e) => e.type === 'connected' && e.direction === 'inbound' && e.peer === 1);
+  assert.deepEqual(connected?.type === 'connected' && connected.address, a.transport.address());
+  // b answers at that address, which it knew from nowhere else.
+  b.transport.setPeers(new Map([[1, connected?.type === 'connected' ? connected.address! : assert.fail('no address')]]));
+  b.transport.send(1, numberedFrame(1, 0));
+  await waitFor(() => a.frames.length === 1, 'the answer');
+  // Not advertised: the event says so.
+  const c = await replica(3);
+  link(c, b);
+  c.transport.send(2, numberedFrame(1, 0));
+  await waitFor(() => b.frames.length === 2, 'the frame from c');
+  const fromC = b.events.find((e) => e.type === 'connected' && e.direction === 'inbound' && e.peer === 3);
+  assert.equal(fromC?.type === 'connected' && fromC.address, null);
+});
+
 t('a peer whose incarnation is not admitted is refused with the reason; a new admission cuts open connections', async () => {
   const a = await replica(1);
   const b = await replica(2);
