@@ -48,3 +48,14 @@ export type { StateDigestStatus } from './runtime/state-digests.js';
 export { StorageError } from './storage/errors.js';
 export { ConfigError } from './core/options.js';
 export { TransportError } from './transport/types.js';
+// For a transport of one's own (docs/security.md, "Peer transport"; docs/transport.md) and for
+// tests of an application's state machine over the in-memory network.
+export { TcpTransport } from './transport/tcp.js';
+export { MemoryNetwork, MemoryTransport } from './transport/memory.js';
+export type { MemoryTransportOptions } from './transport/memory.js';
+export type { PeerTransport, TransportEvent } from './transport/types.js';
+export type { TransportOptionsInput } from './transport/options.js';
+export { tlsSocketFactory, readTlsFiles } from './transport/tls.js';
+export type { TlsSocketFactoryOptions } from './transport/tls.js';
+// For checking a backed-up snapshot file (docs/operations.md, "Backups").
+export { SnapshotStore } from './storage/snapshot-store.js';

@@ -11,6 +11,9 @@ test('the package root exports what docs/api.md, docs/kv.md and docs/security.md
     'SynodReplica', 'KvClient', 'KvMachine', 'KvNode', 'replayDataDir', 'restoreDataDir',
     'HttpKvClient', 'HttpStatusError', // docs/kv.md (exactly-once over HTTP), docs/security.md (clients)
     'generateDevCerts', 'CertError', // docs/security.md, "Certificates": the same from code
+    'TcpTransport', 'tlsSocketFactory', 'readTlsFiles', // docs/security.md, "Peer transport"
+    'MemoryNetwork', // docs/api.md, the transport option (tests use the in-memory one)
+    'SnapshotStore', // docs/operations.md, backups: a CRC check of a snapshot file
   ];
   for (const name of documented) assert.ok(exported.has(name), `'synod' exports ${name}`);
 });
