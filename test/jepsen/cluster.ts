@@ -48,6 +48,8 @@ export interface Replica {
   readonly id: number;
   readonly peerPort: number;
   readonly httpPort: number;
+  /** The binary client protocol's port (clients reach it directly, as they do the HTTP port). */
+  readonly binaryPort: number;
   readonly proxyPort: number;
   readonly dataDir: string;
   readonly logFile: string;
@@ -95,7 +97,7 @@ export class Cluster {
     if (!Number.isInteger(spares) || spares < 0 || spares > 24) throw new Error(`spares must be 0..24, got ${spares}`);
     const c = new Cluster(o);
     const n = o.size + spares;
-    const ports = await freePorts(3 * n + n * (n - 1), HOST);
+    const ports = await freePorts(4 * n + n * (n - 1), HOST);
     let k = 0;
     for (let id = 1; id <= n; id++) {
       const dataDir = join(o.dir, 'data', `replica-${id}`);
@@ -104,6 +106,7 @@ export class Cluster {
         id,
         peerPort: ports[k++]!,
         httpPort: ports[k++]!,
+        binaryPort: ports[k++]!,
         proxyPort: ports[k++]!,
         dataDir,
         logFile: join(o.dir, `replica-${id}.log`),
@@ -174,6 +177,11 @@ export class Cluster {
     return `http://${HOST}:${this.replica(id).httpPort}`;
   }
 
+  /** A replica's binary protocol address, "host:port" (src/kv/client.ts). */
+  binaryEndpoint(id: number): string {
+    return `${HOST}:${this.replica(id).binaryPort}`;
+  }
+
   argsOf(r: Replica): string[] {
     // An initial member lists the initial members. A joiner lists the members of the running
     // cluster as the harness last learned them: it can only send to replicas whose address it
@@ -195,6 +203,9 @@ export class Cluster {
       '--log-level', this.o.logLevel ?? 'info',
     ];
     if (httpMap) args.push('--initial-http', httpMap);
+    // Binary clients are not partitioned (as HTTP clients are not): a NOT_LEADER hint names the
+    // leader's own binary port.
+    args.push('--binary', this.binaryEndpoint(r.id), '--initial-binary', this.replicas.map((s) => `${s.id}=${this.binaryEndpoint(s.id)}`).join(','));
     if (r.joiner) args.push('--join', '--peer', `${HOST}:${r.peerPort}`);
     if (this.o.electionTimeoutMs) args.push('--election-timeout-ms', String(this.o.electionTimeoutMs));
     // State digests every STATE_DIGEST_INTERVAL_SLOTS slots: the run fails on any divergence they find (run.ts).

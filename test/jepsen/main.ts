@@ -1,5 +1,5 @@
 // `npm run jepsen -- [--time S] [--nemesis all|kill,pause,...] [--seed N] [--replicas 3|5]
-//   [--clients N] [--runs N] [--keep] [--local-reads]`
+//   [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads]`
 // Runs the black-box fault test (run.ts) and exits non-zero on any failure. Several --runs use
 // seeds seed, seed+1, ...
 
@@ -7,7 +7,7 @@ import { parseKinds } from './nemesis.js';
 import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions } from './run.js';
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer,members,disk] [--seed N] [--replicas 3|5] [--clients N] [--runs N] [--keep] [--local-reads]`);
+  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer,members,disk] [--seed N] [--replicas 3|5] [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads]`);
   process.exit(2);
 }
 
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       flags.set(a, v);
     }
   }
-  const known = ['--time', '--nemesis', '--seed', '--replicas', '--clients', '--runs'];
+  const known = ['--time', '--nemesis', '--seed', '--replicas', '--clients', '--binary-clients', '--runs'];
   for (const k of flags.keys()) if (!known.includes(k)) usage(`unknown flag ${k}`);
   const num = (name: string, dflt: number, min: number, max: number): number => {
     const t = flags.get(name);
@@ -39,6 +39,9 @@ async function main(): Promise<void> {
   const replicas = num('--replicas', 3, 3, 9);
   const clients = num('--clients', RUN_DEFAULTS.clients, 1, 64);
   const runs = num('--runs', 1, 1, 1000);
+  // Of the clients: the TS HTTP client's first, then the binary client's, the rest raw HTTP.
+  const tsClients = Math.min(RUN_DEFAULTS.tsClients, clients);
+  const binaryClients = num('--binary-clients', Math.min(RUN_DEFAULTS.binaryClients, clients - tsClients), 0, clients - tsClients);
   const nemesisText = flags.get('--nemesis') ?? 'all';
   let kinds;
   try {
@@ -49,14 +52,15 @@ async function main(): Promise<void> {
   let failed = 0;
   for (let run = 0; run < runs; run++) {
     const seed = (seed0 + run) >>> 0;
-    const command = `npm run jepsen -- --time ${timeS} --nemesis ${nemesisText} --seed ${seed} --replicas ${replicas} --clients ${clients}${switches.has('--local-reads') ? ' --local-reads' : ''}`;
+    const command = `npm run jepsen -- --time ${timeS} --nemesis ${nemesisText} --seed ${seed} --replicas ${replicas} --clients ${clients} --binary-clients ${binaryClients}${switches.has('--local-reads') ? ' --local-reads' : ''}`;
     const o: RunOptions = {
       ...RUN_DEFAULTS,
       seed,
       timeMs: timeS * 1000,
       replicas,
       clients,
-      tsClients: Math.min(RUN_DEFAULTS.tsClients, clients),
+      tsClients,
+      binaryClients,
       // Enough keys per generation to spread the contention of more clients.
       keysPerGeneration: Math.max(RUN_DEFAULTS.keysPerGeneration, Math.ceil(clients / 2)),
       kinds,

@@ -25,6 +25,8 @@ export interface RunOptions {
   clients: number;
   /** Clients that use the TS client (src/kv/http-client.ts); the others use raw HTTP. */
   tsClients: number;
+  /** Clients after those that use the binary protocol (src/kv/client.ts). */
+  binaryClients: number;
   kinds: readonly FaultKind[];
   keysPerGeneration: number;
   keyLifetimeMs: number;
@@ -58,6 +60,7 @@ export const RUN_DEFAULTS: Omit<RunOptions, 'seed' | 'command' | 'log'> = {
   replicas: 3,
   clients: 6,
   tsClients: 2,
+  binaryClients: 2,
   kinds: FAULT_KINDS,
   keysPerGeneration: 4,
   keyLifetimeMs: 15_000,
@@ -99,6 +102,8 @@ export interface RunReport {
   command: string;
   dir: string;
   ops: { total: number; ok: number; fail: number; info: number; checked: number; keys: number };
+  /** Ops settled ok by each kind of client: raw HTTP, the TS HTTP client, the binary client. */
+  okByClient: { http: number; ts: number; binary: number };
   linearizability: { verdict: string; ms: number; explanation?: string };
   ledger: { acked: number; failed: number; info: number; present: number };
   converged: boolean;
@@ -148,6 +153,8 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       endpoints: () => cluster.runningIds.map((id) => cluster.endpoint(id)),
       clients: o.clients,
       tsClients: o.tsClients,
+      binaryClients: o.binaryClients,
+      binaryEndpoints: () => cluster.runningIds.map((id) => cluster.binaryEndpoint(id)),
       keysPerGeneration: o.keysPerGeneration,
       keyLifetimeMs: o.keyLifetimeMs,
       requestTimeoutMs: o.requestTimeoutMs,
@@ -233,6 +240,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
         checked: check.stats.ops,
         keys: check.stats.keys,
       },
+      okByClient: { ...workload.okByClient },
       linearizability: { verdict: check.verdict, ms: Math.round(check.stats.ms), explanation: check.ok ? undefined : explainResult(check) },
       ledger,
       converged,
@@ -257,6 +265,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       command: o.command,
       dir,
       ops: { total: history.length, ok: 0, fail: 0, info: 0, checked: 0, keys: 0 },
+      okByClient: workload ? { ...workload.okByClient } : { http: 0, ts: 0, binary: 0 },
       linearizability: { verdict: check?.verdict ?? 'not-checked', ms: 0 },
       ledger: { acked: 0, failed: 0, info: 0, present: 0 },
       converged,
@@ -295,6 +304,7 @@ export function summarize(r: RunReport): string {
   const lines = [
     `jepsen: ${r.ok ? 'PASS' : 'FAIL'} seed ${r.seed} in ${(r.wallMs / 1000).toFixed(0)} s`,
     `  ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.fail} fail, ${r.ops.info} info); checked ${r.ops.checked} over ${r.ops.keys} keys: ${r.linearizability.verdict} in ${r.linearizability.ms} ms`,
+    `  ok by client: raw HTTP ${r.okByClient.http}, TS HTTP client ${r.okByClient.ts}, binary client ${r.okByClient.binary}`,
     `  ledger: ${r.ledger.acked} acknowledged writes, all present: ${r.failures.some((f) => f.startsWith('ledger')) ? 'NO' : 'yes'}; converged: ${r.converged}`,
     `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)`,
     `  state digests: ${r.stateDigests.divergences} divergences; newest per replica: ${r.stateDigests.newest.map((d) => `${d.id}@${d.slot} agreed by [${d.agree.join(',')}]`).join(', ') || 'none'}`,

@@ -27,5 +27,6 @@ test('black-box: kills, pauses, partitions, membership changes and disk faults o
   // The run did what it says: every fault kind fired and the clients got work done.
   for (const kind of o.kinds) assert.ok((report.faultCounts[kind] ?? 0) >= 1, `no ${kind} fault was injected`);
   assert.ok(report.ops.ok > 200, `only ${report.ops.ok} ops succeeded`);
+  for (const [kind, ok] of Object.entries(report.okByClient)) assert.ok(ok > 20, `only ${ok} ops of the ${kind} clients succeeded`);
   assert.ok(report.ledger.acked > 20, `only ${report.ledger.acked} ledger writes were acknowledged`);
 });

@@ -6,7 +6,9 @@
 //   and the checker's per-key search stays cheap.
 // - Every written value is unique ("w3-117"), which keeps the checker's search narrow.
 // - Some workers use raw HTTP, some the project's TS client (src/kv/http-client.ts), which
-//   retries 503 on the next endpoint and reports 504 / a lost connection as unknown.
+//   retries 503 on the next endpoint and reports 504 / a lost connection as unknown, and some the
+//   binary protocol's client (src/kv/client.ts: sessions, exactly-once retries, NOT_LEADER hints):
+//   KvUnavailableError fails (never applied), any other error is indeterminate.
 // - A ledger (a set workload): some ops are puts to keys written exactly once ("L/3/17"). After
 //   the run every acknowledged one must be on every replica and no key recorded as failed may be.
 // - Outcomes follow SAFETY.md: 2xx, 404 on GET and 409 on CAS complete; 503 and a refused
@@ -17,6 +19,7 @@
 
 import { classifyError, classifyHttp, type KvOp, type OpHandle, type Outcome, type Recorder } from '../../src/check/index.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
+import { KvClient, KvUnavailableError } from '../../src/kv/client.js';
 import type { Prng } from '../../src/sim/prng.js';
 import { httpRequest } from './cluster.js';
 
@@ -26,8 +29,12 @@ export interface WorkloadOptions {
   /** The replicas to talk to now (membership changes move them). */
   endpoints: () => string[];
   clients: number;
-  /** Of them, how many use the TS client (the rest raw HTTP). */
+  /** Of them, how many use the TS client over HTTP (the first ones). */
   tsClients: number;
+  /** Of them, how many use the binary protocol's client (the next ones; the rest raw HTTP). */
+  binaryClients: number;
+  /** The binary addresses of the replicas to talk to now, "host:port". */
+  binaryEndpoints: () => string[];
   keysPerGeneration: number;
   keyLifetimeMs: number;
   /** One request's time limit; past it the op is indeterminate. */
@@ -53,6 +60,8 @@ export class Workload {
   private readonly keysUsed = new Set<string>();
   private readonly startMs: number;
   private readonly tsClients: HttpKvClient[] = [];
+  /** Ops settled ok, by the kind of client that ran them (to show each kind got work done). */
+  readonly okByClient = { http: 0, ts: 0, binary: 0 };
 
   constructor(private readonly o: WorkloadOptions) {
     this.startMs = o.nowMs();
@@ -63,7 +72,8 @@ export class Workload {
       const prng = this.o.prng.fork();
       const ts = w < this.o.tsClients ? new HttpKvClient({ endpoints: this.o.endpoints(), timeoutMs: 2_000, requestTimeoutMs: this.o.requestTimeoutMs }) : null;
       if (ts) this.tsClients.push(ts);
-      this.workers.push(this.worker(w, prng, ts));
+      const binary = !ts && w < this.o.tsClients + this.o.binaryClients ? new BinaryWorkerClient(this.o.binaryEndpoints, this.o.requestTimeoutMs) : null;
+      this.workers.push(this.worker(w, prng, ts, binary));
     }
   }
 
@@ -86,7 +96,7 @@ export class Workload {
     return keys;
   }
 
-  private async worker(w: number, prng: Prng, ts: HttpKvClient | null): Promise<void> {
+  private async worker(w: number, prng: Prng, ts: HttpKvClient | null, binary: BinaryWorkerClient | null): Promise<void> {
     const process = `w${w}`;
     const lastSeen = new Map<string, string | null>();
     let seq = 0;
@@ -115,12 +125,50 @@ export class Workload {
       const tracked = track(this.o.recorder.invoke(process, op));
       const h = tracked.handle;
       if (op.f === 'put' && op.key.startsWith('L/')) this.ledger.push({ key: op.key, opId: h.id });
-      const seen = ts ? await this.viaClient(ts, h, op) : await this.viaHttp(endpoint, h, op);
+      const seen = ts ? await this.viaClient(ts, h, op) : binary ? await this.viaBinary(binary.current(), h, op) : await this.viaHttp(endpoint, h, op);
       if (seen !== undefined) lastSeen.set(op.key, seen);
+      if (tracked.outcome() === 'ok') this.okByClient[ts ? 'ts' : binary ? 'binary' : 'http']++;
       // Back off after a certain failure (a dead replica refuses at once): a worker spinning on
       // refusals would fill the history with them and starve the others of CPU.
       if (tracked.outcome() === 'fail') await sleep(prng.int(50, 150));
       else if (this.o.thinkMsMax > 0) await sleep(prng.int(0, this.o.thinkMsMax));
+    }
+    binary?.close();
+  }
+
+  /** The binary protocol's client. Returns the key's value the op observed, when it observed one. */
+  private async viaBinary(client: KvClient, h: OpHandle, op: KvOp): Promise<string | null | undefined> {
+    try {
+      switch (op.f) {
+        case 'get': {
+          const v = await client.get(op.key, { consistency: this.o.readConsistency });
+          const value = v === null ? null : Buffer.from(v).toString('utf8');
+          h.ok({ value });
+          return value;
+        }
+        case 'put':
+          await client.put(op.key, op.value);
+          h.ok();
+          return op.value;
+        case 'cas': {
+          const r = await client.cas(op.key, op.expected, op.value);
+          if (r.swapped) {
+            h.ok({ swapped: true });
+            return op.value;
+          }
+          const current = r.current === null ? null : Buffer.from(r.current).toString('utf8');
+          h.ok({ swapped: false, current });
+          return current;
+        }
+        case 'delete':
+          throw new Error('the workload does not delete');
+      }
+    } catch (e) {
+      // Certain only when no replica took it (no leader reachable in time); a session that
+      // expired, a deadline passed while retrying, or anything else may have been applied.
+      if (e instanceof KvUnavailableError) h.fail();
+      else h.info();
+      return undefined;
     }
   }
 
@@ -183,6 +231,36 @@ export class Workload {
       } else h.error(e);
       return undefined;
     }
+  }
+}
+
+/**
+ * A binary client over the replicas running now: KvClient's configured endpoints are fixed, so a
+ * new one is made (a new session) when membership changes move them, between two ops.
+ */
+class BinaryWorkerClient {
+  private client: KvClient | null = null;
+  private endpoints = '';
+
+  constructor(
+    private readonly endpointsNow: () => string[],
+    private readonly timeoutMs: number,
+  ) {}
+
+  current(): KvClient {
+    const list = this.endpointsNow();
+    const key = list.join(',');
+    if (this.client === null || key !== this.endpoints) {
+      this.client?.close();
+      this.endpoints = key;
+      this.client = new KvClient({ endpoints: list.length > 0 ? list : ['127.0.0.1:1'], timeoutMs: this.timeoutMs, attemptTimeoutMs: Math.min(2_000, this.timeoutMs) });
+    }
+    return this.client;
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = null;
   }
 }
 
