@@ -370,18 +370,35 @@ export class Replica {
    * and returns them. They are in no slot, so they were certainly never proposed, as those a step
    * down rejects; a command already in a slot is never touched. Without this a command whose
    * caller timed out stayed queued, beside the caller's retry, for as long as the window was full.
+   * `atMost`: how many the driver can be looking for; the scan stops once it has them all. The
+   * queue is in arrival order and deadlines follow arrival, so under sustained overload those
+   * expiring each tick are at its front: without the stop every tick scanned the whole queue
+   * (up to proposalQueueCommandsMax, 131,072 commands: ~18 ms of a 10 ms tick).
    */
-  withdrawQueued(gone: (command: Command) => boolean): Command[] {
+  withdrawQueued(gone: (command: Command) => boolean, atMost = Infinity): Command[] {
     const leader = this.leader;
-    if (!leader || leader.queue.length === 0) return [];
+    if (!leader || leader.queue.length === 0 || atMost <= 0) return [];
+    const queue = leader.queue;
+    const queueLength = queue.length;
     const kept: Command[] = [];
     const withdrawn: Command[] = [];
-    for (const c of leader.queue) (gone(c) ? withdrawn : kept).push(c);
+    let i = 0;
+    for (; i < queue.length && withdrawn.length < atMost; i++) {
+      const c = queue[i]!;
+      (gone(c) ? withdrawn : kept).push(c);
+    }
     if (withdrawn.length === 0) return withdrawn;
-    leader.queue = kept;
+    if (i === queue.length) leader.queue = kept;
+    else {
+      // The rest stays where it is: the prefix's kept move up to just before it and the front is
+      // cut (V8 trims an array's front in place; a copy of 131,072 references cost ~3 ms).
+      for (let j = 0; j < kept.length; j++) queue[withdrawn.length + j] = kept[j]!;
+      queue.splice(0, withdrawn.length);
+    }
     for (const c of withdrawn) leader.queueBytes -= c.payload.length;
     if (this.exclusiveMarks.size > 0) this.dropExclusiveMarks(withdrawn);
     if (CONTRACTS) ensures(leader.queueBytes >= 0, 'queued bytes went negative');
+    if (CONTRACTS) ensures(leader.queue.length + withdrawn.length === queueLength, 'a withdrawal lost or duplicated a queued command');
     return withdrawn;
   }
 

@@ -1312,20 +1312,24 @@ export class SynodReplica {
    * have been: their outcome is unknown, and they stay where they are.
    */
   private expireProposals(expired: PendingEntry[]): void {
-    let inOwnQueue = false;
+    let inOwnQueue = 0;
     for (const p of expired) {
       p.expiring = true;
-      if (!this.submitted(p)) inOwnQueue = true;
+      if (!this.submitted(p)) inOwnQueue++;
     }
     // A command's entry is the pending one of its (clientId, seq): one entry queues one command,
     // and a second entry of the same request is only made once the first has settled.
     const gone = (c: Command): boolean => this.pending.get(c.clientId, c.seq)?.expiring === true;
-    if (inOwnQueue) {
+    if (inOwnQueue > 0) {
       const dropped = this.proposalQueue.removeWhere(gone);
       for (const c of dropped) this.proposalQueueBytes -= c.payload.length;
       this.core.unmarkExclusive(dropped);
     }
-    const withdrawn = this.core.queuedCommands > 0 ? this.core.withdrawQueued(gone) : [];
+    // The core holds at most those handed to it, and its scan stops once it has found that many
+    // (a submitted entry whose command it did not reach is answered unknown below, which is
+    // always true).
+    const handedOver = expired.length - inOwnQueue;
+    const withdrawn = handedOver > 0 && this.core.queuedCommands > 0 ? this.core.withdrawQueued(gone, handedOver) : [];
     const reason = (p: PendingEntry) => `no slot for it within its timeout (${p.timeoutMs} ms) on replica ${this.id}: the pipeline window is not moving fast enough`;
     for (const c of withdrawn) {
       const p = this.pending.get(c.clientId, c.seq)!;

@@ -410,6 +410,45 @@ test('window: an accept beyond chosenPrefix + pipelineWindowSlots is refused (no
   assert.deepEqual(n.persistAll(3).send, [{ type: 'accepted', from: 2, to: 1, ballot: b, slot: W }]);
 });
 
+test('withdrawQueued: takes back only queued commands, keeps the rest in order, and stops scanning once it has atMost', () => {
+  const W = 2;
+  const c = leaderWithPendingNoop({ pipelineWindowSlots: W, batchCommandsMax: 1 });
+  const leader = c.node(1).replica;
+  const total = 200;
+  for (let i = 1; i <= total; i++) c.step(1, (r, now) => r.propose([cmd(9, i)], now));
+  const queued = leader.status.queuedCommands;
+  assert.equal(queued, total - (W - 1), 'the window is full: the rest wait in the queue');
+  const firstQueued = total - queued + 1;
+  // The commands whose callers stopped waiting: 3 near the front of the queue (deadlines follow
+  // arrival; one between them still waits) and one in a slot (seq 1), which must never be touched.
+  const gone = new Set([1, firstQueued, firstQueued + 2, firstQueued + 3]);
+  let looked = 0;
+  const withdrawn = leader.withdrawQueued((command) => {
+    looked++;
+    return gone.has(command.seq);
+  }, gone.size - 1);
+  assert.deepEqual(withdrawn.map((w) => w.seq), [firstQueued, firstQueued + 2, firstQueued + 3]);
+  assert.equal(looked, 4, 'the scan stopped once it had found as many as it could be looking for');
+  assert.equal(leader.status.queuedCommands, queued - 3);
+  // Unbounded, as before: a full scan, the order of the rest kept (they are proposed in order).
+  looked = 0;
+  const more = leader.withdrawQueued((command) => {
+    looked++;
+    return command.seq === total || command.seq === 1;
+  });
+  assert.deepEqual(more.map((w) => w.seq), [total]);
+  assert.equal(looked, queued - 3);
+  assert.equal(leader.status.queuedCommands, queued - 4);
+  for (let i = 0; i < 100 && leader.status.queuedCommands + leader.status.inflightSlots > 0; i++) {
+    c.stabilize(1000);
+    c.nowMs += DEFAULT_CORE_OPTIONS.heartbeatIntervalMs;
+    c.tick(1);
+  }
+  const proposed = c.committed.get(1)!.flatMap((e) => (e.value.kind === 'batch' ? e.value.commands.map((x) => x.seq) : []));
+  const expected = Array.from({ length: total }, (_, i) => i + 1).filter((seq) => seq === 1 || !gone.has(seq)).filter((seq) => seq !== total);
+  assert.deepEqual(proposed, expected, 'every command not withdrawn committed once, in arrival order');
+});
+
 test('window: a leader never has more than W slots beyond its chosen prefix in flight, however many commands', () => {
   const W = 4;
   const total = 12;
