@@ -935,26 +935,45 @@ export class SynodReplica {
   /**
    * Remove a member. Refused when the members left would not include a quorum of live,
    * caught-up replicas (SAFETY.md). A leader that removes itself hands over once the change applies.
+   * With `waitForQuorum`, such a refusal is made only at the deadline: until then the check is
+   * made again as the leader hears from its peers (the leader's figure for a member can lag its
+   * last answer: replaceMember's new member, right after its own add).
    */
-  async removeMember(id: ReplicaId, options: { timeoutMs?: number } = {}): Promise<void> {
-    this.requireLeader();
-    const members = this.core.status.members;
-    if (!members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is not a member`);
-    const remaining = members.filter((m) => m !== id);
-    const commit = this.core.status.chosenPrefix;
-    const progress = this.core.peerProgress();
-    const stats = this.transport.stats();
-    const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - 64));
-    if (remaining.length === 0 || healthy.length * 2 <= remaining.length) {
-      throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
-    }
-    await this.changeConfig((current) => current.filter((m) => m !== id), (current) => !current.includes(id), now() + (options.timeoutMs ?? 60_000));
+  async removeMember(id: ReplicaId, options: { timeoutMs?: number; waitForQuorum?: boolean } = {}): Promise<void> {
+    await this.removeMemberBy(id, now() + (options.timeoutMs ?? 60_000), options.waitForQuorum === true);
   }
 
-  /** Replace one member with another (add the new one, then remove the old one). */
-  async replaceMember(oldId: ReplicaId, newId: ReplicaId, address: PeerAddress): Promise<void> {
-    await this.addMember(newId, address);
-    await this.removeMember(oldId);
+  private async removeMemberBy(id: ReplicaId, deadline: number, waitForQuorum: boolean): Promise<void> {
+    for (;;) {
+      this.requireLeader();
+      const members = this.core.status.members;
+      if (!members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is not a member`);
+      const remaining = members.filter((m) => m !== id);
+      const commit = this.core.status.chosenPrefix;
+      const progress = this.core.peerProgress();
+      const stats = this.transport.stats();
+      const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - REMOVAL_CAUGHT_UP_SLOTS));
+      if (remaining.length > 0 && healthy.length * 2 > remaining.length) break;
+      if (remaining.length === 0 || !waitForQuorum || now() > deadline) {
+        throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
+      }
+      if (this.closed) throw new ShuttingDownError();
+      if (this.failed) throw this.failed;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.changeConfig((current) => current.filter((m) => m !== id), (current) => !current.includes(id), deadline);
+  }
+
+  /**
+   * Replace one member with another: add the new one, then remove the old one, within one
+   * `timeoutMs` (default 60000) for both. The removal waits, within it, for the live, caught-up
+   * quorum it needs (the leader learns the new member's progress from its next answers), and is
+   * refused at the deadline if there is still none. `caughtUpSlots` is the add's (addMember).
+   */
+  async replaceMember(oldId: ReplicaId, newId: ReplicaId, address: PeerAddress, options: { timeoutMs?: number; caughtUpSlots?: number } = {}): Promise<void> {
+    const deadline = now() + (options.timeoutMs ?? 60_000);
+    await this.addMemberBy(newId, address, options.caughtUpSlots ?? 64, deadline, undefined);
+    await this.removeMemberBy(oldId, deadline, true);
   }
 
   /**
@@ -2077,6 +2096,13 @@ export class SynodReplica {
     this.scheduleDrain();
   }
 }
+
+/**
+ * A remaining member counts toward the live quorum a removal needs when the leader knows it holds
+ * the log to within this many slots of the commit point (SAFETY.md; not addMember's caughtUpSlots:
+ * a safety bar, not the operator's).
+ */
+const REMOVAL_CAUGHT_UP_SLOTS = 64;
 
 /** How long a primary waits before announcing its endpoints again after a try failed (an overloaded queue, a lost round). */
 const ENDPOINTS_RETRY_MS = 1_000;
