@@ -281,12 +281,24 @@ export function clientCommands(): Command[] {
     }),
   );
   member.addCommand(
-    withCommon(new Command('add').description('add a replica started with --join: it catches up as a learner, then becomes a member').argument('<id>').argument('<peer>', "the new replica's peer address HOST:PORT"), MEMBERSHIP_TIMEOUT).action(async (id: string, peer: string, o: Common) => {
+    withCommon(
+      new Command('add')
+        .description('add a replica started with --join: it catches up as a learner, then becomes a member')
+        .argument('<id>')
+        .argument('<peer>', "the new replica's peer address HOST:PORT")
+        .option('--http <host:port>', "the new replica's HTTP address, replicated with the add (it announces its own whenever it leads; this makes it known from the add on)")
+        .option('--binary <host:port>', "the new replica's binary protocol address, likewise"),
+      MEMBERSHIP_TIMEOUT,
+    ).action(async (id: string, peer: string, o: Common & { http?: string; binary?: string }) => {
       if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
       if (!/^.+:\d{1,5}$/.test(peer)) throw new UsageError(`PEER must be HOST:PORT, got ${JSON.stringify(peer)}`);
+      for (const flag of ['http', 'binary'] as const) {
+        if (o[flag] !== undefined && !/^.+:\d{1,5}$/.test(o[flag])) throw new UsageError(`--${flag} must be HOST:PORT, got ${JSON.stringify(o[flag])}`);
+      }
       membershipTimeoutOf(o);
       await run(o, async (c) => {
-        const j = await changeMembership(c, o, 'POST', '/v1/members', JSON.stringify({ id: Number(id), peer }));
+        const body = { id: Number(id), peer, ...(o.http !== undefined ? { http: o.http } : {}), ...(o.binary !== undefined ? { binary: o.binary } : {}) };
+        const j = await changeMembership(c, o, 'POST', '/v1/members', JSON.stringify(body));
         out(o, j, `OK: replica ${id} is a member; members now ${j.members.join(',')}`);
       });
     }),

@@ -579,7 +579,7 @@ export class KvBinaryServer {
     const { replica } = this.o;
     if (req.kind === KIND_STATUS) {
       const st = replica.status();
-      const leaderAddr = st.leader === null ? null : this.o.binaryAddresses?.get(st.leader);
+      const leaderAddr = st.leader === null ? null : this.binaryAddressOf(st.leader);
       reply(ST_OK, enc(JSON.stringify({ id: st.id, role: st.role, leader: st.leader, leaderAddress: leaderAddr ? hostPort(leaderAddr) : null, commitIndex: st.commitSlot, appliedIndex: st.appliedSlot })));
       return;
     }
@@ -621,7 +621,12 @@ export class KvBinaryServer {
 
   private notLeader(leader: number | null): [number, Uint8Array] {
     this.stats.notLeader++;
-    const a = leader === null || leader === this.o.replica.id ? undefined : this.o.binaryAddresses?.get(leader);
+    const a = leader === null || leader === this.o.replica.id ? undefined : this.binaryAddressOf(leader);
     return [ST_NOT_LEADER, encodeNotLeader(leader === this.o.replica.id ? null : leader, a ? hostPort(a) : '')];
+  }
+
+  /** Replica `id`'s binary address: from --initial-binary, else as it announced it through the log (while leading). */
+  private binaryAddressOf(id: number): PeerAddress | undefined {
+    return this.o.binaryAddresses?.get(id) ?? this.o.replica.endpointOf(id, 'binary');
   }
 }

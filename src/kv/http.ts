@@ -484,7 +484,8 @@ export class KvHttpServer {
   }
 
   /**
-   * POST /v1/members {"id": N, "peer": "HOST:PORT"} adds a replica (started with --join); DELETE
+   * POST /v1/members {"id": N, "peer": "HOST:PORT"} (optionally "http" and "binary": "HOST:PORT",
+   * its client addresses, replicated with the add) adds a replica (started with --join); DELETE
    * /v1/members?id=N removes one. The leader runs the change (learner, catch-up, promotion);
    * followers forward. 409 when the runtime refuses (one change at a time, no live quorum left).
    */
@@ -492,6 +493,7 @@ export class KvHttpServer {
     const body = await this.readBody(req, 4096, 'body');
     let id: number;
     let peer: PeerAddress | null = null;
+    const endpoints: Record<string, PeerAddress> = {};
     if (method === 'POST') {
       const parsed = jsonObject(body, 'the body', '{"id": N, "peer": "HOST:PORT"}');
       // A number only: Number() would take "4", [4] or true for an id.
@@ -499,6 +501,14 @@ export class KvHttpServer {
       const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed.peer, 'peer')) : null;
       if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
       peer = { host: m[1]!, port: Number(m[2]) };
+      // Optional: its client addresses, carried in the log with the add (it announces them itself
+      // whenever it leads; these make them known from the add on, for status and `member list`).
+      for (const name of ['http', 'binary'] as const) {
+        if (parsed[name] === undefined) continue;
+        const e = typeof parsed[name] === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed[name], name)) : null;
+        if (!e || Number(e[2]) < 1 || Number(e[2]) > 65535 || e[1]!.length > 255) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `"${name}", when given, is the new replica's ${name === 'http' ? 'HTTP' : 'binary protocol'} address: "HOST:PORT"`);
+        endpoints[name] = { host: e[1]!, port: Number(e[2]) };
+      }
     } else {
       id = Number(route.query.get('id'));
     }
@@ -513,7 +523,7 @@ export class KvHttpServer {
     // Forwarded with its query: the leader applies the same timeoutMs, and this follower waits for it.
     if (!this.isLeader()) return this.toLeader(req, res, body, true, Math.max(this.opts.forwardTimeoutMs, timeoutMs + MEMBERSHIP_FORWARD_MARGIN_MS));
     try {
-      if (peer) await this.opts.replica.addMember(id, peer, { timeoutMs });
+      if (peer) await this.opts.replica.addMember(id, peer, { timeoutMs, ...(Object.keys(endpoints).length > 0 ? { endpoints } : {}) });
       else await this.opts.replica.removeMember(id, { timeoutMs });
     } catch (e) {
       const code = (e as { code?: string }).code;
@@ -619,7 +629,7 @@ export class KvHttpServer {
     if (leader === null || leader === this.opts.replica.id) {
       return this.sendError(res, { status: 503, code: 'SYNOD_NO_LEADER', message: 'no leader is known yet (election under way or no quorum); retry shortly', leader: null, retryAfterS: RETRY_AFTER_S });
     }
-    const target = this.opts.httpAddresses.get(leader);
+    const target = this.httpAddressOf(leader);
     if (!target) {
       return this.sendError(res, { status: 503, code: 'SYNOD_NOT_LEADER', message: `replica ${leader} leads but its HTTP address is unknown here (start replicas with --initial-http); send the request to it`, leader, retryAfterS: RETRY_AFTER_S });
     }
@@ -741,6 +751,14 @@ export class KvHttpServer {
     this.forwardWatch.unref();
   }
 
+  /**
+   * Replica `id`'s HTTP address: from --initial-http (the operator's routing wins, as for peer
+   * addresses), else as the replica announced it through the log (it does while it leads).
+   */
+  private httpAddressOf(id: number): PeerAddress | undefined {
+    return this.opts.httpAddresses.get(id) ?? this.opts.replica.endpointOf(id, 'http');
+  }
+
   // ---------------------------------------------------------------- status and metrics
 
   statusJson() {
@@ -751,7 +769,7 @@ export class KvHttpServer {
       id: st.id,
       role: st.role,
       leader: st.leader,
-      leaderHttp: st.leader === null ? null : addr(this.opts.httpAddresses.get(st.leader)),
+      leaderHttp: st.leader === null ? null : addr(this.httpAddressOf(st.leader)),
       ballot: st.ballot,
       commitIndex: st.commitSlot,
       appliedIndex: st.appliedSlot,
@@ -761,8 +779,8 @@ export class KvHttpServer {
         .map((id) => ({
           id,
           member: st.members.includes(id),
-          peer: addr(this.opts.peerAddresses.get(id)),
-          http: addr(this.opts.httpAddresses.get(id)),
+          peer: addr(this.opts.peerAddresses.get(id) ?? this.opts.replica.peerAddressOf(id)),
+          http: addr(this.httpAddressOf(id)),
           connected: id === st.id ? true : st.peers[String(id)]?.connected ?? false,
         })),
       kv: this.opts.machine.stats(),

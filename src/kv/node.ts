@@ -128,6 +128,10 @@ export class KvNode {
       await replica.close();
       throw e;
     }
+    // Announced through the log whenever this replica leads (SynodReplica.advertiseEndpoints): the
+    // followers, including those started before this replica was added, learn where to forward
+    // or redirect. The bound addresses, so that port 0 announces the port it got.
+    replica.advertiseEndpoints({ http: http.address(), ...(binary ? { binary: binary.address() } : {}) });
     return new KvNode(replica, machine, http, binary);
   }
 

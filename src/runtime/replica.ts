@@ -40,7 +40,7 @@ import { DataDirError, NotLeaderError, OutcomeUnknownError, OverloadedError, Ses
 import { DeadlineWheel, type WheelItem } from './deadlines.js';
 import { PendingEntry, PendingTable, type ProposalCallback } from './pending.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
-import { decodeInternal, encodeOwnSessionCommand, encodeSessionLimitsCommand } from './internal-commands.js';
+import { decodeInternal, encodeEndpointsCommand, encodeOwnSessionCommand, encodeSessionLimitsCommand, ENDPOINTS_PER_REPLICA_MAX, validEndpoint } from './internal-commands.js';
 import { decodeSnapshotBody, encodeSnapshotBodyHead, snapshotBodyHeadOf } from './snapshot-body.js';
 import { DEFAULT_LOG_MEMORY_BYTES_MAX, RecentLog } from './log-window.js';
 import { readChosenEntries } from './log-catchup.js';
@@ -215,6 +215,16 @@ export class SynodReplica {
   /** The replicated address book (initial members, then every added member). */
   private readonly addresses = new Map<ReplicaId, PeerAddress>();
   private learnerIds: ReplicaId[] = [];
+  /**
+   * The replicated endpoint book: each replica's client-facing addresses by name (the KV server's
+   * `http`, `binary`), from `endpoints` commands and snapshots, as the log says (this replica's own
+   * entry included: it is what announceEndpoints compares with). The runtime only carries it.
+   */
+  private readonly endpointBook = new Map<ReplicaId, Map<string, PeerAddress>>();
+  /** This replica's own endpoints (advertiseEndpoints), announced through the log while it is primary. */
+  private ownEndpoints: Map<string, PeerAddress> | null = null;
+  /** The encoded announcement in flight, so that one is not proposed twice. */
+  private endpointsProposed: string | null = null;
   /** The peers handed to the transport (those we can dial). */
   private peerAddresses = new Map<ReplicaId, PeerAddress>();
   /**
@@ -360,6 +370,7 @@ export class SynodReplica {
     let incarnations: Array<[number, string]> = [];
     let stoppedAt = 0;
     let ownSessions: number[] = [];
+    let endpoints: Array<[number, string, string, number]> = [];
     if (latest) {
       const body = decodeSnapshotBody(await snapshots.readWhole(latest.slot));
       options.stateMachine.restore(body.app);
@@ -368,6 +379,7 @@ export class SynodReplica {
       incarnations = body.incarnations;
       stoppedAt = body.stoppedAt ?? 0;
       ownSessions = body.ownSessions ?? [];
+      endpoints = body.endpoints ?? [];
       snapshot = { slot: body.slot, configs: body.configs };
     }
     const recovered = new RecoveredLog();
@@ -418,6 +430,7 @@ export class SynodReplica {
     replica.stoppedAtSlot = stoppedAt;
     replica.ownSessions = new Set(ownSessions);
     for (const [peer, host, port] of addresses) replica.learnAddress(peer, { host, port });
+    replica.adoptEndpointTuples(endpoints);
     for (const [peer, incarnation] of incarnations) replica.bindIncarnation(peer, incarnation);
     replica.refreshPeers();
     replica.scheduleDrain(); // replays the recovered chosen prefix into the state machine
@@ -741,7 +754,8 @@ export class SynodReplica {
       // Own sessions that expired are dropped here (a client naming one is told it expired anyway).
       for (const id of this.ownSessions) if (!this.sessions.has(id)) this.ownSessions.delete(id);
       const ownSessions = [...this.ownSessions];
-      const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot, ownSessions });
+      const endpoints = this.endpointTuples();
+      const head = encodeSnapshotBodyHead({ slot, configs: this.core.configs, addresses, incarnations, sessions: this.sessions, stoppedAt: this.stoppedAtSlot, ownSessions, endpoints });
       const app = this.captureApp();
       let bytes = 0;
       const counted = async function* (): AsyncGenerator<Uint8Array> {
@@ -882,19 +896,29 @@ export class SynodReplica {
    * non-voting learner until it is within `caughtUpSlots` of the commit point, then a
    * configuration change makes it a member (governing from W slots after it is chosen).
    */
-  async addMember(id: ReplicaId, address: PeerAddress, options: { caughtUpSlots?: number; timeoutMs?: number } = {}): Promise<void> {
+  async addMember(id: ReplicaId, address: PeerAddress, options: { caughtUpSlots?: number; timeoutMs?: number; endpoints?: Record<string, PeerAddress> } = {}): Promise<void> {
+    await this.addMemberBy(id, address, options.caughtUpSlots ?? 64, now() + (options.timeoutMs ?? 60_000), options.endpoints);
+  }
+
+  /** addMember with an absolute deadline (replaceMember's one deadline covers both halves). */
+  private async addMemberBy(id: ReplicaId, address: PeerAddress, margin: number, deadline: number, endpoints: Record<string, PeerAddress> | undefined): Promise<void> {
     if (!Number.isInteger(id) || id < 1 || id > MAX_REPLICA_ID) throw new SynodError('SYNOD_MEMBERSHIP', `a replica id is an integer in 1..${MAX_REPLICA_ID}, got ${id}`);
     if (typeof address?.host !== 'string' || address.host === '' || !Number.isInteger(address.port) || address.port < 1 || address.port > 65535) {
       throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id}'s address needs a host and a port in 1..65535, got ${JSON.stringify(address)}`);
     }
+    const named = Object.entries(endpoints ?? {});
+    if (named.length > ENDPOINTS_PER_REPLICA_MAX || !named.every(([name, a]) => validEndpoint(name, a?.host, a?.port))) {
+      throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id}'s endpoints are at most ${ENDPOINTS_PER_REPLICA_MAX} lowercase names, each with a host and a port in 1..65535, got ${JSON.stringify(endpoints)}`);
+    }
     this.requireLeader();
     if (this.core.status.members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is already a member`);
-    const deadline = now() + (options.timeoutMs ?? 60_000);
     await this.proposeInternal({ op: 'address', id, host: address.host, port: address.port });
+    // The operator's client addresses for it, if given: known everywhere from the add on (the
+    // replica announces its own anyway whenever it leads, which is when followers need them).
+    if (named.length > 0) await this.proposeEndpoints(id, Object.fromEntries(named));
     this.learnerIds = [...new Set([...this.learnerIds, id])];
     this.core.setLearners(this.learnerIds);
     this.refreshPeers();
-    const margin = options.caughtUpSlots ?? 64;
     // Deposed while the learner catches up (an election under load): fail now with NotLeaderError,
     // so that the caller retries on the new leader, rather than wait out the whole deadline.
     // A learner that has not answered yet counts as having nothing (-1): caught up while the
@@ -923,26 +947,45 @@ export class SynodReplica {
   /**
    * Remove a member. Refused when the members left would not include a quorum of live,
    * caught-up replicas (SAFETY.md). A leader that removes itself hands over once the change applies.
+   * With `waitForQuorum`, such a refusal is made only at the deadline: until then the check is
+   * made again as the leader hears from its peers (the leader's figure for a member can lag its
+   * last answer: replaceMember's new member, right after its own add).
    */
-  async removeMember(id: ReplicaId, options: { timeoutMs?: number } = {}): Promise<void> {
-    this.requireLeader();
-    const members = this.core.status.members;
-    if (!members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is not a member`);
-    const remaining = members.filter((m) => m !== id);
-    const commit = this.core.status.chosenPrefix;
-    const progress = this.core.peerProgress();
-    const stats = this.transport.stats();
-    const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - 64));
-    if (remaining.length === 0 || healthy.length * 2 <= remaining.length) {
-      throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
-    }
-    await this.changeConfig((current) => current.filter((m) => m !== id), (current) => !current.includes(id), now() + (options.timeoutMs ?? 60_000));
+  async removeMember(id: ReplicaId, options: { timeoutMs?: number; waitForQuorum?: boolean } = {}): Promise<void> {
+    await this.removeMemberBy(id, now() + (options.timeoutMs ?? 60_000), options.waitForQuorum === true);
   }
 
-  /** Replace one member with another (add the new one, then remove the old one). */
-  async replaceMember(oldId: ReplicaId, newId: ReplicaId, address: PeerAddress): Promise<void> {
-    await this.addMember(newId, address);
-    await this.removeMember(oldId);
+  private async removeMemberBy(id: ReplicaId, deadline: number, waitForQuorum: boolean): Promise<void> {
+    for (;;) {
+      this.requireLeader();
+      const members = this.core.status.members;
+      if (!members.includes(id)) throw new SynodError('SYNOD_MEMBERSHIP', `replica ${id} is not a member`);
+      const remaining = members.filter((m) => m !== id);
+      const commit = this.core.status.chosenPrefix;
+      const progress = this.core.peerProgress();
+      const stats = this.transport.stats();
+      const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - REMOVAL_CAUGHT_UP_SLOTS));
+      if (remaining.length > 0 && healthy.length * 2 > remaining.length) break;
+      if (remaining.length === 0 || !waitForQuorum || now() > deadline) {
+        throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
+      }
+      if (this.closed) throw new ShuttingDownError();
+      if (this.failed) throw this.failed;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.changeConfig((current) => current.filter((m) => m !== id), (current) => !current.includes(id), deadline);
+  }
+
+  /**
+   * Replace one member with another: add the new one, then remove the old one, within one
+   * `timeoutMs` (default 60000) for both. The removal waits, within it, for the live, caught-up
+   * quorum it needs (the leader learns the new member's progress from its next answers), and is
+   * refused at the deadline if there is still none. `caughtUpSlots` is the add's (addMember).
+   */
+  async replaceMember(oldId: ReplicaId, newId: ReplicaId, address: PeerAddress, options: { timeoutMs?: number; caughtUpSlots?: number } = {}): Promise<void> {
+    const deadline = now() + (options.timeoutMs ?? 60_000);
+    await this.addMemberBy(newId, address, options.caughtUpSlots ?? 64, deadline, undefined);
+    await this.removeMemberBy(oldId, deadline, true);
   }
 
   /**
@@ -1006,6 +1049,8 @@ export class SynodReplica {
       this.sessions.setLimits(cmd.limits);
     } else if (cmd.op === 'ownSession') {
       this.ownSessions.add(cmd.id);
+    } else if (cmd.op === 'endpoints') {
+      this.endpointBook.set(cmd.id, new Map(cmd.endpoints));
     } else {
       this.log('warn', 'ignored a malformed or unknown internal command');
     }
@@ -1043,6 +1088,83 @@ export class SynodReplica {
   private learnAddress(id: ReplicaId, address: PeerAddress): void {
     if (id === this.id || this.options.members.has(id)) return;
     this.addresses.set(id, address);
+  }
+
+  // ================================================================ client endpoints
+
+  /**
+   * This replica's client-facing addresses by name (the KV server passes `http` and `binary` once
+   * it listens). Whenever this replica is primary and the replicated endpoint book says otherwise
+   * for it, it proposes them (an `endpoints` command): the replica that leads is the one clients
+   * must be sent to, and it knows its own addresses, so followers can forward or redirect to a
+   * leader that was added after they started without anyone restarting them or passing more
+   * flags. Unspecified hosts (0.0.0.0, ::) say nothing to others and are not announced.
+   */
+  advertiseEndpoints(endpoints: Record<string, PeerAddress>): void {
+    const named = Object.entries(endpoints).filter(([, a]) => !isUnspecified(a.host));
+    if (named.length > ENDPOINTS_PER_REPLICA_MAX) throw new SynodError('SYNOD_BAD_ENDPOINT', `at most ${ENDPOINTS_PER_REPLICA_MAX} endpoints, got ${named.length}`);
+    for (const [name, a] of named) {
+      if (!validEndpoint(name, a.host, a.port)) throw new SynodError('SYNOD_BAD_ENDPOINT', `endpoint ${JSON.stringify(name)} needs a lowercase name and a host and a port in 1..65535, got ${JSON.stringify(a)}`);
+    }
+    this.ownEndpoints = new Map(named.map(([name, a]) => [name, { host: a.host, port: a.port }]));
+    this.announceEndpoints();
+  }
+
+  /**
+   * Replica `id`'s endpoint `name` as the log says (the KV server's `--initial-http` and
+   * `--initial-binary` win over it where given), or undefined.
+   */
+  endpointOf(id: ReplicaId, name: string): PeerAddress | undefined {
+    return this.endpointBook.get(id)?.get(name);
+  }
+
+  /** Replica `id`'s peer address: this replica's own, its initial members' as given, others' from the log. */
+  peerAddressOf(id: ReplicaId): PeerAddress | undefined {
+    return this.addresses.get(id);
+  }
+
+  /** Proposes this replica's endpoints if it is primary and the book differs (at most one proposal in flight). */
+  private announceEndpoints(): void {
+    if (!this.primary || this.closed || this.failed || this.ownEndpoints === null || this.ownEndpoints.size === 0) return;
+    const booked = this.endpointBook.get(this.id);
+    const same = booked !== undefined && booked.size === this.ownEndpoints.size && [...this.ownEndpoints].every(([n, a]) => booked.get(n)?.host === a.host && booked.get(n)?.port === a.port);
+    if (same) return;
+    const command = encodeEndpointsCommand(this.id, [...this.ownEndpoints]);
+    const key = Buffer.from(command).toString('latin1');
+    if (this.endpointsProposed === key) return;
+    this.endpointsProposed = key;
+    this.submitInternal(command, this.options.proposeTimeoutMs ?? 5000)
+      .then(
+        () => {
+          if (this.endpointsProposed === key) this.endpointsProposed = null;
+        },
+        (e: unknown) => {
+          if (this.endpointsProposed === key) this.endpointsProposed = null;
+          this.log('debug', "could not announce this replica's endpoints yet; trying again in 1 s while primary", { error: String(e) });
+          setTimeout(() => this.announceEndpoints(), ENDPOINTS_RETRY_MS).unref();
+        },
+      );
+  }
+
+  /** Proposes replica `id`'s endpoints (an operator's, at an add). */
+  private proposeEndpoints(id: ReplicaId, endpoints: Record<string, PeerAddress>): Promise<Uint8Array> {
+    return this.submitInternal(encodeEndpointsCommand(id, Object.entries(endpoints)), this.options.proposeTimeoutMs ?? 5000);
+  }
+
+  private endpointTuples(): Array<[number, string, string, number]> {
+    const out: Array<[number, string, string, number]> = [];
+    for (const [id, named] of this.endpointBook) for (const [name, a] of named) out.push([id, name, a.host, a.port]);
+    return out;
+  }
+
+  /** The endpoint book from a snapshot: it replaces the book (the snapshot holds every entry up to its slot). */
+  private adoptEndpointTuples(tuples: Array<[number, string, string, number]>): void {
+    this.endpointBook.clear();
+    for (const [id, name, host, port] of tuples) {
+      let named = this.endpointBook.get(id);
+      if (!named) this.endpointBook.set(id, (named = new Map()));
+      named.set(name, { host, port });
+    }
   }
 
   // ================================================================ incarnations
@@ -1663,6 +1785,7 @@ export class SynodReplica {
         this.primary = true;
         this.proposeSessionLimitsIfChanged();
         this.bindIncarnations();
+        this.announceEndpoints();
         this.sm.onRoleChange?.('primary', this.id);
       } else if (rc.role !== 'leader' && wasPrimary) {
         this.primary = false;
@@ -1977,6 +2100,7 @@ export class SynodReplica {
     this.adoptSessions(body.sessions);
     if (body.stoppedAt) this.stoppedAtSlot = body.stoppedAt;
     for (const [peer, host, port] of body.addresses) this.learnAddress(peer, { host, port });
+    this.adoptEndpointTuples(body.endpoints ?? []);
     for (const [peer, incarnation] of body.incarnations) this.bindIncarnation(peer, incarnation);
     this.ownSessions = new Set(body.ownSessions ?? []);
     this.appliedSlot = slot;
@@ -1999,6 +2123,21 @@ export class SynodReplica {
     this.log('info', `installed a snapshot of slot ${slot}`);
     this.scheduleDrain();
   }
+}
+
+/**
+ * A remaining member counts toward the live quorum a removal needs when the leader knows it holds
+ * the log to within this many slots of the commit point (SAFETY.md; not addMember's caughtUpSlots:
+ * a safety bar, not the operator's).
+ */
+const REMOVAL_CAUGHT_UP_SLOTS = 64;
+
+/** How long a primary waits before announcing its endpoints again after a try failed (an overloaded queue, a lost round). */
+const ENDPOINTS_RETRY_MS = 1_000;
+
+/** A bind-anywhere host: where this replica listens, not where others can reach it. */
+function isUnspecified(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
 }
 
 function isLoopback(host: string): boolean {

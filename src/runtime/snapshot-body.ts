@@ -3,11 +3,14 @@
 // application's own bytes. Layout: magic "SNB1" | u32 header length | header JSON | app bytes.
 // The session table's clock, id counter and settings ride in `sessionClock`, each session's
 // last-active stamp as a 4th element of its tuple; snapshots from before both still load (every
-// session then counts as active at the first stamp applied after the restore).
+// session then counts as active at the first stamp applied after the restore). The endpoint book
+// (replicas' client addresses, `endpoints`) is written only when it has entries, so that a body
+// without them is byte for byte what earlier versions wrote (state digests hash this head), and
+// it is absent in older snapshots; earlier versions ignore it.
 
 import type { ConfigEpoch } from '../core/types.js';
 import { SessionTable, type SessionTableData } from '../core/sessions.js';
-import { isIncarnation } from './internal-commands.js';
+import { ENDPOINTS_PER_REPLICA_MAX, isIncarnation, validEndpoint } from './internal-commands.js';
 
 const MAGIC = 0x31424e53; // "SNB1" little-endian
 
@@ -24,6 +27,8 @@ interface Header {
   stoppedAt?: number;
   /** Sessions the replicas opened for their own proposals, which clients may not name (absent in older snapshots). */
   ownSessions?: number[];
+  /** The endpoint book: [replica id, name, host, port] (absent in older snapshots and when empty). */
+  endpoints?: Array<[number, string, string, number]>;
 }
 
 export type SnapshotBodyParts = Omit<SnapshotBody, 'app'>;
@@ -41,6 +46,8 @@ export interface SnapshotBody {
   stoppedAt?: number;
   /** Session ids the replicas opened for their own proposals (internal-commands.ts, `ownSession`). */
   ownSessions?: number[];
+  /** The replicated endpoint book: [replica id, endpoint name, host, port] (internal-commands.ts, `endpoints`). */
+  endpoints?: Array<[number, string, string, number]>;
 }
 
 export function encodeSnapshotBody(body: SnapshotBody): Uint8Array {
@@ -56,6 +63,7 @@ export function encodeSnapshotBodyHead(body: SnapshotBodyParts): Uint8Array {
     incarnations: body.incarnations,
     ...(body.stoppedAt ? { stoppedAt: body.stoppedAt } : {}),
     ...(body.ownSessions !== undefined && body.ownSessions.length > 0 ? { ownSessions: body.ownSessions } : {}),
+    ...(body.endpoints !== undefined && body.endpoints.length > 0 ? { endpoints: body.endpoints } : {}),
     ...sessionHeader(body.sessions.toJSON()),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -114,7 +122,7 @@ export function decodeSnapshotBody(bytes: Uint8Array): SnapshotBody {
     ([id, floor, results, activeMs]) => [id, floor, results.map(([seq, r]) => [seq, new Uint8Array(Buffer.from(r, 'base64'))]), activeMs] as [number, number, Array<[number, Uint8Array]>, number?],
   );
   const sessions = SessionTable.fromJSON<Uint8Array>(header.sessionClock ? { ...header.sessionClock, sessions: tuples } : tuples);
-  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], incarnations: header.incarnations ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0, ownSessions: header.ownSessions ?? [] };
+  return { slot: header.slot, configs: header.configs, addresses: header.addresses ?? [], incarnations: header.incarnations ?? [], sessions, app: bytes.subarray(8 + headerBytes), stoppedAt: header.stoppedAt ?? 0, ownSessions: header.ownSessions ?? [], endpoints: header.endpoints ?? [] };
 }
 
 const isId = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1023;
@@ -123,7 +131,7 @@ const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as nu
 /** Every field a restore relies on, checked before it is used (a snapshot may come from a peer). */
 function validHeader(h: unknown): h is Header {
   if (typeof h !== 'object' || h === null) return false;
-  const { slot, configs, addresses, incarnations, sessions, stoppedAt, sessionClock, ownSessions } = h as Partial<Header>;
+  const { slot, configs, addresses, incarnations, sessions, stoppedAt, sessionClock, ownSessions, endpoints } = h as Partial<Header>;
   if (ownSessions !== undefined && (!Array.isArray(ownSessions) || !ownSessions.every((id) => isCount(id) && id >= 1))) return false;
   if (!isCount(slot) || !Array.isArray(configs) || !Array.isArray(sessions)) return false;
   if (sessionClock !== undefined) {
@@ -140,6 +148,10 @@ function validHeader(h: unknown): h is Header {
     for (const a of addresses) {
       if (!Array.isArray(a) || a.length !== 3 || !isId(a[0]) || typeof a[1] !== 'string' || !Number.isInteger(a[2])) return false;
     }
+  }
+  if (endpoints !== undefined) {
+    if (!Array.isArray(endpoints) || endpoints.length > 1024 * ENDPOINTS_PER_REPLICA_MAX) return false;
+    for (const e of endpoints) if (!Array.isArray(e) || e.length !== 4 || !isId(e[0]) || !validEndpoint(e[1], e[2], e[3])) return false;
   }
   if (incarnations !== undefined) {
     if (!Array.isArray(incarnations)) return false;

@@ -1,0 +1,76 @@
+// replaceMember(old, new, address, {timeoutMs, caughtUpSlots}): one deadline for the add and the
+// removal, and the removal waits (within it) for the live, caught-up quorum it needs instead of
+// refusing at once. Right after its own add, the leader's progress figure for the new member can
+// lag (it is learned from the member's answers), and with another member down that refused the
+// removal half: "removing replica 3 would leave 1 of 3 members live and caught up: no quorum".
+// A removal that really would leave no such quorum is still refused, at the deadline.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { join } from 'node:path';
+import { KvNode } from '../../src/kv/node.js';
+import { encodeCommand } from '../../src/kv/codec.js';
+import { SynodError } from '../../src/runtime/errors.js';
+import { inprocCluster, type InprocCluster } from './helpers.js';
+
+async function startJoiner(c: InprocCluster, id: number): Promise<KvNode> {
+  return KvNode.start({
+    id,
+    clusterId: 'kvtest',
+    dataDir: join(c.dir, `r${id}`),
+    members: new Map([1, 2, 3].map((m) => [m, { host: '127.0.0.1', port: 1 }] as const)),
+    join: true,
+    listen: { host: '127.0.0.1', port: 1 },
+    httpAddresses: new Map([[id, { host: '127.0.0.1', port: 0 }]]),
+    transport: c.network.createTransport({ replicaId: id }),
+    logBackend: 'memory',
+    snapshotIntervalSlots: 50,
+  });
+}
+
+const put = (k: string) => encodeCommand({ op: 'put', key: new TextEncoder().encode(k), value: new TextEncoder().encode('v') });
+
+test('replaceMember right after its add waits for the new member\'s progress instead of refusing the removal', { timeout: 120_000 }, async () => {
+  const c = await inprocCluster(3);
+  let joiner: KvNode | null = null;
+  try {
+    const leader = await c.leader();
+    const [down, old] = c.nodes.filter((n) => n !== leader).map((n) => n.replica.id) as [number, number];
+    // A log well past the removal's 64-slot bar, so that a stale figure for the new member counts.
+    for (let i = 0; i < 300; i++) await leader.replica.propose(put(`k${i}`));
+    joiner = await startJoiner(c, 4);
+    // One member down: the removal's remaining members are the leader, the down one and replica 4.
+    c.network.partition([[leader.replica.id, old, 4]]);
+    await leader.replica.replaceMember(old, 4, { host: '127.0.0.1', port: 4 }, { timeoutMs: 30_000 });
+    assert.deepEqual(leader.replica.status().members, [leader.replica.id, down, 4].sort((a, b) => a - b));
+  } finally {
+    c.network.heal();
+    await joiner?.close().catch(() => {});
+    await c.close();
+  }
+});
+
+test('a removal that would really leave no live quorum is still refused, once the deadline passes', { timeout: 60_000 }, async () => {
+  const c = await inprocCluster(3);
+  try {
+    const leader = await c.leader();
+    const [a] = c.nodes.filter((n) => n !== leader).map((n) => n.replica.id) as [number];
+    c.network.partition([[leader.replica.id, a]]); // b down: removing a would leave the leader and b
+    const t0 = performance.now();
+    await assert.rejects(leader.replica.removeMember(a, { timeoutMs: 1500, waitForQuorum: true }), (e: unknown) => {
+      assert.ok(e instanceof SynodError && e.code === 'SYNOD_MEMBERSHIP', String(e));
+      assert.match((e as Error).message, /would leave 1 of 2 members live and caught up: no quorum/);
+      return true;
+    });
+    const ms = performance.now() - t0;
+    assert.ok(ms >= 1400, `refused after ${ms} ms, before the deadline`);
+    // Without waitForQuorum (DELETE /v1/members): refused at once, as before.
+    const t1 = performance.now();
+    await assert.rejects(leader.replica.removeMember(a, { timeoutMs: 1500 }), /no quorum/);
+    assert.ok(performance.now() - t1 < 1000);
+    assert.deepEqual(leader.replica.status().members, [1, 2, 3]);
+  } finally {
+    c.network.heal();
+    await c.close();
+  }
+});
