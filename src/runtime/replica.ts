@@ -955,7 +955,15 @@ export class SynodReplica {
     await this.removeMemberBy(id, now() + (options.timeoutMs ?? 60_000), options.waitForQuorum === true);
   }
 
+  /**
+   * Without waitForQuorum the quorum check still waits this long (within the deadline) before it
+   * refuses: the leader learns a member's progress from its answers, so right after an add the
+   * new member's figure can lag by a heartbeat or two, and a removal then was refused at once.
+   */
+  private static readonly REMOVAL_PROGRESS_GRACE_MS = 2_000;
+
   private async removeMemberBy(id: ReplicaId, deadline: number, waitForQuorum: boolean): Promise<void> {
+    const refuseAfter = waitForQuorum ? deadline : Math.min(deadline, now() + SynodReplica.REMOVAL_PROGRESS_GRACE_MS);
     for (;;) {
       this.requireLeader();
       const members = this.core.status.members;
@@ -966,7 +974,7 @@ export class SynodReplica {
       const stats = this.transport.stats();
       const healthy = remaining.filter((m) => m === this.id || (stats.get(m)?.connected && (progress.get(m) ?? -1) >= commit - REMOVAL_CAUGHT_UP_SLOTS));
       if (remaining.length > 0 && healthy.length * 2 > remaining.length) break;
-      if (remaining.length === 0 || !waitForQuorum || now() > deadline) {
+      if (remaining.length === 0 || now() > refuseAfter) {
         throw new SynodError('SYNOD_MEMBERSHIP', `removing replica ${id} would leave ${healthy.length} of ${remaining.length} members live and caught up: no quorum`);
       }
       if (this.closed) throw new ShuttingDownError();
