@@ -20,6 +20,8 @@ export interface StartSettings {
   clusterId: string;
   data: string;
   peer: PeerAddress;
+  /** Where peers should dial this replica, named in its hellos (default: peer). */
+  advertisePeer?: PeerAddress;
   http: PeerAddress;
   binary?: PeerAddress;
   initialCluster: Map<number, PeerAddress>;
@@ -99,6 +101,7 @@ const ENV: Record<string, string> = {
   clusterId: 'SYNOD_CLUSTER_ID',
   data: 'SYNOD_DATA',
   peer: 'SYNOD_PEER',
+  advertisePeer: 'SYNOD_ADVERTISE_PEER',
   http: 'SYNOD_HTTP',
   binary: 'SYNOD_BINARY',
   initialCluster: 'SYNOD_INITIAL_CLUSTER',
@@ -155,6 +158,7 @@ export function startCommand(): Command {
     .option('--cluster-id <name>', 'cluster name: peers and data dirs of another cluster are refused (default "synod")')
     .option('--data <dir>', 'data directory')
     .option('--peer <host:port>', 'listen address for peers (must match this id in --initial-cluster)')
+    .option('--advertise-peer <host:port>', 'where peers should dial this replica when not --peer (a proxy, NAT, a 0.0.0.0 listen): named to the replicas it dials, so a joiner can reach a leader added after its --initial-cluster')
     .option('--http <host:port>', 'listen address of the HTTP API')
     .option('--binary <host:port>', 'listen address of the binary client protocol (optional)')
     .option('--initial-cluster <list>', 'every replica by peer address: ID=HOST:PORT,...')
@@ -246,6 +250,8 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
   const joinText = get('join');
   const join = joinText !== undefined && joinText !== 'false' && joinText !== '0';
   const peer = peerText ? parseHostPort(peerText, '--peer') : initialCluster.get(id);
+  const advertiseText = get('advertisePeer');
+  const advertisePeer = advertiseText ? parseHostPort(advertiseText, '--advertise-peer') : undefined;
   if (join) {
     if (!peer) throw new UsageError('a joining replica needs --peer HOST:PORT (its own peer address)');
     if (initialCluster.has(id)) throw new UsageError(`replica ${id} is already in --initial-cluster: start it without --join`);
@@ -344,6 +350,7 @@ export function resolveStartSettings(flags: Record<string, string | undefined>, 
     clusterId: get('clusterId') ?? 'synod',
     data: need('data', 'data'),
     peer,
+    ...(advertisePeer ? { advertisePeer } : {}),
     http,
     binary,
     initialCluster,
@@ -429,6 +436,7 @@ export async function runStart(s: StartSettings): Promise<void> {
       members,
       join: s.join,
       listen: s.peer,
+      advertise: s.advertisePeer,
       tls: s.tls,
       httpAddresses: s.initialHttp,
       binary: s.binary,

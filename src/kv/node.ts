@@ -31,6 +31,8 @@ export interface KvNodeOptions {
   /** Join a running cluster (members = its initial list, without this replica); `listen` is required. */
   join?: boolean;
   listen?: PeerAddress;
+  /** Where peers should dial this replica (ReplicaOptions.advertise). */
+  advertise?: PeerAddress;
   core?: ReplicaOptions['core'];
   /** Limits of the peer transport (ReplicaOptions.peerLimits). */
   peerLimits?: ReplicaOptions['peerLimits'];
@@ -74,6 +76,7 @@ export class KvNode {
       members: o.members,
       join: o.join,
       listen: o.listen,
+      advertise: o.advertise,
       stateMachine: machine,
       transport: o.transport,
       logBackend: o.logBackend,

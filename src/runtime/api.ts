@@ -117,6 +117,12 @@ export interface ReplicaOptions {
   /** Where to listen for peers (TCP); ignored when `transport` is given. */
   listen?: PeerAddress;
   /**
+   * Where peers should dial this replica, named in its hellos (docs/transport.md, extension 2), when
+   * that is not `listen` (a proxy, NAT, or a wildcard listen host). Default `listen`; a wildcard
+   * host is never named. A joiner uses it to reach a leader no configuration it knows names yet.
+   */
+  advertise?: PeerAddress;
+  /**
    * Mutual TLS between replicas (PEM files): each certificate names its replica as the SAN URI
    * synod://replica/<id> (and the cluster as synod://cluster/<id>); `synod certs` makes a dev set.
    */

@@ -423,7 +423,8 @@ export class SynodReplica {
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     transport.setIncarnation(Buffer.from(meta.incarnation).toString('hex'));
     // Not a wildcard: a peer could not dial it back there.
-    transport.setAdvertisedAddress(listen && !isWildcard(listen.host) ? listen : null);
+    const advertised = options.advertise ?? listen;
+    transport.setAdvertisedAddress(advertised && !isWildcard(advertised.host) ? advertised : null);
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     if (sessions) replica.adoptSessions(sessions);
