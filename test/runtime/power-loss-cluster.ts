@@ -299,7 +299,7 @@ export async function check(cluster: PowerLossCluster, workload: Workload, what:
   // '[1, 2, 4, 5]', seen once), or a replica the change had removed, which hears no commits after
   // it, was waited for until the wait timed out. Converged: a leader, no configuration of its own
   // pending (nothing more happens without clients), and every member that runs at its commit slot
-  // = applied slot, the same in two polls in a row.
+  // = applied slot, the same in two polls in a row (a leader that removed itself has handed over).
   let leader: SynodReplica | undefined;
   let members: number[] = [];
   let lives: Life[] = [];
@@ -311,7 +311,8 @@ export async function check(cluster: PowerLossCluster, workload: Workload, what:
     const ruling = cluster.leader();
     if (!ruling) return false;
     const view = ruling.replica.status();
-    const pending = view.configs[view.configs.length - 1]!.fromSlot > view.commitSlot + 1;
+    // A leader outside its own members list has removed itself and is handing over: not yet.
+    const pending = view.configs[view.configs.length - 1]!.fromSlot > view.commitSlot + 1 || !view.members.includes(view.id);
     const running = view.members.filter((id) => cluster.lives.has(id)).map((id) => cluster.lives.get(id)!);
     const statuses = running.map((l) => l.replica.status());
     const key = JSON.stringify([view.id, view.members, statuses.map((s) => [s.id, s.commitSlot, s.appliedSlot])]);
