@@ -43,6 +43,17 @@ export class Membership {
     return [...all].sort((a, b) => a - b);
   }
 
+  /**
+   * Union of members of every configuration held, superseded ones included until pruned: the
+   * replicas a leader's commit notices go to, so that one a change removed hears the commit that
+   * made the change govern (else it stays below it, takes itself for a member and campaigns).
+   */
+  allPeers(): ReplicaId[] {
+    const all = new Set<ReplicaId>();
+    for (const e of this.epochs) for (const m of e.members) all.add(m);
+    return [...all].sort((a, b) => a - b);
+  }
+
   isKnown(id: ReplicaId): boolean {
     return this.epochs.some((e) => e.members.includes(id));
   }

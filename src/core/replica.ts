@@ -1287,7 +1287,10 @@ export class Replica {
     leader.roundSentAtMs.set(round, this.nowMs);
     leader.roundAcks.set(round, new Set([this.id]));
     leader.readRoundNeeded = false;
-    const targets = new Set([...this.membership.peersFrom(this.chosenPrefix + 1), ...this.learners]);
+    // Every configuration held, superseded ones too (until compaction prunes them): a replica a
+    // change removed votes on the slots up to where the change governs, and only a commit notice
+    // tells it they were chosen; without one it takes itself for a member and campaigns for good.
+    const targets = new Set([...this.membership.allPeers(), ...this.learners]);
     for (const peer of targets) {
       if (peer === this.id) continue;
       this.send({ type: 'heartbeat', from: this.id, to: peer, ballot: leader.ballot, commitSlot: this.chosenPrefix, round });

@@ -3,6 +3,7 @@
 // in automatic mode (pump()), a power cut being SynodReplica.kill() then PowerLossFs.powerCut();
 // a workload of clients recording every acknowledged command; and the check run after restarts.
 import assert from 'node:assert/strict';
+import type { ReplicaStatus } from '../../src/runtime/api.js';
 import { SynodReplica } from '../../src/runtime/replica.js';
 import { PowerLossFs, type PowerLossFault } from '../../src/sim/power-loss-fs.js';
 import type { Prng } from '../../src/sim/prng.js';
@@ -288,29 +289,72 @@ export class Workload {
  */
 export async function check(cluster: PowerLossCluster, workload: Workload, what: string, expected?: readonly number[]): Promise<{ leader: SynodReplica; members: number[] }> {
   const where = `seed ${cluster.seed}, ${what}`;
-  const leader = await readyLeader(cluster.live().map((l) => l.replica), 15_000);
-  const members = [...leader.status().members];
-  if (expected) assert.deepEqual(members, [...expected].sort((a, b) => a - b), `${where}: the members (leader ${leader.id}'s view)`);
-  const absent = members.filter((id) => !cluster.lives.has(id) && !cluster.retired.has(id));
-  assert.deepEqual(absent, [], `${where}: every member runs`);
-  const lives = members.filter((id) => cluster.lives.has(id)).map((id) => cluster.lives.get(id)!);
-  let applied = -1;
+  await readyLeader(cluster.live().map((l) => l.replica), 15_000);
+  // The members list is the leader's where the members converged, read in the same synchronous
+  // pass as every member's slots and configurations (the replicas live in this process: one pass
+  // is one instant). Read before the wait, as it was, it could be older than the point the
+  // replicas then reached: a configuration chosen at slot i governs from i + W, and after a change
+  // cut short, the new leader that recovered it fills the slots up to i + W with no-ops while the
+  // check waits. The replicas were then compared with a stale list ('[1, 4, 5]' vs the leader's
+  // '[1, 2, 4, 5]', seen once), or a replica the change had removed, which hears no commits after
+  // it, was waited for until the wait timed out. Converged: a leader, no configuration of its own
+  // pending (nothing more happens without clients), and every member that runs at its commit slot
+  // = applied slot, the same in two polls in a row (a leader that removed itself has handed over).
+  let leader: SynodReplica | undefined;
+  let members: number[] = [];
+  let lives: Life[] = [];
+  let views: ReplicaStatus[] = [];
+  let previous = '';
   // 30 s: a restarted leader and a member catching up by snapshot share 2 cores with the rest of
   // npm test (15 s timed out once in CI, after a leader cut mid-removal; alone it converges in ~1 s).
   await until(`${where}: the members converge`, () => {
-    const slots = lives.map((l) => l.replica.status().appliedSlot);
-    const commits = lives.map((l) => l.replica.status().commitSlot);
-    const same = slots.every((s) => s === slots[0]) && commits.every((s) => s === slots[0]) && slots[0] === applied;
-    applied = slots[0]!;
+    const ruling = cluster.leader();
+    if (!ruling) return false;
+    const view = ruling.replica.status();
+    // A leader outside its own members list has removed itself and is handing over: not yet.
+    const pending = view.configs[view.configs.length - 1]!.fromSlot > view.commitSlot + 1 || !view.members.includes(view.id);
+    const running = view.members.filter((id) => cluster.lives.has(id)).map((id) => cluster.lives.get(id)!);
+    const statuses = running.map((l) => l.replica.status());
+    const key = JSON.stringify([view.id, view.members, statuses.map((s) => [s.id, s.commitSlot, s.appliedSlot])]);
+    const same = !pending && statuses.every((s) => s.appliedSlot === view.commitSlot && s.commitSlot === view.commitSlot) && key === previous;
+    previous = key;
+    if (same) {
+      leader = ruling.replica;
+      members = [...view.members];
+      lives = running;
+      views = statuses;
+    }
     return same;
   }, 30_000).catch((e: Error) => {
-    throw new Error(`${e.message} (${describe(lives)})`);
+    const ruling = cluster.leader();
+    const running = ruling ? ruling.replica.status().members.filter((id) => cluster.lives.has(id)).map((id) => cluster.lives.get(id)!) : cluster.live();
+    throw new Error(`${e.message} (${describe(running)})`);
   });
+  if (!leader) throw new Error(`${where}: no leader after the members converged`);
+  if (expected) assert.deepEqual(members, [...expected].sort((a, b) => a - b), `${where}: the members (leader ${leader.id}'s view)`);
+  const absent = members.filter((id) => !cluster.lives.has(id) && !cluster.retired.has(id));
+  assert.deepEqual(absent, [], `${where}: every member runs`);
+  // At one commit slot, every member has the same members list and the same configurations from
+  // the next slot on (the current one and any pending: both follow from the chosen log up to it).
+  const ahead = (s: ReplicaStatus): ReplicaStatus['configs'] => {
+    let first = 0;
+    for (let i = s.configs.length - 1; i > 0; i--) {
+      if (s.configs[i]!.fromSlot <= s.commitSlot + 1) {
+        first = i;
+        break;
+      }
+    }
+    return s.configs.slice(first);
+  };
+  const described = views.map((s) => `replica ${s.id}: ${s.role}, commit ${s.commitSlot}, applied ${s.appliedSlot}, snapshot ${s.snapshotSlot}, configs ${JSON.stringify(s.configs)}`).join('; ');
+  for (const s of views) {
+    assert.deepEqual(s.members, members, `${where}: replica ${s.id}'s members differ from leader ${leader.id}'s at commit slot ${s.commitSlot} (${described})`);
+    assert.deepEqual(ahead(s), ahead(views.find((v) => v.id === leader!.id)!), `${where}: replica ${s.id}'s configurations from slot ${s.commitSlot + 1} differ from leader ${leader.id}'s (${described})`);
+  }
   const read = await leader.read(enc(''), { consistency: 'linearizable' });
   const reference = lives[0]!.machine.applied;
   for (const life of lives) {
     const id = life.replica.id;
-    assert.deepEqual(life.replica.status().members, members, `${where}: replica ${id}'s members differ from leader ${leader.id}'s (${describe(lives)})`);
     assert.deepEqual(life.machine.applied, reference, `${where}: replica ${id}'s applied commands differ from replica ${lives[0]!.replica.id}'s`);
     assert.equal(new Set(life.machine.applied).size, life.machine.applied.length, `${where}: replica ${id} applied a command twice`);
     assert.equal(life.replica.counters().stateDigestMismatches, 0, `${where}: replica ${id} saw a state digest differ`);

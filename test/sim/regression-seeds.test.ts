@@ -79,9 +79,11 @@ test('seed 50529 with different member sets: the configuration at the higher slo
     const r = sim.run();
     assert.ok(r.ok, r.violation?.message);
     assert.equal(r.configsOutOfOrder, 1);
-    const leader = sim.nodes.find((n) => n.core.status.role === 'leader')!;
-    const epochs = leader.core.configs.map((e) => [e.fromSlot, e.members.join(',')]);
-    assert.deepEqual(epochs.slice(0, 3), [[1, '1,2,3,4,5'], [17, '1,3,4,5'], [19, '1,2,3,4']]);
+    // Read from the chosen log (the checker's, derived from durable accepts), not from the final
+    // leader's epochs: compaction prunes those, and how far it has got at the end depends on the
+    // run's exact course (commit notices to replicas of superseded configurations changed it).
+    const checker = (sim as unknown as { checker: Checker }).checker;
+    assert.deepEqual([16, 17, 18, 19].map((slot) => checker.membersAt(slot).join(',')), ['1,2,3,4,5', '1,3,4,5', '1,3,4,5', '1,2,3,4']);
   } finally {
     Replica.prototype.proposeConfig = original;
   }
