@@ -55,8 +55,13 @@ const figures = {
   joinersBySnapshot: 0,
   transfers: 0, transfersRefused: 0, transfersTaken: 0, cutsOfOldLeader: 0, cutsOfNewLeader: 0,
   sharedCutsWithoutChange: 0,
-  /** Hand-overs to an initial member before an add (the open bug below), not counted in transfers. */
-  handoversForJoiners: 0,
+  /**
+   * Adds run while the leader was not an initial member: the joiner, which knows only the initial
+   * members, reaches that leader through the address its hello names (until session 21 these
+   * timed out, 'replica 6 did not catch up in time', seeds 6 and 7, and the rounds first handed
+   * leadership to an initial member).
+   */
+  addsUnderLaterLeader: 0,
 };
 
 type Victim = 'none' | 'leader' | 'joiner' | 'removed' | 'all';
@@ -115,29 +120,11 @@ class Run {
     return readyLeader(this.cluster.live().map((l) => l.replica), 15_000);
   }
 
-  /**
-   * The leader, made an initial member first if it is not. OPEN BUG (found here, pinned by a todo
-   * in joiner-reach.test.ts): a joiner knows only the initial members' addresses; when the leader
-   * is not one of them it asks a follower, which does not answer a non-member below its log start,
-   * and the add times out with the joiner at slot 0 ('replica 6 did not catch up in time', seeds 6
-   * and 7 before this hand-over). The rounds go on around it so that the power cuts stay covered.
-   */
+  /** The leader for an add; counts the adds it runs while not an initial member. */
   async leaderForJoiner(): Promise<SynodReplica> {
-    for (let attempt = 1; ; attempt++) {
-      const leader = await this.leader();
-      const initial = leader.status().members.find((id) => (IDS as readonly number[]).includes(id) && this.cluster.lives.has(id));
-      if ((IDS as readonly number[]).includes(leader.id) || initial === undefined) return leader;
-      if (attempt > 10) throw new Error(`seed ${this.seed}: could not hand leadership to initial member ${initial}`);
-      trace(this.seed, `hand-over ${leader.id} → ${initial} before an add`);
-      figures.handoversForJoiners++;
-      try {
-        leader.transferLeadership(initial);
-      } catch {
-        // lost the lead meanwhile: look again
-      }
-      const deadline = Date.now() + 2_000;
-      while (Date.now() < deadline && this.cluster.lives.get(initial)?.replica.status().role !== 'leader') await sleep(20);
-    }
+    const leader = await this.leader();
+    if (!(IDS as readonly number[]).includes(leader.id)) figures.addsUnderLaterLeader++;
+    return leader;
   }
 
   /** Power cut of `ids` at once, half the time waiting for storage calls in flight first. */
@@ -391,4 +378,7 @@ test('membership changes and transfers through power cuts: what the seeds covere
   console.log(`power-loss-members: ${JSON.stringify({ ...figures, ...totals })}`);
   assert.ok(figures.adds + figures.removes + figures.replaces >= SEEDS.length * 4, 'every change ran');
   assert.ok(totals.checks >= SEEDS.length * 8, 'every check ran');
+  // The default seeds add replicas under a leader that is not an initial member (2 adds with
+  // seeds 1-3): the joiner-reach fix is exercised through power cuts, not only in joiner-reach.
+  if (SEEDS.join() === '1,2,3') assert.ok(figures.addsUnderLaterLeader >= 1, 'an add ran under a leader added later');
 });
