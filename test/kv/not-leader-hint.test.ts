@@ -16,6 +16,7 @@ test('NOT_LEADER and STATUS name an IPv6 leader as [host]:port', async () => {
     isLeader: () => false,
     leaderId: () => 2,
     status: () => ({ id: 1, role: 'follower', leader: 2, commitSlot: 0, appliedSlot: 0 }),
+    endpointOf: () => undefined, // no client address announced through the log
   } as unknown as SynodReplica;
   for (const [host, expected] of [['::1', '[::1]:7001'], ['127.0.0.1', '127.0.0.1:7001'], ['db-2.example', 'db-2.example:7001']] as const) {
     const server = new KvBinaryServer({

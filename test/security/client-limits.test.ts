@@ -326,6 +326,7 @@ function pendingReadsReplica() {
     },
     queryLocal: () => encodeResult({ kind: 'not-found' }),
     propose: () => Promise.reject(new Error('not used')),
+    endpointOf: () => undefined, // no client address announced through the log
   } as unknown as SynodReplica;
   return { pending, waits, replica };
 }
