@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // npm run sim -- --seeds N [--start S] [--bug NAME] [--json]
 // npm run sim -- --seed S [--trace]     replay one seed with a readable trace
-// npm run sim -- --storage --seeds N [--start S] [--fault NAME] [--json]   the storage simulator (storage-sim.ts)
+// npm run sim -- --storage --seeds N [--start S] [--fault NAME] [--writer W] [--json]   the storage simulator (storage-sim.ts)
 import cliProgress from 'cli-progress';
 import type { PlantedBug } from '../core/options.js';
 import { randomSimOptions, type SimOptions } from './options.js';
 import { runSeed, type SimResult } from './simulation.js';
 import { codecWire } from './wire.js';
-import { runStorageSeed, type StorageSimResult } from './storage-sim.js';
+import { runStorageSeed, type StorageSimResult, type StorageSimWriter } from './storage-sim.js';
 import type { PowerLossFault } from './power-loss-fs.js';
 
 interface Args {
@@ -22,12 +22,14 @@ interface Args {
   transfers: boolean;
   storage: boolean;
   fault: PowerLossFault | null;
+  writer: StorageSimWriter;
 }
 
-const FAULTS: readonly PowerLossFault[] = ['lying-fsync', 'no-dir-fsync'];
+const WRITERS: readonly StorageSimWriter[] = ['flush-loop', 'ordered', 'mixed'];
+const FAULTS: readonly PowerLossFault[] = ['lying-fsync', 'no-dir-fsync', 'writer-acks-early'];
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false, storage: false, fault: null };
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false, storage: false, fault: null, writer: 'mixed' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -54,10 +56,14 @@ function parseArgs(argv: string[]): Args {
       const f = value() as PowerLossFault;
       if (!FAULTS.includes(f)) throw new Error(`--fault must be one of ${FAULTS.join(', ')}, got '${f}'`);
       args.fault = f;
+    } else if (a === '--writer') {
+      const w = value() as StorageSimWriter;
+      if (!WRITERS.includes(w)) throw new Error(`--writer must be one of ${WRITERS.join(', ')}, got '${w}'`);
+      args.writer = w;
     }
     else if (a === '--help' || a === '-h') {
       console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] [--transfers] | --seed S [--trace] [--transfers]');
-      console.log('       synod-sim --storage --seeds N [--start S] [--fault lying-fsync|no-dir-fsync] [--json] | --storage --seed S');
+      console.log('       synod-sim --storage --seeds N [--start S] [--fault lying-fsync|no-dir-fsync|writer-acks-early] [--writer flush-loop|ordered|mixed] [--json] | --storage --seed S');
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
@@ -157,20 +163,20 @@ function main(): void {
 }
 
 async function mainStorage(args: Args): Promise<void> {
-  const replay = (seed: number) => `npm run sim -- --storage --seed ${seed}${args.fault ? ` --fault ${args.fault}` : ''}`;
+  const replay = (seed: number) => `npm run sim -- --storage --seed ${seed}${args.fault ? ` --fault ${args.fault}` : ''}${args.writer !== 'mixed' ? ` --writer ${args.writer}` : ''}`;
   if (args.seed !== null) {
-    const result = await runStorageSeed(args.seed, { fault: args.fault });
+    const result = await runStorageSeed(args.seed, { fault: args.fault, writer: args.writer });
     console.log(JSON.stringify(result, null, 2));
     process.exit(result.violation ? 1 : 0);
   }
   const started = performance.now();
   const progress = new SeedProgress(args.seeds, args.json, 'storage sim [{bar}] {value}/{total} seeds | {failures} failed | eta {eta_formatted}', { failures: 0 });
   const failures: StorageSimResult[] = [];
-  const totals = { lives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
+  const totals = { lives: 0, orderedLives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
-    const r = await runStorageSeed(seed, { fault: args.fault });
-    for (const k of ['lives', 'acknowledged', 'recovered', 'readsChecked', 'snapshots'] as const) totals[k] += r[k];
+    const r = await runStorageSeed(seed, { fault: args.fault, writer: args.writer });
+    for (const k of ['lives', 'orderedLives', 'acknowledged', 'recovered', 'readsChecked', 'snapshots'] as const) totals[k] += r[k];
     for (const k of ['powerCuts', 'writesKept', 'writesLost', 'writesTorn', 'nameChangesLost', 'directoriesLost'] as const) totals[k] += r.fs[k];
     if (r.violation) {
       failures.push(r);
@@ -192,6 +198,7 @@ async function mainStorage(args: Args): Promise<void> {
   if (args.json) console.log(JSON.stringify(summary));
   else {
     console.log(`storage sim: seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}${args.fault ? ` (planted fault ${args.fault})` : ''}, ${summary.wallSeconds} s`);
+    console.log(`lives ${totals.lives}, of them through the ordered (native) writer ${totals.orderedLives}`);
     console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost} (directories with them ${totals.directoriesLost})`);
     console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, read back during lives ${totals.readsChecked}, snapshots saved ${totals.snapshots}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);

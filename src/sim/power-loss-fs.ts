@@ -23,8 +23,12 @@
 import type { StorageIo } from '../storage/io.js';
 import type { Prng } from './prng.js';
 
-/** Faults planted to show that the storage checker catches a broken durability contract. */
-export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync';
+/**
+ * Faults planted to show that the storage checker catches a broken durability contract.
+ * 'writer-acks-early': the ordered writer (mount({ orderedWriter })) reports a job done once its
+ * write returned, before its fdatasync.
+ */
+export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync' | 'writer-acks-early';
 
 type FileChange = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; size: number };
 /** A directory's entry in its parent (the directory itself is in PowerLossFs.dirs, by path). */
@@ -263,8 +267,12 @@ export class PowerLossFs {
     return kept;
   }
 
-  /** A StorageIo on this file system until the next power cut, and a delay (a queued no-op) for its clocks. */
-  mount(): { io: StorageIo; delay: () => Promise<void> } {
+  /**
+   * A StorageIo on this file system until the next power cut, and a delay (a queued no-op) for its
+   * clocks. `orderedWriter`: the io also offers the native addon's ordered writer (StorageIo.orderedWriter),
+   * so that the file log takes its pipelined write path, as in production on Linux.
+   */
+  mount(options: { orderedWriter?: boolean } = {}): { io: StorageIo; delay: () => Promise<void> } {
     const generation = this.generation;
     const call = <T>(run: () => T): Promise<T> => {
       if (generation !== this.generation) return new Promise<T>(() => {});
@@ -321,6 +329,27 @@ export class PowerLossFs {
         }),
       mkdir: (path) => call(() => this.mkdirp(path)),
     };
+    if (options.orderedWriter) {
+      // The addon's writer (native/pmem/pmem.c): jobs run one after another in call order, each a
+      // write of every buffer (read from the caller's memory when the job runs, not when it is
+      // queued) and an fdatasync; the next job starts once that returned. A failure is sticky:
+      // later jobs write nothing and fail alike. A completion reaches the caller through one more
+      // queued step, so completions may arrive out of order.
+      io.orderedWriter = () => {
+        let previous: Promise<unknown> = Promise.resolve();
+        return (fd, buffers, position) => {
+          const written = previous.then(() => io.writev(fd, buffers, position));
+          const job = written.then(() => io.fdatasync(fd));
+          previous = job; // a rejection carries on to every later job: sticky
+          return (this.fault === 'writer-acks-early' ? written : job).then(
+            () => call(() => undefined),
+            (error: unknown) => call(() => {
+              throw error;
+            }),
+          );
+        };
+      };
+    }
     return { io, delay: () => call(() => undefined) };
   }
 

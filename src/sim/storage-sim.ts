@@ -34,7 +34,17 @@ export interface StorageSimOptions {
   stepsMax?: number;
   /** A planted fault in the file system (tests: shows the checks catch a broken durability contract). */
   fault?: PowerLossFault | null;
+  /**
+   * The file log's write path: 'flush-loop' (one write and fdatasync at a time, from JS: no addon,
+   * or an injected io), 'ordered' (the pipelined path production takes with the native addon,
+   * over a model of its ordered writer: StorageIo.orderedWriter), or 'mixed' (each life picks one,
+   * from a generator of its own so the rest of a seed's choices are as with 'flush-loop'). Default
+   * 'mixed'.
+   */
+  writer?: StorageSimWriter;
 }
+
+export type StorageSimWriter = 'flush-loop' | 'ordered' | 'mixed';
 
 export interface StorageSimResult {
   seed: number;
@@ -42,6 +52,8 @@ export interface StorageSimResult {
   lives: number;
   acknowledged: number;
   recovered: number;
+  /** Lives whose log wrote through the ordered writer (the native path). */
+  orderedLives: number;
   /** Records read back from the log during lives and checked. */
   readsChecked: number;
   snapshots: number;
@@ -105,13 +117,18 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
   const stepsMax = options.stepsMax ?? 400;
   const prng = new Prng(seed);
   const fs = new PowerLossFs(prng.fork(), options.fault ?? null);
+  const writer = options.writer ?? 'mixed';
+  const writerPrng = new Prng(seed ^ 0x77e1);
+  let orderedLives = 0;
   const model = new Model();
   let nonce = seed * 1_000_000;
   let violation: StorageSimResult['violation'] = null;
   let life = 0;
   try {
     for (; life < lives; life++) {
-      const { io, delay } = fs.mount();
+      const orderedWriter = writer === 'ordered' || (writer === 'mixed' && writerPrng.chance(0.5));
+      if (orderedWriter) orderedLives++;
+      const { io, delay } = fs.mount({ orderedWriter });
       const clock: PacerClock = { now: () => 0, sleep: delay };
 
       // ---- restart: recover and check against the model
@@ -292,5 +309,5 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
     if (!(error instanceof StorageViolation)) throw error;
     violation = { kind: error.kind, detail: error.message };
   }
-  return { seed, violation, lives: life, acknowledged: model.acknowledged, recovered: model.recovered, readsChecked: model.readsChecked, snapshots: model.snapshotsSaved, fs: { ...fs.stats } };
+  return { seed, violation, lives: life, acknowledged: model.acknowledged, recovered: model.recovered, orderedLives, readsChecked: model.readsChecked, snapshots: model.snapshotsSaved, fs: { ...fs.stats } };
 }

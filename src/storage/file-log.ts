@@ -186,7 +186,10 @@ export class FileLog implements LogStore {
     this.io = options.io ?? nodeIo;
     // The test-only disk fault hook lives in nodeIo, which the native writer bypasses.
     const native = backend === 'file' && options.io === undefined && !diskFaultHookInstalled() ? tryLoadNative().addon : null;
-    if (native && typeof native.createWriter === 'function' && typeof native.writeSync === 'function') {
+    const injectedWriter = backend === 'file' ? options.io?.orderedWriter?.() : undefined;
+    if (injectedWriter) {
+      this.writeAndSync = injectedWriter; // the storage simulator's model of the addon's writer
+    } else if (native && typeof native.createWriter === 'function' && typeof native.writeSync === 'function') {
       const writer = native.createWriter();
       this.writeAndSync = (fd, buffers, position) => native.writeSync!(writer, fd, buffers, position, true);
     } else {
@@ -401,6 +404,19 @@ export class FileLog implements LogStore {
     if (headState !== null) await this.freeSegmentsBelowHead();
     if (this.segments.length === 0) {
       this.segments.push(await this.prepareSegment(1));
+    }
+    // The flush loop rolls into a segment only once the previous one's write is durable, so a
+    // power cut leaves at most two empty segments at the end: the one rolled into and the one
+    // prepared ahead. The native writer's pipeline can have rolled into several, each name durable
+    // and its first write still queued, and lose them all. Appends continue after the last group
+    // (below: the first empty segment, or the prepared one), so the empty ones past those two are
+    // retired, highest first (a cut meanwhile leaves no gap in the names); else the log went on
+    // in the last of them, and the next start refused the empty ones before it as corruption.
+    let trailingEmpty = 0;
+    for (let k = this.segments.length - 1; k >= 0 && this.segments[k]!.firstLsn === null; k--) trailingEmpty++;
+    if (trailingEmpty > 2) {
+      const extra = this.segments.splice(this.segments.length - (trailingEmpty - 2)).reverse();
+      await this.retireSegments(extra);
     }
     let last = this.segments[this.segments.length - 1]!;
     if (last.firstLsn === null && this.segments.length > 1) {

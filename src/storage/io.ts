@@ -21,6 +21,14 @@ export interface StorageIo {
   readdir(path: string): Promise<string[]>;
   /** mkdir -p. Resolves with the first directory it created (undefined: all were there), as node:fs. */
   mkdir(path: string): Promise<string | undefined>;
+  /**
+   * Test-only: an ordered writer as the native addon makes one (createWriter/writeSync), for the
+   * file log's pipelined write path (submitLoop) on this file system. Each call is one job: write
+   * every buffer from `position`, then fdatasync; a job starts only after the previous one's
+   * fdatasync returned; completions may reach the caller out of order. Absent in nodeIo (the log
+   * takes the addon's there).
+   */
+  orderedWriter?(): (fd: number, buffers: Uint8Array[], position: number) => Promise<void>;
 }
 
 function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {

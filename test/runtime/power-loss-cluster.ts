@@ -78,6 +78,8 @@ export class PowerLossCluster {
   readonly adopts: boolean;
   readonly seed: number;
   readonly prng: Prng;
+  /** Replica starts so far (each on a new mount). */
+  private starts = 0;
   readonly totals: PowerLossTotals;
   private readonly fault: PowerLossFault | null;
   private readonly clusterId: string;
@@ -140,7 +142,9 @@ export class PowerLossCluster {
       id, clusterId: this.clusterId, dataDir: `/disk/r${id}`, members: this.members, stateMachine: machine,
       ...(this.joiners.has(id) ? { join: true, listen: ADDRESS } : {}),
       transport: this.network.createTransport({ replicaId: id }),
-      storageIo: this.disks.get(id)!.mount().io,
+      // Every other start writes its log through the native writer's pipelined path (a model of
+      // its ordered writer), the rest through the flush loop: both, through the same cuts.
+      storageIo: this.disks.get(id)!.mount({ orderedWriter: this.starts++ % 2 === 1 }).io,
       logSegmentBytes: 64 * 1024, // rolls, recycling and head moves every few snapshots
       snapshotIntervalSlots: 25,
       snapshotIntervalBytes: 16 * 1024,
