@@ -30,43 +30,39 @@ async function startJoiner(c: InprocCluster, id: number): Promise<KvNode> {
 
 const put = (k: string) => encodeCommand({ op: 'put', key: new TextEncoder().encode(k), value: new TextEncoder().encode('v') });
 
-test('replaceMember right after its add waits for the new member\'s progress instead of refusing the removal', { timeout: 120_000 }, async () => {
+/**
+ * A 3-member cluster with a log well past the removal's 64-slot bar (so that a stale progress
+ * figure for the new member counts), joiner 4 started, and one member down: a removal's remaining
+ * members are then the leader, the down one and replica 4. `replace` replaces the last live
+ * follower (`old`) by 4; the members must end as the leader, the down one and 4.
+ */
+async function replaceWithOneDown(replace: (leader: KvNode, old: number) => Promise<void>): Promise<void> {
   const c = await inprocCluster(3);
   let joiner: KvNode | null = null;
   try {
     const leader = await c.leader();
     const [down, old] = c.nodes.filter((n) => n !== leader).map((n) => n.replica.id) as [number, number];
-    // A log well past the removal's 64-slot bar, so that a stale figure for the new member counts.
     for (let i = 0; i < 300; i++) await leader.replica.propose(put(`k${i}`));
     joiner = await startJoiner(c, 4);
-    // One member down: the removal's remaining members are the leader, the down one and replica 4.
     c.network.partition([[leader.replica.id, old, 4]]);
-    await leader.replica.replaceMember(old, 4, { host: '127.0.0.1', port: 4 }, { timeoutMs: 30_000 });
+    await replace(leader, old);
     assert.deepEqual(leader.replica.status().members, [leader.replica.id, down, 4].sort((a, b) => a - b));
   } finally {
     c.network.heal();
     await joiner?.close().catch(() => {});
     await c.close();
   }
+}
+
+test('replaceMember right after its add waits for the new member\'s progress instead of refusing the removal', { timeout: 120_000 }, async () => {
+  await replaceWithOneDown((leader, old) => leader.replica.replaceMember(old, 4, { host: '127.0.0.1', port: 4 }, { timeoutMs: 30_000 }));
 });
 
 test('removeMember (DELETE /v1/members) right after an add, with another member down, waits out the stale progress figure instead of refusing', { timeout: 120_000 }, async () => {
-  const c = await inprocCluster(3);
-  let joiner: KvNode | null = null;
-  try {
-    const leader = await c.leader();
-    const [down, old] = c.nodes.filter((n) => n !== leader).map((n) => n.replica.id) as [number, number];
-    for (let i = 0; i < 300; i++) await leader.replica.propose(put(`k${i}`));
-    joiner = await startJoiner(c, 4);
-    c.network.partition([[leader.replica.id, old, 4]]);
+  await replaceWithOneDown(async (leader, old) => {
     await leader.replica.addMember(4, { host: '127.0.0.1', port: 4 }, { timeoutMs: 30_000 });
     await leader.replica.removeMember(old, { timeoutMs: 30_000 });
-    assert.deepEqual(leader.replica.status().members, [leader.replica.id, down, 4].sort((a, b) => a - b));
-  } finally {
-    c.network.heal();
-    await joiner?.close().catch(() => {});
-    await c.close();
-  }
+  });
 });
 
 test('a removal that would really leave no live quorum is still refused, once the deadline passes', { timeout: 60_000 }, async () => {
