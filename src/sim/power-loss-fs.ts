@@ -19,6 +19,8 @@
 // process that made them is gone. The storage simulator drives completeOne itself (manual mode);
 // code on real timers (the runtime, test/runtime/power-loss.test.ts) lets pump() complete queued
 // calls on timers of its own, a random few at a time after a random latency (automatic mode).
+// mount({ orderedWriter: true }) also offers a model of the native addon's ordered writer, so that
+// the file log takes its pipelined write path (the one production takes on Linux).
 
 import type { StorageIo } from '../storage/io.js';
 import type { Prng } from './prng.js';
