@@ -259,8 +259,8 @@ export function clientCommands(): Command[] {
         ['ID', 'ROLE', 'HTTP', 'PEER', 'BALLOT', 'COMMIT', 'APPLIED', 'KEYS', 'STATE DIGEST'],
         rows.map((r) =>
           r.status
-            ? [r.id, r.status.role, r.http ?? '-', r.peer ?? '-', r.status.ballot, r.status.commitIndex, r.status.appliedIndex, r.status.kv.keys, digestText(r.status.stateDigest)]
-            : [r.id, 'DOWN', r.http ?? '-', r.peer ?? '-', '-', '-', '-', `(${r.error})`, '-'],
+            ? [r.id, r.status.role + notMember(r), r.http ?? '-', r.peer ?? '-', r.status.ballot, r.status.commitIndex, r.status.appliedIndex, r.status.kv.keys, digestText(r.status.stateDigest)]
+            : [r.id, (r.http ? 'DOWN' : '?') + notMember(r), r.http ?? '-', r.peer ?? '-', '-', '-', '-', `(${r.error})`, '-'],
         ),
       );
       const leader = rows.find((r) => r.status?.role === 'leader');
@@ -328,8 +328,15 @@ export function clientCommands(): Command[] {
   return [put, get, del, cas, scan, status, member, leader];
 }
 
+/** A replica the asked one knows but not as a member (removed, or a learner not yet added): said in ROLE. */
+function notMember(r: StatusRow): string {
+  return r.member === false ? ' (not a member)' : '';
+}
+
 export interface StatusRow {
   id: number;
+  /** In the current configuration, as the first replica that answered sees it. */
+  member?: boolean;
   http: string | null;
   peer: string | null;
   status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: StateDigestStatus | null };
@@ -339,16 +346,17 @@ export interface StatusRow {
 /** Asks every replica it can learn of (the endpoints, then the members they list). */
 export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
   const first = await c.call('GET', '/v1/status');
-  const s0 = JSON.parse(first.body.toString('utf8')) as { members: Array<{ id: number; http: string | null; peer: string | null }> };
+  const s0 = JSON.parse(first.body.toString('utf8')) as { members: Array<{ id: number; member?: boolean; http: string | null; peer: string | null }> };
   return Promise.all(
     s0.members.map(async (m): Promise<StatusRow> => {
-      if (!m.http) return { id: m.id, http: null, peer: m.peer, status: null, error: 'HTTP address unknown' };
+      const member = m.member ?? true;
+      if (!m.http) return { id: m.id, member, http: null, peer: m.peer, status: null, error: 'HTTP address unknown' };
       const one = new HttpKvClient({ endpoints: [m.http], timeoutMs: 1, requestTimeoutMs: 2_000, ...c.sameSecurity });
       try {
         const a = await one.call('GET', '/v1/status');
-        return { id: m.id, http: m.http, peer: m.peer, status: JSON.parse(a.body.toString('utf8')) };
+        return { id: m.id, member, http: m.http, peer: m.peer, status: JSON.parse(a.body.toString('utf8')) };
       } catch (e) {
-        return { id: m.id, http: m.http, peer: m.peer, status: null, error: (e as Error).message };
+        return { id: m.id, member, http: m.http, peer: m.peer, status: null, error: (e as Error).message };
       } finally {
         one.close();
       }

@@ -74,9 +74,17 @@ export class Membership {
     this.epochs.push({ fromSlot: epoch.fromSlot, members: [...epoch.members] });
   }
 
-  /** Drop epochs wholly below `slot` (keeps the one governing it). */
-  pruneBelow(slot: Slot): void {
-    while (this.epochs.length > 1 && this.epochs[1]!.fromSlot <= slot) this.epochs.shift();
+  /**
+   * Drop epochs wholly below `slot` (keeps the one governing it). Returns the replicas that were
+   * members of a dropped epoch and of no kept one: those a change removed, forgotten from here on.
+   */
+  pruneBelow(slot: Slot): ReplicaId[] {
+    const dropped = new Set<ReplicaId>();
+    while (this.epochs.length > 1 && this.epochs[1]!.fromSlot <= slot) {
+      for (const m of this.epochs.shift()!.members) dropped.add(m);
+    }
+    for (const e of this.epochs) for (const m of e.members) dropped.delete(m);
+    return [...dropped].sort((a, b) => a - b);
   }
 
   snapshot(): ConfigEpoch[] {

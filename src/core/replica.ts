@@ -50,6 +50,14 @@ import type {
 } from './types.js';
 import { NOOP, sameValue } from './values.js';
 
+/**
+ * How long (in longest election timeouts) a replica removed from the configuration still gets a
+ * leader's commit notices once its last configuration is pruned (Replica.departed): long enough for
+ * several heartbeats and a catch-up, short enough that a removed replica the operator stopped is
+ * not dialed for long.
+ */
+const DEPARTED_NOTICE_TIMEOUTS = 20;
+
 /** A log slot as this replica holds it. `seq` is the persist op that last wrote it. */
 interface Cell {
   entry: Entry;
@@ -152,6 +160,15 @@ export class Replica {
   private membership: Membership;
   /** Replicas being added: they get heartbeats and may fetch the log, but do not vote. */
   private learners = new Set<ReplicaId>();
+  /**
+   * Replicas a configuration change removed, whose last configuration was pruned here, and until
+   * when (ms) they still get this replica's commit notices while it leads (and may fetch chosen
+   * entries from it): the runtime compacts the core as soon as slots are applied, which prunes a
+   * superseded configuration the moment the change governs, before the removed replica has heard
+   * that the slots it voted on were chosen. Without a notice it stays below its removal, takes
+   * itself for a member and campaigns for good.
+   */
+  private departed = new Map<ReplicaId, number>();
 
   // --- role
   private role: Role = 'follower';
@@ -248,7 +265,9 @@ export class Replica {
   receive(msg: Message, nowMs: number): void {
     this.setNow(nowMs);
     if (CONTRACTS) requires(msg.to === this.id, `message for ${msg.to} delivered to ${this.id}`);
-    const learnerMessage = this.learners.has(msg.from) && (msg.type === 'catchupRequest' || msg.type === 'heartbeatAck');
+    const learnerMessage =
+      (this.learners.has(msg.from) && (msg.type === 'catchupRequest' || msg.type === 'heartbeatAck')) ||
+      (this.departed.has(msg.from) && msg.type === 'catchupRequest');
     // A replica that lags may not yet know the configuration its leader belongs to (it learns it
     // from the log): it may still learn from anyone — commit notices and chosen values — never vote.
     const learningMessage = msg.type === 'heartbeat' || msg.type === 'catchupReply';
@@ -532,7 +551,9 @@ export class Replica {
     if (CONTRACTS) requires(slot <= this.appliedPrefix, `compact(${slot}) beyond applied ${this.appliedPrefix}`);
     this.cells.deleteBelow(slot + 1);
     if (slot + 1 > this.logStart) this.logStart = slot + 1;
-    this.membership.pruneBelow(this.logStart);
+    for (const id of this.membership.pruneBelow(this.logStart)) {
+      if (id !== this.id) this.departed.set(id, this.nowMs + DEPARTED_NOTICE_TIMEOUTS * this.options.electionTimeoutMaxMs);
+    }
     if (CONTRACTS) this.checkInvariants();
   }
 
@@ -601,7 +622,12 @@ export class Replica {
    * runtime answers requests below logStart from its durable log, and asks this first.
    */
   mayFetchLog(peer: ReplicaId): boolean {
-    return peer !== this.id && (this.membership.isKnown(peer) || this.learners.has(peer));
+    return peer !== this.id && (this.membership.isKnown(peer) || this.learners.has(peer) || this.departed.has(peer));
+  }
+
+  /** Removed replicas still sent commit notices (see `departed`): the runtime keeps them as transport peers. */
+  get departedPeers(): ReplicaId[] {
+    return [...this.departed.keys()];
   }
 
   get status() {
@@ -1291,6 +1317,10 @@ export class Replica {
     // change removed votes on the slots up to where the change governs, and only a commit notice
     // tells it they were chosen; without one it takes itself for a member and campaigns for good.
     const targets = new Set([...this.membership.allPeers(), ...this.learners]);
+    for (const [peer, until] of this.departed) {
+      if (this.nowMs >= until) this.departed.delete(peer);
+      else targets.add(peer);
+    }
     for (const peer of targets) {
       if (peer === this.id) continue;
       this.send({ type: 'heartbeat', from: this.id, to: peer, ballot: leader.ballot, commitSlot: this.chosenPrefix, round });

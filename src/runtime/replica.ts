@@ -1225,7 +1225,7 @@ export class SynodReplica {
 
   /** Connect to every member of every known configuration, and to learners. */
   private refreshPeers(): void {
-    const ids = new Set<ReplicaId>([...this.learnerIds]);
+    const ids = new Set<ReplicaId>([...this.learnerIds, ...this.core.departedPeers]);
     for (const epoch of this.core.configs) for (const m of epoch.members) ids.add(m);
     for (const m of this.options.members.keys()) if (this.options.join) ids.add(m);
     ids.delete(this.id);
