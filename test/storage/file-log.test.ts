@@ -214,6 +214,71 @@ for (const scenario of [
   });
 }
 
+/**
+ * An ordered writer as the native addon's (StorageIo.orderedWriter; native/pmem/pmem.c): jobs of
+ * write + fdatasync strictly in call order, a failure sticky. `failFrom`: the job (1-based) from
+ * which fdatasync fails with EIO, as a dying disk's would.
+ */
+function orderedWriterIo(failFrom: number): StorageIo & { jobs: () => number } {
+  let jobs = 0;
+  return {
+    ...nodeIo,
+    jobs: () => jobs,
+    orderedWriter: () => {
+      let previous: Promise<unknown> = Promise.resolve();
+      return (fd, buffers, position) => {
+        const n = ++jobs;
+        const job = previous.then(async () => {
+          let at = position;
+          for (const b of buffers) at += await nodeIo.write(fd, b, at);
+          if (n >= failFrom) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', syscall: 'fdatasync' });
+          await nodeIo.fdatasync(fd);
+        });
+        previous = job;
+        return job;
+      };
+    },
+  };
+}
+
+test('the pipelined (native) write path: EIO from a job\'s fdatasync stops the log with a clear error, with jobs in flight, and loses nothing acknowledged', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const first = await FileLog.open(dir, SMALL);
+    await first.close();
+    const io = orderedWriterIo(25);
+    const log = await FileLog.open(dir, { ...SMALL, io });
+    let acked = 0;
+    let error: unknown = null;
+    // Commits issued 8 at a time without waiting, so that several jobs are queued when one fails.
+    for (let round = 0; round < 200 && error === null; round++) {
+      const commits: Promise<number>[] = [];
+      for (let k = 0; k < 8; k++) {
+        log.tentativelyAppend(makeRecord(round * 8 + k + 1, 900));
+        commits.push(log.commit());
+      }
+      for (const c of await Promise.allSettled(commits)) {
+        if (c.status === 'fulfilled') acked = Math.max(acked, c.value);
+        else error ??= c.reason;
+      }
+    }
+    assert.ok(io.jobs() >= 25, `${io.jobs()} jobs ran`);
+    assert.ok(isStorageError(error, 'SYNOD_STORAGE_IO'), `expected SYNOD_STORAGE_IO, got ${String(error)}`);
+    assert.match((error as Error).message, /I\/O error.*stops voting/);
+    assert.ok(acked > 0);
+    assert.throws(() => log.tentativelyAppend(makeRecord(99_999)), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_IO'));
+    await assert.rejects(log.commit(), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_IO'));
+    await log.close();
+    const again = await FileLog.open(dir, SMALL);
+    assert.ok(again.recovery.tailLsn - 1 >= acked, `acked ${acked}, recovered ${again.recovery.tailLsn - 1}`);
+    const all = await readAll(again);
+    for (const r of all) assert.deepEqual(r.payload, makeRecord(r.lsn, 900).payload);
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
 test('format version 1 fixture (checked in) still loads', async () => {
   const fixture = fileURLToPath(new URL('../../../test/storage/fixtures/log-v1', import.meta.url));
   const { dir, cleanup } = tempDir();
