@@ -1235,9 +1235,14 @@ export class SynodReplica {
       const a = this.addresses.get(id);
       if (a) peers.set(id, a);
     }
-    if (this.reachBack !== null && !peers.has(this.reachBack)) {
-      const heard = this.heardAddresses.get(this.reachBack);
-      if (heard) peers.set(this.reachBack, heard);
+    if (this.reachBack !== null) {
+      // Once a configuration names it, the log gives its address: the hint has done its job (and
+      // must not keep a replica removed later among the peers).
+      if (ids.has(this.reachBack)) this.reachBack = null;
+      else {
+        const heard = this.heardAddresses.get(this.reachBack);
+        if (heard) peers.set(this.reachBack, heard);
+      }
     }
     this.peerAddresses = peers;
     this.transport.setPeers(peers);
