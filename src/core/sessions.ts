@@ -164,9 +164,12 @@ export class SessionTable<R> {
   }
 
   private create(id: number): Session<R> {
-    if (this.sessions.size >= this.limits.sessionsMax) {
+    // While, not if: after sessionsMax was lowered (setLimits) the table may hold more than the
+    // new bound, and evicting one per registration kept it there for good.
+    while (this.sessions.size >= this.limits.sessionsMax) {
       const oldest = this.sessions.keys().next();
-      if (!oldest.done) this.sessions.delete(oldest.value);
+      if (oldest.done) break;
+      this.sessions.delete(oldest.value);
     }
     this.cachedId = -1;
     const s: Session<R> = { floor: 0, results: new SeqMap(), activeMs: this.clockMs };

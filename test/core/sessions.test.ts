@@ -257,6 +257,17 @@ test('beyond sessionsMax a registration evicts the least recently active session
   assert.equal(new Set([s1, s2, s3, s4, s5]).size, 5); // ids are never reused
 });
 
+test('a lowered sessionsMax holds from the next registration: it evicts the least recently active down to the bound', () => {
+  const t = new SessionTable<string>(limits(6, 1_000_000));
+  t.advance(1);
+  const ids = Array.from({ length: 6 }, () => t.register());
+  t.setLimits(limits(2, 1_000_000));
+  assert.equal(t.size, 6, 'nothing evicted before a registration');
+  const next = t.register();
+  assert.deepEqual(t.ids(), [ids[5], next], 'the table is at the new bound, the most recent kept');
+  assert.deepEqual(t.check(command(ids[0]!, 1, 1)), { kind: 'expired' });
+});
+
 test('a retried command of an expired session is never executed a second time', () => {
   const t = new SessionTable<string>(limits(100, 500));
   let executions = 0;
