@@ -1236,9 +1236,9 @@ export class SynodReplica {
       if (a) peers.set(id, a);
     }
     if (this.reachBack !== null) {
-      // Once a configuration names it, the log gives its address: the hint has done its job (and
-      // must not keep a replica removed later among the peers).
-      if (ids.has(this.reachBack)) this.reachBack = null;
+      // Once a configuration names it and the log gave its address, the hint has done its job
+      // (and must not keep a replica removed later among the peers).
+      if (peers.has(this.reachBack)) this.reachBack = null;
       else {
         const heard = this.heardAddresses.get(this.reachBack);
         if (heard) peers.set(this.reachBack, heard);
