@@ -172,6 +172,25 @@ function faultyIo(options: { writeBudget?: number; failSync?: boolean; code: str
   };
 }
 
+/**
+ * After a storage failure: the error is the expected one and says what to do, something had been
+ * acknowledged, the log stays failed (no further acknowledgements), and a reopen recovers every
+ * acknowledged record (900-byte payloads) intact.
+ */
+async function assertStoppedLosingNothing(log: FileLog, dir: string, error: unknown, expect: 'SYNOD_STORAGE_IO' | 'SYNOD_STORAGE_NO_SPACE', acked: number): Promise<void> {
+  assert.ok(isStorageError(error, expect), `expected ${expect}, got ${String(error)}`);
+  assert.match((error as Error).message, expect === 'SYNOD_STORAGE_NO_SPACE' ? /no space left.*free space/ : /I\/O error.*stops voting/);
+  assert.ok(acked > 0);
+  assert.throws(() => log.tentativelyAppend(makeRecord(99_999)), (e: unknown) => isStorageError(e, expect));
+  await assert.rejects(log.commit(), (e: unknown) => isStorageError(e, expect));
+  await log.close();
+  const again = await FileLog.open(dir, SMALL);
+  assert.ok(again.recovery.tailLsn - 1 >= acked, `acked ${acked}, recovered ${again.recovery.tailLsn - 1}`);
+  const all = await readAll(again);
+  for (const r of all) assert.deepEqual(r.payload, makeRecord(r.lsn, 900).payload);
+  await again.close();
+}
+
 for (const scenario of [
   { name: 'a full disk (ENOSPC)', code: 'ENOSPC', expect: 'SYNOD_STORAGE_NO_SPACE' as const, sync: false },
   { name: 'EIO from fdatasync', code: 'EIO', expect: 'SYNOD_STORAGE_IO' as const, sync: true },
@@ -196,18 +215,7 @@ for (const scenario of [
           error = e;
         }
       }
-      assert.ok(isStorageError(error, scenario.expect), `expected ${scenario.expect}, got ${String(error)}`);
-      assert.match((error as Error).message, scenario.expect === 'SYNOD_STORAGE_NO_SPACE' ? /no space left.*free space/ : /I\/O error.*stops voting/);
-      assert.ok(acked > 0);
-      // The log stays failed: no further acknowledgements.
-      assert.throws(() => log.tentativelyAppend(makeRecord(9999)), (e: unknown) => isStorageError(e, scenario.expect));
-      await assert.rejects(log.commit(), (e: unknown) => isStorageError(e, scenario.expect));
-      await log.close();
-      const again = await FileLog.open(dir, SMALL);
-      assert.ok(again.recovery.tailLsn - 1 >= acked, `acked ${acked}, recovered ${again.recovery.tailLsn - 1}`);
-      const all = await readAll(again);
-      for (const r of all) assert.deepEqual(r.payload, makeRecord(r.lsn, 900).payload);
-      await again.close();
+      await assertStoppedLosingNothing(log, dir, error, scenario.expect, acked);
     } finally {
       cleanup();
     }
@@ -263,17 +271,7 @@ test('the pipelined (native) write path: EIO from a job\'s fdatasync stops the l
       }
     }
     assert.ok(io.jobs() >= 25, `${io.jobs()} jobs ran`);
-    assert.ok(isStorageError(error, 'SYNOD_STORAGE_IO'), `expected SYNOD_STORAGE_IO, got ${String(error)}`);
-    assert.match((error as Error).message, /I\/O error.*stops voting/);
-    assert.ok(acked > 0);
-    assert.throws(() => log.tentativelyAppend(makeRecord(99_999)), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_IO'));
-    await assert.rejects(log.commit(), (e: unknown) => isStorageError(e, 'SYNOD_STORAGE_IO'));
-    await log.close();
-    const again = await FileLog.open(dir, SMALL);
-    assert.ok(again.recovery.tailLsn - 1 >= acked, `acked ${acked}, recovered ${again.recovery.tailLsn - 1}`);
-    const all = await readAll(again);
-    for (const r of all) assert.deepEqual(r.payload, makeRecord(r.lsn, 900).payload);
-    await again.close();
+    await assertStoppedLosingNothing(log, dir, error, 'SYNOD_STORAGE_IO', acked);
   } finally {
     cleanup();
   }
