@@ -291,9 +291,8 @@ export function clientCommands(): Command[] {
       MEMBERSHIP_TIMEOUT,
     ).action(async (id: string, peer: string, o: Common & { http?: string; binary?: string }) => {
       if (!/^\d+$/.test(id)) throw new UsageError(`ID must be a replica id, got ${JSON.stringify(id)}`);
-      if (!/^.+:\d{1,5}$/.test(peer)) throw new UsageError(`PEER must be HOST:PORT, got ${JSON.stringify(peer)}`);
-      for (const flag of ['http', 'binary'] as const) {
-        if (o[flag] !== undefined && !/^.+:\d{1,5}$/.test(o[flag])) throw new UsageError(`--${flag} must be HOST:PORT, got ${JSON.stringify(o[flag])}`);
+      for (const [what, text] of [['PEER', peer], ['--http', o.http], ['--binary', o.binary]] as const) {
+        if (text !== undefined && !/^.+:\d{1,5}$/.test(text)) throw new UsageError(`${what} must be HOST:PORT, got ${JSON.stringify(text)}`);
       }
       membershipTimeoutOf(o);
       await run(o, async (c) => {

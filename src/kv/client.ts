@@ -1213,15 +1213,16 @@ function valueOfGet(r: KvResult): Uint8Array | null {
   throw unexpected(r);
 }
 
+/** The refusal of an op that is not a write (a caller without types). */
+function notAWrite(command: unknown): KvBadRequestError {
+  return new KvBadRequestError(`not a write: op ${JSON.stringify((command as { op?: unknown }).op)} (put, delete or cas)`);
+}
+
 /**
  * A batch() write as the codec's command: strings become their UTF-8 bytes, as in put(). The codec
  * copies a key or value with Uint8Array.set, which takes a string as an array of NaNs, that is of
  * zeros: a string key was written as that many zero bytes.
  */
-function notAWrite(command: unknown): KvBadRequestError {
-  return new KvBadRequestError(`not a write: op ${JSON.stringify((command as { op?: unknown }).op)} (put, delete or cas)`);
-}
-
 function commandOfBatch(c: KvBatchCommand): KvCommand {
   switch (c.op) {
     case 'put':
@@ -1244,7 +1245,6 @@ function unexpected(r: KvResult): Error {
   return new KvClientError('SYNOD_KV_PROTOCOL', `unexpected result ${r.kind}`, false);
 }
 
-/** Whether a NOT_LEADER hint's address may be learned: HOST:PORT ([IPv6]:PORT), a port in 1..65535, no longer than a DNS name allows. */
 /**
  * Appends a learned endpoint after the `configured` first ones (always kept), dropping the oldest
  * learned one when `learnedMax` are already there (KvClient's hints, HttpKvClient's redirects).
@@ -1257,6 +1257,7 @@ export function addLearnedEndpoint(endpoints: string[], configured: number, lear
   return full;
 }
 
+/** Whether a NOT_LEADER hint's address may be learned: HOST:PORT ([IPv6]:PORT), a port in 1..65535, no longer than a DNS name allows. */
 function isHintAddress(address: string): boolean {
   if (address.length > HINT_ADDRESS_CHARS_MAX) return false;
   try {

@@ -498,16 +498,15 @@ export class KvHttpServer {
       const parsed = jsonObject(body, 'the body', '{"id": N, "peer": "HOST:PORT"}');
       // A number only: Number() would take "4", [4] or true for an id.
       id = typeof parsed.id === 'number' ? parsed.id : NaN;
-      const m = typeof parsed.peer === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed.peer, 'peer')) : null;
-      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
-      peer = { host: m[1]!, port: Number(m[2]) };
+      peer = hostPortField(parsed, 'peer');
+      if (!peer) throw new HttpError(400, 'SYNOD_BAD_REQUEST', 'name the new replica\'s peer address: {"id": N, "peer": "HOST:PORT"}');
       // Optional: its client addresses, carried in the log with the add (it announces them itself
       // whenever it leads; these make them known from the add on, for status and `member list`).
       for (const name of ['http', 'binary'] as const) {
         if (parsed[name] === undefined) continue;
-        const e = typeof parsed[name] === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(parsed[name], name)) : null;
-        if (!e || Number(e[2]) < 1 || Number(e[2]) > 65535 || e[1]!.length > 255) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `"${name}", when given, is the new replica's ${name === 'http' ? 'HTTP' : 'binary protocol'} address: "HOST:PORT"`);
-        endpoints[name] = { host: e[1]!, port: Number(e[2]) };
+        const a = hostPortField(parsed, name);
+        if (!a || a.host.length > 255) throw new HttpError(400, 'SYNOD_BAD_REQUEST', `"${name}", when given, is the new replica's ${name === 'http' ? 'HTTP' : 'binary protocol'} address: "HOST:PORT"`);
+        endpoints[name] = a;
       }
     } else {
       id = Number(route.query.get('id'));
@@ -955,6 +954,14 @@ const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /** A JSON string field, refused (400 naming the field) when it holds a lone surrogate: UTF-8 would carry it as U+FFFD. */
+/** A JSON body's "HOST:PORT" field as an address (a port in 1..65535), or null. */
+function hostPortField(parsed: Record<string, unknown>, field: string): PeerAddress | null {
+  const text = parsed[field];
+  const m = typeof text === 'string' ? /^(.+):(\d{1,5})$/.exec(jsonText(text, field)) : null;
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return null;
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
 function jsonText(text: string, field: string): string {
   if (LONE_SURROGATE.test(text)) throw new HttpError(400, 'SYNOD_BAD_JSON', `"${field}" holds a lone UTF-16 surrogate (such as "\\ud800"), which is not text UTF-8 can carry`);
   return text;

@@ -422,9 +422,9 @@ export class SynodReplica {
       new TcpTransport({ ...(options.peerLimits ?? {}), replicaId: id, clusterId, listenHost: listen.host, listenPort: listen.port, logger: options.logger, socketFactory });
     transport.setPeers(new Map([...options.members].filter(([peer]) => peer !== id)));
     transport.setIncarnation(Buffer.from(meta.incarnation).toString('hex'));
-    // Not a wildcard: a peer could not dial it back there.
+    // Not a bind-anywhere host: a peer could not dial it back there.
     const advertised = options.advertise ?? listen;
-    transport.setAdvertisedAddress(advertised && !isWildcard(advertised.host) ? advertised : null);
+    transport.setAdvertisedAddress(advertised && !isUnspecified(advertised.host) ? advertised : null);
     await transport.start();
     const replica = new SynodReplica(options, core, logStore, snapshots, transport, meta, { snapshotSlot: snapshot.slot, entryLsns: recovered.entryLsns });
     if (sessions) replica.adoptSessions(sessions);
@@ -1563,22 +1563,24 @@ export class SynodReplica {
           lastSeq = op.seq;
         }
         for (const msg of ready.send) {
-          if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to) && this.heardAddresses.has(msg.to)) {
+          if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to)) {
             // We cannot reach the replica we would learn from by any configuration we know (a
             // joiner started with the initial members hears a leader that was added later, whose
-            // address is in a log it has not read yet), but it dialed us and said where it
-            // listens: reach it there. It knows us (we are its learner), so it answers below its
-            // log start too, which a follower does not (core.mayFetchLog).
-            this.reachBack = msg.to;
-            this.refreshPeers();
-          }
-          if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to)) {
-            // Nor did it say where it listens (a build before hello addresses): any member
-            // answers catch-up with chosen entries above its log start, so ask one we can reach.
-            const via = this.reachableMember();
-            if (via !== null) {
-              this.transport.send(via, encodeMessage({ ...msg, to: via }));
-              continue;
+            // address is in a log it has not read yet).
+            if (this.heardAddresses.has(msg.to)) {
+              // It dialed us and said where it listens: reach it there. It knows us (we are its
+              // learner), so it answers below its log start too, which a follower does not
+              // (core.mayFetchLog).
+              this.reachBack = msg.to;
+              this.refreshPeers();
+            } else {
+              // Nor did it say where (a build before hello addresses): any member answers
+              // catch-up with chosen entries above its log start, so ask one we can reach.
+              const via = this.reachableMember();
+              if (via !== null) {
+                this.transport.send(via, encodeMessage({ ...msg, to: via }));
+                continue;
+              }
             }
           }
           this.transport.send(msg.to, encodeMessage(msg));
@@ -2149,7 +2151,7 @@ const REMOVAL_CAUGHT_UP_SLOTS = 64;
 /** How long a primary waits before announcing its endpoints again after a try failed (an overloaded queue, a lost round). */
 const ENDPOINTS_RETRY_MS = 1_000;
 
-/** A bind-anywhere host: where this replica listens, not where others can reach it. */
+/** A bind-anywhere host ("every interface" when listening): where this replica listens, not where others can reach it. */
 function isUnspecified(host: string): boolean {
   return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
 }
@@ -2158,10 +2160,6 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-/** An address that means "every interface" when listening and nowhere when dialed. */
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '[::]';
-}
 
 /** Commands of this client id are the runtime's own (the address book, session registration), never the application's. */
 const INTERNAL_CLIENT = 0;

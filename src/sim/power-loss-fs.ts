@@ -22,7 +22,7 @@
 // mount({ orderedWriter: true }) also offers a model of the native addon's ordered writer, so that
 // the file log takes its pipelined write path (the one production takes on Linux).
 
-import type { StorageIo } from '../storage/io.js';
+import { orderedWriterOf, type StorageIo } from '../storage/io.js';
 import type { Prng } from './prng.js';
 
 /**
@@ -332,24 +332,18 @@ export class PowerLossFs {
       mkdir: (path) => call(() => this.mkdirp(path)),
     };
     if (options.orderedWriter) {
-      // The addon's writer (native/pmem/pmem.c): jobs run one after another in call order, each a
-      // write of every buffer (read from the caller's memory when the job runs, not when it is
-      // queued) and an fdatasync; the next job starts once that returned. A failure is sticky:
-      // later jobs write nothing and fail alike. A completion reaches the caller through one more
-      // queued step, so completions may arrive out of order.
+      // The addon's writer (storage/io.ts, orderedWriterOf) on this file system; a completion
+      // reaches the caller through one more queued step, so completions may arrive out of order.
       io.orderedWriter = () => {
-        let previous: Promise<unknown> = Promise.resolve();
-        return (fd, buffers, position) => {
-          const written = previous.then(() => io.writev(fd, buffers, position));
-          const job = written.then(() => io.fdatasync(fd));
-          previous = job; // a rejection carries on to every later job: sticky
-          return (this.fault === 'writer-acks-early' ? written : job).then(
+        const write = orderedWriterOf(io, { ackBeforeSync: this.fault === 'writer-acks-early' });
+        return (fd, buffers, position) =>
+          write(fd, buffers, position).then(
             () => call(() => undefined),
-            (error: unknown) => call(() => {
-              throw error;
-            }),
+            (error: unknown) =>
+              call(() => {
+                throw error;
+              }),
           );
-        };
       };
     }
     return { io, delay: () => call(() => undefined) };

@@ -58,7 +58,7 @@ import {
 import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
-import { type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { type OrderedWriter, type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
 import { type PmemAddon, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
 
@@ -134,7 +134,7 @@ export class FileLog implements LogStore {
    * and see the sync complete before it issues the next write; while it is busy encoding the next group
    * (milliseconds at 4 MiB groups) the disk sits idle. See docs/storage.md, "Performance".
    */
-  private readonly writeAndSync: ((fd: number, buffers: Uint8Array[], position: number) => Promise<void>) | null;
+  private readonly writeAndSync: OrderedWriter | null;
   /** Submitted native writes not yet processed, oldest first; each settles (never rejects) after its handler ran. */
   private inflight: Promise<void>[] = [];
   /** Last LSN handed to the native writer (durable once its write completes). */

@@ -28,7 +28,27 @@ export interface StorageIo {
    * fdatasync returned; completions may reach the caller out of order. Absent in nodeIo (the log
    * takes the addon's there).
    */
-  orderedWriter?(): (fd: number, buffers: Uint8Array[], position: number) => Promise<void>;
+  orderedWriter?(): OrderedWriter;
+}
+
+/** One job of an ordered writer: write every buffer at `position`, then fdatasync (see orderedWriterOf). */
+export type OrderedWriter = (fd: number, buffers: Uint8Array[], position: number) => Promise<void>;
+
+/**
+ * The native addon's ordered writer (native/pmem/pmem.c, createWriter/writeSync) over `io`, for
+ * tests and the storage simulator: jobs run one after another in call order, each a write of every
+ * buffer (read when the job runs, not when it is queued) and an fdatasync; the next job starts once
+ * that returned. A failure is sticky: later jobs write nothing and fail alike. `ackBeforeSync`
+ * (a planted bug): a job is reported done once its write returned, before its fdatasync.
+ */
+export function orderedWriterOf(io: StorageIo, options: { ackBeforeSync?: boolean } = {}): OrderedWriter {
+  let previous: Promise<unknown> = Promise.resolve();
+  return (fd, buffers, position) => {
+    const written = previous.then(() => writevAll(io, fd, buffers, position));
+    const job = written.then(() => io.fdatasync(fd));
+    previous = job; // a rejection carries on to every later job: sticky
+    return options.ackBeforeSync === true ? written : job;
+  };
 }
 
 function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {

@@ -10,9 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MAIN_JS, ProcCluster, freePorts, trackChild } from '../../src/cli/cluster-procs.js';
+import { formatIdMap } from '../../src/cli/config.js';
+import { hostPort } from '../../src/transport/types.js';
+import { sleep } from '../runtime/wait.js';
 import { synod } from './helpers.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Status {
   id: number;
@@ -44,8 +45,8 @@ test('a joiner knowing only the initial members joins while a later-added replic
   const started = Date.now();
   cluster = await ProcCluster.create({ size: 3, dataDir: dir, electionTimeoutMs: 400, logLevel: 'warn' });
   cluster.startAll();
-  const initial = [...cluster.peerMap].map(([id, a]) => `${id}=${a.host}:${a.port}`).join(',');
-  const http = (id: number) => `${cluster!.httpMap.get(id)!.host}:${cluster!.httpMap.get(id)!.port}`;
+  const initial = formatIdMap(cluster.peerMap);
+  const http = (id: number) => hostPort(cluster!.httpMap.get(id)!);
   const joinerHttp = new Map<number, string>();
   const startJoiner = async (id: number): Promise<string> => {
     const [peer, httpPort] = await freePorts(2);

@@ -83,6 +83,11 @@ export interface InprocCluster {
   binary: Map<number, PeerAddress>;
   dir: string;
   leader(): Promise<KvNode>;
+  /**
+   * Replica `id` started with --join on this network: it knows only the cluster's initial members
+   * (1..n), and its own HTTP address (`binary`: its binary port too). Not closed by close().
+   */
+  startJoiner(id: number, options?: { binary?: boolean }): Promise<KvNode>;
   close(): Promise<void>;
 }
 
@@ -153,6 +158,21 @@ export async function inprocCluster(
         await new Promise((r) => setTimeout(r, 20));
       }
       throw new Error('no leader elected');
+    },
+    startJoiner(id, options = {}) {
+      return KvNode.start({
+        id,
+        clusterId: 'kvtest',
+        dataDir: join(dir, `r${id}`),
+        members,
+        join: true,
+        listen: { host: '127.0.0.1', port: 1 },
+        httpAddresses: new Map([[id, { host: '127.0.0.1', port: 0 }]]),
+        ...(options.binary ? { binary: { host: '127.0.0.1', port: 0 }, binaryAddresses: new Map() } : {}),
+        transport: network.createTransport({ replicaId: id }),
+        logBackend: 'memory',
+        snapshotIntervalSlots: 50,
+      });
     },
     async close() {
       await Promise.all(nodes.map((x) => x.close().catch(() => {})));

@@ -8,49 +8,21 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { join } from 'node:path';
-import { KvNode } from '../../src/kv/node.js';
+import type { KvNode } from '../../src/kv/node.js';
 import { encodeRequest, KIND_STATUS, ST_OK } from '../../src/kv/protocol.js';
-import type { PeerAddress } from '../../src/runtime/api.js';
-import { inprocCluster, rawSession, request, type HttpAnswer, type InprocCluster } from './helpers.js';
+import { hostPort } from '../../src/transport/types.js';
+import { sleep, until } from '../runtime/wait.js';
+import { inprocCluster, rawSession, request, type HttpAnswer } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const hostPort = (a: PeerAddress) => `${a.host}:${a.port}`;
 /** Generous for a loaded 2-core machine: an add (catch-up, configuration change) and a transfer. */
 const STEP_MS = 30_000;
-
-/** Replica 4, started with --join: it knows only the cluster's initial members, and its own client addresses. */
-async function startJoiner(c: InprocCluster): Promise<KvNode> {
-  return KvNode.start({
-    id: 4,
-    clusterId: 'kvtest',
-    dataDir: join(c.dir, 'r4'),
-    members: new Map([1, 2, 3].map((id) => [id, { host: '127.0.0.1', port: 1 }] as const)),
-    join: true,
-    listen: { host: '127.0.0.1', port: 1 },
-    httpAddresses: new Map([[4, { host: '127.0.0.1', port: 0 }]]),
-    binary: { host: '127.0.0.1', port: 0 },
-    binaryAddresses: new Map(),
-    transport: c.network.createTransport({ replicaId: 4 }),
-    logBackend: 'memory',
-    snapshotIntervalSlots: 50,
-  });
-}
-
-async function until(what: string, condition: () => boolean | Promise<boolean>, ms = STEP_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(50);
-  }
-}
 
 test('a follower that did not run the add forwards to the added replica once it leads, and names its addresses', { timeout: 120_000 }, async () => {
   const c = await inprocCluster(3);
   let joiner: KvNode | null = null;
   try {
     const leader = await c.leader();
-    joiner = await startJoiner(c);
+    joiner = await c.startJoiner(4, { binary: true });
     const added = await request(leader.http.address(), 'POST', `/v1/members?timeoutMs=${STEP_MS}`, JSON.stringify({ id: 4, peer: '127.0.0.1:4' }));
     assert.equal(added.status, 200, added.body);
     // A transfer is a hint (replica 4 may not see itself a member yet): ask again until it leads.
@@ -63,7 +35,7 @@ test('a follower that did not run the add forwards to the added replica once it 
         await sleep(500);
       }
       return false;
-    });
+    }, STEP_MS);
     // Neither ran the add; the old leader did, but only its peer address was recorded there too.
     const follower = c.nodes.find((n) => n !== leader)!;
     // The new leader announces its addresses with its first proposals: allow a few rounds.
@@ -99,7 +71,7 @@ test('an add that names the new replica\'s client addresses makes them known on 
   let joiner: KvNode | null = null;
   try {
     const leader = await c.leader();
-    joiner = await startJoiner(c);
+    joiner = await c.startJoiner(4, { binary: true });
     const http = hostPort(joiner.http.address());
     const binary = hostPort(joiner.binary!.address());
     const bad = await request(leader.http.address(), 'POST', '/v1/members', JSON.stringify({ id: 4, peer: '127.0.0.1:4', http: 'no-port' }));
@@ -111,7 +83,7 @@ test('an add that names the new replica\'s client addresses makes them known on 
       await until(`replica ${n.replica.id} lists replica 4's addresses`, async () => {
         const four = (await request(n.http.address(), 'GET', '/v1/members')).json().members.find((m: { id: number }) => m.id === 4);
         return four?.peer === '127.0.0.1:4' && four?.http === http;
-      });
+      }, STEP_MS);
     }
     assert.equal(joiner.replica.isLeader(), false);
   } finally {

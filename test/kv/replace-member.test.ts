@@ -7,26 +7,10 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { join } from 'node:path';
-import { KvNode } from '../../src/kv/node.js';
+import type { KvNode } from '../../src/kv/node.js';
 import { encodeCommand } from '../../src/kv/codec.js';
 import { SynodError } from '../../src/runtime/errors.js';
-import { inprocCluster, type InprocCluster } from './helpers.js';
-
-async function startJoiner(c: InprocCluster, id: number): Promise<KvNode> {
-  return KvNode.start({
-    id,
-    clusterId: 'kvtest',
-    dataDir: join(c.dir, `r${id}`),
-    members: new Map([1, 2, 3].map((m) => [m, { host: '127.0.0.1', port: 1 }] as const)),
-    join: true,
-    listen: { host: '127.0.0.1', port: 1 },
-    httpAddresses: new Map([[id, { host: '127.0.0.1', port: 0 }]]),
-    transport: c.network.createTransport({ replicaId: id }),
-    logBackend: 'memory',
-    snapshotIntervalSlots: 50,
-  });
-}
+import { inprocCluster } from './helpers.js';
 
 const put = (k: string) => encodeCommand({ op: 'put', key: new TextEncoder().encode(k), value: new TextEncoder().encode('v') });
 
@@ -43,7 +27,7 @@ async function replaceWithOneDown(replace: (leader: KvNode, old: number) => Prom
     const leader = await c.leader();
     const [down, old] = c.nodes.filter((n) => n !== leader).map((n) => n.replica.id) as [number, number];
     for (let i = 0; i < 300; i++) await leader.replica.propose(put(`k${i}`));
-    joiner = await startJoiner(c, 4);
+    joiner = await c.startJoiner(4);
     c.network.partition([[leader.replica.id, old, 4]]);
     await replace(leader, old);
     assert.deepEqual(leader.replica.status().members, [leader.replica.id, down, 4].sort((a, b) => a - b));

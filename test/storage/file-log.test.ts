@@ -5,7 +5,7 @@ import { closeSync, cpSync, openSync, readSync, readdirSync, statSync, writeSync
 import { fileURLToPath } from 'node:url';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError } from '../../src/storage/errors.js';
-import { mkdirDurable, nodeIo, type StorageIo } from '../../src/storage/io.js';
+import { mkdirDurable, nodeIo, orderedWriterOf, type StorageIo } from '../../src/storage/io.js';
 import { segmentFileName } from '../../src/storage/format.js';
 import type { LogRecord } from '../../src/storage/log.js';
 import { inTempDir, makeRecord, tempDir } from './compliance.js';
@@ -223,30 +223,16 @@ for (const scenario of [
 }
 
 /**
- * An ordered writer as the native addon's (StorageIo.orderedWriter; native/pmem/pmem.c): jobs of
- * write + fdatasync strictly in call order, a failure sticky. `failFrom`: the job (1-based) from
- * which fdatasync fails with EIO, as a dying disk's would.
+ * The log's own io, with the native addon's ordered writer (orderedWriterOf) over a disk whose
+ * fdatasync fails with EIO from the writer's `failFrom`th job on, as a dying disk's would.
  */
 function orderedWriterIo(failFrom: number): StorageIo & { jobs: () => number } {
   let jobs = 0;
-  return {
+  const dying: StorageIo = {
     ...nodeIo,
-    jobs: () => jobs,
-    orderedWriter: () => {
-      let previous: Promise<unknown> = Promise.resolve();
-      return (fd, buffers, position) => {
-        const n = ++jobs;
-        const job = previous.then(async () => {
-          let at = position;
-          for (const b of buffers) at += await nodeIo.write(fd, b, at);
-          if (n >= failFrom) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', syscall: 'fdatasync' });
-          await nodeIo.fdatasync(fd);
-        });
-        previous = job;
-        return job;
-      };
-    },
+    fdatasync: (fd) => (++jobs >= failFrom ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', syscall: 'fdatasync' })) : nodeIo.fdatasync(fd)),
   };
+  return { ...nodeIo, jobs: () => jobs, orderedWriter: () => orderedWriterOf(dying) };
 }
 
 test('the pipelined (native) write path: EIO from a job\'s fdatasync stops the log with a clear error, with jobs in flight, and loses nothing acknowledged', async () => {
