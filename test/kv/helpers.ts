@@ -111,21 +111,25 @@ export async function inprocCluster(
   const httpAddrs = new Map<number, PeerAddress>();
   const binAddrs = new Map<number, PeerAddress>();
   const nodes: KvNode[] = [];
+  /** What every node of the cluster, joiners too, is started with. */
+  const base = (id: number) => ({
+    id,
+    clusterId: 'kvtest',
+    dataDir: join(dir, `r${id}`),
+    members,
+    transport: network.createTransport({ replicaId: id }),
+    logBackend: 'memory' as const,
+    snapshotIntervalSlots: 50,
+  });
   for (let id = 1; id <= n; id++) {
     httpAddrs.set(id, { host: '127.0.0.1', port: 0 });
     const node = await KvNode.start({
-      id,
-      clusterId: 'kvtest',
-      dataDir: join(dir, `r${id}`),
-      members,
+      ...base(id),
       httpAddresses: httpAddrs,
       binary: { host: '127.0.0.1', port: 0 },
       binaryAddresses: binAddrs,
-      transport: network.createTransport({ replicaId: id }),
-      logBackend: 'memory',
       valueBytesMax: opts.valueBytesMax,
       followerMode: opts.followerMode,
-      snapshotIntervalSlots: 50,
       sessionExpiryMs: opts.sessionExpiryMs,
       clientSecurity: opts.clientSecurity?.(id),
       proposeTimeoutMs: opts.proposeTimeoutMs,
@@ -161,17 +165,11 @@ export async function inprocCluster(
     },
     startJoiner(id, options = {}) {
       return KvNode.start({
-        id,
-        clusterId: 'kvtest',
-        dataDir: join(dir, `r${id}`),
-        members,
+        ...base(id),
         join: true,
         listen: { host: '127.0.0.1', port: 1 },
         httpAddresses: new Map([[id, { host: '127.0.0.1', port: 0 }]]),
         ...(options.binary ? { binary: { host: '127.0.0.1', port: 0 }, binaryAddresses: new Map() } : {}),
-        transport: network.createTransport({ replicaId: id }),
-        logBackend: 'memory',
-        snapshotIntervalSlots: 50,
       });
     },
     async close() {
