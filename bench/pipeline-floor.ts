@@ -21,6 +21,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sampleProcess } from '../src/bench/cluster.js';
+import { othersBetween, othersText, sampleMachine, type MachineSample } from '../src/bench/machine-others.js';
 import { LATENCY_US_MAX, LatencyCounts } from '../src/bench/latency.js';
 import { putU32be, u32be } from '../src/kv/codec.js';
 import { FrameDecoder } from '../src/transport/frame.js';
@@ -283,6 +284,8 @@ async function driver(): Promise<void> {
     });
   }
   let cpuAtStart: number[] = [];
+  let machineAtStart: MachineSample | null = null;
+  let machineAtEnd: MachineSample | null = null;
   let cpuAtEnd: number[] = [];
   type Stats = { slots: number; loopDelayP99Ms: number };
   const ask = (child: ChildProcess, what: 'start' | 'end') =>
@@ -299,6 +302,9 @@ async function driver(): Promise<void> {
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const now = performance.now();
+      // The machine's other tasks are read just outside the window: a scan of /proc takes a few ms
+      // of this thread, which sends the load.
+      if (machineAtStart === null && now >= measureFromMs - 100) machineAtStart = sampleMachine();
       if (cpuAtStart.length === 0 && now >= measureFromMs) {
         cpuAtStart = pids().map(cpuSecondsOf);
         askAll('start');
@@ -307,6 +313,7 @@ async function driver(): Promise<void> {
         cpuAtEnd = pids().map(cpuSecondsOf);
         askAll('end');
         clearInterval(tick);
+        machineAtEnd = sampleMachine();
         setTimeout(resolve, 500); // the last answers
         return;
       }
@@ -349,6 +356,8 @@ async function driver(): Promise<void> {
     cores: cpu.reduce((a, b) => a + b, 0) / durationS,
     /** p99 of how late a 1 ms timer fired: generator, leader, followers. */
     loopDelayP99Ms: [generatorLoopDelayP99Ms, ...atEnd!.map((x) => x.loopDelayP99Ms)],
+    /** What else ran on the machine meanwhile (kernel threads, other programs, interrupts, steal). */
+    others: machineAtStart && machineAtEnd ? othersBetween(machineAtStart, machineAtEnd, new Set(pids())) : null,
   };
   for (const c of conns) c.destroy();
   for (const c of children) c.kill();
@@ -360,6 +369,7 @@ async function driver(): Promise<void> {
     console.log(`  ${result.slotsPerSec.toLocaleString()} slots/s (${(measuredOps / (slotsTo - slotsFrom)).toFixed(1)} requests each)`);
     console.log(`  latency p50 ${q.p50Ms.toFixed(2)} ms, p99 ${q.p99Ms.toFixed(2)} ms, p99.9 ${q.p999Ms.toFixed(2)} ms, max ${q.maxMs.toFixed(1)} ms`);
     console.log(`  CPU per op: generator ${us.generator.toFixed(2)} µs, leader ${us.leader.toFixed(2)}, followers ${us.followers.map((x) => x.toFixed(2)).join(' / ')}; ${result.cores.toFixed(2)} cores busy`);
+    if (result.others) console.log(`  other tasks on the machine: ${othersText(result.others)}`);
     console.log(`  event loops late (p99 of a 1 ms timer): generator ${result.loopDelayP99Ms[0]!.toFixed(1)} ms, leader ${result.loopDelayP99Ms[1]!.toFixed(1)}, followers ${result.loopDelayP99Ms.slice(2).map((x) => x.toFixed(1)).join(' / ')}`);
   }
 }

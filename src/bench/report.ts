@@ -3,6 +3,7 @@
 // latency histogram.
 
 import { table } from '../cli/format.js';
+import { othersText } from './machine-others.js';
 import type { BenchResult } from './run.js';
 import { TRACE_SHAPES, TRACE_STAGES } from './trace.js';
 
@@ -41,6 +42,7 @@ export function summaryText(r: BenchResult): string {
   const v = r.verify;
   rows.push(['verification', v.skipped ? `skipped (${v.skipped})` : `${v.ok}/${v.keysChecked} acknowledged writes read back${v.missing + v.wrong + v.errors ? ` (${v.missing} missing, ${v.wrong} wrong, ${v.errors} errors)` : ''}${v.uncertain ? `; ${v.uncertain} keys with an unknown last outcome not checked` : ''}`]);
   rows.push(['machine', `${r.machine.cpus} cores (${r.machine.cpuModel}), Node ${r.machine.node}, load average ${r.machine.loadAvg1m}`]);
+  if (r.machine.others) rows.push(['other tasks on the machine', othersText(r.machine.others)]);
   const loop = r.processes.some((x) => x.loopDelayP99Ms !== undefined);
   const procs = table(
     ['process', 'pid', 'CPU s', 'cores', 'CPU µs/op', 'RSS MiB', 'peak MiB', ...(loop ? ['loop delay p99 / max ms'] : [])],

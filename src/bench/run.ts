@@ -8,6 +8,7 @@ import { externalEtcd, startInproc, startProcs, type BenchCluster, type ProcessS
 import { loadWorkersOf, mergeLoad, runLoad, splitLoad, TimelineMerger, type IntervalReport, type LatencyQuantiles, type LoadPartResult, type LoadResult, type TimelinePoint, type VerifyResult } from './load.js';
 import type { LoadWorkerData } from './load-worker.js';
 import { paramsForReport, type BenchParams } from './params.js';
+import { othersBetween, sampleMachine, type MachineSample, type OthersReport } from './machine-others.js';
 import { DirectTarget } from './targets.js';
 import type { TraceReport } from './trace.js';
 
@@ -64,7 +65,7 @@ export interface BenchResult {
   laneWaits: number;
   elapsedS: number;
   params: Record<string, unknown>;
-  machine: { cpus: number; cpuModel: string; node: string; loadAvg1m: number; note: string };
+  machine: { cpus: number; cpuModel: string; node: string; loadAvg1m: number; note: string; others: OthersReport | null };
   latency: { all: LatencyQuantiles; write: LatencyQuantiles; read: LatencyQuantiles };
   processes: ProcessReport[];
   storage: StorageReport | null;
@@ -93,6 +94,8 @@ interface Edge {
   tMs: number;
   processes: ProcessSample[];
   counters: ReplicaCounters[];
+  /** Every task on the machine (null against etcd, whose processes are not the bench's own, or off Linux). */
+  machine: MachineSample | null;
 }
 
 /** Longer than the probe's write interval (src/bench/probe.ts, 250 ms), with room for a busy loop. */
@@ -106,7 +109,7 @@ export async function runBench(p: BenchParams, ui: RunUi = {}): Promise<BenchRes
     const edges: Edge[] = [];
     const sampleEdge = (edge: 'start' | 'end') => {
       if (edge === 'start') cluster.traceReset();
-      edges.push({ tMs: performance.now(), processes: cluster.processes(), counters: cluster.counters() });
+      edges.push({ tMs: performance.now(), processes: cluster.processes(), counters: cluster.counters(), machine: p.mode === 'etcd' ? null : sampleMachine() });
     };
     ui.onPhase?.('load');
     let load: LoadResult;
@@ -246,6 +249,7 @@ function summarize(p: BenchParams, load: LoadResult, edges: Edge[], trace: Trace
       node: process.version,
       loadAvg1m: round(loadavg()[0] ?? 0, 2),
       note: 'the load generator shares the machine with the system under test',
+      others: a?.machine && b?.machine ? othersBetween(a.machine, b.machine, new Set(b.processes.map((x) => x.pid))) : null,
     },
     latency: { all: load.latency, write: load.writeLatency, read: load.readLatency },
     processes,
