@@ -169,6 +169,8 @@ export class Replica {
    * itself for a member and campaigns for good.
    */
   private departed = new Map<ReplicaId, number>();
+  /** Bumped whenever `departed` gains or loses a replica: the runtime's cue to update its transport peers. */
+  private departedChanges = 0;
 
   // --- role
   private role: Role = 'follower';
@@ -257,6 +259,7 @@ export class Replica {
   tick(nowMs: number, wallMs?: number): void {
     this.setNow(nowMs);
     if (wallMs !== undefined && wallMs > this.wallMs) this.wallMs = Math.floor(wallMs); // whole ms: stamps are varints
+    this.forgetDeparted();
     if (this.role === 'leader') this.leaderTick();
     else this.followerTick();
     this.finishStep();
@@ -552,7 +555,9 @@ export class Replica {
     this.cells.deleteBelow(slot + 1);
     if (slot + 1 > this.logStart) this.logStart = slot + 1;
     for (const id of this.membership.pruneBelow(this.logStart)) {
-      if (id !== this.id) this.departed.set(id, this.nowMs + DEPARTED_NOTICE_TIMEOUTS * this.options.electionTimeoutMaxMs);
+      if (id === this.id) continue;
+      if (!this.departed.has(id)) this.departedChanges++;
+      this.departed.set(id, this.nowMs + DEPARTED_NOTICE_TIMEOUTS * this.options.electionTimeoutMaxMs);
     }
     if (CONTRACTS) this.checkInvariants();
   }
@@ -628,6 +633,20 @@ export class Replica {
   /** Removed replicas still sent commit notices (see `departed`): the runtime keeps them as transport peers. */
   get departedPeers(): ReplicaId[] {
     return [...this.departed.keys()];
+  }
+
+  /** Changes whenever `departedPeers` does (a removal pruned here, or its window over). */
+  get departedVersion(): number {
+    return this.departedChanges;
+  }
+
+  /** Every role, on each tick: a follower forgets them too (it no longer answers their catch-up). */
+  private forgetDeparted(): void {
+    for (const [peer, until] of this.departed) {
+      if (this.nowMs < until) continue;
+      this.departed.delete(peer);
+      this.departedChanges++;
+    }
   }
 
   get status() {
@@ -1316,11 +1335,7 @@ export class Replica {
     // Every configuration held, superseded ones too (until compaction prunes them): a replica a
     // change removed votes on the slots up to where the change governs, and only a commit notice
     // tells it they were chosen; without one it takes itself for a member and campaigns for good.
-    const targets = new Set([...this.membership.allPeers(), ...this.learners]);
-    for (const [peer, until] of this.departed) {
-      if (this.nowMs >= until) this.departed.delete(peer);
-      else targets.add(peer);
-    }
+    const targets = new Set([...this.membership.allPeers(), ...this.learners, ...this.departed.keys()]);
     for (const peer of targets) {
       if (peer === this.id) continue;
       this.send({ type: 'heartbeat', from: this.id, to: peer, ballot: leader.ballot, commitSlot: this.chosenPrefix, round });

@@ -245,6 +245,8 @@ export class SynodReplica {
    * started with, whose address is in a log it has not read yet. One at a time.
    */
   private reachBack: ReplicaId | null = null;
+  /** core.departedVersion when the transport peers were last set (refreshPeers). */
+  private departedVersionSeen = -1;
   /** This data directory's incarnation id as hex (fixed for its life). */
   private readonly incarnation: string;
   /** The transport's admission check (handed over again when a binding applies: that re-checks open connections). */
@@ -1225,6 +1227,7 @@ export class SynodReplica {
 
   /** Connect to every member of every known configuration, and to learners. */
   private refreshPeers(): void {
+    this.departedVersionSeen = this.core.departedVersion;
     const ids = new Set<ReplicaId>([...this.learnerIds, ...this.core.departedPeers]);
     for (const epoch of this.core.configs) for (const m of epoch.members) ids.add(m);
     for (const m of this.options.members.keys()) if (this.options.join) ids.add(m);
@@ -1426,6 +1429,8 @@ export class SynodReplica {
     if (this.closed || this.failed) return;
     const t = now();
     this.core.tick(t, Date.now());
+    // A removed replica's notice window ended: stop dialing it (it is no longer in any list).
+    if (this.core.departedVersion !== this.departedVersionSeen) this.refreshPeers();
     if (this.pending.clients > 0) {
       const expired = this.pending.expired(t);
       if (expired.length > 0) this.expireProposals(expired);
