@@ -38,3 +38,4 @@ export {
 } from './linearizability.js';
 export { explainCounterexample, explainResult } from './explain.js';
 export { type OkInput, type OpHandle, Recorder, type RecorderOptions } from './recorder.js';
+export { type ScanObservation, type ScanReads, readsOfScans } from './scans.js';

@@ -1,10 +1,10 @@
 // The checker bites: a planted bug must be reported.
 //
-// 1. A client-side bug: GETs go to a random replica with ?consistency=local (served from that
-//    replica's state, no leader, no lease, no read-index) and are recorded as if they were
-//    linearizable. Under partitions that cut a follower off, the follower keeps answering from
+// 1. A client-side bug: GETs and scans go to a random replica with ?consistency=local (served
+//    from that replica's state, no leader, no lease, no read-index) and are recorded as if they
+//    were linearizable. Under partitions that cut a follower off, the follower keeps answering from
 //    its frozen state while the majority moves on: the harness must call the history
-//    non-linearizable and keep its output for a reader.
+//    non-linearizable and keep its output for a reader; the scans' reads alone must show it too.
 // 2. A server-side bug: the `synod start` processes run with SYNOD_PLANTED_BUG=reply-before-persist
 //    (an acceptor answers a 2a before its accept is durable), under a scripted fault sequence
 //    that turns it into lost writes: the third replica is cut off, the follower's disk fills
@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { historyFromJSON } from '../../src/check/index.js';
+import { checkHistory, historyFromJSON } from '../../src/check/index.js';
 import type { FaultWindow } from './nemesis.js';
 import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions, type ScriptContext } from './run.js';
 import { sleep } from './workload.js';
@@ -35,6 +35,7 @@ test('black-box: reads served locally by any replica (a planted bug) are reporte
     faultMsMin: 3_000,
     faultMsMax: 5_000,
     readConsistency: 'local',
+    scanShare: 0.2,
     log: (line) => console.log(line),
     command: `SYNOD_JEPSEN_SEED=${seed} node scripts/run-tests.mjs jepsen/bites`,
   };
@@ -46,7 +47,13 @@ test('black-box: reads served locally by any replica (a planted bug) are reporte
     assert.match(report.linearizability.explanation ?? '', /could not place/);
     // What a reader needs is kept: the history (which replays the verdict), the timeline, logs.
     for (const f of ['history.json', 'report.json', 'timeline.svg', 'replica-1.log']) assert.ok(existsSync(join(report.dir, f)), `${f} missing`);
-    assert.ok(historyFromJSON(readFileSync(join(report.dir, 'history.json'), 'utf8')).length === report.ops.total);
+    const checked = historyFromJSON(readFileSync(join(report.dir, 'history.json'), 'utf8'));
+    assert.equal(checked.length, report.ops.total + report.scans.reads, 'the history file holds the ops and the scans\' reads');
+    // The scans' reads alone (every GET left out) are enough to call it.
+    const { firstReadId } = JSON.parse(readFileSync(join(report.dir, 'scans.json'), 'utf8')) as { firstReadId: number | null };
+    assert.ok(firstReadId !== null && report.scans.reads > 0, `no scan completed (${JSON.stringify(report.scans)})`);
+    const scansOnly = checked.filter((r) => r.op.f !== 'get' || r.id >= firstReadId);
+    assert.equal(checkHistory(scansOnly).verdict, 'not-linearizable', `the scans alone looked linearizable (seed ${seed}, ${JSON.stringify(report.scans)})`);
     assert.match(readFileSync(join(report.dir, 'timeline.svg'), 'utf8'), /stroke="#000"/, 'the counterexample is not outlined in the timeline');
   } finally {
     rmSync(report.dir, { recursive: true, force: true });

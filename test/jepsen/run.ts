@@ -10,7 +10,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkHistory, explainResult, historyToJSON, Recorder, type CheckResult, type OpRecord } from '../../src/check/index.js';
+import { checkHistory, explainResult, historyToJSON, readsOfScans, Recorder, type CheckResult, type OpRecord } from '../../src/check/index.js';
 import { Prng } from '../../src/sim/prng.js';
 import { Cluster, httpRequest } from './cluster.js';
 import { FAULT_KINDS, Nemesis, type FaultKind, type FaultWindow } from './nemesis.js';
@@ -33,6 +33,8 @@ export interface RunOptions {
   requestTimeoutMs: number;
   thinkMsMax: number;
   ledgerShare: number;
+  /** Share of ops that are scans, each checked as reads of the keys it covered. */
+  scanShare: number;
   quietMsMin: number;
   quietMsMax: number;
   faultMsMin: number;
@@ -67,6 +69,7 @@ export const RUN_DEFAULTS: Omit<RunOptions, 'seed' | 'command' | 'log'> = {
   requestTimeoutMs: 5_000,
   thinkMsMax: 20,
   ledgerShare: 0.1,
+  scanShare: 0.05,
   quietMsMin: 2_000,
   quietMsMax: 4_000,
   faultMsMin: 2_000,
@@ -102,6 +105,8 @@ export interface RunReport {
   command: string;
   dir: string;
   ops: { total: number; ok: number; fail: number; info: number; checked: number; keys: number };
+  /** Scans tried and completed; the reads the checker took from the completed ones. */
+  scans: { tried: number; ok: number; reads: number };
   /** Ops settled ok by each kind of client: raw HTTP, the TS HTTP client, the binary client. */
   okByClient: { http: number; ts: number; binary: number };
   linearizability: { verdict: string; ms: number; explanation?: string };
@@ -160,6 +165,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       requestTimeoutMs: o.requestTimeoutMs,
       thinkMsMax: o.thinkMsMax,
       ledgerShare: o.ledgerShare,
+      scanShare: o.scanShare,
       readConsistency: o.readConsistency,
       nowMs,
     });
@@ -217,8 +223,12 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
 
     const history = recorder.history();
     const ledger = checkLedger(history, workload, reference ?? null, failures);
-    o.log(`jepsen: checking ${history.length} ops`);
-    check = checkHistory(history, { budgetMsPerKey: o.budgetMsPerKey });
+    // Each completed scan becomes a read of every key it covered (ids after the recorder's).
+    const scanned = readsOfScans(workload.scans, history.map((r) => r.op.key), history.reduce((m, r) => Math.max(m, r.id), -1) + 1);
+    failures.push(...scanned.malformed);
+    const checked = [...history, ...scanned.reads];
+    o.log(`jepsen: checking ${history.length} ops and ${scanned.reads.length} reads from ${workload.scans.length} scans`);
+    check = checkHistory(checked, { budgetMsPerKey: o.budgetMsPerKey });
     if (!check.ok) failures.push(`history is ${check.verdict}`);
 
     const windows = [...(nemesis?.windows ?? []), ...scriptWindows];
@@ -240,6 +250,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
         checked: check.stats.ops,
         keys: check.stats.keys,
       },
+      scans: { tried: workload.scansTried, ok: workload.scans.length, reads: scanned.reads.length },
       okByClient: { ...workload.okByClient },
       linearizability: { verdict: check.verdict, ms: Math.round(check.stats.ms), explanation: check.ok ? undefined : explainResult(check) },
       ledger,
@@ -253,7 +264,8 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       stateDigests: { divergences, newest: newestDigests },
       wallMs: Date.now() - wallStart,
     };
-    writeOutputs(dir, history, report, check);
+    writeOutputs(dir, checked, report, check);
+    writeFileSync(join(dir, 'scans.json'), JSON.stringify({ firstReadId: scanned.reads[0]?.id ?? null, scans: workload.scans, readScan: [...scanned.scanOf] }));
     return report;
   } catch (e) {
     failures.push(`harness error: ${(e as Error).stack ?? String(e)}`);
@@ -265,6 +277,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       command: o.command,
       dir,
       ops: { total: history.length, ok: 0, fail: 0, info: 0, checked: 0, keys: 0 },
+      scans: { tried: workload?.scansTried ?? 0, ok: workload?.scans.length ?? 0, reads: 0 },
       okByClient: workload ? { ...workload.okByClient } : { http: 0, ts: 0, binary: 0 },
       linearizability: { verdict: check?.verdict ?? 'not-checked', ms: 0 },
       ledger: { acked: 0, failed: 0, info: 0, present: 0 },
@@ -305,6 +318,7 @@ export function summarize(r: RunReport): string {
     `jepsen: ${r.ok ? 'PASS' : 'FAIL'} seed ${r.seed} in ${(r.wallMs / 1000).toFixed(0)} s`,
     `  ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.fail} fail, ${r.ops.info} info); checked ${r.ops.checked} over ${r.ops.keys} keys: ${r.linearizability.verdict} in ${r.linearizability.ms} ms`,
     `  ok by client: raw HTTP ${r.okByClient.http}, TS HTTP client ${r.okByClient.ts}, binary client ${r.okByClient.binary}`,
+    `  scans: ${r.scans.ok} of ${r.scans.tried} completed, checked as ${r.scans.reads} reads of the keys they covered`,
     `  ledger: ${r.ledger.acked} acknowledged writes, all present: ${r.failures.some((f) => f.startsWith('ledger')) ? 'NO' : 'yes'}; converged: ${r.converged}`,
     `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)`,
     `  state digests: ${r.stateDigests.divergences} divergences; newest per replica: ${r.stateDigests.newest.map((d) => `${d.id}@${d.slot} agreed by [${d.agree.join(',')}]`).join(', ') || 'none'}`,

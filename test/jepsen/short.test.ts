@@ -28,5 +28,6 @@ test('black-box: kills, pauses, partitions, membership changes and disk faults o
   for (const kind of o.kinds) assert.ok((report.faultCounts[kind] ?? 0) >= 1, `no ${kind} fault was injected`);
   assert.ok(report.ops.ok > 200, `only ${report.ops.ok} ops succeeded`);
   for (const [kind, ok] of Object.entries(report.okByClient)) assert.ok(ok > 20, `only ${ok} ops of the ${kind} clients succeeded`);
+  assert.ok(report.scans.ok >= 5 && report.scans.reads >= report.scans.ok, `scans: ${JSON.stringify(report.scans)}`);
   assert.ok(report.ledger.acked > 20, `only ${report.ledger.acked} ledger writes were acknowledged`);
 });

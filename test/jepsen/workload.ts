@@ -11,13 +11,16 @@
 //   KvUnavailableError fails (never applied), any other error is indeterminate.
 // - A ledger (a set workload): some ops are puts to keys written exactly once ("L/3/17"). After
 //   the run every acknowledged one must be on every replica and no key recorded as failed may be.
+// - Scans (`scanShare` of the ops) of the current generation's keys, a page at a time (a limit,
+//   sometimes after a key), over HTTP (GET /v1/scan) or the binary client. The checker projects
+//   each completed scan into a read of every key it covered (src/check/scans.ts).
 // - Outcomes follow SAFETY.md: 2xx, 404 on GET and 409 on CAS complete; 503 and a refused
 //   connection fail; a 504, a timeout or a broken connection is indeterminate.
 //
 // The planted bug for the "checker bites" test: `readConsistency: 'local'` sends GETs with
 // ?consistency=local to a random replica and records them as if they were linearizable.
 
-import { classifyError, classifyHttp, type KvOp, type OpHandle, type Outcome, type Recorder } from '../../src/check/index.js';
+import { classifyError, classifyHttp, type KvOp, type OpHandle, type Outcome, type Recorder, type ScanObservation } from '../../src/check/index.js';
 import { HttpKvClient, HttpStatusError } from '../../src/kv/http-client.js';
 import { KvClient, KvUnavailableError } from '../../src/kv/client.js';
 import type { Prng } from '../../src/sim/prng.js';
@@ -43,6 +46,8 @@ export interface WorkloadOptions {
   thinkMsMax: number;
   /** Share of ops that are ledger puts. */
   ledgerShare: number;
+  /** Share of ops that are scans (taken from the gets' share). */
+  scanShare: number;
   readConsistency: 'linearizable' | 'local';
   /** The harness clock (the recorder's). */
   nowMs: () => number;
@@ -57,6 +62,10 @@ export class Workload {
   private stopping = false;
   private readonly workers: Promise<void>[] = [];
   readonly ledger: LedgerEntry[] = [];
+  /** Scans that completed, for the checker (a failed or unknown scan read nothing). */
+  readonly scans: ScanObservation[] = [];
+  /** Scans tried, completed or not. */
+  scansTried = 0;
   private readonly keysUsed = new Set<string>();
   private readonly startMs: number;
   private readonly tsClients: HttpKvClient[] = [];
@@ -107,6 +116,13 @@ export class Workload {
       const key = prng.pick(keys);
       this.keysUsed.add(key);
       const roll = prng.next();
+      if (roll >= this.o.ledgerShare && roll < this.o.ledgerShare + this.o.scanShare) {
+        const endpoints = this.o.endpoints();
+        const endpoint = prng.pick(endpoints.length > 0 ? endpoints : ['http://127.0.0.1:1']);
+        if (await this.scan(process, prng, keys, binary?.current() ?? null, endpoint)) this.okByClient[ts ? 'ts' : binary ? 'binary' : 'http']++;
+        if (this.o.thinkMsMax > 0) await sleep(prng.int(0, this.o.thinkMsMax));
+        continue;
+      }
       let op: KvOp;
       if (roll < this.o.ledgerShare) {
         const lk = `L/${w}/${ledgerSeq++}`;
@@ -134,6 +150,40 @@ export class Workload {
       else if (this.o.thinkMsMax > 0) await sleep(prng.int(0, this.o.thinkMsMax));
     }
     binary?.close();
+  }
+
+  /**
+   * One page of the generation's keys (`k<gen>-`): through the binary client, or GET /v1/scan (the
+   * TS HTTP client has no scan). Kept only when it completed; true then.
+   */
+  private async scan(process: string, prng: Prng, keys: string[], binary: KvClient | null, endpoint: string): Promise<boolean> {
+    const prefix = keys[0]!.slice(0, keys[0]!.indexOf('-') + 1);
+    const limit = prng.int(2, keys.length + 2);
+    const after = prng.chance(0.3) ? prng.pick(keys) : null;
+    this.scansTried++;
+    const invokeMs = this.o.nowMs();
+    try {
+      let entries: Array<[string, string]>;
+      let more: boolean;
+      if (binary) {
+        const r = await binary.scan(prefix, limit, { consistency: this.o.readConsistency, ...(after === null ? {} : { after }) });
+        entries = r.entries.map(([k, v]) => [Buffer.from(k).toString('utf8'), Buffer.from(v).toString('utf8')]);
+        more = r.more;
+      } else {
+        const q = new URLSearchParams({ prefix, limit: String(limit) });
+        if (after !== null) q.set('after', after);
+        if (this.o.readConsistency === 'local') q.set('consistency', 'local');
+        const a = await httpRequest(endpoint, 'GET', `/v1/scan?${q.toString()}`, undefined, this.o.requestTimeoutMs);
+        if (a.status !== 200) return false;
+        const body = JSON.parse(a.body) as { entries: Array<{ key: string; value: string }>; more: boolean };
+        entries = body.entries.map((e) => [e.key, e.value]);
+        more = body.more;
+      }
+      this.scans.push({ process, prefix, after, limit, invokeMs, completeMs: this.o.nowMs(), entries, more });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The binary protocol's client. Returns the key's value the op observed, when it observed one. */
