@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run sim -- --seeds N [--start S] [--bug NAME] [--json]
 // npm run sim -- --seed S [--trace]     replay one seed with a readable trace
-// npm run sim -- --storage --seeds N [--start S] [--fault NAME] [--writer W] [--json]   the storage simulator (storage-sim.ts)
+// npm run sim -- --storage --seeds N [--start S] [--fault NAME] [--writer W] [--backend file|pmem] [--json]   the storage simulator (storage-sim.ts)
 import cliProgress from 'cli-progress';
 import type { PlantedBug } from '../core/options.js';
 import { randomSimOptions, type SimOptions } from './options.js';
@@ -23,13 +23,14 @@ interface Args {
   storage: boolean;
   fault: PowerLossFault | null;
   writer: StorageSimWriter;
+  backend: 'file' | 'pmem';
 }
 
 const WRITERS: readonly StorageSimWriter[] = ['flush-loop', 'ordered', 'mixed'];
-const FAULTS: readonly PowerLossFault[] = ['lying-fsync', 'no-dir-fsync', 'writer-acks-early'];
+const FAULTS: readonly PowerLossFault[] = ['lying-fsync', 'no-dir-fsync', 'writer-acks-early', 'pmem-flush-noop'];
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false, storage: false, fault: null, writer: 'mixed' };
+  const args: Args = { seeds: 100, start: 1, seed: null, trace: false, bug: undefined, json: false, wire: true, contracts: true, transfers: false, storage: false, fault: null, writer: 'mixed', backend: 'file' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -56,6 +57,10 @@ function parseArgs(argv: string[]): Args {
       const f = value() as PowerLossFault;
       if (!FAULTS.includes(f)) throw new Error(`--fault must be one of ${FAULTS.join(', ')}, got '${f}'`);
       args.fault = f;
+    } else if (a === '--backend') {
+      const b = argv[++i];
+      if (b !== 'file' && b !== 'pmem') throw new Error(`--backend must be file or pmem, got '${b}'`);
+      args.backend = b;
     } else if (a === '--writer') {
       const w = value() as StorageSimWriter;
       if (!WRITERS.includes(w)) throw new Error(`--writer must be one of ${WRITERS.join(', ')}, got '${w}'`);
@@ -63,7 +68,7 @@ function parseArgs(argv: string[]): Args {
     }
     else if (a === '--help' || a === '-h') {
       console.log('usage: synod-sim --seeds N [--start S] [--bug NAME] [--json] [--no-wire] [--no-contracts] [--transfers] | --seed S [--trace] [--transfers]');
-      console.log('       synod-sim --storage --seeds N [--start S] [--fault lying-fsync|no-dir-fsync|writer-acks-early] [--writer flush-loop|ordered|mixed] [--json] | --storage --seed S');
+      console.log('       synod-sim --storage --seeds N [--start S] [--fault lying-fsync|no-dir-fsync|writer-acks-early|pmem-flush-noop] [--writer flush-loop|ordered|mixed] [--backend file|pmem] [--json] | --storage --seed S');
       process.exit(0);
     } else throw new Error(`unknown argument '${a}' (try --help)`);
   }
@@ -163,21 +168,21 @@ function main(): void {
 }
 
 async function mainStorage(args: Args): Promise<void> {
-  const replay = (seed: number) => `npm run sim -- --storage --seed ${seed}${args.fault ? ` --fault ${args.fault}` : ''}${args.writer !== 'mixed' ? ` --writer ${args.writer}` : ''}`;
+  const replay = (seed: number) => `npm run sim -- --storage --seed ${seed}${args.fault ? ` --fault ${args.fault}` : ''}${args.writer !== 'mixed' ? ` --writer ${args.writer}` : ''}${args.backend !== 'file' ? ` --backend ${args.backend}` : ''}`;
   if (args.seed !== null) {
-    const result = await runStorageSeed(args.seed, { fault: args.fault, writer: args.writer });
+    const result = await runStorageSeed(args.seed, { fault: args.fault, writer: args.writer, backend: args.backend });
     console.log(JSON.stringify(result, null, 2));
     process.exit(result.violation ? 1 : 0);
   }
   const started = performance.now();
   const progress = new SeedProgress(args.seeds, args.json, 'storage sim [{bar}] {value}/{total} seeds | {failures} failed | eta {eta_formatted}', { failures: 0 });
   const failures: StorageSimResult[] = [];
-  const totals = { lives: 0, orderedLives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
+  const totals = { lives: 0, orderedLives: 0, acknowledged: 0, recovered: 0, readsChecked: 0, snapshots: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0, persists: 0, linesEvicted: 0, linesLost: 0, pmemCrashes: 0 };
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
-    const r = await runStorageSeed(seed, { fault: args.fault, writer: args.writer });
+    const r = await runStorageSeed(seed, { fault: args.fault, writer: args.writer, backend: args.backend });
     for (const k of ['lives', 'orderedLives', 'acknowledged', 'recovered', 'readsChecked', 'snapshots'] as const) totals[k] += r[k];
-    for (const k of ['powerCuts', 'writesKept', 'writesLost', 'writesTorn', 'nameChangesLost', 'directoriesLost'] as const) totals[k] += r.fs[k];
+    for (const k of ['powerCuts', 'writesKept', 'writesLost', 'writesTorn', 'nameChangesLost', 'directoriesLost', 'persists', 'linesEvicted', 'linesLost', 'pmemCrashes'] as const) totals[k] += r.fs[k];
     if (r.violation) {
       failures.push(r);
       const line = `seed ${seed}: ${r.violation.detail}\n  replay: ${replay(seed)}`;
@@ -191,6 +196,7 @@ async function mainStorage(args: Args): Promise<void> {
     seeds: args.seeds,
     firstSeed: args.start,
     fault: args.fault,
+    backend: args.backend,
     failures: failures.map((f) => ({ seed: f.seed, kind: f.violation!.kind, violation: f.violation!.detail, replay: replay(f.seed) })),
     ...totals,
     wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
@@ -200,6 +206,7 @@ async function mainStorage(args: Args): Promise<void> {
     console.log(`storage sim: seeds ${summary.seeds} (from ${summary.firstSeed}), failed ${failures.length}${args.fault ? ` (planted fault ${args.fault})` : ''}, ${summary.wallSeconds} s`);
     console.log(`lives ${totals.lives}, of them through the ordered (native) writer ${totals.orderedLives}`);
     console.log(`power cuts ${totals.powerCuts}; unsynced writes kept ${totals.writesKept}, torn ${totals.writesTorn}, lost ${totals.writesLost}; name changes lost ${totals.nameChangesLost} (directories with them ${totals.directoriesLost})`);
+    if (args.backend === 'pmem') console.log(`pmem: ranges persisted (flush or msync) ${totals.persists}; power cuts inside one ${totals.pmemCrashes}; unflushed cache lines at a power cut: kept ${totals.linesEvicted}, lost ${totals.linesLost}`);
     console.log(`records acknowledged ${totals.acknowledged}, recovered and checked ${totals.recovered}, read back during lives ${totals.readsChecked}, snapshots saved ${totals.snapshots}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }

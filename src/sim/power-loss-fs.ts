@@ -21,8 +21,20 @@
 // calls on timers of its own, a random few at a time after a random latency (automatic mode).
 // mount({ orderedWriter: true }) also offers a model of the native addon's ordered writer, so that
 // the file log takes its pipelined write path (the one production takes on Linux).
+//
+// mount().pmem models the rest of the addon for the pmem backend: a file mapped into memory. The
+// caller's stores land in the mapping only; flush + drain (CLWB/SFENCE on a MAP_SYNC mapping, a
+// cache line at a time) or msync (a page at a time) make the lines or pages covering a range
+// durable, synchronously. A power cut keeps each other 64-byte line that differs from the disk with
+// probability one half (caches write lines back whenever they like, in any order); an unmap hands
+// what was never flushed to the file as ordinary unsynced writes. armPmemCrash(n) cuts the power
+// inside the n-th flush or msync from then on (the lines it covers are dirty, so each lands or
+// not), and that call throws: a crash at any point of the log's synchronous mapped write, which a
+// cut between event-loop turns never reaches. A planted fault, 'pmem-flush-noop', makes flush and
+// msync keep nothing.
 
 import { orderedWriterOf, type StorageIo } from '../storage/io.js';
+import type { PmemMappingCalls } from '../storage/native.js';
 import type { Prng } from './prng.js';
 
 /**
@@ -30,7 +42,19 @@ import type { Prng } from './prng.js';
  * 'writer-acks-early': the ordered writer (mount({ orderedWriter })) reports a job done once its
  * write returned, before its fdatasync.
  */
-export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync' | 'writer-acks-early';
+export type PowerLossFault = 'lying-fsync' | 'no-dir-fsync' | 'writer-acks-early' | 'pmem-flush-noop';
+
+/** The part of the native addon (storage/native.ts) that the pmem backend calls. */
+export type PmemModel = PmemMappingCalls;
+
+/** A file mapped into memory (mount().pmem.map): the caller's stores land in `bytes`. */
+interface Mapping {
+  inode: Inode;
+  bytes: Uint8Array;
+}
+
+const CACHE_LINE_BYTES = 64;
+const PAGE_BYTES = 4096;
 
 type FileChange = { kind: 'write'; offset: number; bytes: Uint8Array } | { kind: 'truncate'; size: number };
 /** A directory's entry in its parent (the directory itself is in PowerLossFs.dirs, by path). */
@@ -113,6 +137,12 @@ export interface PowerLossStats {
   nameChangesLost: number;
   /** Directories lost with their names (created, and the parent not fsynced since). */
   directoriesLost: number;
+  /** pmem: ranges made durable by flush or msync; unflushed lines a power cut kept or lost. */
+  persists: number;
+  linesEvicted: number;
+  linesLost: number;
+  /** pmem: power cuts inside a flush or msync (armPmemCrash). */
+  pmemCrashes: number;
 }
 
 /** pump(): how the automatic mode completes calls. */
@@ -129,7 +159,11 @@ export class PowerLossFs {
   private nextFd = 3;
   private queue: QueuedCall[] = [];
   private generation = 0;
-  readonly stats: PowerLossStats = { calls: 0, syncs: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0 };
+  /** Live mappings (pmem), by their buffer; a power cut or an unmap ends one. */
+  private mappings = new Map<ArrayBuffer, Mapping>();
+  /** armPmemCrash: flushes/msyncs left before the power is cut inside one. */
+  private pmemCrashIn: number | null = null;
+  readonly stats: PowerLossStats = { calls: 0, syncs: 0, powerCuts: 0, writesKept: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0, directoriesLost: 0, persists: 0, linesEvicted: 0, linesLost: 0, pmemCrashes: 0 };
 
   constructor(
     private readonly prng: Prng,
@@ -202,9 +236,22 @@ export class PowerLossFs {
    */
   powerCut(): void {
     this.stats.powerCuts++;
+    this.pmemCrashIn = null;
     this.generation++;
     this.queue = [];
     this.handles.clear();
+    // Mapped stores never flushed: the caches wrote some lines back before the power went.
+    for (const m of this.mappings.values()) {
+      for (let at = 0; at < Math.min(m.bytes.length, m.inode.durableSize); at += CACHE_LINE_BYTES) {
+        const line = m.bytes.subarray(at, Math.min(at + CACHE_LINE_BYTES, m.inode.durableSize));
+        if (sameBytes(line, m.inode.durable.subarray(at, at + line.length))) continue;
+        if (this.prng.chance(0.5)) {
+          m.inode.durable.set(line, at);
+          this.stats.linesEvicted++;
+        } else this.stats.linesLost++;
+      }
+    }
+    this.mappings.clear();
     const survivors = new Map<Entry, Entry>([[SUBDIRECTORY, SUBDIRECTORY]]);
     const survivorOf = (entry: Entry): Entry => {
       let kept = survivors.get(entry);
@@ -274,7 +321,7 @@ export class PowerLossFs {
    * clocks. `orderedWriter`: the io also offers the native addon's ordered writer (StorageIo.orderedWriter),
    * so that the file log takes its pipelined write path, as in production on Linux.
    */
-  mount(options: { orderedWriter?: boolean } = {}): { io: StorageIo; delay: () => Promise<void> } {
+  mount(options: { orderedWriter?: boolean } = {}): { io: StorageIo; delay: () => Promise<void>; pmem: PmemModel } {
     const generation = this.generation;
     const call = <T>(run: () => T): Promise<T> => {
       if (generation !== this.generation) return new Promise<T>(() => {});
@@ -346,7 +393,66 @@ export class PowerLossFs {
           );
       };
     }
-    return { io, delay: () => call(() => undefined) };
+    return { io, delay: () => call(() => undefined), pmem: this.pmemModel(generation) };
+  }
+
+  /** The power goes inside the `persists`-th flush or msync from now (pmem), unless a cut comes first. */
+  armPmemCrash(persists: number): void {
+    this.pmemCrashIn = Math.max(1, persists);
+  }
+
+  /** The addon's mapping calls on this file system, for one mount (dead after the next power cut). */
+  private pmemModel(generation: number): PmemModel {
+    const live = () => generation === this.generation;
+    const persist = (buffer: ArrayBuffer, offset: number, length: number, unit: number) => {
+      const m = this.mappings.get(buffer);
+      if (!live() || !m) return;
+      if (this.pmemCrashIn !== null && --this.pmemCrashIn === 0) {
+        // Mid-flush: the range's lines are dirty, so the cut keeps each or not, as any other.
+        this.stats.pmemCrashes++;
+        this.powerCut();
+        throw errno('EIO', 'msync', `power cut inside a persist of [${offset}, ${offset + length}) (simulated)`);
+      }
+      this.stats.persists++;
+      if (this.fault === 'pmem-flush-noop') return;
+      const from = Math.floor(offset / unit) * unit;
+      const to = Math.min(m.bytes.length, Math.ceil((offset + length) / unit) * unit);
+      const bytes = m.bytes.slice(from, to);
+      m.inode.write(from, bytes);
+      m.inode.durable = setAt(m.inode.durable, m.inode.durableSize, from, bytes);
+      m.inode.durableSize = Math.max(m.inode.durableSize, to);
+    };
+    return {
+      map: (fd, length) => {
+        const inode = this.file(fd, 'mmap');
+        if (inode.size < length) throw errno('EINVAL', 'mmap', `fd ${fd}: mapping ${length} bytes of a ${inode.size}-byte file`);
+        const bytes = inode.data.slice(0, length);
+        if (live()) this.mappings.set(bytes.buffer as ArrayBuffer, { inode, bytes });
+        // Both of the log's flush paths: CLWB+SFENCE on "DAX", msync otherwise.
+        return { buffer: bytes.buffer as ArrayBuffer, mapSync: this.prng.chance(0.5) };
+      },
+      unmap: (buffer) => {
+        const m = this.mappings.get(buffer);
+        if (!live() || !m) return;
+        this.mappings.delete(buffer);
+        // What was never flushed stays in the page cache: ordinary unsynced writes of the file.
+        for (let at = 0; at < m.bytes.length; at += CACHE_LINE_BYTES) {
+          const line = m.bytes.subarray(at, at + CACHE_LINE_BYTES);
+          if (sameBytes(line, m.inode.data.subarray(at, at + line.length))) continue;
+          m.inode.write(at, line);
+          m.inode.changes.push({ kind: 'write', offset: at, bytes: line.slice() });
+        }
+      },
+      flush: (buffer, offset, length) => persist(buffer, offset, length, CACHE_LINE_BYTES),
+      drain: () => {},
+      msync: (buffer, offset, length) => persist(buffer, offset, length, PAGE_BYTES),
+      fallocate: (fd, length) => {
+        const inode = this.file(fd, 'fallocate');
+        if (length <= inode.size) return;
+        inode.truncate(length);
+        inode.changes.push({ kind: 'truncate', size: length });
+      },
+    };
   }
 
   /** mkdir -p; returns the first directory created (undefined: all were there), as node:fs. */
@@ -449,4 +555,10 @@ function applyNameChange(names: Map<string, Entry>, change: NameChange): void {
       names.set(change.to, inode);
     }
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

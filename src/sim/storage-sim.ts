@@ -20,6 +20,7 @@
 // rests on these properties of the real code.
 
 import { FileLog } from '../storage/file-log.js';
+import { PmemLog } from '../storage/pmem-log.js';
 import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import type { PacerClock } from '../storage/pacer.js';
@@ -42,6 +43,11 @@ export interface StorageSimOptions {
    * 'mixed'.
    */
   writer?: StorageSimWriter;
+  /**
+   * The log backend for the whole seed (a directory keeps its backend): 'file', or 'pmem' (the file
+   * log's memory-mapped write path, over PowerLossFs's model of the addon's mapping calls). Default 'file'.
+   */
+  backend?: 'file' | 'pmem';
 }
 
 export type StorageSimWriter = 'flush-loop' | 'ordered' | 'mixed';
@@ -118,7 +124,10 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
   const prng = new Prng(seed);
   const fs = new PowerLossFs(prng.fork(), options.fault ?? null);
   const writer = options.writer ?? 'mixed';
+  const pmemBackend = options.backend === 'pmem';
   const writerPrng = new Prng(seed ^ 0x77e1);
+  // pmem lives: half of them end with the power cut inside a flush (a generator of its own).
+  const crashPrng = new Prng(seed ^ 0x9e3f);
   let orderedLives = 0;
   const model = new Model();
   let nonce = seed * 1_000_000;
@@ -127,8 +136,10 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
   try {
     for (; life < lives; life++) {
       const orderedWriter = writer === 'ordered' || (writer === 'mixed' && writerPrng.chance(0.5));
-      if (orderedWriter) orderedLives++;
-      const { io, delay } = fs.mount({ orderedWriter });
+      if (orderedWriter && !pmemBackend) orderedLives++;
+      const { io, delay, pmem } = fs.mount({ orderedWriter });
+      const crashesBefore = fs.stats.pmemCrashes;
+      const crashed = () => fs.stats.pmemCrashes > crashesBefore;
       const clock: PacerClock = { now: () => 0, sleep: delay };
 
       // ---- restart: recover and check against the model
@@ -176,17 +187,16 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
 
       const records: StoredRecord[] = [];
       const segmentBytes = SEGMENT_BYTES * (prng.chance(0.5) ? 1 : 2);
-      const log = await until(
-        'opening the log',
-        FileLog.open(LOG_DIR, {
-          io,
-          pacerClock: clock,
-          segmentBytes,
-          spareSegmentsMax: prng.int(0, 2),
-          groupBytesMax: prng.pick([4096, 16_384, 1 << 20]),
-          onRecord: (r) => records.push({ ...r, payload: r.payload.slice() }),
-        }),
-      );
+      const logOptions = {
+        io,
+        pacerClock: clock,
+        segmentBytes,
+        spareSegmentsMax: prng.int(0, 2),
+        groupBytesMax: prng.pick([4096, 16_384, 1 << 20]),
+        onRecord: (r: StoredRecord) => records.push({ ...r, payload: r.payload.slice() }),
+      };
+      // pmem: the ordered writer plays no part (the mapping is written in place).
+      const log = await until('opening the log', pmemBackend ? PmemLog.open(LOG_DIR, { ...logOptions, pmemAddon: pmem }) : FileLog.open(LOG_DIR, logOptions));
       const { head, tail } = log.headTailCapacity();
       if (head > covered + 1) throw new StorageViolation('acknowledged', `the log's head is ${head}, past the durable snapshot's ${covered} + 1`);
       if (tail - 1 < model.acknowledged) throw new StorageViolation('acknowledged', `the log ends at ${tail - 1}; ${model.acknowledged} had been acknowledged (life ${life})`);
@@ -209,6 +219,7 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
       for (const r of records) model.acknowledgedBallot = Math.max(model.acknowledgedBallot, r.ballot);
 
       // ---- a life: appends and commits, metadata writes, snapshots and head moves, interleaved
+      if (pmemBackend && crashPrng.chance(0.5)) fs.armPmemCrash(crashPrng.int(1, 300));
       let ballot = Math.max(1, log.highestBallot());
       let commitsOpen = 0;
       let storageError: unknown = null;
@@ -290,8 +301,9 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
         }
         await turn();
       }
-      if (storageError !== null) throw new StorageViolation('recovery', `a storage call failed without a fault (life ${life}): ${String((storageError as Error).message ?? storageError)}`);
       if (readError !== null) throw new StorageViolation('read', `${readError} (life ${life})`);
+      if (crashed()) continue; // the power went inside a flush: the log failed its calls, as it should
+      if (storageError !== null) throw new StorageViolation('recovery', `a storage call failed without a fault (life ${life}): ${String((storageError as Error).message ?? storageError)}`);
 
       if (prng.chance(0.3)) {
         // Drain: with nothing left for the file system, every commit must have resolved.
@@ -299,6 +311,7 @@ export async function runStorageSeed(seed: number, options: StorageSimOptions = 
           fs.completeOne();
           await turn();
         }
+        if (crashed()) continue;
         if (storageError !== null) throw new StorageViolation('recovery', `a storage call failed without a fault: ${String(storageError)}`);
         if (commitsOpen > 0) throw new StorageViolation('liveness', `${commitsOpen} commits never resolved with the file system drained (life ${life})`);
         if (prng.chance(0.3)) await until('closing the log', log.close());

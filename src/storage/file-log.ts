@@ -60,7 +60,7 @@ import { readHead, writeHead } from './head-file.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
 import { type OrderedWriter, type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
-import { type PmemAddon, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
+import { type PmemMappingCalls, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
 
 const CHUNK_BYTES = 1024 * 1024;
 const CHUNK_POOL_MAX = 64;
@@ -117,11 +117,13 @@ export interface FileLogOptions extends LogOptions {
   pmemFlush?: 'auto' | 'cacheline' | 'msync';
   /** Tests: the clock a segment's paced zero-fill times its steps and rests by (pacer.ts). */
   pacerClock?: PacerClock;
+  /** pmem, the storage simulator: a model of the addon's mapping calls (PowerLossFs.mount().pmem) instead of the addon. */
+  pmemAddon?: PmemMappingCalls;
 }
 
 export class FileLog implements LogStore {
   recovery!: RecoveryInfo;
-  private readonly addon: PmemAddon | null;
+  private readonly addon: PmemMappingCalls | null;
   private readonly pmemFlush: 'auto' | 'cacheline' | 'msync';
   private readonly backendKind: number;
 
@@ -180,7 +182,7 @@ export class FileLog implements LogStore {
     options: FileLogOptions,
     readonly backend: 'file' | 'pmem' = 'file',
   ) {
-    this.addon = backend === 'pmem' ? loadNative() : null;
+    this.addon = backend === 'pmem' ? (options.pmemAddon ?? loadNative()) : null;
     this.pmemFlush = options.pmemFlush ?? 'auto';
     this.backendKind = backend === 'pmem' ? BACKEND_KIND_PMEM : BACKEND_KIND_FILE;
     this.io = options.io ?? nodeIo;

@@ -19,6 +19,9 @@ export interface NativeMapping {
   mapSync: boolean;
 }
 
+/** The addon's calls the pmem backend makes on a segment (the storage simulator models these). */
+export type PmemMappingCalls = Pick<PmemAddon, 'map' | 'unmap' | 'flush' | 'drain' | 'msync' | 'fallocate'>;
+
 export interface PmemAddon {
   map(fd: number, length: number, trySync: boolean): NativeMapping;
   unmap(buffer: ArrayBuffer): void;

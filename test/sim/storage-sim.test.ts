@@ -12,10 +12,10 @@ const SEEDS = Number(process.env['SYNOD_STORAGE_SIM_SEEDS'] ?? 150);
 // spare reused before its rename was durable (1088, 1378), overlapping head moves (1147).
 const REGRESSION_SEEDS = [309, 1088, 1147, 1378];
 
-async function failures(seeds: Iterable<number>, fault: PowerLossFault | null = null, writer: StorageSimWriter = 'mixed'): Promise<StorageSimResult[]> {
+async function failures(seeds: Iterable<number>, fault: PowerLossFault | null = null, writer: StorageSimWriter = 'mixed', backend: 'file' | 'pmem' = 'file'): Promise<StorageSimResult[]> {
   const out: StorageSimResult[] = [];
   for (const seed of seeds) {
-    const r = await runStorageSeed(seed, { fault, writer });
+    const r = await runStorageSeed(seed, { fault, writer, backend });
     if (r.violation) out.push(r);
   }
   return out;
@@ -87,4 +87,34 @@ test('storage simulator bites: an ordered (native) writer that reports a job don
   // cannot tell.
   assert.ok(bad.length >= 10, `${bad.length} of 20 seeds report it`);
   assert.ok(bad.some((r) => r.violation!.kind === 'acknowledged'), bad.map((r) => r.violation!.detail).join('\n'));
+});
+
+// The pmem backend: the same log through its memory-mapped write path, over PowerLossFs's model of
+// the addon (stores land in the mapping; flush/msync make their lines or pages durable; a cut keeps
+// a random half of the other dirty lines), half of the lives cut inside a flush. A log that
+// persisted the tail pointer before the records it covers failed 69 of 100 seeds (by hand).
+test('storage simulator, pmem backend: power cuts between turns and inside flushes lose nothing acknowledged', { timeout: 120_000 }, async () => {
+  const seeds = Array.from({ length: 80 }, (_, i) => 90_001 + i);
+  const bad: StorageSimResult[] = [];
+  let acknowledged = 0;
+  let crashes = 0;
+  let evicted = 0;
+  let lost = 0;
+  for (const seed of seeds) {
+    const r = await runStorageSeed(seed, { backend: 'pmem' });
+    if (r.violation) bad.push(r);
+    acknowledged += r.acknowledged;
+    crashes += r.fs.pmemCrashes;
+    evicted += r.fs.linesEvicted;
+    lost += r.fs.linesLost;
+  }
+  assert.deepEqual(bad, [], describe(bad).replaceAll('--seed', '--backend pmem --seed'));
+  assert.ok(acknowledged > seeds.length * 100, `records acknowledged: ${acknowledged}`);
+  assert.ok(crashes > seeds.length, `power cuts inside a flush: ${crashes}`);
+  assert.ok(evicted > 0 && lost > 0, `unflushed lines at a cut: kept ${evicted}, lost ${lost}`);
+});
+
+test('storage simulator bites, pmem backend: flushes that make nothing durable are reported', async () => {
+  const bad = await failures([1, 2, 3, 4, 5], 'pmem-flush-noop', 'mixed', 'pmem');
+  assert.equal(bad.length, 5, 'every seed reports it');
 });
