@@ -9,6 +9,7 @@ import type { ConfigEpoch, ReplicaId } from '../core/types.js';
 import type { StorageIo } from '../storage/io.js';
 import type { LogBackend } from '../storage/log.js';
 import type { PeerTransport } from '../transport/types.js';
+import type { PmemMappingCalls } from '../storage/native.js';
 
 /** About one command, for apply(): valid during that call only (the replica refills one object per command). */
 export interface ApplyContext {
@@ -230,6 +231,11 @@ export interface ReplicaOptions {
    * test/runtime/power-loss.test.ts passes src/sim/power-loss-fs.ts here.
    */
   storageIo?: StorageIo;
+  /**
+   * Tests/simulation, with storageIo and logBackend 'pmem': the native addon's mapping calls, as
+   * modelled over that file system (src/sim/power-loss-fs.ts, mount().pmem).
+   */
+  storagePmem?: PmemMappingCalls;
   /**
    * Tests/simulation: the log's segment size (default 64 MiB, preallocated). An in-memory file
    * system cannot hold 64 MiB segments for every replica, and small ones roll and recycle often.

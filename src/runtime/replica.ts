@@ -336,7 +336,10 @@ export class SynodReplica {
       const v = options[name];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
     }
-    if (options.storageIo && (options.logBackend ?? 'file') !== 'file') throw new RangeError(`storageIo needs the file log backend, got ${options.logBackend}`);
+    const backend = options.logBackend ?? 'file';
+    if (options.storageIo && !(backend === 'file' || (backend === 'pmem' && options.storagePmem))) {
+      throw new RangeError(`storageIo needs the file log backend (or pmem with storagePmem), got ${options.logBackend}`);
+    }
     tryNativeCrc(); // the hardware CRC for frames and snapshots, whatever the log backend
     // Every storage call below and in writeMeta goes through this one file system (tests inject one).
     const io = options.storageIo ?? nodeIo;
@@ -390,6 +393,7 @@ export class SynodReplica {
       onRecord: recovered.onRecord,
       spareSegmentsMax,
       ...(options.storageIo ? { io } : {}),
+      ...(options.storagePmem ? { pmemAddon: options.storagePmem } : {}),
       ...(options.logSegmentBytes !== undefined ? { segmentBytes: options.logSegmentBytes } : {}),
     });
     let meta: Metadata;

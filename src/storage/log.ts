@@ -13,6 +13,7 @@
 
 import type { LogRecord, StoredRecord } from './format.js';
 import type { StorageIo } from './io.js';
+import type { FileLogOptions } from './file-log.js';
 
 export type { LogRecord, StoredRecord } from './format.js';
 
@@ -117,7 +118,8 @@ export const DEFAULT_READ_RECORDS_MAX = 1024;
 export const DEFAULT_READ_BYTES_MAX = 16 * 1024 * 1024;
 
 /** Opens (recovering) the log in `dir` with the chosen backend. */
-export async function openLog(dir: string, backend: LogBackend, options: LogOptions = {}): Promise<LogStore> {
+/** `options`: the file and pmem backends also take FileLogOptions (the memory log ignores those). */
+export async function openLog(dir: string, backend: LogBackend, options: FileLogOptions = {}): Promise<LogStore> {
   switch (backend) {
     case 'file': {
       const { FileLog } = await import('./file-log.js');

@@ -43,12 +43,16 @@ export interface PowerLossTotals {
   writesLost: number;
   writesTorn: number;
   nameChangesLost: number;
+  /** Starts on the pmem backend (every replica whose id is a multiple of 3), and its flushes. */
+  pmemStarts: number;
+  pmemPersists: number;
 }
 
 export function newTotals(): PowerLossTotals {
   return {
     cuts: 0, sharedCuts: 0, cutsBusy: 0, restarts: 0, restartsCutShort: 0, acked: 0, unknown: 0, refused: 0, checks: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
     snapshotsAdopted: 0, catchupsFromDisk: 0, stateDigests: 0, headMoved: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0,
+    pmemStarts: 0, pmemPersists: 0,
   };
 }
 
@@ -138,13 +142,19 @@ export class PowerLossCluster {
 
   private begin(id: number): { starting: Promise<SynodReplica>; machine: CounterMachine } {
     const machine = new CounterMachine();
+    const pmem = id % 3 === 0;
+    if (pmem) this.totals.pmemStarts++;
+    const disk = this.disks.get(id)!.mount({ orderedWriter: !pmem && this.starts++ % 2 === 1 });
     const starting = SynodReplica.start({
       id, clusterId: this.clusterId, dataDir: `/disk/r${id}`, members: this.members, stateMachine: machine,
       ...(this.joiners.has(id) ? { join: true, listen: ADDRESS } : {}),
       transport: this.network.createTransport({ replicaId: id }),
       // Every other start writes its log through the native writer's pipelined path (a model of
       // its ordered writer), the rest through the flush loop: both, through the same cuts.
-      storageIo: this.disks.get(id)!.mount({ orderedWriter: this.starts++ % 2 === 1 }).io,
+      storageIo: disk.io,
+      // The pmem backend (its mapped write path over the disk's model of the addon) for every
+      // replica whose id is a multiple of 3: one of the first three, and some joiners.
+      ...(pmem ? { logBackend: 'pmem' as const, storagePmem: disk.pmem } : {}),
       logSegmentBytes: 64 * 1024, // rolls, recycling and head moves every few snapshots
       snapshotIntervalSlots: 25,
       snapshotIntervalBytes: 16 * 1024,
@@ -220,6 +230,7 @@ export class PowerLossCluster {
       this.totals.writesLost += disk.stats.writesLost;
       this.totals.writesTorn += disk.stats.writesTorn;
       this.totals.nameChangesLost += disk.stats.nameChangesLost;
+      this.totals.pmemPersists += disk.stats.persists;
     }
   }
 }

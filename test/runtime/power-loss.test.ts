@@ -88,4 +88,6 @@ for (const seed of SEEDS) {
 test('runtime through power cuts: what the seeds covered', () => {
   console.log(`power-loss: ${JSON.stringify(totals)}`);
   assert.ok(totals.checks >= SEEDS.length * (SINGLE_CUTS + 2), 'every check ran');
+  // Replica 3 of every seed runs the pmem backend (its mapped write path) through the same cuts.
+  assert.ok(totals.pmemStarts >= SEEDS.length && totals.pmemPersists > 0, `pmem starts ${totals.pmemStarts}, flushes ${totals.pmemPersists}`);
 });
