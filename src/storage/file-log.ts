@@ -58,7 +58,7 @@ import {
 import { GroupIndex } from './group-index.js';
 import { readHead, writeHead } from './head-file.js';
 import { BULK_STEP_BYTES, BulkPacer, type PacerClock, realPacerClock } from './pacer.js';
-import { type OrderedWriter, type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, writevAll } from './io.js';
+import { type OrderedWriter, type StorageIo, diskFaultHookInstalled, mkdirDurable, nodeIo, readFully, syncDir, withDiskFaults, writevAll } from './io.js';
 import { findGroupAfter, scanSegment } from './scan.js';
 import { type PmemMappingCalls, loadNative, tryLoadNative, tryNativeCrc } from './native.js';
 
@@ -137,6 +137,8 @@ export class FileLog implements LogStore {
    * (milliseconds at 4 MiB groups) the disk sits idle. See docs/storage.md, "Performance".
    */
   private readonly writeAndSync: OrderedWriter | null;
+  /** Which write path the log took at open (diagnostics, tests). */
+  readonly writePath: 'native' | 'injected' | 'flush-loop' | 'mapped';
   /** Submitted native writes not yet processed, oldest first; each settles (never rejects) after its handler ran. */
   private inflight: Promise<void>[] = [];
   /** Last LSN handed to the native writer (durable once its write completes). */
@@ -186,14 +188,16 @@ export class FileLog implements LogStore {
     this.pmemFlush = options.pmemFlush ?? 'auto';
     this.backendKind = backend === 'pmem' ? BACKEND_KIND_PMEM : BACKEND_KIND_FILE;
     this.io = options.io ?? nodeIo;
-    // The test-only disk fault hook lives in nodeIo, which the native writer bypasses.
-    const native = backend === 'file' && options.io === undefined && !diskFaultHookInstalled() ? tryLoadNative().addon : null;
+    const native = backend === 'file' && options.io === undefined ? tryLoadNative().addon : null;
     const injectedWriter = backend === 'file' ? options.io?.orderedWriter?.() : undefined;
+    this.writePath = backend === 'pmem' ? 'mapped' : injectedWriter ? 'injected' : native?.writeSync ? 'native' : 'flush-loop';
     if (injectedWriter) {
       this.writeAndSync = injectedWriter; // the storage simulator's model of the addon's writer
     } else if (native && typeof native.createWriter === 'function' && typeof native.writeSync === 'function') {
       const writer = native.createWriter();
-      this.writeAndSync = (fd, buffers, position) => native.writeSync!(writer, fd, buffers, position, true);
+      const run = (fd: number, buffers: Uint8Array[], position: number, sync: boolean) => native.writeSync!(writer, fd, buffers, position, sync);
+      // The test-only disk fault hook lives in nodeIo, which this writer bypasses: applied here.
+      this.writeAndSync = diskFaultHookInstalled() ? withDiskFaults(run) : (fd, buffers, position) => run(fd, buffers, position, true);
     } else {
       this.writeAndSync = null;
     }

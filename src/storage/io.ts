@@ -61,7 +61,7 @@ function cb<T>(fn: (done: (err: NodeJS.ErrnoException | null, value: T) => void)
  *   ENOSPC  writes and syncs fail with ENOSPC; nothing is written.
  *   EIO     writes succeed (they reach the page cache) but fdatasync/fsync fail with EIO, the
  *           "fsyncgate" case: the data may or may not be on disk, and must not be counted durable.
- * With a hook installed the file log does not use the native writer (which bypasses nodeIo).
+ * The file log's native writer bypasses nodeIo, so it applies the hook itself (withDiskFaults).
  * Never installed in production: one null check per call when absent.
  */
 export type DiskFaultMode = 'ENOSPC' | 'EIO';
@@ -79,6 +79,25 @@ function injected(op: 'write' | 'sync'): NodeJS.ErrnoException | null {
   const mode = diskFaultHook?.() ?? null;
   if (mode === null || (mode === 'EIO' && op === 'write')) return null;
   return Object.assign(new Error(`${mode}: injected disk fault (test hook) on ${op === 'write' ? 'write' : 'fsync'}`), { code: mode, errno: mode === 'EIO' ? -5 : -28, syscall: op === 'write' ? 'write' : 'fdatasync' });
+}
+
+/**
+ * The native ordered writer under the test-only disk fault hook, as nodeIo applies it, decided when
+ * a job is queued: ENOSPC fails the job before it writes; EIO writes it (into the page cache) and
+ * fails its sync. `run(fd, buffers, position, sync)` queues one job of the addon's writer.
+ */
+export function withDiskFaults(run: (fd: number, buffers: Uint8Array[], position: number, sync: boolean) => Promise<void>): OrderedWriter {
+  return (fd, buffers, position) => {
+    const failedWrite = injected('write');
+    if (failedWrite) return Promise.reject(failedWrite);
+    const failedSync = injected('sync');
+    if (failedSync) {
+      return run(fd, buffers, position, false).then(() => {
+        throw failedSync;
+      });
+    }
+    return run(fd, buffers, position, true);
+  };
 }
 
 export const nodeIo: StorageIo = {

@@ -27,10 +27,13 @@ test('a follower that did not run the add forwards to the added replica once it 
     assert.equal(added.status, 200, added.body);
     // A transfer is a hint (replica 4 may not see itself a member yet): ask again until it leads.
     const j = joiner;
+    // Whichever replica leads is asked (an election on a loaded machine may have moved the lead
+    // off the one that ran the add; a fresh-clone CI run timed out waiting on that one alone).
     await until('every replica follows replica 4', async () => {
       if (j.replica.isLeader() && c.nodes.every((n) => n.replica.status().leader === 4)) return true;
-      if (leader.replica.isLeader()) {
-        const transfer = await request(leader.http.address(), 'POST', '/v1/leader/transfer?to=4');
+      const current = c.nodes.find((n) => n.replica.isLeader());
+      if (current) {
+        const transfer = await request(current.http.address(), 'POST', '/v1/leader/transfer?to=4');
         assert.notEqual(transfer.status, 400, transfer.body);
         await sleep(500);
       }

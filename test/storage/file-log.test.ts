@@ -5,7 +5,8 @@ import { closeSync, cpSync, openSync, readSync, readdirSync, statSync, writeSync
 import { fileURLToPath } from 'node:url';
 import { FileLog } from '../../src/storage/file-log.js';
 import { isStorageError } from '../../src/storage/errors.js';
-import { mkdirDurable, nodeIo, orderedWriterOf, type StorageIo } from '../../src/storage/io.js';
+import { mkdirDurable, nodeIo, orderedWriterOf, setDiskFaultHook, type DiskFaultMode, type StorageIo } from '../../src/storage/io.js';
+import { tryLoadNative } from '../../src/storage/native.js';
 import { segmentFileName } from '../../src/storage/format.js';
 import type { LogRecord } from '../../src/storage/log.js';
 import { inTempDir, makeRecord, tempDir } from './compliance.js';
@@ -446,3 +447,42 @@ test('mkdirDurable fsyncs each directory that gained a name (a new directory is 
     assert.deepEqual(synced, [`${dir}/a/b`]);
   });
 });
+
+// The black-box harness's disk faults (SYNOD_TEST_DISK_FAULT: the nodeIo hook) reach the native
+// writer's pipelined path too (withDiskFaults). Until session 22 a replica with the hook installed
+// wrote through the JS flush loop instead, so those faults never met the path production takes.
+const nativeAddon = tryLoadNative().addon;
+for (const scenario of [
+  { mode: 'ENOSPC' as const, expect: 'SYNOD_STORAGE_NO_SPACE' as const },
+  { mode: 'EIO' as const, expect: 'SYNOD_STORAGE_IO' as const },
+]) {
+  test(`the native writer under the test hook's ${scenario.mode}: a clear error, the log stops, nothing acknowledged lost`, { skip: typeof nativeAddon?.writeSync !== 'function' && 'no native addon' }, async () => {
+    const { dir, cleanup } = tempDir();
+    let mode: DiskFaultMode | null = null;
+    setDiskFaultHook(() => mode);
+    try {
+      const log = await FileLog.open(dir, SMALL);
+      assert.equal(log.writePath, 'native', 'the hook no longer turns the native writer off');
+      let acked = 0;
+      let error: unknown = null;
+      for (let round = 0; round < 100 && error === null; round++) {
+        if (round === 20) mode = scenario.mode;
+        const commits: Promise<number>[] = [];
+        for (let k = 0; k < 4; k++) {
+          log.tentativelyAppend(makeRecord(round * 4 + k + 1, 900));
+          commits.push(log.commit());
+        }
+        for (const c of await Promise.allSettled(commits)) {
+          if (c.status === 'fulfilled') acked = Math.max(acked, c.value);
+          else error ??= c.reason;
+        }
+      }
+      assert.ok(acked >= 80, `acknowledged before the fault: ${acked}`);
+      mode = null;
+      await assertStoppedLosingNothing(log, dir, error, scenario.expect, acked);
+    } finally {
+      setDiskFaultHook(null);
+      cleanup();
+    }
+  });
+}
