@@ -91,8 +91,13 @@ function damonState(): 'on' | 'off' | null {
   return on ? 'on' : 'off';
 }
 
+/** A DAMON monitor this busy in the window is worth a pointer to what it does to a cluster's tail. */
+const DAMON_NOTE_MS_PER_S = 10;
+
 /** One line for a report: "0.07 cores (kdamond.0 68 ms/s, …); interrupts 0.02, steal 0.00; DAMON on". */
 export function othersText(o: OthersReport): string {
   const top = o.top.map((t) => `${t.name} ${t.cpuMsPerS} ms/s`).join(', ');
-  return `${o.cores.toFixed(2)} cores${top ? ` (${top})` : ''}; interrupts ${o.irqCores.toFixed(2)}, steal ${o.stealCores.toFixed(2)}${o.damon ? `; DAMON ${o.damon}` : ''}`;
+  const busyDamon = o.top.some((t) => t.name.startsWith('kdamond') && t.cpuMsPerS >= DAMON_NOTE_MS_PER_S);
+  const note = busyDamon ? ' (its memory sampling stalls every process in bursts: docs/operations.md, "The host")' : '';
+  return `${o.cores.toFixed(2)} cores${top ? ` (${top})` : ''}; interrupts ${o.irqCores.toFixed(2)}, steal ${o.stealCores.toFixed(2)}${o.damon ? `; DAMON ${o.damon}${note}` : ''}`;
 }

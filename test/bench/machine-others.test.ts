@@ -20,6 +20,9 @@ test('othersBetween counts every task but the bench\'s own, a new one from zero,
     { name: 'cron', pid: 900, cpuMsPerS: 3 },
   ]);
   assert.match(othersText(o), /^0\.08 cores \(kdamond\.0 68 ms\/s, kworker\/0:1H 10 ms\/s, cron 3 ms\/s\); interrupts 0\.02, steal 0\.01/);
+  // A busy kdamond (68 ms/s) points at the operations doc when DAMON is on.
+  assert.match(othersText({ ...o, damon: 'on' }), /DAMON on \(its memory sampling stalls every process in bursts: docs\/operations\.md, "The host"\)$/);
+  assert.doesNotMatch(othersText({ ...o, damon: 'on', top: o.top.slice(1) }), /memory sampling/);
 });
 
 test('sampleMachine reads this process among the tasks (Linux)', { skip: process.platform !== 'linux' }, () => {
