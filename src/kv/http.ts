@@ -436,16 +436,17 @@ export class KvHttpServer {
     const key = keyBytes(route.key!);
     const max = this.opts.machine.valueBytesMax;
     const body = await this.readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
+    const encoding = encodingOf(route.query);
     const o = jsonObject(body, 'the CAS body', '{"expected": string|null, "value": string}');
     if (!('expected' in o) || !(o.expected === null || typeof o.expected === 'string')) {
       throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "expected": a string, or null for "the key is absent"');
     }
     if (typeof o.value !== 'string') throw new HttpError(400, 'SYNOD_BAD_JSON', 'the CAS body needs "value": a string');
-    const value = Buffer.from(jsonText(o.value, 'value'), 'utf8');
-    const expected = o.expected === null ? null : Buffer.from(jsonText(o.expected as string, 'expected'), 'utf8');
+    const value = fieldBytes(o.value, 'value', encoding);
+    const expected = o.expected === null ? null : fieldBytes(o.expected as string, 'expected', encoding);
     if (value.length > max || (expected && expected.length > max)) throw new HttpError(413, 'SYNOD_TOO_LARGE', `a CAS value exceeds ${max} bytes`);
     await this.write(req, res, body, { op: 'cas', key, expected, value }, (r) => {
-      if (r.kind === 'cas-failed') this.sendJson(res, 409, { current: r.current === null ? null : Buffer.from(r.current).toString('utf8') });
+      if (r.kind === 'cas-failed') this.sendJson(res, 409, { current: r.current === null ? null : fieldText(r.current, encoding) });
       else this.sendJson(res, 200, { ok: true });
     });
   }
@@ -466,10 +467,17 @@ export class KvHttpServer {
 
   private async scan(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
     await this.readBody(req, DRAIN_BYTES_MAX, 'body');
-    const prefix = queryBytes(route, 'prefix') ?? Buffer.alloc(0);
+    const encoding = encodingOf(route.query);
+    // With encoding=base64 the prefix, `after` and the answer's keys and values are base64: keys
+    // that are not UTF-8 (written over the binary protocol) can be listed and paged over.
+    const param = (name: string): Buffer | null => {
+      const bytes = queryBytes(route, name);
+      return bytes === null || encoding === 'utf8' ? bytes : fieldBytes(bytes.toString('utf8'), name, 'base64');
+    };
+    const prefix = param('prefix') ?? Buffer.alloc(0);
     if (prefix.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the prefix exceeds ${KEY_BYTES_MAX} bytes`);
     // The next page: keys after the last one answered (an answer stops early past its byte limit).
-    const after = queryBytes(route, 'after');
+    const after = param('after');
     if (after !== null && after.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `after exceeds ${KEY_BYTES_MAX} bytes`);
     const limitText = route.query.get('limit');
     const limit = limitText === null ? SCAN_LIMIT_DEFAULT : Number(limitText);
@@ -477,8 +485,9 @@ export class KvHttpServer {
     await this.readQuery(req, res, { op: 'scan', prefix, limit, after }, consistencyOf(route.query), (r) => {
       if (r.kind !== 'scan') throw new Error(`scan answered ${r.kind}`);
       this.sendJson(res, 200, {
-        entries: r.entries.map(([k, v]) => ({ key: Buffer.from(k).toString('utf8'), value: Buffer.from(v).toString('utf8') })),
+        entries: r.entries.map(([k, v]) => ({ key: fieldText(k, encoding), value: fieldText(v, encoding) })),
         more: r.more,
+        ...(encoding === 'base64' ? { encoding } : {}),
       });
     });
   }
@@ -1036,6 +1045,29 @@ function headerInteger(label: string, value: string | string[], min: 0 | 1): num
     throw new HttpError(400, 'SYNOD_BAD_SESSION', `${label} must be ${what} integer (decimal, at most 2^53-1, sent once), got ${JSON.stringify(text.slice(0, 64))}`);
   }
   return n;
+}
+
+/** How a JSON body or answer carries bytes: UTF-8 text (the default) or base64 (?encoding=base64: any bytes). */
+type FieldEncoding = 'utf8' | 'base64';
+
+function encodingOf(query: URLSearchParams): FieldEncoding {
+  const e = query.get('encoding') ?? 'utf8';
+  if (e !== 'utf8' && e !== 'base64') throw new HttpError(400, 'SYNOD_BAD_ENCODING', `encoding must be utf8 or base64, got ${JSON.stringify(e)}`);
+  return e;
+}
+
+/** Standard or URL-safe alphabet, padded or not; Buffer.from(…, 'base64') alone skips bad characters. */
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** A JSON string field (or query parameter) as bytes: UTF-8 text, or base64 checked strictly (400 naming the field). */
+function fieldBytes(text: string, field: string, encoding: FieldEncoding): Buffer {
+  if (encoding === 'utf8') return Buffer.from(jsonText(text, field), 'utf8');
+  if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new HttpError(400, 'SYNOD_BAD_BASE64', `"${field}" is not base64 (encoding=base64)`);
+  return Buffer.from(text, 'base64');
+}
+
+function fieldText(bytes: Uint8Array, encoding: FieldEncoding): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString(encoding === 'utf8' ? 'utf8' : 'base64');
 }
 
 function consistencyOf(query: URLSearchParams): Consistency {
