@@ -190,7 +190,6 @@ export class FileLog implements LogStore {
     this.io = options.io ?? nodeIo;
     const native = backend === 'file' && options.io === undefined ? tryLoadNative().addon : null;
     const injectedWriter = backend === 'file' ? options.io?.orderedWriter?.() : undefined;
-    this.writePath = backend === 'pmem' ? 'mapped' : injectedWriter ? 'injected' : native?.writeSync ? 'native' : 'flush-loop';
     if (injectedWriter) {
       this.writeAndSync = injectedWriter; // the storage simulator's model of the addon's writer
     } else if (native && typeof native.createWriter === 'function' && typeof native.writeSync === 'function') {
@@ -201,6 +200,7 @@ export class FileLog implements LogStore {
     } else {
       this.writeAndSync = null;
     }
+    this.writePath = backend === 'pmem' ? 'mapped' : injectedWriter ? 'injected' : this.writeAndSync ? 'native' : 'flush-loop';
     this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.pacerClock = options.pacerClock ?? realPacerClock;
     this.spareSegmentsMax = options.spareSegmentsMax ?? DEFAULT_SPARE_SEGMENTS_MAX;
