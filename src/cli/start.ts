@@ -14,6 +14,7 @@ import { DEFAULT_TRANSPORT_OPTIONS, transportOptions } from '../transport/option
 import { notADirectory, parseHostPort, parseIdMap, readConfigFile, UsageError } from './config.js';
 import { installTestHooks } from './test-hooks.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
+import { tryLoadNative } from '../storage/native.js';
 
 export interface StartSettings {
   id: number;
@@ -465,7 +466,9 @@ export async function runStart(s: StartSettings): Promise<void> {
   } catch (e) {
     throw explainStartError(e, s);
   }
-  log.info({ peer: s.peer, http: s.http, binary: s.binary ?? null, data: s.data, cluster: s.clusterId, members: [...s.initialCluster.keys()] }, 'replica ready');
+  const writePath = node.replica.status().log.writePath;
+  log.info({ peer: s.peer, http: s.http, binary: s.binary ?? null, data: s.data, cluster: s.clusterId, members: [...s.initialCluster.keys()], logWritePath: writePath }, 'replica ready');
+  if (writePath === 'flush-loop') log.warn({ reason: tryLoadNative().reason }, 'the log writes through the JavaScript flush loop, one write and fdatasync at a time: the native addon is not available (reason above; npm rebuild builds it), expect lower write throughput');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

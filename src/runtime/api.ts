@@ -306,7 +306,19 @@ export interface ReplicaStatus {
    * kept for lagging peers (memoryBytes, bounded by logMemoryBytesMax) and the first slot the
    * protocol core still holds as objects (memoryStartSlot: entries leave it once applied).
    */
-  log: { headLsn: number; tailLsn: number; usedBytes: number; memoryBytes: number; memoryStartSlot: number };
+  log: {
+    headLsn: number;
+    tailLsn: number;
+    usedBytes: number;
+    memoryBytes: number;
+    memoryStartSlot: number;
+    /**
+     * How the log writes: 'native' (the addon's pipelined writer), 'flush-loop' (JavaScript, one
+     * write and fdatasync at a time: the addon is not built, slower), 'mapped' (pmem), 'memory',
+     * or 'injected' (tests).
+     */
+    writePath: 'native' | 'injected' | 'flush-loop' | 'mapped' | 'memory';
+  };
   peers: Record<string, { connected: boolean; queuedBytes: number; droppedFrames: number }>;
   /** This replica's incarnation id (32 hex digits, made with its data directory). */
   incarnation: string;

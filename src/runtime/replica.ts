@@ -1301,7 +1301,7 @@ export class SynodReplica {
       configs: this.core.configs,
       snapshotSlot: this.snapshotSlot,
       stoppedAtSlot: this.stoppedAtSlot || null,
-      log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes, memoryBytes: this.recentLog.heldBytes, memoryStartSlot: this.core.logStartSlot },
+      log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes, memoryBytes: this.recentLog.heldBytes, memoryStartSlot: this.core.logStartSlot, writePath: this.logStore.writePath ?? 'memory' },
       peers,
       incarnation: this.incarnation,
       incarnations: Object.fromEntries([...this.incarnations].map(([id, inc]) => [String(id), inc])),

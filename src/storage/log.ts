@@ -86,6 +86,8 @@ export interface LogStats {
 export interface LogStore {
   readonly backend: LogBackend;
   readonly dir: string;
+  /** File and pmem logs: the write path taken at open (FileLog.writePath). */
+  readonly writePath?: 'native' | 'injected' | 'flush-loop' | 'mapped';
   readonly recovery: RecoveryInfo;
   /**
    * Buffers a record and returns its LSN. Synchronous, no I/O. Throws StorageError if the store

@@ -49,6 +49,7 @@ test('a removed replica stops being a transport peer once its notice window ends
     assert.ok(after >= WINDOW_MS - 1_000, `dropped after ${after} ms, before its window of ${WINDOW_MS} ms`);
     assert.deepEqual(leader!.status().members, [1, 2, 3].filter((id) => id !== removed!.id));
     await leader!.propose(enc('w1:2'), { timeoutMs: 5_000 }); // the cluster serves on
+    assert.equal(leader!.status().log.writePath, 'memory');
   } finally {
     await Promise.all([...replicas.values()].map((r) => r.close()));
     await rm(dir, { recursive: true, force: true });
