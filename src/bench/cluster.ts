@@ -17,9 +17,9 @@ import type { SynodReplica } from '../runtime/replica.js';
 import { MemoryNetwork } from '../transport/memory.js';
 import type { BenchParams } from './params.js';
 import { StageTracer, type TraceReport } from './trace.js';
+import { CLK_TCK, procStat } from './machine-others.js';
 
 const LEADER_WAIT_MS = 20_000;
-const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in these
 const PROBE_URL = new URL('./probe.js', import.meta.url);
 
 export interface ProcessSample {
@@ -75,10 +75,7 @@ const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 /** CPU seconds and memory of a process from /proc (Linux). */
 export function sampleProcess(name: string, pid: number): ProcessSample {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const cpuS = (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime
+    const cpuS = procStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks / CLK_TCK; // utime + stime
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
     return { name, pid, cpuS, rssBytes: kb('VmRSS'), rssPeakBytes: kb('VmHWM') };

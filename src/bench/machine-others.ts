@@ -6,7 +6,8 @@
 // quadrupling the half-load p99 (docs/performance.md, session 22). Linux only; elsewhere null.
 import { readdirSync, readFileSync } from 'node:fs';
 
-const CLK_TCK = 100;
+/** Linux USER_HZ: /proc/<pid>/stat counts CPU time in these. */
+export const CLK_TCK = 100;
 const DAMON_KDAMONDS = '/sys/kernel/mm/damon/admin/kdamonds';
 
 export interface MachineSample {
@@ -30,6 +31,14 @@ export interface OthersReport {
   damon: 'on' | 'off' | null;
 }
 
+/** A /proc/<pid>/stat line: the command name, and user + system CPU in clock ticks. */
+export function procStat(stat: string): { name: string; ticks: number } {
+  // Fields after the command name (which may contain spaces and parentheses) start after the last ')'.
+  const close = stat.lastIndexOf(')');
+  const fields = stat.slice(close + 2).split(' ');
+  return { name: stat.slice(stat.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
 export function sampleMachine(): MachineSample | null {
   let stat: string;
   try {
@@ -44,10 +53,7 @@ export function sampleMachine(): MachineSample | null {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
     try {
-      const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const close = s.lastIndexOf(')');
-      const fields = s.slice(close + 2).split(' ');
-      tasks.set(pid, { name: s.slice(s.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]) });
+      tasks.set(pid, procStat(readFileSync(`/proc/${pid}/stat`, 'utf8')));
     } catch {
       // the process ended between the listing and the read
     }

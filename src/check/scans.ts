@@ -35,18 +35,31 @@ export interface ScanReads {
 
 const utf8 = new TextEncoder();
 
-/** Byte order of the keys as UTF-8 (what the store sorts by; for ASCII it is string order). */
-function compareKeys(a: string, b: string): number {
-  const x = utf8.encode(a);
-  const y = utf8.encode(b);
+function compareBytes(x: Uint8Array, y: Uint8Array): number {
   for (let i = 0; i < x.length && i < y.length; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
   return x.length - y.length;
+}
+
+/** Byte order of the keys as UTF-8 (what the store sorts by; for ASCII it is string order). */
+function compareKeys(a: string, b: string): number {
+  return compareBytes(utf8.encode(a), utf8.encode(b));
 }
 
 /** The reads `scans` made, over the keys of the history (`keys`: every key any op touched). */
 export function readsOfScans(scans: readonly ScanObservation[], keys: Iterable<string>, firstId: number): ScanReads {
   const known = new Set(keys);
-  const universe = [...known].sort(compareKeys);
+  // In byte order, the keys with a prefix are one run: each scan looks only at its prefix's run.
+  const universe = [...known].map((key) => ({ key, bytes: utf8.encode(key) })).sort((x, y) => compareBytes(x.bytes, y.bytes));
+  const firstAtOrAfter = (bytes: Uint8Array): number => {
+    let lo = 0;
+    let hi = universe.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareBytes(universe[mid]!.bytes, bytes) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
   const reads: OpRecord[] = [];
   const scanOf = new Map<number, number>();
   const malformed: string[] = [];
@@ -64,8 +77,8 @@ export function readsOfScans(scans: readonly ScanObservation[], keys: Iterable<s
     }
     if (scan.entries.length > scan.limit) malformed.push(`${what} returned ${scan.entries.length} entries, over its limit of ${scan.limit}`);
     const last = previous;
+    // Of the keys under its prefix (the run below), those it covered.
     const covered = (key: string): boolean => {
-      if (!key.startsWith(scan.prefix)) return false;
       if (scan.after !== null && compareKeys(key, scan.after) <= 0) return false;
       return !scan.more || (last !== null && compareKeys(key, last) <= 0);
     };
@@ -73,7 +86,10 @@ export function readsOfScans(scans: readonly ScanObservation[], keys: Iterable<s
       reads.push({ id, process: scan.process, op: { f: 'get', key }, invokeMs: scan.invokeMs, completeMs: scan.completeMs, outcome: 'ok', result: { value } });
       scanOf.set(id++, index);
     };
-    for (const key of universe) if (covered(key)) read(key, returned.get(key) ?? null);
+    for (let i = firstAtOrAfter(utf8.encode(scan.prefix)); i < universe.length && universe[i]!.key.startsWith(scan.prefix); i++) {
+      const { key } = universe[i]!;
+      if (covered(key)) read(key, returned.get(key) ?? null);
+    }
     // A key no op of the history touched: the checker sees a read of a value never written.
     for (const [key, value] of returned) if (!known.has(key)) read(key, value);
   });

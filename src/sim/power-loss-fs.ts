@@ -242,9 +242,7 @@ export class PowerLossFs {
     this.handles.clear();
     // Mapped stores never flushed: the caches wrote some lines back before the power went.
     for (const m of this.mappings.values()) {
-      for (let at = 0; at < Math.min(m.bytes.length, m.inode.durableSize); at += CACHE_LINE_BYTES) {
-        const line = m.bytes.subarray(at, Math.min(at + CACHE_LINE_BYTES, m.inode.durableSize));
-        if (sameBytes(line, m.inode.durable.subarray(at, at + line.length))) continue;
+      for (const [at, line] of dirtyLines(m.bytes, m.inode.durable, m.inode.durableSize)) {
         if (this.prng.chance(0.5)) {
           m.inode.durable.set(line, at);
           this.stats.linesEvicted++;
@@ -436,9 +434,7 @@ export class PowerLossFs {
         if (!live() || !m) return;
         this.mappings.delete(buffer);
         // What was never flushed stays in the page cache: ordinary unsynced writes of the file.
-        for (let at = 0; at < m.bytes.length; at += CACHE_LINE_BYTES) {
-          const line = m.bytes.subarray(at, at + CACHE_LINE_BYTES);
-          if (sameBytes(line, m.inode.data.subarray(at, at + line.length))) continue;
+        for (const [at, line] of dirtyLines(m.bytes, m.inode.data, m.bytes.length)) {
           m.inode.write(at, line);
           m.inode.changes.push({ kind: 'write', offset: at, bytes: line.slice() });
         }
@@ -557,8 +553,13 @@ function applyNameChange(names: Map<string, Entry>, change: NameChange): void {
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** The cache lines of a mapping, below `end`, whose bytes differ from `file`'s: [offset, line]. */
+function* dirtyLines(mapped: Uint8Array, file: Uint8Array, end: number): Generator<[number, Uint8Array]> {
+  const stop = Math.min(mapped.length, end);
+  for (let at = 0; at < stop; at += CACHE_LINE_BYTES) {
+    const line = mapped.subarray(at, Math.min(at + CACHE_LINE_BYTES, stop));
+    if (!sameBytes(line, file.subarray(at, at + line.length))) yield [at, line];
+  }
 }
+
+export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;

@@ -25,7 +25,7 @@ import { readMetadata, writeMetadata, type Metadata } from '../storage/metadata.
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import type { PacerClock } from '../storage/pacer.js';
 import type { StoredRecord } from '../storage/format.js';
-import { PowerLossFs, type PowerLossFault, type PowerLossStats } from './power-loss-fs.js';
+import { PowerLossFs, sameBytes, type PowerLossFault, type PowerLossStats } from './power-loss-fs.js';
 import { Prng } from './prng.js';
 
 export interface StorageSimOptions {
@@ -100,7 +100,6 @@ function snapshotBodyOf(slot: number): Uint8Array[] {
   return chunks;
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

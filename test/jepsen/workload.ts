@@ -116,10 +116,11 @@ export class Workload {
       const key = prng.pick(keys);
       this.keysUsed.add(key);
       const roll = prng.next();
+      const endpoints = this.o.endpoints();
+      const endpoint = prng.pick(endpoints.length > 0 ? endpoints : ['http://127.0.0.1:1']);
+      const kind = ts ? 'ts' : binary ? 'binary' : 'http';
       if (roll >= this.o.ledgerShare && roll < this.o.ledgerShare + this.o.scanShare) {
-        const endpoints = this.o.endpoints();
-        const endpoint = prng.pick(endpoints.length > 0 ? endpoints : ['http://127.0.0.1:1']);
-        if (await this.scan(process, prng, keys, binary?.current() ?? null, endpoint)) this.okByClient[ts ? 'ts' : binary ? 'binary' : 'http']++;
+        if (await this.scan(process, prng, keys, binary?.current() ?? null, endpoint)) this.okByClient[kind]++;
         if (this.o.thinkMsMax > 0) await sleep(prng.int(0, this.o.thinkMsMax));
         continue;
       }
@@ -135,15 +136,13 @@ export class Workload {
         const expected = lastSeen.has(key) && prng.chance(0.8) ? lastSeen.get(key)! : null;
         op = { f: 'cas', key, expected, value: `w${w}-${seq++}` };
       }
-      const endpoints = this.o.endpoints();
-      const endpoint = prng.pick(endpoints.length > 0 ? endpoints : ['http://127.0.0.1:1']);
       if (ts && endpoints.length > 0) syncEndpoints(ts, endpoints);
       const tracked = track(this.o.recorder.invoke(process, op));
       const h = tracked.handle;
       if (op.f === 'put' && op.key.startsWith('L/')) this.ledger.push({ key: op.key, opId: h.id });
       const seen = ts ? await this.viaClient(ts, h, op) : binary ? await this.viaBinary(binary.current(), h, op) : await this.viaHttp(endpoint, h, op);
       if (seen !== undefined) lastSeen.set(op.key, seen);
-      if (tracked.outcome() === 'ok') this.okByClient[ts ? 'ts' : binary ? 'binary' : 'http']++;
+      if (tracked.outcome() === 'ok') this.okByClient[kind]++;
       // Back off after a certain failure (a dead replica refuses at once): a worker spinning on
       // refusals would fill the history with them and starve the others of CPU.
       if (tracked.outcome() === 'fail') await sleep(prng.int(50, 150));

@@ -224,6 +224,29 @@ for (const scenario of [
 }
 
 /**
+ * Appends and commits `perRound` records at a time without waiting between them (several writer
+ * jobs queued at once), round after round until a commit fails or `rounds` ran: the highest LSN
+ * acknowledged, and the first failure.
+ */
+async function commitInRounds(log: FileLog, o: { rounds: number; perRound: number; beforeRound?: (round: number) => void }): Promise<{ acked: number; error: unknown }> {
+  let acked = 0;
+  let error: unknown = null;
+  for (let round = 0; round < o.rounds && error === null; round++) {
+    o.beforeRound?.(round);
+    const commits: Promise<number>[] = [];
+    for (let k = 0; k < o.perRound; k++) {
+      log.tentativelyAppend(makeRecord(round * o.perRound + k + 1, 900));
+      commits.push(log.commit());
+    }
+    for (const c of await Promise.allSettled(commits)) {
+      if (c.status === 'fulfilled') acked = Math.max(acked, c.value);
+      else error ??= c.reason;
+    }
+  }
+  return { acked, error };
+}
+
+/**
  * The log's own io, with the native addon's ordered writer (orderedWriterOf) over a disk whose
  * fdatasync fails with EIO from the writer's `failFrom`th job on, as a dying disk's would.
  */
@@ -243,20 +266,8 @@ test('the pipelined (native) write path: EIO from a job\'s fdatasync stops the l
     await first.close();
     const io = orderedWriterIo(25);
     const log = await FileLog.open(dir, { ...SMALL, io });
-    let acked = 0;
-    let error: unknown = null;
     // Commits issued 8 at a time without waiting, so that several jobs are queued when one fails.
-    for (let round = 0; round < 200 && error === null; round++) {
-      const commits: Promise<number>[] = [];
-      for (let k = 0; k < 8; k++) {
-        log.tentativelyAppend(makeRecord(round * 8 + k + 1, 900));
-        commits.push(log.commit());
-      }
-      for (const c of await Promise.allSettled(commits)) {
-        if (c.status === 'fulfilled') acked = Math.max(acked, c.value);
-        else error ??= c.reason;
-      }
-    }
+    const { acked, error } = await commitInRounds(log, { rounds: 200, perRound: 8 });
     assert.ok(io.jobs() >= 25, `${io.jobs()} jobs ran`);
     await assertStoppedLosingNothing(log, dir, error, 'SYNOD_STORAGE_IO', acked);
   } finally {
@@ -463,20 +474,9 @@ for (const scenario of [
     try {
       const log = await FileLog.open(dir, SMALL);
       assert.equal(log.writePath, 'native', 'the hook no longer turns the native writer off');
-      let acked = 0;
-      let error: unknown = null;
-      for (let round = 0; round < 100 && error === null; round++) {
+      const { acked, error } = await commitInRounds(log, { rounds: 100, perRound: 4, beforeRound: (round) => {
         if (round === 20) mode = scenario.mode;
-        const commits: Promise<number>[] = [];
-        for (let k = 0; k < 4; k++) {
-          log.tentativelyAppend(makeRecord(round * 4 + k + 1, 900));
-          commits.push(log.commit());
-        }
-        for (const c of await Promise.allSettled(commits)) {
-          if (c.status === 'fulfilled') acked = Math.max(acked, c.value);
-          else error ??= c.reason;
-        }
-      }
+      } });
       assert.ok(acked >= 80, `acknowledged before the fault: ${acked}`);
       mode = null;
       await assertStoppedLosingNothing(log, dir, error, scenario.expect, acked);
