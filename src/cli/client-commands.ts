@@ -329,6 +329,8 @@ export function clientCommands(): Command[] {
 
 /** A replica the asked one knows but not as a member (removed, or a learner not yet added): said in ROLE. */
 function notMember(r: StatusRow): string {
+  // Its own word beats the asked replica's view: it learned from a member that it was removed.
+  if (r.status?.removal) return ' (removed: stop it)';
   return r.member === false ? ' (not a member)' : '';
 }
 
@@ -338,7 +340,17 @@ export interface StatusRow {
   member?: boolean;
   http: string | null;
   peer: string | null;
-  status: null | { role: string; leader: number | null; ballot: number; commitIndex: number; appliedIndex: number; kv: { keys: number }; stateDigest?: StateDigestStatus | null };
+  status: null | {
+    role: string;
+    leader: number | null;
+    ballot: number;
+    commitIndex: number;
+    appliedIndex: number;
+    kv: { keys: number };
+    stateDigest?: StateDigestStatus | null;
+    /** Set when a member told this replica that it was removed (a build before session 23: absent). */
+    removal?: { configFromSlot: number; members: number[]; by: number } | null;
+  };
   error?: string;
 }
 

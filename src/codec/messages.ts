@@ -17,12 +17,15 @@ import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
 import {
   ENTRY_BYTES_MIN,
   preencodeEntry,
+  preencodeMembers,
   preencodeReplicaId,
   preencodeValue,
   readEntry,
+  readMembers,
   readReplicaId,
   readValue,
   writeEntry,
+  writeMembers,
   writeValue,
 } from './values.js';
 
@@ -49,6 +52,7 @@ export const MESSAGE_TAGS = Object.freeze({
   catchupRequest: 8,
   catchupReply: 9,
   timeoutNow: 10,
+  notMember: 11,
 } as const satisfies Record<Message['type'], number>);
 
 // ---------------------------------------------------------------- sizing (and validation)
@@ -110,6 +114,10 @@ function preencodeMessage(sizer: Sizer, msg: Message): void {
       break;
     case 'timeoutNow':
       sizer.varint(msg.ballot, 'ballot');
+      break;
+    case 'notMember':
+      sizer.varint(msg.configFromSlot, 'configFromSlot');
+      preencodeMembers(sizer, msg.members, 'notMember message');
       break;
     default:
       throw new CodecError('SYNOD_CODEC_BAD_TYPE', `unknown message type ${String((msg as { type: unknown }).type)}`, 1);
@@ -178,6 +186,10 @@ function writeMessage(writer: Writer, msg: Message): void {
       break;
     case 'timeoutNow':
       writer.varint(msg.ballot);
+      break;
+    case 'notMember':
+      writer.varint(msg.configFromSlot);
+      writeMembers(writer, msg.members);
       break;
   }
   writer.u32le(crc32c(writer.bytes, 0, 0, writer.offset));
@@ -282,6 +294,11 @@ function readBody(reader: Reader, tag: number, tagOffset: number, limits: Decode
     case MESSAGE_TAGS.timeoutNow: {
       const ballot = reader.varint('ballot');
       return { type: 'timeoutNow', from, to, ballot };
+    }
+    case MESSAGE_TAGS.notMember: {
+      const configFromSlot = reader.varint('configFromSlot');
+      const members = readMembers(reader, limits, 'notMember message');
+      return { type: 'notMember', from, to, configFromSlot, members };
     }
     default:
       throw new CodecError('SYNOD_CODEC_BAD_TYPE', `unknown message tag ${tag}`, tagOffset);

@@ -227,17 +227,9 @@ export function preencodeValue(sizer: Sizer, value: Value): void {
       }
       return;
     }
-    case 'config': {
-      const members = value.members;
-      const offset = sizer.size;
-      if (members.length === 0) throw new CodecError('SYNOD_CODEC_BAD_VALUE', 'config value has no members', offset);
-      if (new Set(members).size !== members.length) {
-        throw new CodecError('SYNOD_CODEC_BAD_VALUE', 'config value repeats a member', offset);
-      }
-      sizer.varint(members.length, 'member count');
-      for (let i = 0; i < members.length; i++) preencodeReplicaId(sizer, members[i]!, 'member');
+    case 'config':
+      preencodeMembers(sizer, value.members, 'config value');
       return;
-    }
     default:
       throw new CodecError('SYNOD_CODEC_BAD_TYPE', `unknown value kind ${String((value as { kind: unknown }).kind)}`, sizer.size - 1);
   }
@@ -280,13 +272,10 @@ export function writeValue(writer: Writer, value: Value): void {
       if (cache) encodedBatches.set(value, writer.bytes.subarray(start, writer.offset));
       return;
     }
-    case 'config': {
-      const members = value.members;
+    case 'config':
       writer.u8(VALUE_KIND_CONFIG);
-      writer.varint(members.length);
-      for (let i = 0; i < members.length; i++) writer.varint(members[i]!);
+      writeMembers(writer, value.members);
       return;
-    }
   }
 }
 
@@ -317,21 +306,8 @@ export function readValue(reader: Reader, limits: DecodeLimits): Value {
       const bytes = reader.bytes;
       return new DecodedBatch(bytes.subarray(offset, reader.offset), start - offset, count, payloadBytes, timeMs, last ? true : undefined);
     }
-    case VALUE_KIND_CONFIG: {
-      const countOffset = reader.offset;
-      const count = reader.count(limits.membersMax, 1, 'member count');
-      if (count === 0) throw new CodecError('SYNOD_CODEC_BAD_VALUE', 'config value has no members', countOffset);
-      const members: ReplicaId[] = new Array(count);
-      const seen = new Set<ReplicaId>();
-      for (let i = 0; i < count; i++) {
-        const memberOffset = reader.offset;
-        const member = readReplicaId(reader, 'member');
-        if (seen.has(member)) throw new CodecError('SYNOD_CODEC_BAD_VALUE', `config value repeats member ${member}`, memberOffset);
-        seen.add(member);
-        members[i] = member;
-      }
-      return { kind: 'config', members };
-    }
+    case VALUE_KIND_CONFIG:
+      return { kind: 'config', members: readMembers(reader, limits, 'config value') };
     default:
       throw new CodecError('SYNOD_CODEC_BAD_TYPE', `unknown value kind ${kind}`, offset);
   }
@@ -423,4 +399,34 @@ export function valueBytes(value: Value): number {
   let total = 0;
   for (let i = 0; i < commands.length; i++) total += commands[i]!.payload.length;
   return total;
+}
+
+/** A configuration's members (a config value, a notMember message): count:varint { id:varint }*, 1.. distinct ids. */
+export function preencodeMembers(sizer: Sizer, members: readonly ReplicaId[], what: string): void {
+  const offset = sizer.size;
+  if (members.length === 0) throw new CodecError('SYNOD_CODEC_BAD_VALUE', `${what} has no members`, offset);
+  if (new Set(members).size !== members.length) throw new CodecError('SYNOD_CODEC_BAD_VALUE', `${what} repeats a member`, offset);
+  sizer.varint(members.length, 'member count');
+  for (let i = 0; i < members.length; i++) preencodeReplicaId(sizer, members[i]!, 'member');
+}
+
+export function writeMembers(writer: Writer, members: readonly ReplicaId[]): void {
+  writer.varint(members.length);
+  for (let i = 0; i < members.length; i++) writer.varint(members[i]!);
+}
+
+export function readMembers(reader: Reader, limits: DecodeLimits, what: string): ReplicaId[] {
+  const countOffset = reader.offset;
+  const count = reader.count(limits.membersMax, 1, 'member count');
+  if (count === 0) throw new CodecError('SYNOD_CODEC_BAD_VALUE', `${what} has no members`, countOffset);
+  const members: ReplicaId[] = new Array(count);
+  const seen = new Set<ReplicaId>();
+  for (let i = 0; i < count; i++) {
+    const memberOffset = reader.offset;
+    const member = readReplicaId(reader, 'member');
+    if (seen.has(member)) throw new CodecError('SYNOD_CODEC_BAD_VALUE', `${what} repeats member ${member}`, memberOffset);
+    seen.add(member);
+    members[i] = member;
+  }
+  return members;
 }

@@ -34,6 +34,7 @@ import type {
   HeartbeatAckMsg,
   HeartbeatMsg,
   Message,
+  NotMemberMsg,
   PersistOp,
   PrepareMsg,
   PrimaryHooks,
@@ -171,6 +172,12 @@ export class Replica {
   private departed = new Map<ReplicaId, number>();
   /** Bumped whenever `departed` gains or loses a replica: the runtime's cue to update its transport peers. */
   private departedChanges = 0;
+  /**
+   * A member told us (notMember) that its latest configuration, newer than any we know, leaves us
+   * out: we were removed while we could not hear of it (down through the removal and the window
+   * above). We no longer campaign while no configuration we know is as new (removalNotice()).
+   */
+  private removal: { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId } | null = null;
 
   // --- role
   private role: Role = 'follower';
@@ -277,6 +284,9 @@ export class Replica {
     if (msg.from === this.id || (!this.membership.isKnown(msg.from) && !learnerMessage && !learningMessage)) {
       // Messages from non-members are ignored (SAFETY.md): they cannot vote or lead here.
       // Learners (joining replicas) may only fetch the log and acknowledge heartbeats.
+      // A candidate we do not know is told what we know, so that a replica removed while it was
+      // down stops campaigning (it checks that our configuration is newer than its own).
+      if (msg.type === 'prepare' && msg.from !== this.id) this.answerNonMember(msg.from);
       this.finishStep();
       return;
     }
@@ -310,6 +320,9 @@ export class Replica {
         break;
       case 'timeoutNow':
         this.onTimeoutNow(msg);
+        break;
+      case 'notMember':
+        this.onNotMember(msg);
         break;
     }
     this.finishStep();
@@ -543,6 +556,7 @@ export class Replica {
     else if (!transfer && nowMs < this.promiseBlockedUntilMs) refusal = 'restarted within the last lease: waiting it out';
     else if (!transfer && nowMs < this.lastLeaderContactMs + this.options.leaseMs) refusal = `replica ${this.leaderId ?? '?'} holds a lease`;
     else if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) refusal = 'not a voting member';
+    else if (this.removalNotice() !== null) refusal = `removed from the configuration: ${describeRemoval(this.removal!)}`;
     else if (this.primaryVetoed()) refusal = 'the application vetoed becoming primary (canBecomePrimary)';
     else this.startPhase1(transfer);
     this.finishStep();
@@ -666,7 +680,30 @@ export class Replica {
       inflightSlots: this.leader?.inflight.size ?? 0,
       members: this.membership.membersAt(this.chosenPrefix + 1),
       durableSeq: this.durableSeq,
+      /** Set once a member told us of a newer configuration without us (see `removal`). */
+      removal: this.removalNotice(),
     };
+  }
+
+  /** The removal a member told us of, while no configuration we know is as new; else null. */
+  removalNotice(): { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId } | null {
+    if (this.removal !== null && this.removal.configFromSlot <= this.membership.latestFromSlot) this.removal = null; // we know as much now
+    return this.removal;
+  }
+
+  private answerNonMember(to: ReplicaId): void {
+    const latest = this.membership.epochsFrom(Number.MAX_SAFE_INTEGER)[0]!;
+    this.send({ type: 'notMember', from: this.id, to, configFromSlot: latest.fromSlot, members: latest.members });
+  }
+
+  private onNotMember(msg: NotMemberMsg): void {
+    // Only news counts: a member that lags may not know a configuration that added us, and one
+    // that names us contradicts itself. Either way it is not evidence of a removal.
+    if (msg.configFromSlot <= this.membership.latestFromSlot || msg.members.includes(this.id)) return;
+    if (this.removal !== null && this.removal.configFromSlot >= msg.configFromSlot) return;
+    this.removal = { configFromSlot: msg.configFromSlot, members: [...msg.members], by: msg.from };
+    if (this.role === 'candidate') this.abandonCandidacy();
+    if (CONTRACTS) ensures(this.role !== 'candidate', 'a replica told of its removal still campaigns');
   }
 
   get configs() {
@@ -947,6 +984,7 @@ export class Replica {
     if (this.nowMs < this.electionDeadlineMs) return;
     // A learner, or a replica removed from the configuration, never campaigns.
     if (!this.membership.membersAt(this.chosenPrefix + 1).includes(this.id)) return;
+    if (this.removalNotice() !== null) return;
     // Do not campaign (or disturb anyone) while a leader we heard from still holds its lease.
     if (this.nowMs < this.lastLeaderContactMs + this.options.leaseMs) return;
     if (this.nowMs < this.promiseBlockedUntilMs) return;
@@ -1558,3 +1596,7 @@ function emptyReady(): Ready {
 }
 
 export type { RejectReason };
+
+function describeRemoval(r: { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId }): string {
+  return `replica ${r.by} holds a configuration from slot ${r.configFromSlot} of members ${r.members.join(',')}`;
+}

@@ -159,6 +159,18 @@ export interface TimeoutNowMsg extends Envelope {
   ballot: Ballot;
 }
 
+/**
+ * A member's answer to a prepare from a replica that no configuration it holds names: "my latest
+ * configuration, from `configFromSlot`, is `members`". The candidate believes it only if that is
+ * newer than every configuration it knows (a lagging member's answer is stale, not news); then it
+ * stops campaigning: it was removed while it could not hear of it.
+ */
+export interface NotMemberMsg extends Envelope {
+  type: 'notMember';
+  configFromSlot: Slot;
+  members: ReplicaId[];
+}
+
 export type Message =
   | PrepareMsg
   | PromiseMsg
@@ -169,7 +181,8 @@ export type Message =
   | HeartbeatAckMsg
   | CatchupRequestMsg
   | CatchupReplyMsg
-  | TimeoutNowMsg;
+  | TimeoutNowMsg
+  | NotMemberMsg;
 
 export type MessageType = Message['type'];
 

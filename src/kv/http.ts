@@ -795,6 +795,7 @@ export class KvHttpServer {
       log: st.log,
       stateDigest: st.stateDigest,
       proposalQueue: st.proposalQueue,
+      removal: st.removal,
     };
   }
 

@@ -302,6 +302,12 @@ export interface ReplicaStatus {
   /** The slot of the last request the replica set stopped at (propose({last: true})), or null. */
   stoppedAtSlot: number | null;
   /**
+   * Set when a member answered this replica's campaign with a configuration newer than any it
+   * knows that leaves it out (a notMember message): it was removed while it could not hear of it
+   * (down through the removal). It no longer campaigns; stop it. Null otherwise.
+   */
+  removal: { configFromSlot: number; members: ReplicaId[]; by: ReplicaId } | null;
+  /**
    * The log: on disk (headLsn..tailLsn, usedBytes), and in memory: the applied slots' records
    * kept for lagging peers (memoryBytes, bounded by logMemoryBytesMax) and the first slot the
    * protocol core still holds as objects (memoryStartSlot: entries leave it once applied).

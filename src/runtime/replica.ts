@@ -54,6 +54,11 @@ const FRAME_STATE_DIGEST = 0xf3;
 const STATE_DIGEST_FRAME_BYTES = 13;
 const DEFAULT_STATE_DIGEST_INTERVAL_SLOTS = 100_000;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+/**
+ * How long (in longest election timeouts) a member keeps dialing a non-member it told so
+ * (notMember) after its last prepare: as the core's window for a removed replica's notices.
+ */
+const NOTICE_PEER_TIMEOUTS = 20;
 const SNAPSHOT_FETCH_TIMEOUT_MS = 3_000;
 /** A snapshot shipment whose peer reads nothing for this long is abandoned (its fetch timed out long before). */
 const SNAPSHOT_SHIP_STALL_MS = 10_000;
@@ -247,6 +252,14 @@ export class SynodReplica {
   private reachBack: ReplicaId | null = null;
   /** core.departedVersion when the transport peers were last set (refreshPeers). */
   private departedVersionSeen = -1;
+  /**
+   * Replicas no configuration names that campaigned here (a replica removed while it was down),
+   * dialed at the address their hello gave to carry the core's notMember answer, and until when
+   * (ms): while they keep campaigning the answer keeps them here, then they are dropped.
+   */
+  private readonly noticePeers = new Map<ReplicaId, number>();
+  /** The removal notice last logged (its configuration's first slot), so it is logged once. */
+  private removalLogged = 0;
   /** This data directory's incarnation id as hex (fixed for its life). */
   private readonly incarnation: string;
   /** The transport's admission check (handed over again when a binding applies: that re-checks open connections). */
@@ -1242,6 +1255,10 @@ export class SynodReplica {
       const a = this.addresses.get(id);
       if (a) peers.set(id, a);
     }
+    for (const id of this.noticePeers.keys()) {
+      const heard = this.heardAddresses.get(id);
+      if (heard && !peers.has(id)) peers.set(id, heard);
+    }
     if (this.reachBack !== null) {
       // Once a configuration names it and the log gave its address, the hint has done its job
       // (and must not keep a replica removed later among the peers).
@@ -1253,6 +1270,33 @@ export class SynodReplica {
     }
     this.peerAddresses = peers;
     this.transport.setPeers(peers);
+  }
+
+  /**
+   * Makes a replica that no configuration names reachable for a notMember answer, at the address
+   * its hello gave (false: it gave none, so it cannot be told).
+   */
+  private reachNonMember(id: ReplicaId, configFromSlot: number, members: ReplicaId[]): boolean {
+    const until = now() + NOTICE_PEER_TIMEOUTS * this.core.options.electionTimeoutMaxMs;
+    if (this.noticePeers.has(id) || this.peerAddresses.has(id)) {
+      if (this.noticePeers.has(id)) this.noticePeers.set(id, until);
+      return true;
+    }
+    if (!this.heardAddresses.has(id)) return false;
+    this.noticePeers.set(id, until);
+    this.refreshPeers();
+    this.log('warn', `replica ${id} campaigns but is not a member: telling it that the configuration from slot ${configFromSlot} is ${members.join(',')} (stop it: docs/operations.md)`, { peer: id });
+    return true;
+  }
+
+  private expireNoticePeers(t: number): void {
+    let expired = false;
+    for (const [id, until] of this.noticePeers) {
+      if (t < until) continue;
+      this.noticePeers.delete(id);
+      expired = true;
+    }
+    if (expired) this.refreshPeers();
   }
 
   /** A peer with an address, preferring one whose connection is open (for redirected catch-up). */
@@ -1301,6 +1345,7 @@ export class SynodReplica {
       configs: this.core.configs,
       snapshotSlot: this.snapshotSlot,
       stoppedAtSlot: this.stoppedAtSlot || null,
+      removal: s.removal,
       log: { headLsn: log.head, tailLsn: log.tail, usedBytes: log.usedBytes, memoryBytes: this.recentLog.heldBytes, memoryStartSlot: this.core.logStartSlot, writePath: this.logStore.writePath ?? 'memory' },
       peers,
       incarnation: this.incarnation,
@@ -1435,6 +1480,16 @@ export class SynodReplica {
     this.core.tick(t, Date.now());
     // A removed replica's notice window ended: stop dialing it (it is no longer in any list).
     if (this.core.departedVersion !== this.departedVersionSeen) this.refreshPeers();
+    if (this.noticePeers.size > 0) this.expireNoticePeers(t);
+    const removal = this.core.removalNotice();
+    if (removal !== null && removal.configFromSlot !== this.removalLogged) {
+      this.removalLogged = removal.configFromSlot;
+      this.log(
+        'error',
+        `this replica was removed from the cluster while it could not hear of it: replica ${removal.by} holds a configuration from slot ${removal.configFromSlot} of members ${removal.members.join(',')}; it will not campaign. Stop it (docs/operations.md)`,
+        { removal },
+      );
+    }
     if (this.pending.clients > 0) {
       const expired = this.pending.expired(t);
       if (expired.length > 0) this.expireProposals(expired);
@@ -1572,6 +1627,7 @@ export class SynodReplica {
           lastSeq = op.seq;
         }
         for (const msg of ready.send) {
+          if (msg.type === 'notMember' && !this.reachNonMember(msg.to, msg.configFromSlot, msg.members)) continue;
           if (msg.type === 'catchupRequest' && !this.peerAddresses.has(msg.to)) {
             // We cannot reach the replica we would learn from by any configuration we know (a
             // joiner started with the initial members hears a leader that was added later, whose

@@ -57,5 +57,7 @@ export function describeMessage(m: Message): string {
       return `${head} entries=${m.entries.length} commit=${m.commitSlot} snap=${m.snapshotSlot}`;
     case 'timeoutNow':
       return `${head} b=${formatBallot(m.ballot)}`;
+    case 'notMember':
+      return `${head} config[${m.members.join(',')}]@${m.configFromSlot}`;
   }
 }

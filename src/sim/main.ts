@@ -118,6 +118,8 @@ function main(): void {
   let sessions = 0;
   let seedsWithExpiry = 0;
   let seedsWithConfigsOutOfOrder = 0;
+  let notMemberDelivered = 0;
+  let removalsNoticed = 0;
   for (let i = 0; i < args.seeds; i++) {
     const seed = args.start + i;
     const result = runSeed(randomSimOptions(seed, simOverrides(args)), false, wire);
@@ -129,6 +131,8 @@ function main(): void {
     sessions += result.sessions;
     if (result.expiredWrites > 0) seedsWithExpiry++;
     if (result.configsOutOfOrder > 0) seedsWithConfigsOutOfOrder++;
+    notMemberDelivered += result.notMemberDelivered;
+    removalsNoticed += result.removalsNoticed;
     if (!result.ok) {
       failures.push(result);
       const line = `seed ${seed}: ${result.violation!.message}\n  replay: ${replayCommand(seed, args.bug, !args.contracts, args.transfers)}`;
@@ -152,6 +156,8 @@ function main(): void {
     expiredWrites: expired,
     seedsWithExpiredSessions: seedsWithExpiry,
     seedsWithConfigsChosenOutOfOrder: seedsWithConfigsOutOfOrder,
+    notMemberDelivered,
+    removalsNoticed,
     wallSeconds: Number(seconds.toFixed(1)),
     plantedBug: args.bug ?? null,
   };
@@ -162,6 +168,7 @@ function main(): void {
     console.log(`acknowledged writes checked ${acked}, reads checked ${reads}`);
     console.log(`sessions registered ${sessions}, writes answered SESSION_EXPIRED ${expired} (in ${seedsWithExpiry} seeds)`);
     console.log(`seeds where a configuration was chosen after one at a higher slot: ${seedsWithConfigsOutOfOrder}`);
+    console.log(`notMember answers delivered ${notMemberDelivered}, taken as news of a removal ${removalsNoticed}`);
     for (const f of summary.failures) console.log(`FAIL seed ${f.seed}: ${f.violation}\n  replay: ${f.replay}`);
   }
   process.exit(failures.length === 0 ? 0 : 1);

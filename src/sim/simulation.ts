@@ -168,6 +168,10 @@ export interface SimResult {
   leaderChanges: number;
   /** Configuration values chosen after one at a higher slot (the checker orders them by slot). */
   configsOutOfOrder: number;
+  /** notMember answers delivered (a member telling a candidate it does not know of its configuration). */
+  notMemberDelivered: number;
+  /** ... of which a replica took as news of its removal (status.removal became set). */
+  removalsNoticed: number;
   trace: string[];
 }
 
@@ -194,6 +198,8 @@ export class Simulation {
   private readonly readOwner = new Map<number, number>();
   private crashes = 0;
   private transfers = 0;
+  private notMemberDelivered = 0;
+  private removalsNoticed = 0;
   private partitions = 0;
   private expiredWrites = 0;
   private sessionsRegistered = 0;
@@ -283,6 +289,8 @@ export class Simulation {
       partitions: this.partitions,
       leaderChanges: this.leaderChanges,
       configsOutOfOrder: this.checker.configsOutOfOrder,
+      notMemberDelivered: this.notMemberDelivered,
+      removalsNoticed: this.removalsNoticed,
       trace: this.trace,
     };
   }
@@ -523,7 +531,18 @@ export class Simulation {
     if (!node.up) return;
     if (this.blocked.has(`${msg.from}>${msg.to}`)) return; // a partition that formed in flight
     if (this.traceAll) this.log(`deliver ${describeMessage(msg)}`);
-    node.core.receive(msg, node.localNow(this.nowMs));
+    if (msg.type === 'notMember') {
+      this.notMemberDelivered++;
+      const before = node.core.removalNotice();
+      node.core.receive(msg, node.localNow(this.nowMs));
+      const after = node.core.removalNotice();
+      if (after !== null && after !== before) {
+        this.removalsNoticed++;
+        this.log(`n${node.id} told of its removal by n${msg.from}: [${after.members.join(',')}] from slot ${after.configFromSlot}`);
+      }
+    } else {
+      node.core.receive(msg, node.localNow(this.nowMs));
+    }
     this.drain(node);
   }
 

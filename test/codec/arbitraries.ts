@@ -32,8 +32,10 @@ export const value: fc.Arbitrary<Value> = fc.oneof(
   fc
     .tuple(fc.array(command, { maxLength: 6 }), safeNat, fc.boolean())
     .map(([commands, timeMs, last]): Value => (last ? { kind: 'batch', commands, timeMs, last: true } : { kind: 'batch', commands, timeMs })),
-  fc.uniqueArray(replicaId, { minLength: 1, maxLength: 9 }).map((members): Value => ({ kind: 'config', members })),
+  fc.uniqueArray(replicaId, { minLength: 1, maxLength: 9 }).map((m): Value => ({ kind: 'config', members: m })),
 );
+
+const members = fc.uniqueArray(replicaId, { minLength: 1, maxLength: 9 });
 
 /** `chosen` is sometimes absent, as the core may leave it. */
 export const entry: fc.Arbitrary<Entry> = fc
@@ -62,6 +64,7 @@ export const messageByType: Record<MessageType, fc.Arbitrary<Message>> = {
   catchupRequest: msg('catchupRequest', { fromSlot: safeNat }),
   catchupReply: msg('catchupReply', { entries, commitSlot: safeNat, snapshotSlot: safeNat }),
   timeoutNow: msg('timeoutNow', { ballot: safeNat }),
+  notMember: msg('notMember', { configFromSlot: safeNat, members }),
 };
 
 export const message: fc.Arbitrary<Message> = fc.oneof(...Object.values(messageByType));

@@ -242,13 +242,22 @@ test('BAD_VERSION: a frame of another format version', () => {
 });
 
 test('BAD_TYPE: unknown message tags and value kinds, on decode and on encode', () => {
-  for (const tag of [0, 11, 12, 127, 255]) assertCodecError(() => decodeMessage(frame(tag, 5)), 'SYNOD_CODEC_BAD_TYPE', 1);
+  for (const tag of [0, 12, 13, 127, 255]) assertCodecError(() => decodeMessage(frame(tag, 5)), 'SYNOD_CODEC_BAD_TYPE', 1);
   for (const kind of [6, 7, 0x80, 255]) { // 4 and 5 are stamped batches
     assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.accept, 5, 1, 0, kind)), 'SYNOD_CODEC_BAD_TYPE', 7);
   }
   assertCodecError(() => encodeMessage({ type: 'gossip', from: 1, to: 2 } as unknown as Message), 'SYNOD_CODEC_BAD_TYPE');
   const badValue = { type: 'accept', from: 1, to: 2, ballot: 1, slot: 1, commitSlot: 0, value: { kind: 'blob' } };
   assertCodecError(() => encodeMessage(badValue as unknown as Message), 'SYNOD_CODEC_BAD_TYPE', 7);
+});
+
+test('notMember: a configuration of at least one distinct member, on decode and on encode', () => {
+  assert.deepStrictEqual(decodeMessage(frame(MESSAGE_TAGS.notMember, 9, 2, 1, 3)), { type: 'notMember', from: 1, to: 2, configFromSlot: 9, members: [1, 3] });
+  assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.notMember, 9, 0)), 'SYNOD_CODEC_BAD_VALUE', 5);
+  assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.notMember, 9, 2, 3, 3)), 'SYNOD_CODEC_BAD_VALUE', 7);
+  assertCodecError(() => decodeMessage(frame(MESSAGE_TAGS.notMember, 9, 1, 0)), 'SYNOD_CODEC_BAD_VALUE');
+  assertCodecError(() => encodeMessage({ type: 'notMember', from: 1, to: 2, configFromSlot: 9, members: [] }), 'SYNOD_CODEC_BAD_VALUE');
+  assertCodecError(() => encodeMessage({ type: 'notMember', from: 1, to: 2, configFromSlot: 9, members: [4, 4] }), 'SYNOD_CODEC_BAD_VALUE');
 });
 
 test('BAD_INTEGER: overlong and oversized varints on decode, non-safe integers on encode', () => {
