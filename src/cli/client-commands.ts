@@ -176,34 +176,62 @@ async function run(o: Common, body: (c: HttpKvClient) => Promise<void>): Promise
 
 const seg = (key: string) => encodeURIComponent(key);
 
+interface Base64Flag {
+  /** KEY, VALUE, EXPECTED, PREFIX and --after are base64, and keys and values are printed as base64. */
+  base64?: boolean;
+}
+
+const BASE64_HELP = 'keys and values are base64, given and printed (for bytes that are not UTF-8 text)';
+const BASE64_TEXT = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** A base64 argument as bytes, refused (usage error naming it) unless it is strictly base64. */
+function base64Arg(text: string, what: string): Buffer {
+  if (!BASE64_TEXT.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new UsageError(`${what} is not base64 (--base64): ${JSON.stringify(text.slice(0, 64))}`);
+  return Buffer.from(text, 'base64');
+}
+
+/** The path of a key route: the key as UTF-8 text, or (--base64) as base64 with ?keyEncoding=base64. */
+function keyPath(route: 'kv' | 'cas', key: string, o: Base64Flag): string {
+  if (!o.base64) return `/v1/${route}/${seg(key)}`;
+  if (base64Arg(key, 'KEY').length === 0) throw new UsageError('KEY is empty');
+  return `/v1/${route}/${seg(key)}?keyEncoding=base64`;
+}
+
+/** Joins query parameters onto a path that may already have some. */
+const withQuery = (path: string, query: string) => (query === '' ? path : `${path}${path.includes('?') ? '&' : '?'}${query}`);
+
 export function clientCommands(): Command[] {
   const out = (o: Common, json: unknown, text: string) => process.stdout.write(o.json ? JSON.stringify(json) + '\n' : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
 
-  const put = withSession(withCommon(new Command('put').description('write a value').argument('<key>').argument('[value]', 'the value (default: read stdin)'))).action(async (key: string, value: string | undefined, o: Common) => {
-    const v = value ?? (await readStdin());
+  const put = withSession(withCommon(new Command('put').description('write a value').argument('<key>').argument('[value]', 'the value (default: read stdin, as raw bytes)').option('--base64', BASE64_HELP))).action(async (key: string, value: string | undefined, o: Common & Base64Flag) => {
+    const path = keyPath('kv', key, o);
+    const v = value === undefined ? await readStdin() : o.base64 ? base64Arg(value, 'VALUE') : value;
     await run(o, async (c) => {
-      await c.write('PUT', `/v1/kv/${seg(key)}`, v);
+      await c.write('PUT', path, v);
       out(o, { ok: true }, 'OK');
     });
   });
 
-  const get = withCommon(new Command('get').description('read a value').argument('<key>').option('--consistency <c>', 'linearizable | lease | local', 'linearizable')).action(
-    async (key: string, o: Common & { consistency: string }) => {
+  const get = withCommon(new Command('get').description('read a value').argument('<key>').option('--consistency <c>', 'linearizable | lease | local', 'linearizable').option('--base64', BASE64_HELP)).action(
+    async (key: string, o: Common & Base64Flag & { consistency: string }) => {
+      const path = withQuery(keyPath('kv', key, o), `consistency=${encodeURIComponent(o.consistency)}`);
       await run(o, async (c) => {
-        const a = await c.call('GET', `/v1/kv/${seg(key)}?consistency=${encodeURIComponent(o.consistency)}`, undefined, [404]);
+        const a = await c.call('GET', path, undefined, [404]);
         if (a.status === 404) {
           if (o.json) out(o, { found: false }, '');
           throw new ExitError(EXIT_NOT_FOUND, o.json ? '' : `key ${JSON.stringify(key)} not found`);
         }
-        if (o.json) out(o, { found: true, value: a.body.toString('utf8') }, '');
-        else process.stdout.write(a.body.toString('utf8') + '\n');
+        const text = a.body.toString(o.base64 ? 'base64' : 'utf8');
+        if (o.json) out(o, { found: true, value: text, ...(o.base64 ? { encoding: 'base64' } : {}) }, '');
+        else process.stdout.write(text + '\n');
       });
     },
   );
 
-  const del = withSession(withCommon(new Command('del').alias('delete').description('delete a key').argument('<key>'))).action(async (key: string, o: Common) => {
+  const del = withSession(withCommon(new Command('del').alias('delete').description('delete a key').argument('<key>').option('--base64', BASE64_HELP))).action(async (key: string, o: Common & Base64Flag) => {
+    const path = keyPath('kv', key, o);
     await run(o, async (c) => {
-      const a = await c.write('DELETE', `/v1/kv/${seg(key)}`);
+      const a = await c.write('DELETE', path);
       const j = JSON.parse(a.body.toString('utf8')) as { existed: boolean };
       out(o, j, j.existed ? 'OK (deleted)' : 'OK (was absent)');
     });
@@ -215,8 +243,9 @@ export function clientCommands(): Command[] {
       .argument('<key>')
       .argument('<expected-or-value>', 'EXPECTED VALUE, or just VALUE with --absent')
       .argument('[value]')
-      .option('--absent', 'expect the key to be absent'),
-  )).action(async (key: string, a1: string | undefined, a2: string | undefined, o: Common & { absent?: boolean }) => {
+      .option('--absent', 'expect the key to be absent')
+      .option('--base64', BASE64_HELP),
+  )).action(async (key: string, a1: string | undefined, a2: string | undefined, o: Common & Base64Flag & { absent?: boolean }) => {
     let expected: string | null;
     let value: string;
     if (o.absent) {
@@ -229,8 +258,15 @@ export function clientCommands(): Command[] {
       value = a2;
     }
     if (value === undefined) throw new UsageError('missing VALUE');
+    let path = keyPath('cas', key, o);
+    if (o.base64) {
+      // Checked here for a usage error naming the argument; sent as given (the server decodes).
+      if (expected !== null) base64Arg(expected, 'EXPECTED');
+      base64Arg(value, 'VALUE');
+      path = withQuery(path, 'encoding=base64');
+    }
     await run(o, async (c) => {
-      const a = await c.write('POST', `/v1/cas/${seg(key)}`, JSON.stringify({ expected, value }), [409]);
+      const a = await c.write('POST', path, JSON.stringify({ expected, value }), [409]);
       if (a.status === 409) {
         const j = JSON.parse(a.body.toString('utf8')) as { current: string | null };
         if (o.json) out(o, { swapped: false, current: j.current }, '');
@@ -241,11 +277,16 @@ export function clientCommands(): Command[] {
   });
 
   const scan = withCommon(
-    new Command('scan').description('list keys with a prefix').argument('[prefix]', 'key prefix', '').option('--limit <n>', 'most entries', '100').option('--after <key>', 'only keys after this one (the next page)').option('--consistency <c>', 'linearizable | lease | local', 'linearizable'),
-  ).action(async (prefix: string, o: Common & { limit: string; after?: string; consistency: string }) => {
+    new Command('scan').description('list keys with a prefix').argument('[prefix]', 'key prefix', '').option('--limit <n>', 'most entries', '100').option('--after <key>', 'only keys after this one (the next page)').option('--consistency <c>', 'linearizable | lease | local', 'linearizable').option('--base64', BASE64_HELP),
+  ).action(async (prefix: string, o: Common & Base64Flag & { limit: string; after?: string; consistency: string }) => {
+    if (o.base64) {
+      base64Arg(prefix, 'PREFIX');
+      if (o.after !== undefined) base64Arg(o.after, '--after');
+    }
     await run(o, async (c) => {
       const after = o.after === undefined ? '' : `&after=${encodeURIComponent(o.after)}`;
-      const a = await c.call('GET', `/v1/scan?prefix=${encodeURIComponent(prefix)}&limit=${encodeURIComponent(o.limit)}${after}&consistency=${encodeURIComponent(o.consistency)}`);
+      const encoding = o.base64 ? '&encoding=base64' : '';
+      const a = await c.call('GET', `/v1/scan?prefix=${encodeURIComponent(prefix)}&limit=${encodeURIComponent(o.limit)}${after}&consistency=${encodeURIComponent(o.consistency)}${encoding}`);
       const j = JSON.parse(a.body.toString('utf8')) as { entries: Array<{ key: string; value: string }>; more: boolean };
       const text = j.entries.length === 0 ? '(no keys)' : table(['KEY', 'VALUE'], j.entries.map((e) => [e.key, e.value.length > 60 ? e.value.slice(0, 57) + '...' : e.value])) + (j.more ? `\n(more: continue with --after ${JSON.stringify(j.entries.at(-1)!.key)})` : '');
       out(o, j, text);
@@ -375,9 +416,10 @@ export async function clusterStatus(c: HttpKvClient): Promise<StatusRow[]> {
   );
 }
 
-async function readStdin(): Promise<string> {
+/** The value piped on stdin, as raw bytes (a file that is not UTF-8 text is written as it is). */
+async function readStdin(): Promise<Buffer> {
   if (process.stdin.isTTY) throw new UsageError('give the VALUE as an argument, or pipe it on stdin');
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }

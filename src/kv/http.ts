@@ -421,19 +421,19 @@ export class KvHttpServer {
   // ---------------------------------------------------------------- routes
 
   private async put(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    const key = keyBytes(route.key!);
+    const key = pathKey(route);
     const value = await this.readBody(req, this.opts.machine.valueBytesMax, 'value');
     await this.write(req, res, value, { op: 'put', key, value }, () => this.sendJson(res, 200, { ok: true }));
   }
 
   private async del(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    const key = keyBytes(route.key!);
+    const key = pathKey(route);
     const body = await this.readBody(req, 0, 'body');
     await this.write(req, res, body, { op: 'delete', key }, (r) => this.sendJson(res, 200, { ok: true, existed: deleteExisted(r) }));
   }
 
   private async cas(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    const key = keyBytes(route.key!);
+    const key = pathKey(route);
     const max = this.opts.machine.valueBytesMax;
     const body = await this.readBody(req, 12 * max + CAS_BODY_OVERHEAD_BYTES, 'CAS body');
     const encoding = encodingOf(route.query);
@@ -452,7 +452,7 @@ export class KvHttpServer {
   }
 
   private async get(req: http.IncomingMessage, res: http.ServerResponse, route: Route): Promise<void> {
-    const key = keyBytes(route.key!);
+    const key = pathKey(route);
     await this.readBody(req, DRAIN_BYTES_MAX, 'body');
     const consistency = consistencyOf(route.query);
     await this.readQuery(req, res, { op: 'get', key }, consistency, (r) => {
@@ -1005,8 +1005,23 @@ function queryBytes(route: Route, name: string): Buffer | null {
   return null;
 }
 
-function keyBytes(key: string): Buffer {
-  const b = Buffer.from(key, 'utf8');
+/**
+ * The key in the path as bytes: UTF-8 text (percent-decoded), or with ?keyEncoding=base64 base64
+ * of any bytes (standard alphabet with "/" as %2F, or URL-safe), so that keys that are not UTF-8
+ * can be named over HTTP too. A parameter of its own: `encoding` (CAS, scan) is about the JSON
+ * fields, and giving it to the path as well would have read the keys of existing CAS calls anew.
+ */
+function pathKey(route: Route): Buffer {
+  const e = route.query.get('keyEncoding') ?? 'utf8';
+  if (e !== 'utf8' && e !== 'base64') throw new HttpError(400, 'SYNOD_BAD_ENCODING', `keyEncoding must be utf8 or base64, got ${JSON.stringify(e)}`);
+  const text = route.key!;
+  let b: Buffer;
+  if (e === 'utf8') b = Buffer.from(text, 'utf8');
+  else {
+    if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new HttpError(400, 'SYNOD_BAD_BASE64', 'the key in the path is not base64 (keyEncoding=base64)');
+    b = Buffer.from(text, 'base64');
+    if (b.length === 0) throw new HttpError(400, 'SYNOD_BAD_KEY', 'the key is empty (keyEncoding=base64)');
+  }
   if (b.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the key is ${b.length} bytes; at most ${KEY_BYTES_MAX}`);
   return b;
 }

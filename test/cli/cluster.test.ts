@@ -19,7 +19,7 @@ interface Run {
   stderr: string;
 }
 
-function synod(args: string[], input?: string, timeoutMs = 20_000): Promise<Run> {
+function synod(args: string[], input?: string | Buffer, timeoutMs = 20_000): Promise<Run> {
   return new Promise((resolve) => {
     const child = execFile(process.execPath, [MAIN_JS, ...args], { timeout: timeoutMs, env: { ...process.env, SYNOD_ENDPOINTS: '' } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
@@ -98,6 +98,20 @@ describe('a 3-replica cluster of synod processes', () => {
     assert.deepEqual(JSON.parse(scan.stdout).entries, [{ key: 'greeting', value: 'bye' }]);
     const del = await synod(['del', 'greeting', ...e]);
     assert.equal(del.stdout, 'OK (deleted)\n');
+    // --base64: keys and values that are not UTF-8 text, given and printed as base64; a value piped
+    // on stdin is written as raw bytes (it was decoded as UTF-8, so 0xff became U+FFFD).
+    const binKey = Buffer.from([0xff, 0xfe, 0x00]).toString('base64'); // "//4A": a "/" to percent-encode
+    assert.equal((await synod(['put', '--base64', binKey, ...e], Buffer.from([0x80, 0xff]))).code, 0);
+    assert.equal((await synod(['get', '--base64', binKey, ...e])).stdout, 'gP8=\n');
+    assert.deepEqual(JSON.parse((await synod(['get', '--base64', '--json', binKey, ...e])).stdout), { found: true, value: 'gP8=', encoding: 'base64' });
+    const binCas = await synod(['cas', '--base64', binKey, 'gP8=', 'AA==', ...e]);
+    assert.equal(binCas.code, 0, binCas.stderr);
+    const binScan = JSON.parse((await synod(['scan', '--base64', '--json', Buffer.from([0xff]).toString('base64'), ...e])).stdout);
+    assert.deepEqual(binScan.entries, [{ key: binKey, value: 'AA==' }]);
+    assert.equal((await synod(['del', '--base64', binKey, ...e])).stdout, 'OK (deleted)\n');
+    const badB64 = await synod(['put', '--base64', 'not base64!', 'AA==', ...e]);
+    assert.equal(badB64.code, 2);
+    assert.match(badB64.stderr, /KEY is not base64 \(--base64\)/);
     const st = await synod(['status', ...e]);
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, /ID\s+ROLE\s+HTTP\s+PEER/);
