@@ -69,6 +69,11 @@ export class Membership {
     return this.epochs[this.epochs.length - 1]!.fromSlot;
   }
 
+  /** The latest configuration held (chosen; it may not govern yet). */
+  get latest(): Readonly<ConfigEpoch> {
+    return this.epochs[this.epochs.length - 1]!;
+  }
+
   add(epoch: ConfigEpoch): void {
     if (epoch.fromSlot <= this.latestFromSlot) throw new Error('configuration epochs must be added in order');
     this.epochs.push({ fromSlot: epoch.fromSlot, members: [...epoch.members] });

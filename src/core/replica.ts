@@ -692,8 +692,8 @@ export class Replica {
   }
 
   private answerNonMember(to: ReplicaId): void {
-    const latest = this.membership.epochsFrom(Number.MAX_SAFE_INTEGER)[0]!;
-    this.send({ type: 'notMember', from: this.id, to, configFromSlot: latest.fromSlot, members: latest.members });
+    const latest = this.membership.latest;
+    this.send({ type: 'notMember', from: this.id, to, configFromSlot: latest.fromSlot, members: [...latest.members] });
   }
 
   private onNotMember(msg: NotMemberMsg): void {
