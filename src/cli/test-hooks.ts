@@ -15,7 +15,7 @@ import type { PlantedBug } from '../core/options.js';
 import { setDiskFaultHook, type DiskFaultMode } from '../storage/io.js';
 import { UsageError } from './config.js';
 
-const PLANTED_BUGS: readonly PlantedBug[] = ['acceptor-ignores-promise', 'acceptor-overwrites-same-ballot', 'config-governs-at-once', 'leader-rebatches-retransmit', 'leader-skips-recovery', 'promise-before-persist', 'reply-before-persist', 'window-ignored'];
+const PLANTED_BUGS: readonly PlantedBug[] = ['acceptor-ignores-promise', 'acceptor-overwrites-same-ballot', 'config-governs-at-once', 'leader-rebatches-retransmit', 'leader-skips-recovery', 'promise-before-persist', 'reply-before-persist', 'window-ignored', 'member-ignores-non-member'];
 const DISK_FAULT_POLL_MS = 50;
 
 export interface TestHooks {

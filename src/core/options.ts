@@ -13,7 +13,8 @@ export type PlantedBug =
   | 'reply-before-persist'
   | 'promise-before-persist' // a promise (1b) is sent before the promised ballot is durable
   | 'config-governs-at-once' // a configuration chosen at i governs from i + 1, not i + W
-  | 'window-ignored'; // leaders propose and acceptors accept up to chosen prefix + 2W
+  | 'window-ignored' // leaders propose and acceptors accept up to chosen prefix + 2W
+  | 'member-ignores-non-member'; // no notMember answer to a non-member's prepare (as before session 23): a liveness defect
 
 /** Tunables of one replica's protocol core. Times are milliseconds of the injected clock. */
 export interface CoreOptions {

@@ -286,7 +286,8 @@ export class Replica {
       // Learners (joining replicas) may only fetch the log and acknowledge heartbeats.
       // A candidate we do not know is told what we know, so that a replica removed while it was
       // down stops campaigning (it checks that our configuration is newer than its own).
-      if (msg.type === 'prepare' && msg.from !== this.id) this.answerNonMember(msg.from);
+      const silent = this.options.plantedBug === 'member-ignores-non-member'; // PLANTED BUG (tests only)
+      if (msg.type === 'prepare' && msg.from !== this.id && !silent) this.answerNonMember(msg.from);
       this.finishStep();
       return;
     }

@@ -84,8 +84,8 @@ test('a removed replica is remembered after compaction prunes its configuration,
 });
 
 /** Removes replica 3 from [1, 2, 3] while it hears nothing, then lets the window for it pass. */
-function removeWhileDown(): { c: Cluster; run: (ms: number, ids: number[]) => void } {
-  const c = new Cluster([1, 2, 3], { pipelineWindowSlots: 4 });
+function removeWhileDown(plantedBug?: 'member-ignores-non-member'): { c: Cluster; run: (ms: number, ids: number[]) => void } {
+  const c = new Cluster([1, 2, 3], { pipelineWindowSlots: 4, ...(plantedBug ? { plantedBug } : {}) });
   c.elect(1);
   const settle = (cut: boolean): void => {
     for (let round = 0; round < 100; round++) {
@@ -137,6 +137,14 @@ test('a replica removed while it was down is told so by the members when it camp
   run(5000, [1, 2, 3]); // many election timeouts
   assert.equal(c.out(3).send.filter((m) => m.type === 'prepare').length, 0, 'replica 3 campaigned again');
   assert.equal(c.node(1).replica.status.role, 'leader');
+});
+
+test('planted: members that ignore a non-member\'s prepare (as before session 23) leave it campaigning for good', () => {
+  const { c, run } = removeWhileDown('member-ignores-non-member');
+  c.clear();
+  run(5000, [1, 2, 3]);
+  assert.ok(c.out(3).send.filter((m) => m.type === 'prepare').length >= 5, 'replica 3 campaigns every election timeout');
+  assert.equal(c.node(3).replica.status.removal, null);
 });
 
 test('a notMember that is not news (a configuration no newer than the candidate knows, or naming it) is ignored', () => {

@@ -42,6 +42,8 @@ export interface ReplicaStatusView {
   members: Array<{ id: number; member: boolean }>;
   /** The newest state digest and the peers that agree or differ at its slot (null before the first). */
   stateDigest: StateDigestStatus | null;
+  /** Set once a member told this replica that it was removed while it was down (absent before session 23). */
+  removal?: { configFromSlot: number; members: number[]; by: number } | null;
 }
 
 export interface Replica {

@@ -1,5 +1,5 @@
 // `npm run jepsen -- [--time S] [--nemesis all|kill,pause,...] [--seed N] [--replicas 3|5]
-//   [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads]`
+//   [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads] [--planted-bug NAME]`
 // Runs the black-box fault test (run.ts) and exits non-zero on any failure. Several --runs use
 // seeds seed, seed+1, ...
 
@@ -7,7 +7,7 @@ import { parseKinds } from './nemesis.js';
 import { finishReport, RUN_DEFAULTS, runJepsen, type RunOptions } from './run.js';
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer,members,disk] [--seed N] [--replicas 3|5] [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads]`);
+  console.error(`${message}\nusage: npm run jepsen -- [--time SECONDS] [--nemesis all|none|kill,pause,partition,delay,loss,transfer,members,disk] [--seed N] [--replicas 3|5] [--clients N] [--binary-clients N] [--runs N] [--keep] [--local-reads] [--planted-bug NAME (src/core/options.ts: to see a check fail)]`);
   process.exit(2);
 }
 
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       flags.set(a, v);
     }
   }
-  const known = ['--time', '--nemesis', '--seed', '--replicas', '--clients', '--binary-clients', '--runs'];
+  const known = ['--time', '--nemesis', '--seed', '--replicas', '--clients', '--binary-clients', '--runs', '--planted-bug'];
   for (const k of flags.keys()) if (!known.includes(k)) usage(`unknown flag ${k}`);
   const num = (name: string, dflt: number, min: number, max: number): number => {
     const t = flags.get(name);
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   let failed = 0;
   for (let run = 0; run < runs; run++) {
     const seed = (seed0 + run) >>> 0;
-    const command = `npm run jepsen -- --time ${timeS} --nemesis ${nemesisText} --seed ${seed} --replicas ${replicas} --clients ${clients} --binary-clients ${binaryClients}${switches.has('--local-reads') ? ' --local-reads' : ''}`;
+    const command = `npm run jepsen -- --time ${timeS} --nemesis ${nemesisText} --seed ${seed} --replicas ${replicas} --clients ${clients} --binary-clients ${binaryClients}${switches.has('--local-reads') ? ' --local-reads' : ''}${flags.has('--planted-bug') ? ` --planted-bug ${flags.get('--planted-bug')}` : ''}`;
     const o: RunOptions = {
       ...RUN_DEFAULTS,
       seed,
@@ -66,6 +66,7 @@ async function main(): Promise<void> {
       kinds,
       readConsistency: switches.has('--local-reads') ? 'local' : 'linearizable',
       keep: switches.has('--keep') ? 'always' : 'failure',
+      ...(flags.has('--planted-bug') ? { plantedBug: flags.get('--planted-bug') } : {}),
       log: (line) => console.log(line),
       command,
     };

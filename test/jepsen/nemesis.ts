@@ -21,6 +21,11 @@
 //               up, and the runtime refuses a removal that leaves no live quorum (409). A removed
 //               replica keeps running (clients may still reach it) until the fault ends. After
 //               the change, or a failed one, the harness learns the configuration from the leader.
+//               Or remove a member while it is down (killed first), and at the end of the fault,
+//               kept past the window in which the others still send it commit notices, start it
+//               again: it comes back taking itself for a member and campaigns, and must learn
+//               that it is not one (a member's notMember answer: status `removal`) within 15 s
+//               and before it leads; else the run fails. Then it is stopped.
 //   disk        a replica's disk fills (ENOSPC on writes) or fails (EIO on fsync; the write
 //               reached the page cache): through the SYNOD_TEST_DISK_FAULT hook. The replica must
 //               stop voting; at the end the fault clears and the replica is restarted (the
@@ -54,11 +59,17 @@ export interface NemesisOptions {
   /** How long a fault lasts. */
   faultMsMin: number;
   faultMsMax: number;
+  /** How long the members still send a removed replica commit notices (20 longest election timeouts). */
+  removedNoticeWindowMs: number;
   log: (line: string) => void;
 }
 
 export class Nemesis {
   readonly windows: FaultWindow[] = [];
+  /** What the run must fail for: the nemesis saw the cluster misbehave (a removed replica that never learned it). */
+  readonly problems: string[] = [];
+  /** Replicas removed while down and started again past their notice window: how each learned it (`told` or `log`). */
+  readonly removedReturns: Array<{ id: number; how: 'told' | 'log'; ms: number }> = [];
   private stopping = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -121,7 +132,7 @@ export class Nemesis {
     const members = cluster.ids;
     const variants: string[] = [];
     if (members.length < cluster.initialSize + 2 && cluster.hasSpare()) variants.push('add');
-    if (members.length > cluster.initialSize) variants.push('remove');
+    if (members.length > cluster.initialSize) variants.push('remove', 'remove-down');
     if (cluster.hasSpare()) variants.push('replace');
     const leader = await cluster.leader();
     if (variants.length === 0 || leader === null) return { detail: `membership change skipped: ${leader === null ? 'no leader' : 'no spare replica slot'}`, heal: async () => {} };
@@ -137,6 +148,7 @@ export class Nemesis {
       steps.push(`add ${spare.id}: ${a.status}${a.status === 200 ? '' : ` ${a.body.slice(0, 120)}`}`);
       ok = a.status === 200;
     }
+    if (v === 'remove-down') return this.removeWhileDown();
     if ((v === 'remove' || v === 'replace') && ok) {
       const current = (await cluster.reconcile()) ?? cluster.ids;
       const lead = await cluster.leader();
@@ -155,6 +167,61 @@ export class Nemesis {
         await this.reconcileSoon(true);
       },
     };
+  }
+
+  /** The remove-down variant (see the header). */
+  private async removeWhileDown(): Promise<MembershipChange> {
+    const { cluster, prng } = this.o;
+    const current = (await cluster.reconcile()) ?? cluster.ids;
+    const lead = await cluster.leader();
+    const victim = prng.pick(current.filter((id) => id !== lead));
+    await cluster.kill(victim);
+    const downAtMs = this.o.nowMs();
+    const a = await this.memberRequest('DELETE', `/v1/members?id=${victim}`, '');
+    const after = await this.reconcileSoon(false); // a refused removal starts it again here
+    const removed = a.status === 200 && after !== null && !after.includes(victim);
+    return {
+      detail: `members remove-down: SIGKILL ${victim}, remove it: ${a.status}${a.status === 200 ? '' : ` ${a.body.slice(0, 120)}`}; members now ${after?.join(',') ?? '?'}`,
+      heal: async () => {
+        if (removed) {
+          // Past the window (plus a margin), so that no member sends it commit notices any more.
+          const waitMs = downAtMs + this.o.removedNoticeWindowMs + 2_000 - this.o.nowMs();
+          if (waitMs > 0) await sleep(waitMs);
+          cluster.start(victim);
+          await this.checkRemovedReturn(victim);
+        }
+        await this.reconcileSoon(true);
+      },
+    };
+  }
+
+  /** A removed replica started again must learn that it is no member, and must not lead meanwhile. */
+  private async checkRemovedReturn(id: number): Promise<void> {
+    const { cluster } = this.o;
+    const startMs = this.o.nowMs();
+    for (;;) {
+      const ms = Math.round(this.o.nowMs() - startMs);
+      const st = await cluster.status(id);
+      if (st?.role === 'leader') {
+        this.problems.push(`replica ${id}, removed while down, leads after its return (${ms} ms)`);
+        return;
+      }
+      if (st?.removal) {
+        this.removedReturns.push({ id, how: 'told', ms });
+        this.o.log(`nemesis: replica ${id}, removed while down, was told by replica ${st.removal.by} after ${ms} ms`);
+        return;
+      }
+      if (st && st.members.find((m) => m.id === id)?.member === false) {
+        this.removedReturns.push({ id, how: 'log', ms });
+        this.o.log(`nemesis: replica ${id}, removed while down, learned it from the log after ${ms} ms`);
+        return;
+      }
+      if (ms > 15_000) {
+        this.problems.push(`replica ${id}, removed while down, still takes itself for a member ${ms} ms after its return (role ${st?.role ?? '?'})`);
+        return;
+      }
+      await sleep(100);
+    }
   }
 
   /** Learn the configuration from the leader (retrying while there is none); with `stop`, stop non-members. */

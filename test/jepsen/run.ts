@@ -119,6 +119,8 @@ export interface RunReport {
   faultCounts: Record<string, number>;
   availability: { overall: Availability; byKind: Record<string, Availability>; quiet: Availability };
   snapshotInstalls: number;
+  /** Replicas removed while down and started again past their notice window: how each learned it, and when. */
+  removedReturns: Array<{ id: number; how: 'told' | 'log'; ms: number }>;
   /** State digests (SAFETY.md): divergence alarms in the replicas' logs, and at the end each replica's newest digest slot and the peers that agreed there. */
   stateDigests: { divergences: number; newest: Array<{ id: number; slot: number; agree: number[] }> };
   wallMs: number;
@@ -173,7 +175,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     let scripted: Promise<FaultWindow[]> | null = null;
     if (o.script) scripted = o.script({ cluster, network, nowMs, log: o.log });
     else if (o.kinds.length > 0) {
-      nemesis = new Nemesis({ cluster, network, prng: prng.fork(), kinds: o.kinds, nowMs, quietMsMin: o.quietMsMin, quietMsMax: o.quietMsMax, faultMsMin: o.faultMsMin, faultMsMax: o.faultMsMax, log: o.log });
+      nemesis = new Nemesis({ cluster, network, prng: prng.fork(), kinds: o.kinds, nowMs, quietMsMin: o.quietMsMin, quietMsMax: o.quietMsMax, faultMsMin: o.faultMsMin, faultMsMax: o.faultMsMax, removedNoticeWindowMs: 20 * 2 * (o.electionTimeoutMs ?? 300), log: o.log });
       nemesis.start();
     }
     await sleep(o.timeMs);
@@ -230,6 +232,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
     o.log(`jepsen: checking ${history.length} ops and ${scanned.reads.length} reads from ${workload.scans.length} scans`);
     check = checkHistory(checked, { budgetMsPerKey: o.budgetMsPerKey });
     if (!check.ok) failures.push(`history is ${check.verdict}`);
+    failures.push(...(nemesis?.problems ?? []));
 
     const windows = [...(nemesis?.windows ?? []), ...scriptWindows];
     const faultCounts: Record<string, number> = {};
@@ -261,6 +264,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       faultCounts,
       availability: availability(workloadOps, windows),
       snapshotInstalls,
+      removedReturns: [...(nemesis?.removedReturns ?? [])],
       stateDigests: { divergences, newest: newestDigests },
       wallMs: Date.now() - wallStart,
     };
@@ -288,6 +292,7 @@ export async function runJepsen(o: RunOptions): Promise<RunReport> {
       faultCounts: {},
       availability: availability(history, nemesis?.windows ?? []),
       snapshotInstalls: 0,
+      removedReturns: [],
       stateDigests: { divergences: 0, newest: [] },
       wallMs: Date.now() - wallStart,
     };
@@ -320,7 +325,8 @@ export function summarize(r: RunReport): string {
     `  ok by client: raw HTTP ${r.okByClient.http}, TS HTTP client ${r.okByClient.ts}, binary client ${r.okByClient.binary}`,
     `  scans: ${r.scans.ok} of ${r.scans.tried} completed, checked as ${r.scans.reads} reads of the keys they covered`,
     `  ledger: ${r.ledger.acked} acknowledged writes, all present: ${r.failures.some((f) => f.startsWith('ledger')) ? 'NO' : 'yes'}; converged: ${r.converged}`,
-    `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)`,
+    `  faults: ${Object.entries(r.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; snapshot installs: ${r.snapshotInstalls}; members at the end ${r.members.join(',')} (${r.replicasUsed} replicas ran)` +
+      (r.removedReturns.length > 0 ? `; removed while down and back: ${r.removedReturns.map((x) => `${x.id} ${x.how} in ${x.ms} ms`).join(', ')}` : ''),
     `  state digests: ${r.stateDigests.divergences} divergences; newest per replica: ${r.stateDigests.newest.map((d) => `${d.id}@${d.slot} agreed by [${d.agree.join(',')}]`).join(', ') || 'none'}`,
     `  availability: overall ${pct(r.availability.overall.okShare)} ok, longest no-write ${(r.availability.overall.longestNoWriteMs / 1000).toFixed(1)} s; quiet ${pct(r.availability.quiet.okShare)}`,
   ];
