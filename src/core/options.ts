@@ -2,7 +2,8 @@ import { MAX_REPLICA_ID } from './ballot.js';
 import type { ReplicaId } from './types.js';
 
 /**
- * Known protocol defects that tests plant on purpose to show the simulator catches them.
+ * Known protocol defects that tests plant on purpose to show a checker catches them: the
+ * simulator (safety), or for the last one the jepsen run and a core test (a liveness defect).
  * Never set outside tests. Each is a one-line deviation in replica.ts, marked `PLANTED BUG`.
  */
 export type PlantedBug =
