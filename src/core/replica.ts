@@ -971,8 +971,13 @@ export class Replica {
       return;
     }
     if (e.slot > this.chosenPrefix + this.options.pipelineWindowSlots + this.options.catchupEntriesMax) return;
-    if (cell && cell.entry.ballot === e.ballot && sameValue(cell.entry.value, e.value)) {
-      cell.entry = { ...cell.entry, chosen: true }; // we hold it already: no new write
+    if (cell && sameValue(cell.entry.value, e.value)) {
+      // We hold the chosen value already, accepted at this ballot or at another that carried it:
+      // flag it, no new write (the chosen prefix marker covers it on disk). Rewriting it at the
+      // reported ballot put a later, not yet durable write under a vote for the slot still
+      // waiting on an earlier one (seed 247275: accepted at 2053 then 3073, learned chosen at
+      // 2053; the 2053 vote, durable, then looked as if it left before its write).
+      cell.entry = { ...cell.entry, chosen: true };
       return;
     }
     this.writeCell({ slot: e.slot, ballot: e.ballot, value: e.value, chosen: true });

@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import { makeBallot } from '../../src/core/ballot.js';
 import type { CatchupReplyMsg, Entry, Slot } from '../../src/core/types.js';
 import { DEFAULT_CORE_OPTIONS } from '../../src/core/options.js';
+import { setContracts } from '../../src/core/contracts.js';
 import { Node, batch, cmd, ofType, options } from './harness.js';
+
+setContracts(true);
 
 const b = makeBallot(0, 1);
 
@@ -67,4 +70,27 @@ test('catch-up: duplicated replies never multiply the requests in flight', () =>
   }
   assert.equal(n.replica.status.chosenPrefix, 400);
   assert.equal(sent, 100, 'one request per 4-slot reply');
+});
+
+// Sim seed 247275 (contracts on): an acceptor accepted slot 1 at ballot b1 and again, with the same
+// value, at b2 > b1, both writes pending; catch-up then taught it the slot was chosen at b1, and it
+// rewrote the cell at b1 in a third write. When the first write became durable its b1 vote left,
+// rightly, but the invariant saw the cell at b1 held by the third, pending, write: "accepted(1)
+// leaves before its write is durable". Holding the chosen value at any ballot, it now flags the cell
+// chosen without a new write (as it already did at the same ballot).
+test('catch-up of a value already held at another ballot: flagged chosen without a write; each vote leaves once its own write is durable', () => {
+  const n = new Node(options(2));
+  const b1 = makeBallot(1, 1);
+  const b2 = makeBallot(2, 3);
+  const value = batch(cmd(7, 1));
+  n.receive({ type: 'accept', from: 1, to: 2, ballot: b1, slot: 1, value, commitSlot: 0 }, 0);
+  n.receive({ type: 'accept', from: 3, to: 2, ballot: b2, slot: 1, value, commitSlot: 0 }, 1);
+  const pendingBefore = n.unpersisted.length;
+  const learned = n.receive({ type: 'catchupReply', from: 1, to: 2, entries: [{ slot: 1, ballot: b1, value, chosen: true }], commitSlot: 1, snapshotSlot: 0 }, 2);
+  assert.equal(n.replica.status.chosenPrefix, 1);
+  const votes: number[] = [];
+  while (n.unpersisted.length > 0) votes.push(...ofType(n.persistNext(3).send, 'accepted').map((m) => m.ballot)); // contracts on
+  assert.deepEqual(votes, [b1, b2], 'both votes leave, each once its write is durable');
+  assert.equal(learned.persist.flatMap((op) => op.entries).length, 0, 'no rewrite of a value already held');
+  assert.equal(n.durable.length, pendingBefore, 'the catch-up issued no persist op');
 });
