@@ -9,6 +9,7 @@ import { ANSWER_BYTES_MAX_DEFAULT, HttpKvClient, HttpStatusError, isValidToken, 
 import { UsageError } from './config.js';
 import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
+import { decodeBase64Strict } from '../kv/base64.js';
 
 export const EXIT_NOT_FOUND = 1;
 export const EXIT_USAGE = 2;
@@ -182,12 +183,11 @@ interface Base64Flag {
 }
 
 const BASE64_HELP = 'keys and values are base64, given and printed (for bytes that are not UTF-8 text)';
-const BASE64_TEXT = /^[A-Za-z0-9+/_-]*={0,2}$/;
-
 /** A base64 argument as bytes, refused (usage error naming it) unless it is strictly base64. */
 function base64Arg(text: string, what: string): Buffer {
-  if (!BASE64_TEXT.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new UsageError(`${what} is not base64 (--base64): ${JSON.stringify(text.slice(0, 64))}`);
-  return Buffer.from(text, 'base64');
+  const bytes = decodeBase64Strict(text);
+  if (bytes === null) throw new UsageError(`${what} is not base64 (--base64): ${JSON.stringify(text.slice(0, 64))}`);
+  return bytes;
 }
 
 /** The path of a key route: the key as UTF-8 text, or (--base64) as base64 with ?keyEncoding=base64. */

@@ -58,6 +58,7 @@ import { answerForError, type ErrorAnswer } from './errors.js';
 import { FLOOR_HEADER, MEMBERSHIP_TIMEOUT_MS_DEFAULT, MEMBERSHIP_TIMEOUT_MS_MAX, SEQ_HEADER, SESSION_HEADER } from './http-client.js';
 import { PipelineGate } from './http-pipeline.js';
 import type { KvMachine } from './machine.js';
+import { decodeBase64Strict } from './base64.js';
 import { MAX_REPLICA_ID } from '../core/ballot.js';
 
 export const FORWARDED_HEADER = 'x-synod-forwarded';
@@ -1018,8 +1019,9 @@ function pathKey(route: Route): Buffer {
   let b: Buffer;
   if (e === 'utf8') b = Buffer.from(text, 'utf8');
   else {
-    if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new HttpError(400, 'SYNOD_BAD_BASE64', 'the key in the path is not base64 (keyEncoding=base64)');
-    b = Buffer.from(text, 'base64');
+    const decoded = decodeBase64Strict(text);
+    if (decoded === null) throw new HttpError(400, 'SYNOD_BAD_BASE64', 'the key in the path is not base64 (keyEncoding=base64)');
+    b = decoded;
     if (b.length === 0) throw new HttpError(400, 'SYNOD_BAD_KEY', 'the key is empty (keyEncoding=base64)');
   }
   if (b.length > KEY_BYTES_MAX) throw new HttpError(413, 'SYNOD_TOO_LARGE', `the key is ${b.length} bytes; at most ${KEY_BYTES_MAX}`);
@@ -1072,14 +1074,13 @@ function encodingOf(query: URLSearchParams): FieldEncoding {
   return e;
 }
 
-/** Standard or URL-safe alphabet, padded or not; Buffer.from(…, 'base64') alone skips bad characters. */
-const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 /** A JSON string field (or query parameter) as bytes: UTF-8 text, or base64 checked strictly (400 naming the field). */
 function fieldBytes(text: string, field: string, encoding: FieldEncoding): Buffer {
   if (encoding === 'utf8') return Buffer.from(jsonText(text, field), 'utf8');
-  if (!BASE64.test(text) || text.replace(/=+$/, '').length % 4 === 1) throw new HttpError(400, 'SYNOD_BAD_BASE64', `"${field}" is not base64 (encoding=base64)`);
-  return Buffer.from(text, 'base64');
+  const decoded = decodeBase64Strict(text);
+  if (decoded === null) throw new HttpError(400, 'SYNOD_BAD_BASE64', `"${field}" is not base64 (encoding=base64)`);
+  return decoded;
 }
 
 function fieldText(bytes: Uint8Array, encoding: FieldEncoding): string {
