@@ -808,6 +808,8 @@ export class KvHttpServer {
     const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Array<[string, number]>) => metricLines(lines, name, type, help, samples);
     metric('synod_is_leader', 'gauge', 'Whether this replica leads (1) or not (0).', [['', st.role === 'leader' ? 1 : 0]]);
     metric('synod_leader_id', 'gauge', 'The leader this replica knows of (0: none).', [['', st.leader ?? 0]]);
+    metric('synod_member', 'gauge', 'Whether this replica is a voting member (1) or not (0: removed, or a joiner not yet added).', [['', st.members.includes(st.id) ? 1 : 0]]);
+    metric('synod_removal_notified', 'gauge', 'Whether a member told this replica that it was removed while it was down (1): stop it.', [['', st.removal !== null ? 1 : 0]]);
     metric('synod_ballot', 'gauge', 'The current ballot.', [['', st.ballot]]);
     metric('synod_commit_index', 'gauge', 'The highest slot known chosen (contiguous).', [['', st.commitSlot]]);
     metric('synod_applied_index', 'gauge', 'The highest slot applied to the key-value map.', [['', st.appliedSlot]]);

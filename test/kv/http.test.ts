@@ -118,6 +118,8 @@ describe('HTTP API on an in-process 3-replica cluster', () => {
     assert.equal(m.status, 200);
     assert.match(m.headers['content-type'] ?? '', /text\/plain/);
     assert.match(m.body, /^synod_is_leader 1$/m);
+    assert.match(m.body, /^synod_member 1$/m);
+    assert.match(m.body, /^synod_removal_notified 0$/m);
     assert.match(m.body, /^synod_kv_keys \d+$/m);
     // Log counters: the leader has written and synced (a PUT was acknowledged above).
     assert.match(m.body, /^synod_log_syncs_total [1-9]\d*$/m);
