@@ -16,6 +16,7 @@ export type Property =
   | 'applied-unchosen'
   | 'config-unfixed'
   | 'config-view'
+  | 'removal-notice'
   | 'linearizable-read'
   | 'liveness'
   | 'contract'
@@ -181,6 +182,20 @@ export class Checker {
         this.fail('config-view', `n${node} takes slot ${slot} to be governed by [${mine.join(',')}], but the chosen log prescribes [${truth.join(',')}] (its chosen prefix ${nodeChosenPrefix}, W ${this.windowSlots})`);
       }
     }
+  }
+
+  /**
+   * A replica took a notMember answer as news of its removal: the configuration it names must be
+   * one the log chose (first slot and members alike), and must leave the replica out. (A later
+   * chosen configuration may add it back: the replica drops the notice when it learns that one.)
+   */
+  removalNotice(node: ReplicaId, notice: { configFromSlot: Slot; members: readonly ReplicaId[]; by: ReplicaId }): void {
+    const epoch = this.epochs.find((e) => e.fromSlot === notice.configFromSlot);
+    const named = `[${notice.members.join(',')}] from slot ${notice.configFromSlot}`;
+    if (epoch === undefined || epoch.members.join(',') !== notice.members.join(',')) {
+      this.fail('removal-notice', `n${node} was told by n${notice.by} of configuration ${named}, which the chosen log does not hold`);
+    }
+    if (notice.members.includes(node)) this.fail('removal-notice', `n${node} took ${named}, which names it, as its removal`);
   }
 
   proposed(cmd: Command): void {

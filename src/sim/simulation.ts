@@ -538,6 +538,7 @@ export class Simulation {
       const after = node.core.removalNotice();
       if (after !== null && after !== before) {
         this.removalsNoticed++;
+        this.checker.removalNotice(node.id, after);
         this.log(`n${node.id} told of its removal by n${msg.from}: [${after.members.join(',')}] from slot ${after.configFromSlot}`);
       }
     } else {
