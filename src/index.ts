@@ -29,6 +29,7 @@ export {
 } from './runtime/errors.js';
 export { Replica as ProtocolCore } from './core/replica.js';
 export type { CoreOptions } from './core/options.js';
+export type { RemovalNotice } from './core/types.js';
 export { DEFAULT_CORE_OPTIONS } from './core/options.js';
 export { KvClient, KvClientError, KvUnavailableError, KvOutcomeUnknownError, KvBadRequestError, KvSessionExpiredError, KvAuthError } from './kv/client.js';
 export type { KvClientOptions, CasOutcome, KvBatchCommand } from './kv/client.js';

@@ -43,6 +43,7 @@ import type {
   Ready,
   RejectMsg,
   RejectReason,
+  RemovalNotice,
   ReplicaId,
   Role,
   Slot,
@@ -177,7 +178,7 @@ export class Replica {
    * out: we were removed while we could not hear of it (down through the removal and the window
    * above). We no longer campaign while no configuration we know is as new (removalNotice()).
    */
-  private removal: { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId } | null = null;
+  private removal: RemovalNotice | null = null;
 
   // --- role
   private role: Role = 'follower';
@@ -687,7 +688,7 @@ export class Replica {
   }
 
   /** The removal a member told us of, while no configuration we know is as new; else null. */
-  removalNotice(): { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId } | null {
+  removalNotice(): RemovalNotice | null {
     if (this.removal !== null && this.removal.configFromSlot <= this.membership.latestFromSlot) this.removal = null; // we know as much now
     return this.removal;
   }
@@ -1603,6 +1604,6 @@ function emptyReady(): Ready {
 
 export type { RejectReason };
 
-function describeRemoval(r: { configFromSlot: Slot; members: ReplicaId[]; by: ReplicaId }): string {
+function describeRemoval(r: RemovalNotice): string {
   return `replica ${r.by} holds a configuration from slot ${r.configFromSlot} of members ${r.members.join(',')}`;
 }

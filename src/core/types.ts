@@ -171,6 +171,15 @@ export interface NotMemberMsg extends Envelope {
   members: ReplicaId[];
 }
 
+/** A member's notMember answer taken as news: this replica was removed while it could not hear of it. */
+export interface RemovalNotice {
+  /** The first slot of the configuration that leaves this replica out. */
+  configFromSlot: Slot;
+  members: ReplicaId[];
+  /** The member that said so. */
+  by: ReplicaId;
+}
+
 export type Message =
   | PrepareMsg
   | PromiseMsg

@@ -5,7 +5,7 @@
 
 import type { StateDigestStatus } from './state-digests.js';
 import type { CoreOptions } from '../core/options.js';
-import type { ConfigEpoch, ReplicaId } from '../core/types.js';
+import type { ConfigEpoch, RemovalNotice, ReplicaId } from '../core/types.js';
 import type { StorageIo } from '../storage/io.js';
 import type { LogBackend } from '../storage/log.js';
 import type { PeerTransport } from '../transport/types.js';
@@ -306,7 +306,7 @@ export interface ReplicaStatus {
    * knows that leaves it out (a notMember message): it was removed while it could not hear of it
    * (down through the removal). It no longer campaigns; stop it. Null otherwise.
    */
-  removal: { configFromSlot: number; members: ReplicaId[]; by: ReplicaId } | null;
+  removal: RemovalNotice | null;
   /**
    * The log: on disk (headLsn..tailLsn, usedBytes), and in memory: the applied slots' records
    * kept for lagging peers (memoryBytes, bounded by logMemoryBytesMax) and the first slot the
