@@ -46,13 +46,15 @@ export interface PowerLossTotals {
   /** Starts on the pmem backend (every replica whose id is a multiple of 3), and its flushes. */
   pmemStarts: number;
   pmemPersists: number;
+  /** Power cuts that landed inside a pmem flush (cutInsideFlush): the flush threw and the replica stopped. */
+  pmemCutsInsideFlush: number;
 }
 
 export function newTotals(): PowerLossTotals {
   return {
     cuts: 0, sharedCuts: 0, cutsBusy: 0, restarts: 0, restartsCutShort: 0, acked: 0, unknown: 0, refused: 0, checks: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
     snapshotsAdopted: 0, catchupsFromDisk: 0, stateDigests: 0, headMoved: 0, writesLost: 0, writesTorn: 0, nameChangesLost: 0,
-    pmemStarts: 0, pmemPersists: 0,
+    pmemStarts: 0, pmemPersists: 0, pmemCutsInsideFlush: 0,
   };
 }
 
@@ -79,6 +81,8 @@ export class PowerLossCluster {
   readonly retired = new Set<number>();
   /** Error-level log lines (a replica that stopped, a digest that differed): none expected. */
   readonly errors: string[] = [];
+  /** Replicas whose power was cut inside a flush: their `replica stopped` line is expected, not an error. */
+  private readonly cutMidFlush = new Set<number>();
   readonly adopts: boolean;
   readonly seed: number;
   readonly prng: Prng;
@@ -141,6 +145,7 @@ export class PowerLossCluster {
   }
 
   private begin(id: number): { starting: Promise<SynodReplica>; machine: CounterMachine } {
+    this.cutMidFlush.delete(id); // a new life: its errors count again
     const machine = new CounterMachine();
     const pmem = id % 3 === 0;
     if (pmem) this.totals.pmemStarts++;
@@ -166,7 +171,7 @@ export class PowerLossCluster {
       proposeTimeoutMs: 2_000,
       core: { electionTimeoutMinMs: 250, electionTimeoutMaxMs: 500, leaseMs: 150, heartbeatIntervalMs: 40, clockDriftMs: 15 },
       logger: (level, msg, fields) => {
-        if (level === 'error') this.errors.push(`replica ${id}: ${msg} ${JSON.stringify(fields ?? {})}`);
+        if (level === 'error' && !this.cutMidFlush.has(id)) this.errors.push(`replica ${id}: ${msg} ${JSON.stringify(fields ?? {})}`);
       },
     });
     return { starting, machine };
@@ -190,6 +195,32 @@ export class PowerLossCluster {
     this.count(life.replica);
     life.replica.kill();
     this.disks.get(id)!.powerCut();
+  }
+
+  /**
+   * A power cut inside one of the next `flushes` pmem flushes of replica `id` (its log on the pmem
+   * backend): the cut lands in the middle of the log's synchronous copy-and-flush, which a cut
+   * between event-loop turns never does; the flush throws, and the replica stops on it as on any
+   * failed write. False (and nothing cut) when no flush came within 2 s: the caller cuts instead.
+   */
+  async cutInsideFlush(id: number, flushes: number): Promise<boolean> {
+    const disk = this.disks.get(id)!;
+    const before = disk.stats.pmemCrashes;
+    this.cutMidFlush.add(id);
+    disk.armPmemCrash(flushes);
+    const deadline = Date.now() + 2_000;
+    while (disk.stats.pmemCrashes === before && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (disk.stats.pmemCrashes === before) {
+      disk.armPmemCrash(Number.MAX_SAFE_INTEGER); // disarmed, in effect
+      this.cutMidFlush.delete(id);
+      return false;
+    }
+    const life = this.lives.get(id)!;
+    this.lives.delete(id);
+    this.count(life.replica);
+    life.replica.kill(); // stopped already, or about to: the power is off
+    this.totals.pmemCutsInsideFlush++;
+    return true;
   }
 
   /** Stops a replica for good (removed from the cluster, or its disk lost): killed, never restarted. */
