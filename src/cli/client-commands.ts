@@ -10,6 +10,7 @@ import { UsageError } from './config.js';
 import { digestText, table } from './format.js';
 import type { StateDigestStatus } from '../runtime/state-digests.js';
 import { decodeBase64Strict } from '../kv/base64.js';
+import type { RemovalNotice } from '../core/types.js';
 
 export const EXIT_NOT_FOUND = 1;
 export const EXIT_USAGE = 2;
@@ -390,7 +391,7 @@ export interface StatusRow {
     kv: { keys: number };
     stateDigest?: StateDigestStatus | null;
     /** Set when a member told this replica that it was removed (a build before session 23: absent). */
-    removal?: { configFromSlot: number; members: number[]; by: number } | null;
+    removal?: RemovalNotice | null;
   };
   error?: string;
 }

@@ -1015,11 +1015,9 @@ function queryBytes(route: Route, name: string): Buffer | null {
  * fields, and giving it to the path as well would have read the keys of existing CAS calls anew.
  */
 function pathKey(route: Route): Buffer {
-  const e = route.query.get('keyEncoding') ?? 'utf8';
-  if (e !== 'utf8' && e !== 'base64') throw new HttpError(400, 'SYNOD_BAD_ENCODING', `keyEncoding must be utf8 or base64, got ${JSON.stringify(e)}`);
   const text = route.key!;
   let b: Buffer;
-  if (e === 'utf8') b = Buffer.from(text, 'utf8');
+  if (encodingOf(route.query, 'keyEncoding') === 'utf8') b = Buffer.from(text, 'utf8');
   else {
     const decoded = decodeBase64Strict(text);
     if (decoded === null) throw new HttpError(400, 'SYNOD_BAD_BASE64', 'the key in the path is not base64 (keyEncoding=base64)');
@@ -1070,12 +1068,12 @@ function headerInteger(label: string, value: string | string[], min: 0 | 1): num
 /** How a JSON body or answer carries bytes: UTF-8 text (the default) or base64 (?encoding=base64: any bytes). */
 type FieldEncoding = 'utf8' | 'base64';
 
-function encodingOf(query: URLSearchParams): FieldEncoding {
-  const e = query.get('encoding') ?? 'utf8';
-  if (e !== 'utf8' && e !== 'base64') throw new HttpError(400, 'SYNOD_BAD_ENCODING', `encoding must be utf8 or base64, got ${JSON.stringify(e)}`);
+/** `encoding` (the JSON fields) or `keyEncoding` (the key in the path): utf8 by default, or base64. */
+function encodingOf(query: URLSearchParams, name: 'encoding' | 'keyEncoding' = 'encoding'): FieldEncoding {
+  const e = query.get(name) ?? 'utf8';
+  if (e !== 'utf8' && e !== 'base64') throw new HttpError(400, 'SYNOD_BAD_ENCODING', `${name} must be utf8 or base64, got ${JSON.stringify(e)}`);
   return e;
 }
-
 
 /** A JSON string field (or query parameter) as bytes: UTF-8 text, or base64 checked strictly (400 naming the field). */
 function fieldBytes(text: string, field: string, encoding: FieldEncoding): Buffer {

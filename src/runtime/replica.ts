@@ -1278,10 +1278,11 @@ export class SynodReplica {
    */
   private reachNonMember(id: ReplicaId, configFromSlot: number, members: ReplicaId[]): boolean {
     const until = now() + NOTICE_PEER_TIMEOUTS * this.core.options.electionTimeoutMaxMs;
-    if (this.noticePeers.has(id) || this.peerAddresses.has(id)) {
-      if (this.noticePeers.has(id)) this.noticePeers.set(id, until);
+    if (this.noticePeers.has(id)) {
+      this.noticePeers.set(id, until); // it campaigns still: keep dialing it
       return true;
     }
+    if (this.peerAddresses.has(id)) return true; // a peer already (its departed window)
     if (!this.heardAddresses.has(id)) return false;
     this.noticePeers.set(id, until);
     this.refreshPeers();

@@ -1,7 +1,7 @@
 // Safety checks over everything the simulator observes. Each check throws a Violation naming
 // the property, so a failing seed stops at the first event that broke it.
 
-import type { Command, ConfigEpoch, Entry, Message, ReplicaId, Slot } from '../core/types.js';
+import type { Command, ConfigEpoch, Entry, Message, RemovalNotice, ReplicaId, Slot } from '../core/types.js';
 import { commandKey, valueKey } from './keys.js';
 
 export type Property =
@@ -189,7 +189,7 @@ export class Checker {
    * one the log chose (first slot and members alike), and must leave the replica out. (A later
    * chosen configuration may add it back: the replica drops the notice when it learns that one.)
    */
-  removalNotice(node: ReplicaId, notice: { configFromSlot: Slot; members: readonly ReplicaId[]; by: ReplicaId }): void {
+  removalNotice(node: ReplicaId, notice: RemovalNotice): void {
     const epoch = this.epochs.find((e) => e.fromSlot === notice.configFromSlot);
     const named = `[${notice.members.join(',')}] from slot ${notice.configFromSlot}`;
     if (epoch === undefined || epoch.members.join(',') !== notice.members.join(',')) {

@@ -399,6 +399,11 @@ export class PowerLossFs {
     this.pmemCrashIn = Math.max(1, persists);
   }
 
+  /** Takes back an armPmemCrash that has not fired. */
+  disarmPmemCrash(): void {
+    this.pmemCrashIn = null;
+  }
+
   /** The addon's mapping calls on this file system, for one mount (dead after the next power cut). */
   private pmemModel(generation: number): PmemModel {
     const live = () => generation === this.generation;

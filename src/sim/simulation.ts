@@ -531,18 +531,16 @@ export class Simulation {
     if (!node.up) return;
     if (this.blocked.has(`${msg.from}>${msg.to}`)) return; // a partition that formed in flight
     if (this.traceAll) this.log(`deliver ${describeMessage(msg)}`);
+    const before = msg.type === 'notMember' ? node.core.removalNotice() : null;
+    node.core.receive(msg, node.localNow(this.nowMs));
     if (msg.type === 'notMember') {
       this.notMemberDelivered++;
-      const before = node.core.removalNotice();
-      node.core.receive(msg, node.localNow(this.nowMs));
       const after = node.core.removalNotice();
       if (after !== null && after !== before) {
         this.removalsNoticed++;
         this.checker.removalNotice(node.id, after);
         this.log(`n${node.id} told of its removal by n${msg.from}: [${after.members.join(',')}] from slot ${after.configFromSlot}`);
       }
-    } else {
-      node.core.receive(msg, node.localNow(this.nowMs));
     }
     this.drain(node);
   }

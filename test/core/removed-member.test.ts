@@ -132,7 +132,8 @@ test('a replica removed while it was down is told so by the members when it camp
   assert.ok(removal !== null, 'replica 3 took the notice');
   assert.deepEqual(removal.members, [1, 2]);
   assert.equal(c.node(3).replica.status.role, 'follower');
-  assert.match(c.step(3, (r, now) => assert.match(r.campaign(now) ?? '', /removed from the configuration: replica [12] holds a configuration from slot \d+ of members 1,2/)).send.map((m) => m.type).join(), /^$/);
+  const refused = c.step(3, (r, now) => assert.match(r.campaign(now) ?? '', /removed from the configuration: replica [12] holds a configuration from slot \d+ of members 1,2/));
+  assert.deepEqual(refused.send, [], 'a refused campaign sends nothing');
   c.clear();
   run(5000, [1, 2, 3]); // many election timeouts
   assert.equal(c.out(3).send.filter((m) => m.type === 'prepare').length, 0, 'replica 3 campaigned again');

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { freePorts, MAIN_JS, trackChild } from '../../src/cli/cluster-procs.js';
 import { LinkProxy, Network } from './proxy.js';
 import type { StateDigestStatus } from '../../src/runtime/state-digests.js';
+import type { RemovalNotice } from '../../src/core/types.js';
 
 /** Often, so that a short run compares a few dozen digests (its state is small: each costs little). */
 export const STATE_DIGEST_INTERVAL_SLOTS = 50;
@@ -43,7 +44,7 @@ export interface ReplicaStatusView {
   /** The newest state digest and the peers that agree or differ at its slot (null before the first). */
   stateDigest: StateDigestStatus | null;
   /** Set once a member told this replica that it was removed while it was down (absent before session 23). */
-  removal?: { configFromSlot: number; members: number[]; by: number } | null;
+  removal?: RemovalNotice | null;
 }
 
 export interface Replica {

@@ -211,7 +211,7 @@ export class PowerLossCluster {
     const deadline = Date.now() + 2_000;
     while (disk.stats.pmemCrashes === before && Date.now() < deadline) await new Promise<void>((resolve) => setImmediate(resolve));
     if (disk.stats.pmemCrashes === before) {
-      disk.armPmemCrash(Number.MAX_SAFE_INTEGER); // disarmed, in effect
+      disk.disarmPmemCrash();
       this.cutMidFlush.delete(id);
       return false;
     }
