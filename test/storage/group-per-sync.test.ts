@@ -25,6 +25,9 @@ for (const path of ['native', 'io'] as const) {
       await log.commit();
       const syncs = log.stats().syncs - before;
       assert.ok(syncs >= 5, `one sync per group: ${syncs}`);
+      // The next segment is prepared in the background (its zero-fill is written, then synced):
+      // read the order once the log is closed, so that no file is caught between a write and its sync.
+      await log.close();
       if (path === 'io') {
         // On each file (the segment's, and the next segment being prepared in the background),
         // every write is followed by its sync before the next write to that file.
@@ -35,7 +38,6 @@ for (const path of ['native', 'io'] as const) {
         }
         assert.ok([...byFd.values()].some((seq) => seq.length >= 10), 'the groups went to one file, each with its sync');
       }
-      await log.close();
       const again = await FileLog.open(dir, { segmentBytes: 1 << 20, groupBytesMax: 4096 });
       assert.equal(again.recovery.tailLsn, 21, 'every record is there (tailLsn: the next LSN)');
       await again.close();
